@@ -1,0 +1,558 @@
+//! The command line: argument parsing and printing, over the library's stages.
+//!
+//! Exit statuses: 0 success; 1 a failed run (store, network) or a failed gate; 2 bad input
+//! (a file, a field, an option), with nothing written. A closed stdout pipe is success.
+
+use crate::axes::AxisLibrary;
+use crate::check::Check;
+use crate::config::Config;
+use crate::error::Error;
+use crate::expand::{AxisFilter, ProbeExpansion, Strategy};
+use crate::incident::Incident;
+use crate::probe::{self, Probe, Tier};
+use crate::templatize::{self, TemplatizeOptions};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Turn LLM production incidents into families of variants, sweep them against models, and
+/// report pass rates per difficulty tier and capability class.
+#[derive(Debug, Parser)]
+#[command(name = "cliffprobe", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = "cliffprobe.toml")]
+    pub config: PathBuf,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands, in pipeline order.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write cliffprobe.toml, templates/ and an empty probes/ for a new project.
+    Init(InitArgs),
+    /// Turn an incident (native record, or captured OpenAI/Anthropic request) into a probe family.
+    Templatize(TemplatizeArgs),
+    /// Check probe files; report every problem with file, line and field.
+    Validate(ValidateArgs),
+    /// Stream the variants of probe families as JSON lines.
+    Expand(ExpandArgs),
+    /// Run the variants against the configured models, grade them and store every case.
+    Sweep(crate::cli_sweep::SweepArgs),
+    /// Stream every case of a run as JSON lines or CSV.
+    Export(crate::cli_sweep::ExportArgs),
+}
+
+/// `init` options.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Folder to initialise (default: the current one).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `templatize` options.
+#[derive(Debug, clap::Args)]
+pub struct TemplatizeArgs {
+    /// The incident file (YAML/JSON record, or a captured request, optionally with its response).
+    pub incident: PathBuf,
+    /// A check, as TYPE=VALUE (repeatable): contains=approved, not_contains=denied,
+    /// numeric=42, 'numeric={value: 4.2, tolerance: 0.1}', 'tool_call={name: refund}', refusal=true.
+    #[arg(long = "expect", value_name = "TYPE=VALUE")]
+    pub expect: Vec<String>,
+    /// A value that identifies the key record in tool outputs (repeatable; overrides detection).
+    #[arg(long = "key", value_name = "VALUE")]
+    pub keys: Vec<String>,
+    /// The suite folder (default: from cliffprobe.toml, else `probes`).
+    #[arg(long)]
+    pub suite: Option<PathBuf>,
+    /// Capability class (default: the incident's).
+    #[arg(long)]
+    pub capability: Option<String>,
+    /// Declared tier.
+    #[arg(long, value_parser = parse_tier)]
+    pub tier: Option<Tier>,
+    /// Probe id (default: from the title or the file name).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Print the probe instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Overwrite an existing probe; write even if the checks pass the bad output.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `validate` options.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Probe files or folders (default: the suite).
+    pub paths: Vec<PathBuf>,
+}
+
+/// `expand` options.
+#[derive(Debug, clap::Args)]
+pub struct ExpandArgs {
+    /// Probe files or folders (default: the suite).
+    pub paths: Vec<PathBuf>,
+    /// full | pairwise | sample:N | one-at-a-time (default: from config, else pairwise).
+    #[arg(long)]
+    pub strategy: Option<Strategy>,
+    /// Seed for every random choice (default: from config, else 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Axes that vary, optionally with values: `persona,format=xml|csv`.
+    #[arg(long)]
+    pub axes: Option<AxisFilter>,
+    /// Only count the variants per probe.
+    #[arg(long)]
+    pub count: bool,
+    /// Allow expansions larger than the safety limit.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+fn parse_tier(s: &str) -> std::result::Result<Tier, String> {
+    Tier::parse(s)
+        .ok_or_else(|| format!("unknown tier `{s}`; expected easy, medium, hard or frontier"))
+}
+
+/// Entry point: parse, run, map errors to exit statuses.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            let input = e
+                .chain()
+                .any(|c| c.downcast_ref::<Error>().is_some_and(Error::is_input));
+            eprintln!("error: {}", crate::term::sanitize(&format!("{e:#}")));
+            ExitCode::from(if input { 2 } else { 1 })
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The project context every command starts from: the config and where things live.
+pub struct Project {
+    /// The configuration (defaults when there is no file).
+    pub config: Config,
+    /// The config file, when there is one.
+    pub config_path: Option<PathBuf>,
+    /// The folder the config file is in (paths in it are relative to it).
+    pub root: PathBuf,
+}
+
+impl Project {
+    /// Loads `cliffprobe.toml` when present.
+    pub fn load(path: &Path) -> Result<Project> {
+        if path.exists() {
+            let config = Config::load(path)?;
+            let root = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            Ok(Project {
+                config,
+                config_path: Some(path.to_path_buf()),
+                root,
+            })
+        } else {
+            Ok(Project {
+                config: Config::default(),
+                config_path: None,
+                root: PathBuf::from("."),
+            })
+        }
+    }
+
+    /// The suite folder.
+    pub fn suite(&self) -> PathBuf {
+        self.rooted(
+            self.config
+                .suite
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("probes")),
+        )
+    }
+
+    /// The axis library: `templates/` when present, else the embedded defaults.
+    pub fn library(&self) -> Result<AxisLibrary> {
+        let dir = self.rooted(
+            self.config
+                .templates
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("templates")),
+        );
+        Ok(if dir.is_dir() {
+            AxisLibrary::load(&dir)?
+        } else {
+            AxisLibrary::embedded()
+        })
+    }
+
+    /// A path from the config, relative to the config file's folder.
+    pub fn rooted(&self, p: PathBuf) -> PathBuf {
+        if self.root == Path::new(".") || p.is_absolute() {
+            p
+        } else {
+            self.root.join(p)
+        }
+    }
+
+    /// The store location.
+    pub fn store_url(&self) -> String {
+        match &self.config.store {
+            Some(s) if s.contains("://") => s.clone(),
+            Some(s) => self.rooted(PathBuf::from(s)).display().to_string(),
+            None => self
+                .rooted(PathBuf::from(".cliffprobe/cliffprobe.db"))
+                .display()
+                .to_string(),
+        }
+    }
+
+    /// Probe files under `paths`, or the whole suite.
+    pub fn probe_files(&self, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let paths = if paths.is_empty() {
+            vec![self.suite()]
+        } else {
+            paths.to_vec()
+        };
+        Ok(probe::discover(&paths)?)
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init(a) => init(&a),
+        Command::Templatize(a) => templatize_cmd(&Project::load(&cli.config)?, &a),
+        Command::Validate(a) => validate(&Project::load(&cli.config)?, &a),
+        Command::Expand(a) => expand(&Project::load(&cli.config)?, &a),
+        Command::Sweep(a) => crate::cli_sweep::sweep(&Project::load(&cli.config)?, &a),
+        Command::Export(a) => crate::cli_sweep::export(&Project::load(&cli.config)?, &a),
+    }
+}
+
+fn init(a: &InitArgs) -> Result<ExitCode> {
+    let mut files: Vec<(PathBuf, &str)> =
+        vec![(a.dir.join("cliffprobe.toml"), crate::config::DEFAULT_CONFIG)];
+    for (name, text) in AxisLibrary::default_files() {
+        files.push((a.dir.join("templates").join(name), text));
+    }
+    if !a.force {
+        let existing: Vec<String> = files
+            .iter()
+            .filter(|(p, _)| p.exists())
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        if !existing.is_empty() {
+            return Err(Error::Refused(format!(
+                "{} already exist; use --force to overwrite",
+                existing.join(", ")
+            ))
+            .into());
+        }
+    }
+    for (p, text) in &files {
+        probe::write_atomic(p, text)?;
+        println!("wrote {}", p.display());
+    }
+    let probes = a.dir.join("probes");
+    std::fs::create_dir_all(&probes).with_context(|| format!("creating {}", probes.display()))?;
+    println!("created {}/", probes.display());
+    println!(
+        "\nnext: cliffprobe templatize INCIDENT.yaml   (turn an incident into a probe family)"
+    );
+    println!(
+        "      cliffprobe sweep                      (run the suite against the models in cliffprobe.toml)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
+    let mut expect = Vec::new();
+    for e in &a.expect {
+        expect
+            .push(Check::parse_cli(e).map_err(|m| Error::field("<command line>", "--expect", m))?);
+    }
+    let incident = Incident::load(&a.incident)?;
+    let opts = TemplatizeOptions {
+        expect,
+        capability: a.capability.clone(),
+        tier: a.tier,
+        id: a.id.clone(),
+        keys: a.keys.clone(),
+        force: a.force,
+    };
+    let t = templatize::templatize(&incident, &a.incident, &opts)?;
+    let suite = a.suite.clone().unwrap_or_else(|| project.suite());
+    let path = templatize::probe_path(&suite, &t.probe);
+    let lib = project.library()?;
+    let p = &t.probe;
+    let yaml = p.to_yaml();
+    if a.dry_run {
+        print!("{yaml}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if path.exists() && !a.force {
+        return Err(Error::Refused(format!(
+            "{} exists; use --force to overwrite it (review the diff afterwards)",
+            path.display()
+        ))
+        .into());
+    }
+    // Round-trip before writing: the file we write must load.
+    Probe::parse(&path, &yaml)
+        .context("the probe would not load back (a bug: please report it)")?;
+    probe::write_atomic(&path, &yaml)?;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "templatized {} ({})",
+        a.incident.display(),
+        incident.kind.as_str()
+    )?;
+    writeln!(
+        out,
+        "  probe       {}  (tier {}, capability \"{}\")",
+        p.id,
+        p.tier.as_str(),
+        p.capability
+    )?;
+    writeln!(
+        out,
+        "  question    {:?}",
+        crate::grade::excerpt(&p.slots.question, 100)
+    )?;
+    for (id, s) in &p.slots.tool_outputs {
+        match &s.data {
+            Some(d) => {
+                let keys: Vec<String> =
+                    s.key_records
+                        .iter()
+                        .map(|i| {
+                            let ids: Vec<String> =
+                                s.key_fields
+                                    .iter()
+                                    .filter_map(|f| {
+                                        d.records.get(*i).and_then(|r| r.get(f)).map(|v| {
+                                            format!("{f}={}", crate::records::scalar_text(v))
+                                        })
+                                    })
+                                    .collect();
+                            format!(
+                                "#{i}{}",
+                                if ids.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" ({})", ids.join(", "))
+                                }
+                            )
+                        })
+                        .collect();
+                writeln!(
+                    out,
+                    "  tool output {id}: {} with {} records; key record{} {}",
+                    s.format,
+                    d.records.len(),
+                    if keys.len() == 1 { "" } else { "s" },
+                    if keys.is_empty() {
+                        "none found".to_string()
+                    } else {
+                        keys.join(", ")
+                    }
+                )?;
+            }
+            None => writeln!(
+                out,
+                "  tool output {id}: text ({} chars, not structured)",
+                s.original.len()
+            )?,
+        }
+    }
+    for (name, d) in &p.slots.documents {
+        writeln!(
+            out,
+            "  document    {name}: {} chars; key phrases {:?}",
+            d.text.len(),
+            d.key_phrases
+        )?;
+    }
+    writeln!(
+        out,
+        "  checks      {}",
+        p.checks
+            .iter()
+            .map(describe_check)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    match t.bad_output_status {
+        Some(crate::grade::CaseStatus::Pass) => writeln!(
+            out,
+            "  bad output  PASSES the checks: they do not reproduce the failure (written because of --force)"
+        )?,
+        Some(s) => writeln!(
+            out,
+            "  bad output  grades `{}`: the checks reproduce the failure",
+            s.as_str()
+        )?,
+        None => writeln!(
+            out,
+            "  bad output  none recorded: cannot confirm the checks reproduce the failure"
+        )?,
+    }
+    let values = crate::expand::axis_values(p, &lib, &AxisFilter::default())?;
+    writeln!(
+        out,
+        "  axes        {}",
+        values
+            .iter()
+            .filter(|(_, v)| v.len() > 1)
+            .map(|(a, v)| format!("{} ({})", a.as_str(), v.len()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    let seed = project.config.sweep.seed.unwrap_or(0);
+    writeln!(
+        out,
+        "  variants    {}",
+        crate::expand::strategy_counts(&values, seed)
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    )?;
+    for w in &t.warnings {
+        writeln!(out, "  warning     {w}")?;
+    }
+    writeln!(out, "  wrote       {}", path.display())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A one-line description of a check.
+pub fn describe_check(c: &Check) -> String {
+    let v = serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_object().and_then(|o| o.values().next().cloned()))
+        .unwrap_or_default();
+    let short = match &v {
+        serde_json::Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    format!("{} {}", c.kind(), crate::grade::excerpt(&short, 60))
+}
+
+fn validate(project: &Project, a: &ValidateArgs) -> Result<ExitCode> {
+    let files = project.probe_files(&a.paths)?;
+    let lib = project.library()?;
+    let mut bad = 0;
+    let mut ids: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    for f in &files {
+        match Probe::load(f) {
+            Ok(p) => {
+                if let Some(prev) = ids.insert(p.id.clone(), f.clone()) {
+                    bad += 1;
+                    eprintln!(
+                        "{}: field `id`: `{}` is also the id of {}",
+                        f.display(),
+                        p.id,
+                        prev.display()
+                    );
+                    continue;
+                }
+                if let Err(e) = ProbeExpansion::new(&p, &lib)
+                    .and_then(|x| x.variant(crate::render::VariantAxes::default()))
+                {
+                    bad += 1;
+                    eprintln!("{}: {e}", f.display());
+                }
+            }
+            Err(e) => {
+                bad += 1;
+                eprintln!("{}", crate::term::sanitize(&e.to_string()));
+            }
+        }
+    }
+    if bad > 0 {
+        eprintln!("{bad} of {} probe files have problems", files.len());
+        return Ok(ExitCode::from(2));
+    }
+    println!("{} probe files OK", files.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn expand(project: &Project, a: &ExpandArgs) -> Result<ExitCode> {
+    let strategy = match a.strategy {
+        Some(s) => s,
+        None => project
+            .config
+            .sweep
+            .strategy
+            .as_deref()
+            .unwrap_or("pairwise")
+            .parse()
+            .map_err(|e: String| {
+                Error::field(
+                    project.config_path.clone().unwrap_or_default(),
+                    "sweep.strategy",
+                    e,
+                )
+            })?,
+    };
+    let seed = a.seed.or(project.config.sweep.seed).unwrap_or(0);
+    let filter = a.axes.clone().unwrap_or_default();
+    let lib = project.library()?;
+    let files = project.probe_files(&a.paths)?;
+    // Load every probe first: a bad file fails before anything is printed.
+    let mut probes = Vec::with_capacity(files.len());
+    for f in &files {
+        probes.push(Probe::load(f)?);
+    }
+    if strategy == Strategy::Full && !a.yes {
+        let mut total: u64 = 0;
+        for p in &probes {
+            let v = crate::expand::axis_values(p, &lib, &filter)?;
+            total += v.iter().map(|(_, x)| x.len() as u64).product::<u64>();
+        }
+        if total > crate::limits::MAX_VARIANTS_WITHOUT_YES {
+            return Err(Error::Refused(format!("`full` would create {total} variants (limit {} without --yes); use --yes, or --strategy pairwise / sample:N", crate::limits::MAX_VARIANTS_WITHOUT_YES)).into());
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    for p in &probes {
+        let x = ProbeExpansion::new(p, &lib)?;
+        if a.count {
+            let n = x.points(strategy, seed, &filter)?.count();
+            writeln!(out, "{}\t{n}", p.id)?;
+            continue;
+        }
+        for axes in x.points(strategy, seed, &filter)? {
+            let v = x.variant(axes)?;
+            serde_json::to_writer(&mut out, &v)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,409 @@
+//! The `sweep` and `export` commands: option handling and the end-of-run summary.
+
+use crate::cli::Project;
+use crate::config::ProviderKind;
+use crate::error::Error;
+use crate::expand::{AxisFilter, Strategy};
+use crate::probe::{LoadedProbe, Probe, Tier};
+use crate::store::Store;
+use crate::sweep::{self, SweepOptions};
+use anyhow::Result;
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+/// `sweep` options.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// Models to run (repeatable; default: all configured).
+    #[arg(long = "model", value_name = "NAME")]
+    pub models: Vec<String>,
+    /// Only probes whose id or capability contains this text (repeatable).
+    #[arg(long = "probe", value_name = "TEXT")]
+    pub probes: Vec<String>,
+    /// full | pairwise | sample:N | one-at-a-time.
+    #[arg(long)]
+    pub strategy: Option<Strategy>,
+    /// Seed for every random choice.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Samples per variant.
+    #[arg(long)]
+    pub repeats: Option<u32>,
+    /// Requests in flight across all models.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Axes that vary, optionally with values: `persona,format=xml|csv`.
+    #[arg(long)]
+    pub axes: Option<AxisFilter>,
+    /// Stop after this many model calls; the run is recorded as partial.
+    #[arg(long)]
+    pub budget_requests: Option<u64>,
+    /// Stop once this many US dollars are spent (needs prices in the config).
+    #[arg(long)]
+    pub budget_usd: Option<f64>,
+    /// Do not answer from the response cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Resume a run (default: the latest) with its own plan.
+    #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<String>,
+    /// The store (path or sqlite:// URL).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Print the plan and counts; make no calls.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Probe files or folders (default: the suite).
+    #[arg(long = "suite", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// No progress display.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Allow plans larger than the safety limit.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `export` options.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Run id (default: the latest).
+    pub run: Option<String>,
+    /// jsonl or csv.
+    #[arg(long, default_value = "jsonl")]
+    pub format: String,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The store (path or sqlite:// URL).
+    #[arg(long)]
+    pub store: Option<String>,
+}
+
+fn load_probes(
+    project: &Project,
+    paths: &[PathBuf],
+    filters: &[String],
+) -> Result<Vec<LoadedProbe>> {
+    let files = project.probe_files(paths)?;
+    let mut out = Vec::new();
+    let mut ids = std::collections::HashMap::new();
+    for f in files {
+        let p = Probe::load(&f)?;
+        if let Some(prev) = ids.insert(p.id.clone(), f.clone()) {
+            return Err(Error::field(
+                &f,
+                "id",
+                format!("`{}` is also the id of {}", p.id, prev.display()),
+            )
+            .into());
+        }
+        if filters.is_empty()
+            || filters
+                .iter()
+                .any(|x| p.id.contains(x.as_str()) || p.capability.contains(x.as_str()))
+        {
+            out.push(LoadedProbe { path: f, probe: p });
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Refused(format!(
+            "no probe families to run in {} (templatize an incident first)",
+            project.suite().display()
+        ))
+        .into());
+    }
+    Ok(out)
+}
+
+/// Runs `cliffprobe sweep`.
+pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
+    let cfg = &project.config;
+    let store_url = a.store.clone().unwrap_or_else(|| project.store_url());
+    for (name, m) in &cfg.models {
+        if let Some(w) = m.floating_alias_warning(name) {
+            eprintln!("warning: {w}");
+        }
+    }
+    let mut opts = SweepOptions {
+        models: if a.models.is_empty() {
+            cfg.models.keys().cloned().collect()
+        } else {
+            a.models.clone()
+        },
+        strategy: match a.strategy {
+            Some(s) => s,
+            None => cfg
+                .sweep
+                .strategy
+                .as_deref()
+                .unwrap_or("pairwise")
+                .parse()
+                .map_err(|e: String| {
+                    Error::field(
+                        project.config_path.clone().unwrap_or_default(),
+                        "sweep.strategy",
+                        e,
+                    )
+                })?,
+        },
+        seed: a.seed.or(cfg.sweep.seed).unwrap_or(0),
+        repeats: a.repeats.or(cfg.sweep.repeats).unwrap_or(1).max(1),
+        concurrency: a.concurrency.or(cfg.sweep.concurrency).unwrap_or(32).max(1),
+        budget_requests: a.budget_requests,
+        budget_usd: a.budget_usd,
+        no_cache: a.no_cache,
+        axes: a.axes.clone().unwrap_or_default(),
+        run_id: sweep::new_run_id(),
+        resume: false,
+    };
+    let mut probe_filter = a.probes.clone();
+    if let Some(r) = &a.resume {
+        let store = Store::open_url(&store_url)?;
+        let run = store.resolve_run(if r.is_empty() { None } else { Some(r.as_str()) })?;
+        opts.run_id = run.id.clone();
+        opts.resume = true;
+        opts.models = run.models.clone();
+        opts.strategy = run.strategy.parse().map_err(Error::Other)?;
+        opts.seed = run.seed;
+        opts.repeats = run.repeats;
+        probe_filter.clear();
+        eprintln!(
+            "resuming run {} ({}, {} planned cases, status {})",
+            run.id, run.strategy, run.planned, run.status
+        );
+        let lib = project.library()?;
+        let probes: Vec<LoadedProbe> = load_probes(project, &a.paths, &[])?
+            .into_iter()
+            .filter(|p| run.probes.contains(&p.probe.id))
+            .collect();
+        return finish(project, a, opts, probes, lib, &store_url);
+    }
+    let lib = project.library()?;
+    let probes = load_probes(project, &a.paths, &probe_filter)?;
+    finish(project, a, opts, probes, lib, &store_url)
+}
+
+fn finish(
+    project: &Project,
+    a: &SweepArgs,
+    opts: SweepOptions,
+    probes: Vec<LoadedProbe>,
+    lib: crate::axes::AxisLibrary,
+    store_url: &str,
+) -> Result<ExitCode> {
+    let cfg = &project.config;
+    for m in &opts.models {
+        if !cfg.models.contains_key(m) {
+            return Err(Error::Refused(format!(
+                "no model `{m}` in {}; configured: {}",
+                project
+                    .config_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "the configuration (no cliffprobe.toml found)".into()),
+                cfg.models.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+            .into());
+        }
+    }
+    if opts.models.is_empty() {
+        return Err(Error::Refused("no models configured: add [models.NAME] to cliffprobe.toml (`cliffprobe init` writes an example)".into()).into());
+    }
+    let counts = sweep::plan_counts(&probes, &lib, &opts)?;
+    let variants: u64 = counts.iter().map(|(_, n)| n).sum();
+    let planned = variants * opts.repeats as u64 * opts.models.len() as u64;
+    if planned > crate::limits::MAX_VARIANTS_WITHOUT_YES && !a.yes && !a.dry_run {
+        return Err(Error::Refused(format!("this sweep plans {planned} cases (limit {} without --yes): use --yes, or a smaller strategy (--strategy sample:N)", crate::limits::MAX_VARIANTS_WITHOUT_YES)).into());
+    }
+    let mock: Vec<&String> = opts
+        .models
+        .iter()
+        .filter(|m| cfg.models[*m].provider == ProviderKind::Mock)
+        .collect();
+    if a.dry_run {
+        let mut t = table(&["probe", "tier", "variants"]);
+        for (lp, (_, n)) in probes.iter().zip(&counts) {
+            t.add_row(vec![
+                Cell::new(&lp.probe.id),
+                Cell::new(lp.probe.tier.as_str()),
+                Cell::new(n).set_alignment(CellAlignment::Right),
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "plan: {} probes, {variants} variants × {} sample(s) × {} model(s) = {planned} cases (strategy {}, seed {})",
+            probes.len(),
+            opts.repeats,
+            opts.models.len(),
+            opts.strategy,
+            opts.seed
+        );
+        for m in &opts.models {
+            let c = &cfg.models[m];
+            println!(
+                "  {m}: {} {}{}",
+                c.provider.as_str(),
+                c.model,
+                if c.provider == ProviderKind::Mock {
+                    "  (built-in mock: simulated answers, no network)"
+                } else {
+                    ""
+                }
+            );
+        }
+        println!("dry run: no calls made, nothing stored");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !mock.is_empty() {
+        eprintln!(
+            "note: {} use{} the built-in mock provider: simulated, offline answers for demos and tests, not a real model",
+            mock.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if mock.len() == 1 { "s" } else { "" }
+        );
+    }
+    let show = !a.quiet;
+    let outcome = sweep::run(cfg, store_url, probes, lib, opts.clone(), show)?;
+    print_summary(cfg, &outcome);
+    if let Some(reason) = &outcome.stopped {
+        eprintln!(
+            "stopped early: {reason}; resume with `cliffprobe sweep --resume {}`",
+            outcome.run.id
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table(headers: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    if !std::io::stdout().is_terminal() {
+        t.force_no_tty();
+    }
+    t.set_header(headers.iter().map(|h| Cell::new(h)).collect::<Vec<_>>());
+    t
+}
+
+fn rate(pass: u64, fail: u64) -> String {
+    if pass + fail == 0 {
+        "–".into()
+    } else {
+        format!("{:.1}%", 100.0 * pass as f64 / (pass + fail) as f64)
+    }
+}
+
+fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
+    let mut headers = vec!["model", "cases", "pass", "fail", "error", "pass rate"];
+    let tiers: Vec<Tier> = Tier::ALL
+        .iter()
+        .copied()
+        .filter(|t| o.tiers.keys().any(|(_, x)| x == t))
+        .collect();
+    let tier_names: Vec<String> = tiers
+        .iter()
+        .map(|t| format!("{} pass", t.as_str()))
+        .collect();
+    headers.extend(tier_names.iter().map(String::as_str));
+    headers.extend(["cached", "tokens in/out", "cost"]);
+    let mut t = table(&headers);
+    for (name, p) in &o.progress {
+        let (pass, fail, err) = (
+            p.pass.load(Ordering::Relaxed),
+            p.fail.load(Ordering::Relaxed),
+            p.error.load(Ordering::Relaxed),
+        );
+        let done = p.done.load(Ordering::Relaxed) - p.skipped.load(Ordering::Relaxed);
+        let m = &cfg.models[name];
+        let label = if m.provider == ProviderKind::Mock {
+            format!("{name} (mock)")
+        } else {
+            name.clone()
+        };
+        let mut row = vec![
+            Cell::new(label),
+            right(done),
+            right(pass),
+            right(fail),
+            right(err),
+            Cell::new(rate(pass, fail)).set_alignment(CellAlignment::Right),
+        ];
+        for tier in &tiers {
+            let c = o
+                .tiers
+                .get(&(name.clone(), *tier))
+                .copied()
+                .unwrap_or_default();
+            row.push(Cell::new(rate(c[0], c[1])).set_alignment(CellAlignment::Right));
+        }
+        let (tin, tout, cost) = o.usage.get(name).copied().unwrap_or_default();
+        row.push(right(p.cached.load(Ordering::Relaxed)));
+        row.push(Cell::new(format!("{tin}/{tout}")).set_alignment(CellAlignment::Right));
+        row.push(
+            Cell::new(if m.price_input.is_some() || m.price_output.is_some() {
+                format!("${cost:.4}")
+            } else {
+                "–".into()
+            })
+            .set_alignment(CellAlignment::Right),
+        );
+        t.add_row(row);
+    }
+    println!("{t}");
+    println!(
+        "run {} ({}) — {} planned cases, wall {:.1}s; errors are not failures and are outside the pass rates",
+        o.run.id,
+        o.run.status,
+        o.run.planned,
+        o.wall.as_secs_f64()
+    );
+}
+
+fn right(n: u64) -> Cell {
+    Cell::new(n).set_alignment(CellAlignment::Right)
+}
+
+/// Runs `cliffprobe export`.
+pub fn export(project: &Project, a: &ExportArgs) -> Result<ExitCode> {
+    let format = match a.format.as_str() {
+        "jsonl" => crate::export::ExportFormat::Jsonl,
+        "csv" => crate::export::ExportFormat::Csv,
+        other => {
+            return Err(Error::field(
+                "<command line>",
+                "--format",
+                format!("unknown export format `{other}`; expected jsonl or csv"),
+            )
+            .into());
+        }
+    };
+    let store = Store::open_url(&a.store.clone().unwrap_or_else(|| project.store_url()))?;
+    let run = store.resolve_run(a.run.as_deref())?;
+    let n = match &a.out {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?,
+            );
+            let n = crate::export::export(&store, &run, format, &mut f)?;
+            f.flush()?;
+            drop(f);
+            std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+            n
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            let n = crate::export::export(&store, &run, format, &mut w)?;
+            w.flush()?;
+            n
+        }
+    };
+    eprintln!("exported {n} cases of run {}", run.id);
+    Ok(ExitCode::SUCCESS)
+}

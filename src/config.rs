@@ -1,0 +1,310 @@
+//! `cliffprobe.toml`: the models, the sweep defaults and the pre-committed floors.
+//!
+//! Unknown keys are errors (with line and column), because a misspelt `max_concurency`
+//! silently ignored would make a nightly sweep hammer an endpoint. API keys are never in this
+//! file: only the *name* of the environment variable that holds one.
+
+use crate::error::{Error, Location, Result};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the suite lives (default `probes`).
+    #[serde(default)]
+    pub suite: Option<PathBuf>,
+    /// Where the axis libraries live (default `templates`; embedded defaults when absent).
+    #[serde(default)]
+    pub templates: Option<PathBuf>,
+    /// The store URL or path (default `.cliffprobe/cliffprobe.db`).
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Models by name.
+    #[serde(default)]
+    pub models: IndexMap<String, ModelConfig>,
+    /// Sweep defaults.
+    #[serde(default)]
+    pub sweep: SweepDefaults,
+    /// Pre-committed minimum pass rate per tier (`hard = 0.45`).
+    #[serde(default)]
+    pub floors: IndexMap<String, f64>,
+}
+
+/// Which wire protocol a model speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible chat-completions server.
+    Openai,
+    /// The Anthropic Messages API.
+    Anthropic,
+    /// The built-in, offline, simulated model (demos and tests only).
+    Mock,
+}
+
+impl ProviderKind {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+/// One `[models.NAME]` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Wire protocol.
+    pub provider: ProviderKind,
+    /// Base URL (`https://api.openai.com/v1`, `http://localhost:11434/v1`, …).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The pinned model id sent to the endpoint.
+    pub model: String,
+    /// Name of the environment variable holding the API key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Extra HTTP headers.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// Sampling temperature (default: 0).
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Maximum output tokens (default 1024).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Per-request timeout in seconds (default 60).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Maximum requests in flight for this model.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Tokens per minute (estimated as characters / 4 before the call).
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Retries for transient errors (default 4).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// USD per million input tokens.
+    #[serde(default)]
+    pub price_input: Option<f64>,
+    /// USD per million output tokens.
+    #[serde(default)]
+    pub price_output: Option<f64>,
+}
+
+impl ModelConfig {
+    /// Warns when the model id looks like a floating alias, which makes results unrepeatable.
+    pub fn floating_alias_warning(&self, name: &str) -> Option<String> {
+        let m = self.model.to_lowercase();
+        let floating = m.ends_with("-latest")
+            || m.ends_with(":latest")
+            || m == "latest"
+            || m.ends_with("-preview");
+        floating.then(|| {
+            format!(
+                "model `{name}` uses `{}`, which looks like a floating alias: pin a dated id so runs stay comparable",
+                self.model
+            )
+        })
+    }
+
+    /// Timeout in seconds.
+    pub fn timeout_secs(&self) -> f64 {
+        self.timeout.unwrap_or(60.0)
+    }
+
+    /// Cost in USD of one call with these token counts, when prices are configured.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> Option<f64> {
+        if self.price_input.is_none() && self.price_output.is_none() {
+            return None;
+        }
+        Some(
+            self.price_input.unwrap_or(0.0) * input_tokens as f64 / 1e6
+                + self.price_output.unwrap_or(0.0) * output_tokens as f64 / 1e6,
+        )
+    }
+}
+
+/// `[sweep]` defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepDefaults {
+    /// Expansion strategy (`pairwise` by default).
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Seed for every random choice.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Samples per variant.
+    #[serde(default)]
+    pub repeats: Option<u32>,
+    /// Requests in flight across all models.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses config text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .map(|(l, c)| (Some(l), Some(c)))
+                .unwrap_or((None, None));
+            Error::Input {
+                location: Location {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    field: None,
+                },
+                message: e.message().to_string(),
+            }
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        for (name, m) in &self.models {
+            let field = |f: &str| format!("models.{name}.{f}");
+            if m.model.trim().is_empty() {
+                return Err(Error::field(
+                    path,
+                    field("model"),
+                    "must name the pinned model id",
+                ));
+            }
+            if m.provider != ProviderKind::Mock
+                && m.base_url.is_none()
+                && m.provider == ProviderKind::Openai
+            {
+                return Err(Error::field(
+                    path,
+                    field("base_url"),
+                    "is required for provider `openai` (e.g. https://api.openai.com/v1)",
+                ));
+            }
+            if let Some(env) = &m.api_key_env
+                && (env.is_empty() || env.starts_with("sk-") || env.contains(char::is_whitespace))
+            {
+                return Err(Error::field(
+                    path,
+                    field("api_key_env"),
+                    "must be the *name* of an environment variable (e.g. OPENAI_API_KEY), never the key itself",
+                ));
+            }
+            if m.max_concurrency == Some(0) {
+                return Err(Error::field(
+                    path,
+                    field("max_concurrency"),
+                    "must be at least 1",
+                ));
+            }
+            if let Some(t) = m.timeout
+                && !(t > 0.0)
+            {
+                return Err(Error::field(
+                    path,
+                    field("timeout"),
+                    "must be a positive number of seconds",
+                ));
+            }
+        }
+        for (tier, floor) in &self.floors {
+            if crate::probe::Tier::parse(tier).is_none() {
+                return Err(Error::field(
+                    path,
+                    format!("floors.{tier}"),
+                    "unknown tier; expected easy, medium, hard or frontier",
+                ));
+            }
+            if !(0.0..=1.0).contains(floor) {
+                return Err(Error::field(
+                    path,
+                    format!("floors.{tier}"),
+                    "must be a pass rate between 0 and 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A digest of the configuration without secrets (keys are never here; header values are
+    /// dropped because they may carry tokens).
+    pub fn digest(&self) -> String {
+        let mut redacted = self.clone();
+        for m in redacted.models.values_mut() {
+            for v in m.headers.values_mut() {
+                *v = "<redacted>".to_string();
+            }
+        }
+        let json = serde_json::to_vec(&redacted).unwrap_or_default();
+        blake3::hash(&json).to_hex()[..16].to_string()
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+/// The file `cliffprobe init` writes.
+pub const DEFAULT_CONFIG: &str = include_str!("../examples/cliffprobe.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_line() {
+        let err = Config::parse(
+            Path::new("c.toml"),
+            "[models.a]\nprovider = \"mock\"\nmodel = \"m\"\nmax_concurency = 3\n",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("c.toml:4:"), "{msg}");
+        assert!(msg.contains("max_concurency"), "{msg}");
+    }
+
+    #[test]
+    fn default_config_parses() {
+        Config::parse(Path::new("default"), DEFAULT_CONFIG).unwrap();
+    }
+
+    #[test]
+    fn floating_alias_warns() {
+        let cfg = Config::parse(
+            Path::new("c"),
+            "[models.a]\nprovider=\"openai\"\nbase_url=\"http://x\"\nmodel=\"gpt-4o-latest\"\n",
+        )
+        .unwrap();
+        assert!(cfg.models["a"].floating_alias_warning("a").is_some());
+    }
+}

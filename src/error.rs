@@ -1,0 +1,175 @@
+//! The library's error type.
+//!
+//! Errors about *user input* (incident files, probe files, `cliffprobe.toml`, command-line
+//! values) carry the file, the line when known and the field, so the CLI can print a message
+//! a person can act on and exit with status 2. Everything else is an environment problem
+//! (I/O, the store) and exits with status 1.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where in a user's file a problem is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    /// The file (or `<stdin>`, `<command line>`).
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The field, as a dotted path (`checks[2].numeric.value`), when known.
+    pub field: Option<String>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        Ok(())
+    }
+}
+
+/// A library error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user's input is wrong; `message` says what was expected.
+    #[error("{location}: {message}")]
+    Input {
+        /// Where.
+        location: Location,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// A refusal to do something unsafe or unasked-for (overwrite, huge expansion…).
+    #[error("{0}")]
+    Refused(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Shorthand.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An input error in `path`.
+    pub fn input(path: impl AsRef<Path>, message: impl Into<String>) -> Error {
+        Error::Input {
+            location: Location {
+                path: path.as_ref().to_path_buf(),
+                ..Default::default()
+            },
+            message: message.into(),
+        }
+    }
+
+    /// An input error naming a field.
+    pub fn field(
+        path: impl AsRef<Path>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Error {
+        Error::Input {
+            location: Location {
+                path: path.as_ref().to_path_buf(),
+                field: Some(field.into()),
+                ..Default::default()
+            },
+            message: message.into(),
+        }
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// True for errors the user fixes by changing their input (exit status 2).
+    pub fn is_input(&self) -> bool {
+        matches!(self, Error::Input { .. } | Error::Refused(_))
+    }
+
+    /// Converts a YAML error from serde-saphyr, keeping its line and column.
+    pub fn from_yaml(path: impl AsRef<Path>, err: &serde_saphyr::Error) -> Error {
+        let text = err.to_string();
+        let (line, column) = yaml_position(&text);
+        Error::Input {
+            location: Location {
+                path: path.as_ref().to_path_buf(),
+                line,
+                column,
+                field: None,
+            },
+            message: text
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .trim()
+                .to_string()
+                + &yaml_detail(&text),
+        }
+    }
+
+    /// Converts a JSON error from serde_json, keeping its line and column.
+    pub fn from_json(path: impl AsRef<Path>, err: &serde_json::Error) -> Error {
+        Error::Input {
+            location: Location {
+                path: path.as_ref().to_path_buf(),
+                line: Some(err.line()).filter(|l| *l > 0),
+                column: Some(err.column()).filter(|c| *c > 0),
+                field: None,
+            },
+            message: strip_json_position(&err.to_string()),
+        }
+    }
+}
+
+fn strip_json_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// serde-saphyr prints `... at line L, column C` or a snippet with `-->`; pull the numbers out.
+fn yaml_position(text: &str) -> (Option<usize>, Option<usize>) {
+    let re = regex::Regex::new(r"line (\d+),? column (\d+)|:(\d+):(\d+)").expect("static regex");
+    if let Some(c) = re.captures(text) {
+        let l = c.get(1).or(c.get(3)).and_then(|m| m.as_str().parse().ok());
+        let col = c.get(2).or(c.get(4)).and_then(|m| m.as_str().parse().ok());
+        return (l, col);
+    }
+    (None, None)
+}
+
+fn yaml_detail(text: &str) -> String {
+    // Keep the snippet serde-saphyr draws under the message: it shows the offending line.
+    let rest: Vec<&str> = text.lines().skip(1).collect();
+    if rest.is_empty() {
+        String::new()
+    } else {
+        format!("\n{}", rest.join("\n"))
+    }
+}

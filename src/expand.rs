@@ -1,0 +1,451 @@
+//! Expansion: from a probe family to its variants, by strategy, as a stream.
+//!
+//! Each probe yields its canonical variant first, then the strategy's points in axis space,
+//! then its promoted cases (so a known hard case is always re-run). A variant id is a hash of
+//! the probe's content digest and the axis values: stable across runs and machines, changed
+//! when the probe's content changes. Rendering is seeded by the variant id, so the same id
+//! always means the same bytes.
+
+use crate::axes::{AxisLibrary, AxisName, ORIGINAL};
+use crate::chat::ChatRequest;
+use crate::error::{Error, Result};
+use crate::probe::Probe;
+use crate::render::{Renderer, VariantAxes};
+use indexmap::{IndexMap, IndexSet};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+
+/// How points in axis space are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Strategy {
+    /// Every combination.
+    Full,
+    /// A covering array of strength 2: every pair of values of any two axes at least once.
+    Pairwise,
+    /// N distinct random combinations (the canonical included).
+    Sample(usize),
+    /// The canonical, then each value of each axis changed alone.
+    OneAtATime,
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "full" => Ok(Strategy::Full),
+            "pairwise" => Ok(Strategy::Pairwise),
+            "one-at-a-time" => Ok(Strategy::OneAtATime),
+            other => match other.strip_prefix("sample:").map(str::parse::<usize>) {
+                Some(Ok(n)) if n > 0 => Ok(Strategy::Sample(n)),
+                _ => Err(format!(
+                    "unknown strategy `{other}`; expected full, pairwise, sample:N (N ≥ 1) or one-at-a-time"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Strategy::Full => write!(f, "full"),
+            Strategy::Pairwise => write!(f, "pairwise"),
+            Strategy::Sample(n) => write!(f, "sample:{n}"),
+            Strategy::OneAtATime => write!(f, "one-at-a-time"),
+        }
+    }
+}
+
+/// `--axes`: which axes vary, optionally restricted to some values (`format=xml|csv`).
+#[derive(Debug, Clone, Default)]
+pub struct AxisFilter {
+    /// None: all axes vary. Some: only these, with an optional value allow-list.
+    pub only: Option<IndexMap<AxisName, Option<Vec<String>>>>,
+}
+
+impl FromStr for AxisFilter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut only = IndexMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, values) = match part.split_once('=') {
+                Some((n, v)) => (
+                    n,
+                    Some(v.split('|').map(|x| x.trim().to_string()).collect()),
+                ),
+                None => (part, None),
+            };
+            let axis = AxisName::parse(name).ok_or_else(|| {
+                format!("unknown axis `{name}`; expected persona, phrasing, length or format")
+            })?;
+            only.insert(axis, values);
+        }
+        Ok(AxisFilter { only: Some(only) })
+    }
+}
+
+/// One variant: a point in axis space for one probe, rendered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variant {
+    /// Probe id.
+    pub probe: String,
+    /// Variant id.
+    pub variant: String,
+    /// True for the incident as it happened.
+    pub canonical: bool,
+    /// Axis values.
+    pub axes: VariantAxes,
+    /// The rendered request.
+    pub request: ChatRequest,
+}
+
+/// The variant id of a point of a probe: 16 hex digits of blake3(probe digest, axes).
+pub fn variant_id(probe_digest: &str, axes: &VariantAxes) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(probe_digest.as_bytes());
+    for a in AxisName::ALL {
+        h.update(b"\x00");
+        h.update(a.as_str().as_bytes());
+        h.update(b"=");
+        h.update(axes.get(a).as_bytes());
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// The render seed of a variant id.
+pub fn variant_seed(id: &str) -> u64 {
+    let h = blake3::hash(id.as_bytes());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// The values each axis takes for a probe under a filter (`original` first; a single
+/// `original` for axes that do not vary).
+pub fn axis_values(
+    probe: &Probe,
+    lib: &AxisLibrary,
+    filter: &AxisFilter,
+) -> Result<Vec<(AxisName, Vec<String>)>> {
+    let applicable = crate::render::applicable_axes(probe);
+    let mut out = Vec::new();
+    for axis in AxisName::ALL {
+        let declared = probe.axes.iter().any(|a| a == axis.as_str());
+        let mut values = vec![ORIGINAL.to_string()];
+        let allowed = match &filter.only {
+            None => Some(None),
+            Some(m) => m.get(&axis).cloned().map(Some).unwrap_or(None),
+        };
+        if declared && applicable.contains(&axis) {
+            if let Some(allow) = allowed {
+                let all = lib.values(axis);
+                match allow {
+                    None => values = all,
+                    Some(list) => {
+                        for v in &list {
+                            if !all.contains(v) {
+                                return Err(Error::Refused(format!(
+                                    "unknown {} value `{v}`; known: {}",
+                                    axis.as_str(),
+                                    all.join(", ")
+                                )));
+                            }
+                        }
+                        values.extend(list.into_iter().filter(|v| v != ORIGINAL));
+                    }
+                }
+            }
+        }
+        out.push((axis, values));
+    }
+    Ok(out)
+}
+
+/// The points of a probe under a strategy, canonical first, no duplicates.
+pub fn plan_points(
+    values: &[(AxisName, Vec<String>)],
+    strategy: Strategy,
+    seed: u64,
+) -> Box<dyn Iterator<Item = VariantAxes> + Send> {
+    let sizes: Vec<usize> = values.iter().map(|(_, v)| v.len()).collect();
+    let values = values.to_vec();
+    let point = move |idx: &[usize]| {
+        let mut a = VariantAxes::default();
+        for (k, (axis, vals)) in values.iter().enumerate() {
+            a.set(*axis, vals[idx[k]].clone());
+        }
+        a
+    };
+    match strategy {
+        Strategy::Full => {
+            let total: usize = sizes.iter().product();
+            Box::new((0..total).map(move |mut n| {
+                let mut idx = vec![0; sizes.len()];
+                for k in (0..sizes.len()).rev() {
+                    idx[k] = n % sizes[k];
+                    n /= sizes[k];
+                }
+                point(&idx)
+            }))
+        }
+        Strategy::OneAtATime => {
+            let mut pts = vec![vec![0; sizes.len()]];
+            for (k, n) in sizes.iter().enumerate() {
+                for v in 1..*n {
+                    let mut idx = vec![0; sizes.len()];
+                    idx[k] = v;
+                    pts.push(idx);
+                }
+            }
+            Box::new(pts.into_iter().map(move |i| point(&i)))
+        }
+        Strategy::Pairwise => Box::new(pairwise(&sizes, seed).into_iter().map(move |i| point(&i))),
+        Strategy::Sample(n) => {
+            let total: usize = sizes.iter().product();
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut chosen: IndexSet<usize> = IndexSet::new();
+            chosen.insert(0);
+            let want = n.min(total);
+            while chosen.len() < want {
+                chosen.insert(rng.random_range(0..total));
+            }
+            let sizes2 = sizes.clone();
+            Box::new(chosen.into_iter().map(move |mut n| {
+                let mut idx = vec![0; sizes2.len()];
+                for k in (0..sizes2.len()).rev() {
+                    idx[k] = n % sizes2[k];
+                    n /= sizes2[k];
+                }
+                point(&idx)
+            }))
+        }
+    }
+}
+
+/// A strength-2 covering array (AETG-style greedy): the all-zero row first, then rows that
+/// each cover the most still-uncovered pairs among seeded candidates. Deterministic per seed.
+pub fn pairwise(sizes: &[usize], seed: u64) -> Vec<Vec<usize>> {
+    let k = sizes.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // uncovered[i][j] is a matrix sizes[i] × sizes[j] for i < j.
+    let mut uncovered: Vec<Vec<Vec<bool>>> = (0..k)
+        .map(|i| {
+            (0..k)
+                .map(|j| {
+                    if j > i {
+                        vec![true; sizes[i] * sizes[j]]
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut remaining: usize = (0..k)
+        .flat_map(|i| ((i + 1)..k).map(move |j| (i, j)))
+        .map(|(i, j)| sizes[i] * sizes[j])
+        .sum();
+    let mut rows = Vec::new();
+    let cover = |row: &[usize], uncovered: &mut Vec<Vec<Vec<bool>>>, remaining: &mut usize| {
+        for i in 0..k {
+            for j in (i + 1)..k {
+                let cell = &mut uncovered[i][j][row[i] * sizes[j] + row[j]];
+                if *cell {
+                    *cell = false;
+                    *remaining -= 1;
+                }
+            }
+        }
+    };
+    let zero = vec![0; k];
+    cover(&zero, &mut uncovered, &mut remaining);
+    rows.push(zero);
+    let mut order: Vec<usize> = (0..k).collect();
+    while remaining > 0 {
+        let mut best: Option<(usize, Vec<usize>)> = None;
+        for _ in 0..24 {
+            // Seed the candidate with one uncovered pair, chosen at random.
+            let mut pick = rng.random_range(0..remaining);
+            let mut row = vec![usize::MAX; k];
+            'find: for i in 0..k {
+                for j in (i + 1)..k {
+                    for (c, &u) in uncovered[i][j].iter().enumerate() {
+                        if u {
+                            if pick == 0 {
+                                row[i] = c / sizes[j];
+                                row[j] = c % sizes[j];
+                                break 'find;
+                            }
+                            pick -= 1;
+                        }
+                    }
+                }
+            }
+            order.shuffle(&mut rng);
+            for &f in &order {
+                if row[f] != usize::MAX {
+                    continue;
+                }
+                let mut best_v = Vec::new();
+                let mut best_gain = -1i64;
+                for v in 0..sizes[f] {
+                    let mut gain = 0i64;
+                    for g in 0..k {
+                        if g == f || row[g] == usize::MAX {
+                            continue;
+                        }
+                        let (i, j, vi, vj) = if g < f {
+                            (g, f, row[g], v)
+                        } else {
+                            (f, g, v, row[g])
+                        };
+                        if uncovered[i][j][vi * sizes[j] + vj] {
+                            gain += 1;
+                        }
+                    }
+                    if gain > best_gain {
+                        best_gain = gain;
+                        best_v.clear();
+                    }
+                    if gain == best_gain {
+                        best_v.push(v);
+                    }
+                }
+                row[f] = best_v[rng.random_range(0..best_v.len())];
+            }
+            let gain = (0..k)
+                .flat_map(|i| ((i + 1)..k).map(move |j| (i, j)))
+                .filter(|&(i, j)| uncovered[i][j][row[i] * sizes[j] + row[j]])
+                .count();
+            if best.as_ref().is_none_or(|(g, _)| gain > *g) {
+                best = Some((gain, row));
+            }
+        }
+        let (_, row) = best.expect("at least one candidate");
+        cover(&row, &mut uncovered, &mut remaining);
+        rows.push(row);
+    }
+    rows
+}
+
+/// Variant counts of a probe under each strategy (for templatize and `--dry-run`).
+pub fn strategy_counts(values: &[(AxisName, Vec<String>)], seed: u64) -> Vec<(String, usize)> {
+    let sizes: Vec<usize> = values.iter().map(|(_, v)| v.len()).collect();
+    let full: usize = sizes.iter().product();
+    vec![
+        ("full".into(), full),
+        ("pairwise".into(), pairwise(&sizes, seed).len()),
+        (
+            "one-at-a-time".into(),
+            1 + sizes.iter().map(|n| n - 1).sum::<usize>(),
+        ),
+    ]
+}
+
+/// A prepared probe: everything needed to render its variants.
+pub struct ProbeExpansion<'a> {
+    probe: &'a Probe,
+    lib: &'a AxisLibrary,
+    renderer: Renderer<'a>,
+    digest: String,
+}
+
+impl<'a> ProbeExpansion<'a> {
+    /// Compiles a probe against a library.
+    pub fn new(probe: &'a Probe, lib: &'a AxisLibrary) -> Result<ProbeExpansion<'a>> {
+        let renderer = Renderer::new(probe)
+            .and_then(|r| r.with_library(lib))
+            .map_err(|e| Error::Other(format!("probe {}: {e}", probe.id)))?;
+        Ok(ProbeExpansion {
+            probe,
+            lib,
+            renderer,
+            digest: probe.digest(),
+        })
+    }
+
+    /// The probe's content digest.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The points to run: the strategy's, then promoted cases not already among them.
+    pub fn points(
+        &self,
+        strategy: Strategy,
+        seed: u64,
+        filter: &AxisFilter,
+    ) -> Result<Box<dyn Iterator<Item = VariantAxes> + Send>> {
+        let values = axis_values(self.probe, self.lib, filter)?;
+        let main = plan_points(&values, strategy, seed ^ variant_seed(&self.digest));
+        if self.probe.cases.is_empty() {
+            return Ok(main);
+        }
+        // Promoted cases are few, but the strategy's points must be known to skip duplicates.
+        let pts: Vec<VariantAxes> = main.collect();
+        let mut seen: std::collections::HashSet<VariantAxes> = pts.iter().cloned().collect();
+        let extra: Vec<VariantAxes> = self
+            .probe
+            .cases
+            .iter()
+            .map(|c| VariantAxes::from_map(&c.axes))
+            .filter(|p| seen.insert(p.clone()))
+            .collect();
+        Ok(Box::new(pts.into_iter().chain(extra)))
+    }
+
+    /// Renders one point.
+    pub fn variant(&self, axes: VariantAxes) -> Result<Variant> {
+        let id = variant_id(&self.digest, &axes);
+        let request = self
+            .renderer
+            .render(self.lib, &axes, variant_seed(&id))
+            .map_err(|e| Error::Other(format!("probe {} variant {id}: {e}", self.probe.id)))?;
+        Ok(Variant {
+            probe: self.probe.id.clone(),
+            canonical: axes.is_canonical(),
+            variant: id,
+            axes,
+            request,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairwise_covers_every_pair_and_is_small() {
+        let sizes = [11, 11, 10, 9];
+        let rows = pairwise(&sizes, 42);
+        assert_eq!(rows[0], vec![0, 0, 0, 0]);
+        for i in 0..4 {
+            for j in (i + 1)..4 {
+                for a in 0..sizes[i] {
+                    for b in 0..sizes[j] {
+                        assert!(
+                            rows.iter().any(|r| r[i] == a && r[j] == b),
+                            "pair ({i}={a},{j}={b}) uncovered"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            rows.len() <= 150,
+            "{} rows against a lower bound of 121",
+            rows.len()
+        );
+        assert_eq!(rows, pairwise(&sizes, 42));
+    }
+
+    #[test]
+    fn strategies_parse() {
+        assert_eq!("sample:5".parse::<Strategy>().unwrap(), Strategy::Sample(5));
+        assert!("sample:0".parse::<Strategy>().is_err());
+        assert!("bogus".parse::<Strategy>().is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! cliffprobe: turn LLM production incidents into families of variants, sweep them against
+//! models, grade them, and report pass rates per difficulty tier and capability class.
+//!
+//! The modules follow the pipeline (see ARCHITECTURE.md): [`incident`] → [`templatize`] →
+//! [`probe`] → [`axes`] / [`render`] / [`expand`] → `provider` → `sweep` → [`grade`] → `store`.
+
+pub mod axes;
+pub mod chat;
+pub mod check;
+pub mod cli;
+pub mod cli_sweep;
+pub mod config;
+pub mod error;
+pub mod expand;
+pub mod export;
+pub mod grade;
+pub mod incident;
+pub mod limits;
+pub mod probe;
+pub mod progress;
+pub mod provider;
+pub mod records;
+pub mod render;
+pub mod store;
+pub mod sweep;
+pub mod templatize;
+pub mod term;
+
+pub use error::{Error, Result};

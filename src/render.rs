@@ -1,0 +1,696 @@
+//! Rendering one variant of a probe into a chat request: pure and deterministic.
+//!
+//! Order: phrasing rewrites the question, persona gives it a voice, length and format reshape
+//! the tool outputs and documents, then the probe's message templates are rendered with the
+//! slot values as *variables*, never as template code: whatever an incident contains,
+//! including `{{`, `{%` or `{#`, reaches the model literally. minijinja runs sandboxed: strict
+//! undefined behaviour, fuel and recursion limits, no file or environment access.
+
+use crate::axes::{AxisLibrary, AxisName, ORIGINAL};
+use crate::chat::{ChatRequest, Message};
+use crate::probe::{Probe, ToolOutputSlot};
+use crate::records::{self, Record};
+use indexmap::IndexMap;
+use minijinja::{Environment, State, UndefinedBehavior, Value};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// Fuel for one template render: ample for wrappers, finite for hostile templates.
+const FUEL: u64 = 50_000;
+/// Largest rendered question (a persona template that explodes is an error, not a hang).
+const MAX_QUESTION_CHARS: usize = 64 * 1024;
+
+/// The axis values of one variant, `original` where unchanged.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct VariantAxes {
+    /// Persona value.
+    pub persona: String,
+    /// Phrasing value.
+    pub phrasing: String,
+    /// Length value (`8k-middle`).
+    pub length: String,
+    /// Format value.
+    pub format: String,
+}
+
+impl Default for VariantAxes {
+    fn default() -> Self {
+        VariantAxes {
+            persona: ORIGINAL.into(),
+            phrasing: ORIGINAL.into(),
+            length: ORIGINAL.into(),
+            format: ORIGINAL.into(),
+        }
+    }
+}
+
+impl VariantAxes {
+    /// The value of one axis.
+    pub fn get(&self, axis: AxisName) -> &str {
+        match axis {
+            AxisName::Persona => &self.persona,
+            AxisName::Phrasing => &self.phrasing,
+            AxisName::Length => &self.length,
+            AxisName::Format => &self.format,
+        }
+    }
+
+    /// Sets the value of one axis.
+    pub fn set(&mut self, axis: AxisName, v: String) {
+        match axis {
+            AxisName::Persona => self.persona = v,
+            AxisName::Phrasing => self.phrasing = v,
+            AxisName::Length => self.length = v,
+            AxisName::Format => self.format = v,
+        }
+    }
+
+    /// True when every axis is `original`.
+    pub fn is_canonical(&self) -> bool {
+        AxisName::ALL.iter().all(|a| self.get(*a) == ORIGINAL)
+    }
+
+    /// How many axes differ from `original`.
+    pub fn changed(&self) -> usize {
+        AxisName::ALL
+            .iter()
+            .filter(|a| self.get(**a) != ORIGINAL)
+            .count()
+    }
+
+    /// As an ordered map, for files and the store.
+    pub fn to_map(&self) -> IndexMap<String, String> {
+        AxisName::ALL
+            .iter()
+            .map(|a| (a.as_str().to_string(), self.get(*a).to_string()))
+            .collect()
+    }
+
+    /// From a map; missing axes are `original`.
+    pub fn from_map(m: &IndexMap<String, String>) -> VariantAxes {
+        let mut v = VariantAxes::default();
+        for a in AxisName::ALL {
+            if let Some(x) = m.get(a.as_str()) {
+                v.set(a, x.clone());
+            }
+        }
+        v
+    }
+}
+
+/// Escapes literal text so that it renders unchanged inside a minijinja template.
+pub fn escape_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut last = 0;
+    while i + 1 < b.len() {
+        if b[i] == b'{' && matches!(b[i + 1], b'{' | b'%' | b'#') {
+            out.push_str(&s[last..i]);
+            out.push_str(match b[i + 1] {
+                b'{' => "{{ '{{' }}",
+                b'%' => "{{ '{%' }}",
+                _ => "{{ '{#' }}",
+            });
+            i += 2;
+            last = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&s[last..]);
+    out
+}
+
+fn sandbox_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(16);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    env.add_filter("lower_first", |s: String| lower_first(&s));
+    env.add_filter("lowercase", |s: String| map_words(&s, |w| w.to_lowercase()));
+    env.add_filter("drop_articles", |s: String| drop_articles(&s));
+    env.add_filter("no_trailing_punct", |s: String| {
+        s.trim_end_matches(['.', '?', '!']).to_string()
+    });
+    env.add_filter("typos", |state: &State, s: String, rate: Option<f64>| {
+        let seed = state
+            .lookup("seed")
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0);
+        typos(&s, rate.unwrap_or(0.1), seed)
+    });
+    env
+}
+
+/// Validates a persona/phrasing template (syntax, allowed filters) for the library loader.
+pub fn check_transform_template(t: &str) -> Result<(), String> {
+    let mut env = sandbox_env();
+    env.add_template_owned("t", t.to_string())
+        .map_err(|e| format!("template error: {e}"))?;
+    let tmpl = env.get_template("t").map_err(|e| e.to_string())?;
+    let out = tmpl
+        .render(minijinja::context! { question => "What is the status of order A-10442?", seed => 1u64 })
+        .map_err(|e| format!("template error: {e}"))?;
+    if !out.contains("A-10442") {
+        return Err("the template must keep the question (its identifiers were lost)".into());
+    }
+    Ok(())
+}
+
+/// A probe compiled for rendering: its message templates and the question rewrites.
+pub struct Renderer<'p> {
+    probe: &'p Probe,
+    env: Environment<'static>,
+}
+
+impl<'p> Renderer<'p> {
+    /// Compiles the probe's message templates; an error names the template problem.
+    pub fn new(probe: &'p Probe) -> Result<Renderer<'p>, String> {
+        let mut env = sandbox_env();
+        for (i, m) in probe.messages.iter().enumerate() {
+            if let Some(c) = &m.content {
+                env.add_template_owned(format!("m{i}"), c.clone())
+                    .map_err(|e| format!("message {i}: {e}"))?;
+            }
+        }
+        Ok(Renderer { probe, env })
+    }
+
+    /// Adds a library's persona and phrasing templates.
+    pub fn with_library(mut self, lib: &AxisLibrary) -> Result<Self, String> {
+        for p in &lib.personas {
+            self.env
+                .add_template_owned(format!("persona:{}", p.name), p.template.clone())
+                .map_err(|e| format!("persona {}: {e}", p.name))?;
+        }
+        for p in &lib.phrasings {
+            self.env
+                .add_template_owned(format!("phrasing:{}", p.name), p.template.clone())
+                .map_err(|e| format!("phrasing {}: {e}", p.name))?;
+        }
+        Ok(self)
+    }
+
+    /// The question after phrasing and persona.
+    pub fn question(&self, axes: &VariantAxes, seed: u64) -> Result<String, String> {
+        let mut q = self.probe.slots.question.clone();
+        for (axis, value) in [("phrasing", &axes.phrasing), ("persona", &axes.persona)] {
+            if value == ORIGINAL {
+                continue;
+            }
+            let t = self
+                .env
+                .get_template(&format!("{axis}:{value}"))
+                .map_err(|_| format!("unknown {axis} `{value}`"))?;
+            q = t
+                .render(minijinja::context! { question => q, seed => seed })
+                .map_err(|e| format!("{axis} `{value}`: {e}"))?;
+            if q.len() > MAX_QUESTION_CHARS {
+                return Err(format!(
+                    "{axis} `{value}` produced more than {MAX_QUESTION_CHARS} characters"
+                ));
+            }
+        }
+        Ok(q.trim().to_string())
+    }
+
+    /// Renders a variant. `seed` drives every random choice (typos, distractors, filler).
+    pub fn render(
+        &self,
+        lib: &AxisLibrary,
+        axes: &VariantAxes,
+        seed: u64,
+    ) -> Result<ChatRequest, String> {
+        let question = self.question(axes, seed)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let slots = &self.probe.slots;
+        let mut tool_outputs: BTreeMap<String, String> = BTreeMap::new();
+        for (id, slot) in &slots.tool_outputs {
+            tool_outputs.insert(id.clone(), render_tool_output(slot, &axes.format));
+        }
+        let mut documents: BTreeMap<String, String> = slots
+            .documents
+            .iter()
+            .map(|(k, d)| (k.clone(), d.text.clone()))
+            .collect();
+
+        if let Some((level, position)) = lib.length_value(&axes.length) {
+            let target_chars = level.tokens * 4;
+            let render_all = |tool_outputs: &BTreeMap<String, String>,
+                              documents: &BTreeMap<String, String>| {
+                self.render_messages(&question, tool_outputs, documents)
+            };
+            let base = render_all(&tool_outputs, &documents)?;
+            let base_chars: usize = base.iter().map(|m| m.content_str().len()).sum();
+            let room = target_chars.saturating_sub(base_chars);
+            if room > 0 {
+                match primary_slot(self.probe) {
+                    Some(Primary::Tool(id)) => {
+                        let slot = &slots.tool_outputs[&id];
+                        if let Some(text) =
+                            grow_tool_output(slot, &axes.format, room, position, &mut rng)
+                        {
+                            tool_outputs.insert(id, text);
+                        }
+                    }
+                    Some(Primary::Document(name)) => {
+                        let doc = &slots.documents[&name];
+                        documents.insert(
+                            name,
+                            grow_document(
+                                &doc.text,
+                                &doc.key_phrases,
+                                &lib.filler,
+                                room,
+                                position,
+                                &mut rng,
+                            ),
+                        );
+                    }
+                    None => {}
+                }
+            }
+        }
+        let messages = self.render_messages(&question, &tool_outputs, &documents)?;
+        Ok(ChatRequest {
+            messages,
+            tools: self.probe.tools.clone(),
+        })
+    }
+
+    fn render_messages(
+        &self,
+        question: &str,
+        tool_outputs: &BTreeMap<String, String>,
+        documents: &BTreeMap<String, String>,
+    ) -> Result<Vec<Message>, String> {
+        let ctx = minijinja::context! {
+            question => question,
+            tool_outputs => Value::from(tool_outputs.clone()),
+            documents => Value::from(documents.clone()),
+        };
+        let mut out = Vec::with_capacity(self.probe.messages.len());
+        for (i, m) in self.probe.messages.iter().enumerate() {
+            let mut m2 = m.clone();
+            if m.content.is_some() {
+                let t = self
+                    .env
+                    .get_template(&format!("m{i}"))
+                    .map_err(|e| e.to_string())?;
+                m2.content = Some(t.render(&ctx).map_err(|e| format!("message {i}: {e}"))?);
+            }
+            out.push(m2);
+        }
+        Ok(out)
+    }
+}
+
+enum Primary {
+    Tool(String),
+    Document(String),
+}
+
+/// The slot the length axis grows: the first structured tool output with key records, else the
+/// first document, else the first structured tool output.
+fn primary_slot(p: &Probe) -> Option<Primary> {
+    let structured = || {
+        p.slots
+            .tool_outputs
+            .iter()
+            .filter(|(_, s)| s.data.is_some())
+    };
+    if let Some((id, _)) = structured().find(|(_, s)| !s.key_records.is_empty()) {
+        return Some(Primary::Tool(id.clone()));
+    }
+    if let Some(name) = p.slots.documents.keys().next() {
+        return Some(Primary::Document(name.clone()));
+    }
+    structured().next().map(|(id, _)| Primary::Tool(id.clone()))
+}
+
+/// Which axes can change anything in this probe.
+pub fn applicable_axes(p: &Probe) -> Vec<AxisName> {
+    let mut v = vec![AxisName::Persona, AxisName::Phrasing];
+    if primary_slot(p).is_some() {
+        v.push(AxisName::Length);
+    }
+    if p.slots.tool_outputs.values().any(|s| s.data.is_some()) {
+        v.push(AxisName::Format);
+    }
+    v
+}
+
+fn render_tool_output(slot: &ToolOutputSlot, format: &str) -> String {
+    match (&slot.data, format) {
+        (Some(data), f) if f != ORIGINAL => data.render(f),
+        _ => slot.original.clone(),
+    }
+}
+
+/// The values that identify the key records: never copied into a distractor.
+pub fn protected_values(slot: &ToolOutputSlot) -> Vec<String> {
+    let Some(data) = &slot.data else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for &i in &slot.key_records {
+        if let Some(r) = data.records.get(i) {
+            for f in &slot.key_fields {
+                if let Some(v) = r.get(f) {
+                    let s = records::scalar_text(v);
+                    if !s.is_empty() && !out.contains(&s) {
+                        out.push(s);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn grow_tool_output(
+    slot: &ToolOutputSlot,
+    format: &str,
+    room: usize,
+    position: &str,
+    rng: &mut ChaCha8Rng,
+) -> Option<String> {
+    let data = slot.data.as_ref()?;
+    let fmt = if format == ORIGINAL {
+        slot.format.as_str()
+    } else {
+        format
+    };
+    let fmt = if records::FORMATS.contains(&fmt) {
+        fmt
+    } else {
+        "json"
+    };
+    let n0 = data.records.len().max(1);
+    let sample = data.render_records(&data.records, fmt);
+    let per_record = (sample.len() / n0).max(16);
+    let n = (room / per_record).min(records::MAX_RECORDS);
+    if n == 0 {
+        return None;
+    }
+    let protected = protected_values(slot);
+    let distractors = records::synthesize(
+        &data.records,
+        &slot.key_records,
+        &slot.key_fields,
+        &protected,
+        n,
+        rng,
+    );
+    let (key, rest): (Vec<Record>, Vec<Record>) = {
+        let mut k = Vec::new();
+        let mut r = Vec::new();
+        for (i, rec) in data.records.iter().enumerate() {
+            if slot.key_records.contains(&i) {
+                k.push(rec.clone())
+            } else {
+                r.push(rec.clone())
+            }
+        }
+        (k, r)
+    };
+    let mut all: Vec<Record> = Vec::with_capacity(n + n0);
+    match position {
+        "start" => {
+            all.extend(key);
+            all.extend(rest);
+            all.extend(distractors);
+        }
+        "end" => {
+            all.extend(distractors);
+            all.extend(rest);
+            all.extend(key);
+        }
+        _ => {
+            let half = distractors.len() / 2;
+            let mut d = distractors.into_iter();
+            all.extend(d.by_ref().take(half));
+            all.extend(rest);
+            all.extend(key);
+            all.extend(d);
+        }
+    }
+    Some(data.render_records(&all, fmt))
+}
+
+fn grow_document(
+    text: &str,
+    key_phrases: &[String],
+    filler: &[String],
+    room: usize,
+    position: &str,
+    rng: &mut ChaCha8Rng,
+) -> String {
+    let usable: Vec<&String> = filler
+        .iter()
+        .filter(|p| {
+            !key_phrases
+                .iter()
+                .any(|k| !k.is_empty() && p.to_lowercase().contains(&k.to_lowercase()))
+        })
+        .collect();
+    if usable.is_empty() {
+        return text.to_string();
+    }
+    let mut paras: Vec<&str> = Vec::new();
+    let mut size = 0;
+    let mut start = rng.random_range(0..usable.len());
+    while size < room {
+        let p = usable[start % usable.len()];
+        paras.push(p);
+        size += p.len() + 2;
+        start += 1 + rng.random_range(0..3);
+    }
+    let (before, after): (Vec<&str>, Vec<&str>) = match position {
+        "start" => (vec![], paras),
+        "end" => (paras, vec![]),
+        _ => {
+            let h = paras.len() / 2;
+            (paras[..h].to_vec(), paras[h..].to_vec())
+        }
+    };
+    let mut out = String::with_capacity(size + text.len() + 4);
+    for p in before {
+        out.push_str(p.trim());
+        out.push_str("\n\n");
+    }
+    out.push_str(text.trim_end());
+    for p in after {
+        out.push_str("\n\n");
+        out.push_str(p.trim());
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Word-level transforms that never touch identifiers, numbers, quoted strings or code.
+
+/// A token that persona and phrasing transforms must leave alone: anything with a digit,
+/// an inner capital (`iPhone`, `SKU`), `_`, `@`, `/`, `#`, an inner `.` or `-` between
+/// alphanumerics, or a quoted/backticked span.
+pub fn is_protected(word: &str) -> bool {
+    let core =
+        word.trim_matches(|c: char| c.is_ascii_punctuation() && c != '_' && c != '#' && c != '@');
+    if core.is_empty() {
+        return false;
+    }
+    core.chars().any(|c| {
+        c.is_ascii_digit()
+            || matches!(
+                c,
+                '_' | '@' | '/' | '#' | '`' | '"' | '\'' | '$' | '%' | '='
+            )
+    }) || core.chars().skip(1).any(char::is_uppercase)
+        || core.contains('.')
+        || (core.contains('-') && core.chars().any(|c| c.is_uppercase()))
+}
+
+static QUOTED: OnceLock<regex::Regex> = OnceLock::new();
+
+fn quoted() -> &'static regex::Regex {
+    QUOTED.get_or_init(|| {
+        regex::Regex::new(r#"```[\s\S]*?```|`[^`]*`|"[^"]*"|“[^”]*”"#).expect("static regex")
+    })
+}
+
+/// Applies `f` to each unprotected word, keeping whitespace and protected spans byte-exact.
+fn map_words(s: &str, mut f: impl FnMut(&str) -> String) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut last = 0;
+    for m in quoted().find_iter(s) {
+        map_plain(&s[last..m.start()], &mut out, &mut f);
+        out.push_str(m.as_str());
+        last = m.end();
+    }
+    map_plain(&s[last..], &mut out, &mut f);
+    out
+}
+
+fn map_plain(s: &str, out: &mut String, f: &mut impl FnMut(&str) -> String) {
+    let mut word_start = None;
+    for (i, c) in s.char_indices() {
+        if c.is_whitespace() {
+            if let Some(ws) = word_start.take() {
+                push_word(&s[ws..i], out, f);
+            }
+            out.push(c);
+        } else if word_start.is_none() {
+            word_start = Some(i);
+        }
+    }
+    if let Some(ws) = word_start {
+        push_word(&s[ws..], out, f);
+    }
+}
+
+fn push_word(w: &str, out: &mut String, f: &mut impl FnMut(&str) -> String) {
+    if is_protected(w) {
+        out.push_str(w)
+    } else {
+        out.push_str(&f(w))
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let first = s.split_whitespace().next().unwrap_or("");
+    let bare = first.trim_matches(|c: char| !c.is_alphanumeric());
+    if is_protected(first)
+        || bare == "I"
+        || bare.starts_with("I'")
+        || bare.starts_with("I’")
+        || bare.chars().filter(|c| c.is_uppercase()).count() > 1
+    {
+        return s.to_string();
+    }
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn drop_articles(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut skip_space = false;
+    let mapped = map_words(s, |w| {
+        if matches!(w.to_lowercase().as_str(), "a" | "an" | "the") {
+            "\u{0}".to_string()
+        } else {
+            w.to_string()
+        }
+    });
+    for part in mapped.split('\u{0}') {
+        let p = if skip_space {
+            part.trim_start_matches(' ')
+        } else {
+            part
+        };
+        out.push_str(p);
+        skip_space = true;
+    }
+    // A sentence may now start lowercase, as it would from a non-native speaker.
+    out.trim_start().to_string()
+}
+
+const KEYBOARD: &[(&str, &str)] = &[
+    ("a", "sq"),
+    ("e", "wr"),
+    ("i", "uo"),
+    ("o", "ip"),
+    ("u", "yi"),
+    ("s", "ad"),
+    ("t", "ry"),
+    ("n", "bm"),
+    ("r", "et"),
+    ("l", "k"),
+    ("h", "gj"),
+    ("d", "sf"),
+];
+
+/// Deterministic keyboard typos in ordinary words (4+ letters) at `rate`.
+fn typos(s: &str, rate: f64, seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7970_6f73);
+    map_words(s, |w| {
+        let letters: Vec<char> = w.chars().collect();
+        if letters.iter().filter(|c| c.is_alphabetic()).count() < 4
+            || !rng.random_bool(rate.clamp(0.0, 1.0))
+        {
+            return w.to_string();
+        }
+        let alpha: Vec<usize> = letters
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_ascii_lowercase())
+            .map(|(i, _)| i)
+            .collect();
+        if alpha.len() < 3 {
+            return w.to_string();
+        }
+        let mut l = letters.clone();
+        let pos = alpha[rng.random_range(1..alpha.len() - 1)];
+        match rng.random_range(0..4) {
+            0 if pos + 1 < l.len() && l[pos + 1].is_ascii_lowercase() => l.swap(pos, pos + 1),
+            1 => {
+                l.remove(pos);
+            }
+            2 => l.insert(pos, l[pos]),
+            _ => {
+                let c = l[pos].to_string();
+                if let Some((_, near)) = KEYBOARD.iter().find(|(k, _)| *k == c) {
+                    let n: Vec<char> = near.chars().collect();
+                    l[pos] = n[rng.random_range(0..n.len())];
+                } else {
+                    l.swap(pos - 1, pos);
+                }
+            }
+        }
+        l.into_iter().collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_keeps_template_syntax_literal() {
+        let lit = "a {{ x }} b {% if %} c {# d #} e { f }";
+        let mut env = Environment::new();
+        env.add_template_owned("t", escape_literal(lit)).unwrap();
+        assert_eq!(env.get_template("t").unwrap().render(()).unwrap(), lit);
+    }
+
+    #[test]
+    fn transforms_keep_identifiers() {
+        let q = "Could you check the status of order A-10442 for user_88 at \"Main St\" and the total $42.50?";
+        for out in [
+            map_words(q, |w| w.to_lowercase()),
+            drop_articles(q),
+            typos(q, 1.0, 3),
+            lower_first(q),
+        ] {
+            for id in ["A-10442", "user_88", "\"Main St\"", "$42.50?"] {
+                assert!(out.contains(id), "{id} lost in {out}");
+            }
+        }
+        assert_ne!(typos(q, 1.0, 3), q);
+        assert_eq!(typos(q, 1.0, 3), typos(q, 1.0, 3));
+    }
+}

@@ -1,0 +1,636 @@
+//! The store: runs, probe versions, variants, cases and the response cache, in SQLite.
+//!
+//! Everything the sweep learns ends up here, and the analysis, the report and the export read
+//! it back from here and from nowhere else. The store owns the schema and its migrations, the
+//! no-double-count rule (a case is keyed by run, model, variant and sample, and writing it again
+//! replaces it), the response cache and the sweep lock.
+//!
+//! The default store is an embedded SQLite file (`.cliffprobe/cliffprobe.db`, see
+//! [`DEFAULT_PATH`]) in WAL mode: one writer and any number of readers at once. The public API
+//! speaks only domain types ([`RunInfo`], [`CaseRecord`], …) and the SQL is kept portable
+//! (see the `schema` module), so a PostgreSQL backend can be added behind the same methods
+//! later; [`Store::open_url`] already routes on the URL scheme.
+//!
+//! # Threads
+//! [`Store`] is `Send` but not `Sync`: it owns one SQLite connection. A thread that needs the
+//! store opens its own [`Store`] on the same path; in WAL mode readers never block the writer
+//! nor each other. Writes wait up to five seconds for another writer before failing.
+//!
+//! # Speed
+//! The sweep writes cases in batches through [`Store::write_batch`] (one transaction per batch;
+//! batches of 500–2000 make tens of thousands of cases per second), and the hot lookups
+//! ([`Store::case_exists`], [`Store::cache_get`]) use cached prepared statements.
+
+mod lock;
+mod records;
+mod schema;
+
+pub use lock::{LockGuard, LockInfo};
+pub use records::{CaseRecord, CaseRow, ProbeRecord, RunInfo, RunStatus, VariantRecord, WriteOp};
+
+use crate::chat::ChatResponse;
+use crate::error::{Error, Location, Result};
+use crate::grade::CaseStatus;
+use crate::probe::Tier;
+use indexmap::IndexMap;
+use rusqlite::{Connection, Row, TransactionBehavior, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the store lives by default, relative to the project root.
+pub const DEFAULT_PATH: &str = ".cliffprobe/cliffprobe.db";
+
+/// How long a write waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A handle on the store. See the module docs for threading and speed.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    scratch: Scratch,
+}
+
+/// Reusable buffers for the JSON columns, so a batch does not allocate per row for them.
+#[derive(Debug, Default)]
+struct Scratch {
+    a: Vec<u8>,
+    b: Vec<u8>,
+}
+
+/// Opens a connection with the store's settings (no migration).
+pub(crate) fn connect(path: &Path) -> Result<Connection> {
+    let fail =
+        |e: rusqlite::Error| Error::Other(format!("cannot open the store {}: {e}", path.display()));
+    let conn = Connection::open(path).map_err(fail)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+    // WAL may be refused (e.g. on some network file systems); the store still works, just with
+    // readers and the writer taking turns, so the answer is not checked.
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+        .map_err(fail)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(fail)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(fail)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating it and its folder if needed) the SQLite store at `path`, and brings its
+    /// schema up to date. Opening is idempotent and safe from several processes at once.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let mut conn = connect(path)?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            scratch: Scratch::default(),
+        })
+    }
+
+    /// Opens a store by URL: `sqlite://PATH` (or a bare path). `postgres://…` is recognised but
+    /// not supported by this build.
+    pub fn open_url(url: &str) -> Result<Store> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Store::open(Path::new(path));
+        }
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            return Store::open(Path::new(path));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(Error::Other(
+                "PostgreSQL stores are not supported by this build of cliffprobe; use a SQLite \
+                 store (a path or sqlite://PATH)"
+                    .to_string(),
+            ));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(Error::Other(format!(
+                "unknown store URL scheme `{scheme}://`: use a path or sqlite://PATH"
+            )));
+        }
+        Store::open(Path::new(url))
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    // ---- runs ----
+
+    /// Records the start of a run, with status as given (normally [`RunStatus::Running`]).
+    ///
+    /// Beginning an id that already exists is a resume: the run keeps its original
+    /// `started_at`, takes every other field from `run`, and its `finished_at` is cleared.
+    /// Checking that the resumed configuration matches (`config_digest`) is the caller's job.
+    pub fn begin_run(&self, run: &RunInfo) -> Result<()> {
+        let models = to_json(&run.models)?;
+        let model_ids = to_json(&run.model_ids)?;
+        let probes = to_json(&run.probes)?;
+        self.conn.execute(
+            "INSERT INTO runs (id, started_at, finished_at, status, models, model_ids, probes, \
+             strategy, seed, repeats, config_digest, planned, note, version) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             ON CONFLICT (id) DO UPDATE SET finished_at = NULL, status = excluded.status, \
+             models = excluded.models, model_ids = excluded.model_ids, probes = excluded.probes, \
+             strategy = excluded.strategy, seed = excluded.seed, repeats = excluded.repeats, \
+             config_digest = excluded.config_digest, planned = excluded.planned, \
+             note = excluded.note, version = excluded.version",
+            params![
+                run.id,
+                run.started_at,
+                run.finished_at,
+                run.status.as_str(),
+                models,
+                model_ids,
+                probes,
+                run.strategy,
+                run.seed as i64,
+                i64::from(run.repeats),
+                run.config_digest,
+                run.planned as i64,
+                run.note,
+                run.version,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records the end of run `id`. Fails when the run does not exist.
+    pub fn finish_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        finished_at: &str,
+        note: Option<&str>,
+    ) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE runs SET status = ?2, finished_at = ?3, note = ?4 WHERE id = ?1",
+            params![id, status.as_str(), finished_at, note],
+        )?;
+        if n == 0 {
+            return Err(Error::Other(format!(
+                "cannot finish run `{id}`: it is not in the store"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Run `id`, if stored.
+    pub fn run(&self, id: &str) -> Result<Option<RunInfo>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{RUN_SELECT} WHERE id = ?1"))?;
+        let mut rows = stmt.query([id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(run_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every run, oldest first by `started_at` (compared as instants, so mixed UTC offsets
+    /// order correctly), ties broken by id.
+    pub fn runs(&self) -> Result<Vec<RunInfo>> {
+        let mut stmt = self.conn.prepare_cached(RUN_SELECT)?;
+        let mut rows = stmt.query([])?;
+        let mut runs = Vec::new();
+        while let Some(row) = rows.next()? {
+            runs.push(run_from_row(row)?);
+        }
+        runs.sort_by_cached_key(|r| {
+            (
+                r.started_at.parse::<jiff::Timestamp>().ok(),
+                r.started_at.clone(),
+                r.id.clone(),
+            )
+        });
+        Ok(runs)
+    }
+
+    /// The most recently started run, if any.
+    pub fn latest_run(&self) -> Result<Option<RunInfo>> {
+        Ok(self.runs()?.pop())
+    }
+
+    /// The run a command is about: `id`, or the latest run when `None`.
+    ///
+    /// An unknown id, or an empty store, is an input error (exit status 2) whose message lists
+    /// the most recent runs, so the user can pick one.
+    pub fn resolve_run(&self, id: Option<&str>) -> Result<RunInfo> {
+        if let Some(id) = id
+            && let Some(run) = self.run(id)?
+        {
+            return Ok(run);
+        }
+        let runs = self.runs()?;
+        let location = Location {
+            path: PathBuf::from("<command line>"),
+            field: Some("run".to_string()),
+            ..Default::default()
+        };
+        if runs.is_empty() {
+            return Err(Error::Input {
+                location,
+                message: format!(
+                    "the store {} has no runs yet: run `cliffprobe sweep` first",
+                    self.path.display()
+                ),
+            });
+        }
+        match id {
+            None => Ok(runs.into_iter().next_back().expect("runs is not empty")),
+            Some(id) => {
+                let recent: Vec<String> = runs
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .map(|r| format!("  {}  {}  {}", r.id, r.started_at, r.status))
+                    .collect();
+                Err(Error::Input {
+                    location,
+                    message: format!(
+                        "no run `{id}` in the store {}; the most recent runs are:\n{}",
+                        self.path.display(),
+                        recent.join("\n")
+                    ),
+                })
+            }
+        }
+    }
+
+    // ---- cases ----
+
+    /// Whether a case with this key is stored (whatever its status). Fast: one index lookup on a
+    /// cached statement.
+    pub fn case_exists(&self, run: &str, model: &str, variant: &str, sample: u32) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM cases WHERE run_id = ?1 AND model = ?2 AND variant_id = ?3 AND sample = ?4",
+        )?;
+        Ok(stmt.exists(params![run, model, variant, i64::from(sample)])?)
+    }
+
+    /// The status of a stored case, if any: lets a resume retry `error` cases while keeping the
+    /// graded ones.
+    pub fn case_status(
+        &self,
+        run: &str,
+        model: &str,
+        variant: &str,
+        sample: u32,
+    ) -> Result<Option<CaseStatus>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT status FROM cases WHERE run_id = ?1 AND model = ?2 AND variant_id = ?3 AND sample = ?4",
+        )?;
+        let mut rows = stmt.query(params![run, model, variant, i64::from(sample)])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(parse_status(text(row, 0)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `ops` in one transaction: all of them or none.
+    ///
+    /// - [`WriteOp::Probe`] and [`WriteOp::Variant`] are insert-or-ignore: their keys are content
+    ///   digests, so an existing row already holds the same content.
+    /// - [`WriteOp::Case`] is insert-or-replace on `(run_id, model, variant_id, sample)`: a case
+    ///   written again (a resume, a retry of an error) replaces the earlier one and is never
+    ///   counted twice.
+    /// - [`WriteOp::Cache`] is insert-or-replace on the key.
+    ///
+    /// A case must refer to a run already begun and to a variant (and its probe version) written
+    /// in this batch or an earlier one; otherwise the whole batch fails with a message saying so.
+    /// Order inside a batch does not matter.
+    pub fn write_batch(&mut self, ops: &[WriteOp]) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let Store { conn, scratch, .. } = self;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            // A cached prepare is a hash lookup: cheap enough to do all four once per batch.
+            let mut probe_stmt = tx.prepare_cached(PROBE_INSERT)?;
+            let mut variant_stmt = tx.prepare_cached(VARIANT_INSERT)?;
+            let mut case_stmt = tx.prepare_cached(CASE_UPSERT)?;
+            let mut cache_stmt = tx.prepare_cached(CACHE_UPSERT)?;
+            let mut now: Option<String> = None;
+            for op in ops {
+                match op {
+                    WriteOp::Probe(p) => {
+                        probe_stmt.execute(params![
+                            p.id,
+                            p.digest,
+                            p.capability,
+                            p.tier.as_str(),
+                            p.path
+                        ])?;
+                    }
+                    WriteOp::Variant(v) => {
+                        let axes = json_into(&mut scratch.a, &v.axes)?;
+                        variant_stmt.execute(params![
+                            v.id,
+                            v.probe_id,
+                            v.probe_digest,
+                            v.canonical,
+                            axes
+                        ])?;
+                    }
+                    WriteOp::Case(c) => {
+                        let tool_calls = json_into(&mut scratch.a, &c.tool_calls)?;
+                        let checks = json_into(&mut scratch.b, &c.checks)?;
+                        case_stmt.execute(params![
+                            c.run_id,
+                            c.model,
+                            c.variant_id,
+                            i64::from(c.sample),
+                            c.status.as_str(),
+                            c.output,
+                            tool_calls,
+                            checks,
+                            c.latency_ms as i64,
+                            c.input_tokens as i64,
+                            c.output_tokens as i64,
+                            c.cost_usd,
+                            c.error,
+                            c.cached,
+                            i64::from(c.attempts),
+                            c.finish_reason,
+                            c.finished_at,
+                        ])?;
+                    }
+                    WriteOp::Cache { key, response } => {
+                        let now: &str =
+                            now.get_or_insert_with(|| jiff::Timestamp::now().to_string());
+                        let response = json_into(&mut scratch.a, response)?;
+                        cache_stmt.execute(params![key, response, now])?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(|e| {
+            if is_foreign_key_error(&e) {
+                Error::Other(
+                    "store: a case refers to a run that was not begun, or to a variant or probe \
+                     version that was never written; the batch was not saved (call begin_run \
+                     first, and write the Probe and Variant ops in the same or an earlier batch)"
+                        .to_string(),
+                )
+            } else {
+                Error::Store(e)
+            }
+        })
+    }
+
+    /// Calls `f` on every case of `run`, with its variant and probe, ordered by model, probe,
+    /// variant and sample. Rows are streamed, never collected; an error from `f` stops the walk
+    /// and is returned.
+    ///
+    /// A case whose variant or probe version is missing (possible only if the store was written
+    /// without foreign keys) is an error, never silently skipped.
+    pub fn for_each_case(&self, run: &str, mut f: impl FnMut(CaseRow) -> Result<()>) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.run_id, c.model, c.variant_id, c.sample, c.status, c.output, c.tool_calls, \
+             c.checks, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd, c.error, \
+             c.cached, c.attempts, c.finish_reason, c.finished_at, \
+             v.probe_id, p.capability, p.tier, v.canonical, v.axes \
+             FROM cases c \
+             LEFT JOIN variants v ON v.id = c.variant_id \
+             LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest \
+             WHERE c.run_id = ?1 \
+             ORDER BY c.model, v.probe_id, c.variant_id, c.sample",
+        )?;
+        let mut rows = stmt.query([run])?;
+        while let Some(row) = rows.next()? {
+            f(case_row_from_row(row)?)?;
+        }
+        Ok(())
+    }
+
+    /// Number of cases of `run` per model and status, ordered by model name then status
+    /// (pass, fail, error, ungraded). Pairs with no case are absent.
+    pub fn status_counts(&self, run: &str) -> Result<Vec<(String, CaseStatus, u64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT model, status, COUNT(*) FROM cases WHERE run_id = ?1 GROUP BY model, status",
+        )?;
+        let mut rows = stmt.query([run])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let model: String = row.get(0)?;
+            let status = parse_status(text(row, 1)?)?;
+            let n: i64 = row.get(2)?;
+            out.push((model, status, n as u64));
+        }
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        Ok(out)
+    }
+
+    /// Number of cases stored for `run`.
+    pub fn case_count(&self, run: &str) -> Result<u64> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM cases WHERE run_id = ?1")?;
+        let n: i64 = stmt.query_row([run], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Every axis name used by the variants of `run`'s cases, sorted.
+    pub fn axis_names(&self, run: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT v.axes FROM cases c JOIN variants v ON v.id = c.variant_id \
+             WHERE c.run_id = ?1",
+        )?;
+        let mut rows = stmt.query([run])?;
+        let mut names = BTreeSet::new();
+        while let Some(row) = rows.next()? {
+            let axes: IndexMap<String, String> = from_json(text(row, 0)?, "variant axes")?;
+            names.extend(axes.into_keys());
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    // ---- response cache ----
+
+    /// The cached response for `key`, if any. Fast: one index lookup on a cached statement.
+    ///
+    /// An entry that no longer parses (written by an older cliffprobe with another response
+    /// shape) is a miss: the request is simply made again and the entry replaced.
+    pub fn cache_get(&self, key: &str) -> Result<Option<ChatResponse>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT response FROM response_cache WHERE key = ?1")?;
+        let mut rows = stmt.query([key])?;
+        match rows.next()? {
+            Some(row) => Ok(serde_json::from_str(text(row, 0)?).ok()),
+            None => Ok(None),
+        }
+    }
+
+    // ---- sweep lock ----
+
+    /// Takes the sweep lock for `holder` (a description such as the run id, shown to whoever
+    /// finds the lock taken). Fails with [`Error::Refused`] naming the holder while a live
+    /// process holds it; a lock left by a dead process is taken over. The guard releases the
+    /// lock when dropped.
+    ///
+    /// The lock covers the whole store (one sweep at a time), which in particular keeps two
+    /// sweeps from writing the same run.
+    pub fn acquire_lock(&self, holder: &str) -> Result<LockGuard> {
+        lock::acquire(&self.path, holder)
+    }
+
+    /// Who holds the sweep lock, if anyone (`alive` false: stale, taken over by the next sweep).
+    pub fn lock_info(&self) -> Result<Option<LockInfo>> {
+        lock::read(&self.conn)
+    }
+
+    /// Removes the sweep lock whoever holds it: the way out on systems where a dead holder
+    /// cannot be detected. Returns whether there was a lock.
+    pub fn break_lock(&self) -> Result<bool> {
+        lock::break_lock(&self.conn)
+    }
+}
+
+const RUN_SELECT: &str = "SELECT id, started_at, finished_at, status, models, model_ids, probes, \
+     strategy, seed, repeats, config_digest, planned, note, version FROM runs";
+
+const PROBE_INSERT: &str = "INSERT INTO probes (probe_id, digest, capability, tier, path) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (probe_id, digest) DO NOTHING";
+
+const VARIANT_INSERT: &str = "INSERT INTO variants (id, probe_id, probe_digest, canonical, axes) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING";
+
+const CACHE_UPSERT: &str = "INSERT INTO response_cache (key, response, created_at) \
+     VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET \
+     response = excluded.response, created_at = excluded.created_at";
+
+const CASE_UPSERT: &str = "INSERT INTO cases (run_id, model, variant_id, sample, status, output, \
+     tool_calls, checks, latency_ms, input_tokens, output_tokens, cost_usd, error, cached, \
+     attempts, finish_reason, finished_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+     ON CONFLICT (run_id, model, variant_id, sample) DO UPDATE SET \
+     status = excluded.status, output = excluded.output, tool_calls = excluded.tool_calls, \
+     checks = excluded.checks, latency_ms = excluded.latency_ms, \
+     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
+     cost_usd = excluded.cost_usd, error = excluded.error, cached = excluded.cached, \
+     attempts = excluded.attempts, finish_reason = excluded.finish_reason, \
+     finished_at = excluded.finished_at";
+
+fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
+    let id: String = row.get(0)?;
+    let status_text = text(row, 3)?;
+    let status = RunStatus::parse(status_text).ok_or_else(|| {
+        Error::Other(format!(
+            "store: run `{id}` has an unknown status `{status_text}`"
+        ))
+    })?;
+    Ok(RunInfo {
+        started_at: row.get(1)?,
+        finished_at: row.get(2)?,
+        status,
+        models: from_json(text(row, 4)?, "run models")?,
+        model_ids: from_json(text(row, 5)?, "run model ids")?,
+        probes: from_json(text(row, 6)?, "run probes")?,
+        strategy: row.get(7)?,
+        seed: row.get::<_, i64>(8)? as u64,
+        repeats: u32::try_from(row.get::<_, i64>(9)?).unwrap_or(u32::MAX),
+        config_digest: row.get(10)?,
+        planned: row.get::<_, i64>(11)? as u64,
+        note: row.get(12)?,
+        version: row.get(13)?,
+        id,
+    })
+}
+
+fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
+    let case = CaseRecord {
+        run_id: row.get(0)?,
+        model: row.get(1)?,
+        variant_id: row.get(2)?,
+        sample: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+        status: parse_status(text(row, 4)?)?,
+        output: row.get(5)?,
+        tool_calls: from_json(text(row, 6)?, "case tool calls")?,
+        checks: from_json(text(row, 7)?, "case checks")?,
+        latency_ms: row.get::<_, i64>(8)? as u64,
+        input_tokens: row.get::<_, i64>(9)? as u64,
+        output_tokens: row.get::<_, i64>(10)? as u64,
+        cost_usd: row.get(11)?,
+        error: row.get(12)?,
+        cached: row.get(13)?,
+        attempts: u32::try_from(row.get::<_, i64>(14)?).unwrap_or(u32::MAX),
+        finish_reason: row.get(15)?,
+        finished_at: row.get(16)?,
+    };
+    let missing = |what: &str| {
+        Error::Other(format!(
+            "store: case ({}, {}, sample {}) of run `{}` refers to {what} missing from the store",
+            case.model, case.variant_id, case.sample, case.run_id
+        ))
+    };
+    let Some(probe_id) = row.get::<_, Option<String>>(17)? else {
+        return Err(missing("a variant"));
+    };
+    let Some(capability) = row.get::<_, Option<String>>(18)? else {
+        return Err(missing("a probe version"));
+    };
+    let tier_text = text(row, 19)?;
+    let tier = Tier::parse(tier_text).ok_or_else(|| {
+        Error::Other(format!(
+            "store: probe `{probe_id}` has an unknown tier `{tier_text}`"
+        ))
+    })?;
+    Ok(CaseRow {
+        probe_id,
+        capability,
+        tier,
+        canonical: row.get(20)?,
+        axes: from_json(text(row, 21)?, "variant axes")?,
+        case,
+    })
+}
+
+/// Column `idx` as borrowed text (no allocation).
+fn text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
+    Ok(row.get_ref(idx)?.as_str()?)
+}
+
+fn parse_status(s: &str) -> Result<CaseStatus> {
+    CaseStatus::parse(s)
+        .ok_or_else(|| Error::Other(format!("store: a case has an unknown status `{s}`")))
+}
+
+fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        Error::Other(format!(
+            "store: {what} are not valid JSON ({e}): {text:.80}"
+        ))
+    })
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::Other(format!("store: cannot encode a value as JSON: {e}")))
+}
+
+/// Serialises `value` into `buf` (cleared first) and borrows the text.
+fn json_into<'b, T: Serialize + ?Sized>(buf: &'b mut Vec<u8>, value: &T) -> Result<&'b str> {
+    buf.clear();
+    serde_json::to_writer(&mut *buf, value)
+        .map_err(|e| Error::Other(format!("store: cannot encode a value as JSON: {e}")))?;
+    std::str::from_utf8(buf).map_err(|e| Error::Other(format!("store: JSON is not UTF-8: {e}")))
+}
+
+fn is_foreign_key_error(e: &rusqlite::Error) -> bool {
+    e.sqlite_error()
+        .is_some_and(|s| s.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,130 @@
+//! The store's schema and its migrations.
+//!
+//! The schema version is SQLite's `PRAGMA user_version`: migration *n* (1-based) brings the
+//! schema from version *n − 1* to *n*. Migrations are applied in order inside one `IMMEDIATE`
+//! transaction, so two processes opening a fresh store at once cannot both migrate it, and a
+//! crash mid-migration leaves the previous version intact. Never edit a released migration;
+//! append a new one.
+//!
+//! The SQL is kept portable so a PostgreSQL backend can reuse it: `TEXT`, `BIGINT` (SQLite
+//! gives it integer affinity; PostgreSQL's `INTEGER` is only 32 bits), `DOUBLE PRECISION`,
+//! 0/1 integers for booleans, composite keys, `ON CONFLICT` upserts, no `AUTOINCREMENT` and no
+//! `WITHOUT ROWID`.
+
+use crate::error::{Error, Result};
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The migrations, in order. The schema version after applying them all is their count.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+CREATE TABLE runs (
+    id            TEXT PRIMARY KEY,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    status        TEXT NOT NULL,
+    models        TEXT NOT NULL,
+    model_ids     TEXT NOT NULL,
+    probes        TEXT NOT NULL,
+    strategy      TEXT NOT NULL,
+    seed          BIGINT NOT NULL,
+    repeats       BIGINT NOT NULL,
+    config_digest TEXT NOT NULL,
+    planned       BIGINT NOT NULL,
+    note          TEXT,
+    version       TEXT NOT NULL
+);
+
+CREATE TABLE probes (
+    probe_id   TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    capability TEXT NOT NULL,
+    tier       TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    PRIMARY KEY (probe_id, digest)
+);
+
+CREATE TABLE variants (
+    id           TEXT PRIMARY KEY,
+    probe_id     TEXT NOT NULL,
+    probe_digest TEXT NOT NULL,
+    canonical    INTEGER NOT NULL,
+    axes         TEXT NOT NULL,
+    FOREIGN KEY (probe_id, probe_digest) REFERENCES probes (probe_id, digest)
+        DEFERRABLE INITIALLY DEFERRED
+);
+
+CREATE TABLE cases (
+    run_id        TEXT NOT NULL REFERENCES runs (id) DEFERRABLE INITIALLY DEFERRED,
+    model         TEXT NOT NULL,
+    variant_id    TEXT NOT NULL REFERENCES variants (id) DEFERRABLE INITIALLY DEFERRED,
+    sample        BIGINT NOT NULL,
+    status        TEXT NOT NULL,
+    output        TEXT NOT NULL,
+    tool_calls    TEXT NOT NULL,
+    checks        TEXT NOT NULL,
+    latency_ms    BIGINT NOT NULL,
+    input_tokens  BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cost_usd      DOUBLE PRECISION,
+    error         TEXT,
+    cached        INTEGER NOT NULL,
+    attempts      BIGINT NOT NULL,
+    finish_reason TEXT,
+    finished_at   TEXT NOT NULL,
+    PRIMARY KEY (run_id, model, variant_id, sample)
+);
+
+CREATE INDEX cases_run_status ON cases (run_id, status);
+
+CREATE TABLE response_cache (
+    key        TEXT PRIMARY KEY,
+    response   TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE sweep_lock (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    pid        BIGINT NOT NULL,
+    started_at TEXT NOT NULL
+);
+"#,
+];
+
+/// The schema version this build writes.
+pub(crate) fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings the schema up to date. Idempotent: a store already at the current version is left
+/// alone. A store from a newer cliffprobe is refused rather than misread.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    // Cheap check first, so opening an up-to-date store takes no write lock.
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == current_version() {
+        return Ok(());
+    }
+    check_not_newer(version)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    check_not_newer(version)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn check_not_newer(version: i64) -> Result<()> {
+    if version > current_version() {
+        return Err(Error::Other(format!(
+            "the store has schema version {version}, but this cliffprobe only knows up to version {}: \
+             upgrade cliffprobe, or point it at another store",
+            current_version()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,574 @@
+//! Unit tests of the store, and fixtures the export tests share.
+
+use super::*;
+use crate::chat::{ToolCall, Usage};
+use crate::grade::CheckVerdict;
+
+pub(crate) fn run_info(id: &str, started_at: &str) -> RunInfo {
+    RunInfo {
+        id: id.to_string(),
+        started_at: started_at.to_string(),
+        finished_at: None,
+        status: RunStatus::Running,
+        models: vec!["prod".to_string(), "candidate".to_string()],
+        model_ids: [
+            ("prod".to_string(), "openai:gpt-4.1-2025-04-14".to_string()),
+            ("candidate".to_string(), "anthropic:claude-x".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        probes: vec!["refund-policy".to_string(), "table-hop".to_string()],
+        strategy: "pairwise".to_string(),
+        seed: 42,
+        repeats: 2,
+        config_digest: "cfg-1".to_string(),
+        planned: 16,
+        note: None,
+        version: "0.1.0".to_string(),
+    }
+}
+
+pub(crate) fn probe(id: &str, tier: Tier) -> ProbeRecord {
+    ProbeRecord {
+        id: id.to_string(),
+        digest: format!("{id}-d1"),
+        capability: format!("capability of {id}"),
+        tier,
+        path: format!("probes/x/{id}.yaml"),
+    }
+}
+
+pub(crate) fn variant(id: &str, probe_id: &str, axes: &[(&str, &str)]) -> VariantRecord {
+    VariantRecord {
+        id: id.to_string(),
+        probe_id: probe_id.to_string(),
+        probe_digest: format!("{probe_id}-d1"),
+        canonical: axes.is_empty(),
+        axes: axes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+pub(crate) fn case(
+    run: &str,
+    model: &str,
+    variant: &str,
+    sample: u32,
+    status: CaseStatus,
+) -> CaseRecord {
+    CaseRecord {
+        run_id: run.to_string(),
+        model: model.to_string(),
+        variant_id: variant.to_string(),
+        sample,
+        status,
+        output: format!("answer of {model} to {variant}"),
+        tool_calls: vec![ToolCall::new(
+            "call_1",
+            "lookup",
+            &serde_json::json!({"order": 17}),
+        )],
+        checks: vec![
+            CheckVerdict {
+                check: "contains".to_string(),
+                passed: Some(status == CaseStatus::Pass),
+                reason: "contains \"refund\"".to_string(),
+            },
+            CheckVerdict {
+                check: "judge".to_string(),
+                passed: None,
+                reason: "not graded".into(),
+            },
+        ],
+        latency_ms: 1234,
+        input_tokens: 300,
+        output_tokens: 40,
+        cost_usd: Some(0.00125),
+        error: (status == CaseStatus::Error).then(|| "timeout after 60s".to_string()),
+        cached: false,
+        attempts: 1,
+        finish_reason: Some("stop".to_string()),
+        finished_at: "2026-11-21T23:06:00Z".to_string(),
+    }
+}
+
+/// A store in `dir` with run `r1`: two probes, three variants, two models, one sample each.
+pub(crate) fn seeded_store(dir: &Path) -> (Store, RunInfo) {
+    let mut store = Store::open(&dir.join(".cliffprobe/cliffprobe.db")).unwrap();
+    let run = run_info("r1", "2026-11-21T23:05:01Z");
+    store.begin_run(&run).unwrap();
+    let mut ops = vec![
+        WriteOp::Probe(probe("table-hop", Tier::Hard)),
+        WriteOp::Probe(probe("refund-policy", Tier::Easy)),
+        WriteOp::Variant(variant("v-canon", "refund-policy", &[])),
+        WriteOp::Variant(variant(
+            "v-xml",
+            "refund-policy",
+            &[("format", "xml"), ("persona", "terse-expert")],
+        )),
+        WriteOp::Variant(variant("v-hop", "table-hop", &[("length", "long")])),
+    ];
+    // Written in an order the store must not rely on.
+    for model in ["prod", "candidate"] {
+        for (v, status) in [
+            ("v-hop", CaseStatus::Fail),
+            ("v-xml", CaseStatus::Error),
+            ("v-canon", CaseStatus::Pass),
+        ] {
+            ops.push(WriteOp::Case(case("r1", model, v, 0, status)));
+        }
+    }
+    store.write_batch(&ops).unwrap();
+    (store, run)
+}
+
+fn collect(store: &Store, run: &str) -> Vec<CaseRow> {
+    let mut rows = Vec::new();
+    store
+        .for_each_case(run, |r| {
+            rows.push(r);
+            Ok(())
+        })
+        .unwrap();
+    rows
+}
+
+fn user_version(store: &Store) -> i64 {
+    store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn store_is_send() {
+    fn send<T: Send>() {}
+    send::<Store>();
+    send::<LockGuard>();
+}
+
+#[test]
+fn open_creates_folder_and_migrations_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, run) = seeded_store(dir.path());
+    assert_eq!(user_version(&store), schema::current_version());
+    let journal: String = store
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+    let fk: i64 = store
+        .conn
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(fk, 1);
+    drop(store);
+    for _ in 0..2 {
+        let store = Store::open(&dir.path().join(".cliffprobe/cliffprobe.db")).unwrap();
+        assert_eq!(user_version(&store), schema::current_version());
+        assert_eq!(store.run("r1").unwrap().unwrap(), run);
+        assert_eq!(store.case_count("r1").unwrap(), 6);
+    }
+}
+
+#[test]
+fn a_store_from_a_newer_cliffprobe_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = Store::open(&path).unwrap();
+    store.conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(store);
+    let err = Store::open(&path).unwrap_err().to_string();
+    assert!(err.contains("schema version 99"), "{err}");
+}
+
+#[test]
+fn write_batch_and_for_each_case_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    let rows = collect(&store, "r1");
+    let keys: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.case.model.as_str(),
+                r.probe_id.as_str(),
+                r.case.variant_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("candidate", "refund-policy", "v-canon"),
+            ("candidate", "refund-policy", "v-xml"),
+            ("candidate", "table-hop", "v-hop"),
+            ("prod", "refund-policy", "v-canon"),
+            ("prod", "refund-policy", "v-xml"),
+            ("prod", "table-hop", "v-hop"),
+        ]
+    );
+    let xml = &rows[1];
+    assert_eq!(
+        xml.case,
+        case("r1", "candidate", "v-xml", 0, CaseStatus::Error)
+    );
+    assert_eq!(xml.capability, "capability of refund-policy");
+    assert_eq!(xml.tier, Tier::Easy);
+    assert!(!xml.canonical);
+    // Axis order is kept as written.
+    assert_eq!(xml.axes.keys().collect::<Vec<_>>(), ["format", "persona"]);
+    assert!(rows[0].canonical && rows[0].axes.is_empty());
+    assert_eq!(rows[2].tier, Tier::Hard);
+    assert!(collect(&store, "no-such-run").is_empty());
+}
+
+#[test]
+fn for_each_case_stops_on_the_callers_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    let mut seen = 0;
+    let err = store
+        .for_each_case("r1", |_| {
+            seen += 1;
+            Err(Error::Other("stop".into()))
+        })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "stop");
+    assert_eq!(seen, 1);
+}
+
+#[test]
+fn a_rewritten_case_replaces_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = seeded_store(dir.path());
+    assert_eq!(
+        store.case_status("r1", "prod", "v-xml", 0).unwrap(),
+        Some(CaseStatus::Error)
+    );
+    let mut retried = case("r1", "prod", "v-xml", 0, CaseStatus::Pass);
+    retried.attempts = 3;
+    retried.cached = true;
+    // Probe and variant written again, as a resumed sweep does: ignored, not duplicated.
+    store
+        .write_batch(&[
+            WriteOp::Probe(probe("refund-policy", Tier::Easy)),
+            WriteOp::Variant(variant("v-xml", "refund-policy", &[("format", "xml")])),
+            WriteOp::Case(retried.clone()),
+        ])
+        .unwrap();
+    assert_eq!(store.case_count("r1").unwrap(), 6);
+    let rows = collect(&store, "r1");
+    let row = rows
+        .iter()
+        .find(|r| r.case.model == "prod" && r.case.variant_id == "v-xml")
+        .unwrap();
+    assert_eq!(row.case, retried);
+    // The first-written variant content is kept.
+    assert_eq!(row.axes.len(), 2);
+    let probes: i64 = store
+        .conn
+        .query_row("SELECT COUNT(*) FROM probes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(probes, 2);
+}
+
+#[test]
+fn case_exists_and_status_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    assert!(store.case_exists("r1", "prod", "v-hop", 0).unwrap());
+    assert!(!store.case_exists("r1", "prod", "v-hop", 1).unwrap());
+    assert!(!store.case_exists("r2", "prod", "v-hop", 0).unwrap());
+    assert_eq!(store.case_status("r1", "prod", "v-hop", 1).unwrap(), None);
+    let counts = store.status_counts("r1").unwrap();
+    let expected: Vec<(String, CaseStatus, u64)> = ["candidate", "prod"]
+        .into_iter()
+        .flat_map(|m| {
+            [CaseStatus::Pass, CaseStatus::Fail, CaseStatus::Error].map(|s| (m.to_string(), s, 1))
+        })
+        .collect();
+    assert_eq!(counts, expected);
+    assert_eq!(
+        store.axis_names("r1").unwrap(),
+        ["format", "length", "persona"]
+    );
+}
+
+#[test]
+fn a_case_without_its_variant_or_run_fails_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = seeded_store(dir.path());
+    let err = store
+        .write_batch(&[
+            WriteOp::Case(case("r1", "prod", "v-canon", 1, CaseStatus::Pass)),
+            WriteOp::Case(case("r1", "prod", "v-missing", 0, CaseStatus::Pass)),
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("never written"), "{err}");
+    assert_eq!(
+        store.case_count("r1").unwrap(),
+        6,
+        "nothing of the failed batch is kept"
+    );
+    let err = store
+        .write_batch(&[WriteOp::Case(case(
+            "r-unknown",
+            "prod",
+            "v-canon",
+            0,
+            CaseStatus::Pass,
+        ))])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not begun"), "{err}");
+    // The store is still usable afterwards.
+    store
+        .write_batch(&[WriteOp::Case(case(
+            "r1",
+            "prod",
+            "v-canon",
+            1,
+            CaseStatus::Pass,
+        ))])
+        .unwrap();
+    assert_eq!(store.case_count("r1").unwrap(), 7);
+}
+
+#[test]
+fn cache_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+    assert_eq!(store.cache_get("k1").unwrap(), None);
+    let response = ChatResponse {
+        text: "Ünïcode \"quoted\", with\nnewlines".to_string(),
+        tool_calls: vec![ToolCall::new(
+            "c1",
+            "search",
+            &serde_json::json!({"q": "x"}),
+        )],
+        finish_reason: Some("tool_calls".to_string()),
+        usage: Usage {
+            input_tokens: 10,
+            output_tokens: 3,
+        },
+        model: Some("gpt-x".to_string()),
+    };
+    store
+        .write_batch(&[WriteOp::Cache {
+            key: "k1".into(),
+            response: response.clone(),
+        }])
+        .unwrap();
+    assert_eq!(store.cache_get("k1").unwrap(), Some(response.clone()));
+    let replaced = ChatResponse {
+        text: "second".into(),
+        ..response
+    };
+    store
+        .write_batch(&[WriteOp::Cache {
+            key: "k1".into(),
+            response: replaced.clone(),
+        }])
+        .unwrap();
+    assert_eq!(store.cache_get("k1").unwrap(), Some(replaced));
+    // An entry that no longer parses is a miss, not an error.
+    store
+        .conn
+        .execute(
+            "UPDATE response_cache SET response = '{\"bad\":' WHERE key = 'k1'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(store.cache_get("k1").unwrap(), None);
+}
+
+#[test]
+fn runs_are_in_time_order_and_latest_is_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    assert_eq!(store.latest_run().unwrap(), None);
+    // Inserted out of order; `r-b` is written with a +02:00 offset and is the earliest instant.
+    store
+        .begin_run(&run_info("r-c", "2026-11-21T23:05:01Z"))
+        .unwrap();
+    store
+        .begin_run(&run_info("r-a", "2026-11-20T10:00:00Z"))
+        .unwrap();
+    store
+        .begin_run(&run_info("r-b", "2026-11-20T09:00:00+02:00"))
+        .unwrap();
+    store
+        .begin_run(&run_info("r-d", "2026-11-22T01:00:00+00:00"))
+        .unwrap();
+    let ids: Vec<String> = store.runs().unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["r-b", "r-a", "r-c", "r-d"]);
+    assert_eq!(store.latest_run().unwrap().unwrap().id, "r-d");
+    assert_eq!(store.resolve_run(None).unwrap().id, "r-d");
+    assert_eq!(store.resolve_run(Some("r-a")).unwrap().id, "r-a");
+}
+
+#[test]
+fn resolve_run_explains_unknown_ids_and_empty_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    let err = store.resolve_run(None).unwrap_err();
+    assert!(err.is_input());
+    assert!(err.to_string().contains("no runs yet"), "{err}");
+    store
+        .begin_run(&run_info("r-20261121-230501-ab12", "2026-11-21T23:05:01Z"))
+        .unwrap();
+    let err = store.resolve_run(Some("r-nope")).unwrap_err();
+    assert!(err.is_input());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no run `r-nope`") && msg.contains("r-20261121-230501-ab12"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn finish_and_resume_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    let mut run = run_info("r1", "2026-11-21T23:05:01Z");
+    run.seed = u64::MAX;
+    store.begin_run(&run).unwrap();
+    store
+        .finish_run(
+            "r1",
+            RunStatus::Partial,
+            "2026-11-21T23:59:00Z",
+            Some("budget reached"),
+        )
+        .unwrap();
+    let got = store.run("r1").unwrap().unwrap();
+    assert_eq!(got.status, RunStatus::Partial);
+    assert_eq!(got.finished_at.as_deref(), Some("2026-11-21T23:59:00Z"));
+    assert_eq!(got.note.as_deref(), Some("budget reached"));
+    assert_eq!(got.seed, u64::MAX);
+    // Resume: begun again later; the original start is kept, the end cleared.
+    let resumed = RunInfo {
+        started_at: "2026-11-22T08:00:00Z".into(),
+        ..run.clone()
+    };
+    store.begin_run(&resumed).unwrap();
+    let got = store.run("r1").unwrap().unwrap();
+    assert_eq!(got, run);
+    let err = store
+        .finish_run("r-nope", RunStatus::Complete, "x", None)
+        .unwrap_err();
+    assert!(err.to_string().contains("r-nope"));
+    for s in [
+        RunStatus::Running,
+        RunStatus::Complete,
+        RunStatus::Partial,
+        RunStatus::Interrupted,
+    ] {
+        assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+    }
+}
+
+#[test]
+fn open_url_routes_on_the_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("u/s.db");
+    let store = Store::open_url(&format!("sqlite://{}", path.display())).unwrap();
+    assert_eq!(store.path(), path);
+    assert!(path.exists());
+    let err = Store::open_url("postgres://me@db/cliffprobe")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("PostgreSQL stores are not supported"), "{err}");
+    let err = Store::open_url("mysql://db").unwrap_err().to_string();
+    assert!(err.contains("mysql://"), "{err}");
+}
+
+#[test]
+fn a_second_connection_reads_while_the_first_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = seeded_store(dir.path());
+    let path = store.path().to_path_buf();
+    let reader = std::thread::spawn(move || {
+        let other = Store::open(&path).unwrap();
+        let mut last = 0;
+        for _ in 0..50 {
+            let n = other.case_count("r1").unwrap();
+            assert!(n >= last);
+            last = n;
+        }
+        last
+    });
+    for sample in 1..50 {
+        store
+            .write_batch(&[WriteOp::Case(case(
+                "r1",
+                "prod",
+                "v-hop",
+                sample,
+                CaseStatus::Pass,
+            ))])
+            .unwrap();
+    }
+    assert!(reader.join().unwrap() >= 6);
+    assert_eq!(store.case_count("r1").unwrap(), 55);
+}
+
+#[test]
+fn the_lock_refuses_a_second_holder_and_releases_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    let guard = store.acquire_lock("sweep r1").unwrap();
+    let info = store.lock_info().unwrap().unwrap();
+    assert_eq!(
+        (info.holder.as_str(), info.pid, info.alive),
+        ("sweep r1", std::process::id(), true)
+    );
+    let err = store.acquire_lock("sweep r2").unwrap_err();
+    assert!(matches!(err, Error::Refused(_)));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("another sweep holds the lock")
+            && msg.contains("sweep r1")
+            && msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    drop(guard);
+    assert_eq!(store.lock_info().unwrap(), None);
+    let guard = store.acquire_lock("sweep r2").unwrap();
+    guard.release().unwrap();
+    assert_eq!(store.lock_info().unwrap(), None);
+}
+
+#[test]
+fn a_stale_lock_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    // A process that has exited (and been reaped) holds the lock.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    store
+        .conn
+        .execute(
+            "INSERT INTO sweep_lock (name, holder, pid, started_at) VALUES ('sweep', 'killed', ?1, 'then')",
+            [i64::from(dead)],
+        )
+        .unwrap();
+    let info = store.lock_info().unwrap().unwrap();
+    assert!(!info.alive);
+    let guard = store.acquire_lock("sweep r2").unwrap();
+    let info = store.lock_info().unwrap().unwrap();
+    assert_eq!(
+        (info.holder.as_str(), info.pid),
+        ("sweep r2", std::process::id())
+    );
+    drop(guard);
+    // break_lock clears a lock whoever holds it.
+    let _guard = store.acquire_lock("sweep r3").unwrap();
+    assert!(store.break_lock().unwrap());
+    assert!(!store.break_lock().unwrap());
+}
