@@ -196,6 +196,11 @@ fn analyse(model_id: &str, req: &ChatRequest, checks: &[Check]) -> Analysis {
     for m in &req.messages {
         let content = m.content_str();
         chars += content.len();
+        if m.role == Role::System {
+            // Hashed once, into the probe identity, which the digest includes below.
+            feed(&mut probe, content.as_bytes());
+            continue;
+        }
         h.update(&[m.role as u8]);
         feed(&mut h, content.as_bytes());
         feed(&mut h, m.tool_call_id.as_deref().unwrap_or("").as_bytes());
@@ -205,13 +210,12 @@ fn analyse(model_id: &str, req: &ChatRequest, checks: &[Check]) -> Analysis {
             feed(&mut h, c.function.arguments.as_bytes());
         }
         match m.role {
-            Role::System => feed(&mut probe, content.as_bytes()),
             Role::Tool => format = format.max(detect_format(content)),
             Role::User => {
                 format = format.max(detect_format(content));
                 last_user = Some(content);
             }
-            Role::Assistant => {}
+            Role::Assistant | Role::System => {}
         }
     }
     for t in &req.tools {
@@ -224,6 +228,8 @@ fn analyse(model_id: &str, req: &ChatRequest, checks: &[Check]) -> Analysis {
         feed_check(&mut probe, c);
     }
     let (persona, phrasing) = last_user.map(voice_penalties).unwrap_or((0.0, 0.0));
+    let probe = *probe.finalize().as_bytes();
+    h.update(&probe);
     Analysis {
         features: Features {
             chars,
@@ -233,7 +239,7 @@ fn analyse(model_id: &str, req: &ChatRequest, checks: &[Check]) -> Analysis {
             tools: req.tools.len(),
         },
         digest: *h.finalize().as_bytes(),
-        probe: *probe.finalize().as_bytes(),
+        probe,
     }
 }
 
@@ -275,10 +281,10 @@ fn unit(bytes: &[u8]) -> f64 {
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Guesses how structured data in a message is rendered. Cheap: most texts are decided by a
-/// couple of substring searches.
+/// Guesses how structured data in a message is rendered. Cheap and bounded: only the first
+/// 4 KiB are read (the structure shows in the first records).
 pub fn detect_format(text: &str) -> DataFormat {
-    let t = text.trim_start();
+    let t = head(text.trim_start(), 4096);
     if t.starts_with('{') || t.starts_with('[') {
         return DataFormat::Json;
     }
@@ -294,7 +300,7 @@ pub fn detect_format(text: &str) -> DataFormat {
     let (mut lines, mut pipes, mut kv, mut yaml, mut commas) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut first_commas = None;
-    for line in t.lines().map(str::trim).filter(|l| !l.is_empty()).take(200) {
+    for line in t.lines().map(str::trim).filter(|l| !l.is_empty()) {
         lines += 1;
         if line.starts_with('|') {
             pipes += 1;
@@ -305,7 +311,7 @@ pub fn detect_format(text: &str) -> DataFormat {
         } else if is_key_value(line) {
             kv += 1;
         }
-        let n = line.matches(',').count();
+        let n = line.bytes().filter(|b| *b == b',').count();
         let first = *first_commas.get_or_insert(n);
         if n >= 2 && n == first {
             commas += 1;
@@ -325,6 +331,18 @@ pub fn detect_format(text: &str) -> DataFormat {
     }
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn head(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    &s[..end]
+}
+
 /// `field: value` or `field = value` with a short identifier-like field.
 fn is_key_value(line: &str) -> bool {
     let Some(pos) = line.find([':', '=']) else {
@@ -342,10 +360,20 @@ fn is_key_value(line: &str) -> bool {
 
 /// Persona and phrasing penalties (full scale) of the last user message.
 fn voice_penalties(text: &str) -> (f64, f64) {
-    let lower = text.to_lowercase();
+    // Persona and phrasing wrap the question: they show at the start and the end, and a
+    // document pasted in the middle must not make this slow.
+    let window = if text.len() <= 3072 {
+        text.to_lowercase()
+    } else {
+        let tail_start = (text.len() - 1024..text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len());
+        format!("{}\n{}", head(text, 2048), &text[tail_start..]).to_lowercase()
+    };
+    let lower = window.as_str();
     let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
-    let letters = text.chars().filter(|c| c.is_alphabetic()).count();
-    let upper = text.chars().any(char::is_uppercase);
+    let letters = lower.chars().filter(|c| c.is_alphabetic()).count();
+    let upper = head(text, 3072).chars().any(char::is_uppercase);
     let mut persona: f64 = 0.0;
     if has(&["sent from my"]) {
         persona += 0.06;
@@ -1201,65 +1229,5 @@ mod tests {
         assert_eq!(regex_literal(r"A\-1\.5"), Some("A-1.5".into()));
         assert_eq!(regex_literal(r"\d+"), None);
         assert_eq!(regex_literal("a|b"), None);
-    }
-}
-#[cfg(test)]
-mod tmp_speed {
-    #[test]
-    #[ignore]
-    fn speed() {
-        use super::*;
-        use crate::chat::{FunctionDef, Message, ToolDef};
-        let csv = "order_id,status,total\nA-10441,shipped,89.00\nA-10442,delayed,349.00\nA-10467,processing,31.50\n".repeat(10);
-        let mut reqs = Vec::new();
-        for i in 0..1000 {
-            reqs.push(ChatRequest {
-                messages: vec![
-                    Message::text(Role::System, "You are a support assistant. ".repeat(20)),
-                    Message::text(
-                        Role::User,
-                        format!("What is the status of order A-10442? {i}"),
-                    ),
-                    Message {
-                        role: Role::Tool,
-                        content: Some(csv.clone()),
-                        tool_calls: vec![],
-                        tool_call_id: Some("c1".into()),
-                        name: None,
-                    },
-                ],
-                tools: vec![ToolDef {
-                    kind: "function".into(),
-                    function: FunctionDef {
-                        name: "x".into(),
-                        description: None,
-                        parameters: serde_json::json!({}),
-                    },
-                }],
-            });
-        }
-        let checks = [
-            Check::Contains(TextMatch::Options {
-                value: "delayed".into(),
-                ignore_case: true,
-            }),
-            Check::NotContains(TextMatch::Options {
-                value: "has shipped".into(),
-                ignore_case: true,
-            }),
-        ];
-        let t = std::time::Instant::now();
-        let mut n = 0;
-        for _ in 0..100 {
-            for r in &reqs {
-                n += answer("mock-brittle-1", r, &checks, 0).text.len();
-            }
-        }
-        let el = t.elapsed();
-        eprintln!(
-            "{} calls/s (chars {}) {n}",
-            100_000.0 / el.as_secs_f64(),
-            features(&reqs[0]).chars
-        );
     }
 }

@@ -164,7 +164,10 @@ impl Store {
         Ok(())
     }
 
-    /// Records the end of run `id`. Fails when the run does not exist.
+    /// Records the end of run `id` (status, end time, note). Fails when the run does not exist.
+    ///
+    /// With [`RunStatus::Running`] (or an empty `finished_at`) the end time is cleared instead:
+    /// that reopens a run for a resume without touching its recorded configuration.
     pub fn finish_run(
         &self,
         id: &str,
@@ -174,7 +177,12 @@ impl Store {
     ) -> Result<()> {
         let n = self.conn.execute(
             "UPDATE runs SET status = ?2, finished_at = ?3, note = ?4 WHERE id = ?1",
-            params![id, status.as_str(), finished_at, note],
+            params![
+                id,
+                status.as_str(),
+                Some(finished_at).filter(|t| status != RunStatus::Running && !t.is_empty()),
+                note
+            ],
         )?;
         if n == 0 {
             return Err(Error::Other(format!(
@@ -230,27 +238,24 @@ impl Store {
         {
             return Ok(run);
         }
-        let runs = self.runs()?;
+        let mut runs = self.runs()?;
         let location = Location {
             path: PathBuf::from("<command line>"),
             field: Some("run".to_string()),
             ..Default::default()
         };
-        if runs.is_empty() {
-            return Err(Error::Input {
+        match (id, runs.pop()) {
+            (_, None) => Err(Error::Input {
                 location,
                 message: format!(
                     "the store {} has no runs yet: run `cliffprobe sweep` first",
                     self.path.display()
                 ),
-            });
-        }
-        match id {
-            None => Ok(runs.into_iter().next_back().expect("runs is not empty")),
-            Some(id) => {
-                let recent: Vec<String> = runs
-                    .iter()
-                    .rev()
+            }),
+            (None, Some(latest)) => Ok(latest),
+            (Some(id), Some(latest)) => {
+                let recent: Vec<String> = std::iter::once(&latest)
+                    .chain(runs.iter().rev())
                     .take(5)
                     .map(|r| format!("  {}  {}  {}", r.id, r.started_at, r.status))
                     .collect();

@@ -450,6 +450,15 @@ fn finish_and_resume_a_run() {
     assert_eq!(got.finished_at.as_deref(), Some("2026-11-21T23:59:00Z"));
     assert_eq!(got.note.as_deref(), Some("budget reached"));
     assert_eq!(got.seed, u64::MAX);
+    // Reopened for a resume: the end time is cleared.
+    store
+        .finish_run("r1", RunStatus::Running, "", None)
+        .unwrap();
+    let got = store.run("r1").unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.finished_at, got.note),
+        (RunStatus::Running, None, None)
+    );
     // Resume: begun again later; the original start is kept, the end cleared.
     let resumed = RunInfo {
         started_at: "2026-11-22T08:00:00Z".into(),
