@@ -45,6 +45,16 @@ pub enum Command {
     Sweep(crate::cli_sweep::SweepArgs),
     /// Stream every case of a run as JSON lines or CSV.
     Export(crate::cli_sweep::ExportArgs),
+    /// Pass rates per tier and capability class, deltas, regressions and the floors gate.
+    Report(crate::cli_report::ReportArgs),
+    /// Aggregate vs hard-tier pass rate across runs, and whether the gap is widening.
+    Trend(crate::cli_report::TrendArgs),
+    /// Per probe × model: which variants break the model, along which axis, the minimal change.
+    Brittleness(crate::cli_brittle::BrittlenessArgs),
+    /// Write the failing and flaky variants of a run back into their probe files as hard cases.
+    Promote(crate::cli_brittle::PromoteArgs),
+    /// List a probe's promoted cases with their history.
+    Cases(crate::cli_brittle::CasesArgs),
 }
 
 /// `init` options.
@@ -248,6 +258,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Expand(a) => expand(&Project::load(&cli.config)?, &a),
         Command::Sweep(a) => crate::cli_sweep::sweep(&Project::load(&cli.config)?, &a),
         Command::Export(a) => crate::cli_sweep::export(&Project::load(&cli.config)?, &a),
+        Command::Report(a) => crate::cli_report::report(&Project::load(&cli.config)?, &a),
+        Command::Trend(a) => crate::cli_report::trend(&Project::load(&cli.config)?, &a),
+        Command::Brittleness(a) => {
+            crate::cli_brittle::brittleness_cmd(&Project::load(&cli.config)?, &a)
+        }
+        Command::Promote(a) => crate::cli_brittle::promote_cmd(&Project::load(&cli.config)?, &a),
+        Command::Cases(a) => crate::cli_brittle::cases_cmd(&Project::load(&cli.config)?, &a),
     }
 }
 
@@ -432,7 +449,9 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     )?;
-    let seed = project.config.sweep.seed.unwrap_or(0);
+    // The same seed `expand` and `sweep` plan with (see `ProbeExpansion::points`), so the
+    // pairwise count shown is the count that runs.
+    let seed = project.config.sweep.seed.unwrap_or(0) ^ crate::expand::variant_seed(&p.digest());
     writeln!(
         out,
         "  variants    {}",

@@ -65,6 +65,9 @@ pub struct SweepArgs {
     /// Allow plans larger than the safety limit.
     #[arg(long)]
     pub yes: bool,
+    /// After the sweep, promote failing and flaky variants into their probe files.
+    #[arg(long)]
+    pub promote: bool,
 }
 
 /// `export` options.
@@ -164,6 +167,14 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
     if let Some(r) = &a.resume {
         let store = Store::open_url(&store_url)?;
         let run = store.resolve_run(if r.is_empty() { None } else { Some(r.as_str()) })?;
+        if run.config_digest != project.config.digest() {
+            eprintln!(
+                "warning: cliffprobe.toml changed since run {} started (config digest {} → {}): the resumed cases use the current settings",
+                run.id,
+                run.config_digest,
+                project.config.digest()
+            );
+        }
         opts.run_id = run.id.clone();
         opts.resume = true;
         opts.models = run.models.clone();
@@ -271,11 +282,44 @@ fn finish(
     let show = !a.quiet;
     let outcome = sweep::run(cfg, store_url, probes, lib, opts.clone(), show)?;
     print_summary(cfg, &outcome);
+    if a.promote {
+        crate::cli_brittle::promote_after_sweep(project, store_url, &outcome.run.id, &a.paths)?;
+    }
     if let Some(reason) = &outcome.stopped {
         eprintln!(
             "stopped early: {reason}; resume with `cliffprobe sweep --resume {}`",
             outcome.run.id
         );
+    }
+    if outcome.run.status == crate::store::RunStatus::Interrupted {
+        return Ok(ExitCode::from(130));
+    }
+    // A sweep where nothing could be graded is a broken endpoint or config, not a result.
+    let graded: u64 = outcome
+        .progress
+        .iter()
+        .map(|(_, p)| p.pass.load(Ordering::Relaxed) + p.fail.load(Ordering::Relaxed))
+        .sum();
+    let errors: u64 = outcome
+        .progress
+        .iter()
+        .map(|(_, p)| p.error.load(Ordering::Relaxed))
+        .sum();
+    if graded == 0 && errors > 0 {
+        let store = Store::open_url(store_url)?;
+        let mut first = None;
+        store.for_each_case(&outcome.run.id, |row| {
+            if first.is_none() {
+                first = row.case.error.clone();
+            }
+            Ok(())
+        })?;
+        eprintln!(
+            "error: every case of run {} is an error (no answer could be graded); first reason: {}",
+            outcome.run.id,
+            crate::term::sanitize(first.as_deref().unwrap_or("unknown"))
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -286,7 +330,7 @@ fn table(headers: &[&str]) -> Table {
     if !std::io::stdout().is_terminal() {
         t.force_no_tty();
     }
-    t.set_header(headers.iter().map(|h| Cell::new(h)).collect::<Vec<_>>());
+    t.set_header(headers.iter().map(Cell::new).collect::<Vec<_>>());
     t
 }
 

@@ -219,7 +219,7 @@ impl Config {
                 ));
             }
             if let Some(t) = m.timeout
-                && !(t > 0.0)
+                && (t.is_nan() || t <= 0.0)
             {
                 return Err(Error::field(
                     path,

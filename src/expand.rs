@@ -138,8 +138,11 @@ pub fn axis_values(
             None => Some(None),
             Some(m) => m.get(&axis).cloned().map(Some).unwrap_or(None),
         };
-        if declared && applicable.contains(&axis) {
-            if let Some(allow) = allowed {
+        if declared
+            && applicable.contains(&axis)
+            && let Some(allow) = allowed
+        {
+            {
                 let all = lib.values(axis);
                 match allow {
                     None => values = all,
@@ -292,15 +295,11 @@ pub fn pairwise(sizes: &[usize], seed: u64) -> Vec<Vec<usize>> {
                 let mut best_gain = -1i64;
                 for v in 0..sizes[f] {
                     let mut gain = 0i64;
-                    for g in 0..k {
-                        if g == f || row[g] == usize::MAX {
+                    for (g, &rg) in row.iter().enumerate() {
+                        if g == f || rg == usize::MAX {
                             continue;
                         }
-                        let (i, j, vi, vj) = if g < f {
-                            (g, f, row[g], v)
-                        } else {
-                            (f, g, v, row[g])
-                        };
+                        let (i, j, vi, vj) = if g < f { (g, f, rg, v) } else { (f, g, v, rg) };
                         if uncovered[i][j][vi * sizes[j] + vj] {
                             gain += 1;
                         }

@@ -4,10 +4,14 @@
 //! The modules follow the pipeline (see ARCHITECTURE.md): [`incident`] → [`templatize`] →
 //! [`probe`] → [`axes`] / [`render`] / [`expand`] → `provider` → `sweep` → [`grade`] → `store`.
 
+pub mod analysis;
 pub mod axes;
+pub mod brittleness;
 pub mod chat;
 pub mod check;
 pub mod cli;
+pub mod cli_brittle;
+pub mod cli_report;
 pub mod cli_sweep;
 pub mod config;
 pub mod error;
@@ -18,9 +22,11 @@ pub mod incident;
 pub mod limits;
 pub mod probe;
 pub mod progress;
+pub mod promote;
 pub mod provider;
 pub mod records;
 pub mod render;
+pub mod report;
 pub mod store;
 pub mod sweep;
 pub mod templatize;

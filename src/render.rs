@@ -205,7 +205,7 @@ impl<'p> Renderer<'p> {
 
     /// The question after phrasing and persona.
     pub fn question(&self, axes: &VariantAxes, seed: u64) -> Result<String, String> {
-        let mut q = self.probe.slots.question.clone();
+        let (mut q, spans) = mask_quoted(&self.probe.slots.question);
         for (axis, value) in [("phrasing", &axes.phrasing), ("persona", &axes.persona)] {
             if value == ORIGINAL {
                 continue;
@@ -223,7 +223,7 @@ impl<'p> Renderer<'p> {
                 ));
             }
         }
-        Ok(q.trim().to_string())
+        Ok(unmask_quoted(q.trim(), &spans))
     }
 
     /// Renders a variant. `seed` drives every random choice (typos, distractors, filler).
@@ -528,6 +528,42 @@ fn quoted() -> &'static regex::Regex {
     QUOTED.get_or_init(|| {
         regex::Regex::new(r#"```[\s\S]*?```|`[^`]*`|"[^"]*"|“[^”]*”"#).expect("static regex")
     })
+}
+
+/// Replaces the question's quoted and backticked spans with placeholders that every word
+/// transform keeps (they hold a digit), so that a chain of rewrites cannot re-pair their quotes
+/// with a wrapper's: phrasing `"{{ question }}"` then persona `lowercase` would otherwise see
+/// `""Main St" …"` and lowercase the quoted name.
+fn mask_quoted(q: &str) -> (String, Vec<String>) {
+    if q.contains(['\u{E000}', '\u{E001}']) {
+        return (q.to_string(), Vec::new());
+    }
+    let mut spans = Vec::new();
+    let masked = quoted()
+        .replace_all(q, |c: &regex::Captures<'_>| {
+            spans.push(c[0].to_string());
+            format!("\u{E000}{}\u{E001}", spans.len() - 1)
+        })
+        .into_owned();
+    (masked, spans)
+}
+
+/// Puts the spans [`mask_quoted`] took out back in.
+fn unmask_quoted(s: &str, spans: &[String]) -> String {
+    static PLACEHOLDER: OnceLock<regex::Regex> = OnceLock::new();
+    if spans.is_empty() {
+        return s.to_string();
+    }
+    PLACEHOLDER
+        .get_or_init(|| regex::Regex::new("\u{E000}([0-9]+)\u{E001}").expect("static regex"))
+        .replace_all(s, |c: &regex::Captures<'_>| {
+            c[1].parse::<usize>()
+                .ok()
+                .and_then(|i| spans.get(i))
+                .cloned()
+                .unwrap_or_else(|| c[0].to_string())
+        })
+        .into_owned()
 }
 
 /// Applies `f` to each unprotected word, keeping whitespace and protected spans byte-exact.

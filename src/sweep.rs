@@ -81,6 +81,9 @@ pub struct ModelProgress {
     pub rate_limited: AtomicU64,
 }
 
+/// Tokens in, tokens out and cost per model.
+pub type UsageByModel = IndexMap<String, (u64, u64, f64)>;
+
 /// Per model × tier outcome counts, for the summary.
 pub type TierCounts = IndexMap<(String, Tier), [u64; 4]>;
 
@@ -114,6 +117,8 @@ struct Job {
     variant: Arc<Prepared>,
     sample: u32,
     cache_key: String,
+    /// The wire body, encoded once for the cache key and every attempt.
+    body: bytes::Bytes,
 }
 
 struct Outcome {
@@ -124,7 +129,7 @@ struct Outcome {
 }
 
 enum WriterMsg {
-    Op(WriteOp),
+    Op(Box<WriteOp>),
     Case(Box<Outcome>),
 }
 
@@ -234,6 +239,11 @@ struct ModelCtx {
 /// The cache key of one call: provider, base URL, model id, the wire body (which holds the
 /// canonical request and sampling settings) and the sample index. Never the API key.
 pub fn cache_key(provider: &Provider, request: &ChatRequest, sample: u32) -> String {
+    cache_key_of_body(provider, &provider.encode(request), sample)
+}
+
+/// [`cache_key`] for a body already encoded with [`Provider::encode`].
+pub fn cache_key_of_body(provider: &Provider, body: &[u8], sample: u32) -> String {
     let cfg = provider.config();
     let mut h = blake3::Hasher::new();
     h.update(cfg.provider.as_str().as_bytes());
@@ -242,8 +252,7 @@ pub fn cache_key(provider: &Provider, request: &ChatRequest, sample: u32) -> Str
     h.update(b"\0");
     h.update(cfg.model.as_bytes());
     h.update(b"\0");
-    let body = provider.wire_body(request);
-    h.update(serde_json::to_string(&body).unwrap_or_default().as_bytes());
+    h.update(body);
     h.update(&sample.to_le_bytes());
     h.finalize().to_hex().to_string()
 }
@@ -375,63 +384,61 @@ pub fn run(
     let writer_progress: IndexMap<String, Arc<ModelProgress>> = progress.iter().cloned().collect();
     let writer = std::thread::Builder::new()
         .name("cliffprobe-writer".into())
-        .spawn(
-            move || -> Result<(TierCounts, IndexMap<String, (u64, u64, f64)>)> {
-                let mut tiers: TierCounts = IndexMap::new();
-                let mut usage: IndexMap<String, (u64, u64, f64)> = IndexMap::new();
-                let mut batch: Vec<WriteOp> = Vec::with_capacity(2048);
-                let mut pending: Vec<(String, CaseStatus, Tier, bool)> = Vec::with_capacity(2048);
-                while let Some(first) = wrx.blocking_recv() {
-                    let mut msg = Some(first);
-                    while let Some(m) = msg.take() {
-                        match m {
-                            WriterMsg::Op(op) => batch.push(op),
-                            WriterMsg::Case(o) => {
-                                let o = *o;
-                                let u = usage.entry(o.record.model.clone()).or_default();
-                                u.0 += o.record.input_tokens;
-                                u.1 += o.record.output_tokens;
-                                u.2 += o.record.cost_usd.unwrap_or(0.0);
-                                pending.push((
-                                    o.record.model.clone(),
-                                    o.record.status,
-                                    o.tier,
-                                    o.record.cached,
-                                ));
-                                if let Some((key, response)) = o.cache {
-                                    batch.push(WriteOp::Cache { key, response });
-                                }
-                                batch.push(WriteOp::Case(o.record));
+        .spawn(move || -> Result<(TierCounts, UsageByModel)> {
+            let mut tiers: TierCounts = IndexMap::new();
+            let mut usage: IndexMap<String, (u64, u64, f64)> = IndexMap::new();
+            let mut batch: Vec<WriteOp> = Vec::with_capacity(2048);
+            let mut pending: Vec<(String, CaseStatus, Tier, bool)> = Vec::with_capacity(2048);
+            while let Some(first) = wrx.blocking_recv() {
+                let mut msg = Some(first);
+                while let Some(m) = msg.take() {
+                    match m {
+                        WriterMsg::Op(op) => batch.push(*op),
+                        WriterMsg::Case(o) => {
+                            let o = *o;
+                            let u = usage.entry(o.record.model.clone()).or_default();
+                            u.0 += o.record.input_tokens;
+                            u.1 += o.record.output_tokens;
+                            u.2 += o.record.cost_usd.unwrap_or(0.0);
+                            pending.push((
+                                o.record.model.clone(),
+                                o.record.status,
+                                o.tier,
+                                o.record.cached,
+                            ));
+                            if let Some((key, response)) = o.cache {
+                                batch.push(WriteOp::Cache { key, response });
                             }
-                        }
-                        if batch.len() < 2000 {
-                            msg = wrx.try_recv().ok();
+                            batch.push(WriteOp::Case(o.record));
                         }
                     }
-                    store.write_batch(&batch)?;
-                    batch.clear();
-                    // Count only what is committed.
-                    for (model, status, tier, cached) in pending.drain(..) {
-                        let t = tiers.entry((model.clone(), tier)).or_default();
-                        if let Some(p) = writer_progress.get(&model) {
-                            p.done.fetch_add(1, Ordering::Relaxed);
-                            if cached {
-                                p.cached.fetch_add(1, Ordering::Relaxed);
-                            }
-                            let (slot, counter) = match status {
-                                CaseStatus::Pass => (0, &p.pass),
-                                CaseStatus::Fail => (1, &p.fail),
-                                CaseStatus::Error => (2, &p.error),
-                                CaseStatus::Ungraded => (3, &p.ungraded),
-                            };
-                            t[slot] += 1;
-                            counter.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if batch.len() < 2000 {
+                        msg = wrx.try_recv().ok();
                     }
                 }
-                Ok((tiers, usage))
-            },
-        )
+                store.write_batch(&batch)?;
+                batch.clear();
+                // Count only what is committed.
+                for (model, status, tier, cached) in pending.drain(..) {
+                    let t = tiers.entry((model.clone(), tier)).or_default();
+                    if let Some(p) = writer_progress.get(&model) {
+                        p.done.fetch_add(1, Ordering::Relaxed);
+                        if cached {
+                            p.cached.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let (slot, counter) = match status {
+                            CaseStatus::Pass => (0, &p.pass),
+                            CaseStatus::Fail => (1, &p.fail),
+                            CaseStatus::Error => (2, &p.error),
+                            CaseStatus::Ungraded => (3, &p.ungraded),
+                        };
+                        t[slot] += 1;
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok((tiers, usage))
+        })
         .map_err(|e| Error::Other(format!("writer thread: {e}")))?;
 
     // Ctrl-C: first stops gracefully, second exits at once (the store stays consistent).
@@ -609,6 +616,7 @@ fn plan_model(
 ) -> Result<()> {
     let reader = Store::open_url(store_path)?;
     let use_cache = !opts.no_cache;
+    let is_mock = ctx.provider.kind() == ProviderKind::Mock;
     for lp in probes {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -623,7 +631,7 @@ fn plan_model(
                 tier: p.tier,
                 path: lp.path.display().to_string(),
             });
-            if writer.blocking_send(WriterMsg::Op(op)).is_err() {
+            if writer.blocking_send(WriterMsg::Op(Box::new(op))).is_err() {
                 return Ok(());
             }
         }
@@ -641,7 +649,7 @@ fn plan_model(
                     canonical: v.canonical,
                     axes: v.axes.to_map(),
                 });
-                if writer.blocking_send(WriterMsg::Op(op)).is_err() {
+                if writer.blocking_send(WriterMsg::Op(Box::new(op))).is_err() {
                     return Ok(());
                 }
             }
@@ -658,19 +666,37 @@ fn plan_model(
                 request: v.request,
                 est_tokens: (chars / 4) as u64 + 1,
             });
+            let mut body = bytes::Bytes::new();
             for sample in 0..opts.repeats {
+                // A resumed run keeps every graded case and retries its errors (an outage at
+                // 3 a.m. should not stay in the results once the endpoint is back).
                 if opts.resume
-                    && reader.case_exists(run_id, &ctx.name, &prepared.variant_id, sample)?
+                    && reader
+                        .case_status(run_id, &ctx.name, &prepared.variant_id, sample)?
+                        .is_some_and(|st| st != CaseStatus::Error)
                 {
                     ctx.progress.skipped.fetch_add(1, Ordering::Relaxed);
                     ctx.progress.done.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let key = cache_key(&ctx.provider, &prepared.request, sample);
-                if use_cache
-                    && ctx.provider.kind() != ProviderKind::Mock
-                    && let Some(resp) = reader.cache_get(&key)?
-                {
+                if is_mock {
+                    // The mock is answered in the dispatcher: no body, no cache entry.
+                    let job = Job {
+                        variant: prepared.clone(),
+                        sample,
+                        cache_key: String::new(),
+                        body: bytes::Bytes::new(),
+                    };
+                    if jobs.blocking_send(job).is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                if body.is_empty() {
+                    body = ctx.provider.encode(&prepared.request);
+                }
+                let key = cache_key_of_body(&ctx.provider, &body, sample);
+                if use_cache && let Some(resp) = reader.cache_get(&key)? {
                     let rec = graded_record(
                         run_id,
                         &ctx.name,
@@ -699,6 +725,7 @@ fn plan_model(
                         variant: prepared.clone(),
                         sample,
                         cache_key: key,
+                        body: body.clone(),
                     })
                     .is_err()
                 {
@@ -863,7 +890,12 @@ async fn call_with_retries(
         ctx.progress.attempts.fetch_add(1, Ordering::Relaxed);
         match ctx
             .provider
-            .call(&job.variant.request, &job.variant.checks, job.sample)
+            .call_encoded(
+                &job.body,
+                &job.variant.request,
+                &job.variant.checks,
+                job.sample,
+            )
             .await
         {
             Ok(r) => {

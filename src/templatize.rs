@@ -398,8 +398,9 @@ fn template_text(
         if let Some(pos) = segs
             .iter()
             .rposition(|s| matches!(s, Seg::Lit(l) if !l.trim().is_empty()))
+            && let Seg::Lit(l) = &segs[pos]
         {
-            if let Seg::Lit(l) = &segs[pos] {
+            {
                 let lead = l[..l.len() - l.trim_start().len()].to_string();
                 let trail = l[l.trim_end().len()..].to_string();
                 question = Some(l.trim().to_string());

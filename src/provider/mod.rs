@@ -253,10 +253,32 @@ impl Provider {
         }
     }
 
+    /// The wire body as bytes, encoded once: the sweep hashes it for the cache key and sends the
+    /// same bytes on every attempt.
+    pub fn encode(&self, req: &ChatRequest) -> bytes::Bytes {
+        bytes::Bytes::from(serde_json::to_vec(&self.wire_body(req)).unwrap_or_default())
+    }
+
     /// One attempt, no retries (the sweep owns retries). `checks` and `sample` are only read by
     /// the mock, which needs them to simulate an answer; real endpoints never see them.
     pub async fn call(
         &self,
+        req: &ChatRequest,
+        checks: &[Check],
+        sample: u32,
+    ) -> Result<ChatResponse, CallError> {
+        let body = if self.cfg.provider == ProviderKind::Mock {
+            bytes::Bytes::new()
+        } else {
+            self.encode(req)
+        };
+        self.call_encoded(&body, req, checks, sample).await
+    }
+
+    /// Like [`Provider::call`], with the body already encoded by [`Provider::encode`] for `req`.
+    pub async fn call_encoded(
+        &self,
+        body: &bytes::Bytes,
         req: &ChatRequest,
         checks: &[Check],
         sample: u32,
@@ -271,7 +293,7 @@ impl Provider {
             }
             ProviderKind::Openai => {
                 self.call_http(
-                    req,
+                    body.clone(),
                     openai::headers(self.api_key.as_deref()),
                     openai::classify,
                     openai::parse_response,
@@ -280,7 +302,7 @@ impl Provider {
             }
             ProviderKind::Anthropic => {
                 self.call_http(
-                    req,
+                    body.clone(),
                     anthropic::headers(self.api_key.as_deref()),
                     anthropic::classify,
                     anthropic::parse_response,
@@ -296,7 +318,7 @@ impl Provider {
 
     async fn call_http(
         &self,
-        req: &ChatRequest,
+        body: bytes::Bytes,
         mut headers: HeaderMap,
         classify: fn(u16, &HeaderMap, &[u8]) -> CallError,
         parse: fn(&[u8]) -> Result<ChatResponse, CallError>,
@@ -312,8 +334,6 @@ impl Provider {
             reqwest::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let body = serde_json::to_vec(&self.wire_body(req))
-            .map_err(|e| CallError::Permanent(format!("cannot encode the request: {e}")))?;
         let resp = client
             .post(&self.endpoint)
             .headers(headers)
@@ -416,23 +436,39 @@ fn error_chain(e: &reqwest::Error) -> String {
     }
 }
 
-/// Replaces every occurrence of the key (and of its long prefixes/suffixes, which servers echo
-/// as `sk-abc...xyz`) with `<redacted>`.
+/// Replaces the key, and every run of at least 8 characters of it, with `<redacted>`: the whole
+/// key, the masked forms servers echo (`sk-abc...xyz`: its first or last characters), and a key
+/// cut short where a message was shortened to an excerpt before it reached here (the cut keeps
+/// the key's head and middle but not its tail, so the whole key is no longer there to match).
 pub fn redact(message: &str, key: &str) -> String {
+    const FRAGMENT: usize = 8;
     let key = key.trim();
     if key.is_empty() {
         return message.to_string();
     }
-    let mut out = message.replace(key, "<redacted>");
-    // Servers often echo a masked key: its first or last characters. Scrub long fragments too.
-    let chars: Vec<char> = key.chars().collect();
-    if chars.len() >= 16 {
-        let keep = 8;
-        let head: String = chars[..keep].iter().collect();
-        let tail: String = chars[chars.len() - keep..].iter().collect();
-        out = out
-            .replace(&head, "<redacted>")
-            .replace(&tail, "<redacted>");
+    let min = FRAGMENT.min(key.chars().count());
+    // Char boundaries of the message, with its end.
+    let at: Vec<usize> = message
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([message.len()])
+        .collect();
+    let n = at.len() - 1;
+    let mut out = String::with_capacity(message.len());
+    let mut i = 0;
+    while i < n {
+        // The longest run from char i that occurs in the key.
+        let mut len = 0;
+        while i + len < n && key.contains(&message[at[i]..at[i + len + 1]]) {
+            len += 1;
+        }
+        if len >= min {
+            out.push_str("<redacted>");
+            i += len;
+        } else {
+            out.push_str(&message[at[i]..at[i + 1]]);
+            i += 1;
+        }
     }
     out
 }
@@ -582,6 +618,20 @@ mod tests {
         let out = redact(&msg, key);
         assert!(!out.contains(key));
         assert!(!out.contains("STUVWXYZ"), "{out}");
+    }
+
+    #[test]
+    fn redaction_covers_keys_cut_short() {
+        let key = "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        // An excerpt that cut the echoed key in its middle.
+        let msg = format!("HTTP 403: bad key {}…", &key[..20]);
+        assert_eq!(redact(&msg, key), "HTTP 403: bad key <redacted>…");
+        // Short fragments and ordinary text stay.
+        assert_eq!(
+            redact("HTTP 500: proj ABC failed", key),
+            "HTTP 500: proj ABC failed"
+        );
+        assert_eq!(redact("key k3y!", "k3y"), "key <redacted>!");
     }
 
     #[test]

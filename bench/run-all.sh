@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every benchmark in one pass: expand (cargo bench), sweep (+ cached re-run + wrk limit),
+# memory, and with PEERS=1 the peers' promptfoo and Inspect runs from ../shared/bench/peers
+# (same machine, same pass: compare only within one pass, see the peers README).
+# Env: passed through to each script (CASES, CONC, FULL, MAX_CASES, N, ...); PEERS=1.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SUMMARY="$OUT_DIR/run-all.txt"
+: >"$SUMMARY"
+step() { echo "== $*" >&2; }
+
+step "expand: cargo bench --bench expand"
+(cd "$REPO" && cargo bench --bench expand) | tee -a "$SUMMARY"
+
+build_release
+step "sweep: bench/sweep.sh"
+SKIP_BUILD=1 "$BENCH_DIR/sweep.sh" | tee -a "$SUMMARY"
+
+step "memory: bench/memory.sh"
+SKIP_BUILD=1 "$BENCH_DIR/memory.sh" | tee -a "$SUMMARY"
+
+if [ "${PEERS:-0}" = 1 ]; then
+  step "peers: promptfoo"
+  "$PEERS/run-promptfoo.sh" | tee -a "$SUMMARY"
+  step "peers: inspect"
+  "$PEERS/run-inspect.sh" | tee -a "$SUMMARY"
+fi
+log "summary in $SUMMARY; JSON in $OUT_DIR/"

@@ -1,0 +1,473 @@
+//! The `report` and `trend` commands: choosing what to compare, reading the store, the gate.
+//!
+//! Which comparison a report makes:
+//! - no `--baseline`: the models of the run in configured order; the first is the baseline
+//!   (production), each other model a candidate. A one-model run has no comparison.
+//! - `--baseline RUN`: every model of this run against the same model name in RUN.
+//! - `--baseline MODEL`: MODEL of this run against each other model of the run.
+//!
+//! Floors apply to the candidates (to every model when there is no comparison). `--gate` makes
+//! the verdict the exit status (1 when it fails) and prints the reason either way.
+
+use crate::analysis::{
+    Breakdown, Collector, Comparison, Floor, GateOn, Heatmap, ModelResults, Trend, TrendPoint,
+    gate, trend::DEFAULT_WINDOW,
+};
+use crate::cli::Project;
+use crate::error::Error;
+use crate::probe::Tier;
+use crate::report::{self, BaselineKind, Format, Report};
+use crate::store::{RunInfo, Store};
+use anyhow::Result;
+use indexmap::IndexMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// How many runs (up to the reported one) the report's trend looks back over.
+const REPORT_TREND_RUNS: usize = 30;
+
+/// `report` options.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Run id (default: the latest run).
+    pub run: Option<String>,
+    /// Compare with a run (the same model names in that run) or with a model of this run.
+    #[arg(long, value_name = "RUN|MODEL")]
+    pub baseline: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// A floor, TIER=RATE (0.45 or 45%); repeatable; overrides [floors] in cliffprobe.toml.
+    #[arg(long = "floor", value_name = "TIER=RATE")]
+    pub floors: Vec<String>,
+    /// Exit 1 when the gate fails (a floor not met, too many hard-tier regressions).
+    #[arg(long)]
+    pub gate: bool,
+    /// Compare floors with the pass rate, or with the lower bound of its 95% interval.
+    #[arg(long, value_enum, default_value_t = GateOn::Rate)]
+    pub gate_on: GateOn,
+    /// Fail the gate when more hard-tier variants than this regressed.
+    #[arg(long, value_name = "N")]
+    pub max_regressions: Option<u64>,
+    /// The store (path or sqlite:// URL).
+    #[arg(long)]
+    pub store: Option<String>,
+}
+
+/// Output format of `trend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrendFormat {
+    /// Aligned table.
+    Text,
+    /// Versioned JSON.
+    Json,
+    /// Self-contained HTML page.
+    Html,
+}
+
+/// `trend` options.
+#[derive(Debug, clap::Args)]
+pub struct TrendArgs {
+    /// The model (default: the first configured model found in the store).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TrendFormat::Text)]
+    pub format: TrendFormat,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Warn when the gap widened in each of the last N runs.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WINDOW)]
+    pub window: usize,
+    /// The store (path or sqlite:// URL).
+    #[arg(long)]
+    pub store: Option<String>,
+}
+
+fn collect(store: &Store, run: &str, only: Option<&str>) -> Result<IndexMap<String, ModelResults>> {
+    let mut c = Collector::new();
+    store.for_each_case(run, |row| {
+        if only.is_none_or(|m| m == row.case.model) {
+            c.push(&row);
+        }
+        Ok(())
+    })?;
+    Ok(c.finish())
+}
+
+/// Models in report order: configured order first, then the run's order, then the rest.
+fn ordered(
+    project: &Project,
+    run: &RunInfo,
+    results: &IndexMap<String, ModelResults>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in project
+        .config
+        .models
+        .keys()
+        .chain(run.models.iter())
+        .chain(results.keys())
+    {
+        if results.contains_key(m) && !out.contains(m) {
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
+fn cli_error(field: &str, message: String) -> anyhow::Error {
+    Error::field("<command line>", field, message).into()
+}
+
+/// Parses `0.45`, `45%` into a fraction.
+fn parse_rate(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let v = match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok()? / 100.0,
+        None => s.parse::<f64>().ok()?,
+    };
+    (v.is_finite() && (0.0..=1.0).contains(&v)).then_some(v)
+}
+
+/// The floors in force: the config's, then `--floor` overrides, in tier order.
+fn floors(project: &Project, cli: &[String]) -> Result<Vec<Floor>> {
+    let mut out: IndexMap<Tier, Floor> = IndexMap::new();
+    let cfg_path = project.config_path.clone().unwrap_or_default();
+    for (name, v) in &project.config.floors {
+        let tier = Tier::parse(name).ok_or_else(|| {
+            Error::field(
+                &cfg_path,
+                format!("floors.{name}"),
+                format!("unknown tier `{name}`; expected easy, medium, hard or frontier"),
+            )
+        })?;
+        if !(v.is_finite() && (0.0..=1.0).contains(v)) {
+            return Err(Error::field(
+                &cfg_path,
+                format!("floors.{name}"),
+                format!("{v} is not a pass rate between 0 and 1"),
+            )
+            .into());
+        }
+        out.insert(
+            tier,
+            Floor {
+                tier,
+                min: *v,
+                source: "config",
+            },
+        );
+    }
+    for f in cli {
+        let (t, v) = f.split_once('=').ok_or_else(|| {
+            cli_error(
+                "--floor",
+                format!("`{f}` is not TIER=RATE (e.g. hard=0.45)"),
+            )
+        })?;
+        let tier = Tier::parse(t).ok_or_else(|| {
+            cli_error(
+                "--floor",
+                format!("unknown tier `{t}`; expected easy, medium, hard or frontier"),
+            )
+        })?;
+        let min = parse_rate(v).ok_or_else(|| {
+            cli_error(
+                "--floor",
+                format!("`{v}` is not a pass rate between 0 and 1 (or 0% and 100%)"),
+            )
+        })?;
+        out.insert(
+            tier,
+            Floor {
+                tier,
+                min,
+                source: "command line",
+            },
+        );
+    }
+    let mut v: Vec<Floor> = out.into_values().collect();
+    v.sort_by_key(|f| f.tier);
+    Ok(v)
+}
+
+fn trend_points(
+    store: &Store,
+    runs: &[RunInfo],
+    model: &str,
+    current: Option<(&str, &ModelResults)>,
+) -> Result<Vec<TrendPoint>> {
+    let mut points = Vec::new();
+    for run in runs {
+        if !run.models.iter().any(|m| m == model) {
+            continue;
+        }
+        let b = match current {
+            Some((id, r)) if id == run.id => Breakdown::of(r),
+            _ => match collect(store, &run.id, Some(model))?.shift_remove(model) {
+                Some(r) => Breakdown::of(&r),
+                None => continue,
+            },
+        };
+        points.push(TrendPoint::new(
+            run.id.clone(),
+            run.started_at.clone(),
+            b.aggregate,
+            b.tier(Tier::Hard),
+        ));
+    }
+    Ok(points)
+}
+
+fn write_output(out: Option<&PathBuf>, text: &str) -> Result<()> {
+    match out {
+        Some(p) => {
+            crate::probe::write_atomic(p, text)?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => {
+            let mut so = std::io::stdout().lock();
+            so.write_all(text.as_bytes())?;
+            so.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn use_color(out: Option<&PathBuf>) -> bool {
+    out.is_none() && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Builds the report for `a` (no printing): what `cliffprobe report` renders.
+pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
+    let store = Store::open_url(&a.store.clone().unwrap_or_else(|| project.store_url()))?;
+    let run = store.resolve_run(a.run.as_deref())?;
+    let results = collect(&store, &run.id, None)?;
+    if results.is_empty() {
+        return Err(Error::Refused(format!(
+            "run `{}` has no cases yet (status {}): nothing to report",
+            run.id, run.status
+        ))
+        .into());
+    }
+    let order = ordered(project, &run, &results);
+    let breakdowns: IndexMap<String, Breakdown> = order
+        .iter()
+        .map(|m| (m.clone(), Breakdown::of(&results[m])))
+        .collect();
+
+    // Which comparisons.
+    let mut comparisons = Vec::new();
+    let mut findings = Vec::new();
+    let mut gated: Vec<String> = Vec::new();
+    let baseline = match a.baseline.as_deref() {
+        Some(b) if b == run.id => {
+            return Err(cli_error(
+                "--baseline",
+                format!("`{b}` is the run being reported; name an earlier run or a model"),
+            ));
+        }
+        Some(b) => match store.run(b)? {
+            Some(base_run) => {
+                let base = collect(&store, &base_run.id, None)?;
+                for m in &order {
+                    if let Some(br) = base.get(m) {
+                        let bb = Breakdown::of(br);
+                        let c = Comparison::new(br, &bb, &results[m], &breakdowns[m]);
+                        findings.extend(crate::analysis::findings::comparison_findings(
+                            &c,
+                            &bb,
+                            &breakdowns[m],
+                        ));
+                        comparisons.push(c);
+                        gated.push(m.clone());
+                    }
+                }
+                if comparisons.is_empty() {
+                    return Err(cli_error(
+                        "--baseline",
+                        format!(
+                            "run `{b}` has none of this run's models ({}); its models: {}",
+                            order.join(", "),
+                            base.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                BaselineKind::Run(Box::new(base_run))
+            }
+            None if results.contains_key(b) => BaselineKind::Model(b.to_string()),
+            None => {
+                return Err(cli_error(
+                    "--baseline",
+                    format!(
+                        "`{b}` is neither a run in the store nor a model of run `{}` (models: {})",
+                        run.id,
+                        order.join(", ")
+                    ),
+                ));
+            }
+        },
+        None if order.len() >= 2 => BaselineKind::Model(order[0].clone()),
+        None => BaselineKind::None,
+    };
+    if let BaselineKind::Model(bm) = &baseline {
+        for m in order.iter().filter(|m| *m != bm) {
+            let c = Comparison::new(&results[bm], &breakdowns[bm], &results[m], &breakdowns[m]);
+            findings.extend(crate::analysis::findings::comparison_findings(
+                &c,
+                &breakdowns[bm],
+                &breakdowns[m],
+            ));
+            comparisons.push(c);
+            gated.push(m.clone());
+        }
+    }
+    if gated.is_empty() {
+        gated = order.clone();
+    }
+
+    // Trend of the focus model, over the runs up to this one.
+    let focus = gated[0].clone();
+    let all_runs = store.runs()?;
+    let upto = all_runs
+        .iter()
+        .position(|r| r.id == run.id)
+        .map(|i| i + 1)
+        .unwrap_or(all_runs.len());
+    let window = &all_runs[upto.saturating_sub(REPORT_TREND_RUNS)..upto];
+    let points = trend_points(&store, window, &focus, Some((&run.id, &results[&focus])))?;
+    let trend = Trend::new(focus, points, DEFAULT_WINDOW);
+    if let Some(w) = &trend.warning {
+        findings.push(w.clone());
+    }
+
+    let floors = floors(project, &a.floors)?;
+    let hard_regressions: u64 = comparisons
+        .iter()
+        .map(|c| c.hard_regressions().count() as u64)
+        .sum();
+    let gate = if floors.is_empty() && a.max_regressions.is_none() {
+        if a.gate {
+            return Err(cli_error(
+                "--gate",
+                "nothing to gate on: no [floors] in cliffprobe.toml, no --floor TIER=RATE and no --max-regressions N".into(),
+            ));
+        }
+        None
+    } else {
+        let gated_b: Vec<&Breakdown> = gated.iter().map(|m| &breakdowns[m]).collect();
+        Some(gate::evaluate(
+            &floors,
+            a.gate_on,
+            &gated_b,
+            a.max_regressions,
+            hard_regressions,
+        ))
+    };
+
+    let heatmaps = order.iter().map(|m| Heatmap::of(&results[m])).collect();
+    let mut results = results;
+    Ok(Report {
+        run,
+        baseline,
+        models: breakdowns.into_values().collect(),
+        results: order
+            .iter()
+            .filter_map(|m| results.shift_remove(m))
+            .collect(),
+        comparisons,
+        findings,
+        heatmaps,
+        trend: Some(trend),
+        floors,
+        gated_models: gated,
+        gate,
+        gate_enforced: a.gate,
+    })
+}
+
+/// Runs `cliffprobe report`.
+pub fn report(project: &Project, a: &ReportArgs) -> Result<ExitCode> {
+    let r = build(project, a)?;
+    let text = match a.format {
+        Format::Text => report::text::render(&r, use_color(a.out.as_ref())),
+        Format::Json => report::json::render(&r),
+        Format::Markdown => report::markdown::render(&r),
+        Format::Junit => report::junit::render(&r),
+        Format::Html => report::html::render(&r),
+    };
+    write_output(a.out.as_ref(), &text)?;
+    if !a.gate {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(g) = &r.gate else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Text and Markdown on stdout already end with the gate; elsewhere say it on stderr.
+    if a.out.is_some() || !matches!(a.format, Format::Text | Format::Markdown) {
+        eprintln!(
+            "gate {}: {}",
+            if g.passed { "passed" } else { "failed" },
+            crate::term::sanitize(&g.reason)
+        );
+    }
+    Ok(if g.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs `cliffprobe trend`.
+pub fn trend(project: &Project, a: &TrendArgs) -> Result<ExitCode> {
+    let store = Store::open_url(&a.store.clone().unwrap_or_else(|| project.store_url()))?;
+    let runs = store.runs()?;
+    if runs.is_empty() {
+        // The store's own message: "no runs yet: run `cliffprobe sweep` first".
+        store.resolve_run(None)?;
+    }
+    let model = match &a.model {
+        Some(m) => {
+            if !runs.iter().any(|r| r.models.contains(m)) {
+                let mut known: Vec<&String> = runs.iter().flat_map(|r| &r.models).collect();
+                known.sort();
+                known.dedup();
+                return Err(cli_error(
+                    "--model",
+                    format!(
+                        "no run in the store has model `{m}`; models seen: {}",
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            m.clone()
+        }
+        None => project
+            .config
+            .models
+            .keys()
+            .find(|m| runs.iter().any(|r| r.models.contains(m)))
+            .cloned()
+            .or_else(|| runs.last().and_then(|r| r.models.first().cloned()))
+            .ok_or_else(|| Error::Refused("the runs in the store have no models".into()))?,
+    };
+    let points = trend_points(&store, &runs, &model, None)?;
+    let t = Trend::new(model, points, a.window);
+    let text = match a.format {
+        TrendFormat::Text => report::text::render_trend(&t, use_color(a.out.as_ref())),
+        TrendFormat::Json => report::json::render_trend(&t),
+        TrendFormat::Html => report::html::render_trend(&t),
+    };
+    write_output(a.out.as_ref(), &text)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,242 @@
+//! The JSON report: a documented, versioned schema for scripts.
+//!
+//! `schema_version` is 1. Fields are only ever added within a version; a rename, a removal or a
+//! change of meaning bumps it. Rates, intervals and p-values are fractions in 0..=1 rounded to 6
+//! decimals; `null` means "nothing to show" (no graded variant, or too few to say — see
+//! `counting.too_few_below`).
+//!
+//! ```text
+//! { schema_version, kind: "report",
+//!   run: {id, started_at, finished_at, status, models, strategy, seed, repeats},
+//!   baseline: {kind: "none"|"model"|"run", model?, run?},
+//!   counting: {unit: "variant", rule, interval: "wilson", confidence, too_few_below},
+//!   warnings: [{code, message}],
+//!   models: [{model, run_id, cases, aggregate: GROUP,
+//!             tiers: [GROUP + {tier, failure_share}],
+//!             classes: [GROUP + {class, failure_share, probes, failing_probes: [{probe, failing}]}]}],
+//!   comparisons: [{baseline: {model, run_id}, candidate: {model, run_id},
+//!                  aggregate: DELTA, tiers: [DELTA], classes: [DELTA],
+//!                  hard_regressions: [FLIP], fixed: [FLIP], regressed: [FLIP]}],
+//!   heatmaps: [{model, columns: [{axis, value}], rows: [{probe, tier, cells: [GROUP|null]}]}],
+//!   trend: TREND|null,
+//!   gate: {enforced, on: "rate"|"lower", floors: [{tier, min, source}], models, passed, reason,
+//!          checks: [{model, subject, limit, value, n, passed, reason}]}|null }
+//! GROUP = {variants, passed, failed, errors, ungraded, rate, interval: {lo, hi}|null, too_few}
+//! DELTA = {label, baseline: GROUP, candidate: GROUP, delta, interval, shared, fixed, regressed,
+//!          p_value, significant}
+//! FLIP  = {variant_id, probe, tier, capability, canonical, axes, baseline, candidate,
+//!          evidence: {sample, failed_checks: [{check, reason}], output, truncated, error}|null}
+//! TREND = {kind: "trend" (top level only), model, window, warning, points: [{run_id, started_at,
+//!          aggregate: GROUP, hard: GROUP, gap}]}
+//! ```
+//!
+//! `variants` in a GROUP is the graded count `n` (passed + failed); errors and ungraded are
+//! outside it.
+
+use super::{BaselineKind, Report};
+use crate::analysis::{
+    Breakdown, Comparison, DeltaRow, Flip, Heatmap, Interval, TOO_FEW, Tally, Trend,
+};
+use crate::store::RunInfo;
+use serde_json::{Value, json};
+
+/// The schema version of both the report and the trend documents.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn round(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn opt(x: Option<f64>) -> Value {
+    x.map(|v| json!(round(v))).unwrap_or(Value::Null)
+}
+
+fn interval(i: Option<Interval>) -> Value {
+    i.map(|i| json!({"lo": round(i.lo), "hi": round(i.hi)}))
+        .unwrap_or(Value::Null)
+}
+
+fn group(t: &Tally) -> Value {
+    json!({
+        "variants": t.n(),
+        "passed": t.passed,
+        "failed": t.failed,
+        "errors": t.errors,
+        "ungraded": t.ungraded,
+        "rate": opt(t.rate()),
+        "interval": interval(t.interval()),
+        "too_few": t.too_few(),
+    })
+}
+
+fn extend(mut v: Value, extra: Value) -> Value {
+    if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    v
+}
+
+fn run(r: &RunInfo) -> Value {
+    json!({
+        "id": r.id,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "status": r.status.as_str(),
+        "models": r.models,
+        "strategy": r.strategy,
+        "seed": r.seed,
+        "repeats": r.repeats,
+    })
+}
+
+fn model(b: &Breakdown) -> Value {
+    json!({
+        "model": b.model,
+        "run_id": b.run_id,
+        "cases": b.cases,
+        "aggregate": group(&b.aggregate),
+        "tiers": b.tiers.iter().map(|(t, x)| extend(json!({"tier": t.as_str()}), extend(group(x), json!({"failure_share": opt(b.failure_share(*t))})))).collect::<Vec<_>>(),
+        "classes": b.classes.iter().map(|c| extend(json!({"class": c.class}), extend(group(&c.tally), json!({
+            "failure_share": opt(b.class_failure_share(c)),
+            "probes": c.probes,
+            "failing_probes": c.failing_probes.iter().map(|(p, n)| json!({"probe": p, "failing": n})).collect::<Vec<_>>(),
+        })))).collect::<Vec<_>>(),
+    })
+}
+
+fn delta(d: &DeltaRow) -> Value {
+    json!({
+        "label": d.label,
+        "baseline": group(&d.baseline),
+        "candidate": group(&d.candidate),
+        "delta": opt(d.delta),
+        "interval": interval(d.interval),
+        "shared": d.paired.shared,
+        "fixed": d.paired.fixed,
+        "regressed": d.paired.regressed,
+        "p_value": opt(d.paired.p_value),
+        "significant": d.paired.significant(),
+    })
+}
+
+fn flip(f: &Flip) -> Value {
+    let v = &f.variant;
+    json!({
+        "variant_id": v.variant_id,
+        "probe": v.probe_id,
+        "tier": v.tier.as_str(),
+        "capability": v.capability,
+        "canonical": v.canonical,
+        "axes": v.axes,
+        "baseline": f.baseline.as_str(),
+        "candidate": v.verdict.as_str(),
+        "evidence": v.evidence.as_ref().map(|e| json!({
+            "sample": e.sample,
+            "failed_checks": e.failed_checks.iter().map(|c| json!({"check": c.check, "reason": c.reason})).collect::<Vec<_>>(),
+            "output": e.output,
+            "truncated": e.truncated,
+            "error": e.error,
+        })),
+    })
+}
+
+fn comparison(c: &Comparison) -> Value {
+    json!({
+        "baseline": {"model": c.baseline.model, "run_id": c.baseline.run_id},
+        "candidate": {"model": c.candidate.model, "run_id": c.candidate.run_id},
+        "aggregate": delta(&c.aggregate),
+        "tiers": c.tiers.iter().map(delta).collect::<Vec<_>>(),
+        "classes": c.classes.iter().map(delta).collect::<Vec<_>>(),
+        "hard_regressions": c.hard_regressions().map(flip).collect::<Vec<_>>(),
+        "fixed": c.fixed.iter().map(flip).collect::<Vec<_>>(),
+        "regressed": c.regressed.iter().map(flip).collect::<Vec<_>>(),
+    })
+}
+
+fn heatmap(h: &Heatmap) -> Value {
+    json!({
+        "model": h.model,
+        "columns": h.columns.iter().map(|(a, v)| json!({"axis": a, "value": v})).collect::<Vec<_>>(),
+        "rows": h.rows.iter().map(|r| json!({
+            "probe": r.probe,
+            "tier": r.tier.as_str(),
+            "cells": r.cells.iter().map(|c| c.as_ref().map(group).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn trend(t: &Trend) -> Value {
+    json!({
+        "model": t.model,
+        "window": t.window,
+        "warning": t.warning.as_ref().map(|w| json!({"code": w.code, "message": w.message})),
+        "points": t.points.iter().map(|p| json!({
+            "run_id": p.run_id,
+            "started_at": p.started_at,
+            "aggregate": group(&p.aggregate),
+            "hard": group(&p.hard),
+            "gap": opt(p.gap),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Renders the report as pretty JSON (with a final newline).
+pub fn render(r: &Report) -> String {
+    let baseline = match &r.baseline {
+        BaselineKind::None => json!({"kind": "none"}),
+        BaselineKind::Model(m) => json!({"kind": "model", "model": m}),
+        BaselineKind::Run(b) => json!({"kind": "run", "run": run(b)}),
+    };
+    let gate = r.gate.as_ref().map(|g| {
+        json!({
+            "enforced": r.gate_enforced,
+            "on": g.on.as_str(),
+            "floors": r.floors.iter().map(|f| json!({"tier": f.tier.as_str(), "min": round(f.min), "source": f.source})).collect::<Vec<_>>(),
+            "models": r.gated_models,
+            "passed": g.passed,
+            "reason": g.reason,
+            "checks": g.checks.iter().map(|c| json!({
+                "model": c.model,
+                "subject": c.subject,
+                "limit": round(c.limit),
+                "value": opt(c.value),
+                "n": c.n,
+                "passed": c.passed,
+                "reason": c.reason,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    let doc = json!({
+        "schema_version": SCHEMA_VERSION,
+        "kind": "report",
+        "run": run(&r.run),
+        "baseline": baseline,
+        "counting": {
+            "unit": "variant",
+            "rule": "a variant passes when a strict majority of its graded samples pass (a tie fails); error and ungraded variants are outside every rate",
+            "interval": "wilson",
+            "confidence": 0.95,
+            "too_few_below": TOO_FEW,
+        },
+        "warnings": r.findings.iter().map(|f| json!({"code": f.code, "message": f.message})).collect::<Vec<_>>(),
+        "models": r.models.iter().map(model).collect::<Vec<_>>(),
+        "comparisons": r.comparisons.iter().map(comparison).collect::<Vec<_>>(),
+        "heatmaps": r.heatmaps.iter().map(heatmap).collect::<Vec<_>>(),
+        "trend": r.trend.as_ref().map(trend),
+        "gate": gate,
+    });
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
+    s.push('\n');
+    s
+}
+
+/// Renders `cliffprobe trend` as JSON.
+pub fn render_trend(t: &Trend) -> String {
+    let mut doc = json!({"schema_version": SCHEMA_VERSION, "kind": "trend"});
+    if let (Some(o), Value::Object(e)) = (doc.as_object_mut(), trend(t)) {
+        o.extend(e);
+    }
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
+    s.push('\n');
+    s
+}
