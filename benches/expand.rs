@@ -10,8 +10,8 @@
 //!    `BufWriter` over a byte-counting sink: once with `--axes persona,phrasing,format` (no
 //!    length axis), once with all axes. The length axis adds 2k/8k/32k-token variants
 //!    (~128 KB each at 32k), so a full all-axes run of 1,000 probes is ~15 M variants / ~0.7 TB
-//!    of JSON; each line stops starting new probes once its time budget is spent and says so
-//!    (with a projection for the whole suite).
+//!    of JSON; each line stops once its time budget is spent (checked before every variant, as
+//!    one all-axes probe alone takes ~20 s) and says so, with a projection for the whole suite.
 //! 3. Prints one line per phase and writes `target/bench/expand.json`.
 //!
 //! Single-threaded, like `cliffprobe expand`. Peak RSS is VmHWM from /proc/self/status, reset
@@ -470,6 +470,8 @@ struct LineResult {
     name: &'static str,
     axes: &'static str,
     probes_expanded: usize,
+    /// Variants of the probe the budget stopped in the middle of.
+    partial_variants: u64,
     probes_total: usize,
     variants: u64,
     bytes: u64,
@@ -481,7 +483,7 @@ struct LineResult {
 
 impl LineResult {
     fn capped(&self) -> bool {
-        self.probes_expanded < self.probes_total
+        self.variants < self.planned_variants
     }
     fn rate(&self) -> f64 {
         self.variants as f64 / self.seconds.max(1e-9)
@@ -509,7 +511,7 @@ impl LineResult {
             None => "n/a".into(),
         };
         println!(
-            "expand {:<30} {:>10} variants  {:>8.2} s  {:>10.0} variants/s  {:>8.1} MB/s  peak RSS {rss}  ({} of {} probes{})",
+            "expand {:<30} {:>10} variants  {:>8.2} s  {:>10.0} variants/s  {:>8.1} MB/s  peak RSS {rss}  ({} of {} probes{}{})",
             format!("{} [{}]", self.name, self.axes),
             self.variants,
             self.seconds,
@@ -517,9 +519,14 @@ impl LineResult {
             self.mbps(),
             self.probes_expanded,
             self.probes_total,
+            if self.partial_variants > 0 {
+                format!(" + {} variants of the next", self.partial_variants)
+            } else {
+                String::new()
+            },
             if self.capped() {
                 format!(
-                    "; CAPPED by the time budget: the whole suite is {} variants, ~{:.0} GB of JSON, ~{:.0} s at this rate",
+                    "; CAPPED by the time budget: the whole suite is {} variants, ~{:.0} GB of JSON, ~{:.0} s at this rate (not run)",
                     self.planned_variants,
                     self.projected_bytes() / 1e9,
                     self.projected_s()
@@ -535,6 +542,7 @@ impl LineResult {
             "strategy": "full",
             "axes": self.axes,
             "probes_expanded": self.probes_expanded,
+            "partial_probe_variants": self.partial_variants,
             "probes_total": self.probes_total,
             "capped": self.capped(),
             "variants": self.variants,
@@ -579,17 +587,22 @@ fn expand_line(
     let mut out = BufWriter::with_capacity(1 << 16, CountingSink::default());
     let mut variants = 0u64;
     let mut expanded = 0usize;
+    let mut partial = 0u64;
     let t0 = Instant::now();
-    for p in probes {
-        if t0.elapsed().as_secs_f64() >= budget_s {
-            break;
-        }
+    'probes: for p in probes {
         let x = ProbeExpansion::new(p, lib).expect("probe compiles");
+        let mut done = 0u64;
         for point in x.points(Strategy::Full, seed, &filter).expect("points") {
+            // The budget is checked per variant: one all-axes probe alone takes ~20 s.
+            if t0.elapsed().as_secs_f64() >= budget_s {
+                partial = done;
+                break 'probes;
+            }
             let v = x.variant(point).expect("variant renders");
             serde_json::to_writer(&mut out, &v).expect("serialise");
             out.write_all(b"\n").expect("write");
             variants += 1;
+            done += 1;
         }
         expanded += 1;
     }
@@ -600,6 +613,7 @@ fn expand_line(
         name,
         axes,
         probes_expanded: expanded,
+        partial_variants: partial,
         probes_total: probes.len(),
         variants,
         bytes,
@@ -648,7 +662,7 @@ fn main() {
     let all = expand_line("full", "all", &suite.probes, &lib, seed, budget_s);
     all.print();
     println!(
-        "(single thread; MB = 10^6 B of JSON lines; budget {budget_s:.0} s per line, checked between probes; peak RSS = VmHWM{})",
+        "(single thread; MB = 10^6 B of JSON lines; budget {budget_s:.0} s per line; peak RSS = VmHWM{})",
         if short.rss_reset && all.rss_reset {
             ", reset before each line"
         } else {

@@ -353,7 +353,7 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
         "  probe       {}  (tier {}, capability \"{}\")",
         p.id,
         p.tier.as_str(),
-        p.capability
+        crate::term::sanitize(&p.capability)
     )?;
     writeln!(
         out,
@@ -388,7 +388,8 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
                         .collect();
                 writeln!(
                     out,
-                    "  tool output {id}: {} with {} records; key record{} {}",
+                    "  tool output {}: {} with {} records; key record{} {}",
+                    crate::term::sanitize(id),
                     s.format,
                     d.records.len(),
                     if keys.len() == 1 { "" } else { "s" },
@@ -401,7 +402,8 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
             }
             None => writeln!(
                 out,
-                "  tool output {id}: text ({} chars, not structured)",
+                "  tool output {}: text ({} chars, not structured)",
+                crate::term::sanitize(id),
                 s.original.len()
             )?,
         }
@@ -409,7 +411,8 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
     for (name, d) in &p.slots.documents {
         writeln!(
             out,
-            "  document    {name}: {} chars; key phrases {:?}",
+            "  document    {}: {} chars; key phrases {:?}",
+            crate::term::sanitize(name),
             d.text.len(),
             d.key_phrases
         )?;
@@ -462,7 +465,7 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
             .join(" · ")
     )?;
     for w in &t.warnings {
-        writeln!(out, "  warning     {w}")?;
+        writeln!(out, "  warning     {}", crate::term::sanitize(w))?;
     }
     writeln!(out, "  wrote       {}", path.display())?;
     Ok(ExitCode::SUCCESS)

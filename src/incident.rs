@@ -298,7 +298,10 @@ fn openai_request(path: &Path, req: &Value) -> Result<(Vec<Message>, Vec<ToolDef
                 return Err(Error::field(
                     path,
                     format!("messages[{i}].role"),
-                    format!("expected system, user, assistant or tool, found {other:?}"),
+                    format!(
+                        "expected system, user, assistant or tool, found {}",
+                        other.map_or("no role".to_string(), |r| format!("`{r}`"))
+                    ),
                 ));
             }
         };
@@ -430,7 +433,8 @@ fn anthropic_request(path: &Path, req: &Value) -> Result<(Vec<Message>, Vec<Tool
                     path,
                     format!("messages[{i}]"),
                     format!(
-                        "expected role user or assistant with text or content blocks, found role {other:?}"
+                        "expected role user or assistant with text or content blocks, found {}",
+                        other.map_or("no role".to_string(), |r| format!("role `{r}`"))
                     ),
                 ));
             }

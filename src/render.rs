@@ -524,9 +524,15 @@ pub fn is_protected(word: &str) -> bool {
 
 static QUOTED: OnceLock<regex::Regex> = OnceLock::new();
 
+/// Code spans, and double-, curly- or single-quoted spans. A single-quoted span opens after
+/// a space or bracket (so apostrophes in `it's` open nothing) and may hold apostrophes
+/// (`'Dana's Shop'`); the space before it is part of the match.
 fn quoted() -> &'static regex::Regex {
     QUOTED.get_or_init(|| {
-        regex::Regex::new(r#"```[\s\S]*?```|`[^`]*`|"[^"]*"|“[^”]*”"#).expect("static regex")
+        regex::Regex::new(
+            r#"```[\s\S]*?```|`[^`]*`|"[^"]*"|“[^”]*”|‘[^’]*’|(?:^|[\s(\[{])'(?:[^'\n]|'[\p{L}\p{N}])+'"#,
+        )
+        .expect("static regex")
     })
 }
 
@@ -541,8 +547,10 @@ fn mask_quoted(q: &str) -> (String, Vec<String>) {
     let mut spans = Vec::new();
     let masked = quoted()
         .replace_all(q, |c: &regex::Captures<'_>| {
-            spans.push(c[0].to_string());
-            format!("\u{E000}{}\u{E001}", spans.len() - 1)
+            // The space or bracket before a single-quoted span stays outside the placeholder.
+            let (lead, span) = c[0].split_at(c[0].find(['`', '"', '“', '‘', '\'']).unwrap_or(0));
+            spans.push(span.to_string());
+            format!("{lead}\u{E000}{}\u{E001}", spans.len() - 1)
         })
         .into_owned();
     (masked, spans)

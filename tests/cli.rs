@@ -382,6 +382,21 @@ fn bad_yaml_is_refused_with_its_line() {
 }
 
 #[test]
+fn bad_json_capture_is_refused_with_its_line_and_field() {
+    let expect = ["--expect", "contains=delayed"];
+    refused(
+        "bad-json.json",
+        &expect,
+        &["bad-json.json:5:", "trailing comma"],
+    );
+    refused(
+        "bad-role.json",
+        &expect,
+        &["field `messages[1].role`", "found `customer`"],
+    );
+}
+
+#[test]
 fn missing_conversation_or_messages_is_refused() {
     refused(
         "missing-conversation.yaml",

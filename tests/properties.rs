@@ -71,11 +71,11 @@ fn length_format_points() -> Vec<VariantAxes> {
 // Pairwise
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(40))]
+    #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
     fn pairwise_covers_every_pair(
-        sizes in prop::collection::vec(1usize..=7, 2..=5),
+        sizes in prop::collection::vec(1usize..=8, 2..=6),
         seed in any::<u64>(),
     ) {
         let rows = pairwise(&sizes, seed);
@@ -123,6 +123,11 @@ fn identifier() -> impl Strategy<Value = String> {
         "[a-z]{2,6}@[a-z]{2,6}\\.com",
         "[A-Z][a-z]{2,5}[A-Z][a-z]{2,5}",
         "[0-9]{1,3}(\\.[0-9])?%",
+        "'[A-Z][a-z]{3,8} [A-Z][a-z]{3,8}'",
+        "“[A-Z][a-z]{3,8} [a-z]{3,8}”",
+        "```[a-z]{2,6} --[a-z]{3,8}```",
+        "/[a-z]{2,6}/[a-z]{2,6}\\.log",
+        "#[0-9]{2,5}",
     ]
 }
 
