@@ -448,3 +448,46 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fixed regressions (found by the properties above)
+
+/// A phrasing that wraps the question in `"…"` followed by a persona that lowercases and
+/// adds typos re-paired the quotes: `"Main Street Depot"` came out lowercased. Single-quoted
+/// names were not protected at all.
+#[test]
+fn quoted_names_survive_a_quoting_phrasing_under_a_lowercasing_persona() {
+    for (q, name) in [
+        (
+            "Could you check \"Main Street Depot\" and order A-10442 please?",
+            "\"Main Street Depot\"",
+        ),
+        ("Is \"Aaaa\"?", "\"Aaaa\""),
+        (
+            "Which depot is 'Main Street Depot' in?",
+            "'Main Street Depot'",
+        ),
+        (
+            "Is 'Dana's Outdoor Shop' open today?",
+            "'Dana's Outdoor Shop'",
+        ),
+    ] {
+        let probe = question_probe(q);
+        let r = Renderer::new(&probe).unwrap().with_library(lib()).unwrap();
+        for (persona, phrasing) in [
+            ("phone-typist", "quoted-from-colleague"),
+            ("phone-typist", ORIGINAL),
+            ("non-native-speaker", "quoted-from-colleague"),
+        ] {
+            for seed in 0..20 {
+                let out = r
+                    .question(&axes(persona, phrasing, ORIGINAL, ORIGINAL), seed)
+                    .unwrap();
+                assert!(
+                    out.contains(name),
+                    "{name} lost under {persona} × {phrasing}: {out}"
+                );
+            }
+        }
+    }
+}
