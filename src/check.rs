@@ -180,15 +180,42 @@ impl TextMatch {
     }
 }
 
-/// A number the answer must contain.
+/// A number the answer must contain. Written `numeric: 42` (exact) or
+/// `numeric: {value: 4.2, tolerance: 0.1}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "NumericForm")]
 pub struct NumericCheck {
     /// Expected value.
     pub value: f64,
     /// Absolute tolerance (default 0: exact after parsing, so `1,234.50` matches `1234.5`).
     #[serde(default)]
     pub tolerance: f64,
+}
+
+/// The accepted YAML forms of a numeric check.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumericForm {
+    Bare(f64),
+    Full {
+        value: f64,
+        #[serde(default)]
+        tolerance: f64,
+    },
+}
+
+impl TryFrom<NumericForm> for NumericCheck {
+    type Error = String;
+    fn try_from(f: NumericForm) -> Result<Self, String> {
+        let (value, tolerance) = match f {
+            NumericForm::Bare(v) => (v, 0.0),
+            NumericForm::Full { value, tolerance } => (value, tolerance),
+        };
+        if !value.is_finite() || !tolerance.is_finite() || tolerance < 0.0 {
+            return Err("numeric needs a finite `value` and a non-negative `tolerance`".into());
+        }
+        Ok(NumericCheck { value, tolerance })
+    }
 }
 
 /// A field of a JSON answer.
@@ -265,6 +292,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(checks.len(), 4);
+        let n: Vec<Check> = serde_saphyr::from_str("- numeric: 42\n- numeric: {value: 1.5, tolerance: 0.5}\n").unwrap();
+        assert_eq!(n[0], Check::Numeric(NumericCheck { value: 42.0, tolerance: 0.0 }));
+        assert!(serde_saphyr::from_str::<Vec<Check>>("- numeric: {value: 1, tolerance: -1}\n").is_err());
         assert!(
             checks[1]
                 == Check::NotContains(TextMatch::Options {

@@ -154,8 +154,69 @@ fn sandbox_env() -> Environment<'static> {
     env
 }
 
-/// Validates a persona/phrasing template (syntax, allowed filters) for the library loader.
+/// The filters a persona or phrasing template may use: cliffprobe's own (see
+/// `templates/persona.yaml`) and a few harmless builtins.
+const TRANSFORM_FILTERS: &[&str] = &[
+    "lower_first",
+    "lowercase",
+    "drop_articles",
+    "typos",
+    "no_trailing_punct",
+    "lower",
+    "upper",
+    "title",
+    "capitalize",
+    "trim",
+];
+
+/// A persona/phrasing template may only print `question` through filters with numeric
+/// arguments: no statements (`set`, loops, macros, includes) and no operators. Fuel bounds the
+/// steps of a render but not the memory, and `{% set a = a ~ a %}` doubles a string per step.
+fn check_transform_shape(t: &str) -> Result<(), String> {
+    static EXPR: OnceLock<regex::Regex> = OnceLock::new();
+    let expr = EXPR.get_or_init(|| {
+        regex::Regex::new(r"^\s*question\s*(?:\|\s*([a-z_]+)\s*(?:\(\s*[0-9.]*\s*\))?\s*)*$")
+            .expect("static regex")
+    });
+    let filter = FILTER.get_or_init(|| regex::Regex::new(r"\|\s*([a-z_]+)").expect("static regex"));
+    if t.contains("{%") {
+        return Err(
+            "statements (`{% … %}`) are not allowed in axis templates: print `{{ question }}`, optionally through filters".into(),
+        );
+    }
+    let mut rest = t;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "template error: `{{` is never closed".to_string())?;
+        let inner = after[..end].trim_start_matches('-').trim_end_matches('-');
+        if !expr.is_match(inner) {
+            return Err(format!(
+                "`{{{{{}}}}}` is not allowed: axis templates may only print `question`, through filters with numeric arguments",
+                &after[..end]
+            ));
+        }
+        for c in filter.captures_iter(inner) {
+            if !TRANSFORM_FILTERS.contains(&&c[1]) {
+                return Err(format!(
+                    "filter `{}` is not available in axis templates; use one of {}",
+                    &c[1],
+                    TRANSFORM_FILTERS.join(", ")
+                ));
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    Ok(())
+}
+
+static FILTER: OnceLock<regex::Regex> = OnceLock::new();
+
+/// Validates a persona/phrasing template (shape, syntax, allowed filters) for the library
+/// loader.
 pub fn check_transform_template(t: &str) -> Result<(), String> {
+    check_transform_shape(t)?;
     let mut env = sandbox_env();
     env.add_template_owned("t", t.to_string())
         .map_err(|e| format!("template error: {e}"))?;

@@ -310,7 +310,8 @@ fn second_templatize_refuses_without_force_and_keeps_the_file() {
     let (_, path) = templatize_ok(tmp.path(), &inc, &suite, &[]);
     let before = std::fs::read(&path).unwrap();
 
-    // Another capability on the command line would be another file; same args: same file.
+    // Same incident, same capability: same file, so the run is refused (another option, like
+    // the tier, makes no difference).
     let out = run(templatize(
         tmp.path(),
         &inc,
@@ -901,7 +902,7 @@ fn full_over_the_limit_needs_yes() {
     let suite = tmp.path().join("suite");
     // Templatize before the big library exists (its summary plans a pairwise array).
     let (_, path) = templatize_ok(tmp.path(), &example("order-status-table.yaml"), &suite, &[]);
-    // Under the limit: `full` runs without --yes (121 × 10 × 9 … with the embedded library).
+    // Under the limit: `full` runs without --yes (13 × 13 × 10 × 9 with the embedded library).
     let mut c = cli(tmp.path());
     c.arg("expand")
         .arg(&path)
@@ -980,6 +981,54 @@ fn capabilities_are_slugged_into_the_suite() {
             ))]
         );
     }
+}
+
+#[test]
+fn an_incident_id_is_slugged_into_a_safe_file_name() {
+    let tmp = TempDir::new().unwrap();
+    let text = std::fs::read_to_string(input("no-expected.yaml"))
+        .unwrap()
+        .replace("title:", "id: ../../Evil Twin\ntitle:");
+    let inc = tmp.path().join("incident.yaml");
+    std::fs::write(&inc, text).unwrap();
+    let suite = tmp.path().join("suite");
+    let (p, path) = templatize_ok(tmp.path(), &inc, &suite, &["--expect", "numeric=42"]);
+    assert_eq!(p.id, "evil-twin");
+    assert_eq!(path, suite.join("arithmetic/evil-twin.yaml"));
+}
+
+#[test]
+fn validate_and_expand_refuse_a_suite_with_a_bad_or_duplicate_probe() {
+    let tmp = TempDir::new().unwrap();
+    let suite = tmp.path().join("suite");
+    let inc = example("order-status-table.yaml");
+    templatize_ok(tmp.path(), &inc, &suite, &[]);
+    // The same id under another capability: two files, one id.
+    templatize_ok(tmp.path(), &inc, &suite, &["--capability", "other"]);
+    let mut c = cli(tmp.path());
+    c.arg("validate").arg(&suite);
+    let out = run(c);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("field `id`"), "{}", out.stderr);
+    assert!(out.stderr.contains("is also the id of"), "{}", out.stderr);
+
+    // A broken probe file: expand prints nothing at all, and names it.
+    std::fs::remove_dir_all(suite.join("other")).unwrap();
+    std::fs::copy(
+        input("probe-unknown-axis.yaml"),
+        suite.join("zz-broken.yaml"),
+    )
+    .unwrap();
+    let mut c = cli(tmp.path());
+    c.arg("expand").arg(&suite);
+    let out = run(c);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stdout.is_empty(),
+        "expand printed variants before failing"
+    );
+    assert!(out.stderr.contains("zz-broken.yaml"), "{}", out.stderr);
+    assert!(out.stderr.contains("field `axes`"), "{}", out.stderr);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -399,7 +399,7 @@ fn tool_output_text(rs: &RecordSet) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(5))]
+    #![proptest_config(ProptestConfig::with_cases(4))]
 
     #[test]
     fn key_id_count_is_kept_by_every_length_and_format(rs in record_set()) {
