@@ -156,10 +156,10 @@ EOF
 
 # summary_field OUTFILE MODEL COLUMN: a number from the sweep's summary table (by header name).
 summary_field() {
-  awk -v model="$2" -v col="$3" -F'│' '
+  awk -v model="$2" -v col="$3" -F'│|┆' '
     function trim(s) { gsub(/^[ \t]+|[ \t]+$/, "", s); return s }
-    /│/ && !hdr { for (i = 1; i <= NF; i++) if (trim($i) == col) c = i; if (c) hdr = 1; next }
-    hdr && /│/ { m = trim($2); sub(/ \(mock\)$/, "", m); if (m == model) { print trim($c); exit } }
+    /┆/ && !hdr { for (i = 1; i <= NF; i++) if (trim($i) == col) c = i; if (c) hdr = 1; next }
+    hdr && /┆/ { m = trim($2); sub(/ \(mock\)$/, "", m); if (m == model) { print trim($c); exit } }
   ' "$1"
 }
 
@@ -181,6 +181,28 @@ timed_sweep() {
   T_SYS="$(time_sys_s "$dir/$label.time")"
   T_CPU="$(time_cpu_s "$dir/$label.time")"
   T_RSS_KB="$(time_rss_kb "$dir/$label.time")"
+}
+
+# CPU seconds used so far by the nginx master and its workers (0 when not ours/not running).
+nginx_cpu_s() {
+  local pidfile=/tmp/peers/nginx/nginx.pid master pids p tck total=0 t
+  [ "${USE_NGINX:-0}" = 1 ] && [ -f "$pidfile" ] || { echo 0; return; }
+  master="$(cat "$pidfile")"; tck="$(getconf CLK_TCK)"
+  # the master and its workers (children: stat field 4 is the parent pid)
+  pids="$master $(awk -v m="$master" '$4 == m {print $1}' /proc/[0-9]*/stat 2>/dev/null || true)"
+  for p in $pids; do
+    t="$(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0)"
+    total=$(( total + t ))
+  done
+  awk -v t="$total" -v k="$tck" 'BEGIN{printf "%.2f\n", t/k}'
+}
+
+# mean_variant_bytes DIR: mean size of one variant's JSON line (request + ids) of the first probe,
+# for comparison with the 1,986-byte body wrk sends.
+mean_variant_bytes() {
+  local f; f="$(find "$1/probes" -name '*.yaml' | sort | head -1)"
+  (cd "$1" && "$BIN" expand "$f" --strategy "sample:$PER_PROBE" --axes "$SWEEP_AXES") \
+    | awk '{b += length($0) + 1; n++} END{printf "%.0f\n", n ? b/n : 0}'
 }
 
 # nginx_requests with no counter available prints nothing; callers then skip the check.

@@ -53,9 +53,11 @@ check_counts() {
 internal_wall() { sed -n 's/.*wall \([0-9.]*\)s.*/\1/p' "$W/$1.out" | tail -1; }
 
 # --- uncached sweep ---------------------------------------------------------------------------
-before="$(requests_now)"
+VAR_BYTES="$(mean_variant_bytes "$W")"
+before="$(requests_now)"; ng0="$(nginx_cpu_s)"
 timed_sweep "$W" nocache timeout -s INT "$SWEEP_TIMEOUT" "$BIN" "${CMD[@]}"
-after="$(requests_now)"
+after="$(requests_now)"; ng1="$(nginx_cpu_s)"
+NGINX_CPU="$(awk -v a="$ng0" -v b="$ng1" 'BEGIN{printf "%.2f", b-a}')"
 check_counts nocache
 N_WALL="$T_WALL"; N_USER="$T_USER"; N_SYS="$T_SYS"; N_CPU="$T_CPU"; N_RSS="$T_RSS_KB"; N_INT="$(internal_wall nocache)"
 if [ "$USE_NGINX" = 1 ]; then
@@ -84,7 +86,7 @@ fi
 f() { awk "BEGIN{printf \"$1\", $2}"; }
 SHAPE="$PROBES probes x $PER_PROBE variants x $REPEATS repeat(s)"
 echo "sweep uncached: $CASES cases ($SHAPE, --concurrency $CONC, --no-cache) in $(f %.2f "$N_WALL") s = $(f %.0f "$CASES/$N_WALL") cases/s; sweep's own wall $N_INT s"
-echo "sweep uncached CPU: user $N_USER s + sys $N_SYS s = $(f %.1f "$N_CPU*1e6/$CASES") us CPU per case; max RSS $(f %.1f "$N_RSS/1024") MB"
+echo "sweep uncached CPU: user $N_USER s + sys $N_SYS s = $(f %.1f "$N_CPU*1e6/$CASES") us CPU per case ($(f %.0f "100*$N_CPU/$N_WALL") % of one core; nginx used $NGINX_CPU s); max RSS $(f %.1f "$N_RSS/1024") MB; mean variant JSON $VAR_BYTES B"
 if [ "$USE_NGINX" = 1 ]; then
   echo "sweep uncached requests at nginx: $N_SENT (expected $CASES: ok)"
 fi
@@ -109,7 +111,8 @@ cat >"$OUT" <<EOF
   "setup_s": $SETUP_S,
   "uncached": {"wall_s": $N_WALL, "internal_wall_s": ${N_INT:-null}, "cases_per_s": $(f %.1f "$CASES/$N_WALL"),
                "user_s": $N_USER, "sys_s": $N_SYS, "cpu_us_per_case": $(f %.2f "$N_CPU*1e6/$CASES"),
-               "max_rss_kb": $N_RSS, "requests_at_nginx": $N_SENT, "passed": $PASS_COL},
+               "max_rss_kb": $N_RSS, "requests_at_nginx": $N_SENT, "passed": $PASS_COL,
+               "nginx_cpu_s": $NGINX_CPU, "mean_variant_json_bytes": $VAR_BYTES},
   "cached": {"wall_s": $C_WALL, "internal_wall_s": ${C_INT:-null}, "cases_per_s": $(f %.1f "$CASES/$C_WALL"),
              "cpu_us_per_case": $(f %.2f "$C_CPU*1e6/$CASES"), "max_rss_kb": $C_RSS,
              "answered_from_cache": ${C_CACHED:-null}, "requests_at_nginx": $C_SENT},

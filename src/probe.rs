@@ -338,9 +338,41 @@ impl Probe {
                 ));
             }
         }
+        for (i, m) in self.messages.iter().enumerate() {
+            if let Some(c) = &m.content {
+                check_message_shape(c).map_err(|e| err(&format!("messages[{i}].content"), e))?;
+            }
+        }
         crate::render::Renderer::new(self).map_err(|e| err("messages", e))?;
         Ok(())
     }
+}
+
+/// Message templates may only print slots and escaped literal braces: a hand-edited probe must
+/// not run loops or grow strings without bound (fuel limits steps, not memory).
+fn check_message_shape(content: &str) -> std::result::Result<(), String> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let allowed = RE.get_or_init(|| {
+        regex::Regex::new(r#"^\s*(question|tool_outputs\["[^"\\]*"\]|documents\["[^"\\]*"\]|'\{[{%#]')\s*$"#).expect("static regex")
+    });
+    let mut rest = content;
+    while let Some(pos) = rest.find('{') {
+        let tail = &rest[pos..];
+        if tail.starts_with("{%") || tail.starts_with("{#") {
+            return Err("statements and comments (`{%`, `{#`) are not allowed in message templates; write literal braces as {{ '{%' }}".into());
+        }
+        if let Some(body) = tail.strip_prefix("{{") {
+            let end = body.find("}}").ok_or("an unclosed `{{`")?;
+            let expr = &body[..end];
+            if !allowed.is_match(expr) {
+                return Err(format!("`{{{{{expr}}}}}` is not allowed: message templates may only use {{{{ question }}}}, {{{{ tool_outputs[\"ID\"] }}}} and {{{{ documents[\"NAME\"] }}}}"));
+            }
+            rest = &body[end + 2..];
+        } else {
+            rest = &tail[1..];
+        }
+    }
+    Ok(())
 }
 
 /// The 1-based line of the first `key:` in YAML text, to point errors at a line.
@@ -416,4 +448,18 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_message_shape;
+
+    #[test]
+    fn message_templates_only_print_slots() {
+        assert!(check_message_shape("Hi {{ question }} and {{ tool_outputs[\"call_1\"] }} {{ '{{' }} x").is_ok());
+        assert!(check_message_shape("{% for i in range(9) %}x{% endfor %}").is_err());
+        assert!(check_message_shape("{{ question * 1000 }}").is_err());
+        assert!(check_message_shape("{{ question").is_err());
+        assert!(check_message_shape("plain { braces }").is_ok());
+    }
 }

@@ -146,8 +146,7 @@ fn hostile_model_output_is_stored_exactly_and_shown_sanitised() {
     }
     for c in junit.stdout.chars() {
         assert!(
-            !(c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
-                || !('\u{0}'..'\u{20}').contains(&c),
+            c >= '\u{20}' || matches!(c, '\n' | '\t' | '\r'),
             "JUnit XML holds {c:?}, which XML 1.0 forbids"
         );
     }
@@ -385,7 +384,23 @@ fn user_axis_templates_are_sandboxed() {
         ("env object", "{{ env.HOME }}{{ question }}"),
         ("a string a billion long", "{{ question * 1000000000 }}"),
     ];
+    let doubling = format!(
+        "{{% set a = question * 1000 %}}{}{{{{ question }}}}",
+        "{% set a = a ~ a %}".repeat(22)
+    );
+    let cases = cases.into_iter().map(|(w, t)| (w, t.to_string())).chain([
+        ("a string doubled 22 times", doubling),
+        (
+            "a builtin filter that pads",
+            "{{ question | center(1000000000) }}".to_string(),
+        ),
+        (
+            "operators",
+            "{{ (question * 2000000) ~ (question * 2000000) }}".to_string(),
+        ),
+    ]);
     for (what, template) in cases {
+        let template = template.as_str();
         p.write("templates/persona.yaml", &persona_library(template));
         let started = Instant::now();
         let o = p.run(
@@ -404,4 +419,14 @@ fn user_axis_templates_are_sandboxed() {
         assert!(!o.stdout.contains("root:"), "{what}: read a file");
         assert_outcome_clean(what, &o);
     }
+    // Filters stay available.
+    p.write(
+        "templates/persona.yaml",
+        &persona_library("Quick one: {{ question | lower_first | typos(0.1) }}"),
+    );
+    p.run(
+        &["expand", "--strategy", "one-at-a-time", "--axes", "persona"],
+        &[],
+    )
+    .success();
 }

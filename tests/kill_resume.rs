@@ -48,7 +48,11 @@ fn deterministic_server() -> TestServer {
             .and_then(|j| j["model"].as_str())
             .unwrap_or("?")
             .to_string();
-        let text = if b[0] % 3 == 0 { FAIL_TEXT } else { PASS_TEXT };
+        let text = if b[0].is_multiple_of(3) {
+            FAIL_TEXT
+        } else {
+            PASS_TEXT
+        };
         Reply::json(200, openai_completion(&model, text))
             .after(Duration::from_millis(10 + u64::from(b[1] % 20)))
     })

@@ -76,7 +76,7 @@ fn messages_key(messages: &Value) -> [u8; 32] {
 /// Permanently broken variants, and which way: about one in ten.
 fn permanent(key: &[u8; 32]) -> Option<Fault> {
     match key[0] % 10 {
-        0 if key[1] % 2 == 0 => Some(Fault::PermanentMalformed),
+        0 if key[1].is_multiple_of(2) => Some(Fault::PermanentMalformed),
         0 => Some(Fault::PermanentEmpty),
         _ => None,
     }
@@ -84,7 +84,7 @@ fn permanent(key: &[u8; 32]) -> Option<Fault> {
 
 /// The well-formed answer for a variant: pass or fail, a function of the body only.
 fn answer_for(key: &[u8; 32]) -> &'static str {
-    if key[2] % 3 == 0 {
+    if key[2].is_multiple_of(3) {
         FAIL_TEXT
     } else {
         PASS_TEXT
