@@ -4,16 +4,16 @@
 # ../shared/bench/peers relative to the repository root, or from $PEERS_DIR when set.
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$BENCH_DIR/.." && pwd)"
-PEERS="${PEERS_DIR:-$REPO/../shared/bench/peers}"
+PEERS_PATH="${PEERS_DIR:-$REPO/../shared/bench/peers}"
 OUT_DIR="${CARGO_TARGET_DIR:-$REPO/target}/bench"
 BIN="${CLIFFPROBE:-${CARGO_TARGET_DIR:-$REPO/target}/release/cliffprobe}"
 mkdir -p "$OUT_DIR"
 
-have_peers() { [ -f "$PEERS/lib.sh" ] && [ -x "$PEERS/start-nginx.sh" ]; }
+have_peers() { [ -f "$PEERS_PATH/lib.sh" ] && [ -x "$PEERS_PATH/start-nginx.sh" ]; }
 
 if have_peers; then
   # shellcheck source=/dev/null
-  source "$PEERS/lib.sh"     # ensure_nginx, stop_nginx_if_started, nginx_requests, time_*, median
+  source "$PEERS_PATH/lib.sh"     # ensure_nginx, stop_nginx_if_started, nginx_requests, time_*, median
 else
   # Minimal stand-ins when the peers folder is absent (smoke falls back to the mock then).
   STARTED_NGINX=0

@@ -34,7 +34,7 @@ cleanup() {
 trap cleanup EXIT
 USE_NGINX=0
 if [ "$PROVIDER" = openai ]; then
-  have_peers || { log "no peers bench at $PEERS (set PEERS_DIR, or PROVIDER=mock)"; exit 1; }
+  have_peers || { log "no peers bench at $PEERS_PATH (set PEERS_DIR, or PROVIDER=mock)"; exit 1; }
   ensure_nginx
   USE_NGINX=1
 fi

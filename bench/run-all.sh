@@ -2,7 +2,8 @@
 # Every benchmark in one pass: expand (cargo bench), sweep (+ cached re-run + wrk limit),
 # memory, and with PEERS=1 the peers' promptfoo and Inspect runs from ../shared/bench/peers
 # (same machine, same pass: compare only within one pass, see the peers README).
-# Env: passed through to each script (CASES, CONC, FULL, MAX_CASES, N, ...); PEERS=1.
+# Env: passed through to each script (CASES, CONC, FULL, MAX_CASES, N for the expand bench, ...);
+#      PEERS=1; PEERS_N (2000) requests per peers run (the peers' own N).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SUMMARY="$OUT_DIR/run-all.txt"
@@ -21,8 +22,8 @@ SKIP_BUILD=1 "$BENCH_DIR/memory.sh" | tee -a "$SUMMARY"
 
 if [ "${PEERS:-0}" = 1 ]; then
   step "peers: promptfoo"
-  "$PEERS/run-promptfoo.sh" | tee -a "$SUMMARY"
+  N="${PEERS_N:-2000}" "$PEERS_PATH/run-promptfoo.sh" | tee -a "$SUMMARY"
   step "peers: inspect"
-  "$PEERS/run-inspect.sh" | tee -a "$SUMMARY"
+  N="${PEERS_N:-2000}" "$PEERS_PATH/run-inspect.sh" | tee -a "$SUMMARY"
 fi
 log "summary in $SUMMARY; JSON in $OUT_DIR/"

@@ -6,12 +6,14 @@
 # Env: CASES (100000) cases per sweep; CONC (64) --concurrency and the model's max_concurrency;
 #      SKIP_LIMIT=1 skips the wrk limit; LIMIT_DURATION (5) s per wrk run;
 #      PROVIDER (openai | mock; default openai = nginx); SKIP_BUILD=1; BUILD_RETRIES (0);
-#      SWEEP_TIMEOUT (3600) s per sweep; KEEP=1 keeps the temp project; OUT (target/bench/sweep.json).
+#      SWEEP_TIMEOUT (3600) s per sweep; KEEP=1 keeps the temp project;
+#      OUT (target/bench/sweep.json, or sweep-mock.json with PROVIDER=mock).
 # Prints one line per figure; writes a JSON result.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CASES="${CASES:-100000}"; CONC="${CONC:-64}"; SKIP_LIMIT="${SKIP_LIMIT:-0}"
-PROVIDER="${PROVIDER:-openai}"; OUT="${OUT:-$OUT_DIR/sweep.json}"
+PROVIDER="${PROVIDER:-openai}"
+OUT="${OUT:-$OUT_DIR/$([ "$PROVIDER" = openai ] && echo sweep || echo sweep-mock).json}"
 LIMIT_DURATION="${LIMIT_DURATION:-5}"; SWEEP_TIMEOUT="${SWEEP_TIMEOUT:-3600}"
 
 ensure_gnu_time
@@ -24,7 +26,7 @@ cleanup() {
 trap cleanup EXIT
 USE_NGINX=0
 if [ "$PROVIDER" = openai ]; then
-  have_peers || { log "no peers bench at $PEERS (set PEERS_DIR, or PROVIDER=mock)"; exit 1; }
+  have_peers || { log "no peers bench at $PEERS_PATH (set PEERS_DIR, or PROVIDER=mock)"; exit 1; }
   ensure_nginx
   USE_NGINX=1
 fi
@@ -77,8 +79,8 @@ if [ "$USE_NGINX" = 1 ]; then C_SENT=$(( after - before - 1 )); else C_SENT=null
 # --- the physical limit, same pass -----------------------------------------------------------
 LIMIT_RPS=null; LIMIT_LINE=""
 if [ "$USE_NGINX" = 1 ] && [ "$SKIP_LIMIT" != 1 ]; then
-  log "endpoint limit: DURATION=$LIMIT_DURATION $PEERS/run-limit.sh"
-  LIMIT_LINE="$(DURATION="$LIMIT_DURATION" "$PEERS/run-limit.sh" | tail -1)"
+  log "endpoint limit: DURATION=$LIMIT_DURATION $PEERS_PATH/run-limit.sh"
+  LIMIT_LINE="$(DURATION="$LIMIT_DURATION" "$PEERS_PATH/run-limit.sh" | tail -1)"
   LIMIT_RPS="$(sed -n 's/.*median \([0-9.]*\) req\/s.*/\1/p' <<<"$LIMIT_LINE")"
 fi
 
@@ -86,11 +88,11 @@ fi
 f() { awk "BEGIN{printf \"$1\", $2}"; }
 SHAPE="$PROBES probes x $PER_PROBE variants x $REPEATS repeat(s)"
 echo "sweep uncached: $CASES cases ($SHAPE, --concurrency $CONC, --no-cache) in $(f %.2f "$N_WALL") s = $(f %.0f "$CASES/$N_WALL") cases/s; sweep's own wall $N_INT s"
-echo "sweep uncached CPU: user $N_USER s + sys $N_SYS s = $(f %.1f "$N_CPU*1e6/$CASES") us CPU per case ($(f %.0f "100*$N_CPU/$N_WALL") % of one core; nginx used $NGINX_CPU s); max RSS $(f %.1f "$N_RSS/1024") MB; mean variant JSON $VAR_BYTES B"
+echo "sweep uncached CPU: user $N_USER s + sys $N_SYS s = $(f %.1f "$N_CPU*1e6/$CASES") us CPU per case ($(f %.0f "100*$N_CPU/$N_WALL") % of one core$([ "$USE_NGINX" = 1 ] && echo "; nginx used $NGINX_CPU s CPU")); max RSS $(f %.1f "$N_RSS/1024") MB; mean variant JSON $VAR_BYTES B"
 if [ "$USE_NGINX" = 1 ]; then
   echo "sweep uncached requests at nginx: $N_SENT (expected $CASES: ok)"
 fi
-echo "sweep cached re-run: $CASES cases in $(f %.2f "$C_WALL") s = $(f %.0f "$CASES/$C_WALL") cases/s, $(f %.1f "$C_CPU*1e6/$CASES") us CPU per case, max RSS $(f %.1f "$C_RSS/1024") MB, $C_CACHED answered from cache, ${C_SENT} requests reached nginx"
+echo "sweep cached re-run: $CASES cases in $(f %.2f "$C_WALL") s = $(f %.0f "$CASES/$C_WALL") cases/s, $(f %.1f "$C_CPU*1e6/$CASES") us CPU per case, max RSS $(f %.1f "$C_RSS/1024") MB, $C_CACHED answered from cache$([ "$USE_NGINX" = 1 ] && echo ", $C_SENT requests reached nginx")"
 if [ "$LIMIT_RPS" != null ] && [ -n "$LIMIT_RPS" ]; then
   echo "$LIMIT_LINE"
   echo "sweep vs limit: $(f %.0f "$CASES/$N_WALL") / $(f %.0f "$LIMIT_RPS") req/s = $(f %.2f "100*$CASES/$N_WALL/$LIMIT_RPS") % of the endpoint limit"

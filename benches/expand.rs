@@ -301,7 +301,7 @@ fn incident_text(i: usize, seed: u64) -> (String, bool) {
     let s = &SCHEMAS[i % SCHEMAS.len()];
     let fmt = (i / SCHEMAS.len()) % 4;
     let n = 3 + (i * 7 + i / 10) % 10; // 3..=12 records
-    let with_doc = i % 3 == 0;
+    let with_doc = i.is_multiple_of(3);
     let mut fields = vec![s.id_field, s.status_field];
     fields.extend(&s.others[..s.always]);
     for f in &s.others[s.always..] {
@@ -591,18 +591,20 @@ fn expand_line(
     let t0 = Instant::now();
     'probes: for p in probes {
         let x = ProbeExpansion::new(p, lib).expect("probe compiles");
-        let mut done = 0u64;
-        for point in x.points(Strategy::Full, seed, &filter).expect("points") {
+        for (done, point) in x
+            .points(Strategy::Full, seed, &filter)
+            .expect("points")
+            .enumerate()
+        {
             // The budget is checked per variant: one all-axes probe alone takes ~20 s.
             if t0.elapsed().as_secs_f64() >= budget_s {
-                partial = done;
+                partial = done as u64;
                 break 'probes;
             }
             let v = x.variant(point).expect("variant renders");
             serde_json::to_writer(&mut out, &v).expect("serialise");
             out.write_all(b"\n").expect("write");
             variants += 1;
-            done += 1;
         }
         expanded += 1;
     }

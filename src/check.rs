@@ -292,9 +292,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(checks.len(), 4);
-        let n: Vec<Check> = serde_saphyr::from_str("- numeric: 42\n- numeric: {value: 1.5, tolerance: 0.5}\n").unwrap();
-        assert_eq!(n[0], Check::Numeric(NumericCheck { value: 42.0, tolerance: 0.0 }));
-        assert!(serde_saphyr::from_str::<Vec<Check>>("- numeric: {value: 1, tolerance: -1}\n").is_err());
+        let n: Vec<Check> =
+            serde_saphyr::from_str("- numeric: 42\n- numeric: {value: 1.5, tolerance: 0.5}\n")
+                .unwrap();
+        assert_eq!(
+            n[0],
+            Check::Numeric(NumericCheck {
+                value: 42.0,
+                tolerance: 0.0
+            })
+        );
+        assert!(
+            serde_saphyr::from_str::<Vec<Check>>("- numeric: {value: 1, tolerance: -1}\n").is_err()
+        );
         assert!(
             checks[1]
                 == Check::NotContains(TextMatch::Options {

@@ -353,7 +353,10 @@ impl Probe {
 fn check_message_shape(content: &str) -> std::result::Result<(), String> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let allowed = RE.get_or_init(|| {
-        regex::Regex::new(r#"^\s*(question|tool_outputs\["[^"\\]*"\]|documents\["[^"\\]*"\]|'\{[{%#]')\s*$"#).expect("static regex")
+        regex::Regex::new(
+            r#"^\s*(question|tool_outputs\["[^"\\]*"\]|documents\["[^"\\]*"\]|'\{[{%#]')\s*$"#,
+        )
+        .expect("static regex")
     });
     let mut rest = content;
     while let Some(pos) = rest.find('{') {
@@ -365,7 +368,9 @@ fn check_message_shape(content: &str) -> std::result::Result<(), String> {
             let end = body.find("}}").ok_or("an unclosed `{{`")?;
             let expr = &body[..end];
             if !allowed.is_match(expr) {
-                return Err(format!("`{{{{{expr}}}}}` is not allowed: message templates may only use {{{{ question }}}}, {{{{ tool_outputs[\"ID\"] }}}} and {{{{ documents[\"NAME\"] }}}}"));
+                return Err(format!(
+                    "`{{{{{expr}}}}}` is not allowed: message templates may only use {{{{ question }}}}, {{{{ tool_outputs[\"ID\"] }}}} and {{{{ documents[\"NAME\"] }}}}"
+                ));
             }
             rest = &body[end + 2..];
         } else {
@@ -456,7 +461,12 @@ mod tests {
 
     #[test]
     fn message_templates_only_print_slots() {
-        assert!(check_message_shape("Hi {{ question }} and {{ tool_outputs[\"call_1\"] }} {{ '{{' }} x").is_ok());
+        assert!(
+            check_message_shape(
+                "Hi {{ question }} and {{ tool_outputs[\"call_1\"] }} {{ '{{' }} x"
+            )
+            .is_ok()
+        );
         assert!(check_message_shape("{% for i in range(9) %}x{% endfor %}").is_err());
         assert!(check_message_shape("{{ question * 1000 }}").is_err());
         assert!(check_message_shape("{{ question").is_err());

@@ -79,7 +79,8 @@ pub fn parse_structured(text: &str) -> Option<(&'static str, Records)> {
         // Prose with a colon is also YAML (`Note: call back`): a lone mapping counts as a
         // record only when it has several keys on several lines.
         let lone = matches!(&v, Value::Object(m) if m.len() < 2 || t.lines().count() < 2 || m.values().any(|x| x.is_null()));
-        let has_list = matches!(&v, Value::Object(m) if m.values().any(Value::is_array)) || v.is_array();
+        let has_list =
+            matches!(&v, Value::Object(m) if m.values().any(Value::is_array)) || v.is_array();
         if lone && !has_list {
             return None;
         }

@@ -234,6 +234,9 @@ pub fn check_transform_template(t: &str) -> Result<(), String> {
 pub struct Renderer<'p> {
     probe: &'p Probe,
     env: Environment<'static>,
+    /// Tool outputs re-rendered per (slot, format): the same for every persona and phrasing,
+    /// so a sweep renders each format of a slot once, not once per variant.
+    formatted: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl<'p> Renderer<'p> {
@@ -246,7 +249,11 @@ impl<'p> Renderer<'p> {
                     .map_err(|e| format!("message {i}: {e}"))?;
             }
         }
-        Ok(Renderer { probe, env })
+        Ok(Renderer {
+            probe,
+            env,
+            formatted: Default::default(),
+        })
     }
 
     /// Adds a library's persona and phrasing templates.
@@ -299,7 +306,23 @@ impl<'p> Renderer<'p> {
         let slots = &self.probe.slots;
         let mut tool_outputs: BTreeMap<String, String> = BTreeMap::new();
         for (id, slot) in &slots.tool_outputs {
-            tool_outputs.insert(id.clone(), render_tool_output(slot, &axes.format));
+            let key = (id.clone(), axes.format.clone());
+            let cached = self
+                .formatted
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&key).cloned());
+            let text = match cached {
+                Some(t) => t,
+                None => {
+                    let t = render_tool_output(slot, &axes.format);
+                    if let Ok(mut m) = self.formatted.lock() {
+                        m.insert(key, t.clone());
+                    }
+                    t
+                }
+            };
+            tool_outputs.insert(id.clone(), text);
         }
         let mut documents: BTreeMap<String, String> = slots
             .documents

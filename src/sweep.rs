@@ -390,6 +390,11 @@ pub fn run(
             let mut batch: Vec<WriteOp> = Vec::with_capacity(2048);
             let mut pending: Vec<(String, CaseStatus, Tier, bool)> = Vec::with_capacity(2048);
             while let Some(first) = wrx.blocking_recv() {
+                // Let a few messages gather before writing: one wake-up and one transaction
+                // per batch instead of per case (context switches dominated otherwise).
+                if wrx.len() < 256 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 let mut msg = Some(first);
                 while let Some(m) = msg.take() {
                     match m {
@@ -617,6 +622,9 @@ fn plan_model(
     let reader = Store::open_url(store_path)?;
     let use_cache = !opts.no_cache;
     let is_mock = ctx.provider.kind() == ProviderKind::Mock;
+    // Lookups (cache, resume) share read transactions of up to 512 lookups each.
+    let mut lookups = 0u32;
+    reader.begin_read()?;
     for lp in probes {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -695,6 +703,11 @@ fn plan_model(
                 if body.is_empty() {
                     body = ctx.provider.encode(&prepared.request);
                 }
+                lookups += 1;
+                if lookups % 512 == 0 {
+                    reader.end_read()?;
+                    reader.begin_read()?;
+                }
                 let key = cache_key_of_body(&ctx.provider, &body, sample);
                 if use_cache && let Some(resp) = reader.cache_get(&key)? {
                     let rec = graded_record(
@@ -734,6 +747,7 @@ fn plan_model(
             }
         }
     }
+    reader.end_read()?;
     Ok(())
 }
 

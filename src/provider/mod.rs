@@ -256,7 +256,13 @@ impl Provider {
     /// The wire body as bytes, encoded once: the sweep hashes it for the cache key and sends the
     /// same bytes on every attempt.
     pub fn encode(&self, req: &ChatRequest) -> bytes::Bytes {
-        bytes::Bytes::from(serde_json::to_vec(&self.wire_body(req)).unwrap_or_default())
+        let bytes = match self.cfg.provider {
+            // Serialised straight from the request (no intermediate JSON tree): the same bytes
+            // as `wire_body`, checked by a test, at a fraction of the allocations.
+            ProviderKind::Openai | ProviderKind::Mock => openai::encode_body(&self.cfg, req),
+            ProviderKind::Anthropic => serde_json::to_vec(&self.wire_body(req)).unwrap_or_default(),
+        };
+        bytes::Bytes::from(bytes)
     }
 
     /// One attempt, no retries (the sweep owns retries). `checks` and `sample` are only read by

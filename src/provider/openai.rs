@@ -19,6 +19,35 @@ pub fn endpoint(base_url: &str) -> String {
     format!("{}/chat/completions", base_url.trim().trim_end_matches('/'))
 }
 
+/// [`request_body`] serialised directly, key for key in the same order.
+pub fn encode_body(cfg: &ModelConfig, req: &ChatRequest) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        model: &'a str,
+        messages: &'a [crate::chat::Message],
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        tools: &'a [crate::chat::ToolDef],
+        temperature: f64,
+        max_tokens: u32,
+    }
+    let body = Body {
+        model: &cfg.model,
+        messages: &req.messages,
+        tools: &req.tools,
+        temperature: cfg.temperature.unwrap_or(DEFAULT_TEMPERATURE),
+        max_tokens: cfg.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+    };
+    let mut out = Vec::with_capacity(
+        512 + req
+            .messages
+            .iter()
+            .map(|m| m.content_str().len())
+            .sum::<usize>(),
+    );
+    serde_json::to_writer(&mut out, &body).unwrap_or_default();
+    out
+}
+
 /// The request body: model, messages and tools in the neutral form, temperature (default 0)
 /// and `max_tokens` (default 1024). `tools` is omitted when empty, because some servers reject
 /// an empty list.
@@ -176,6 +205,31 @@ fn tool_call(index: usize, c: &Value) -> Option<ToolCall> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn encode_body_is_the_wire_body_byte_for_byte() {
+        let cfg: ModelConfig = toml::from_str(
+            "provider = \"openai\"\nbase_url = \"http://x\"\nmodel = \"m\"\ntemperature = 0.3\n",
+        )
+        .unwrap();
+        let mut req = ChatRequest {
+            messages: vec![crate::chat::Message::text(
+                crate::chat::Role::User,
+                "hi \"there\" {{x}}",
+            )],
+            tools: vec![],
+        };
+        assert_eq!(
+            super::encode_body(&cfg, &req),
+            serde_json::to_vec(&super::request_body(&cfg, &req)).unwrap()
+        );
+        req.tools = vec![serde_json::from_value(serde_json::json!({"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}})).unwrap()];
+        assert_eq!(
+            super::encode_body(&cfg, &req),
+            serde_json::to_vec(&super::request_body(&cfg, &req)).unwrap()
+        );
+    }
+
     use super::*;
     use crate::chat::{FunctionDef, Message, Role, ToolDef};
     use crate::config::ProviderKind;

@@ -75,6 +75,12 @@ pub(crate) fn connect(path: &Path) -> Result<Connection> {
         .map_err(fail)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(fail)?;
+    // Reads through a memory map instead of a read() per page (the cached re-run does one
+    // lookup per case), and a 64 MB page cache: bounded, whatever the store's size.
+    conn.pragma_update(None, "mmap_size", 268_435_456i64)
+        .map_err(fail)?;
+    conn.pragma_update(None, "cache_size", -65_536i64)
+        .map_err(fail)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
@@ -461,6 +467,21 @@ impl Store {
     }
 
     // ---- response cache ----
+
+    /// Opens a read transaction so that many lookups share one snapshot (one WAL read lock
+    /// instead of one per lookup); [`Store::end_read`] closes it. Reads only.
+    pub fn begin_read(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        Ok(())
+    }
+
+    /// Closes a read transaction opened by [`Store::begin_read`] (no-op when none is open).
+    pub fn end_read(&self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
 
     /// The cached response for `key`, if any. Fast: one index lookup on a cached statement.
     ///
