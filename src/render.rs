@@ -234,9 +234,14 @@ pub fn check_transform_template(t: &str) -> Result<(), String> {
 pub struct Renderer<'p> {
     probe: &'p Probe,
     env: Environment<'static>,
-    /// Tool outputs re-rendered per (slot, format): the same for every persona and phrasing,
-    /// so a sweep renders each format of a slot once, not once per variant.
-    formatted: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
+    /// Slot texts per (length, format), built once per probe (see `slot_texts`).
+    #[allow(clippy::type_complexity)]
+    slots_memo: std::sync::Mutex<
+        std::collections::HashMap<
+            (String, String),
+            (BTreeMap<String, String>, BTreeMap<String, String>),
+        >,
+    >,
 }
 
 impl<'p> Renderer<'p> {
@@ -252,7 +257,7 @@ impl<'p> Renderer<'p> {
         Ok(Renderer {
             probe,
             env,
-            formatted: Default::default(),
+            slots_memo: Default::default(),
         })
     }
 
@@ -302,76 +307,89 @@ impl<'p> Renderer<'p> {
         seed: u64,
     ) -> Result<ChatRequest, String> {
         let question = self.question(axes, seed)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let slots = &self.probe.slots;
-        let mut tool_outputs: BTreeMap<String, String> = BTreeMap::new();
-        for (id, slot) in &slots.tool_outputs {
-            let key = (id.clone(), axes.format.clone());
-            let cached = self
-                .formatted
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&key).cloned());
-            let text = match cached {
-                Some(t) => t,
-                None => {
-                    let t = render_tool_output(slot, &axes.format);
-                    if let Ok(mut m) = self.formatted.lock() {
-                        m.insert(key, t.clone());
-                    }
-                    t
-                }
-            };
-            tool_outputs.insert(id.clone(), text);
+        let (tool_outputs, documents) = self.slot_texts(lib, &axes.length, &axes.format)?;
+        let messages = self.render_messages(&question, &tool_outputs, &documents)?;
+        Ok(ChatRequest {
+            messages,
+            tools: self.probe.tools.clone(),
+        })
+    }
+
+    /// The tool outputs and documents of a (length, format) point. They depend on those two
+    /// axes only, never on persona or phrasing: variants that differ in voice see the very
+    /// same data (so attribution to an axis is clean), and each (length, format) is built
+    /// once per probe. Distractors and filler are seeded by probe, length and format.
+    #[allow(clippy::type_complexity)]
+    fn slot_texts(
+        &self,
+        lib: &AxisLibrary,
+        length: &str,
+        format: &str,
+    ) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
+        let key = (length.to_string(), format.to_string());
+        if let Some(hit) = self
+            .slots_memo
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return Ok(hit);
         }
+        let slots = &self.probe.slots;
+        let mut tool_outputs: BTreeMap<String, String> = slots
+            .tool_outputs
+            .iter()
+            .map(|(id, slot)| (id.clone(), render_tool_output(slot, format)))
+            .collect();
         let mut documents: BTreeMap<String, String> = slots
             .documents
             .iter()
             .map(|(k, d)| (k.clone(), d.text.clone()))
             .collect();
-
-        if let Some((level, position)) = lib.length_value(&axes.length) {
-            let target_chars = level.tokens * 4;
-            let render_all = |tool_outputs: &BTreeMap<String, String>,
-                              documents: &BTreeMap<String, String>| {
-                self.render_messages(&question, tool_outputs, documents)
-            };
-            let base = render_all(&tool_outputs, &documents)?;
+        if let Some((level, position)) = lib.length_value(length) {
+            let mut h = blake3::Hasher::new();
+            for part in [self.probe.id.as_str(), length, format] {
+                h.update(part.as_bytes());
+                h.update(b"\0");
+            }
+            let seed =
+                u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            // The budget counts the request with the incident's own question; voices differ
+            // by a few hundred characters at most, well inside the ≈ of "tokens ≈ chars/4".
+            let base = self.render_messages(&slots.question, &tool_outputs, &documents)?;
             let base_chars: usize = base.iter().map(|m| m.content_str().len()).sum();
-            let room = target_chars.saturating_sub(base_chars);
+            let room = (level.tokens * 4).saturating_sub(base_chars);
             if room > 0 {
                 match primary_slot(self.probe) {
                     Some(Primary::Tool(id)) => {
                         let slot = &slots.tool_outputs[&id];
-                        if let Some(text) =
-                            grow_tool_output(slot, &axes.format, room, position, &mut rng)
+                        if let Some(text) = grow_tool_output(slot, format, room, position, &mut rng)
                         {
                             tool_outputs.insert(id, text);
                         }
                     }
                     Some(Primary::Document(name)) => {
                         let doc = &slots.documents[&name];
-                        documents.insert(
-                            name,
-                            grow_document(
-                                &doc.text,
-                                &doc.key_phrases,
-                                &lib.filler,
-                                room,
-                                position,
-                                &mut rng,
-                            ),
+                        let grown = grow_document(
+                            &doc.text,
+                            &doc.key_phrases,
+                            &lib.filler,
+                            room,
+                            position,
+                            &mut rng,
                         );
+                        documents.insert(name, grown);
                     }
                     None => {}
                 }
             }
         }
-        let messages = self.render_messages(&question, &tool_outputs, &documents)?;
-        Ok(ChatRequest {
-            messages,
-            tools: self.probe.tools.clone(),
-        })
+        let value = (tool_outputs, documents);
+        if let Ok(mut m) = self.slots_memo.lock() {
+            m.insert(key, value.clone());
+        }
+        Ok(value)
     }
 
     fn render_messages(
