@@ -75,12 +75,8 @@ pub(crate) fn connect(path: &Path) -> Result<Connection> {
         .map_err(fail)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(fail)?;
-    // Reads through a memory map instead of a read() per page (the cached re-run does one
-    // lookup per case), and a 64 MB page cache: bounded, whatever the store's size.
-    conn.pragma_update(None, "mmap_size", 268_435_456i64)
-        .map_err(fail)?;
-    conn.pragma_update(None, "cache_size", -65_536i64)
-        .map_err(fail)?;
+    // No mmap and SQLite's default page cache: a memory map would count the store's pages in
+    // the RSS, and memory must stay flat whatever the size of the store.
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
