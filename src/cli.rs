@@ -218,6 +218,21 @@ impl Project {
         })
     }
 
+    /// The strategy: the option when given, else `[sweep] strategy`, else pairwise.
+    pub fn strategy(&self, given: Option<Strategy>) -> Result<Strategy> {
+        if let Some(s) = given {
+            return Ok(s);
+        }
+        let configured = self.config.sweep.strategy.as_deref().unwrap_or("pairwise");
+        Ok(configured.parse().map_err(|e: String| {
+            Error::field(
+                self.config_path.clone().unwrap_or_default(),
+                "sweep.strategy",
+                e,
+            )
+        })?)
+    }
+
     /// A path from the config, relative to the config file's folder.
     pub fn rooted(&self, p: PathBuf) -> PathBuf {
         if self.root == Path::new(".") || p.is_absolute() {
@@ -524,23 +539,7 @@ fn validate(project: &Project, a: &ValidateArgs) -> Result<ExitCode> {
 }
 
 fn expand(project: &Project, a: &ExpandArgs) -> Result<ExitCode> {
-    let strategy = match a.strategy {
-        Some(s) => s,
-        None => project
-            .config
-            .sweep
-            .strategy
-            .as_deref()
-            .unwrap_or("pairwise")
-            .parse()
-            .map_err(|e: String| {
-                Error::field(
-                    project.config_path.clone().unwrap_or_default(),
-                    "sweep.strategy",
-                    e,
-                )
-            })?,
-    };
+    let strategy = project.strategy(a.strategy)?;
     let seed = a.seed.or(project.config.sweep.seed).unwrap_or(0);
     let filter = a.axes.clone().unwrap_or_default();
     let lib = project.library()?;

@@ -137,22 +137,7 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
         } else {
             a.models.clone()
         },
-        strategy: match a.strategy {
-            Some(s) => s,
-            None => cfg
-                .sweep
-                .strategy
-                .as_deref()
-                .unwrap_or("pairwise")
-                .parse()
-                .map_err(|e: String| {
-                    Error::field(
-                        project.config_path.clone().unwrap_or_default(),
-                        "sweep.strategy",
-                        e,
-                    )
-                })?,
-        },
+        strategy: project.strategy(a.strategy)?,
         seed: a.seed.or(cfg.sweep.seed).unwrap_or(0),
         repeats: a.repeats.or(cfg.sweep.repeats).unwrap_or(1).max(1),
         concurrency: a.concurrency.or(cfg.sweep.concurrency).unwrap_or(32).max(1),

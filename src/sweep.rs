@@ -704,7 +704,7 @@ fn plan_model(
                     body = ctx.provider.encode(&prepared.request);
                 }
                 lookups += 1;
-                if lookups % 512 == 0 {
+                if lookups.is_multiple_of(512) {
                     reader.end_read()?;
                     reader.begin_read()?;
                 }

@@ -383,7 +383,7 @@ fn promotion_is_idempotent_duplicate_free_and_atomic() {
     let once = std::fs::read(&file).unwrap();
     let promoted = Probe::load(&file).unwrap();
     let ids: Vec<&str> = promoted.cases.iter().map(|c| c.variant.as_str()).collect();
-    let mut want = vec![variant_id(&digest, &pts[1]), variant_id(&digest, &pts[2])];
+    let mut want = [variant_id(&digest, &pts[1]), variant_id(&digest, &pts[2])];
     want.sort();
     assert_eq!(ids, want.iter().map(String::as_str).collect::<Vec<_>>());
     let xml = promoted
