@@ -1133,3 +1133,24 @@ fn snapshot_templatized_probe_files() {
         dry_run_yaml("overlapping-tools.yaml")
     );
 }
+
+/// The shipped suite is what `templatize` makes of the shipped incidents today: a change to
+/// templatize that would alter the probes must regenerate them in the same commit.
+#[test]
+fn shipped_probes_are_the_templatized_example_incidents() {
+    let tmp = TempDir::new().expect("tempdir");
+    let suite = tmp.path().join("suite");
+    for inc in examples() {
+        let rel = inc.strip_prefix(repo()).expect("under the repo").to_path_buf();
+        let mut c = cli(&repo());
+        c.arg("templatize").arg(&rel).arg("--suite").arg(&suite);
+        ok(c);
+    }
+    let shipped = files_under(&repo().join("probes"));
+    assert_eq!(files_under(&suite), shipped, "the same probe files");
+    for f in shipped {
+        let want = std::fs::read_to_string(repo().join("probes").join(&f)).expect("shipped probe");
+        let got = std::fs::read_to_string(suite.join(&f)).expect("templatized probe");
+        assert_eq!(got, want, "{} differs from what templatize writes now", f.display());
+    }
+}
