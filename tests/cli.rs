@@ -1141,7 +1141,10 @@ fn shipped_probes_are_the_templatized_example_incidents() {
     let tmp = TempDir::new().expect("tempdir");
     let suite = tmp.path().join("suite");
     for inc in examples() {
-        let rel = inc.strip_prefix(repo()).expect("under the repo").to_path_buf();
+        let rel = inc
+            .strip_prefix(repo())
+            .expect("under the repo")
+            .to_path_buf();
         let mut c = cli(&repo());
         c.arg("templatize").arg(&rel).arg("--suite").arg(&suite);
         ok(c);
@@ -1151,6 +1154,11 @@ fn shipped_probes_are_the_templatized_example_incidents() {
     for f in shipped {
         let want = std::fs::read_to_string(repo().join("probes").join(&f)).expect("shipped probe");
         let got = std::fs::read_to_string(suite.join(&f)).expect("templatized probe");
-        assert_eq!(got, want, "{} differs from what templatize writes now", f.display());
+        assert_eq!(
+            got,
+            want,
+            "{} differs from what templatize writes now",
+            f.display()
+        );
     }
 }
