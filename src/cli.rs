@@ -256,6 +256,13 @@ impl Project {
 
     /// Probe files under `paths`, or the whole suite.
     pub fn probe_files(&self, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        if paths.is_empty() && !self.suite().exists() {
+            return Err(Error::Refused(format!(
+                "no suite at {}: run `cliffprobe init` for a new project, or `cliffprobe templatize INCIDENT` to make the first probe family",
+                self.suite().display()
+            ))
+            .into());
+        }
         let paths = if paths.is_empty() {
             vec![self.suite()]
         } else {
