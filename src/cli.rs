@@ -254,6 +254,14 @@ impl Project {
         }
     }
 
+    /// Opens the store named by a `--store` option, else the configured one.
+    pub fn open_store(&self, option: Option<&str>) -> Result<crate::store::Store> {
+        let url = option
+            .map(str::to_string)
+            .unwrap_or_else(|| self.store_url());
+        Ok(crate::store::Store::open_url(&url)?)
+    }
+
     /// Probe files under `paths`, or the whole suite.
     pub fn probe_files(&self, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         if paths.is_empty() && !self.suite().exists() {

@@ -106,7 +106,7 @@ pub fn brittleness_cmd(project: &Project, a: &BrittlenessArgs) -> Result<ExitCod
             .into());
         }
     };
-    let store = Store::open_url(&a.store.clone().unwrap_or_else(|| project.store_url()))?;
+    let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
     if let Some(m) = &a.model
         && !run.models.contains(m)

@@ -246,7 +246,7 @@ fn use_color(out: Option<&PathBuf>) -> bool {
 
 /// Builds the report for `a` (no printing): what `cliffprobe report` renders.
 pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
-    let store = Store::open_url(&a.store.clone().unwrap_or_else(|| project.store_url()))?;
+    let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
     let results = collect(&store, &run.id, None)?;
     if results.is_empty() {
@@ -426,7 +426,7 @@ pub fn report(project: &Project, a: &ReportArgs) -> Result<ExitCode> {
 
 /// Runs `cliffprobe trend`.
 pub fn trend(project: &Project, a: &TrendArgs) -> Result<ExitCode> {
-    let store = Store::open_url(&a.store.clone().unwrap_or_else(|| project.store_url()))?;
+    let store = project.open_store(a.store.as_deref())?;
     let runs = store.runs()?;
     if runs.is_empty() {
         // The store's own message: "no runs yet: run `cliffprobe sweep` first".

@@ -411,7 +411,7 @@ pub fn export(project: &Project, a: &ExportArgs) -> Result<ExitCode> {
             .into());
         }
     };
-    let store = Store::open_url(&a.store.clone().unwrap_or_else(|| project.store_url()))?;
+    let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
     let n = match &a.out {
         Some(path) => {

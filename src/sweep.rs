@@ -236,14 +236,10 @@ struct ModelCtx {
     progress: Arc<ModelProgress>,
 }
 
-/// The cache key of one call: provider, base URL, model id, the wire body (which holds the
-/// canonical request and sampling settings) and the sample index. Never the API key.
-pub fn cache_key(provider: &Provider, request: &ChatRequest, sample: u32) -> String {
-    cache_key_of_body(provider, &provider.encode(request), sample)
-}
-
-/// [`cache_key`] for a body already encoded with [`Provider::encode`].
-pub fn cache_key_of_body(provider: &Provider, body: &[u8], sample: u32) -> String {
+/// The cache key of one call: provider, base URL, model id, the wire body as encoded by
+/// [`Provider::encode`] (it holds the canonical request and sampling settings) and the sample
+/// index. Never the API key.
+pub fn cache_key(provider: &Provider, body: &[u8], sample: u32) -> String {
     let cfg = provider.config();
     let mut h = blake3::Hasher::new();
     h.update(cfg.provider.as_str().as_bytes());
@@ -708,7 +704,7 @@ fn plan_model(
                     reader.end_read()?;
                     reader.begin_read()?;
                 }
-                let key = cache_key_of_body(&ctx.provider, &body, sample);
+                let key = cache_key(&ctx.provider, &body, sample);
                 if use_cache && let Some(resp) = reader.cache_get(&key)? {
                     let rec = graded_record(
                         run_id,
