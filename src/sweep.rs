@@ -864,6 +864,14 @@ async fn dispatch(
     while tasks.join_next().await.is_some() {}
 }
 
+/// Longest one case waits on 429s in all before it is an `error` (the endpoint never admits it).
+const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(15 * 60);
+/// Most 429s one case takes before it is an `error`, whatever the waits (a server answering
+/// 429 with `retry-after: 0` forever must not spin).
+const RATE_LIMIT_MAX_TIMES: u32 = 2_000;
+
+/// One case's call, retried. The caller holds one of the model's adaptive-concurrency slots
+/// (`ctx.adaptive.acquire()`), and still holds one when this returns.
 async fn call_with_retries(
     ctx: &ModelCtx,
     job: &Job,
@@ -871,6 +879,7 @@ async fn call_with_retries(
     let mut attempts = 0u32;
     let mut transient_failures = 0u32;
     let mut rate_limits = 0u32;
+    let mut rate_limited_for = Duration::ZERO;
     loop {
         // Honour a server-requested pause for this model.
         let pause = *ctx.pause_until.lock().expect("pause");
@@ -919,15 +928,23 @@ async fn call_with_retries(
                 ctx.progress.rate_limited.fetch_add(1, Ordering::Relaxed);
                 ctx.adaptive.on_rate_limited();
                 rate_limits += 1;
-                if rate_limits > 30 {
+                // A 429 is the endpoint pacing us, not a fault: it is not counted against
+                // `max_retries`, only against the patience for one case, so a sweep configured
+                // faster than the endpoint converges to its limit without losing cases, and an
+                // endpoint that never admits us still ends in an `error`.
+                let wait = retry_after
+                    .unwrap_or_else(|| backoff(rate_limits.min(8)))
+                    .min(Duration::from_secs(120));
+                rate_limited_for += wait;
+                if rate_limits > RATE_LIMIT_MAX_TIMES || rate_limited_for > RATE_LIMIT_PATIENCE {
                     return (
-                        Err(format!("rate limited {rate_limits} times; last: {message}")),
+                        Err(format!(
+                            "rate limited {rate_limits} times over {}s; last: {message}",
+                            rate_limited_for.as_secs()
+                        )),
                         attempts,
                     );
                 }
-                let wait = retry_after
-                    .unwrap_or_else(|| backoff(rate_limits))
-                    .min(Duration::from_secs(120));
                 {
                     let mut p = ctx.pause_until.lock().expect("pause");
                     let until = Instant::now() + wait;
@@ -935,7 +952,13 @@ async fn call_with_retries(
                         *p = Some(until);
                     }
                 }
+                // Give the slot back while waiting and queue for it again: the retry then obeys
+                // the concurrency the 429 just halved, so in-flight requests do not all wake at
+                // the end of the pause and stampede the endpoint (a case could lose that race
+                // again and again and end as an error).
+                ctx.adaptive.release();
                 tokio::time::sleep(wait).await;
+                ctx.adaptive.acquire().await;
             }
             Err(CallError::Transient(message)) => {
                 transient_failures += 1;

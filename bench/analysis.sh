@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Report and brittleness over a big store: wall time and peak RSS of `cliffprobe report`
+# (text and JSON), `cliffprobe brittleness --format json` and `cliffprobe trend` on a run of
+# CASES cases (default 1,000,000: two built-in mock models x 500,000 variant samples, filled
+# offline with the mock provider, which answers differently per variant so every section of the
+# report has content: regressions, flips, brittle probes).
+#
+# Env: CASES (1000000); STORE_DIR=DIR reuses (or keeps) the project in DIR instead of a temp
+#      dir, so the store is filled once; SKIP_BUILD=1; OUT (target/bench/analysis.json).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+CASES="${CASES:-1000000}"; OUT="${OUT:-$OUT_DIR/analysis.json}"
+ensure_gnu_time
+build_release
+
+if [ -n "${STORE_DIR:-}" ]; then
+  W="$STORE_DIR"; mkdir -p "$W"
+else
+  W="$(new_workdir)"; trap 'rm -rf "$W"' EXIT
+fi
+
+per_model=$(( CASES / 2 ))
+if [ ! -f "$W/.cliffprobe/cliffprobe.db" ] || [ "$(cat "$W/.cases" 2>/dev/null)" != "$CASES" ]; then
+  rm -rf "$W/.cliffprobe" "$W/probes" "$W/incidents"
+  make_project "$W" "$per_model" mock 64
+  cat >"$W/cliffprobe.toml" <<EOF
+suite = "probes"
+store = ".cliffprobe/cliffprobe.db"
+
+[models.prod]
+provider = "mock"
+model = "mock-steady-1"
+
+[models.candidate]
+provider = "mock"
+model = "mock-brittle-1"
+
+[floors]
+hard = 0.45
+EOF
+  log "filling the store: $CASES cases (mock models prod + candidate) ..."
+  timed_sweep "$W" fill "$BIN" sweep -q --no-cache "${SWEEP_ARGS[@]}"
+  log "filled in $T_WALL s (max RSS $(( T_RSS_KB / 1024 )) MB)"
+  echo "$CASES" >"$W/.cases"
+fi
+db_mb="$(du -sm "$W/.cliffprobe" | awk '{print $1}')"
+
+rows=()
+measure() {
+  local label="$1"; shift
+  timed_sweep "$W" "$label" "$@" || true
+  printf 'analysis %-28s %8d cases: wall %6.2f s, max RSS %6.1f MB, CPU %6.2f s (store %s MB)\n' \
+    "$label" "$CASES" "$T_WALL" "$(awk -v k="$T_RSS_KB" 'BEGIN{print k/1024}')" "$T_CPU" "$db_mb"
+  rows+=("{\"what\": \"$label\", \"cases\": $CASES, \"wall_s\": $T_WALL, \"cpu_s\": $T_CPU, \"max_rss_kb\": $T_RSS_KB}")
+}
+measure report-text "$BIN" report
+measure report-json "$BIN" report --format json
+measure brittleness-json "$BIN" brittleness --format json
+measure report+brittleness sh -c "'$BIN' report --format json >/dev/null && '$BIN' brittleness --format json"
+measure trend "$BIN" trend
+
+{
+  echo "{"
+  echo "  \"bench\": \"analysis\", \"unix_time\": $(date +%s), \"cases\": $CASES, \"store_mb\": $db_mb, \"cpus\": $(nproc),"
+  echo "  \"runs\": ["
+  for i in "${!rows[@]}"; do
+    sep=","; [ "$i" -eq $(( ${#rows[@]} - 1 )) ] && sep=""
+    echo "    ${rows[$i]}$sep"
+  done
+  echo "  ]"
+  echo "}"
+} >"$OUT"
+log "wrote $OUT"
