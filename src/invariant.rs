@@ -164,17 +164,36 @@ pub struct Transition {
     pub to: CaseStatus,
 }
 
-/// Grades invariance for every invariant probe among `probes` in run `run_id` (see the module
-/// docs), writing the verdicts in one transaction. Returns the status changes.
-pub fn finalise(store: &mut Store, run_id: &str, probes: &[&Probe]) -> Result<Vec<Transition>> {
-    let patterns: HashMap<&str, Option<Regex>> = probes
-        .iter()
-        .filter(|p| p.invariant)
-        .map(|p| {
-            // Validated when the probe was loaded; a pattern that no longer compiles is ignored.
-            let re = p.answer_pattern.as_deref().and_then(|s| Regex::new(s).ok());
-            (p.id.as_str(), re)
+/// What [`finalise`] needs of an invariant probe.
+#[derive(Debug, Clone)]
+pub struct InvariantProbe {
+    /// Probe id.
+    pub id: String,
+    /// Its compiled `answer_pattern`, if any.
+    pub answer_pattern: Option<Regex>,
+}
+
+impl InvariantProbe {
+    /// `Some` for an `invariant: true` probe. The pattern was validated when the probe was
+    /// loaded; one that no longer compiles is ignored.
+    pub fn of(p: &Probe) -> Option<InvariantProbe> {
+        p.invariant.then(|| InvariantProbe {
+            id: p.id.clone(),
+            answer_pattern: p.answer_pattern.as_deref().and_then(|s| Regex::new(s).ok()),
         })
+    }
+}
+
+/// Grades invariance for these invariant probes in run `run_id` (see the module docs),
+/// writing the verdicts in one transaction. Returns the status changes.
+pub fn finalise(
+    store: &mut Store,
+    run_id: &str,
+    probes: &[InvariantProbe],
+) -> Result<Vec<Transition>> {
+    let patterns: HashMap<&str, Option<&Regex>> = probes
+        .iter()
+        .map(|p| (p.id.as_str(), p.answer_pattern.as_ref()))
         .collect();
     if patterns.is_empty() {
         return Ok(vec![]);
@@ -202,7 +221,7 @@ pub fn finalise(store: &mut Store, run_id: &str, probes: &[&Probe]) -> Result<Ve
     let mut updates = Vec::new();
     let mut transitions = Vec::new();
     for ((probe_id, _, _), (canonical, others)) in groups {
-        let pattern = patterns.get(probe_id.as_str()).and_then(Option::as_ref);
+        let pattern = patterns.get(probe_id.as_str()).copied().flatten();
         let canonical_key = canonical
             .as_ref()
             .filter(|c| c.case.status != CaseStatus::Error)
@@ -307,6 +326,96 @@ mod tests {
         );
         // No match: the whole text is compared.
         assert_eq!(answer_key("I don't know", &[], Some(&re)), "i don't know");
+    }
+
+    #[test]
+    fn finalise_compares_per_model_and_sample_and_is_idempotent() {
+        use crate::store::WriteOp;
+        use crate::store::tests::{case, probe, run_info, variant};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let run = run_info("r1", "2026-11-21T23:05:01Z");
+        store.begin_run(&run).unwrap();
+        let mut ops = vec![
+            WriteOp::Probe(probe("inv", Tier::Hard)),
+            WriteOp::Probe(probe("other", Tier::Easy)),
+            WriteOp::Variant(variant("c", "inv", &[])),
+            WriteOp::Variant(variant("a", "inv", &[("format", "xml")])),
+            WriteOp::Variant(variant("b", "inv", &[("format", "csv")])),
+            WriteOp::Variant(variant("o", "other", &[("format", "csv")])),
+        ];
+        // prod: canonical says 42, a says 43, b says 42. candidate: canonical errored.
+        for (model, v, status, output) in [
+            ("prod", "c", CaseStatus::Pass, "It is 42."),
+            ("prod", "a", CaseStatus::Ungraded, "It is 43."),
+            ("prod", "b", CaseStatus::Ungraded, "it is 42"),
+            ("prod", "o", CaseStatus::Fail, "whatever"),
+            ("candidate", "c", CaseStatus::Error, ""),
+            ("candidate", "a", CaseStatus::Ungraded, "It is 42."),
+        ] {
+            let mut c = case("r1", model, v, 0, status);
+            c.output = output.into();
+            c.tool_calls = vec![];
+            c.checks = if status == CaseStatus::Error {
+                vec![]
+            } else if v == "c" {
+                vec![reference()]
+            } else if v == "o" {
+                vec![CheckVerdict {
+                    check: "contains".into(),
+                    passed: Some(false),
+                    reason: "x".into(),
+                }]
+            } else {
+                vec![pending()]
+            };
+            ops.push(WriteOp::Case(c));
+        }
+        store.write_batch(&ops).unwrap();
+        let probes = [InvariantProbe {
+            id: "inv".into(),
+            answer_pattern: None,
+        }];
+        let t = finalise(&mut store, "r1", &probes).unwrap();
+        let mut moved: Vec<(String, CaseStatus)> =
+            t.iter().map(|t| (t.model.clone(), t.to)).collect();
+        moved.sort();
+        assert_eq!(
+            moved,
+            vec![
+                ("prod".to_string(), CaseStatus::Pass),
+                ("prod".to_string(), CaseStatus::Fail)
+            ]
+        );
+        let mut got = BTreeMap::new();
+        store
+            .for_each_case("r1", |r| {
+                got.insert(
+                    (r.case.model.clone(), r.case.variant_id.clone()),
+                    (r.case.status, r.case.checks.last().cloned()),
+                );
+                Ok(())
+            })
+            .unwrap();
+        let status = |m: &str, v: &str| got[&(m.to_string(), v.to_string())].0;
+        assert_eq!(status("prod", "c"), CaseStatus::Pass);
+        assert_eq!(status("prod", "a"), CaseStatus::Fail);
+        assert_eq!(status("prod", "b"), CaseStatus::Pass);
+        assert_eq!(
+            status("prod", "o"),
+            CaseStatus::Fail,
+            "not an invariant probe"
+        );
+        assert_eq!(status("candidate", "c"), CaseStatus::Error);
+        // No canonical answer: ungraded, never a pass.
+        assert_eq!(status("candidate", "a"), CaseStatus::Ungraded);
+        let why = got[&("candidate".to_string(), "a".to_string())]
+            .1
+            .clone()
+            .unwrap();
+        assert!(why.reason.starts_with("no canonical answer"), "{why:?}");
+        // Idempotent: a second pass changes nothing.
+        assert!(finalise(&mut store, "r1", &probes).unwrap().is_empty());
     }
 
     #[test]

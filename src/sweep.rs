@@ -868,10 +868,9 @@ pub fn run(
     }
     let stopped = stop_reason.lock().expect("reason").clone();
     let mut store = Store::open_url(store_path)?;
-    let invariant_probes: Vec<&crate::probe::Probe> = probes
+    let invariant_probes: Vec<crate::invariant::InvariantProbe> = probes
         .iter()
-        .map(|lp| &lp.probe)
-        .filter(|p| p.invariant)
+        .filter_map(|lp| crate::invariant::InvariantProbe::of(&lp.probe))
         .collect();
     for t in crate::invariant::finalise(&mut store, &run.id, &invariant_probes)? {
         recount(&progress, &mut tiers, &t);

@@ -382,3 +382,54 @@ fn the_mock_judge_grades_offline() {
             .starts_with("mock judge (simulated")
     }));
 }
+
+#[test]
+fn only_invariant_probes_may_have_no_checks_and_the_new_keys_keep_variant_ids() {
+    let p = Project::new("[models.m]\nprovider = \"mock\"\nmodel = \"mock-perfect-1\"\n");
+    p.templatize(ORDER_STATUS);
+    let ids = |p: &Project| -> Vec<String> {
+        p.run(&["expand", "--strategy", "one-at-a-time"], &[])
+            .success()
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["variant"].to_string())
+            .collect()
+    };
+    let before = ids(&p);
+    let text = std::fs::read_to_string(p.root().join(PROBE)).unwrap();
+    let start = text.find("\nchecks:\n").unwrap();
+    let end = text.find("\naxes:\n").unwrap();
+    let no_checks = format!("{}\nchecks: []{}", &text[..start], &text[end..]);
+
+    p.write(PROBE, &no_checks);
+    let out = p.run(&["validate"], &[]).exits(2);
+    assert!(out.stderr.contains("field `checks`"), "{}", out.stderr);
+    assert!(out.stderr.contains("invariant: true"), "{}", out.stderr);
+
+    let invariant = no_checks.replacen("\ntier: hard\n", "\ntier: hard\ninvariant: true\n", 1);
+    p.write(
+        PROBE,
+        &invariant.replacen(
+            "\ninvariant: true\n",
+            "\ninvariant: true\nanswer_pattern: '(unclosed'\n",
+            1,
+        ),
+    );
+    let out = p.run(&["validate"], &[]).exits(2);
+    assert!(out.stderr.contains("answer_pattern"), "{}", out.stderr);
+
+    p.write(
+        PROBE,
+        &invariant.replacen(
+            "\ninvariant: true\n",
+            "\ninvariant: true\nanswer_pattern: 'status is (\\w+)'\n",
+            1,
+        ),
+    );
+    p.run(&["validate"], &[]).success();
+    assert_eq!(
+        ids(&p),
+        before,
+        "invariant and answer_pattern are not in the digest"
+    );
+}
