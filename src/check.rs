@@ -45,7 +45,7 @@ pub enum Check {
     ToolCall(ToolCallCheck),
     /// `true`: the answer must be a refusal; `false`: it must not be one.
     Refusal(bool),
-    /// A rubric graded by a judge model (graded in a later stage; until then: ungraded).
+    /// A rubric graded by the judge model (`[judge]` in `cliffprobe.toml`) during a sweep.
     Judge(JudgeCheck),
 }
 

@@ -133,7 +133,19 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
     }
     let mut opts = SweepOptions {
         models: if a.models.is_empty() {
-            cfg.models.keys().cloned().collect()
+            // The judge grades; it is swept only when named with --model.
+            let judge = cfg.judge.as_ref().map(|j| j.model.as_str());
+            let graded: Vec<String> = cfg
+                .models
+                .keys()
+                .filter(|m| Some(m.as_str()) != judge)
+                .cloned()
+                .collect();
+            if graded.is_empty() {
+                cfg.models.keys().cloned().collect()
+            } else {
+                graded
+            }
         } else {
             a.models.clone()
         },
@@ -209,6 +221,7 @@ fn finish(
     if opts.models.is_empty() {
         return Err(Error::Refused("no models configured: add [models.NAME] to cliffprobe.toml (`cliffprobe init` writes an example)".into()).into());
     }
+    sweep::check_judge(cfg, &probes)?;
     let counts = sweep::plan_counts(&probes, &lib, &opts)?;
     let variants: u64 = counts.iter().map(|(_, n)| n).sum();
     let planned = variants * opts.repeats as u64 * opts.models.len() as u64;
@@ -384,6 +397,27 @@ fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
         t.add_row(row);
     }
     println!("{t}");
+    if let Some(j) = &o.judge {
+        let m = &cfg.models[&j.model];
+        println!(
+            "judge {}{}: {} verdicts ({} cached, {} requests), {} without a verdict (those cases are errors); tokens in/out {}/{}, cost {} — not counted in the models' rows",
+            j.model,
+            if m.provider == ProviderKind::Mock {
+                " (mock: simulated verdicts)"
+            } else {
+                ""
+            },
+            j.verdicts,
+            j.cached,
+            j.requests,
+            j.errors,
+            j.input_tokens,
+            j.output_tokens,
+            j.cost_usd
+                .map(|c| format!("${c:.4}"))
+                .unwrap_or_else(|| "–".into())
+        );
+    }
     println!(
         "run {} ({}) — {} planned cases, wall {:.1}s; errors are not failures and are outside the pass rates",
         o.run.id,

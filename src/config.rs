@@ -31,6 +31,28 @@ pub struct Config {
     /// Pre-committed minimum pass rate per tier (`hard = 0.45`).
     #[serde(default)]
     pub floors: IndexMap<String, f64>,
+    /// The judge model that grades `judge` checks (`[judge]`); none: judge checks are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeConfig>,
+}
+
+/// `[judge]`: which configured model grades `judge` checks, and how.
+///
+/// The judge is one of the `[models.NAME]` tables, so its provider, endpoint, key variable,
+/// timeout, retries, rate limits and prices are configured once, in the usual place. It is
+/// not swept as a graded model unless named with `--model`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// The `[models.NAME]` that judges.
+    pub model: String,
+    /// Judge calls in flight at once (default: the judge model's `max_concurrency`, else 8).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Instructions that replace the default judge prompt ([`crate::judge::DEFAULT_PROMPT`]);
+    /// the rubric, conversation and answer are still given in the documented layout.
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 /// Which wire protocol a model speaks.
@@ -162,6 +184,28 @@ impl Config {
 
     /// Parses config text; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        Config::parse_inner(path, text).map_err(|e| match e {
+            // Point a `judge.*` problem at the `[judge]` table's line.
+            Error::Input {
+                mut location,
+                message,
+            } if location.line.is_none()
+                && location
+                    .field
+                    .as_deref()
+                    .is_some_and(|f| f.starts_with("judge")) =>
+            {
+                location.line = text
+                    .lines()
+                    .position(|l| l.trim() == "[judge]")
+                    .map(|i| i + 1);
+                Error::Input { location, message }
+            }
+            other => other,
+        })
+    }
+
+    fn parse_inner(path: &Path, text: &str) -> Result<Config> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
             let (line, column) = e
                 .span()
@@ -225,6 +269,37 @@ impl Config {
                     path,
                     field("timeout"),
                     "must be a positive number of seconds",
+                ));
+            }
+        }
+        if let Some(j) = &self.judge {
+            if !self.models.contains_key(&j.model) {
+                return Err(Error::field(
+                    path,
+                    "judge.model",
+                    format!(
+                        "`{}` is not a configured model; expected one of the [models.NAME] tables: {}",
+                        j.model,
+                        if self.models.is_empty() {
+                            "(none configured)".to_string()
+                        } else {
+                            self.models.keys().cloned().collect::<Vec<_>>().join(", ")
+                        }
+                    ),
+                ));
+            }
+            if j.concurrency == Some(0) {
+                return Err(Error::field(
+                    path,
+                    "judge.concurrency",
+                    "must be at least 1",
+                ));
+            }
+            if j.prompt.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                return Err(Error::field(
+                    path,
+                    "judge.prompt",
+                    "is empty: remove it to use the default judge prompt",
                 ));
             }
         }
@@ -296,6 +371,31 @@ mod tests {
     #[test]
     fn default_config_parses() {
         Config::parse(Path::new("default"), DEFAULT_CONFIG).unwrap();
+    }
+
+    #[test]
+    fn judge_names_a_configured_model() {
+        let base = "[models.a]\nprovider = \"mock\"\nmodel = \"m\"\n\n";
+        let ok = Config::parse(
+            Path::new("c.toml"),
+            &format!("{base}[judge]\nmodel = \"a\"\nconcurrency = 2\n"),
+        )
+        .unwrap();
+        assert_eq!(ok.judge.unwrap().model, "a");
+        let err = Config::parse(
+            Path::new("c.toml"),
+            &format!("{base}[judge]\nmodel = \"nope\"\n"),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("c.toml:5: field `judge.model`"), "{msg}");
+        assert!(msg.contains("nope") && msg.contains("a"), "{msg}");
+        let err = Config::parse(
+            Path::new("c.toml"),
+            &format!("{base}[judge]\nmodel = \"a\"\ntemperature = 1\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("c.toml:7:"), "{err}");
     }
 
     #[test]

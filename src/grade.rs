@@ -1,7 +1,8 @@
 //! Grading: the verdict of each check on one model answer, and the case status they add up to.
 //!
 //! Grading is pure and deterministic. A case passes when every check passes; a `judge` check is
-//! never graded here (it needs a model) and leaves the case `ungraded` rather than passed.
+//! never graded here (it needs a model: the sweep asks the judge, see [`crate::judge`]), so
+//! here it leaves the case `ungraded` rather than passed.
 //! An `error` status never comes from here: it belongs to the sweep, for answers that never
 //! arrived, and no check is graded on a broken response.
 
@@ -21,7 +22,8 @@ pub enum CaseStatus {
     Fail,
     /// The answer never arrived (timeout, 5xx, malformed body…): not a model failure.
     Error,
-    /// No check failed, but some (judge) could not be graded yet: not a pass.
+    /// No check failed, but some could not be graded (a judge check outside a sweep, an
+    /// invariance check without a canonical answer): not a pass.
     Ungraded,
 }
 
@@ -210,7 +212,7 @@ pub fn grade_one(check: &Check, response: &ChatResponse) -> CheckVerdict {
         Check::Judge(_) => CheckVerdict {
             check: check.kind().to_string(),
             passed: None,
-            reason: "judge checks are not graded by this version (ungraded, not passed)"
+            reason: "judge checks are graded by the judge model during a sweep (ungraded here, not passed)"
                 .to_string(),
         },
     }

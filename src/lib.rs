@@ -19,6 +19,8 @@ pub mod expand;
 pub mod export;
 pub mod grade;
 pub mod incident;
+pub mod invariant;
+pub mod judge;
 pub mod limits;
 pub mod probe;
 pub mod progress;

@@ -164,9 +164,16 @@ pub struct Probe {
     pub capability: String,
     /// Declared tier.
     pub tier: Tier,
-    /// Invariant probe: answers must agree with the canonical across variants.
+    /// Invariant probe: every variant's answer must agree with the canonical variant's answer
+    /// (same model, same sample) after normalisation (see [`crate::invariant`]). Such a probe
+    /// may have no `checks` at all.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub invariant: bool,
+    /// For invariant probes with free-text answers: a regex whose first capture group (or whole
+    /// match) is the answer compared across variants. Not part of the digest: adding it never
+    /// changes variant ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_pattern: Option<String>,
     /// Where it came from.
     #[serde(default)]
     pub source: Source,
@@ -267,8 +274,26 @@ impl Probe {
                 ),
             ));
         }
-        if self.checks.is_empty() {
-            return Err(err("checks", "must hold at least one check".into()));
+        if self.checks.is_empty() && !self.invariant {
+            return Err(err(
+                "checks",
+                "must hold at least one check (only an `invariant: true` probe may have none)"
+                    .into(),
+            ));
+        }
+        if let Some(p) = &self.answer_pattern {
+            if !self.invariant {
+                return Err(err(
+                    "answer_pattern",
+                    "is only used by invariant probes: add `invariant: true`, or remove it".into(),
+                ));
+            }
+            if let Err(e) = regex::Regex::new(p) {
+                return Err(err(
+                    "answer_pattern",
+                    format!("invalid regular expression: {e}"),
+                ));
+            }
         }
         for (i, c) in self.checks.iter().enumerate() {
             if let Check::Regex(p) = c

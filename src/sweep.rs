@@ -11,11 +11,18 @@
 //! up a fast one. Invariants: exactly one stored result per planned case (the store's primary
 //! key makes a re-write a replacement, never a duplicate); an `error` is never graded; API keys
 //! never reach the store, the cache key or a message.
+//!
+//! Two kinds of grading need more than one answer. `judge` checks ask the configured judge
+//! model (see [`crate::judge`]) right after the graded answer arrives, through the same retries,
+//! 429 handling and response cache as model calls ([`judge_checks`]); a judge that cannot give a
+//! verdict makes the case an `error`, never a pass. Invariance (see [`crate::invariant`]) is
+//! graded once the run's cases are stored, by [`crate::invariant::finalise`] at the end of the
+//! sweep (and of every resume).
 
 use crate::axes::AxisLibrary;
 use crate::chat::{ChatRequest, ChatResponse};
 use crate::check::Check;
-use crate::config::{Config, ModelConfig, ProviderKind};
+use crate::config::{Config, JudgeConfig, ModelConfig, ProviderKind};
 use crate::error::{Error, Result};
 use crate::expand::{AxisFilter, ProbeExpansion, Strategy};
 use crate::grade::{self, CaseStatus};
@@ -102,6 +109,29 @@ pub struct SweepOutcome {
     pub wall: Duration,
     /// Why it stopped early, if it did.
     pub stopped: Option<String>,
+    /// What the judge did, when the suite has judge checks.
+    pub judge: Option<JudgeSummary>,
+}
+
+/// The judge's share of a sweep, counted apart from the graded models' tokens and cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeSummary {
+    /// The `[models.NAME]` that judged.
+    pub model: String,
+    /// Judge verdicts obtained (fresh or cached).
+    pub verdicts: u64,
+    /// Verdicts answered from the response cache.
+    pub cached: u64,
+    /// HTTP requests made to the judge (attempts, retries included).
+    pub requests: u64,
+    /// Judge checks that ended without a verdict (their cases are `error`).
+    pub errors: u64,
+    /// Judge input tokens.
+    pub input_tokens: u64,
+    /// Judge output tokens.
+    pub output_tokens: u64,
+    /// Judge cost in USD, when the judge model has prices.
+    pub cost_usd: Option<f64>,
 }
 
 /// A rendered variant shared by the jobs of its samples.
@@ -111,6 +141,10 @@ struct Prepared {
     checks: Arc<Vec<Check>>,
     request: ChatRequest,
     est_tokens: u64,
+    /// Some check is a `judge` check.
+    has_judge: bool,
+    /// `Some(canonical?)` for the variants of an invariant probe.
+    invariant: Option<bool>,
 }
 
 struct Job {
@@ -119,6 +153,8 @@ struct Job {
     cache_key: String,
     /// The wire body, encoded once for the cache key and every attempt.
     body: bytes::Bytes,
+    /// The answer, already known (from the cache): only the judge is left to ask.
+    answered: Option<ChatResponse>,
 }
 
 struct Outcome {
@@ -236,6 +272,237 @@ struct ModelCtx {
     progress: Arc<ModelProgress>,
 }
 
+/// The judge model while a sweep runs: its provider and limits (its own, even when the same
+/// model is also swept), its prompt, the cache reader and its usage counters.
+struct JudgeCtx {
+    ctx: ModelCtx,
+    prompt: Option<String>,
+    /// Judge calls in flight.
+    permits: Semaphore,
+    /// Reads the response cache (`None` with `--no-cache`).
+    cache: Option<Mutex<Store>>,
+    verdicts: AtomicU64,
+    cached: AtomicU64,
+    errors: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+    cost: Mutex<f64>,
+}
+
+/// How many judge replies are read before a reply without a verdict makes the case an error.
+pub const JUDGE_REPLY_ATTEMPTS: u32 = 3;
+
+/// Refuses (an input error naming the probe file and check) a suite with `judge` checks when
+/// `cliffprobe.toml` has no `[judge]`: checked before any call is made.
+pub fn check_judge(config: &Config, probes: &[LoadedProbe]) -> Result<()> {
+    if config.judge.is_some() {
+        return Ok(());
+    }
+    for lp in probes {
+        if let Some(i) = lp
+            .probe
+            .checks
+            .iter()
+            .position(|c| matches!(c, Check::Judge(_)))
+        {
+            return Err(Error::field(
+                &lp.path,
+                format!("checks[{i}].judge"),
+                "judge checks need a judge model: add a [judge] table to cliffprobe.toml naming one of the [models.NAME] tables (e.g. `[judge]` then `model = \"gpt\"`)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl JudgeCtx {
+    fn new(
+        cfg: &JudgeConfig,
+        model: &ModelConfig,
+        store_path: &str,
+        no_cache: bool,
+    ) -> Result<JudgeCtx> {
+        let provider = Provider::new(&cfg.model, model)?;
+        let concurrency = cfg
+            .concurrency
+            .or(model.max_concurrency)
+            .unwrap_or(8)
+            .max(1);
+        Ok(JudgeCtx {
+            ctx: ModelCtx {
+                name: cfg.model.clone(),
+                provider,
+                adaptive: Adaptive::new(concurrency),
+                rpm: model.rpm.map(|n| Bucket::per_minute(n as f64)),
+                tpm: model.tpm.map(|n| Bucket::per_minute(n as f64)),
+                pause_until: Mutex::new(None),
+                max_retries: model.max_retries.unwrap_or(4),
+                progress: Arc::new(ModelProgress::default()),
+            },
+            prompt: cfg.prompt.clone(),
+            permits: Semaphore::new(concurrency),
+            cache: if no_cache {
+                None
+            } else {
+                Some(Mutex::new(Store::open_url(store_path)?))
+            },
+            verdicts: AtomicU64::new(0),
+            cached: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            input_tokens: AtomicU64::new(0),
+            output_tokens: AtomicU64::new(0),
+            cost: Mutex::new(0.0),
+        })
+    }
+
+    fn summary(&self) -> JudgeSummary {
+        let cfg = self.ctx.provider.config();
+        JudgeSummary {
+            model: self.ctx.name.clone(),
+            verdicts: self.verdicts.load(Ordering::Relaxed),
+            cached: self.cached.load(Ordering::Relaxed),
+            requests: self.ctx.progress.attempts.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            input_tokens: self.input_tokens.load(Ordering::Relaxed),
+            output_tokens: self.output_tokens.load(Ordering::Relaxed),
+            cost_usd: cfg
+                .cost(0, 0)
+                .map(|_| *self.cost.lock().expect("judge cost")),
+        }
+    }
+}
+
+/// Grades the `judge` checks of one answer: one judge request per judge check (see
+/// [`crate::judge::judge_request`]), answered from the response cache when it can (key: the
+/// judge's provider, endpoint, model id and the encoded judge request), else called with the
+/// sweep's retries and 429 handling. A reply without a verdict is asked again, up to
+/// [`JUDGE_REPLY_ATTEMPTS`] replies. Returns each judge check's index and verdict, or why no
+/// verdict could be had (`judge: …`); the caller makes that case an `error`.
+async fn judge_checks(
+    judge: &JudgeCtx,
+    v: &Prepared,
+    answer: &ChatResponse,
+    writer: &mpsc::Sender<WriterMsg>,
+    spent: &Mutex<f64>,
+) -> std::result::Result<Vec<(usize, grade::CheckVerdict)>, String> {
+    let mut out = Vec::new();
+    for (i, check) in v.checks.iter().enumerate() {
+        let Check::Judge(j) = check else { continue };
+        let req =
+            crate::judge::judge_request(judge.prompt.as_deref(), &j.rubric, &v.request, answer);
+        let verdict = judge_one(judge, &req, writer, spent).await;
+        match verdict {
+            Ok(jv) => {
+                judge.verdicts.fetch_add(1, Ordering::Relaxed);
+                out.push((
+                    i,
+                    grade::CheckVerdict {
+                        check: check.kind().to_string(),
+                        passed: Some(jv.passed),
+                        reason: jv.reason,
+                    },
+                ));
+            }
+            Err(e) => {
+                judge.errors.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("judge: {e}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn judge_one(
+    judge: &JudgeCtx,
+    req: &ChatRequest,
+    writer: &mpsc::Sender<WriterMsg>,
+    spent: &Mutex<f64>,
+) -> std::result::Result<crate::judge::JudgeVerdict, String> {
+    let provider = &judge.ctx.provider;
+    let account = |r: &ChatResponse| {
+        judge
+            .input_tokens
+            .fetch_add(r.usage.input_tokens, Ordering::Relaxed);
+        judge
+            .output_tokens
+            .fetch_add(r.usage.output_tokens, Ordering::Relaxed);
+        if let Some(c) = provider
+            .config()
+            .cost(r.usage.input_tokens, r.usage.output_tokens)
+        {
+            *judge.cost.lock().expect("judge cost") += c;
+            *spent.lock().expect("spent") += c;
+        }
+    };
+    if provider.kind() == ProviderKind::Mock {
+        let r = crate::provider::mock::judge_answer(&provider.config().model, req);
+        account(&r);
+        return crate::judge::parse_verdict(&r.text);
+    }
+    let body = provider.encode(req);
+    let key = cache_key(provider, &body, 0);
+    if let Some(cache) = &judge.cache {
+        let hit = cache.lock().expect("judge cache").cache_get(&key);
+        if let Ok(Some(r)) = hit
+            && let Ok(v) = crate::judge::parse_verdict(&r.text)
+        {
+            judge.cached.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
+    }
+    let Ok(_permit) = judge.permits.acquire().await else {
+        return Err("the sweep is shutting down".into());
+    };
+    let est_tokens = req
+        .messages
+        .iter()
+        .map(|m| m.content_str().len())
+        .sum::<usize>() as u64
+        / 4
+        + 1;
+    let mut last = String::new();
+    for _ in 0..JUDGE_REPLY_ATTEMPTS {
+        judge.ctx.adaptive.acquire().await;
+        let (result, _) = call_with_retries(&judge.ctx, &body, req, &[], 0, est_tokens).await;
+        judge.ctx.adaptive.release();
+        let r = result?;
+        account(&r);
+        match crate::judge::parse_verdict(&r.text) {
+            Ok(v) => {
+                let op = WriteOp::Cache { key, response: r };
+                let _ = writer.send(WriterMsg::Op(Box::new(op))).await;
+                return Ok(v);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(format!("{last} (after {JUDGE_REPLY_ATTEMPTS} replies)"))
+}
+
+/// Puts the judge's verdicts (or its failure) into a graded case.
+fn apply_judge(
+    rec: &mut CaseRecord,
+    judged: std::result::Result<Vec<(usize, grade::CheckVerdict)>, String>,
+) {
+    match judged {
+        Ok(verdicts) => {
+            for (i, v) in verdicts {
+                if let Some(slot) = rec.checks.get_mut(i) {
+                    *slot = v;
+                }
+            }
+            rec.status = grade::fold_status(&rec.checks);
+        }
+        Err(reason) => {
+            // The answer arrived and is kept, but the case could not be graded: an error,
+            // outside every rate, retried by a resume.
+            rec.status = CaseStatus::Error;
+            rec.checks.clear();
+            rec.error = Some(reason);
+        }
+    }
+}
+
 /// The cache key of one call: provider, base URL, model id, the wire body as encoded by
 /// [`Provider::encode`] (it holds the canonical request and sampling settings) and the sample
 /// index. Never the API key.
@@ -305,6 +572,7 @@ pub fn run(
     if models.is_empty() {
         return Err(Error::Refused("no models to run: add a [models.NAME] table to cliffprobe.toml (see `cliffprobe init`)".into()));
     }
+    check_judge(config, &probes)?;
     crate::provider::install_crypto_provider();
     let providers: Vec<Provider> = models
         .iter()
@@ -368,6 +636,28 @@ pub fn run(
             (n.clone(), p)
         })
         .collect();
+
+    let needs_judge = probes
+        .iter()
+        .any(|p| p.probe.checks.iter().any(|c| matches!(c, Check::Judge(_))));
+    let judge: Option<Arc<JudgeCtx>> = match (&config.judge, needs_judge) {
+        (Some(j), true) => {
+            let model = config.models.get(&j.model).ok_or_else(|| {
+                Error::field(
+                    "cliffprobe.toml",
+                    "judge.model",
+                    format!("`{}` is not a configured model", j.model),
+                )
+            })?;
+            Some(Arc::new(JudgeCtx::new(
+                j,
+                model,
+                store_path,
+                opts.no_cache,
+            )?))
+        }
+        _ => None,
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -521,8 +811,10 @@ pub fn run(
             let opts = opts.clone();
             let run_id = run.id.clone();
             let cfg = cfg.clone();
+            let judge = judge.clone();
             rt.spawn(dispatch(
                 ctx,
+                judge,
                 cfg,
                 jrx,
                 global,
@@ -563,7 +855,7 @@ pub fn run(
         .join()
         .map_err(|_| Error::Other("the writer thread panicked".into()))?;
     display.finish();
-    let (tiers, usage) = written?;
+    let (mut tiers, usage) = written?;
     if let Some(e) = planner_error {
         let store = Store::open_url(store_path)?;
         store.finish_run(
@@ -575,7 +867,14 @@ pub fn run(
         return Err(e);
     }
     let stopped = stop_reason.lock().expect("reason").clone();
-    let store = Store::open_url(store_path)?;
+    let mut store = Store::open_url(store_path)?;
+    let invariant_probes: Vec<crate::invariant::InvariantProbe> = probes
+        .iter()
+        .filter_map(|lp| crate::invariant::InvariantProbe::of(&lp.probe))
+        .collect();
+    for t in crate::invariant::finalise(&mut store, &run.id, &invariant_probes)? {
+        recount(&progress, &mut tiers, &t);
+    }
     let stored = store.case_count(&run.id)?;
     let status = if stored >= planned && stopped.is_none() {
         RunStatus::Complete
@@ -599,7 +898,37 @@ pub fn run(
         usage,
         wall: started.elapsed(),
         stopped,
+        judge: judge.map(|j| j.summary()),
     })
+}
+
+/// Moves one case from its old status's counters to its new one's (after invariance grading).
+fn recount(
+    progress: &[(String, Arc<ModelProgress>)],
+    tiers: &mut TierCounts,
+    t: &crate::invariant::Transition,
+) {
+    let slot = |s: CaseStatus| match s {
+        CaseStatus::Pass => 0,
+        CaseStatus::Fail => 1,
+        CaseStatus::Error => 2,
+        CaseStatus::Ungraded => 3,
+    };
+    if let Some((_, p)) = progress.iter().find(|(n, _)| *n == t.model) {
+        let counter = |s: CaseStatus| match s {
+            CaseStatus::Pass => &p.pass,
+            CaseStatus::Fail => &p.fail,
+            CaseStatus::Error => &p.error,
+            CaseStatus::Ungraded => &p.ungraded,
+        };
+        // Saturating: a resumed run did not count the cases it kept.
+        let _ = counter(t.from)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        counter(t.to).fetch_add(1, Ordering::Relaxed);
+    }
+    let c = tiers.entry((t.model.clone(), t.tier)).or_default();
+    c[slot(t.from)] = c[slot(t.from)].saturating_sub(1);
+    c[slot(t.to)] += 1;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -640,6 +969,7 @@ fn plan_model(
             }
         }
         let checks = Arc::new(p.checks.clone());
+        let has_judge = p.checks.iter().any(|c| matches!(c, Check::Judge(_)));
         for axes in x.points(opts.strategy, opts.seed, &opts.axes)? {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -669,6 +999,8 @@ fn plan_model(
                 checks: checks.clone(),
                 request: v.request,
                 est_tokens: (chars / 4) as u64 + 1,
+                has_judge,
+                invariant: p.invariant.then_some(v.canonical),
             });
             let mut body = bytes::Bytes::new();
             for sample in 0..opts.repeats {
@@ -690,6 +1022,7 @@ fn plan_model(
                         sample,
                         cache_key: String::new(),
                         body: bytes::Bytes::new(),
+                        answered: None,
                     };
                     if jobs.blocking_send(job).is_err() {
                         return Ok(());
@@ -706,6 +1039,20 @@ fn plan_model(
                 }
                 let key = cache_key(&ctx.provider, &body, sample);
                 if use_cache && let Some(resp) = reader.cache_get(&key)? {
+                    if prepared.has_judge {
+                        // Only the judge is left to ask: that is async work for the dispatcher.
+                        let job = Job {
+                            variant: prepared.clone(),
+                            sample,
+                            cache_key: key,
+                            body: bytes::Bytes::new(),
+                            answered: Some(resp),
+                        };
+                        if jobs.blocking_send(job).is_err() {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     let rec = graded_record(
                         run_id,
                         &ctx.name,
@@ -735,6 +1082,7 @@ fn plan_model(
                         sample,
                         cache_key: key,
                         body: body.clone(),
+                        answered: None,
                     })
                     .is_err()
                 {
@@ -750,6 +1098,7 @@ fn plan_model(
 #[allow(clippy::too_many_arguments)]
 async fn dispatch(
     ctx: Arc<ModelCtx>,
+    judge: Option<Arc<JudgeCtx>>,
     cfg: ModelConfig,
     mut jobs: mpsc::Receiver<Job>,
     global: Arc<Semaphore>,
@@ -768,7 +1117,10 @@ async fn dispatch(
             // Drain so the planner unblocks; these cases stay unplanned-for and resumable.
             continue;
         }
-        if let Some(limit) = opts.budget_requests
+        // The judge, when this answer needs one (a suite with judge checks always has one).
+        let judge = judge.clone().filter(|_| job.variant.has_judge);
+        if job.answered.is_none()
+            && let Some(limit) = opts.budget_requests
             && requests_made.fetch_add(1, Ordering::SeqCst) >= limit
         {
             stop.store(true, Ordering::SeqCst);
@@ -778,7 +1130,8 @@ async fn dispatch(
                 .get_or_insert_with(|| format!("budget of {limit} requests reached"));
             continue;
         }
-        if let Some(limit) = opts.budget_usd
+        if job.answered.is_none()
+            && let Some(limit) = opts.budget_usd
             && *spent.lock().expect("spent") >= limit
         {
             stop.store(true, Ordering::SeqCst);
@@ -788,7 +1141,7 @@ async fn dispatch(
                 .get_or_insert_with(|| format!("budget of ${limit:.2} reached"));
             continue;
         }
-        if is_mock {
+        if is_mock && judge.is_none() {
             // The mock answers at once: no permits, no spawn.
             let resp = ctx
                 .provider
@@ -818,10 +1171,18 @@ async fn dispatch(
             }
             continue;
         }
-        let Ok(permit) = global.clone().acquire_owned().await else {
-            break;
+        // A model call takes the global and the model's permits; a cached answer or the mock
+        // (waiting only for the judge) takes none.
+        let calls_model = job.answered.is_none() && !is_mock;
+        let permit = if calls_model {
+            let Ok(permit) = global.clone().acquire_owned().await else {
+                break;
+            };
+            ctx.adaptive.acquire().await;
+            Some(permit)
+        } else {
+            None
         };
-        ctx.adaptive.acquire().await;
         let ctx2 = ctx.clone();
         let writer = writer.clone();
         let spent = spent.clone();
@@ -829,15 +1190,37 @@ async fn dispatch(
         let cfg = cfg.clone();
         tasks.spawn(async move {
             let started = Instant::now();
-            let (result, attempts) = call_with_retries(&ctx2, &job).await;
-            ctx2.adaptive.release();
+            let mut job = job;
+            let cached = job.answered.is_some();
+            let (result, attempts) = if let Some(r) = job.answered.take() {
+                (Ok(r), 0)
+            } else if is_mock {
+                let r = ctx2
+                    .provider
+                    .call(&job.variant.request, &job.variant.checks, job.sample)
+                    .await;
+                (r.map_err(|e| e.to_string()), 1)
+            } else {
+                let r = call_with_retries(
+                    &ctx2,
+                    &job.body,
+                    &job.variant.request,
+                    &job.variant.checks,
+                    job.sample,
+                    job.variant.est_tokens,
+                )
+                .await;
+                ctx2.adaptive.release();
+                r
+            };
             drop(permit);
             let latency = started.elapsed().as_millis() as u64;
             let cache = result
                 .as_ref()
                 .ok()
+                .filter(|_| calls_model)
                 .map(|r| (job.cache_key.clone(), r.clone()));
-            let rec = graded_record(
+            let mut rec = graded_record(
                 &run_id,
                 &ctx2.name,
                 &job.variant,
@@ -846,10 +1229,21 @@ async fn dispatch(
                 latency,
                 attempts,
                 &cfg,
-                false,
+                cached,
             );
             if let Some(c) = rec.cost_usd {
                 *spent.lock().expect("spent") += c;
+            }
+            if let Some(judge) = &judge
+                && rec.status != CaseStatus::Error
+            {
+                let answer = ChatResponse {
+                    text: rec.output.clone(),
+                    tool_calls: rec.tool_calls.clone(),
+                    ..Default::default()
+                };
+                let judged = judge_checks(judge, &job.variant, &answer, &writer, &spent).await;
+                apply_judge(&mut rec, judged);
             }
             let _ = writer
                 .send(WriterMsg::Case(Box::new(Outcome {
@@ -874,7 +1268,11 @@ const RATE_LIMIT_MAX_TIMES: u32 = 2_000;
 /// (`ctx.adaptive.acquire()`), and still holds one when this returns.
 async fn call_with_retries(
     ctx: &ModelCtx,
-    job: &Job,
+    body: &bytes::Bytes,
+    request: &ChatRequest,
+    checks: &[Check],
+    sample: u32,
+    est_tokens: u64,
 ) -> (std::result::Result<ChatResponse, String>, u32) {
     let mut attempts = 0u32;
     let mut transient_failures = 0u32;
@@ -894,7 +1292,7 @@ async fn call_with_retries(
         }
         if let Some(b) = &ctx.tpm {
             b.take(
-                job.variant.est_tokens as f64
+                est_tokens as f64
                     + ctx
                         .provider
                         .config()
@@ -909,12 +1307,7 @@ async fn call_with_retries(
         ctx.progress.attempts.fetch_add(1, Ordering::Relaxed);
         match ctx
             .provider
-            .call_encoded(
-                &job.body,
-                &job.variant.request,
-                &job.variant.checks,
-                job.sample,
-            )
+            .call_encoded(body, request, checks, sample)
             .await
         {
             Ok(r) => {
@@ -1013,7 +1406,15 @@ fn graded_record(
     let finished = now();
     match result {
         Ok(resp) => {
-            let (status, checks) = grade::grade(&v.checks, &resp);
+            let (mut status, mut checks) = grade::grade(&v.checks, &resp);
+            if let Some(canonical) = v.invariant {
+                checks.push(if canonical {
+                    crate::invariant::reference()
+                } else {
+                    crate::invariant::pending()
+                });
+                status = grade::fold_status(&checks);
+            }
             CaseRecord {
                 run_id: run_id.to_string(),
                 model: model.to_string(),

@@ -277,6 +277,7 @@ pub fn templatize(
         capability,
         tier: opts.tier.or(incident.tier).unwrap_or(Tier::Hard),
         invariant: false,
+        answer_pattern: None,
         source: Source {
             kind: incident.kind.as_str().to_string(),
             file: Some(incident_path.display().to_string()),

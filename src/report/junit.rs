@@ -153,7 +153,7 @@ pub fn render(r: &Report) -> String {
                     let _ = writeln!(o, ">");
                     let _ = writeln!(
                         o,
-                        r#"      <skipped message="ungraded: judge checks not graded yet"/>"#
+                        r#"      <skipped message="ungraded: a check could not be graded (e.g. no canonical answer to compare)"/>"#
                     );
                     let _ = writeln!(o, "    </testcase>");
                 }

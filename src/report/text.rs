@@ -150,7 +150,7 @@ pub fn render(r: &Report, color: bool) -> String {
     if ungraded > 0 {
         let _ = writeln!(
             o,
-            "(errors column includes {ungraded} ungraded variants: judge checks not yet graded)"
+            "(errors column includes {ungraded} ungraded variants: a check could not be graded, e.g. an invariant variant without a canonical answer)"
         );
     }
     let _ = writeln!(o);

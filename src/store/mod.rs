@@ -26,7 +26,9 @@ mod records;
 mod schema;
 
 pub use lock::{LockGuard, LockInfo};
-pub use records::{CaseRecord, CaseRow, ProbeRecord, RunInfo, RunStatus, VariantRecord, WriteOp};
+pub use records::{
+    CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, VariantRecord, WriteOp,
+};
 
 use crate::chat::ChatResponse;
 use crate::error::{Error, Location, Result};
@@ -393,6 +395,39 @@ impl Store {
                 Error::Store(e)
             }
         })
+    }
+
+    /// Replaces the status and check verdicts of stored cases, all in one transaction: how a
+    /// grading step that needs several cases at once (invariance against the canonical answer)
+    /// records its verdicts after the cases are in. Each update names a case by its key;
+    /// output, usage and everything else stay as they are. Returns how many cases were updated
+    /// (an update naming no stored case changes nothing).
+    pub fn regrade_cases(&mut self, updates: &[Regrade]) -> Result<u64> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let Store { conn, scratch, .. } = self;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0u64;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE cases SET status = ?5, checks = ?6 \
+                 WHERE run_id = ?1 AND model = ?2 AND variant_id = ?3 AND sample = ?4",
+            )?;
+            for u in updates {
+                let checks = json_into(&mut scratch.a, &u.checks)?;
+                n += stmt.execute(params![
+                    u.run_id,
+                    u.model,
+                    u.variant_id,
+                    i64::from(u.sample),
+                    u.status.as_str(),
+                    checks
+                ])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Calls `f` on every case of `run`, with its variant and probe, ordered by model, probe,

@@ -202,3 +202,20 @@ pub enum WriteOp {
         response: ChatResponse,
     },
 }
+
+/// New grades for one stored case, for [`Store::regrade_cases`](super::Store::regrade_cases).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Regrade {
+    /// The run.
+    pub run_id: String,
+    /// Model name.
+    pub model: String,
+    /// The variant.
+    pub variant_id: String,
+    /// Sample number.
+    pub sample: u32,
+    /// The new status.
+    pub status: CaseStatus,
+    /// The new verdicts, in check order.
+    pub checks: Vec<CheckVerdict>,
+}
