@@ -72,7 +72,8 @@ impl Limiter {
     fn admit(&self) -> Result<(), f64> {
         let mut s = self.state.lock().unwrap();
         let now = Instant::now();
-        s.tokens = (s.tokens + now.duration_since(s.last).as_secs_f64() * self.rate).min(self.burst);
+        s.tokens =
+            (s.tokens + now.duration_since(s.last).as_secs_f64() * self.rate).min(self.burst);
         s.last = now;
         if s.tokens >= 1.0 {
             s.tokens -= 1.0;
@@ -195,7 +196,10 @@ fn main() {
                 )
                 .header("retry-after", &format!("{}", wait_s.ceil().max(1.0) as u64));
                 if precise {
-                    r.header("retry-after-ms", &format!("{}", (wait_s * 1000.0).ceil() as u64))
+                    r.header(
+                        "retry-after-ms",
+                        &format!("{}", (wait_s * 1000.0).ceil() as u64),
+                    )
                 } else {
                     r
                 }
