@@ -53,6 +53,8 @@ pub enum Command {
     Brittleness(crate::cli_brittle::BrittlenessArgs),
     /// Write the failing and flaky variants of a run back into their probe files as hard cases.
     Promote(crate::cli_brittle::PromoteArgs),
+    /// Shrink a failing variant to its minimal cause (delta debugging over axes, calling the model).
+    Shrink(crate::cli_shrink::ShrinkArgs),
     /// List a probe's promoted cases with their history.
     Cases(crate::cli_brittle::CasesArgs),
 }
@@ -294,6 +296,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             crate::cli_brittle::brittleness_cmd(&Project::load(&cli.config)?, &a)
         }
         Command::Promote(a) => crate::cli_brittle::promote_cmd(&Project::load(&cli.config)?, &a),
+        Command::Shrink(a) => crate::cli_shrink::shrink_cmd(&Project::load(&cli.config)?, &a),
         Command::Cases(a) => crate::cli_brittle::cases_cmd(&Project::load(&cli.config)?, &a),
     }
 }
