@@ -49,6 +49,8 @@ pub enum Command {
     Report(crate::cli_report::ReportArgs),
     /// Aggregate vs hard-tier pass rate across runs, and whether the gap is widening.
     Trend(crate::cli_report::TrendArgs),
+    /// Declared vs measured tier per probe (pass fraction over the panel), and what moved.
+    Tiers(crate::cli_tiers::TiersArgs),
     /// Per probe × model: which variants break the model, along which axis, the minimal change.
     Brittleness(crate::cli_brittle::BrittlenessArgs),
     /// Write the failing and flaky variants of a run back into their probe files as hard cases.
@@ -292,6 +294,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(a) => crate::cli_sweep::export(&Project::load(&cli.config)?, &a),
         Command::Report(a) => crate::cli_report::report(&Project::load(&cli.config)?, &a),
         Command::Trend(a) => crate::cli_report::trend(&Project::load(&cli.config)?, &a),
+        Command::Tiers(a) => crate::cli_tiers::tiers_cmd(&Project::load(&cli.config)?, &a),
         Command::Brittleness(a) => {
             crate::cli_brittle::brittleness_cmd(&Project::load(&cli.config)?, &a)
         }

@@ -371,6 +371,11 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         ))
     };
 
+    let measured_tiers = Some(crate::cli_tiers::measure(
+        &store,
+        &run,
+        &project.config.tiers.thresholds(),
+    )?);
     let heatmaps = order.iter().map(|m| Heatmap::of(&results[m])).collect();
     let mut results = results;
     Ok(Report {
@@ -389,6 +394,7 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         gated_models: gated,
         gate,
         gate_enforced: a.gate,
+        measured_tiers,
     })
 }
 
