@@ -48,7 +48,7 @@ pub struct ShrinkArgs {
     #[arg(long)]
     pub run: Option<String>,
     /// Start from this failing variant (an id of the probe's current content) instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "run")]
     pub variant: Option<String>,
     /// Samples per configuration; a configuration fails when a strict majority fails.
     #[arg(long, default_value_t = 1)]
