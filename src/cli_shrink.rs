@@ -59,6 +59,9 @@ pub struct ShrinkArgs {
     /// Write the minimal failing variant into the probe file as a promoted case.
     #[arg(long)]
     pub promote: bool,
+    /// No progress lines on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
     /// The store (path or sqlite:// URL).
     #[arg(long)]
     pub store: Option<String>,
@@ -259,6 +262,20 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
             &probe,
         ) {
             Ok(r) => {
+                if !a.quiet {
+                    // One line per configuration: shrink is short, sequential work.
+                    eprintln!(
+                        "shrink: {} [{}]: {} ({})",
+                        asked.len() + 1,
+                        axes_text(&r.axes),
+                        r.outcome.as_str(),
+                        if r.calls == 0 {
+                            "cache".to_string()
+                        } else {
+                            format!("{} call{}", r.calls, if r.calls == 1 { "" } else { "s" })
+                        }
+                    );
+                }
                 let o = r.outcome;
                 asked.push(r);
                 o
