@@ -49,6 +49,17 @@ fn collect(
 /// every probe has found its run; each walk keeps only the probes still looking.
 pub fn measure(store: &Store, run: &RunInfo, th: &Thresholds) -> Result<MeasuredTiers> {
     let current = collect(store, &run.id, |_| true)?;
+    measure_from(store, run, th, current)
+}
+
+/// Like [`measure`], with the run's own tallies already collected (the report folds the run
+/// once for everything it shows).
+pub fn measure_from(
+    store: &Store,
+    run: &RunInfo,
+    th: &Thresholds,
+    current: IndexMap<String, ProbeSamples>,
+) -> Result<MeasuredTiers> {
     let mut looking: HashSet<String> = current
         .iter()
         .filter(|(_, p)| p.pooled().graded > 0)

@@ -160,6 +160,24 @@ impl TierCollector {
         }
     }
 
+    /// Adds the samples of one variant of one model, as the report has already folded them
+    /// (so a report measures tiers without reading the run a second time).
+    pub fn push_variant(&mut self, v: &crate::analysis::VariantResult) {
+        let p = self
+            .probes
+            .entry(v.probe_id.clone())
+            .or_insert_with(|| ProbeSamples {
+                capability: v.capability.clone(),
+                declared: Some(v.tier),
+                variants: HashMap::new(),
+            });
+        let t = p.variants.entry(v.variant_id.clone()).or_default();
+        let s = &v.samples;
+        t.passed += u64::from(s.pass);
+        t.graded += u64::from(s.pass) + u64::from(s.fail);
+        t.errors += u64::from(s.error) + u64::from(s.ungraded);
+    }
+
     /// The tallies, by probe id (sorted).
     pub fn finish(mut self) -> IndexMap<String, ProbeSamples> {
         self.probes.sort_keys();
