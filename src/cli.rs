@@ -49,10 +49,14 @@ pub enum Command {
     Report(crate::cli_report::ReportArgs),
     /// Aggregate vs hard-tier pass rate across runs, and whether the gap is widening.
     Trend(crate::cli_report::TrendArgs),
+    /// Declared vs measured tier per probe (pass fraction over the panel), and what moved.
+    Tiers(crate::cli_tiers::TiersArgs),
     /// Per probe × model: which variants break the model, along which axis, the minimal change.
     Brittleness(crate::cli_brittle::BrittlenessArgs),
     /// Write the failing and flaky variants of a run back into their probe files as hard cases.
     Promote(crate::cli_brittle::PromoteArgs),
+    /// Shrink a failing variant to its minimal cause (delta debugging over axes, calling the model).
+    Shrink(crate::cli_shrink::ShrinkArgs),
     /// List a probe's promoted cases with their history.
     Cases(crate::cli_brittle::CasesArgs),
 }
@@ -290,10 +294,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(a) => crate::cli_sweep::export(&Project::load(&cli.config)?, &a),
         Command::Report(a) => crate::cli_report::report(&Project::load(&cli.config)?, &a),
         Command::Trend(a) => crate::cli_report::trend(&Project::load(&cli.config)?, &a),
+        Command::Tiers(a) => crate::cli_tiers::tiers_cmd(&Project::load(&cli.config)?, &a),
         Command::Brittleness(a) => {
             crate::cli_brittle::brittleness_cmd(&Project::load(&cli.config)?, &a)
         }
         Command::Promote(a) => crate::cli_brittle::promote_cmd(&Project::load(&cli.config)?, &a),
+        Command::Shrink(a) => crate::cli_shrink::shrink_cmd(&Project::load(&cli.config)?, &a),
         Command::Cases(a) => crate::cli_brittle::cases_cmd(&Project::load(&cli.config)?, &a),
     }
 }

@@ -63,7 +63,7 @@ pub struct CasesArgs {
     pub paths: Vec<PathBuf>,
 }
 
-fn table(headers: &[&str]) -> Table {
+pub(crate) fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     if !std::io::stdout().is_terminal() {
@@ -78,7 +78,7 @@ fn pct(x: Option<f64>) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
-fn axes_text(axes: &IndexMap<String, String>) -> String {
+pub(crate) fn axes_text(axes: &IndexMap<String, String>) -> String {
     if axes.is_empty() {
         "(canonical)".into()
     } else {
@@ -309,7 +309,7 @@ fn print_probe(out: &mut impl Write, rows: &[ProbeBrittleness], repeats: bool) -
     Ok(())
 }
 
-fn right(s: String) -> Cell {
+pub(crate) fn right(s: String) -> Cell {
     Cell::new(s).set_alignment(CellAlignment::Right)
 }
 

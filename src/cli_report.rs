@@ -371,6 +371,17 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         ))
     };
 
+    // Measured tiers: this run's samples from the results already folded, earlier runs read.
+    let mut tier_samples = crate::analysis::tiers::TierCollector::new();
+    for v in results.values().flat_map(|m| &m.variants) {
+        tier_samples.push_variant(v);
+    }
+    let measured_tiers = Some(crate::cli_tiers::measure_from(
+        &store,
+        &run,
+        &project.config.tiers.thresholds(),
+        tier_samples.finish(),
+    )?);
     let heatmaps = order.iter().map(|m| Heatmap::of(&results[m])).collect();
     let mut results = results;
     Ok(Report {
@@ -389,6 +400,7 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         gated_models: gated,
         gate,
         gate_enforced: a.gate,
+        measured_tiers,
     })
 }
 

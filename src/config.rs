@@ -34,6 +34,10 @@ pub struct Config {
     /// The judge model that grades `judge` checks (`[judge]`); none: judge checks are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<JudgeConfig>,
+    /// Thresholds of the measured tiers (`[tiers] easy = 0.98, medium = 0.5`). Left out of the
+    /// digest while at their defaults, so configs without `[tiers]` keep their digest.
+    #[serde(default, skip_serializing_if = "TiersConfig::is_default")]
+    pub tiers: TiersConfig,
 }
 
 /// `[judge]`: which configured model grades `judge` checks, and how.
@@ -53,6 +57,50 @@ pub struct JudgeConfig {
     /// the rubric, conversation and answer are still given in the documented layout.
     #[serde(default)]
     pub prompt: Option<String>,
+}
+
+/// `[tiers]`: the pass fractions that separate the measured tiers (see
+/// [`crate::analysis::tiers`] for the rule). `easy` > `medium` > 0, both at most 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TiersConfig {
+    /// Lowest pass fraction of an `easy` variant (default 0.98).
+    #[serde(default = "default_easy")]
+    pub easy: f64,
+    /// Lowest pass fraction of a `medium` variant (default 0.5).
+    #[serde(default = "default_medium")]
+    pub medium: f64,
+}
+
+fn default_easy() -> f64 {
+    crate::analysis::tiers::DEFAULT_EASY
+}
+
+fn default_medium() -> f64 {
+    crate::analysis::tiers::DEFAULT_MEDIUM
+}
+
+impl Default for TiersConfig {
+    fn default() -> Self {
+        TiersConfig {
+            easy: default_easy(),
+            medium: default_medium(),
+        }
+    }
+}
+
+impl TiersConfig {
+    fn is_default(&self) -> bool {
+        *self == TiersConfig::default()
+    }
+
+    /// As the analysis' thresholds.
+    pub fn thresholds(&self) -> crate::analysis::tiers::Thresholds {
+        crate::analysis::tiers::Thresholds {
+            easy: self.easy,
+            medium: self.medium,
+        }
+    }
 }
 
 /// Which wire protocol a model speaks.
@@ -223,6 +271,7 @@ impl Config {
             }
         })?;
         cfg.validate(path)?;
+        cfg.validate_tiers(path, text)?;
         Ok(cfg)
     }
 
@@ -322,6 +371,38 @@ impl Config {
         Ok(())
     }
 
+    /// `[tiers]`: each threshold in (0, 1], `easy` above `medium`; errors name the line.
+    fn validate_tiers(&self, path: &Path, text: &str) -> Result<()> {
+        let t = &self.tiers;
+        let err = |key: &str, message: String| Error::Input {
+            location: Location {
+                path: path.to_path_buf(),
+                line: table_key_line(text, "tiers", key),
+                column: None,
+                field: Some(format!("tiers.{key}")),
+            },
+            message,
+        };
+        for (key, v) in [("easy", t.easy), ("medium", t.medium)] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(err(
+                    key,
+                    format!("is {v}; expected a pass fraction above 0 and at most 1"),
+                ));
+            }
+        }
+        if t.medium >= t.easy {
+            return Err(err(
+                "medium",
+                format!(
+                    "is {}, not below easy ({}); the thresholds must decrease: easy > medium > 0",
+                    t.medium, t.easy
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// A digest of the configuration without secrets (keys are never here; header values are
     /// dropped because they may carry tokens).
     pub fn digest(&self) -> String {
@@ -334,6 +415,27 @@ impl Config {
         let json = serde_json::to_vec(&redacted).unwrap_or_default();
         blake3::hash(&json).to_hex()[..16].to_string()
     }
+}
+
+/// The 1-based line of `key = …` inside the `[table]` of a TOML text (a plain scan: enough for
+/// pointing at a line in an error message).
+fn table_key_line(text: &str, table: &str, key: &str) -> Option<usize> {
+    let header = format!("[{table}]");
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            inside = l.split('#').next().is_some_and(|h| h.trim() == header);
+            continue;
+        }
+        if inside
+            && let Some(rest) = l.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// 1-based line and column of a byte offset.
@@ -396,6 +498,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("c.toml:7:"), "{err}");
+    }
+
+    #[test]
+    fn tiers_thresholds_default_and_are_checked_with_their_line() {
+        let cfg = Config::parse(Path::new("c.toml"), "").unwrap();
+        assert_eq!(cfg.tiers, TiersConfig::default());
+        assert_eq!((cfg.tiers.easy, cfg.tiers.medium), (0.98, 0.5));
+        // No [tiers]: the digest is what it was before the table existed.
+        assert!(!serde_json::to_string(&cfg).unwrap().contains("tiers"));
+        let cfg = Config::parse(Path::new("c.toml"), "[tiers]\neasy = 0.9\n").unwrap();
+        assert_eq!((cfg.tiers.easy, cfg.tiers.medium), (0.9, 0.5));
+
+        let err = |text: &str| {
+            Config::parse(Path::new("c.toml"), text)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("[sweep]\nseed = 1\n\n[tiers]\neasy = 0.9\nmedium = 0.95\n");
+        assert!(e.starts_with("c.toml:6: field `tiers.medium`"), "{e}");
+        assert!(e.contains("must decrease"), "{e}");
+        let e = err("[tiers]\neasy = 1.5\n");
+        assert!(e.starts_with("c.toml:2: field `tiers.easy`"), "{e}");
+        let e = err("[tiers]\nmedium = 0\n");
+        assert!(e.starts_with("c.toml:2: field `tiers.medium`"), "{e}");
+        let e = err("[tiers]\nhard = 0.1\n");
+        assert!(e.contains("hard"), "{e}");
     }
 
     #[test]

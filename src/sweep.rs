@@ -1386,7 +1386,7 @@ fn entropy_rng() -> rand_chacha::ChaCha8Rng {
 }
 
 /// Exponential backoff with full jitter: up to 0.25 s × 2^n, capped at 20 s.
-fn backoff(n: u32) -> Duration {
+pub(crate) fn backoff(n: u32) -> Duration {
     let cap = (0.25 * 2f64.powi(n.min(10) as i32)).min(20.0);
     Duration::from_secs_f64(entropy_rng().random_range(cap / 2.0..=cap))
 }

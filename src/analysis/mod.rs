@@ -21,6 +21,7 @@ pub mod gate;
 pub mod heatmap;
 pub mod mcnemar;
 pub mod tally;
+pub mod tiers;
 pub mod trend;
 pub mod variant;
 pub mod wilson;

@@ -177,6 +177,7 @@ pub fn render(r: &Report) -> String {
     }
 
     class_table(&mut o, r);
+    measured_table(&mut o, r);
 
     if !r.heatmaps.is_empty() {
         o.push_str("<h2>Probe × axis value</h2>\n<p class=\"meta\">Pass rate of each probe's variants that have the axis value (a variant counts once per axis). Grey: no such variant.</p>\n");
@@ -240,6 +241,42 @@ fn tier_table(o: &mut String, r: &Report) {
         );
     }
     o.push_str("</tbody></table>\n");
+}
+
+fn measured_table(o: &mut String, r: &Report) {
+    let Some(m) = &r.measured_tiers else {
+        return;
+    };
+    if m.probes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "<h2>Declared and measured tiers</h2>\n<p class=\"meta\">{}</p>",
+        escape(&m.rule)
+    );
+    thead(o, &super::MEASURED_HEADERS);
+    for cells in super::measured_rows(m) {
+        let _ = writeln!(
+            o,
+            "<tr>{}{}{}{}</tr>",
+            td(&cells[0]),
+            td(&cells[1]),
+            td(&cells[2]),
+            cells[3..].iter().map(num).collect::<String>()
+        );
+    }
+    o.push_str("</tbody></table>\n");
+    let lines = super::moved_lines(m);
+    if lines.is_empty() {
+        o.push_str("<p>Moved since the last run: none.</p>\n");
+    } else {
+        o.push_str("<p>Moved since the last run:</p>\n<ul>\n");
+        for l in lines {
+            let _ = writeln!(o, "<li>{}</li>", escape(&l));
+        }
+        o.push_str("</ul>\n");
+    }
 }
 
 fn class_table(o: &mut String, r: &Report) {

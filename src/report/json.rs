@@ -20,7 +20,18 @@
 //!   heatmaps: [{model, columns: [{axis, value}], rows: [{probe, tier, cells: [GROUP|null]}]}],
 //!   trend: TREND|null,
 //!   gate: {enforced, on: "rate"|"lower", floors: [{tier, min, source}], models, passed, reason,
-//!          checks: [{model, subject, limit, value, n, passed, reason}]}|null }
+//!          checks: [{model, subject, limit, value, n, passed, reason}]}|null,
+//!   measured_tiers: {thresholds: {easy, medium}, rule, variants: COUNTS,
+//!          probes: [{probe, capability, declared, measured|null, pass_fraction|null, passed,
+//!                    graded, errors, variants: COUNTS,
+//!                    previous: {run, measured, pass_fraction, variants_compared,
+//!                               variants_moved, variants_easier, variants_harder}|null}],
+//!          moved: [{probe, from, to, direction: "easier"|"harder",
+//!                   what: "solved"|"now failing"|"unsolved"|"easier"|"harder", since_run,
+//!                   variants_compared, variants_moved}],
+//!          variants_compared, variants_moved}|null }
+//! COUNTS = {easy, medium, hard, frontier, unmeasured} (variants per measured tier; unmeasured:
+//!          only errors)
 //! GROUP = {variants, passed, failed, errors, ungraded, rate, interval: {lo, hi}|null, too_few}
 //! DELTA = {label, baseline: GROUP, candidate: GROUP, delta, interval, shared, fixed, regressed,
 //!          p_value, significant}
@@ -180,6 +191,51 @@ fn trend(t: &Trend) -> Value {
     })
 }
 
+fn tier_counts(c: &crate::analysis::tiers::TierCounts) -> Value {
+    json!({"easy": c.easy, "medium": c.medium, "hard": c.hard, "frontier": c.frontier, "unmeasured": c.unmeasured})
+}
+
+fn measured(m: &crate::analysis::tiers::MeasuredTiers) -> Value {
+    let tier = |t: Option<crate::probe::Tier>| t.map(|t| t.as_str());
+    json!({
+        "thresholds": {"easy": round(m.thresholds.easy), "medium": round(m.thresholds.medium)},
+        "rule": m.rule,
+        "variants": tier_counts(&m.variants),
+        "probes": m.probes.iter().map(|p| json!({
+            "probe": p.probe,
+            "capability": p.capability,
+            "declared": tier(p.declared),
+            "measured": tier(p.measured),
+            "pass_fraction": opt(p.pass_fraction),
+            "passed": p.passed,
+            "graded": p.graded,
+            "errors": p.errors,
+            "variants": tier_counts(&p.variants),
+            "previous": p.previous.as_ref().map(|q| json!({
+                "run": q.run,
+                "measured": q.measured.as_str(),
+                "pass_fraction": round(q.pass_fraction),
+                "variants_compared": q.variants_compared,
+                "variants_moved": q.variants_moved,
+                "variants_easier": q.variants_easier,
+                "variants_harder": q.variants_harder,
+            })),
+        })).collect::<Vec<_>>(),
+        "moved": m.moved.iter().map(|mv| json!({
+            "probe": mv.probe,
+            "from": mv.from.as_str(),
+            "to": mv.to.as_str(),
+            "direction": mv.direction,
+            "what": mv.what,
+            "since_run": mv.since_run,
+            "variants_compared": mv.variants_compared,
+            "variants_moved": mv.variants_moved,
+        })).collect::<Vec<_>>(),
+        "variants_compared": m.variants_compared,
+        "variants_moved": m.variants_moved,
+    })
+}
+
 /// Renders the report as pretty JSON (with a final newline).
 pub fn render(r: &Report) -> String {
     let baseline = match &r.baseline {
@@ -224,6 +280,7 @@ pub fn render(r: &Report) -> String {
         "heatmaps": r.heatmaps.iter().map(heatmap).collect::<Vec<_>>(),
         "trend": r.trend.as_ref().map(trend),
         "gate": gate,
+        "measured_tiers": r.measured_tiers.as_ref().map(measured),
     });
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
     s.push('\n');

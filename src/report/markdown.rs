@@ -179,6 +179,27 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(o);
 
+    if let Some(m) = &r.measured_tiers
+        && !m.probes.is_empty()
+    {
+        let _ = writeln!(o, "### Declared and measured tiers\n");
+        let _ = writeln!(o, "_{}_\n", md(&m.rule));
+        header(&mut o, &super::MEASURED_HEADERS, 3);
+        for cells in super::measured_rows(m) {
+            row(&mut o, &cells.iter().map(|c| md(c)).collect::<Vec<_>>());
+        }
+        let _ = writeln!(o);
+        let lines = super::moved_lines(m);
+        if lines.is_empty() {
+            let _ = writeln!(o, "Moved since the last run: none.\n");
+        } else {
+            let _ = writeln!(o, "Moved since the last run:\n");
+            for l in lines {
+                let _ = writeln!(o, "- {}", md(&l));
+            }
+            let _ = writeln!(o);
+        }
+    }
     for c in &r.comparisons {
         regressions(&mut o, c);
     }

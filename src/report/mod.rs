@@ -14,6 +14,7 @@ pub mod junit;
 pub mod markdown;
 pub mod text;
 
+use crate::analysis::tiers::MeasuredTiers;
 use crate::analysis::{
     Breakdown, Comparison, DeltaRow, Finding, Floor, GateResult, Heatmap, ModelResults, Paired,
     TOO_FEW_TEXT, Tally, Trend,
@@ -74,6 +75,8 @@ pub struct Report {
     pub gate: Option<GateResult>,
     /// Whether `--gate` was given (the verdict sets the exit status).
     pub gate_enforced: bool,
+    /// Declared vs measured tier per probe, and what moved since the last run.
+    pub measured_tiers: Option<MeasuredTiers>,
 }
 
 impl Report {
@@ -164,4 +167,58 @@ pub fn share_text(x: Option<f64>) -> String {
 /// The first 8 characters of a variant id.
 pub fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
+}
+
+/// Column names of the measured-tiers table.
+pub const MEASURED_HEADERS: [&str; 8] = [
+    "probe",
+    "declared",
+    "measured",
+    "pass fraction",
+    "easy",
+    "medium",
+    "hard",
+    "frontier",
+];
+
+/// The measured-tiers table's rows (raw text: each renderer escapes it), in probe order.
+pub fn measured_rows(m: &MeasuredTiers) -> Vec<[String; 8]> {
+    let tier = |t: Option<crate::probe::Tier>| t.map(|t| t.as_str()).unwrap_or("–").to_string();
+    m.probes
+        .iter()
+        .map(|p| {
+            [
+                p.probe.clone(),
+                tier(p.declared),
+                tier(p.measured),
+                match p.pass_fraction {
+                    Some(f) => format!("{:.1}% ({}/{})", 100.0 * f, p.passed, p.graded),
+                    None => "–".into(),
+                },
+                p.variants.easy.to_string(),
+                p.variants.medium.to_string(),
+                p.variants.hard.to_string(),
+                p.variants.frontier.to_string(),
+            ]
+        })
+        .collect()
+}
+
+/// One sentence per probe whose measured tier moved (raw text).
+pub fn moved_lines(m: &MeasuredTiers) -> Vec<String> {
+    m.moved
+        .iter()
+        .map(|mv| {
+            format!(
+                "{}: {} → {} ({}) since run {}; {} of {} shared variants changed tier",
+                mv.probe,
+                mv.from.as_str(),
+                mv.to.as_str(),
+                mv.what,
+                mv.since_run,
+                mv.variants_moved,
+                mv.variants_compared
+            )
+        })
+        .collect()
 }

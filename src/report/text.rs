@@ -201,6 +201,10 @@ pub fn render(r: &Report, color: bool) -> String {
     let _ = writeln!(o, "{t}");
     let _ = writeln!(o);
 
+    if let Some(m) = &r.measured_tiers {
+        measured(&mut o, &st, m);
+    }
+
     for c in &r.comparisons {
         regressions(&mut o, &st, c);
     }
@@ -213,6 +217,37 @@ pub fn render(r: &Report, color: bool) -> String {
 
     gate(&mut o, &st, r);
     o
+}
+
+fn measured(o: &mut String, st: &Style, m: &crate::analysis::tiers::MeasuredTiers) {
+    if m.probes.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "{}", st.heading("Declared and measured tiers"));
+    let _ = writeln!(o, "{}", m.rule);
+    let mut t = st.table(&super::MEASURED_HEADERS);
+    for row in super::measured_rows(m) {
+        let mut cells = vec![Cell::new(clean(&row[0], 60))];
+        cells.push(Cell::new(&row[1]));
+        cells.push(if row[1] != row[2] && row[2] != "–" {
+            Cell::new(st.warn(&row[2]))
+        } else {
+            Cell::new(&row[2])
+        });
+        cells.extend(row[3..].iter().map(right));
+        t.add_row(cells);
+    }
+    let _ = writeln!(o, "{t}");
+    let lines = super::moved_lines(m);
+    if lines.is_empty() {
+        let _ = writeln!(o, "Moved since the last run: none.");
+    } else {
+        let _ = writeln!(o, "Moved since the last run:");
+        for l in lines {
+            let _ = writeln!(o, "  {}", sanitize(&l));
+        }
+    }
+    let _ = writeln!(o);
 }
 
 fn comparison(o: &mut String, st: &Style, c: &Comparison) {

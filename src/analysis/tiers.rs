@@ -1,0 +1,585 @@
+//! Measured tiers: how hard a variant actually is, from how many models (and samples) pass it.
+//!
+//! A probe declares its tier; a run over a panel of models *measures* one. The measure pools
+//! every graded sample of every model: a variant's **pass fraction** is passed samples / graded
+//! samples (pass + fail) over all models × samples of the run. Errors and ungraded samples are
+//! outside it; a variant with no graded sample has no measured tier.
+//!
+//! # The rule (thresholds from `[tiers]` in `cliffprobe.toml`)
+//! With pass fraction `p`, `easy` (default 0.98) and `medium` (default 0.5):
+//! - `easy` when `p >= easy`;
+//! - `medium` when `medium <= p < easy`;
+//! - `hard` when `0 < p < medium`;
+//! - `frontier` when `p = 0`: no model in the panel passed it, in any sample.
+//!
+//! A probe's measured tier applies the same rule to its pooled pass fraction (all samples of all
+//! its variants); the distribution of its variants over the measured tiers is shown beside it.
+//!
+//! # Moved since the last run
+//! A probe's measured tier is compared with its measured tier in the most recent earlier run of
+//! the same store that has graded results for it. Probes whose tier changed are listed with the
+//! direction (`easier`, `harder`) and a word for the notable cases (`solved`: it was frontier;
+//! `now failing`: it was easy; `unsolved`: it became frontier). Variants are compared by id
+//! (ids are content hashes, so only the variants present in both runs are compared).
+//!
+//! Memory: one small tally per variant (three counters), never a case.
+
+use crate::grade::CaseStatus;
+use crate::probe::Tier;
+use crate::store::CaseRow;
+use indexmap::IndexMap;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Default lowest pass fraction of an `easy` variant.
+pub const DEFAULT_EASY: f64 = 0.98;
+/// Default lowest pass fraction of a `medium` variant.
+pub const DEFAULT_MEDIUM: f64 = 0.5;
+
+/// The thresholds of the rule (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// Lowest pass fraction of `easy`.
+    pub easy: f64,
+    /// Lowest pass fraction of `medium`.
+    pub medium: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            easy: DEFAULT_EASY,
+            medium: DEFAULT_MEDIUM,
+        }
+    }
+}
+
+impl Thresholds {
+    /// The measured tier of `passed` of `graded` samples; `None` without graded samples.
+    pub fn tier(&self, passed: u64, graded: u64) -> Option<Tier> {
+        if graded == 0 {
+            return None;
+        }
+        let p = passed as f64 / graded as f64;
+        Some(if p >= self.easy {
+            Tier::Easy
+        } else if p >= self.medium {
+            Tier::Medium
+        } else if passed > 0 {
+            Tier::Hard
+        } else {
+            Tier::Frontier
+        })
+    }
+}
+
+/// Samples of one variant over every model of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampleTally {
+    /// Passed samples.
+    pub passed: u64,
+    /// Passed + failed samples.
+    pub graded: u64,
+    /// Error and ungraded samples (outside the fraction).
+    pub errors: u64,
+}
+
+impl SampleTally {
+    fn push(&mut self, status: CaseStatus) {
+        match status {
+            CaseStatus::Pass => {
+                self.passed += 1;
+                self.graded += 1;
+            }
+            CaseStatus::Fail => self.graded += 1,
+            CaseStatus::Error | CaseStatus::Ungraded => self.errors += 1,
+        }
+    }
+
+    fn add(&mut self, o: &SampleTally) {
+        self.passed += o.passed;
+        self.graded += o.graded;
+        self.errors += o.errors;
+    }
+}
+
+/// One probe of one run: its variants' tallies.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeSamples {
+    /// Capability class.
+    pub capability: String,
+    /// Declared tier (of the version that ran).
+    pub declared: Option<Tier>,
+    /// Variant id → samples over every model.
+    pub variants: HashMap<String, SampleTally>,
+}
+
+impl ProbeSamples {
+    /// Every sample of the probe, pooled.
+    pub fn pooled(&self) -> SampleTally {
+        let mut t = SampleTally::default();
+        for v in self.variants.values() {
+            t.add(v);
+        }
+        t
+    }
+}
+
+/// Folds the cases of one run into per-variant tallies, probe by probe.
+#[derive(Debug, Default)]
+pub struct TierCollector {
+    probes: IndexMap<String, ProbeSamples>,
+}
+
+impl TierCollector {
+    /// An empty collector.
+    pub fn new() -> TierCollector {
+        TierCollector::default()
+    }
+
+    /// Adds one case.
+    pub fn push(&mut self, row: &CaseRow) {
+        let p = match self.probes.get_mut(&row.probe_id) {
+            Some(p) => p,
+            None => self
+                .probes
+                .entry(row.probe_id.clone())
+                .or_insert_with(|| ProbeSamples {
+                    capability: row.capability.clone(),
+                    declared: Some(row.tier),
+                    variants: HashMap::new(),
+                }),
+        };
+        match p.variants.get_mut(&row.case.variant_id) {
+            Some(v) => v.push(row.case.status),
+            None => {
+                let mut v = SampleTally::default();
+                v.push(row.case.status);
+                p.variants.insert(row.case.variant_id.clone(), v);
+            }
+        }
+    }
+
+    /// Adds the samples of one variant of one model, as the report has already folded them
+    /// (so a report measures tiers without reading the run a second time).
+    pub fn push_variant(&mut self, v: &crate::analysis::VariantResult) {
+        let p = self
+            .probes
+            .entry(v.probe_id.clone())
+            .or_insert_with(|| ProbeSamples {
+                capability: v.capability.clone(),
+                declared: Some(v.tier),
+                variants: HashMap::new(),
+            });
+        let t = p.variants.entry(v.variant_id.clone()).or_default();
+        let s = &v.samples;
+        t.passed += u64::from(s.pass);
+        t.graded += u64::from(s.pass) + u64::from(s.fail);
+        t.errors += u64::from(s.error) + u64::from(s.ungraded);
+    }
+
+    /// The tallies, by probe id (sorted).
+    pub fn finish(mut self) -> IndexMap<String, ProbeSamples> {
+        self.probes.sort_keys();
+        self.probes
+    }
+}
+
+/// Variants per measured tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TierCounts {
+    /// Easy variants.
+    pub easy: u64,
+    /// Medium variants.
+    pub medium: u64,
+    /// Hard variants.
+    pub hard: u64,
+    /// Frontier variants (no model passed).
+    pub frontier: u64,
+    /// Variants with no graded sample (only errors).
+    pub unmeasured: u64,
+}
+
+impl TierCounts {
+    fn add(&mut self, t: Option<Tier>) {
+        match t {
+            Some(Tier::Easy) => self.easy += 1,
+            Some(Tier::Medium) => self.medium += 1,
+            Some(Tier::Hard) => self.hard += 1,
+            Some(Tier::Frontier) => self.frontier += 1,
+            None => self.unmeasured += 1,
+        }
+    }
+
+    /// The count of one tier.
+    pub fn get(&self, t: Tier) -> u64 {
+        match t {
+            Tier::Easy => self.easy,
+            Tier::Medium => self.medium,
+            Tier::Hard => self.hard,
+            Tier::Frontier => self.frontier,
+        }
+    }
+}
+
+/// Which way a measured tier moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Towards easy: more models (or samples) pass.
+    Easier,
+    /// Towards frontier: fewer pass.
+    Harder,
+}
+
+/// How difficult a tier is: easy 0 … frontier 3.
+fn rank(t: Tier) -> usize {
+    Tier::ALL.iter().position(|x| *x == t).unwrap_or(0)
+}
+
+/// The direction of a move, and its word: `solved` (from frontier), `now failing` (from easy),
+/// `unsolved` (to frontier), else `easier` / `harder`. `None` when the tier did not change.
+pub fn movement(from: Tier, to: Tier) -> Option<(Direction, &'static str)> {
+    if from == to {
+        return None;
+    }
+    let dir = if rank(to) < rank(from) {
+        Direction::Easier
+    } else {
+        Direction::Harder
+    };
+    let word = match (from, to, dir) {
+        (Tier::Frontier, _, _) => "solved",
+        (Tier::Easy, _, _) => "now failing",
+        (_, Tier::Frontier, _) => "unsolved",
+        (_, _, Direction::Easier) => "easier",
+        (_, _, Direction::Harder) => "harder",
+    };
+    Some((dir, word))
+}
+
+/// The comparison of a probe with its last earlier run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Previous {
+    /// The earlier run.
+    pub run: String,
+    /// The probe's measured tier there.
+    pub measured: Tier,
+    /// Its pass fraction there.
+    pub pass_fraction: f64,
+    /// Variants measured in both runs.
+    pub variants_compared: u64,
+    /// Of which changed tier.
+    pub variants_moved: u64,
+    /// Of which got easier.
+    pub variants_easier: u64,
+    /// Of which got harder.
+    pub variants_harder: u64,
+}
+
+/// One probe's declared and measured tiers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeTier {
+    /// Probe id.
+    pub probe: String,
+    /// Capability class.
+    pub capability: String,
+    /// Declared tier.
+    pub declared: Option<Tier>,
+    /// Measured tier from the pooled pass fraction; `None` without graded samples.
+    pub measured: Option<Tier>,
+    /// Pooled pass fraction.
+    pub pass_fraction: Option<f64>,
+    /// Passed samples (all models).
+    pub passed: u64,
+    /// Graded samples (all models).
+    pub graded: u64,
+    /// Error and ungraded samples.
+    pub errors: u64,
+    /// Its variants over the measured tiers.
+    pub variants: TierCounts,
+    /// The last earlier run with graded results for the probe, when there is one.
+    pub previous: Option<Previous>,
+}
+
+/// A probe whose measured tier changed since its last earlier run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Moved {
+    /// Probe id.
+    pub probe: String,
+    /// Measured tier in the earlier run.
+    pub from: Tier,
+    /// Measured tier now.
+    pub to: Tier,
+    /// Easier or harder.
+    pub direction: Direction,
+    /// `solved`, `now failing`, `unsolved`, `easier` or `harder`.
+    pub what: &'static str,
+    /// The earlier run.
+    pub since_run: String,
+    /// Variants compared / moved (see [`Previous`]).
+    pub variants_compared: u64,
+    /// Variants whose tier changed.
+    pub variants_moved: u64,
+}
+
+/// Measured tiers of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeasuredTiers {
+    /// Run id.
+    pub run: String,
+    /// The thresholds used.
+    pub thresholds: Thresholds,
+    /// The rule, in one sentence.
+    pub rule: String,
+    /// Every variant of the run over the measured tiers.
+    pub variants: TierCounts,
+    /// Per probe, by id.
+    pub probes: Vec<ProbeTier>,
+    /// Probes whose measured tier changed since their last earlier run.
+    pub moved: Vec<Moved>,
+    /// Variants (over all probes) measured both now and in their probe's last earlier run.
+    pub variants_compared: u64,
+    /// Of which changed tier.
+    pub variants_moved: u64,
+}
+
+fn fraction(t: &SampleTally) -> Option<f64> {
+    (t.graded > 0).then(|| t.passed as f64 / t.graded as f64)
+}
+
+/// The rule as one sentence, with these thresholds.
+pub fn rule_text(th: &Thresholds) -> String {
+    format!(
+        "pass fraction over all models × samples (errors excluded): easy ≥ {}, medium ≥ {}, hard > 0, frontier = no model passes",
+        th.easy, th.medium
+    )
+}
+
+/// Measures `current` (probe id → tallies of the run `run`) and compares each probe with
+/// `previous` (probe id → the earlier run's id and tallies, for the probes that have one).
+pub fn measure(
+    run: &str,
+    th: &Thresholds,
+    current: &IndexMap<String, ProbeSamples>,
+    previous: &HashMap<String, (String, ProbeSamples)>,
+) -> MeasuredTiers {
+    let mut all = TierCounts::default();
+    let mut probes = Vec::with_capacity(current.len());
+    let mut moved = Vec::new();
+    let mut variants_moved = 0;
+    let mut variants_compared = 0;
+    for (id, p) in current {
+        let pooled = p.pooled();
+        let measured = th.tier(pooled.passed, pooled.graded);
+        let mut counts = TierCounts::default();
+        for v in p.variants.values() {
+            counts.add(th.tier(v.passed, v.graded));
+        }
+        all.unmeasured += counts.unmeasured;
+        for t in Tier::ALL {
+            all.add_n(t, counts.get(t));
+        }
+        let prev = previous.get(id).and_then(|(run, q)| {
+            let pq = q.pooled();
+            let was = th.tier(pq.passed, pq.graded)?;
+            let mut c = Previous {
+                run: run.clone(),
+                measured: was,
+                pass_fraction: fraction(&pq).unwrap_or(0.0),
+                variants_compared: 0,
+                variants_moved: 0,
+                variants_easier: 0,
+                variants_harder: 0,
+            };
+            for (vid, v) in &p.variants {
+                let (Some(now), Some(then)) = (
+                    th.tier(v.passed, v.graded),
+                    q.variants
+                        .get(vid)
+                        .and_then(|w| th.tier(w.passed, w.graded)),
+                ) else {
+                    continue;
+                };
+                c.variants_compared += 1;
+                match movement(then, now) {
+                    Some((Direction::Easier, _)) => {
+                        c.variants_moved += 1;
+                        c.variants_easier += 1;
+                    }
+                    Some((Direction::Harder, _)) => {
+                        c.variants_moved += 1;
+                        c.variants_harder += 1;
+                    }
+                    None => {}
+                }
+            }
+            Some(c)
+        });
+        if let Some(c) = &prev {
+            variants_moved += c.variants_moved;
+            variants_compared += c.variants_compared;
+            if let Some(now) = measured
+                && let Some((direction, what)) = movement(c.measured, now)
+            {
+                moved.push(Moved {
+                    probe: id.clone(),
+                    from: c.measured,
+                    to: now,
+                    direction,
+                    what,
+                    since_run: c.run.clone(),
+                    variants_compared: c.variants_compared,
+                    variants_moved: c.variants_moved,
+                });
+            }
+        }
+        probes.push(ProbeTier {
+            probe: id.clone(),
+            capability: p.capability.clone(),
+            declared: p.declared,
+            measured,
+            pass_fraction: fraction(&pooled),
+            passed: pooled.passed,
+            graded: pooled.graded,
+            errors: pooled.errors,
+            variants: counts,
+            previous: prev,
+        });
+    }
+    MeasuredTiers {
+        run: run.to_string(),
+        thresholds: *th,
+        rule: rule_text(th),
+        variants: all,
+        probes,
+        moved,
+        variants_compared,
+        variants_moved,
+    }
+}
+
+impl TierCounts {
+    fn add_n(&mut self, t: Tier, n: u64) {
+        match t {
+            Tier::Easy => self.easy += n,
+            Tier::Medium => self.medium += n,
+            Tier::Hard => self.hard += n,
+            Tier::Frontier => self.frontier += n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_at_its_edges() {
+        let th = Thresholds::default();
+        assert_eq!(th.tier(0, 0), None);
+        assert_eq!(th.tier(98, 100), Some(Tier::Easy));
+        assert_eq!(th.tier(100, 100), Some(Tier::Easy));
+        assert_eq!(th.tier(97, 100), Some(Tier::Medium));
+        assert_eq!(th.tier(50, 100), Some(Tier::Medium));
+        assert_eq!(th.tier(49, 100), Some(Tier::Hard));
+        assert_eq!(th.tier(1, 100), Some(Tier::Hard));
+        assert_eq!(th.tier(0, 100), Some(Tier::Frontier));
+        let strict = Thresholds {
+            easy: 1.0,
+            medium: 0.9,
+        };
+        assert_eq!(strict.tier(99, 100), Some(Tier::Medium));
+        assert_eq!(strict.tier(89, 100), Some(Tier::Hard));
+    }
+
+    #[test]
+    fn movement_words() {
+        assert_eq!(
+            movement(Tier::Frontier, Tier::Hard),
+            Some((Direction::Easier, "solved"))
+        );
+        assert_eq!(
+            movement(Tier::Easy, Tier::Medium),
+            Some((Direction::Harder, "now failing"))
+        );
+        assert_eq!(
+            movement(Tier::Hard, Tier::Frontier),
+            Some((Direction::Harder, "unsolved"))
+        );
+        assert_eq!(
+            movement(Tier::Hard, Tier::Medium),
+            Some((Direction::Easier, "easier"))
+        );
+        assert_eq!(
+            movement(Tier::Medium, Tier::Hard),
+            Some((Direction::Harder, "harder"))
+        );
+        assert_eq!(movement(Tier::Hard, Tier::Hard), None);
+    }
+
+    fn probe(variants: &[(&str, u64, u64, u64)]) -> ProbeSamples {
+        ProbeSamples {
+            capability: "c".into(),
+            declared: Some(Tier::Hard),
+            variants: variants
+                .iter()
+                .map(|(id, passed, graded, errors)| {
+                    (
+                        id.to_string(),
+                        SampleTally {
+                            passed: *passed,
+                            graded: *graded,
+                            errors: *errors,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn measure_pools_samples_skips_errors_and_finds_moves() {
+        let th = Thresholds::default();
+        let mut current = IndexMap::new();
+        // v1 solved by everyone, v2 by nobody, v3 only errors.
+        current.insert(
+            "p".to_string(),
+            probe(&[("v1", 3, 3, 0), ("v2", 0, 3, 0), ("v3", 0, 0, 3)]),
+        );
+        let mut previous = HashMap::new();
+        previous.insert(
+            "p".to_string(),
+            ("r0".to_string(), probe(&[("v1", 0, 3, 0), ("v2", 0, 3, 0)])),
+        );
+        let m = measure("r1", &th, &current, &previous);
+        let p = &m.probes[0];
+        assert_eq!(p.pass_fraction, Some(0.5));
+        assert_eq!(p.measured, Some(Tier::Medium));
+        assert_eq!(p.errors, 3);
+        assert_eq!(
+            p.variants,
+            TierCounts {
+                easy: 1,
+                medium: 0,
+                hard: 0,
+                frontier: 1,
+                unmeasured: 1
+            }
+        );
+        let prev = p.previous.as_ref().unwrap();
+        assert_eq!(prev.measured, Tier::Frontier);
+        assert_eq!((prev.variants_compared, prev.variants_moved), (2, 1));
+        assert_eq!(prev.variants_easier, 1);
+        assert_eq!(m.moved.len(), 1);
+        assert_eq!(m.moved[0].what, "solved");
+        assert_eq!(m.moved[0].direction, Direction::Easier);
+        assert_eq!((m.variants_compared, m.variants_moved), (2, 1));
+        assert_eq!(m.variants.unmeasured, 1);
+
+        // Nothing earlier: no previous, nothing moved.
+        let m = measure("r1", &th, &current, &HashMap::new());
+        assert!(m.moved.is_empty());
+        assert!(m.probes[0].previous.is_none());
+    }
+}

@@ -1,0 +1,833 @@
+//! The `shrink` command: the minimal cause of a failing variant, by asking the model.
+//!
+//! Starts from a failing variant (`--variant ID`, else the minimal failing variant of the probe
+//! × model in a run), and runs [`crate::shrink::shrink`] with an oracle that renders the variant
+//! with only some axes changed, calls the model (sequentially, with the sweep's retry rules:
+//! 429s wait, transient faults back off, at most `max_retries`), and grades the answer with the
+//! probe's checks. Answers come from, and go to, the response cache under the sweep's own cache
+//! keys, so configurations the sweep already ran cost nothing and a second shrink makes no call.
+//! Nothing random is drawn: each variant renders with the seed derived from its id (listed per
+//! configuration in the JSON output).
+//!
+//! Exit status: 0 when the search concluded (a minimal cause, a broken probe, a failure that
+//! did not reproduce); 1 when errors left the canonical or the start unresolved; 2 bad input.
+
+use crate::axes::{AxisName, ORIGINAL};
+use crate::brittleness::{self, Filter};
+use crate::cli::Project;
+use crate::cli_brittle::{axes_text, right, table};
+use crate::error::Error;
+use crate::expand::{AxisFilter, ProbeExpansion, variant_id, variant_seed};
+use crate::grade::{self, CaseStatus};
+use crate::probe::{self, Probe};
+use crate::promote::{self, Candidate};
+use crate::provider::{CallError, Provider};
+use crate::render::VariantAxes;
+use crate::shrink::{self, Outcome, Verdict};
+use crate::store::{Store, WriteOp};
+use crate::term::sanitize;
+use anyhow::Result;
+use comfy_table::Cell;
+use indexmap::IndexMap;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `shrink` options.
+#[derive(Debug, clap::Args)]
+pub struct ShrinkArgs {
+    /// Probe id (or a probe file).
+    pub probe: String,
+    /// The model (a name from cliffprobe.toml).
+    #[arg(long)]
+    pub model: String,
+    /// Run to take the starting variant from (default: the latest).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Start from this failing variant (an id of the probe's current content) instead.
+    #[arg(long, conflicts_with = "run")]
+    pub variant: Option<String>,
+    /// Samples per configuration; a configuration fails when a strict majority fails.
+    #[arg(long, default_value_t = 1)]
+    pub repeats: u32,
+    /// text or json.
+    #[arg(long, default_value = "text")]
+    pub format: String,
+    /// Write the minimal failing variant into the probe file as a promoted case.
+    #[arg(long)]
+    pub promote: bool,
+    /// No progress lines on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The store (path or sqlite:// URL).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Probe files or folders to look in (default: the suite).
+    #[arg(long = "suite", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Most samples per configuration.
+const MAX_REPEATS: u32 = 100;
+/// Most 429s waited out for one sample before it is an error.
+const MAX_RATE_LIMITS: u32 = 30;
+
+/// One configuration as asked: what the JSON output lists.
+#[derive(Debug, Clone, Serialize)]
+struct Asked {
+    variant: String,
+    axes: IndexMap<String, String>,
+    canonical: bool,
+    /// The render seed (derived from the variant id).
+    seed: u64,
+    outcome: Outcome,
+    passed: u32,
+    failed: u32,
+    errors: u32,
+    /// Samples answered from the response cache.
+    cached: u32,
+    /// HTTP attempts made for it (retries included).
+    calls: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip)]
+    reason: Option<String>,
+    #[serde(skip)]
+    excerpt: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Start {
+    variant: String,
+    axes: IndexMap<String, String>,
+    /// Where it came from: `--variant`, or `run <id>`.
+    from: String,
+}
+
+#[derive(Debug, Serialize)]
+struct MinimalOut {
+    variant: String,
+    axes: IndexMap<String, String>,
+    one_minimal: bool,
+    /// Changes whose removal could not be tested (errors).
+    unresolved_without: IndexMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    probe: String,
+    model: String,
+    run: Option<String>,
+    start: Start,
+    repeats: u32,
+    verdict: &'static str,
+    message: String,
+    minimal: Option<MinimalOut>,
+    tested: Vec<Asked>,
+    calls: u64,
+    cache_hits: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    promoted: Option<String>,
+}
+
+/// Finds a probe by id in the suite (or loads it from a file path): its file, text and content.
+pub(crate) fn find_probe(
+    project: &Project,
+    probe: &str,
+    paths: &[PathBuf],
+) -> Result<(PathBuf, String, Probe)> {
+    let as_path = PathBuf::from(probe);
+    if as_path.is_file() {
+        let text = std::fs::read_to_string(&as_path).map_err(|e| Error::io(&as_path, e))?;
+        let p = Probe::parse(&as_path, &text)?;
+        return Ok((as_path, text, p));
+    }
+    for f in project.probe_files(paths)? {
+        let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
+        let p = Probe::parse(&f, &text)?;
+        if p.id == probe {
+            return Ok((f, text, p));
+        }
+    }
+    Err(Error::field(
+        "<command line>",
+        "PROBE",
+        format!("no probe `{probe}` in {}", project.suite().display()),
+    )
+    .into())
+}
+
+/// Runs `cliffprobe shrink`.
+pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
+    let cmdline = "<command line>";
+    let json = match a.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            return Err(Error::field(
+                cmdline,
+                "--format",
+                format!("unknown format `{other}`; expected text or json"),
+            )
+            .into());
+        }
+    };
+    if a.repeats == 0 || a.repeats > MAX_REPEATS {
+        return Err(Error::field(
+            cmdline,
+            "--repeats",
+            format!("must be between 1 and {MAX_REPEATS}"),
+        )
+        .into());
+    }
+    let Some(cfg) = project.config.models.get(&a.model) else {
+        return Err(Error::field(
+            cmdline,
+            "--model",
+            format!(
+                "no model `{}` in the configuration; configured: {}",
+                a.model,
+                project
+                    .config
+                    .models
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .into());
+    };
+    let (path, _, probe) = find_probe(project, &a.probe, &a.paths)?;
+    let lib = project.library()?;
+    let x = ProbeExpansion::new(&probe, &lib)?;
+    let mut store = project.open_store(a.store.as_deref())?;
+
+    // The starting variant.
+    let (start_axes, from, run_id) = match &a.variant {
+        Some(id) => (
+            find_variant(&probe, &lib, x.digest(), id)?,
+            "--variant".to_string(),
+            None,
+        ),
+        None => {
+            let (axes, run) = run_minimal_failing(&store, a, &probe.id)?;
+            (axes, format!("run {run}"), Some(run))
+        }
+    };
+    let changes: Vec<(AxisName, String)> = AxisName::ALL
+        .iter()
+        .filter(|ax| start_axes.get(**ax) != ORIGINAL)
+        .map(|ax| (*ax, start_axes.get(*ax).to_string()))
+        .collect();
+    if changes.is_empty() {
+        return Err(Error::field(
+            cmdline,
+            "--variant",
+            "is the canonical variant: nothing to shrink (a failing canonical means the probe is \
+             broken, not brittle)",
+        )
+        .into());
+    }
+
+    crate::provider::install_crypto_provider();
+    let provider = Provider::new(&a.model, cfg)?;
+    let max_retries = cfg.max_retries.unwrap_or(4);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+
+    let mut asked: Vec<Asked> = Vec::new();
+    let mut fatal: Option<anyhow::Error> = None;
+    let oracle = |cfg: &[(AxisName, String)]| -> Outcome {
+        if fatal.is_some() {
+            return Outcome::Unresolved;
+        }
+        let mut axes = VariantAxes::default();
+        for (ax, v) in cfg {
+            axes.set(*ax, v.clone());
+        }
+        match ask(
+            &x,
+            &provider,
+            &mut store,
+            &rt,
+            axes,
+            a.repeats,
+            max_retries,
+            &probe,
+        ) {
+            Ok(r) => {
+                if !a.quiet {
+                    // One line per configuration: shrink is short, sequential work.
+                    eprintln!(
+                        "shrink: {} [{}]: {} ({})",
+                        asked.len() + 1,
+                        axes_text(&r.axes),
+                        r.outcome.as_str(),
+                        if r.calls == 0 {
+                            "cache".to_string()
+                        } else {
+                            format!("{} call{}", r.calls, if r.calls == 1 { "" } else { "s" })
+                        }
+                    );
+                }
+                let o = r.outcome;
+                asked.push(r);
+                o
+            }
+            Err(e) => {
+                fatal = Some(e);
+                Outcome::Unresolved
+            }
+        }
+    };
+    let s = shrink::shrink(&changes, oracle);
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+
+    let by_changes = |idx: &[usize]| -> IndexMap<String, String> {
+        idx.iter()
+            .map(|&i| (changes[i].0.as_str().to_string(), changes[i].1.clone()))
+            .collect()
+    };
+    let find = |idx: &[usize]| -> &Asked {
+        let pos = s
+            .tested
+            .iter()
+            .position(|t| t.changes == idx)
+            .expect("every minimal set was asked");
+        &asked[pos]
+    };
+    let model = sanitize(&a.model);
+    let (verdict, message, minimal, code) = match &s.verdict {
+        Verdict::CanonicalFails => (
+            "canonical-fails",
+            format!(
+                "the canonical variant fails on {model}: probe {} is broken (or its checks are \
+                 wrong), not brittle; nothing to shrink",
+                probe.id
+            ),
+            None,
+            ExitCode::SUCCESS,
+        ),
+        Verdict::CanonicalUnresolved => (
+            "canonical-unresolved",
+            format!(
+                "unresolved: the canonical variant's calls errored on {model} ({}); nothing \
+                 concluded",
+                asked[0].error.as_deref().unwrap_or("error")
+            ),
+            None,
+            ExitCode::FAILURE,
+        ),
+        Verdict::NotReproduced => (
+            "not-reproduced",
+            format!(
+                "the start variant passed on {model} when asked: no failure to shrink (a flaky \
+                 one? try --repeats 5)"
+            ),
+            None,
+            ExitCode::SUCCESS,
+        ),
+        Verdict::StartUnresolved => (
+            "start-unresolved",
+            format!(
+                "unresolved: the start variant's calls errored on {model} ({}); nothing concluded",
+                asked[1].error.as_deref().unwrap_or("error")
+            ),
+            None,
+            ExitCode::FAILURE,
+        ),
+        Verdict::Minimal(m) => {
+            let axes = by_changes(&m.changes);
+            let hit = find(&m.changes);
+            let mut message = describe(&axes);
+            if !m.one_minimal {
+                message += &format!(
+                    "; not proven minimal: without {} it could not be tested (errors)",
+                    axes_text(&by_changes(&m.unresolved_removals)).replace(", ", " or without ")
+                );
+            }
+            (
+                "minimal",
+                message,
+                Some(MinimalOut {
+                    variant: hit.variant.clone(),
+                    axes,
+                    one_minimal: m.one_minimal,
+                    unresolved_without: by_changes(&m.unresolved_removals),
+                }),
+                ExitCode::SUCCESS,
+            )
+        }
+    };
+
+    let promoted = match (&minimal, a.promote) {
+        (Some(m), true) => Some(promote_minimal(
+            &path,
+            &probe,
+            &a.model,
+            m,
+            find_asked(&asked, &m.variant),
+        )?),
+        _ => None,
+    };
+    let report = Report {
+        probe: probe.id.clone(),
+        model: a.model.clone(),
+        run: run_id,
+        start: Start {
+            variant: variant_id(x.digest(), &start_axes),
+            axes: by_changes(&(0..changes.len()).collect::<Vec<_>>()),
+            from,
+        },
+        repeats: a.repeats,
+        verdict,
+        message,
+        minimal,
+        calls: asked.iter().map(|q| u64::from(q.calls)).sum(),
+        cache_hits: asked.iter().map(|q| u64::from(q.cached)).sum(),
+        tested: asked,
+        promoted,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_text(&mut out, &report)?;
+    }
+    out.flush()?;
+    Ok(code)
+}
+
+fn find_asked<'a>(asked: &'a [Asked], variant: &str) -> &'a Asked {
+    asked
+        .iter()
+        .find(|q| q.variant == variant)
+        .expect("the minimal variant was asked")
+}
+
+/// "fails when format=xml alone" / "… and … together; each alone passes".
+fn describe(axes: &IndexMap<String, String>) -> String {
+    let parts: Vec<String> = axes
+        .iter()
+        .map(|(a, v)| sanitize(&format!("{a}={v}")))
+        .collect();
+    match parts.len() {
+        1 => format!("fails when {} alone", parts[0]),
+        2 => format!(
+            "fails when {} and {} together; each alone passes",
+            parts[0], parts[1]
+        ),
+        n => format!(
+            "fails when {} and {} together; without any one of them it passes",
+            parts[..n - 1].join(", "),
+            parts[n - 1]
+        ),
+    }
+}
+
+/// The axes of variant `id` of the probe's current content (every point of the full design is
+/// hashed until one matches: a few thousand blake3 hashes at most).
+fn find_variant(
+    probe: &Probe,
+    lib: &crate::axes::AxisLibrary,
+    digest: &str,
+    id: &str,
+) -> Result<VariantAxes> {
+    let values = crate::expand::axis_values(probe, lib, &AxisFilter::default())?;
+    let sizes: Vec<usize> = values.iter().map(|(_, v)| v.len()).collect();
+    let mut idx = vec![0usize; values.len()];
+    loop {
+        let mut axes = VariantAxes::default();
+        for (k, (ax, vals)) in values.iter().enumerate() {
+            axes.set(*ax, vals[idx[k]].clone());
+        }
+        if variant_id(digest, &axes) == id {
+            return Ok(axes);
+        }
+        // Next point (odometer).
+        let mut k = 0;
+        loop {
+            if k == idx.len() {
+                return Err(Error::field(
+                    "<command line>",
+                    "--variant",
+                    format!(
+                        "no variant `{id}` of probe {} as it is now (variant ids change when a \
+                         probe is edited; `cliffprobe expand` lists the current ones)",
+                        probe.id
+                    ),
+                )
+                .into());
+            }
+            idx[k] += 1;
+            if idx[k] < sizes[k] {
+                break;
+            }
+            idx[k] = 0;
+            k += 1;
+        }
+    }
+}
+
+/// The minimal failing variant of the probe × model in the run, and the run id.
+fn run_minimal_failing(
+    store: &Store,
+    a: &ShrinkArgs,
+    probe: &str,
+) -> Result<(VariantAxes, String)> {
+    let run = store.resolve_run(a.run.as_deref())?;
+    if !run.models.contains(&a.model) {
+        return Err(Error::field(
+            "<command line>",
+            "--model",
+            format!(
+                "run {} has no model `{}`; its models are {}",
+                run.id,
+                a.model,
+                run.models.join(", ")
+            ),
+        )
+        .into());
+    }
+    let b = brittleness::analyze(
+        store,
+        &run,
+        &Filter {
+            probe: Some(probe.to_string()),
+            model: Some(a.model.clone()),
+        },
+    )?;
+    let Some(r) = b
+        .results
+        .iter()
+        .find(|r| r.probe == probe && r.model == a.model)
+    else {
+        return Err(Error::Refused(format!(
+            "run {} has no cases of probe {} on model {}",
+            run.id, probe, a.model
+        ))
+        .into());
+    };
+    match &r.minimal_failing {
+        Some(m) => Ok((VariantAxes::from_map(m), run.id.clone())),
+        None => Err(Error::Refused(format!(
+            "run {}: no variant of probe {} failed on model {} (label {}{}); nothing to shrink \
+             (pass --variant ID to start from a variant of your choice)",
+            run.id,
+            probe,
+            a.model,
+            r.label.as_str(),
+            if r.canonical_passed == Some(false) {
+                ", and the canonical fails: the probe is broken, not brittle"
+            } else {
+                ""
+            }
+        ))
+        .into()),
+    }
+}
+
+/// Renders one configuration, runs its samples (cache first), grades them.
+#[allow(clippy::too_many_arguments)]
+fn ask(
+    x: &ProbeExpansion<'_>,
+    provider: &Provider,
+    store: &mut Store,
+    rt: &tokio::runtime::Runtime,
+    axes: VariantAxes,
+    repeats: u32,
+    max_retries: u32,
+    probe: &Probe,
+) -> Result<Asked> {
+    let v = x.variant(axes)?;
+    let mock = provider.kind() == crate::config::ProviderKind::Mock;
+    let body = if mock {
+        bytes::Bytes::new()
+    } else {
+        provider.encode(&v.request)
+    };
+    let mut q = Asked {
+        seed: variant_seed(&v.variant),
+        variant: v.variant.clone(),
+        axes: v
+            .axes
+            .to_map()
+            .into_iter()
+            .filter(|(_, x)| x != ORIGINAL)
+            .collect(),
+        canonical: v.canonical,
+        outcome: Outcome::Unresolved,
+        passed: 0,
+        failed: 0,
+        errors: 0,
+        cached: 0,
+        calls: 0,
+        error: None,
+        reason: None,
+        excerpt: None,
+    };
+    for sample in 0..repeats {
+        let key = crate::sweep::cache_key(provider, &body, sample);
+        let resp = match (!mock)
+            .then(|| store.cache_get(&key))
+            .transpose()?
+            .flatten()
+        {
+            Some(r) => {
+                q.cached += 1;
+                Ok(r)
+            }
+            None => {
+                let (r, attempts) = rt.block_on(call_with_retries(
+                    provider,
+                    &body,
+                    &v.request,
+                    &probe.checks,
+                    sample,
+                    max_retries,
+                ));
+                q.calls += attempts;
+                if let Ok(resp) = &r
+                    && !mock
+                {
+                    store.write_batch(&[WriteOp::Cache {
+                        key,
+                        response: resp.clone(),
+                    }])?;
+                }
+                r
+            }
+        };
+        match resp {
+            Ok(resp) => {
+                let (status, verdicts) = grade::grade(&probe.checks, &resp);
+                match status {
+                    CaseStatus::Pass => q.passed += 1,
+                    CaseStatus::Fail => {
+                        q.failed += 1;
+                        if q.reason.is_none() {
+                            let mut reasons: Vec<&str> = Vec::new();
+                            for c in &verdicts {
+                                if c.passed == Some(false) && !reasons.contains(&c.reason.as_str())
+                                {
+                                    reasons.push(&c.reason);
+                                }
+                            }
+                            q.reason = Some(grade::excerpt(&sanitize(&reasons.join("; ")), 400));
+                            q.excerpt = Some(grade::excerpt(
+                                &sanitize(&resp.text),
+                                promote::EXCERPT_CHARS,
+                            ))
+                            .filter(|e| !e.trim().is_empty());
+                        }
+                    }
+                    CaseStatus::Error | CaseStatus::Ungraded => {
+                        q.errors += 1;
+                        q.error
+                            .get_or_insert_with(|| format!("sample {sample}: {}", status.as_str()));
+                    }
+                }
+            }
+            Err(e) => {
+                q.errors += 1;
+                q.error.get_or_insert_with(|| sanitize(&e));
+            }
+        }
+    }
+    q.outcome = Outcome::of_samples(q.passed, q.failed, q.errors);
+    Ok(q)
+}
+
+/// One sample, with the sweep's retry rules: a 429 waits as the server says (at most
+/// [`MAX_RATE_LIMITS`] times), a transient fault backs off (at most `max_retries` times), a
+/// permanent one is an error at once. Returns the answer or the error, and the attempts made.
+async fn call_with_retries(
+    provider: &Provider,
+    body: &bytes::Bytes,
+    req: &crate::chat::ChatRequest,
+    checks: &[crate::check::Check],
+    sample: u32,
+    max_retries: u32,
+) -> (std::result::Result<crate::chat::ChatResponse, String>, u32) {
+    let (mut attempts, mut transient, mut limited) = (0u32, 0u32, 0u32);
+    loop {
+        attempts += 1;
+        match provider.call_encoded(body, req, checks, sample).await {
+            Ok(r) => return (Ok(r), attempts),
+            Err(CallError::RateLimited {
+                retry_after,
+                message,
+            }) => {
+                limited += 1;
+                if limited > MAX_RATE_LIMITS {
+                    return (
+                        Err(format!("rate limited {limited} times; last: {message}")),
+                        attempts,
+                    );
+                }
+                let wait = retry_after
+                    .unwrap_or_else(|| crate::sweep::backoff(limited))
+                    .min(Duration::from_secs(120));
+                tokio::time::sleep(wait).await;
+            }
+            Err(CallError::Transient(message)) => {
+                transient += 1;
+                if transient > max_retries {
+                    return (
+                        Err(format!("{message} (after {attempts} attempts)")),
+                        attempts,
+                    );
+                }
+                tokio::time::sleep(crate::sweep::backoff(transient)).await;
+            }
+            Err(CallError::Permanent(message)) => return (Err(message), attempts),
+        }
+    }
+}
+
+/// Writes the minimal failing variant into the probe file as a promoted case (merge rules and
+/// atomic write of [`crate::promote`]). Returns what happened, for the output.
+fn promote_minimal(
+    path: &std::path::Path,
+    probe: &Probe,
+    model: &str,
+    m: &MinimalOut,
+    hit: &Asked,
+) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let current = Probe::parse(path, &text)?;
+    if current.digest() != probe.digest() {
+        return Err(Error::Refused(format!(
+            "{} changed while shrinking; not promoted (run shrink again)",
+            path.display()
+        ))
+        .into());
+    }
+    let cand = Candidate {
+        probe: probe.id.clone(),
+        variant: m.variant.clone(),
+        axes: VariantAxes::from_map(&m.axes).to_map(),
+        failed_on: BTreeSet::from([model.to_string()]),
+        failures: u64::from(hit.failed),
+        reason: hit.reason.clone().filter(|r| !r.trim().is_empty()),
+        excerpt: hit.excerpt.clone(),
+    };
+    let (cases, stats) = promote::merge(
+        &current.cases,
+        [&cand],
+        &crate::sweep::now(),
+        promote::DEFAULT_CAP,
+    );
+    if cases == current.cases {
+        return Ok(format!("{}: unchanged", path.display()));
+    }
+    let mut q = current.clone();
+    q.cases = cases;
+    let yaml = q.to_yaml();
+    Probe::parse(path, &yaml).map_err(|e| {
+        Error::Other(format!(
+            "the promoted probe {} would not load back (a bug: please report it): {e}",
+            path.display()
+        ))
+    })?;
+    probe::write_atomic(path, &yaml)?;
+    Ok(format!(
+        "{}: {} new, {} updated, {} evicted",
+        path.display(),
+        stats.added.len(),
+        stats.updated.len(),
+        stats.evicted.len()
+    ))
+}
+
+fn print_text(out: &mut impl Write, r: &Report) -> Result<()> {
+    writeln!(
+        out,
+        "shrink probe {} on {}: start variant {} [{}] ({} axes changed; from {})",
+        sanitize(&r.probe),
+        sanitize(&r.model),
+        r.start.variant,
+        axes_text(&r.start.axes),
+        r.start.axes.len(),
+        sanitize(&r.start.from)
+    )?;
+    let mut t = table(&[
+        "#",
+        "configuration",
+        "variant",
+        "outcome",
+        "samples",
+        "source",
+    ]);
+    for (i, q) in r.tested.iter().enumerate() {
+        let samples = format!(
+            "{}/{} failed{}",
+            q.failed,
+            q.passed + q.failed + q.errors,
+            if q.errors > 0 {
+                format!(", {} error", q.errors)
+            } else {
+                String::new()
+            }
+        );
+        let source = match (q.cached, q.calls) {
+            (c, 0) => format!("cache ({c})"),
+            (0, n) => format!("{n} call{}", if n == 1 { "" } else { "s" }),
+            (c, n) => format!("cache ({c}), {n} call{}", if n == 1 { "" } else { "s" }),
+        };
+        t.add_row(vec![
+            right((i + 1).to_string()),
+            Cell::new(axes_text(&q.axes)),
+            Cell::new(&q.variant),
+            Cell::new(q.outcome.as_str()),
+            right(samples),
+            Cell::new(source),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    for q in r.tested.iter().filter(|q| q.error.is_some()) {
+        writeln!(
+            out,
+            "  [{}] {}: {}",
+            axes_text(&q.axes),
+            q.outcome.as_str(),
+            sanitize(q.error.as_deref().unwrap_or(""))
+        )?;
+    }
+    match &r.minimal {
+        Some(m) => writeln!(out, "minimal cause: {} (variant {})", r.message, m.variant)?,
+        None => writeln!(out, "{}", r.message)?,
+    }
+    writeln!(
+        out,
+        "{} configuration{} tested; {} call{} made, {} answer{} from the cache{}",
+        r.tested.len(),
+        if r.tested.len() == 1 { "" } else { "s" },
+        r.calls,
+        if r.calls == 1 { "" } else { "s" },
+        r.cache_hits,
+        if r.cache_hits == 1 { "" } else { "s" },
+        if r.repeats > 1 {
+            format!(
+                "; {} samples each: a configuration fails when a strict majority of them fail",
+                r.repeats
+            )
+        } else {
+            String::new()
+        }
+    )?;
+    if let Some(p) = &r.promoted {
+        writeln!(out, "promote: {p}")?;
+    }
+    Ok(())
+}

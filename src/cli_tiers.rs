@@ -1,0 +1,200 @@
+//! The `tiers` command, and the store walk behind the report's measured-tiers section: per
+//! probe, the declared and the measured tier, and the probes whose measured tier moved since
+//! their last earlier run ([`crate::analysis::tiers`] has the rule).
+
+use crate::analysis::tiers::{self, MeasuredTiers, ProbeSamples, Thresholds, TierCollector};
+use crate::cli::Project;
+use crate::cli_brittle::{right, table};
+use crate::error::Error;
+use crate::store::{RunInfo, Store};
+use crate::term::sanitize;
+use anyhow::Result;
+use comfy_table::Cell;
+use indexmap::IndexMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// `tiers` options.
+#[derive(Debug, clap::Args)]
+pub struct TiersArgs {
+    /// Run id (default: the latest).
+    pub run: Option<String>,
+    /// text or json.
+    #[arg(long, default_value = "text")]
+    pub format: String,
+    /// The store (path or sqlite:// URL).
+    #[arg(long)]
+    pub store: Option<String>,
+}
+
+/// Streams the cases of `run` into per-variant tallies, keeping only the probes `keep` accepts.
+fn collect(
+    store: &Store,
+    run: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<IndexMap<String, ProbeSamples>> {
+    let mut c = TierCollector::new();
+    store.for_each_case(run, |row| {
+        if keep(&row.probe_id) {
+            c.push(&row);
+        }
+        Ok(())
+    })?;
+    Ok(c.finish())
+}
+
+/// Measured tiers of `run`, each probe compared with the most recent earlier run (in start
+/// order) that has graded results for it. Earlier runs are walked newest first and only until
+/// every probe has found its run; each walk keeps only the probes still looking.
+pub fn measure(store: &Store, run: &RunInfo, th: &Thresholds) -> Result<MeasuredTiers> {
+    let current = collect(store, &run.id, |_| true)?;
+    measure_from(store, run, th, current)
+}
+
+/// Like [`measure`], with the run's own tallies already collected (the report folds the run
+/// once for everything it shows).
+pub fn measure_from(
+    store: &Store,
+    run: &RunInfo,
+    th: &Thresholds,
+    current: IndexMap<String, ProbeSamples>,
+) -> Result<MeasuredTiers> {
+    let mut looking: HashSet<String> = current
+        .iter()
+        .filter(|(_, p)| p.pooled().graded > 0)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let runs = store.runs()?;
+    let upto = runs.iter().position(|r| r.id == run.id).unwrap_or(0);
+    let mut previous: HashMap<String, (String, ProbeSamples)> = HashMap::new();
+    for earlier in runs[..upto].iter().rev() {
+        if looking.is_empty() {
+            break;
+        }
+        let found = collect(store, &earlier.id, |p| looking.contains(p))?;
+        for (id, p) in found {
+            if p.pooled().graded > 0 {
+                looking.remove(&id);
+                previous.insert(id, (earlier.id.clone(), p));
+            }
+        }
+    }
+    Ok(tiers::measure(&run.id, th, &current, &previous))
+}
+
+/// Runs `cliffprobe tiers`.
+pub fn tiers_cmd(project: &Project, a: &TiersArgs) -> Result<ExitCode> {
+    let json = match a.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            return Err(Error::field(
+                "<command line>",
+                "--format",
+                format!("unknown format `{other}`; expected text or json"),
+            )
+            .into());
+        }
+    };
+    let store = project.open_store(a.store.as_deref())?;
+    let run = store.resolve_run(a.run.as_deref())?;
+    let m = measure(&store, &run, &project.config.tiers.thresholds())?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &m)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", render_text(&m, &run))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tier_text(t: Option<crate::probe::Tier>) -> &'static str {
+    t.map(|t| t.as_str()).unwrap_or("–")
+}
+
+/// The measured tiers as text: a table per probe, then what moved.
+pub fn render_text(m: &MeasuredTiers, run: &RunInfo) -> String {
+    let mut o = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        o,
+        "measured tiers of run {} ({} model{}, {} sample{} per variant)",
+        m.run,
+        run.models.len(),
+        if run.models.len() == 1 { "" } else { "s" },
+        run.repeats,
+        if run.repeats == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(o, "rule: {}", m.rule);
+    if m.probes.is_empty() {
+        let _ = writeln!(o, "no cases in run {}", m.run);
+        return o;
+    }
+    let mut t = table(&[
+        "probe",
+        "declared",
+        "measured",
+        "pass fraction",
+        "easy",
+        "medium",
+        "hard",
+        "frontier",
+        "unmeasured",
+        "previous",
+    ]);
+    for p in &m.probes {
+        t.add_row(vec![
+            Cell::new(sanitize(&p.probe)),
+            Cell::new(tier_text(p.declared)),
+            Cell::new(tier_text(p.measured)),
+            right(match p.pass_fraction {
+                Some(f) => format!("{:.1}% ({}/{})", 100.0 * f, p.passed, p.graded),
+                None => "–".into(),
+            }),
+            right(p.variants.easy.to_string()),
+            right(p.variants.medium.to_string()),
+            right(p.variants.hard.to_string()),
+            right(p.variants.frontier.to_string()),
+            right(p.variants.unmeasured.to_string()),
+            Cell::new(match &p.previous {
+                Some(q) => format!("{} in {}", q.measured.as_str(), q.run),
+                None => "–".into(),
+            }),
+        ]);
+    }
+    let _ = writeln!(o, "{t}");
+    let v = &m.variants;
+    let _ = writeln!(
+        o,
+        "variants: {} easy, {} medium, {} hard, {} frontier, {} unmeasured (only errors)",
+        v.easy, v.medium, v.hard, v.frontier, v.unmeasured
+    );
+    let _ = writeln!(
+        o,
+        "{} of {} variants measured in their probe's last earlier run changed measured tier",
+        m.variants_moved, m.variants_compared
+    );
+    if m.moved.is_empty() {
+        let _ = writeln!(o, "moved since the last run: none");
+    } else {
+        let _ = writeln!(o, "moved since the last run:");
+        for mv in &m.moved {
+            let _ = writeln!(
+                o,
+                "  {}: {} → {} ({}) since run {}; {} of {} shared variants changed tier",
+                sanitize(&mv.probe),
+                mv.from.as_str(),
+                mv.to.as_str(),
+                mv.what,
+                mv.since_run,
+                mv.variants_moved,
+                mv.variants_compared
+            );
+        }
+    }
+    o
+}

@@ -1,0 +1,313 @@
+//! `cliffprobe shrink` through the real binary against a local HTTP server whose answer depends
+//! on the variant in known ways: the minimal cause it reports is exactly the planted one, a
+//! second shrink is answered from the cache, a broken probe stops at the canonical, errors are
+//! never failures, and `--promote` writes the minimal variant back.
+
+#[path = "support/http_server.rs"]
+mod http_server;
+#[path = "support/project.rs"]
+mod project;
+
+use cliffprobe::probe::{self, Probe};
+use http_server::{Reply, TestServer};
+use project::Project;
+use serde_json::{Value, json};
+
+const RIGHT: &str = "Order A-10442 is delayed; the new dispatch date is 9 October.";
+const WRONG: &str = "Good news: order A-10442 has shipped.";
+/// What the `terse-expert` persona appends to the question.
+const TERSE: &str = "Just the answer, skip the explanation.";
+const KEY: [(&str, &str); 1] = [("TEST_KEY", "k")];
+
+/// Whether a chat request's tool output is rendered as XML (not an HTML table).
+fn tool_output_is_xml(body: &Value) -> bool {
+    body["messages"].as_array().is_some_and(|ms| {
+        ms.iter().any(|m| {
+            m["role"] == "tool"
+                && m["content"].as_str().is_some_and(|c| {
+                    let c = c.trim_start();
+                    c.starts_with('<') && !c.starts_with("<table")
+                })
+        })
+    })
+}
+
+/// Whether the last user message was asked in the terse-expert voice.
+fn terse(body: &Value) -> bool {
+    body["messages"].as_array().is_some_and(|ms| {
+        ms.iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_str())
+            .is_some_and(|c| c.contains(TERSE))
+    })
+}
+
+/// A server that answers wrongly exactly when `wrong(request body)`.
+fn server(wrong: fn(&Value) -> bool) -> TestServer {
+    TestServer::start(move |req, _| {
+        let answer = if wrong(req.json()) { WRONG } else { RIGHT };
+        Reply::json(200, http_server::openai_completion("gpt", answer))
+    })
+}
+
+fn project(server: &TestServer, extra: &str) -> Project {
+    let p = Project::new(&project::model(
+        "gpt",
+        "openai",
+        &format!("{}/v1", server.url()),
+        extra,
+    ));
+    p.templatize("order-status-table.yaml");
+    p
+}
+
+/// The id of the variant with exactly these axis values changed (from `cliffprobe expand`).
+fn variant_with(p: &Project, axes: &[(&str, &str)]) -> String {
+    let filter: Vec<String> = axes.iter().map(|(a, v)| format!("{a}={v}")).collect();
+    let out = p
+        .run(
+            &["expand", "--strategy", "full", "--axes", &filter.join(",")],
+            &[],
+        )
+        .success();
+    for line in out.stdout.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if axes.iter().all(|(a, val)| v["axes"][*a] == *val) {
+            return v["variant"].as_str().unwrap().to_string();
+        }
+    }
+    panic!("no variant with {axes:?} in:\n{}", out.stdout);
+}
+
+fn shrink_json(p: &Project, args: &[&str], code: i32) -> Value {
+    let mut all = vec![
+        "shrink",
+        "order-status-table",
+        "--model",
+        "gpt",
+        "--format",
+        "json",
+    ];
+    all.extend_from_slice(args);
+    let out = p.run(&all, &KEY).exits(code);
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout was\n{}\nstderr:\n{}", out.stdout, out.stderr))
+}
+
+fn probe_file(p: &Project) -> Probe {
+    let files = probe::discover(&[p.root().join("probes")]).unwrap();
+    assert_eq!(files.len(), 1);
+    Probe::load(&files[0]).unwrap()
+}
+
+#[test]
+fn shrink_finds_format_xml_alone_from_four_changed_axes_and_reruns_from_the_cache() {
+    let s = server(tool_output_is_xml);
+    let p = project(&s, "");
+    let start = variant_with(
+        &p,
+        &[
+            ("persona", "terse-expert"),
+            ("phrasing", "direct"),
+            ("length", "2k-end"),
+            ("format", "xml"),
+        ],
+    );
+    let v = shrink_json(&p, &["--variant", &start], 0);
+    assert_eq!(v["verdict"], "minimal", "{v:#}");
+    assert_eq!(v["minimal"]["axes"], json!({"format": "xml"}));
+    assert_eq!(v["minimal"]["one_minimal"], true);
+    assert_eq!(v["start"]["variant"], start.as_str());
+    assert_eq!(v["start"]["axes"].as_object().unwrap().len(), 4);
+    let tested = v["tested"].as_array().unwrap();
+    // The canonical first, and it passes; then the start, which fails.
+    assert_eq!(tested[0]["canonical"], true);
+    assert_eq!(tested[0]["outcome"], "pass");
+    assert_eq!(tested[1]["variant"], start.as_str());
+    assert_eq!(tested[1]["outcome"], "fail");
+    // Every configuration tested is graded as the server decides it: fail iff format=xml.
+    for t in tested {
+        let xml = t["axes"]["format"] == "xml";
+        assert_eq!(t["outcome"], if xml { "fail" } else { "pass" }, "{t:#}");
+    }
+    // Fewer configurations than the 16 subsets; one request each, all counted.
+    assert!(tested.len() < 16, "{} configurations", tested.len());
+    assert_eq!(v["calls"], tested.len() as u64);
+    assert_eq!(s.request_count(), tested.len());
+
+    // A second shrink asks the cache, not the server.
+    let again = shrink_json(&p, &["--variant", &start], 0);
+    assert_eq!(s.request_count(), tested.len(), "the re-run made requests");
+    assert_eq!(again["calls"], 0);
+    assert_eq!(again["cache_hits"], tested.len() as u64);
+    assert_eq!(again["minimal"], v["minimal"]);
+
+    // The text form says it in words.
+    let out = p
+        .run(
+            &[
+                "shrink",
+                "order-status-table",
+                "--model",
+                "gpt",
+                "--variant",
+                &start,
+            ],
+            &KEY,
+        )
+        .success();
+    assert!(
+        out.stdout.contains("fails when format=xml alone"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("0 calls made"), "{}", out.stdout);
+}
+
+#[test]
+fn shrink_reports_a_pair_that_fails_only_together() {
+    let s = server(|b| tool_output_is_xml(b) && terse(b));
+    let p = project(&s, "");
+    let start = variant_with(
+        &p,
+        &[
+            ("persona", "terse-expert"),
+            ("phrasing", "direct"),
+            ("format", "xml"),
+        ],
+    );
+    let v = shrink_json(&p, &["--variant", &start, "--repeats", "3"], 0);
+    assert_eq!(v["verdict"], "minimal", "{v:#}");
+    assert_eq!(
+        v["minimal"]["axes"],
+        json!({"persona": "terse-expert", "format": "xml"})
+    );
+    assert_eq!(v["minimal"]["one_minimal"], true);
+    assert_eq!(v["repeats"], 3);
+    let tested = v["tested"].as_array().unwrap();
+    // Each alone was tested and passes (3 samples each).
+    for single in [json!({"persona": "terse-expert"}), json!({"format": "xml"})] {
+        let t = tested
+            .iter()
+            .find(|t| t["axes"] == single)
+            .unwrap_or_else(|| panic!("{single} not tested: {v:#}"));
+        assert_eq!(t["outcome"], "pass");
+        assert_eq!(t["passed"], 3);
+    }
+    assert_eq!(s.request_count() as u64, 3 * tested.len() as u64);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("persona=terse-expert and format=xml together; each alone passes"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn shrink_starts_from_the_runs_minimal_failing_variant_and_promotes_it() {
+    let s = server(tool_output_is_xml);
+    let p = project(&s, "");
+    p.sweep(
+        &[
+            "--strategy",
+            "full",
+            "--axes",
+            "persona=terse-expert,format=xml",
+        ],
+        &KEY,
+    )
+    .success();
+    let swept = s.request_count();
+    assert_eq!(swept, 4);
+    let v = shrink_json(&p, &["--promote"], 0);
+    assert_eq!(v["verdict"], "minimal", "{v:#}");
+    assert!(v["start"]["from"].as_str().unwrap().starts_with("run "));
+    assert_eq!(v["start"]["axes"], json!({"format": "xml"}));
+    assert_eq!(v["minimal"]["axes"], json!({"format": "xml"}));
+    // The sweep already asked both configurations: no new request.
+    assert_eq!(v["calls"], 0);
+    assert_eq!(s.request_count(), swept);
+    // Promoted: exactly the xml variant, once, even when promoted again.
+    let promoted = probe_file(&p);
+    assert_eq!(promoted.cases.len(), 1);
+    assert_eq!(promoted.cases[0].axes, {
+        let mut m = indexmap::IndexMap::new();
+        m.insert("format".to_string(), "xml".to_string());
+        m
+    });
+    assert_eq!(
+        promoted.cases[0].variant,
+        v["minimal"]["variant"].as_str().unwrap()
+    );
+    assert_eq!(promoted.cases[0].failed_on, vec!["gpt".to_string()]);
+    shrink_json(&p, &["--promote"], 0);
+    assert_eq!(probe_file(&p).cases.len(), 1);
+}
+
+#[test]
+fn a_failing_canonical_means_broken_and_stops() {
+    let s = server(|_| true);
+    let p = project(&s, "");
+    let start = variant_with(&p, &[("persona", "terse-expert"), ("format", "xml")]);
+    let v = shrink_json(&p, &["--variant", &start], 0);
+    assert_eq!(v["verdict"], "canonical-fails", "{v:#}");
+    assert_eq!(v["tested"].as_array().unwrap().len(), 1);
+    assert!(v["message"].as_str().unwrap().contains("broken"));
+    assert_eq!(s.request_count(), 1);
+}
+
+#[test]
+fn errors_are_unresolved_never_failures() {
+    // 503 for every XML variant: the start can never be shown to fail.
+    let s = TestServer::start(|req, _| {
+        if tool_output_is_xml(req.json()) {
+            Reply::json(503, http_server::openai_error("overloaded", "server_error"))
+        } else {
+            Reply::json(200, http_server::openai_completion("gpt", RIGHT))
+        }
+    });
+    let p = project(&s, "max_retries = 0");
+    let start = variant_with(&p, &[("persona", "terse-expert"), ("format", "xml")]);
+    let v = shrink_json(&p, &["--variant", &start], 1);
+    assert_eq!(v["verdict"], "start-unresolved", "{v:#}");
+    assert_eq!(v["tested"][1]["outcome"], "unresolved");
+    assert_eq!(v["tested"][1]["errors"], 1);
+    assert_eq!(v["tested"][1]["failed"], 0);
+    assert!(v["minimal"].is_null());
+}
+
+#[test]
+fn nothing_failed_is_a_clear_input_error() {
+    let s = server(|_| false);
+    let p = project(&s, "");
+    p.sweep(&["--strategy", "one-at-a-time", "--axes", "format"], &KEY)
+        .success();
+    let out = p
+        .run(&["shrink", "order-status-table", "--model", "gpt"], &KEY)
+        .exits(2);
+    assert!(out.stderr.contains("nothing to shrink"), "{}", out.stderr);
+    let out = p
+        .run(&["shrink", "order-status-table", "--model", "nope"], &KEY)
+        .exits(2);
+    assert!(out.stderr.contains("--model"), "{}", out.stderr);
+    let out = p
+        .run(
+            &[
+                "shrink",
+                "order-status-table",
+                "--model",
+                "gpt",
+                "--variant",
+                "0123456789abcdef",
+            ],
+            &KEY,
+        )
+        .exits(2);
+    assert!(
+        out.stderr.contains("no variant `0123456789abcdef`"),
+        "{}",
+        out.stderr
+    );
+}
