@@ -116,6 +116,26 @@ pub fn variant_id(probe_digest: &str, axes: &VariantAxes) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
+/// The id of a point of this probe: [`variant_id`], except that a frozen paraphrase's text is
+/// folded into the id of the variants that ask it (`llm-i` phrasings). Paraphrases are not in
+/// [`Probe::digest`], so freezing them changes no other variant's id, while a re-written
+/// paraphrase gives its variants new ids (they ask a different question).
+pub fn point_id(probe: &Probe, digest: &str, axes: &VariantAxes) -> String {
+    let frozen = crate::paraphrase::phrasing_index(&axes.phrasing)
+        .and_then(|i| probe.paraphrases.as_ref()?.text_for(&axes.persona, i));
+    match frozen {
+        Some((text, in_voice)) => {
+            let mut h = blake3::Hasher::new();
+            h.update(digest.as_bytes());
+            let kind = if in_voice { "in-voice" } else { "neutral" };
+            h.update(format!("\0paraphrase:{kind}\0").as_bytes());
+            h.update(text.as_bytes());
+            variant_id(&h.finalize().to_hex(), axes)
+        }
+        None => variant_id(digest, axes),
+    }
+}
+
 /// The render seed of a variant id.
 pub fn variant_seed(id: &str) -> u64 {
     let h = blake3::hash(id.as_bytes());
@@ -143,7 +163,12 @@ pub fn axis_values(
             && let Some(allow) = allowed
         {
             {
-                let all = lib.values(axis);
+                let mut all = lib.values(axis);
+                if axis == AxisName::Phrasing
+                    && let Some(p) = &probe.paraphrases
+                {
+                    all.extend(p.phrasing_values());
+                }
                 match allow {
                     None => values = all,
                     Some(list) => {
@@ -397,7 +422,7 @@ impl<'a> ProbeExpansion<'a> {
 
     /// Renders one point.
     pub fn variant(&self, axes: VariantAxes) -> Result<Variant> {
-        let id = variant_id(&self.digest, &axes);
+        let id = point_id(self.probe, &self.digest, &axes);
         let request = self
             .renderer
             .render(self.lib, &axes, variant_seed(&id))
