@@ -467,6 +467,52 @@ mod tests {
     }
 
     #[test]
+    fn frozen_paraphrases_rename_only_the_variants_that_ask_them() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/probes/reading-a-status-from-a-tool-s-table-output/order-status-table.yaml"
+        ));
+        let plain = Probe::load(path).unwrap();
+        let mut personas = IndexMap::new();
+        personas.insert(
+            ORIGINAL.to_string(),
+            vec!["Where is order A-10442?".to_string()],
+        );
+        let mut with = plain.clone();
+        with.paraphrases = Some(crate::paraphrase::Paraphrases {
+            model: "m".into(),
+            model_id: "m-1".into(),
+            date: "d".into(),
+            prompt_version: 1,
+            question_digest: crate::paraphrase::question_digest(&plain.slots.question),
+            personas,
+        });
+        assert_eq!(plain.digest(), with.digest());
+        let lib = AxisLibrary::embedded();
+        let before = ProbeExpansion::new(&plain, &lib).unwrap();
+        let after = ProbeExpansion::new(&with, &lib).unwrap();
+        let all = |x: &ProbeExpansion<'_>| -> Vec<Variant> {
+            x.points(Strategy::OneAtATime, 0, &AxisFilter::default())
+                .unwrap()
+                .map(|a| x.variant(a).unwrap())
+                .collect()
+        };
+        let (b, a) = (all(&before), all(&after));
+        assert_eq!(a.len(), b.len() + 1);
+        for v in &b {
+            assert!(a.iter().any(|w| w.variant == v.variant && w.axes == v.axes));
+        }
+        let llm = a.iter().find(|v| v.axes.phrasing == "llm-1").unwrap();
+        let mut changed = with.clone();
+        if let Some(p) = &mut changed.paraphrases {
+            p.personas[ORIGINAL][0] = "Status of A-10442?".into();
+        }
+        let digest = changed.digest();
+        assert_ne!(point_id(&changed, &digest, &llm.axes), llm.variant);
+        assert_eq!(point_id(&with, &digest, &llm.axes), llm.variant);
+    }
+
+    #[test]
     fn strategies_parse() {
         assert_eq!("sample:5".parse::<Strategy>().unwrap(), Strategy::Sample(5));
         assert!("sample:0".parse::<Strategy>().is_err());
