@@ -172,8 +172,14 @@ pub fn axis_values(
                 match allow {
                     None => values = all,
                     Some(list) => {
+                        // `llm-N` is per probe (its frozen paraphrases): a suite-wide
+                        // `--axes phrasing=llm-1` skips the probes that do not have it.
+                        let per_probe = |v: &str| {
+                            axis == AxisName::Phrasing
+                                && crate::paraphrase::phrasing_index(v).is_some()
+                        };
                         for v in &list {
-                            if !all.contains(v) {
+                            if !all.contains(v) && !per_probe(v) {
                                 return Err(Error::Refused(format!(
                                     "unknown {} value `{v}`; known: {}",
                                     axis.as_str(),
@@ -181,7 +187,10 @@ pub fn axis_values(
                                 )));
                             }
                         }
-                        values.extend(list.into_iter().filter(|v| v != ORIGINAL));
+                        values.extend(
+                            list.into_iter()
+                                .filter(|v| v != ORIGINAL && all.contains(v)),
+                        );
                     }
                 }
             }

@@ -322,4 +322,35 @@ fn templatize_freezes_mock_paraphrases_offline() {
         rows[&key("original", "llm-2")].1,
         "(mock paraphrase two) Great, so what is the status of order A-10442?"
     );
+    // Suite-wide, `llm-N` is per probe: a probe without paraphrases skips it.
+    p.templatize("invoice-arithmetic.yaml");
+    let out = p
+        .run(
+            &[
+                "expand",
+                "--count",
+                "--strategy",
+                "one-at-a-time",
+                "--axes",
+                "phrasing=llm-2",
+            ],
+            &[],
+        )
+        .success();
+    assert!(
+        out.stdout.contains("order-status-table\t2\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("invoice-arithmetic\t1\n"),
+        "{}",
+        out.stdout
+    );
+    let out = p.run(&["expand", "--axes", "phrasing=bogus"], &[]).exits(2);
+    assert!(
+        out.stderr.contains("unknown phrasing value `bogus`"),
+        "{}",
+        out.stderr
+    );
 }
