@@ -44,7 +44,14 @@ pub fn paraphrase_cmd(project: &Project, a: &ParaphraseArgs) -> Result<ExitCode>
     // Everything that can be refused is checked before the first (paid) call.
     let mut probes = Vec::with_capacity(files.len());
     for f in &files {
-        let p = Probe::load(f)?;
+        // With --force the old set is replaced, so it need not validate (a stale set must be
+        // replaceable); without, a broken set is reported as such.
+        let p = if a.force {
+            let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+            Probe::parse_dropping_paraphrases(f, &text)?
+        } else {
+            Probe::load(f)?
+        };
         let personas = personas_for(&p, &lib, a.personas.as_deref())?;
         if p.paraphrases.is_some() && !a.force && !a.dry_run {
             return Err(Error::Refused(format!(

@@ -241,6 +241,20 @@ impl Probe {
         Ok(probe)
     }
 
+    /// Like [`Probe::parse`], but drops the frozen paraphrases before validating: `paraphrase
+    /// --force` must be able to replace a set that no longer validates (the question was
+    /// edited since, or a text was hand-edited).
+    pub fn parse_dropping_paraphrases(path: &Path, text: &str) -> Result<Probe> {
+        if text.len() > crate::limits::MAX_INPUT_BYTES {
+            return Probe::parse(path, text);
+        }
+        let mut probe: Probe =
+            serde_saphyr::from_str(text).map_err(|e| Error::from_yaml(path, &e))?;
+        probe.paraphrases = None;
+        probe.validate(path, text)?;
+        Ok(probe)
+    }
+
     /// Reads a probe file.
     pub fn load(path: &Path) -> Result<Probe> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -250,6 +250,40 @@ fn paraphrases_are_checked_frozen_and_expanded() {
         "{}",
         out.stderr
     );
+
+    // An edited question makes the set stale until it is written again with --force.
+    let edited = text.replacen(
+        &format!("question: {QUESTION}"),
+        "question: Great, so what is the status of order A-10442 today?",
+        1,
+    );
+    assert_ne!(edited, text);
+    p.write(PROBE, &edited);
+    let out = p.run(&["validate"], &[]).exits(2);
+    assert!(
+        out.stderr
+            .contains("field `paraphrases.question_digest`: the question changed"),
+        "{}",
+        out.stderr
+    );
+    p.run(
+        &[
+            "paraphrase",
+            PROBE,
+            "--with",
+            "para",
+            "--paraphrases",
+            "1",
+            "--personas",
+            "",
+            "--force",
+        ],
+        &env(),
+    )
+    .success();
+    p.run(&["validate"], &[]).success();
+    let text = std::fs::read_to_string(p.root().join(PROBE)).unwrap();
+    assert!(text.contains("question_digest") && !text.contains("terse-expert:"));
 }
 
 #[test]
