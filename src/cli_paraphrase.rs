@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// `paraphrase` options.
 #[derive(Debug, clap::Args)]
@@ -158,7 +159,7 @@ pub fn personas_for(p: &Probe, lib: &AxisLibrary, spec: Option<&str>) -> Result<
 
 /// The provider for `--with MODEL`, with the paraphrasing temperature (the model's, else
 /// [`ask::DEFAULT_TEMPERATURE`]) and room for several texts in the reply.
-pub fn provider_for(project: &Project, model: &str) -> Result<Provider> {
+pub fn provider_for(project: &Project, model: &str) -> Result<Arc<Provider>> {
     let cfg = project.config.models.get(model).ok_or_else(|| {
         let known: Vec<&str> = project.config.models.keys().map(String::as_str).collect();
         Error::field(
@@ -180,13 +181,13 @@ pub fn provider_for(project: &Project, model: &str) -> Result<Provider> {
     let mut cfg = cfg.clone();
     cfg.temperature = Some(cfg.temperature.unwrap_or(ask::DEFAULT_TEMPERATURE));
     cfg.max_tokens = Some(cfg.max_tokens.unwrap_or(2048));
-    Ok(Provider::new(model, &cfg)?)
+    Ok(Arc::new(Provider::new(model, &cfg)?))
 }
 
 /// Asks `provider` for `count` paraphrases per persona of `p`'s question and sets
 /// `p.paraphrases`, printing a line per persona to `out`.
 pub fn freeze(
-    provider: &Provider,
+    provider: &Arc<Provider>,
     lib: &AxisLibrary,
     p: &mut Probe,
     count: usize,

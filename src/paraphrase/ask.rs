@@ -16,6 +16,7 @@ use crate::probe::Probe;
 use crate::provider::{CallError, Provider};
 use crate::render::{Renderer, VariantAxes};
 use indexmap::IndexMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How the system prompt starts; the mock provider recognises a paraphrase request by it.
@@ -204,85 +205,69 @@ fn texts_of(v: &serde_json::Value) -> Option<Vec<String>> {
 }
 
 /// Asks `provider` for paraphrases of `probe`'s question in each persona's voice and returns
-/// the set to freeze, calling `on_persona` as each persona is done. Fails (nothing to freeze)
-/// when a call fails after its retries, or when no neutral paraphrase survives the checks.
+/// the set to freeze (voices in `opts` order), calling `on_persona` as each voice is done.
+/// Voices are asked concurrently, at most the model's `max_concurrency` (default 4, at most
+/// 8) at once. Fails (nothing to freeze) when a call fails after its retries, or when no
+/// neutral paraphrase survives the checks; the other voices' calls are then abandoned.
 pub async fn paraphrase(
-    provider: &Provider,
+    provider: &Arc<Provider>,
     probe: &Probe,
     lib: &AxisLibrary,
     opts: &AskOptions,
     mut on_persona: impl FnMut(&PersonaOutcome),
 ) -> Result<(Paraphrases, Vec<PersonaOutcome>)> {
-    let question = probe.slots.question.as_str();
-    let tokens = protected_tokens(question);
+    let question: Arc<str> = Arc::from(probe.slots.question.as_str());
+    let tokens = Arc::new(protected_tokens(&question));
     let renderer = Renderer::new(probe)
         .and_then(|r| r.with_library(lib))
         .map_err(|e| Error::Other(format!("probe {}: {e}", probe.id)))?;
-    let mut personas = vec![ORIGINAL.to_string()];
-    personas.extend(opts.personas.iter().filter(|p| *p != ORIGINAL).cloned());
-    let mut out = IndexMap::new();
-    let mut outcomes = Vec::new();
-    for persona in &personas {
-        let voice = if persona == ORIGINAL {
-            None
-        } else {
-            let t = lib
-                .personas
-                .iter()
-                .find(|p| &p.name == persona)
-                .ok_or_else(|| Error::Refused(format!("unknown persona `{persona}`")))?;
-            let axes = VariantAxes {
-                persona: persona.clone(),
-                ..VariantAxes::default()
-            };
-            let example = renderer
-                .question(&axes, 0)
-                .map_err(|e| Error::Other(format!("probe {}: {e}", probe.id)))?;
-            Some((t.description.clone(), example))
-        };
-        let mut o = PersonaOutcome {
+    let mut voices: Vec<(String, Option<(String, String)>)> = vec![(ORIGINAL.to_string(), None)];
+    for persona in opts.personas.iter().filter(|p| *p != ORIGINAL) {
+        let t = lib
+            .personas
+            .iter()
+            .find(|p| &p.name == persona)
+            .ok_or_else(|| Error::Refused(format!("unknown persona `{persona}`")))?;
+        let axes = VariantAxes {
             persona: persona.clone(),
-            ..Default::default()
+            ..VariantAxes::default()
         };
-        let mut last_reply = String::new();
-        while o.accepted.len() < opts.count && o.calls < MAX_ROUNDS {
-            let want = opts.count - o.accepted.len();
-            let req = prompt(
-                question,
-                voice.as_ref().map(|(d, e)| (d.as_str(), e.as_str())),
-                want,
-                &tokens,
-                &o.accepted,
-            );
-            o.calls += 1;
-            let reply = call(provider, &req).await.map_err(|e| {
-                Error::Other(format!(
-                    "model `{}` failed to paraphrase probe {} (persona {persona}): {e}",
-                    provider.name(),
-                    probe.id
-                ))
-            })?;
-            let Some(texts) = parse_reply(&reply) else {
-                o.unparseable += 1;
-                last_reply = reply;
-                continue;
-            };
-            for t in texts {
-                if o.accepted.len() >= opts.count {
-                    break;
-                }
-                let t = t.trim().to_string();
-                match check(question, &tokens, &t) {
-                    Err(r) => o.rejected.push(r),
-                    Ok(()) if o.accepted.iter().any(|a| normalise(a) == normalise(&t)) => {
-                        o.rejected.push(Rejection::Duplicate)
-                    }
-                    Ok(()) => o.accepted.push(t),
-                }
-            }
-        }
+        let example = renderer
+            .question(&axes, 0)
+            .map_err(|e| Error::Other(format!("probe {}: {e}", probe.id)))?;
+        voices.push((persona.clone(), Some((t.description.clone(), example))));
+    }
+    let limit = Arc::new(tokio::sync::Semaphore::new(
+        provider.config().max_concurrency.unwrap_or(4).clamp(1, 8),
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (persona, voice)) in voices.iter().cloned().enumerate() {
+        let (provider, question, tokens, limit) = (
+            provider.clone(),
+            question.clone(),
+            tokens.clone(),
+            limit.clone(),
+        );
+        let count = opts.count;
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let r = ask_voice(&provider, &question, &tokens, &persona, voice, count).await;
+            (i, r)
+        });
+    }
+    let mut done: Vec<Option<PersonaOutcome>> = vec![None; voices.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (i, r) = joined.map_err(|e| Error::Other(format!("paraphrase task: {e}")))?;
+        let (o, last_reply) = r.map_err(|e| {
+            Error::Other(format!(
+                "model `{}` failed to paraphrase probe {} (persona {}): {e}",
+                provider.name(),
+                probe.id,
+                voices[i].0
+            ))
+        })?;
         on_persona(&o);
-        if persona == ORIGINAL && o.accepted.is_empty() {
+        if i == 0 && o.accepted.is_empty() {
             let why = if o.unparseable == o.calls {
                 format!(
                     "no reply held a JSON array of strings; the last began {:?}",
@@ -298,11 +283,14 @@ pub async fn paraphrase(
                 o.calls
             )));
         }
-        if !o.accepted.is_empty() {
-            out.insert(persona.clone(), o.accepted.clone());
-        }
-        outcomes.push(o);
+        done[i] = Some(o);
     }
+    let outcomes: Vec<PersonaOutcome> = done.into_iter().flatten().collect();
+    let personas: IndexMap<String, Vec<String>> = outcomes
+        .iter()
+        .filter(|o| !o.accepted.is_empty())
+        .map(|o| (o.persona.clone(), o.accepted.clone()))
+        .collect();
     let set = Paraphrases {
         model: provider.name().to_string(),
         model_id: provider.config().model.clone(),
@@ -310,10 +298,57 @@ pub async fn paraphrase(
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string(),
         prompt_version: super::PROMPT_VERSION,
-        question_digest: super::question_digest(question),
-        personas: out,
+        question_digest: super::question_digest(&question),
+        personas,
     };
     Ok((set, outcomes))
+}
+
+/// One voice: ask, check, re-ask for what is missing (at most [`MAX_ROUNDS`] calls). Returns
+/// the outcome and the last unparseable reply (for the error when nothing was usable).
+async fn ask_voice(
+    provider: &Provider,
+    question: &str,
+    tokens: &[String],
+    persona: &str,
+    voice: Option<(String, String)>,
+    count: usize,
+) -> std::result::Result<(PersonaOutcome, String), String> {
+    let mut o = PersonaOutcome {
+        persona: persona.to_string(),
+        ..Default::default()
+    };
+    let mut last_reply = String::new();
+    while o.accepted.len() < count && o.calls < MAX_ROUNDS {
+        let req = prompt(
+            question,
+            voice.as_ref().map(|(d, e)| (d.as_str(), e.as_str())),
+            count - o.accepted.len(),
+            tokens,
+            &o.accepted,
+        );
+        o.calls += 1;
+        let reply = call(provider, &req).await?;
+        let Some(texts) = parse_reply(&reply) else {
+            o.unparseable += 1;
+            last_reply = reply;
+            continue;
+        };
+        for t in texts {
+            if o.accepted.len() >= count {
+                break;
+            }
+            let t = t.trim().to_string();
+            match check(question, tokens, &t) {
+                Err(r) => o.rejected.push(r),
+                Ok(()) if o.accepted.iter().any(|a| normalise(a) == normalise(&t)) => {
+                    o.rejected.push(Rejection::Duplicate)
+                }
+                Ok(()) => o.accepted.push(t),
+            }
+        }
+    }
+    Ok((o, last_reply))
 }
 
 /// One request with retries: rate limits wait (as the server asks, at most 10 times),
