@@ -139,6 +139,8 @@ pub enum Rejection {
     Empty,
     /// It is far longer than any voice needs.
     TooLong,
+    /// It holds control characters (terminal escapes have no place in a probe file).
+    ControlCharacters,
 }
 
 impl std::fmt::Display for Rejection {
@@ -150,6 +152,7 @@ impl std::fmt::Display for Rejection {
             Rejection::Duplicate => write!(f, "a duplicate"),
             Rejection::Empty => write!(f, "empty"),
             Rejection::TooLong => write!(f, "too long"),
+            Rejection::ControlCharacters => write!(f, "holds control characters"),
         }
     }
 }
@@ -235,6 +238,11 @@ pub fn check(question: &str, tokens: &[String], text: &str) -> Result<(), Reject
     if t.len() > 8 * question.len() + 2000 {
         return Err(Rejection::TooLong);
     }
+    if t.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(Rejection::ControlCharacters);
+    }
     if normalise(t) == normalise(question) {
         return Err(Rejection::Identical);
     }
@@ -289,6 +297,10 @@ mod tests {
         assert_eq!(check(Q, &t, added), Err(Rejection::AddedNumber("3".into())));
         assert_eq!(check(Q, &t, &format!("  {Q} ")), Err(Rejection::Identical));
         assert_eq!(check(Q, &t, " "), Err(Rejection::Empty));
+        assert_eq!(
+            check(Q, &t, &format!("\u{1b}[2J{ok}")),
+            Err(Rejection::ControlCharacters)
+        );
     }
 
     #[test]
