@@ -189,6 +189,21 @@ impl AxisLibrary {
                     ));
                 }
                 check_names(path, f.values.iter().map(|v| v.name.as_str()))?;
+                if axis == "phrasing"
+                    && let Some(v) = f
+                        .values
+                        .iter()
+                        .find(|v| crate::paraphrase::phrasing_index(&v.name).is_some())
+                {
+                    return Err(Error::field(
+                        path,
+                        "values",
+                        format!(
+                            "`{}` is reserved: `llm-N` phrasings select frozen paraphrases",
+                            v.name
+                        ),
+                    ));
+                }
                 for (i, v) in f.values.iter().enumerate() {
                     if !v.template.contains("question") {
                         return Err(Error::field(

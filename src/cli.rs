@@ -37,6 +37,8 @@ pub enum Command {
     Init(InitArgs),
     /// Turn an incident (native record, or captured OpenAI/Anthropic request) into a probe family.
     Templatize(TemplatizeArgs),
+    /// Ask a model for paraphrases of probe questions, per persona, and freeze them into the files.
+    Paraphrase(crate::cli_paraphrase::ParaphraseArgs),
     /// Check probe files; report every problem with file, line and field.
     Validate(ValidateArgs),
     /// Stream the variants of probe families as JSON lines.
@@ -102,6 +104,13 @@ pub struct TemplatizeArgs {
     /// Overwrite an existing probe; write even if the checks pass the bad output.
     #[arg(long)]
     pub force: bool,
+    /// Also freeze paraphrases of the question written by this model (see `paraphrase`).
+    #[arg(long, value_name = "MODEL")]
+    pub paraphrase_with: Option<String>,
+    /// Paraphrases per persona with --paraphrase-with.
+    #[arg(long, default_value_t = 3, requires = "paraphrase_with",
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub paraphrases: u32,
 }
 
 /// `validate` options.
@@ -288,6 +297,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init(a) => init(&a),
         Command::Templatize(a) => templatize_cmd(&Project::load(&cli.config)?, &a),
+        Command::Paraphrase(a) => {
+            crate::cli_paraphrase::paraphrase_cmd(&Project::load(&cli.config)?, &a)
+        }
         Command::Validate(a) => validate(&Project::load(&cli.config)?, &a),
         Command::Expand(a) => expand(&Project::load(&cli.config)?, &a),
         Command::Sweep(a) => crate::cli_sweep::sweep(&Project::load(&cli.config)?, &a),
@@ -355,10 +367,31 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
         keys: a.keys.clone(),
         force: a.force,
     };
-    let t = templatize::templatize(&incident, &a.incident, &opts)?;
+    let mut t = templatize::templatize(&incident, &a.incident, &opts)?;
     let suite = a.suite.clone().unwrap_or_else(|| project.suite());
     let path = templatize::probe_path(&suite, &t.probe);
     let lib = project.library()?;
+    if let Some(model) = &a.paraphrase_with {
+        // Refuse before the (paid) calls, not after.
+        if path.exists() && !a.force && !a.dry_run {
+            return Err(Error::Refused(format!(
+                "{} exists; use --force to overwrite it (review the diff afterwards)",
+                path.display()
+            ))
+            .into());
+        }
+        crate::cli_paraphrase::require_phrasing(&t.probe, &path)?;
+        let provider = crate::cli_paraphrase::provider_for(project, model)?;
+        let personas = crate::cli_paraphrase::personas_for(&t.probe, &lib, None)?;
+        crate::cli_paraphrase::freeze(
+            &provider,
+            &lib,
+            &mut t.probe,
+            a.paraphrases as usize,
+            personas,
+            &mut std::io::stderr(),
+        )?;
+    }
     let p = &t.probe;
     let yaml = p.to_yaml();
     if a.dry_run {
@@ -477,6 +510,15 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
             "  bad output  none recorded: cannot confirm the checks reproduce the failure"
         )?,
     }
+    if let Some(set) = &p.paraphrases {
+        writeln!(
+            out,
+            "  paraphrases {} voices from {} (phrasing llm-1 … llm-{})",
+            set.personas.len(),
+            crate::term::sanitize(&set.model),
+            set.phrasing_values().len()
+        )?;
+    }
     let values = crate::expand::axis_values(p, &lib, &AxisFilter::default())?;
     writeln!(
         out,
@@ -543,6 +585,18 @@ fn validate(project: &Project, a: &ValidateArgs) -> Result<ExitCode> {
                 {
                     bad += 1;
                     eprintln!("{}: {e}", f.display());
+                    continue;
+                }
+                if let Some(set) = &p.paraphrases
+                    && let Some(unknown) = set.personas.keys().find(|k| {
+                        *k != crate::axes::ORIGINAL && !lib.personas.iter().any(|x| &x.name == *k)
+                    })
+                {
+                    bad += 1;
+                    eprintln!(
+                        "{}: field `paraphrases.personas.{unknown}`: unknown persona (not in the axis library): remove it or add the persona to templates/persona.yaml",
+                        f.display()
+                    );
                 }
             }
             Err(e) => {

@@ -116,6 +116,26 @@ pub fn variant_id(probe_digest: &str, axes: &VariantAxes) -> String {
     h.finalize().to_hex()[..16].to_string()
 }
 
+/// The id of a point of this probe: [`variant_id`], except that a frozen paraphrase's text is
+/// folded into the id of the variants that ask it (`llm-i` phrasings). Paraphrases are not in
+/// [`Probe::digest`], so freezing them changes no other variant's id, while a re-written
+/// paraphrase gives its variants new ids (they ask a different question).
+pub fn point_id(probe: &Probe, digest: &str, axes: &VariantAxes) -> String {
+    let frozen = crate::paraphrase::phrasing_index(&axes.phrasing)
+        .and_then(|i| probe.paraphrases.as_ref()?.text_for(&axes.persona, i));
+    match frozen {
+        Some((text, in_voice)) => {
+            let mut h = blake3::Hasher::new();
+            h.update(digest.as_bytes());
+            let kind = if in_voice { "in-voice" } else { "neutral" };
+            h.update(format!("\0paraphrase:{kind}\0").as_bytes());
+            h.update(text.as_bytes());
+            variant_id(&h.finalize().to_hex(), axes)
+        }
+        None => variant_id(digest, axes),
+    }
+}
+
 /// The render seed of a variant id.
 pub fn variant_seed(id: &str) -> u64 {
     let h = blake3::hash(id.as_bytes());
@@ -143,12 +163,23 @@ pub fn axis_values(
             && let Some(allow) = allowed
         {
             {
-                let all = lib.values(axis);
+                let mut all = lib.values(axis);
+                if axis == AxisName::Phrasing
+                    && let Some(p) = &probe.paraphrases
+                {
+                    all.extend(p.phrasing_values());
+                }
                 match allow {
                     None => values = all,
                     Some(list) => {
+                        // `llm-N` is per probe (its frozen paraphrases): a suite-wide
+                        // `--axes phrasing=llm-1` skips the probes that do not have it.
+                        let per_probe = |v: &str| {
+                            axis == AxisName::Phrasing
+                                && crate::paraphrase::phrasing_index(v).is_some()
+                        };
                         for v in &list {
-                            if !all.contains(v) {
+                            if !all.contains(v) && !per_probe(v) {
                                 return Err(Error::Refused(format!(
                                     "unknown {} value `{v}`; known: {}",
                                     axis.as_str(),
@@ -156,7 +187,10 @@ pub fn axis_values(
                                 )));
                             }
                         }
-                        values.extend(list.into_iter().filter(|v| v != ORIGINAL));
+                        values.extend(
+                            list.into_iter()
+                                .filter(|v| v != ORIGINAL && all.contains(v)),
+                        );
                     }
                 }
             }
@@ -397,7 +431,7 @@ impl<'a> ProbeExpansion<'a> {
 
     /// Renders one point.
     pub fn variant(&self, axes: VariantAxes) -> Result<Variant> {
-        let id = variant_id(&self.digest, &axes);
+        let id = point_id(self.probe, &self.digest, &axes);
         let request = self
             .renderer
             .render(self.lib, &axes, variant_seed(&id))
@@ -439,6 +473,52 @@ mod tests {
             rows.len()
         );
         assert_eq!(rows, pairwise(&sizes, 42));
+    }
+
+    #[test]
+    fn frozen_paraphrases_rename_only_the_variants_that_ask_them() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/probes/reading-a-status-from-a-tool-s-table-output/order-status-table.yaml"
+        ));
+        let plain = Probe::load(path).unwrap();
+        let mut personas = IndexMap::new();
+        personas.insert(
+            ORIGINAL.to_string(),
+            vec!["Where is order A-10442?".to_string()],
+        );
+        let mut with = plain.clone();
+        with.paraphrases = Some(crate::paraphrase::Paraphrases {
+            model: "m".into(),
+            model_id: "m-1".into(),
+            date: "d".into(),
+            prompt_version: 1,
+            question_digest: crate::paraphrase::question_digest(&plain.slots.question),
+            personas,
+        });
+        assert_eq!(plain.digest(), with.digest());
+        let lib = AxisLibrary::embedded();
+        let before = ProbeExpansion::new(&plain, &lib).unwrap();
+        let after = ProbeExpansion::new(&with, &lib).unwrap();
+        let all = |x: &ProbeExpansion<'_>| -> Vec<Variant> {
+            x.points(Strategy::OneAtATime, 0, &AxisFilter::default())
+                .unwrap()
+                .map(|a| x.variant(a).unwrap())
+                .collect()
+        };
+        let (b, a) = (all(&before), all(&after));
+        assert_eq!(a.len(), b.len() + 1);
+        for v in &b {
+            assert!(a.iter().any(|w| w.variant == v.variant && w.axes == v.axes));
+        }
+        let llm = a.iter().find(|v| v.axes.phrasing == "llm-1").unwrap();
+        let mut changed = with.clone();
+        if let Some(p) = &mut changed.paraphrases {
+            p.personas[ORIGINAL][0] = "Status of A-10442?".into();
+        }
+        let digest = changed.digest();
+        assert_ne!(point_id(&changed, &digest, &llm.axes), llm.variant);
+        assert_eq!(point_id(&with, &digest, &llm.axes), llm.variant);
     }
 
     #[test]

@@ -189,6 +189,11 @@ pub struct Probe {
     pub checks: Vec<Check>,
     /// Axes that apply (`persona`, `phrasing`, `length`, `format`).
     pub axes: Vec<String>,
+    /// Frozen LLM paraphrases of the question (phrasing values `llm-1` …), written by
+    /// `cliffprobe paraphrase`. Not part of [`Probe::digest`]: the ids of the variants that do
+    /// not use them stay the same (see [`crate::expand::point_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paraphrases: Option<crate::paraphrase::Paraphrases>,
     /// Promoted hard-tier cases.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cases: Vec<PromotedCase>,
@@ -239,6 +244,20 @@ impl Probe {
             ));
         }
         let probe: Probe = serde_saphyr::from_str(text).map_err(|e| Error::from_yaml(path, &e))?;
+        probe.validate(path, text)?;
+        Ok(probe)
+    }
+
+    /// Like [`Probe::parse`], but drops the frozen paraphrases before validating: `paraphrase
+    /// --force` must be able to replace a set that no longer validates (the question was
+    /// edited since, or a text was hand-edited).
+    pub fn parse_dropping_paraphrases(path: &Path, text: &str) -> Result<Probe> {
+        if text.len() > crate::limits::MAX_INPUT_BYTES {
+            return Probe::parse(path, text);
+        }
+        let mut probe: Probe =
+            serde_saphyr::from_str(text).map_err(|e| Error::from_yaml(path, &e))?;
+        probe.paraphrases = None;
         probe.validate(path, text)?;
         Ok(probe)
     }
@@ -369,8 +388,38 @@ impl Probe {
             }
         }
         crate::render::Renderer::new(self).map_err(|e| err("messages", e))?;
+        if let Some(p) = &self.paraphrases {
+            if !self.axes.iter().any(|a| a == "phrasing") {
+                return Err(err(
+                    "paraphrases",
+                    "the probe does not vary the `phrasing` axis, so its paraphrases would never run: add `phrasing` to `axes`".into(),
+                ));
+            }
+            p.validate(&self.slots.question)
+                .map_err(|(field, msg)| paraphrase_err(path, text, &field, msg))?;
+        }
         Ok(())
     }
+}
+
+/// An error in the `paraphrases:` section, pointing at the line of the field's key inside it
+/// (`personas.terse-expert[1]` → the `terse-expert:` line after `paraphrases:`).
+fn paraphrase_err(path: &Path, text: &str, field: &str, msg: String) -> Error {
+    let mut e = Error::field(path, format!("paraphrases.{field}"), msg);
+    if let Error::Input { location, .. } = &mut e {
+        let start = find_key_line(text, "paraphrases").unwrap_or(1);
+        let key = field.rsplit('.').next().unwrap_or(field);
+        let key = key.split('[').next().unwrap_or(key);
+        let needle = format!("{key}:");
+        location.line = text
+            .lines()
+            .enumerate()
+            .skip(start - 1)
+            .find(|(_, l)| l.trim_start().starts_with(&needle))
+            .map(|(i, _)| i + 1)
+            .or(Some(start));
+    }
+    e
 }
 
 /// Message templates may only print slots and escaped literal braces: a hand-edited probe must

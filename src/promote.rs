@@ -26,7 +26,7 @@
 //!   no longer in the suite.
 
 use crate::error::{Error, Result};
-use crate::expand::variant_id;
+use crate::expand::point_id;
 use crate::grade::CaseStatus;
 use crate::probe::{self, Probe, PromotedCase};
 use crate::render::VariantAxes;
@@ -302,7 +302,7 @@ pub fn plan(store: &Store, run: &RunInfo, files: &[PathBuf], cap: usize) -> Resu
         let digest = p.digest();
         if let Some(c) = vars
             .values()
-            .find(|c| variant_id(&digest, &VariantAxes::from_map(&c.axes)) != c.variant)
+            .find(|c| point_id(&p, &digest, &VariantAxes::from_map(&c.axes)) != c.variant)
         {
             plan.warnings.push(format!(
                 "{}: probe `{probe_id}` changed since run {} (variant {} no longer matches its \

@@ -276,11 +276,33 @@ impl<'p> Renderer<'p> {
         Ok(self)
     }
 
-    /// The question after phrasing and persona.
+    /// The question after phrasing and persona. A phrasing `llm-i` selects a frozen
+    /// paraphrase instead of a template (see [`crate::paraphrase`]): the persona's own, asked
+    /// verbatim, else the neutral one with the persona template applied.
     pub fn question(&self, axes: &VariantAxes, seed: u64) -> Result<String, String> {
-        let (mut q, spans) = mask_quoted(&self.probe.slots.question);
+        let mut base = self.probe.slots.question.as_str();
+        let mut frozen = false;
+        if let Some(i) = crate::paraphrase::phrasing_index(&axes.phrasing) {
+            let (text, in_voice) = self
+                .probe
+                .paraphrases
+                .as_ref()
+                .and_then(|p| p.text_for(&axes.persona, i))
+                .ok_or_else(|| {
+                    format!(
+                        "unknown phrasing `{}`: the probe has no such frozen paraphrase",
+                        axes.phrasing
+                    )
+                })?;
+            if in_voice {
+                return Ok(text.trim().to_string());
+            }
+            base = text;
+            frozen = true;
+        }
+        let (mut q, spans) = mask_quoted(base);
         for (axis, value) in [("phrasing", &axes.phrasing), ("persona", &axes.persona)] {
-            if value == ORIGINAL {
+            if value == ORIGINAL || (frozen && axis == "phrasing") {
                 continue;
             }
             let t = self
@@ -636,6 +658,24 @@ fn quoted() -> &'static regex::Regex {
         )
         .expect("static regex")
     })
+}
+
+/// Splits text into its plain part (quoted and backticked spans blanked out) and the insides
+/// of those spans, for the paraphrase check (`crate::paraphrase::protected_tokens`).
+pub fn split_quoted(s: &str) -> (String, Vec<String>) {
+    let mut spans = Vec::new();
+    let plain = quoted()
+        .replace_all(s, |c: &regex::Captures<'_>| {
+            let m = c[0].trim_start_matches(|ch: char| ch.is_whitespace() || "([{".contains(ch));
+            let inner = m
+                .trim_start_matches("```")
+                .trim_end_matches("```")
+                .trim_matches(|ch: char| "`\"“”‘’'".contains(ch));
+            spans.push(inner.to_string());
+            " "
+        })
+        .into_owned();
+    (plain, spans)
 }
 
 /// Replaces the question's quoted and backticked spans with placeholders that every word

@@ -307,6 +307,7 @@ pub fn templatize(
         slots,
         checks,
         axes: vec![],
+        paraphrases: None,
         cases: vec![],
     };
     probe.axes = crate::render::applicable_axes(&probe)

@@ -64,6 +64,81 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// Answers a `cliffprobe paraphrase` request (recognised by its system prompt) offline: a JSON
+/// array of the asked number of texts, each the question behind an obviously mock lead-in
+/// (`(mock paraphrase two) …`), so every identifier survives and nobody mistakes them for a
+/// real model's. For a persona's voice it uses the example the prompt gives (the persona
+/// template's rendering of the question).
+fn paraphrase_reply(req: &ChatRequest) -> Option<ChatResponse> {
+    const WORDS: [&str; 20] = [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
+    ];
+    let system = req.messages.first().filter(|m| m.role == Role::System)?;
+    let sys = system.content_str();
+    if !sys.starts_with(crate::paraphrase::ask::PROMPT_MARKER) {
+        return None;
+    }
+    let count: usize = sys
+        .split("Write exactly ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    // Re-asks list the texts already written: continue after them.
+    let skip = sys.lines().filter(|l| l.starts_with("- \"")).count();
+    // In a persona's voice the prompt shows the question as the persona template puts it:
+    // the mock "paraphrases" that example, so the voice carries over.
+    let question = sys
+        .split_once("<example>\n")
+        .and_then(|(_, r)| r.split_once("\n</example>"))
+        .map(|(example, _)| example.trim().to_string())
+        .or_else(|| {
+            req.messages
+                .iter()
+                .rev()
+                .find(|m| m.role == Role::User)
+                .map(|m| m.content_str().trim().to_string())
+        })
+        .unwrap_or_default();
+    let texts: Vec<String> = WORDS
+        .iter()
+        .cycle()
+        .skip(skip)
+        .take(count.min(WORDS.len()))
+        .map(|w| format!("(mock paraphrase {w}) {question}"))
+        .collect();
+    let text = serde_json::to_string(&texts).unwrap_or_default();
+    Some(ChatResponse {
+        finish_reason: Some("stop".into()),
+        usage: Usage {
+            input_tokens: (sys.len() + question.len()).div_ceil(4) as u64,
+            output_tokens: text.len().div_ceil(4) as u64,
+        },
+        text,
+        tool_calls: Vec::new(),
+        model: None,
+    })
+}
+
 /// The refusal sentence the mock opens with when it declines.
 pub const REFUSAL: &str = "I'm sorry, but I can't help with that.";
 /// What the mock says when it "misses" a fact.
@@ -475,6 +550,9 @@ pub fn features(req: &ChatRequest) -> Features {
 /// wrong argument, or none); a refusal complies and a compliance refuses. `judge` checks are
 /// never decided here.
 pub fn answer(model_id: &str, req: &ChatRequest, checks: &[Check], sample: u32) -> ChatResponse {
+    if let Some(r) = paraphrase_reply(req) {
+        return r;
+    }
     let profile = Profile::for_model(model_id);
     let a = analyse(model_id, req, checks);
     let p = probability(&profile, &a, checks, model_id);
