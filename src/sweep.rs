@@ -755,6 +755,12 @@ pub fn run(
     let lib = Arc::new(lib);
     let mut planners = Vec::new();
     let mut dispatchers = Vec::new();
+    // Planner threads per model: the cores not already taken by other models' planners
+    // (at least one, at most four, never more than there are probes).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let planner_shards = (cores / models.len().max(1))
+        .clamp(1, 4)
+        .min(probes.len().max(1));
     for (idx, provider) in providers.into_iter().enumerate() {
         let (name, cfg) = models[idx].clone();
         let prog = progress[idx].1.clone();
@@ -769,23 +775,30 @@ pub fn run(
             provider,
         });
         let (jtx, jrx) = mpsc::channel::<Job>(512);
-        // Planner thread.
-        let planner = {
+        // Planner threads: the model's probes are dealt round-robin to `shards` threads, so
+        // rendering, encoding, hashing and cache lookups use every core when there are fewer
+        // models than cores (one planner per model left a cached re-run bound by one thread).
+        for shard in 0..planner_shards {
             let ctx = ctx.clone();
             let probes = probes.clone();
             let lib = lib.clone();
             let opts = opts.clone();
             let wtx = wtx.clone();
+            let jtx = jtx.clone();
             let stop = stop.clone();
             let store_path = store_path.to_string();
             let run_id = run.id.clone();
             let write_variants = true; // every planner: a case must never arrive before its variant row
-            std::thread::Builder::new()
+            let planner = std::thread::Builder::new()
                 .name(format!("cliffprobe-plan-{name}"))
                 .spawn(move || {
                     plan_model(
                         &ctx,
                         &probes,
+                        Shard {
+                            index: shard,
+                            count: planner_shards,
+                        },
                         &lib,
                         &opts,
                         &run_id,
@@ -796,9 +809,10 @@ pub fn run(
                         &stop,
                     )
                 })
-                .map_err(|e| Error::Other(format!("planner thread: {e}")))?
-        };
-        planners.push(planner);
+                .map_err(|e| Error::Other(format!("planner thread: {e}")))?;
+            planners.push(planner);
+        }
+        drop(jtx);
         // Dispatcher task.
         let d = {
             let ctx = ctx.clone();
@@ -935,6 +949,7 @@ fn recount(
 fn plan_model(
     ctx: &ModelCtx,
     probes: &[LoadedProbe],
+    shard: Shard,
     lib: &AxisLibrary,
     opts: &SweepOptions,
     run_id: &str,
@@ -950,7 +965,12 @@ fn plan_model(
     // Lookups (cache, resume) share read transactions of up to 512 lookups each.
     let mut lookups = 0u32;
     reader.begin_read()?;
-    for lp in probes {
+    let mine = probes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % shard.count == shard.index)
+        .map(|(_, lp)| lp);
+    for lp in mine {
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -1093,6 +1113,14 @@ fn plan_model(
     }
     reader.end_read()?;
     Ok(())
+}
+
+/// Which of a model's planner threads this is: it plans the probes whose index is `index`
+/// modulo `count`.
+#[derive(Debug, Clone, Copy)]
+struct Shard {
+    index: usize,
+    count: usize,
 }
 
 #[allow(clippy::too_many_arguments)]
