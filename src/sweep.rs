@@ -586,6 +586,7 @@ pub fn run(
 
     let mut store = Store::open_url(store_path)?;
     let _lock = store.acquire_lock(&format!("sweep {}", opts.run_id))?;
+    store.tune_for_sweep_writer()?;
     let run = match (opts.resume, store.run(&opts.run_id)?) {
         (true, Some(mut r)) => {
             r.status = RunStatus::Running;
@@ -664,7 +665,7 @@ pub fn run(
         .worker_threads(2)
         .build()
         .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
-    let (wtx, mut wrx) = mpsc::channel::<WriterMsg>(8192);
+    let (wtx, mut wrx) = mpsc::channel::<WriterMsg>(4096);
 
     // Writer thread.
     let writer_progress: IndexMap<String, Arc<ModelProgress>> = progress.iter().cloned().collect();

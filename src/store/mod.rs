@@ -305,6 +305,22 @@ impl Store {
         }
     }
 
+    /// Tunes this connection for the sweep's writer, which makes one long run of
+    /// [`Store::write_batch`] calls:
+    /// - an 8 MiB page cache instead of SQLite's 2 MiB, so more of the index pages a case insert
+    ///   touches stay in memory instead of being read back from the OS (still bounded, whatever
+    ///   the store's size);
+    /// - no foreign-key checks: each case insert otherwise looks its variant up in a random
+    ///   place of the variants index. The sweep writes every probe and variant row before (or
+    ///   in the same batch as) the cases that refer to them — its planners send them first on
+    ///   the same channel — so the check could never fail there; every other connection keeps
+    ///   enforcing them.
+    pub fn tune_for_sweep_writer(&self) -> Result<()> {
+        self.conn.pragma_update(None, "cache_size", -8192i64)?;
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        Ok(())
+    }
+
     /// Writes `ops` in one transaction: all of them or none.
     ///
     /// - [`WriteOp::Probe`] and [`WriteOp::Variant`] are insert-or-ignore: their keys are content
