@@ -222,6 +222,27 @@ fn finish(
         return Err(Error::Refused("no models configured: add [models.NAME] to cliffprobe.toml (`cliffprobe init` writes an example)".into()).into());
     }
     sweep::check_judge(cfg, &probes)?;
+    // The shipped config judges with the mock (the offline demo): say so loudly once real
+    // models are swept, since its verdicts are simulated.
+    if let Some(j) = &cfg.judge
+        && cfg.models.get(&j.model).map(|m| m.provider) == Some(ProviderKind::Mock)
+        && opts.models.iter().any(|m| {
+            cfg.models
+                .get(m)
+                .is_some_and(|m| m.provider != ProviderKind::Mock)
+        })
+        && probes.iter().any(|lp| {
+            lp.probe
+                .checks
+                .iter()
+                .any(|c| matches!(c, crate::check::Check::Judge(_)))
+        })
+    {
+        eprintln!(
+            "warning: [judge] model `{}` is the built-in mock: judge checks get simulated verdicts, not grades; point [judge] at a real model",
+            j.model
+        );
+    }
     let counts = sweep::plan_counts(&probes, &lib, &opts)?;
     let variants: u64 = counts.iter().map(|(_, n)| n).sum();
     let planned = variants * opts.repeats as u64 * opts.models.len() as u64;
