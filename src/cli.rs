@@ -104,6 +104,14 @@ pub struct TemplatizeArgs {
     /// Overwrite an existing probe; write even if the checks pass the bad output.
     #[arg(long)]
     pub force: bool,
+    /// Make the probe invariant: every variant's answer must agree with the canonical's (the
+    /// incident may then have no checks). A native incident can say `invariant: true` instead.
+    #[arg(long)]
+    pub invariant: bool,
+    /// For an invariant probe with free-text answers: the regex whose first capture group is
+    /// the answer compared (e.g. '(?i)status is (\w+)').
+    #[arg(long, value_name = "REGEX")]
+    pub answer_pattern: Option<String>,
     /// Also freeze paraphrases of the question written by this model (see `paraphrase`).
     #[arg(long, value_name = "MODEL")]
     pub paraphrase_with: Option<String>,
@@ -366,6 +374,8 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
         id: a.id.clone(),
         keys: a.keys.clone(),
         force: a.force,
+        invariant: a.invariant,
+        answer_pattern: a.answer_pattern.clone(),
     };
     let mut t = templatize::templatize(&incident, &a.incident, &opts)?;
     let suite = a.suite.clone().unwrap_or_else(|| project.suite());
@@ -489,21 +499,43 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
     writeln!(
         out,
         "  checks      {}",
-        p.checks
-            .iter()
-            .map(describe_check)
-            .collect::<Vec<_>>()
-            .join(", ")
+        if p.checks.is_empty() {
+            "none".to_string()
+        } else {
+            p.checks
+                .iter()
+                .map(describe_check)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     )?;
+    if p.invariant {
+        writeln!(
+            out,
+            "  invariant   every variant's answer must agree with the canonical's{}",
+            match &p.answer_pattern {
+                Some(re) => format!(" (answer_pattern {:?})", crate::term::sanitize(re)),
+                None => String::new(),
+            }
+        )?;
+    }
     match t.bad_output_status {
         Some(crate::grade::CaseStatus::Pass) => writeln!(
             out,
             "  bad output  PASSES the checks: they do not reproduce the failure (written because of --force)"
         )?,
+        Some(crate::grade::CaseStatus::Ungraded) => writeln!(
+            out,
+            "  bad output  ungraded here (judge checks are graded by the [judge] model during a sweep): cannot confirm the checks reproduce the failure"
+        )?,
         Some(s) => writeln!(
             out,
             "  bad output  grades `{}`: the checks reproduce the failure",
             s.as_str()
+        )?,
+        None if p.checks.is_empty() && incident.bad_output.is_some() => writeln!(
+            out,
+            "  bad output  recorded; no checks to grade it with: the variants are compared with the canonical answer"
         )?,
         None => writeln!(
             out,
