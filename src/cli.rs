@@ -80,7 +80,8 @@ pub struct TemplatizeArgs {
     /// The incident file (YAML/JSON record, or a captured request, optionally with its response).
     pub incident: PathBuf,
     /// A check, as TYPE=VALUE (repeatable): contains=approved, not_contains=denied,
-    /// numeric=42, 'numeric={value: 4.2, tolerance: 0.1}', 'tool_call={name: refund}', refusal=true.
+    /// numeric=42, 'numeric={value: 4.2, tolerance: 0.1}', 'tool_call={name: refund}', refusal=true,
+    /// 'judge={rubric: Says the order is delayed}'.
     #[arg(long = "expect", value_name = "TYPE=VALUE")]
     pub expect: Vec<String>,
     /// A value that identifies the key record in tool outputs (repeatable; overrides detection).
@@ -173,10 +174,14 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A closed stdout (`cliffprobe expand | head`) is success, whether the write failed directly
+/// or inside serde_json (which wraps the io error without exposing it as a source).
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     })
 }
 
@@ -276,10 +281,27 @@ impl Project {
     }
 
     /// Opens the store named by a `--store` option, else the configured one.
+    ///
+    /// For the commands that read results: a SQLite store that does not exist is refused (exit
+    /// 2) instead of being created empty, so a mistyped `--store` leaves no file behind.
     pub fn open_store(&self, option: Option<&str>) -> Result<crate::store::Store> {
         let url = option
             .map(str::to_string)
             .unwrap_or_else(|| self.store_url());
+        let file = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(&url);
+        if !file.contains("://") && !Path::new(file).exists() {
+            return Err(Error::field(
+                "<command line>",
+                "--store",
+                format!(
+                    "no store at {file}: nothing has been swept with it yet (run `cliffprobe sweep` first, or pass --store PATH)"
+                ),
+            )
+            .into());
+        }
         Ok(crate::store::Store::open_url(&url)?)
     }
 

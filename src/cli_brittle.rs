@@ -315,8 +315,7 @@ pub(crate) fn right(s: String) -> Cell {
 
 /// Runs `cliffprobe promote`.
 pub fn promote_cmd(project: &Project, a: &PromoteArgs) -> Result<ExitCode> {
-    let store_url = a.store.clone().unwrap_or_else(|| project.store_url());
-    let store = Store::open_url(&store_url)?;
+    let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
     promote_run(project, &store, &run.id, &a.paths, a.cap, a.dry_run)?;
     Ok(ExitCode::SUCCESS)

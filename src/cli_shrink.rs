@@ -147,6 +147,9 @@ struct Report {
     /// The `[judge]` model, when the probe has `judge` checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     judge: Option<String>,
+    /// The judge is the built-in mock: simulated verdicts, no calls.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    judge_mock: bool,
     #[serde(skip_serializing_if = "is_zero64")]
     judge_calls: u64,
     #[serde(skip_serializing_if = "is_zero64")]
@@ -257,7 +260,8 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
     let mut grading = grading(project, &path, &probe)?;
     let lib = project.library()?;
     let x = ProbeExpansion::new(&probe, &lib)?;
-    let mut store = project.open_store(a.store.as_deref())?;
+    // Not `open_store`: shrink --variant needs no earlier sweep, and it caches what it asks.
+    let mut store = Store::open_url(&a.store.clone().unwrap_or_else(|| project.store_url()))?;
 
     // The starting variant.
     let (start_axes, from, run_id) = match &a.variant {
@@ -453,6 +457,10 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
         calls: asked.iter().map(|q| u64::from(q.calls)).sum(),
         cache_hits: asked.iter().map(|q| u64::from(q.cached)).sum(),
         judge: grading.judge.as_ref().map(|j| j.name.clone()),
+        judge_mock: grading
+            .judge
+            .as_ref()
+            .is_some_and(|j| j.provider.kind() == crate::config::ProviderKind::Mock),
         judge_calls: asked.iter().map(|q| u64::from(q.judge_calls)).sum(),
         judge_cache_hits: asked.iter().map(|q| u64::from(q.judge_cached)).sum(),
         invariant: grading.invariant.is_some(),
@@ -1038,6 +1046,10 @@ fn print_text(out: &mut impl Write, r: &Report) -> Result<()> {
         r.cache_hits,
         if r.cache_hits == 1 { "" } else { "s" },
         match &r.judge {
+            Some(j) if r.judge_mock => format!(
+                "; judge {}: the built-in mock (simulated verdicts, not a real model)",
+                sanitize(j)
+            ),
             Some(j) => format!(
                 "; judge {}: {} call{}, {} verdict{} from the cache",
                 sanitize(j),

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 /// `sweep` options.
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
-    /// Models to run (repeatable; default: all configured).
+    /// Models to run (repeatable; default: all configured but the [judge] model).
     #[arg(long = "model", value_name = "NAME")]
     pub models: Vec<String>,
     /// Only probes whose id or capability contains this text (repeatable).
@@ -113,10 +113,25 @@ fn load_probes(
         }
     }
     if out.is_empty() {
-        return Err(Error::Refused(format!(
-            "no probe families to run in {} (templatize an incident first)",
-            project.suite().display()
-        ))
+        if ids.is_empty() || filters.is_empty() {
+            return Err(Error::Refused(format!(
+                "no probe families to run in {} (templatize an incident first)",
+                project.suite().display()
+            ))
+            .into());
+        }
+        let mut known: Vec<&str> = ids.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        let wanted: Vec<String> = filters.iter().map(|f| format!("`{f}`")).collect();
+        return Err(Error::field(
+            "<command line>",
+            "--probe",
+            format!(
+                "no probe id or capability contains {}; the probes are: {}",
+                wanted.join(" or "),
+                known.join(", ")
+            ),
+        )
         .into());
     }
     Ok(out)

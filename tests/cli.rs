@@ -1256,3 +1256,54 @@ fn shipped_probes_are_the_templatized_example_incidents() {
         );
     }
 }
+
+/// Regression: `cliffprobe expand | head -1` exited 1 with "error: Broken pipe" because the
+/// io error arrived wrapped in a serde_json error. A closed stdout is success.
+#[test]
+fn expand_into_a_closed_pipe_is_success() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cliffprobe"))
+        .current_dir(repo())
+        .args(["expand", "--strategy", "pairwise"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // stdout is closed now; the expansion (megabytes) cannot fit in the pipe.
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Read-only commands never create a store: a mistyped --store is an input error and leaves
+/// no file behind.
+#[test]
+fn reading_commands_refuse_a_missing_store_without_creating_it() {
+    let tmp = TempDir::new().unwrap();
+    let missing = tmp.path().join("typo/cliffprobe.db");
+    for cmd in [
+        vec!["report"],
+        vec!["export"],
+        vec!["brittleness"],
+        vec!["tiers"],
+        vec!["trend"],
+        vec!["promote", "--dry-run"],
+    ] {
+        let mut c = cli(tmp.path());
+        c.args(&cmd).arg("--store").arg(&missing);
+        let o = run(c);
+        assert_eq!(o.code, 2, "{cmd:?}: {}", o.stderr);
+        assert!(o.stderr.contains("no store at"), "{cmd:?}: {}", o.stderr);
+    }
+    assert!(!tmp.path().join("typo").exists(), "nothing was created");
+}
