@@ -168,7 +168,7 @@ pub fn main() -> ExitCode {
             let input = e
                 .chain()
                 .any(|c| c.downcast_ref::<Error>().is_some_and(Error::is_input));
-            eprintln!("error: {}", crate::term::sanitize(&format!("{e:#}")));
+            eprintln!("error: {}", crate::term::sanitize(&chain_message(&e)));
             ExitCode::from(if input { 2 } else { 1 })
         }
     }
@@ -176,6 +176,24 @@ pub fn main() -> ExitCode {
 
 /// A closed stdout (`cliffprobe expand | head`) is success, whether the write failed directly
 /// or inside serde_json (which wraps the io error without exposing it as a source).
+/// The error and its causes joined by `: ` (as `{:#}` does), skipping a cause whose text the
+/// message already ends with: `Error::Io` shows its io error itself, which is also its source,
+/// so `{:#}` printed "No such file or directory (os error 2)" twice.
+fn chain_message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for c in e.chain() {
+        let part = c.to_string();
+        if msg.ends_with(&part) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&part);
+    }
+    msg
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -324,6 +342,19 @@ impl Project {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // Without a cliffprobe.toml the defaults apply; a --config that names a missing file is a
+    // typo, not a wish for defaults.
+    if !matches!(cli.command, Command::Init(_))
+        && cli.config != Path::new("cliffprobe.toml")
+        && !cli.config.exists()
+    {
+        return Err(Error::field(
+            "<command line>",
+            "--config",
+            format!("no configuration file at {}", cli.config.display()),
+        )
+        .into());
+    }
     match cli.command {
         Command::Init(a) => init(&a),
         Command::Templatize(a) => templatize_cmd(&Project::load(&cli.config)?, &a),

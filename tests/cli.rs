@@ -1307,3 +1307,35 @@ fn reading_commands_refuse_a_missing_store_without_creating_it() {
     }
     assert!(!tmp.path().join("typo").exists(), "nothing was created");
 }
+
+/// Path typos are input errors (exit 2) with the cause said once; a --config that names a
+/// missing file is refused instead of silently using the defaults.
+#[test]
+fn path_typos_are_input_errors() {
+    let tmp = TempDir::new().unwrap();
+    let o = run(templatize(
+        tmp.path(),
+        Path::new("incidnet.yaml"),
+        &tmp.path().join("suite"),
+        &[],
+    ));
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert_eq!(
+        o.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("incidnet.yaml"), "{}", o.stderr);
+
+    let mut c = cli(tmp.path());
+    c.args(["--config", "cliffprobe.tmol", "validate"]);
+    let o = run(c);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("field `--config`: no configuration file at cliffprobe.tmol"),
+        "{}",
+        o.stderr
+    );
+}
