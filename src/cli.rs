@@ -80,7 +80,8 @@ pub struct TemplatizeArgs {
     /// The incident file (YAML/JSON record, or a captured request, optionally with its response).
     pub incident: PathBuf,
     /// A check, as TYPE=VALUE (repeatable): contains=approved, not_contains=denied,
-    /// numeric=42, 'numeric={value: 4.2, tolerance: 0.1}', 'tool_call={name: refund}', refusal=true.
+    /// numeric=42, 'numeric={value: 4.2, tolerance: 0.1}', 'tool_call={name: refund}', refusal=true,
+    /// 'judge={rubric: Says the order is delayed}'.
     #[arg(long = "expect", value_name = "TYPE=VALUE")]
     pub expect: Vec<String>,
     /// A value that identifies the key record in tool outputs (repeatable; overrides detection).
@@ -104,6 +105,14 @@ pub struct TemplatizeArgs {
     /// Overwrite an existing probe; write even if the checks pass the bad output.
     #[arg(long)]
     pub force: bool,
+    /// Make the probe invariant: every variant's answer must agree with the canonical's (the
+    /// incident may then have no checks). A native incident can say `invariant: true` instead.
+    #[arg(long)]
+    pub invariant: bool,
+    /// For an invariant probe with free-text answers: the regex whose first capture group is
+    /// the answer compared (e.g. '(?i)status is (\w+)').
+    #[arg(long, value_name = "REGEX")]
+    pub answer_pattern: Option<String>,
     /// Also freeze paraphrases of the question written by this model (see `paraphrase`).
     #[arg(long, value_name = "MODEL")]
     pub paraphrase_with: Option<String>,
@@ -159,16 +168,38 @@ pub fn main() -> ExitCode {
             let input = e
                 .chain()
                 .any(|c| c.downcast_ref::<Error>().is_some_and(Error::is_input));
-            eprintln!("error: {}", crate::term::sanitize(&format!("{e:#}")));
+            eprintln!("error: {}", crate::term::sanitize(&chain_message(&e)));
             ExitCode::from(if input { 2 } else { 1 })
         }
     }
+}
+
+/// A closed stdout (`cliffprobe expand | head`) is success, whether the write failed directly
+/// or inside serde_json (which wraps the io error without exposing it as a source).
+/// The error and its causes joined by `: ` (as `{:#}` does), skipping a cause whose text the
+/// message already ends with: `Error::Io` shows its io error itself, which is also its source,
+/// so `{:#}` printed "No such file or directory (os error 2)" twice.
+fn chain_message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for c in e.chain() {
+        let part = c.to_string();
+        if msg.ends_with(&part) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&part);
+    }
+    msg
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     })
 }
 
@@ -268,10 +299,27 @@ impl Project {
     }
 
     /// Opens the store named by a `--store` option, else the configured one.
+    ///
+    /// For the commands that read results: a SQLite store that does not exist is refused (exit
+    /// 2) instead of being created empty, so a mistyped `--store` leaves no file behind.
     pub fn open_store(&self, option: Option<&str>) -> Result<crate::store::Store> {
         let url = option
             .map(str::to_string)
             .unwrap_or_else(|| self.store_url());
+        let file = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(&url);
+        if !file.contains("://") && !Path::new(file).exists() {
+            return Err(Error::field(
+                "<command line>",
+                "--store",
+                format!(
+                    "no store at {file}: nothing has been swept with it yet (run `cliffprobe sweep` first, or pass --store PATH)"
+                ),
+            )
+            .into());
+        }
         Ok(crate::store::Store::open_url(&url)?)
     }
 
@@ -294,6 +342,19 @@ impl Project {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // Without a cliffprobe.toml the defaults apply; a --config that names a missing file is a
+    // typo, not a wish for defaults.
+    if !matches!(cli.command, Command::Init(_))
+        && cli.config != Path::new("cliffprobe.toml")
+        && !cli.config.exists()
+    {
+        return Err(Error::field(
+            "<command line>",
+            "--config",
+            format!("no configuration file at {}", cli.config.display()),
+        )
+        .into());
+    }
     match cli.command {
         Command::Init(a) => init(&a),
         Command::Templatize(a) => templatize_cmd(&Project::load(&cli.config)?, &a),
@@ -366,6 +427,8 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
         id: a.id.clone(),
         keys: a.keys.clone(),
         force: a.force,
+        invariant: a.invariant,
+        answer_pattern: a.answer_pattern.clone(),
     };
     let mut t = templatize::templatize(&incident, &a.incident, &opts)?;
     let suite = a.suite.clone().unwrap_or_else(|| project.suite());
@@ -489,21 +552,43 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
     writeln!(
         out,
         "  checks      {}",
-        p.checks
-            .iter()
-            .map(describe_check)
-            .collect::<Vec<_>>()
-            .join(", ")
+        if p.checks.is_empty() {
+            "none".to_string()
+        } else {
+            p.checks
+                .iter()
+                .map(describe_check)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     )?;
+    if p.invariant {
+        writeln!(
+            out,
+            "  invariant   every variant's answer must agree with the canonical's{}",
+            match &p.answer_pattern {
+                Some(re) => format!(" (answer_pattern {:?})", crate::term::sanitize(re)),
+                None => String::new(),
+            }
+        )?;
+    }
     match t.bad_output_status {
         Some(crate::grade::CaseStatus::Pass) => writeln!(
             out,
             "  bad output  PASSES the checks: they do not reproduce the failure (written because of --force)"
         )?,
+        Some(crate::grade::CaseStatus::Ungraded) => writeln!(
+            out,
+            "  bad output  ungraded here (judge checks are graded by the [judge] model during a sweep): cannot confirm the checks reproduce the failure"
+        )?,
         Some(s) => writeln!(
             out,
             "  bad output  grades `{}`: the checks reproduce the failure",
             s.as_str()
+        )?,
+        None if p.checks.is_empty() && incident.bad_output.is_some() => writeln!(
+            out,
+            "  bad output  recorded; no checks to grade it with: the variants are compared with the canonical answer"
         )?,
         None => writeln!(
             out,

@@ -240,6 +240,17 @@ fn print_probe(out: &mut impl Write, rows: &[ProbeBrittleness], repeats: bool) -
         let mut headers: Vec<String> = vec!["axis".into(), "value".into()];
         headers.extend(rows.iter().map(|r| sanitize(&r.model)));
         let mut t = table(&headers.iter().map(String::as_str).collect::<Vec<_>>());
+        // Pad the counts so the percentages line up down each column.
+        let frac_width = rows
+            .iter()
+            .flat_map(|r| r.axes.values().flat_map(|m| m.values()))
+            .map(|s| format!("({}/{})", s.passed, s.cases).len())
+            .max()
+            .unwrap_or(0);
+        let any_significant = rows
+            .iter()
+            .flat_map(|r| r.axes.values().flat_map(|m| m.values()))
+            .any(|s| s.significant);
         for (axis, value) in &values {
             let mut row = vec![Cell::new(sanitize(axis)), Cell::new(sanitize(value))];
             for r in rows {
@@ -251,13 +262,14 @@ fn print_probe(out: &mut impl Write, rows: &[ProbeBrittleness], repeats: bool) -
                     .values()
                     .filter_map(|x| x.pass_rate)
                     .fold(f64::INFINITY, f64::min);
-                let text = format!(
-                    "{} ({}/{}){}",
-                    pct(s.pass_rate),
+                let counts = format!(
+                    "({}/{}){}",
                     s.passed,
                     s.cases,
                     if s.significant { " !" } else { "" }
                 );
+                let width = frac_width + if any_significant { 2 } else { 0 };
+                let text = format!("{} {counts:<width$}", pct(s.pass_rate));
                 let mut cell = right(text);
                 if s.significant {
                     cell = cell.fg(Color::Red).add_attribute(Attribute::Bold);
@@ -315,8 +327,7 @@ pub(crate) fn right(s: String) -> Cell {
 
 /// Runs `cliffprobe promote`.
 pub fn promote_cmd(project: &Project, a: &PromoteArgs) -> Result<ExitCode> {
-    let store_url = a.store.clone().unwrap_or_else(|| project.store_url());
-    let store = Store::open_url(&store_url)?;
+    let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
     promote_run(project, &store, &run.id, &a.paths, a.cap, a.dry_run)?;
     Ok(ExitCode::SUCCESS)

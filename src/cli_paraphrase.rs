@@ -158,7 +158,8 @@ pub fn personas_for(p: &Probe, lib: &AxisLibrary, spec: Option<&str>) -> Result<
 }
 
 /// The provider for `--with MODEL`, with the paraphrasing temperature (the model's, else
-/// [`ask::DEFAULT_TEMPERATURE`]) and room for several texts in the reply.
+/// [`ask::DEFAULT_TEMPERATURE`]; none for a reasoning model that takes `max_completion_tokens`
+/// unless configured) and room for several texts in the reply.
 pub fn provider_for(project: &Project, model: &str) -> Result<Arc<Provider>> {
     let cfg = project.config.models.get(model).ok_or_else(|| {
         let known: Vec<&str> = project.config.models.keys().map(String::as_str).collect();
@@ -179,7 +180,10 @@ pub fn provider_for(project: &Project, model: &str) -> Result<Arc<Provider>> {
         )
     })?;
     let mut cfg = cfg.clone();
-    cfg.temperature = Some(cfg.temperature.unwrap_or(ask::DEFAULT_TEMPERATURE));
+    // Reasoning models (max_completion_tokens) reject any temperature but their own default.
+    if !cfg.uses_max_completion_tokens() {
+        cfg.temperature = Some(cfg.temperature.unwrap_or(ask::DEFAULT_TEMPERATURE));
+    }
     cfg.max_tokens = Some(cfg.max_tokens.unwrap_or(2048));
     Ok(Arc::new(Provider::new(model, &cfg)?))
 }

@@ -3,9 +3,16 @@
 //! Starts from a failing variant (`--variant ID`, else the minimal failing variant of the probe
 //! × model in a run), and runs [`crate::shrink::shrink`] with an oracle that renders the variant
 //! with only some axes changed, calls the model (sequentially, with the sweep's retry rules:
-//! 429s wait, transient faults back off, at most `max_retries`), and grades the answer with the
-//! probe's checks. Answers come from, and go to, the response cache under the sweep's own cache
-//! keys, so configurations the sweep already ran cost nothing and a second shrink makes no call.
+//! 429s wait, transient faults back off, at most `max_retries`), and grades the answer the way
+//! the sweep does: the probe's checks; each `judge` check by asking the `[judge]` model the
+//! request of [`crate::judge::judge_request`] (a reply without a verdict is asked again, up to
+//! [`crate::sweep::JUDGE_REPLY_ATTEMPTS`]; no verdict makes the sample an error); and, for an
+//! `invariant: true` probe, the answer key ([`crate::invariant::answer_key`]) against the
+//! canonical's answer key of the same sample (the canonical is always asked first; a sample
+//! whose canonical answer errored cannot be compared and counts as an error, never a pass).
+//! Answers and judge replies come from, and go to, the response cache under the sweep's own
+//! cache keys, so configurations the sweep already ran (and judged) cost nothing and a second
+//! shrink makes no call.
 //! Nothing random is drawn: each variant renders with the seed derived from its id (listed per
 //! configuration in the JSON output).
 //!
@@ -14,6 +21,8 @@
 
 use crate::axes::{AxisName, ORIGINAL};
 use crate::brittleness::{self, Filter};
+use crate::chat::{ChatRequest, ChatResponse};
+use crate::check::Check;
 use crate::cli::Project;
 use crate::cli_brittle::{axes_text, right, table};
 use crate::error::Error;
@@ -91,6 +100,12 @@ struct Asked {
     cached: u32,
     /// HTTP attempts made for it (retries included).
     calls: u32,
+    /// Judge verdicts read from the response cache (probes with `judge` checks).
+    #[serde(skip_serializing_if = "is_zero")]
+    judge_cached: u32,
+    /// HTTP attempts made to the judge model (retries and re-asks included).
+    #[serde(skip_serializing_if = "is_zero")]
+    judge_calls: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip)]
@@ -129,8 +144,47 @@ struct Report {
     tested: Vec<Asked>,
     calls: u64,
     cache_hits: u64,
+    /// The `[judge]` model, when the probe has `judge` checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    judge: Option<String>,
+    /// The judge is the built-in mock: simulated verdicts, no calls.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    judge_mock: bool,
+    #[serde(skip_serializing_if = "is_zero64")]
+    judge_calls: u64,
+    #[serde(skip_serializing_if = "is_zero64")]
+    judge_cache_hits: u64,
+    /// True for an `invariant: true` probe (each configuration is compared with the canonical).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    invariant: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     promoted: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How one configuration's answers are graded beyond the probe's own checks: the judge model
+/// (for `judge` checks) and invariance against the canonical (for `invariant: true` probes).
+struct Grading {
+    judge: Option<JudgeSide>,
+    /// `Some(answer_pattern)` for an invariant probe.
+    invariant: Option<Option<regex::Regex>>,
+    /// The canonical's answer key per sample (`None`: that sample errored), once asked.
+    canonical_keys: Vec<Option<String>>,
+}
+
+/// The `[judge]` model as shrink calls it: sequentially, with the sweep's cache keys.
+struct JudgeSide {
+    name: String,
+    provider: Provider,
+    prompt: Option<String>,
+    max_retries: u32,
 }
 
 /// Finds a probe by id in the suite (or loads it from a file path): its file, text and content.
@@ -202,9 +256,12 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
         .into());
     };
     let (path, _, probe) = find_probe(project, &a.probe, &a.paths)?;
+    crate::provider::install_crypto_provider();
+    let mut grading = grading(project, &path, &probe)?;
     let lib = project.library()?;
     let x = ProbeExpansion::new(&probe, &lib)?;
-    let mut store = project.open_store(a.store.as_deref())?;
+    // Not `open_store`: shrink --variant needs no earlier sweep, and it caches what it asks.
+    let mut store = Store::open_url(&a.store.clone().unwrap_or_else(|| project.store_url()))?;
 
     // The starting variant.
     let (start_axes, from, run_id) = match &a.variant {
@@ -260,19 +317,25 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
             a.repeats,
             max_retries,
             &probe,
+            &mut grading,
         ) {
             Ok(r) => {
                 if !a.quiet {
                     // One line per configuration: shrink is short, sequential work.
                     eprintln!(
-                        "shrink: {} [{}]: {} ({})",
+                        "shrink: {} [{}]: {} ({}{})",
                         asked.len() + 1,
                         axes_text(&r.axes),
                         r.outcome.as_str(),
                         if r.calls == 0 {
                             "cache".to_string()
                         } else {
-                            format!("{} call{}", r.calls, if r.calls == 1 { "" } else { "s" })
+                            format!("{} call{}", r.calls, plural(r.calls))
+                        },
+                        if r.judge_calls > 0 {
+                            format!(", {} judge call{}", r.judge_calls, plural(r.judge_calls))
+                        } else {
+                            String::new()
                         }
                     );
                 }
@@ -393,6 +456,14 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
         minimal,
         calls: asked.iter().map(|q| u64::from(q.calls)).sum(),
         cache_hits: asked.iter().map(|q| u64::from(q.cached)).sum(),
+        judge: grading.judge.as_ref().map(|j| j.name.clone()),
+        judge_mock: grading
+            .judge
+            .as_ref()
+            .is_some_and(|j| j.provider.kind() == crate::config::ProviderKind::Mock),
+        judge_calls: asked.iter().map(|q| u64::from(q.judge_calls)).sum(),
+        judge_cache_hits: asked.iter().map(|q| u64::from(q.judge_cached)).sum(),
+        invariant: grading.invariant.is_some(),
         tested: asked,
         promoted,
     };
@@ -406,6 +477,44 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(code)
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// What grading needs beyond the checks: the `[judge]` model when the probe has `judge`
+/// checks (refused like the sweep refuses it when `cliffprobe.toml` has no `[judge]`), and the
+/// answer pattern of an invariant probe.
+fn grading(project: &Project, path: &std::path::Path, probe: &Probe) -> Result<Grading> {
+    let lp = [probe::LoadedProbe {
+        path: path.to_path_buf(),
+        probe: probe.clone(),
+    }];
+    crate::sweep::check_judge(&project.config, &lp)?;
+    let has_judge = probe.checks.iter().any(|c| matches!(c, Check::Judge(_)));
+    let judge = match (&project.config.judge, has_judge) {
+        (Some(j), true) => {
+            // The configuration was validated: `judge.model` names a configured model.
+            let Some(m) = project.config.models.get(&j.model) else {
+                return Err(
+                    Error::Other(format!("judge model `{}` not configured", j.model)).into(),
+                );
+            };
+            Some(JudgeSide {
+                name: j.model.clone(),
+                provider: Provider::new(&j.model, m)?,
+                prompt: j.prompt.clone(),
+                max_retries: m.max_retries.unwrap_or(4),
+            })
+        }
+        _ => None,
+    };
+    Ok(Grading {
+        judge,
+        invariant: crate::invariant::InvariantProbe::of(probe).map(|p| p.answer_pattern),
+        canonical_keys: Vec::new(),
+    })
 }
 
 fn find_asked<'a>(asked: &'a [Asked], variant: &str) -> &'a Asked {
@@ -537,7 +646,8 @@ fn run_minimal_failing(
     }
 }
 
-/// Renders one configuration, runs its samples (cache first), grades them.
+/// Renders one configuration, runs its samples (cache first), grades them (checks, judge,
+/// invariance: see the module docs).
 #[allow(clippy::too_many_arguments)]
 fn ask(
     x: &ProbeExpansion<'_>,
@@ -548,6 +658,7 @@ fn ask(
     repeats: u32,
     max_retries: u32,
     probe: &Probe,
+    grading: &mut Grading,
 ) -> Result<Asked> {
     let v = x.variant(axes)?;
     let mock = provider.kind() == crate::config::ProviderKind::Mock;
@@ -572,10 +683,15 @@ fn ask(
         errors: 0,
         cached: 0,
         calls: 0,
+        judge_cached: 0,
+        judge_calls: 0,
         error: None,
         reason: None,
         excerpt: None,
     };
+    if v.canonical {
+        grading.canonical_keys = vec![None; repeats as usize];
+    }
     for sample in 0..repeats {
         let key = crate::sweep::cache_key(provider, &body, sample);
         let resp = match (!mock)
@@ -608,44 +724,156 @@ fn ask(
                 r
             }
         };
-        match resp {
-            Ok(resp) => {
-                let (status, verdicts) = grade::grade(&probe.checks, &resp);
-                match status {
-                    CaseStatus::Pass => q.passed += 1,
-                    CaseStatus::Fail => {
-                        q.failed += 1;
-                        if q.reason.is_none() {
-                            let mut reasons: Vec<&str> = Vec::new();
-                            for c in &verdicts {
-                                if c.passed == Some(false) && !reasons.contains(&c.reason.as_str())
-                                {
-                                    reasons.push(&c.reason);
-                                }
-                            }
-                            q.reason = Some(grade::excerpt(&sanitize(&reasons.join("; ")), 400));
-                            q.excerpt = Some(grade::excerpt(
-                                &sanitize(&resp.text),
-                                promote::EXCERPT_CHARS,
-                            ))
-                            .filter(|e| !e.trim().is_empty());
-                        }
-                    }
-                    CaseStatus::Error | CaseStatus::Ungraded => {
-                        q.errors += 1;
-                        q.error
-                            .get_or_insert_with(|| format!("sample {sample}: {}", status.as_str()));
-                    }
-                }
-            }
+        let resp = match resp {
+            Ok(resp) => resp,
             Err(e) => {
                 q.errors += 1;
                 q.error.get_or_insert_with(|| sanitize(&e));
+                continue;
+            }
+        };
+        let (mut status, mut verdicts) = grade::grade(&probe.checks, &resp);
+        if let Some(j) = &grading.judge {
+            // As the sweep does: the judge reads the answer's text and tool calls only.
+            let answer = ChatResponse {
+                text: resp.text.clone(),
+                tool_calls: resp.tool_calls.clone(),
+                ..Default::default()
+            };
+            let mut judge_error = None;
+            for (i, c) in probe.checks.iter().enumerate() {
+                let Check::Judge(jc) = c else { continue };
+                let req = crate::judge::judge_request(
+                    j.prompt.as_deref(),
+                    &jc.rubric,
+                    &v.request,
+                    &answer,
+                );
+                match judge_one(j, store, rt, &req, &mut q)? {
+                    Ok(jv) => {
+                        verdicts[i] = grade::CheckVerdict {
+                            check: c.kind().to_string(),
+                            passed: Some(jv.passed),
+                            reason: jv.reason,
+                        };
+                    }
+                    Err(e) => {
+                        judge_error = Some(format!("judge: {e}"));
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = judge_error {
+                // The answer arrived but could not be graded: an error, never a pass or a
+                // fail (and, for the canonical, no reference to compare with).
+                q.errors += 1;
+                q.error
+                    .get_or_insert_with(|| format!("sample {sample}: {}", sanitize(&e)));
+                continue;
+            }
+            status = grade::fold_status(&verdicts);
+        }
+        if let Some(pattern) = &grading.invariant {
+            let k = crate::invariant::answer_key(&resp.text, &resp.tool_calls, pattern.as_ref());
+            if v.canonical {
+                verdicts.push(crate::invariant::reference());
+                grading.canonical_keys[sample as usize] = Some(k);
+            } else {
+                let canonical = grading
+                    .canonical_keys
+                    .get(sample as usize)
+                    .cloned()
+                    .flatten();
+                verdicts.push(crate::invariant::compare(&k, canonical.as_deref()));
+            }
+            status = grade::fold_status(&verdicts);
+        }
+        match status {
+            CaseStatus::Pass => q.passed += 1,
+            CaseStatus::Fail => {
+                q.failed += 1;
+                if q.reason.is_none() {
+                    let mut reasons: Vec<&str> = Vec::new();
+                    for c in &verdicts {
+                        if c.passed == Some(false) && !reasons.contains(&c.reason.as_str()) {
+                            reasons.push(&c.reason);
+                        }
+                    }
+                    q.reason = Some(grade::excerpt(&sanitize(&reasons.join("; ")), 400));
+                    q.excerpt = Some(grade::excerpt(
+                        &sanitize(&resp.text),
+                        promote::EXCERPT_CHARS,
+                    ))
+                    .filter(|e| !e.trim().is_empty());
+                }
+            }
+            CaseStatus::Error | CaseStatus::Ungraded => {
+                q.errors += 1;
+                let why = verdicts
+                    .iter()
+                    .find(|c| c.passed.is_none())
+                    .map(|c| format!("{}: {}", c.check, c.reason))
+                    .unwrap_or_else(|| status.as_str().to_string());
+                q.error
+                    .get_or_insert_with(|| format!("sample {sample}: {}", sanitize(&why)));
             }
         }
     }
     q.outcome = Outcome::of_samples(q.passed, q.failed, q.errors);
     Ok(q)
+}
+
+/// One judge verdict, as the sweep gets it: the mock judge offline; else the response cache
+/// (the sweep's key: judge provider, endpoint, model id, encoded judge request, sample 0), else
+/// the judge model with the retry rules of [`call_with_retries`], re-asked when its reply holds
+/// no verdict, at most [`crate::sweep::JUDGE_REPLY_ATTEMPTS`] replies. A reply with a verdict
+/// is cached. The outer `Err` is a store failure; the inner one why no verdict could be had.
+fn judge_one(
+    j: &JudgeSide,
+    store: &mut Store,
+    rt: &tokio::runtime::Runtime,
+    req: &ChatRequest,
+    q: &mut Asked,
+) -> Result<std::result::Result<crate::judge::JudgeVerdict, String>> {
+    if j.provider.kind() == crate::config::ProviderKind::Mock {
+        let r = crate::provider::mock::judge_answer(&j.provider.config().model, req);
+        return Ok(crate::judge::parse_verdict(&r.text));
+    }
+    let body = j.provider.encode(req);
+    let key = crate::sweep::cache_key(&j.provider, &body, 0);
+    if let Some(r) = store.cache_get(&key)?
+        && let Ok(v) = crate::judge::parse_verdict(&r.text)
+    {
+        q.judge_cached += 1;
+        return Ok(Ok(v));
+    }
+    let mut last = String::new();
+    for _ in 0..crate::sweep::JUDGE_REPLY_ATTEMPTS {
+        let (r, attempts) = rt.block_on(call_with_retries(
+            &j.provider,
+            &body,
+            req,
+            &[],
+            0,
+            j.max_retries,
+        ));
+        q.judge_calls += attempts;
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        match crate::judge::parse_verdict(&r.text) {
+            Ok(v) => {
+                store.write_batch(&[WriteOp::Cache { key, response: r }])?;
+                return Ok(Ok(v));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Ok(Err(format!(
+        "{last} (after {} replies)",
+        crate::sweep::JUDGE_REPLY_ATTEMPTS
+    )))
 }
 
 /// One sample, with the sweep's retry rules: a 429 waits as the server says (at most
@@ -810,13 +1038,33 @@ fn print_text(out: &mut impl Write, r: &Report) -> Result<()> {
     }
     writeln!(
         out,
-        "{} configuration{} tested; {} call{} made, {} answer{} from the cache{}",
+        "{} configuration{} tested; {} call{} made, {} answer{} from the cache{}{}{}",
         r.tested.len(),
         if r.tested.len() == 1 { "" } else { "s" },
         r.calls,
         if r.calls == 1 { "" } else { "s" },
         r.cache_hits,
         if r.cache_hits == 1 { "" } else { "s" },
+        match &r.judge {
+            Some(j) if r.judge_mock => format!(
+                "; judge {}: the built-in mock (simulated verdicts, not a real model)",
+                sanitize(j)
+            ),
+            Some(j) => format!(
+                "; judge {}: {} call{}, {} verdict{} from the cache",
+                sanitize(j),
+                r.judge_calls,
+                if r.judge_calls == 1 { "" } else { "s" },
+                r.judge_cache_hits,
+                if r.judge_cache_hits == 1 { "" } else { "s" }
+            ),
+            None => String::new(),
+        },
+        if r.invariant {
+            "; invariant probe: each configuration's answer is compared with the canonical's"
+        } else {
+            ""
+        },
         if r.repeats > 1 {
             format!(
                 "; {} samples each: a configuration fails when a strict majority of them fail",

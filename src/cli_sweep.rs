@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 /// `sweep` options.
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
-    /// Models to run (repeatable; default: all configured).
+    /// Models to run (repeatable; default: all configured but the [judge] model).
     #[arg(long = "model", value_name = "NAME")]
     pub models: Vec<String>,
     /// Only probes whose id or capability contains this text (repeatable).
@@ -113,10 +113,25 @@ fn load_probes(
         }
     }
     if out.is_empty() {
-        return Err(Error::Refused(format!(
-            "no probe families to run in {} (templatize an incident first)",
-            project.suite().display()
-        ))
+        if ids.is_empty() || filters.is_empty() {
+            return Err(Error::Refused(format!(
+                "no probe families to run in {} (templatize an incident first)",
+                project.suite().display()
+            ))
+            .into());
+        }
+        let mut known: Vec<&str> = ids.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        let wanted: Vec<String> = filters.iter().map(|f| format!("`{f}`")).collect();
+        return Err(Error::field(
+            "<command line>",
+            "--probe",
+            format!(
+                "no probe id or capability contains {}; the probes are: {}",
+                wanted.join(" or "),
+                known.join(", ")
+            ),
+        )
         .into());
     }
     Ok(out)
@@ -222,6 +237,27 @@ fn finish(
         return Err(Error::Refused("no models configured: add [models.NAME] to cliffprobe.toml (`cliffprobe init` writes an example)".into()).into());
     }
     sweep::check_judge(cfg, &probes)?;
+    // The shipped config judges with the mock (the offline demo): say so loudly once real
+    // models are swept, since its verdicts are simulated.
+    if let Some(j) = &cfg.judge
+        && cfg.models.get(&j.model).map(|m| m.provider) == Some(ProviderKind::Mock)
+        && opts.models.iter().any(|m| {
+            cfg.models
+                .get(m)
+                .is_some_and(|m| m.provider != ProviderKind::Mock)
+        })
+        && probes.iter().any(|lp| {
+            lp.probe
+                .checks
+                .iter()
+                .any(|c| matches!(c, crate::check::Check::Judge(_)))
+        })
+    {
+        eprintln!(
+            "warning: [judge] model `{}` is the built-in mock: judge checks get simulated verdicts, not grades; point [judge] at a real model",
+            j.model
+        );
+    }
     let counts = sweep::plan_counts(&probes, &lib, &opts)?;
     let variants: u64 = counts.iter().map(|(_, n)| n).sum();
     let planned = variants * opts.repeats as u64 * opts.models.len() as u64;

@@ -173,11 +173,18 @@ pub fn render_text(m: &MeasuredTiers, run: &RunInfo) -> String {
         "variants: {} easy, {} medium, {} hard, {} frontier, {} unmeasured (only errors)",
         v.easy, v.medium, v.hard, v.frontier, v.unmeasured
     );
-    let _ = writeln!(
-        o,
-        "{} of {} variants measured in their probe's last earlier run changed measured tier",
-        m.variants_moved, m.variants_compared
-    );
+    if m.variants_compared == 0 {
+        let _ = writeln!(
+            o,
+            "no earlier run measured these variants: nothing to compare with yet"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "{} of {} variants measured in their probe's last earlier run changed measured tier",
+            m.variants_moved, m.variants_compared
+        );
+    }
     if m.moved.is_empty() {
         let _ = writeln!(o, "moved since the last run: none");
     } else {

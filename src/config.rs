@@ -126,6 +126,35 @@ impl ProviderKind {
     }
 }
 
+/// `max_tokens_field`: the name of the output-token limit in an OpenAI chat-completions body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    /// `max_completion_tokens` for OpenAI reasoning model ids, else `max_tokens`.
+    #[default]
+    Auto,
+    /// Always `max_tokens` (most OpenAI-compatible servers).
+    MaxTokens,
+    /// Always `max_completion_tokens` (OpenAI's o-series and gpt-5 models).
+    MaxCompletionTokens,
+}
+
+/// Whether a model id names one of OpenAI's reasoning model families (o1, o3, o4, gpt-5),
+/// which reject `max_tokens` and sampling temperatures. A routing prefix (`openai/o3-mini` on
+/// OpenRouter or LiteLLM) is ignored.
+pub fn is_openai_reasoning_model(model: &str) -> bool {
+    let id = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    let family = |f: &str| {
+        id.strip_prefix(f)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+    };
+    family("o1") || family("o3") || family("o4") || id.starts_with("gpt-5")
+}
+
 /// One `[models.NAME]` table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +178,12 @@ pub struct ModelConfig {
     /// Maximum output tokens (default 1024).
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Which request field carries `max_tokens` for the `openai` provider: `max_tokens`,
+    /// `max_completion_tokens` (OpenAI's reasoning models reject `max_tokens`), or `auto`
+    /// (the default: `max_completion_tokens` for the o1/o3/o4/gpt-5 model ids, see
+    /// [`ModelConfig::uses_max_completion_tokens`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_field: Option<MaxTokensField>,
     /// Per-request timeout in seconds (default 60).
     #[serde(default)]
     pub timeout: Option<f64>,
@@ -186,6 +221,17 @@ impl ModelConfig {
                 self.model
             )
         })
+    }
+
+    /// Whether the OpenAI body carries `max_completion_tokens` instead of `max_tokens` (and
+    /// leaves `temperature` out unless it is configured): `max_tokens_field`, or with `auto`
+    /// (the default) when the model id is a reasoning model's ([`is_openai_reasoning_model`]).
+    pub fn uses_max_completion_tokens(&self) -> bool {
+        match self.max_tokens_field.unwrap_or_default() {
+            MaxTokensField::MaxTokens => false,
+            MaxTokensField::MaxCompletionTokens => true,
+            MaxTokensField::Auto => is_openai_reasoning_model(&self.model),
+        }
     }
 
     /// Timeout in seconds.
@@ -302,6 +348,13 @@ impl Config {
                     path,
                     field("api_key_env"),
                     "must be the *name* of an environment variable (e.g. OPENAI_API_KEY), never the key itself",
+                ));
+            }
+            if m.max_tokens_field.is_some() && m.provider == ProviderKind::Anthropic {
+                return Err(Error::field(
+                    path,
+                    field("max_tokens_field"),
+                    "is for the openai provider only (the Anthropic Messages API always takes max_tokens): remove it",
                 ));
             }
             if m.max_concurrency == Some(0) {
@@ -473,6 +526,45 @@ mod tests {
     #[test]
     fn default_config_parses() {
         Config::parse(Path::new("default"), DEFAULT_CONFIG).unwrap();
+    }
+
+    #[test]
+    fn reasoning_model_ids_are_recognised() {
+        for id in [
+            "o1",
+            "o1-2024-12-17",
+            "o3-mini-2025-01-31",
+            "O4-mini",
+            "gpt-5",
+            "gpt-5-mini-2025-08-07",
+            "openai/o3",
+        ] {
+            assert!(is_openai_reasoning_model(id), "{id}");
+        }
+        for id in [
+            "gpt-4o-2024-08-06",
+            "o10x",
+            "llama3:8b",
+            "qwen-o1",
+            "gpt-4.1",
+        ] {
+            assert!(!is_openai_reasoning_model(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn max_tokens_field_is_for_openai_only() {
+        let anthropic = "[models.c]\nprovider = \"anthropic\"\nmodel = \"claude-x\"\nmax_tokens_field = \"max_completion_tokens\"\n";
+        let msg = Config::parse(Path::new("c.toml"), anthropic)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("models.c.max_tokens_field"), "{msg}");
+        let bad = "[models.g]\nprovider = \"openai\"\nbase_url = \"http://x\"\nmodel = \"m\"\nmax_tokens_field = \"completion\"\n";
+        let msg = Config::parse(Path::new("c.toml"), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("c.toml:5"), "{msg}");
+        assert!(msg.contains("max_completion_tokens"), "{msg}");
     }
 
     #[test]

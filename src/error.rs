@@ -106,9 +106,14 @@ impl Error {
         }
     }
 
-    /// True for errors the user fixes by changing their input (exit status 2).
+    /// True for errors the user fixes by changing their input (exit status 2): bad input, a
+    /// refusal, or a file that does not exist (a path typo).
     pub fn is_input(&self) -> bool {
-        matches!(self, Error::Input { .. } | Error::Refused(_))
+        match self {
+            Error::Input { .. } | Error::Refused(_) => true,
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
     }
 
     /// Converts a YAML error from serde-saphyr, keeping its line and column.

@@ -75,6 +75,12 @@ pub struct Incident {
     pub bad_output: Option<ChatResponse>,
     /// Checks a correct answer passes.
     pub expected: Vec<Check>,
+    /// The probe is invariant: every variant's answer must agree with the canonical's (it may
+    /// then have no `expected` checks). Native records only.
+    pub invariant: bool,
+    /// For an invariant probe with free-text answers: the regex whose first capture group is
+    /// the answer compared (see [`crate::invariant::answer_key`]).
+    pub answer_pattern: Option<String>,
     /// Free text.
     pub notes: Option<String>,
 }
@@ -105,6 +111,10 @@ struct NativeIncident {
     bad_output: Option<BadOutput>,
     #[serde(default)]
     expected: Vec<Check>,
+    #[serde(default)]
+    invariant: bool,
+    #[serde(default)]
+    answer_pattern: Option<String>,
     #[serde(default)]
     notes: Option<String>,
 }
@@ -187,6 +197,8 @@ impl Incident {
                     },
                 }),
                 expected: native.expected,
+                invariant: native.invariant,
+                answer_pattern: native.answer_pattern,
                 notes: native.notes,
             });
         }
@@ -233,6 +245,8 @@ impl Incident {
             documents: Vec::new(),
             bad_output,
             expected: Vec::new(),
+            invariant: false,
+            answer_pattern: None,
             notes: None,
         })
     }

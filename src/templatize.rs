@@ -32,6 +32,10 @@ pub struct TemplatizeOptions {
     pub keys: Vec<String>,
     /// Write even when the checks pass the bad output.
     pub force: bool,
+    /// Make the probe invariant (`--invariant`), as the incident's `invariant: true` does.
+    pub invariant: bool,
+    /// The invariant probe's `answer_pattern` (`--answer-pattern`), overriding the incident's.
+    pub answer_pattern: Option<String>,
 }
 
 /// The result: a probe and what was found, for the summary.
@@ -46,7 +50,7 @@ pub struct Templatized {
 }
 
 /// How a probe file must look when an incident has no checks.
-pub const EXPECTED_HELP: &str = "add an `expected` list to the incident, for example:\n\n  expected:\n    - contains: delayed\n    - not_contains: shipped\n    - numeric: {value: 1234.5, tolerance: 0.01}\n    - tool_call: {name: cancel_order, arguments: {order_id: A-10442}}\n\nor pass checks on the command line: --expect contains=delayed --expect not_contains=shipped";
+pub const EXPECTED_HELP: &str = "add an `expected` list to the incident, for example:\n\n  expected:\n    - contains: delayed\n    - not_contains: shipped\n    - numeric: {value: 1234.5, tolerance: 0.01}\n    - tool_call: {name: cancel_order, arguments: {order_id: A-10442}}\n    - judge: {rubric: \"Says the order is delayed; never that it shipped.\"}\n\nor pass checks on the command line: --expect contains=delayed --expect not_contains=shipped; or, when there is no single right answer but every variant must answer like the incident's canonical one, make the probe invariant: `invariant: true` in the incident (or --invariant)";
 
 /// A slug for folder and file names: lowercase ASCII letters, digits and `-`.
 pub fn slug(s: &str) -> String {
@@ -98,12 +102,38 @@ pub fn templatize(
     let mut warnings = Vec::new();
     let mut checks = incident.expected.clone();
     checks.extend(opts.expect.iter().cloned());
-    if checks.is_empty() {
+    let invariant = incident.invariant || opts.invariant;
+    let answer_pattern = opts
+        .answer_pattern
+        .clone()
+        .or_else(|| incident.answer_pattern.clone());
+    if checks.is_empty() && !invariant {
         return Err(Error::field(
             incident_path,
             "expected",
             format!("the incident has no checks, so no variant could ever fail; {EXPECTED_HELP}"),
         ));
+    }
+    if let Some(p) = &answer_pattern {
+        let field = if opts.answer_pattern.is_some() {
+            "--answer-pattern"
+        } else {
+            "answer_pattern"
+        };
+        if !invariant {
+            return Err(Error::field(
+                incident_path,
+                field,
+                "is only used by invariant probes: add `invariant: true` (or --invariant), or remove it",
+            ));
+        }
+        if let Err(e) = regex::Regex::new(p) {
+            return Err(Error::field(
+                incident_path,
+                field,
+                format!("is not a valid regex: {e}"),
+            ));
+        }
     }
     let Some(q_index) = incident
         .conversation
@@ -276,8 +306,8 @@ pub fn templatize(
         title,
         capability,
         tier: opts.tier.or(incident.tier).unwrap_or(Tier::Hard),
-        invariant: false,
-        answer_pattern: None,
+        invariant,
+        answer_pattern,
         source: Source {
             kind: incident.kind.as_str().to_string(),
             file: Some(incident_path.display().to_string()),
@@ -315,9 +345,11 @@ pub fn templatize(
         .map(|a| a.as_str().to_string())
         .collect();
 
+    // An invariant probe without checks has no expected answer to grade the bad output with.
     let bad_output_status = incident
         .bad_output
         .as_ref()
+        .filter(|_| !probe.checks.is_empty())
         .map(|b| grade::grade(&probe.checks, b).0);
     if bad_output_status == Some(CaseStatus::Pass) {
         let msg = "the checks PASS the output that failed in production, so they do not reproduce the failure: tighten them (e.g. add a not_contains for the wrong answer)";

@@ -169,7 +169,7 @@ fn every_example_templatizes_into_the_suite_and_validates() {
     let tmp = TempDir::new().unwrap();
     let suite = tmp.path().join("suite");
     let all = examples();
-    assert_eq!(all.len(), 7, "examples/incidents holds 7 incidents");
+    assert_eq!(all.len(), 9, "examples/incidents holds 9 incidents");
     for inc in &all {
         let out = ok(templatize(tmp.path(), inc, &suite, &[]));
         let s = &out.stdout;
@@ -229,10 +229,17 @@ fn every_example_templatizes_into_the_suite_and_validates() {
         for a in &p.axes {
             assert!(axes_line.contains(a.as_str()), "{axes_line}");
         }
-        // The incident's own failure reproduces: every example grades `fail`.
-        assert!(s.contains("grades `fail`"), "{s}");
+        // The incident's own failure reproduces: every example with checks grades `fail`; the
+        // invariant one without checks is compared with its canonical answer instead.
+        if p.checks.is_empty() {
+            assert!(p.invariant, "{}", inc.display());
+            assert!(s.contains("no checks to grade it with"), "{s}");
+            assert!(s.contains("invariant   every variant's answer"), "{s}");
+        } else {
+            assert!(s.contains("grades `fail`"), "{s}");
+        }
     }
-    assert_eq!(files_under(&suite).len(), 7);
+    assert_eq!(files_under(&suite).len(), 9);
     assert!(
         files_under(tmp.path())
             .iter()
@@ -244,7 +251,7 @@ fn every_example_templatizes_into_the_suite_and_validates() {
     let mut c = cli(tmp.path());
     c.arg("validate").arg(&suite);
     let out = ok(c);
-    assert!(out.stdout.contains("7 probe files OK"), "{}", out.stdout);
+    assert!(out.stdout.contains("9 probe files OK"), "{}", out.stdout);
 }
 
 #[test]
@@ -802,7 +809,7 @@ fn expand_streams_canonical_first_with_the_documented_shape() {
             assert_eq!(v["canonical"], false, "two canonicals for {probe}");
         }
     }
-    assert_eq!(seen.len(), 7);
+    assert_eq!(seen.len(), 9);
 }
 
 #[test]
@@ -1134,6 +1141,93 @@ fn snapshot_templatized_probe_files() {
     );
 }
 
+/// `cliffprobe init` writes `examples/cliffprobe.toml`; the repo's own `cliffprobe.toml` (the
+/// offline demo) is the same file, so the demo is what a new project starts from.
+#[test]
+fn the_demo_config_is_the_init_default() {
+    let root = std::fs::read_to_string(repo().join("cliffprobe.toml")).unwrap();
+    let example = std::fs::read_to_string(repo().join("examples/cliffprobe.toml")).unwrap();
+    assert_eq!(root, example);
+    // It judges offline with the mock, and says so.
+    assert!(root.contains("[judge]\nmodel = \"mock-judge\""), "{root}");
+    assert!(root.contains("SIMULATED"), "{root}");
+}
+
+/// The incident format carries `invariant: true`, `answer_pattern` and `judge` checks into the
+/// probe; `--invariant` / `--answer-pattern` do the same for captures (which carry no checks).
+#[test]
+fn templatize_carries_invariance_and_judge_checks() {
+    let tmp = TempDir::new().unwrap();
+    let suite = tmp.path().join("suite");
+    let (p, _) = templatize_ok(
+        tmp.path(),
+        &example("loan-prescreen-consistency.yaml"),
+        &suite,
+        &[],
+    );
+    assert!(p.invariant && p.checks.is_empty());
+    assert_eq!(
+        p.answer_pattern.as_deref(),
+        Some("(?i)decision:\\s*(not eligible|eligible)")
+    );
+    let (p, _) = templatize_ok(
+        tmp.path(),
+        &example("opened-item-refund-policy.yaml"),
+        &suite,
+        &[],
+    );
+    assert!(!p.invariant);
+    assert_eq!(
+        p.checks.iter().map(|c| c.kind()).collect::<Vec<_>>(),
+        ["contains", "judge"]
+    );
+
+    // A capture with no checks: refused, unless invariant.
+    let cap = input("openai-capture.json");
+    let refused = run(templatize(tmp.path(), &cap, &suite, &["--dry-run"]));
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    let out = ok(templatize(
+        tmp.path(),
+        &cap,
+        &suite,
+        &[
+            "--dry-run",
+            "--invariant",
+            "--answer-pattern",
+            "(?i)status: (\\w+)",
+        ],
+    ));
+    assert!(
+        out.stdout.contains("\ninvariant: true\nanswer_pattern: "),
+        "{}",
+        out.stdout
+    );
+
+    // answer_pattern without invariance, or a bad regex: exit 2, naming the field, no file.
+    for (args, field) in [
+        (vec!["--answer-pattern", "x"], "--answer-pattern"),
+        (
+            vec!["--invariant", "--answer-pattern", "(unclosed"],
+            "--answer-pattern",
+        ),
+    ] {
+        let mut all = vec!["--id", "never-written", "--expect", "contains=x"];
+        all.extend(args);
+        let o = run(templatize(tmp.path(), &cap, &suite, &all));
+        assert_eq!(o.code, 2, "{}", o.stderr);
+        assert!(
+            o.stderr.contains(&format!("field `{field}`")),
+            "{}",
+            o.stderr
+        );
+    }
+    assert!(
+        !files_under(&suite)
+            .iter()
+            .any(|f| f.ends_with("never-written.yaml"))
+    );
+}
+
 /// The shipped suite is what `templatize` makes of the shipped incidents today: a change to
 /// templatize that would alter the probes must regenerate them in the same commit.
 #[test]
@@ -1161,4 +1255,87 @@ fn shipped_probes_are_the_templatized_example_incidents() {
             f.display()
         );
     }
+}
+
+/// Regression: `cliffprobe expand | head -1` exited 1 with "error: Broken pipe" because the
+/// io error arrived wrapped in a serde_json error. A closed stdout is success.
+#[test]
+fn expand_into_a_closed_pipe_is_success() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cliffprobe"))
+        .current_dir(repo())
+        .args(["expand", "--strategy", "pairwise"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // stdout is closed now; the expansion (megabytes) cannot fit in the pipe.
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Read-only commands never create a store: a mistyped --store is an input error and leaves
+/// no file behind.
+#[test]
+fn reading_commands_refuse_a_missing_store_without_creating_it() {
+    let tmp = TempDir::new().unwrap();
+    let missing = tmp.path().join("typo/cliffprobe.db");
+    for cmd in [
+        vec!["report"],
+        vec!["export"],
+        vec!["brittleness"],
+        vec!["tiers"],
+        vec!["trend"],
+        vec!["promote", "--dry-run"],
+    ] {
+        let mut c = cli(tmp.path());
+        c.args(&cmd).arg("--store").arg(&missing);
+        let o = run(c);
+        assert_eq!(o.code, 2, "{cmd:?}: {}", o.stderr);
+        assert!(o.stderr.contains("no store at"), "{cmd:?}: {}", o.stderr);
+    }
+    assert!(!tmp.path().join("typo").exists(), "nothing was created");
+}
+
+/// Path typos are input errors (exit 2) with the cause said once; a --config that names a
+/// missing file is refused instead of silently using the defaults.
+#[test]
+fn path_typos_are_input_errors() {
+    let tmp = TempDir::new().unwrap();
+    let o = run(templatize(
+        tmp.path(),
+        Path::new("incidnet.yaml"),
+        &tmp.path().join("suite"),
+        &[],
+    ));
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert_eq!(
+        o.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("incidnet.yaml"), "{}", o.stderr);
+
+    let mut c = cli(tmp.path());
+    c.args(["--config", "cliffprobe.tmol", "validate"]);
+    let o = run(c);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("field `--config`: no configuration file at cliffprobe.tmol"),
+        "{}",
+        o.stderr
+    );
 }

@@ -433,3 +433,33 @@ fn only_invariant_probes_may_have_no_checks_and_the_new_keys_keep_variant_ids() 
         "invariant and answer_pattern are not in the digest"
     );
 }
+
+/// The shipped config judges with the mock (the offline demo). Once a real model is swept, a
+/// mock judge's verdicts are simulated grades of real answers: the sweep says so.
+#[test]
+fn a_mock_judge_of_real_models_is_a_loud_warning() {
+    let server = TestServer::start(|req, _| model_reply(req.json()));
+    let p = judge_project(&server, false);
+    let mut models = model(
+        "gpt",
+        "openai",
+        &format!("{}/v1", server.url()),
+        "max_retries = 1\ntimeout = 5",
+    );
+    models.push_str(
+        "[models.mj]\nprovider = \"mock\"\nmodel = \"mock-judge-1\"\n\n[judge]\nmodel = \"mj\"\n",
+    );
+    p.write_config(&models);
+    let out = p.sweep(&FORMAT_AXIS, &env()).success();
+    assert!(
+        out.stderr.contains(
+            "warning: [judge] model `mj` is the built-in mock: judge checks get simulated verdicts"
+        ),
+        "{}",
+        out.stderr
+    );
+    // Mock graded models with the mock judge (the demo): no warning.
+    p.write_config("[models.m]\nprovider = \"mock\"\nmodel = \"mock-steady-1\"\n\n[models.mj]\nprovider = \"mock\"\nmodel = \"mock-judge-1\"\n\n[judge]\nmodel = \"mj\"\n");
+    let out = p.sweep(&FORMAT_AXIS, &env()).success();
+    assert!(!out.stderr.contains("warning: [judge]"), "{}", out.stderr);
+}

@@ -153,6 +153,64 @@ async fn openai_text_answer() {
     );
 }
 
+/// OpenAI's reasoning models (o1/o3/o4/gpt-5) reject `max_tokens` and sampling temperatures:
+/// for their model ids (`auto`) or with `max_tokens_field = "max_completion_tokens"` the body
+/// carries `max_completion_tokens` and no temperature unless one is configured;
+/// `max_tokens_field = "max_tokens"` keeps the classic body for any id.
+#[tokio::test]
+async fn openai_reasoning_models_get_max_completion_tokens() {
+    let server = TestServer::start(|_, _| {
+        Reply::json(
+            200,
+            openai_completion("o3-2025-04-16", "Order A-10442 is delayed."),
+        )
+    });
+    let url = format!("{}/v1", server.url());
+    let sent = |extra: &str| {
+        let cfg: ModelConfig = toml::from_str(&format!(
+            "provider = \"openai\"\nbase_url = \"{url}\"\n{extra}"
+        ))
+        .expect("model config");
+        Provider::with_api_key("m", &cfg, Some(KEY.into())).unwrap()
+    };
+    let cases: [(&str, serde_json::Value); 6] = [
+        (
+            "model = \"o3-2025-04-16\"\nmax_tokens = 8000",
+            json!({"model": "o3-2025-04-16", "max_completion_tokens": 8000}),
+        ),
+        (
+            "model = \"openai/gpt-5-mini-2025-08-07\"",
+            json!({"model": "openai/gpt-5-mini-2025-08-07", "max_completion_tokens": 1024}),
+        ),
+        (
+            "model = \"o4-mini-2025-04-16\"\ntemperature = 1.0",
+            json!({"model": "o4-mini-2025-04-16", "temperature": 1.0, "max_completion_tokens": 1024}),
+        ),
+        (
+            "model = \"my-finetune\"\nmax_tokens_field = \"max_completion_tokens\"",
+            json!({"model": "my-finetune", "max_completion_tokens": 1024}),
+        ),
+        (
+            "model = \"o3-2025-04-16\"\nmax_tokens_field = \"max_tokens\"",
+            json!({"model": "o3-2025-04-16", "temperature": 0.0, "max_tokens": 1024}),
+        ),
+        (
+            "model = \"gpt-4o-2024-08-06\"\nmax_tokens_field = \"auto\"",
+            json!({"model": "gpt-4o-2024-08-06", "temperature": 0.0, "max_tokens": 1024}),
+        ),
+    ];
+    for (i, (extra, expected)) in cases.iter().enumerate() {
+        let p = sent(extra);
+        let r = p.call(&question(), &[], 0).await.unwrap();
+        assert_eq!(r.text, "Order A-10442 is delayed.");
+        let reqs = server.requests();
+        let mut body = reqs[i].json().clone();
+        assert_eq!(&body, &p.wire_body(&question()), "{extra}");
+        body.as_object_mut().unwrap().remove("messages");
+        assert_eq!(&body, expected, "{extra}");
+    }
+}
+
 #[tokio::test]
 async fn openai_tool_call_round_trip() {
     let server = TestServer::start(|_, _| {

@@ -311,3 +311,234 @@ fn nothing_failed_is_a_clear_input_error() {
         out.stderr
     );
 }
+
+/// The probe file the order-status incident becomes.
+const PROBE_FILE: &str =
+    "probes/reading-a-status-from-a-tool-s-table-output/order-status-table.yaml";
+
+/// Replaces the probe's checks (everything from `checks:` to `axes:`) with `checks`.
+fn set_checks(p: &Project, header_extra: &str, checks: &str) {
+    let text = std::fs::read_to_string(p.root().join(PROBE_FILE)).unwrap();
+    let start = text.find("\nchecks:\n").unwrap();
+    let end = text.find("\naxes:\n").unwrap();
+    let edited = format!("{}\n{checks}{}", &text[..start], &text[end..]).replacen(
+        "\ntier: hard\n",
+        &format!("\ntier: hard\n{header_extra}"),
+        1,
+    );
+    p.write(PROBE_FILE, &edited);
+}
+
+fn is_judge(body: &Value) -> bool {
+    body["model"] == "judge-2024-01-01"
+}
+
+/// The judge passes an answer that says "delayed", in prose around a JSON verdict.
+fn judge_reply(body: &Value) -> Reply {
+    let user = body["messages"][1]["content"].as_str().unwrap();
+    let answer = user
+        .rsplit("## The assistant's answer to grade")
+        .next()
+        .unwrap();
+    let verdict = if answer.contains("delayed") {
+        json!({"verdict": "pass", "reason": "JUDGE-OK"})
+    } else {
+        json!({"verdict": "fail", "reason": "JUDGE-NO: says it shipped"})
+    };
+    Reply::json(
+        200,
+        http_server::openai_completion("judge", &format!("My verdict: {verdict}")),
+    )
+}
+
+fn judge_project(s: &TestServer, with_judge: bool) -> Project {
+    let url = format!("{}/v1", s.url());
+    let mut models = project::model("gpt", "openai", &url, "");
+    models.push_str(&project::model("judge", "openai", &url, ""));
+    if with_judge {
+        models.push_str("[judge]\nmodel = \"judge\"\n");
+    }
+    let p = Project::new(&models);
+    p.templatize("order-status-table.yaml");
+    set_checks(
+        &p,
+        "",
+        "checks:\n- judge:\n    rubric: Says that order A-10442 is delayed, never that it shipped.",
+    );
+    p
+}
+
+#[test]
+fn shrink_grades_judge_checks_with_the_judge_model_and_caches_the_verdicts() {
+    let s = TestServer::start(|req, _| {
+        let body = req.json();
+        if is_judge(body) {
+            judge_reply(body)
+        } else {
+            let answer = if tool_output_is_xml(body) {
+                WRONG
+            } else {
+                RIGHT
+            };
+            Reply::json(200, http_server::openai_completion("gpt", answer))
+        }
+    });
+    let p = judge_project(&s, true);
+    let start = variant_with(&p, &[("persona", "terse-expert"), ("format", "xml")]);
+    let v = shrink_json(&p, &["--variant", &start], 0);
+    assert_eq!(v["verdict"], "minimal", "{v:#}");
+    assert_eq!(v["minimal"]["axes"], json!({"format": "xml"}));
+    assert_eq!(v["judge"], "judge");
+    let tested = v["tested"].as_array().unwrap();
+    // One judge verdict per answer: the judge graded every configuration (nothing ungraded).
+    let model_calls = s.requests().iter().filter(|r| !is_judge(r.json())).count();
+    let judge_calls = s.requests().iter().filter(|r| is_judge(r.json())).count();
+    assert_eq!(model_calls, tested.len());
+    assert_eq!(judge_calls, tested.len());
+    assert_eq!(v["judge_calls"], tested.len() as u64);
+    assert!(tested.iter().all(|t| t["errors"] == 0), "{v:#}");
+    assert_eq!(tested[0]["outcome"], "pass", "the canonical passes");
+
+    // Again: the answers and the verdicts come from the response cache.
+    let before = s.request_count();
+    let again = shrink_json(&p, &["--variant", &start], 0);
+    assert_eq!(s.request_count(), before, "no call the second time");
+    assert_eq!(again["minimal"], v["minimal"]);
+    assert_eq!(again["judge_cache_hits"], tested.len() as u64);
+    assert!(again.get("judge_calls").is_none(), "{again:#}");
+
+    // A judge whose replies never hold a verdict: errors, never failures.
+    {
+        let s2 = TestServer::start(|req, _| {
+            let body = req.json();
+            let text = if is_judge(body) {
+                "I cannot decide."
+            } else {
+                RIGHT
+            };
+            Reply::json(200, http_server::openai_completion("x", text))
+        });
+        let p2 = judge_project(&s2, true);
+        let v = shrink_json(&p2, &["--variant", &start], 1);
+        assert_eq!(v["verdict"], "canonical-unresolved", "{v:#}");
+        let err = v["tested"][0]["error"].as_str().unwrap();
+        assert!(err.contains("judge:") && err.contains("verdict"), "{err}");
+        assert_eq!(v["tested"][0]["judge_calls"], 3, "re-asked up to 3 replies");
+    }
+}
+
+#[test]
+fn shrink_refuses_judge_checks_without_a_judge_table() {
+    let s =
+        TestServer::start(|_, _| Reply::json(200, http_server::openai_completion("gpt", RIGHT)));
+    let p = judge_project(&s, false);
+    let out = p
+        .run(
+            &[
+                "shrink",
+                "order-status-table",
+                "--model",
+                "gpt",
+                "--variant",
+                "0",
+            ],
+            &KEY,
+        )
+        .exits(2);
+    assert!(out.stderr.contains("checks[0].judge"), "{}", out.stderr);
+    assert!(out.stderr.contains("[judge]"), "{}", out.stderr);
+    assert_eq!(s.request_count(), 0, "refused before any call");
+}
+
+#[test]
+fn shrink_an_invariant_probe_compares_each_configuration_with_the_canonical() {
+    // No expected answer: the canonical's answer is the reference. The model answers in other
+    // words (same answer key) for the terse persona, and differently when the table is XML.
+    let s = TestServer::start(|req, _| {
+        let body = req.json();
+        let answer = if tool_output_is_xml(body) {
+            "Status: shipped."
+        } else if terse(body) {
+            "  status: DELAYED "
+        } else {
+            "Status: delayed."
+        };
+        Reply::json(200, http_server::openai_completion("gpt", answer))
+    });
+    let p = project(&s, "");
+    set_checks(
+        &p,
+        "invariant: true\nanswer_pattern: 'tatus: (\\w+)'\n",
+        "checks: []",
+    );
+    let start = variant_with(
+        &p,
+        &[
+            ("persona", "terse-expert"),
+            ("length", "2k-end"),
+            ("format", "xml"),
+        ],
+    );
+    let v = shrink_json(&p, &["--variant", &start, "--repeats", "2"], 0);
+    assert_eq!(v["verdict"], "minimal", "{v:#}");
+    assert_eq!(v["minimal"]["axes"], json!({"format": "xml"}));
+    assert_eq!(v["invariant"], true);
+    let tested = v["tested"].as_array().unwrap();
+    assert_eq!(tested[0]["canonical"], true);
+    assert_eq!(tested[0]["passed"], 2, "the canonical is the reference");
+    // Every configuration with the XML table differs from the canonical; every other one
+    // (the terse persona's "  status: DELAYED " included) has the canonical's answer key.
+    for t in tested {
+        let xml = t["axes"].get("format").is_some();
+        assert_eq!(t["outcome"], if xml { "fail" } else { "pass" }, "{t:#}");
+    }
+    assert!(
+        tested
+            .iter()
+            .any(|t| t["axes"].get("persona").is_some() && t["axes"].get("format").is_none()),
+        "a terse configuration was compared: {v:#}"
+    );
+    // The text output says how it was graded.
+    let out = p
+        .run(
+            &[
+                "shrink",
+                "order-status-table",
+                "--model",
+                "gpt",
+                "--variant",
+                &start,
+            ],
+            &KEY,
+        )
+        .success();
+    assert!(
+        out.stdout
+            .contains("minimal cause: fails when format=xml alone"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("invariant probe"), "{}", out.stdout);
+}
+
+#[test]
+fn an_invariant_variant_without_a_canonical_answer_is_never_a_pass() {
+    // The canonical always errors: nothing can be compared, the search concludes nothing.
+    let s = TestServer::start(|req, _| {
+        let body = req.json();
+        if tool_output_is_xml(body) {
+            Reply::json(200, http_server::openai_completion("gpt", "shipped"))
+        } else {
+            Reply::json(
+                400,
+                http_server::openai_error("bad request", "invalid_request_error"),
+            )
+        }
+    });
+    let p = project(&s, "max_retries = 0");
+    set_checks(&p, "invariant: true\n", "checks: []");
+    let start = variant_with(&p, &[("format", "xml")]);
+    let v = shrink_json(&p, &["--variant", &start], 1);
+    assert_eq!(v["verdict"], "canonical-unresolved", "{v:#}");
+    assert_eq!(v["tested"].as_array().unwrap().len(), 1);
+}

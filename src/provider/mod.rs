@@ -558,6 +558,7 @@ mod tests {
             headers: Default::default(),
             temperature: None,
             max_tokens: None,
+            max_tokens_field: None,
             timeout: None,
             max_concurrency: None,
             rpm: None,

@@ -27,15 +27,22 @@ pub fn encode_body(cfg: &ModelConfig, req: &ChatRequest) -> Vec<u8> {
         messages: &'a [crate::chat::Message],
         #[serde(skip_serializing_if = "<[_]>::is_empty")]
         tools: &'a [crate::chat::ToolDef],
-        temperature: f64,
-        max_tokens: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        temperature: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_tokens: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_completion_tokens: Option<u32>,
     }
+    let limit = cfg.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    let completion = cfg.uses_max_completion_tokens();
     let body = Body {
         model: &cfg.model,
         messages: &req.messages,
         tools: &req.tools,
-        temperature: cfg.temperature.unwrap_or(DEFAULT_TEMPERATURE),
-        max_tokens: cfg.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        temperature: temperature(cfg),
+        max_tokens: (!completion).then_some(limit),
+        max_completion_tokens: completion.then_some(limit),
     };
     let mut out = Vec::with_capacity(
         512 + req
@@ -48,9 +55,21 @@ pub fn encode_body(cfg: &ModelConfig, req: &ChatRequest) -> Vec<u8> {
     out
 }
 
+/// The temperature sent: the configured one, else 0; for a model that takes
+/// `max_completion_tokens` (a reasoning model) only a configured one, since those models reject
+/// any temperature but their default.
+fn temperature(cfg: &ModelConfig) -> Option<f64> {
+    if cfg.uses_max_completion_tokens() {
+        cfg.temperature
+    } else {
+        Some(cfg.temperature.unwrap_or(DEFAULT_TEMPERATURE))
+    }
+}
+
 /// The request body: model, messages and tools in the neutral form, temperature (default 0)
 /// and `max_tokens` (default 1024). `tools` is omitted when empty, because some servers reject
-/// an empty list.
+/// an empty list. For reasoning models ([`ModelConfig::uses_max_completion_tokens`]) the limit
+/// is sent as `max_completion_tokens` and `temperature` only when configured.
 pub fn request_body(cfg: &ModelConfig, req: &ChatRequest) -> Value {
     let mut body = serde_json::Map::new();
     body.insert("model".into(), json!(cfg.model));
@@ -64,12 +83,16 @@ pub fn request_body(cfg: &ModelConfig, req: &ChatRequest) -> Value {
             serde_json::to_value(&req.tools).unwrap_or_else(|_| json!([])),
         );
     }
+    if let Some(t) = temperature(cfg) {
+        body.insert("temperature".into(), json!(t));
+    }
     body.insert(
-        "temperature".into(),
-        json!(cfg.temperature.unwrap_or(DEFAULT_TEMPERATURE)),
-    );
-    body.insert(
-        "max_tokens".into(),
+        if cfg.uses_max_completion_tokens() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        }
+        .into(),
         json!(cfg.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
     );
     Value::Object(body)
@@ -222,6 +245,13 @@ mod tests {
         assert_eq!(
             super::encode_body(&cfg, &req),
             serde_json::to_vec(&super::request_body(&cfg, &req)).unwrap()
+        );
+        let reasoning: ModelConfig =
+            toml::from_str("provider = \"openai\"\nbase_url = \"http://x\"\nmodel = \"o3\"\n")
+                .unwrap();
+        assert_eq!(
+            super::encode_body(&reasoning, &req),
+            serde_json::to_vec(&super::request_body(&reasoning, &req)).unwrap()
         );
         req.tools = vec![serde_json::from_value(serde_json::json!({"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}})).unwrap()];
         assert_eq!(

@@ -26,7 +26,7 @@ use crate::store::RunInfo;
 pub enum Format {
     /// Aligned tables for a terminal or a log.
     Text,
-    /// Versioned JSON for scripts (see [`json`]).
+    /// Versioned JSON for scripts.
     Json,
     /// For a pull-request comment or a CI job summary.
     Markdown,

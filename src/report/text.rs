@@ -503,6 +503,15 @@ fn trend_body(o: &mut String, st: &Style, tr: &Trend) {
         Some(w) => {
             let _ = writeln!(o, "  {} {}", st.warn("!"), sanitize(&w.message));
         }
+        None if tr.points.len() < tr.window => {
+            let _ = writeln!(
+                o,
+                "  {} run{} so far: the widening check needs {} runs",
+                tr.points.len(),
+                if tr.points.len() == 1 { "" } else { "s" },
+                tr.window
+            );
+        }
         None => {
             let _ = writeln!(
                 o,
