@@ -20,6 +20,9 @@ SKIP_BUILD=1 "$BENCH_DIR/sweep.sh" | tee -a "$SUMMARY"
 step "memory: bench/memory.sh"
 SKIP_BUILD=1 "$BENCH_DIR/memory.sh" | tee -a "$SUMMARY"
 
+step "rate limits: cargo bench --bench ratelimit"
+(cd "$REPO" && cargo bench --bench ratelimit) | tee -a "$SUMMARY"
+
 if [ "${PEERS:-0}" = 1 ]; then
   step "peers: promptfoo"
   N="${PEERS_N:-2000}" "$PEERS_PATH/run-promptfoo.sh" | tee -a "$SUMMARY"

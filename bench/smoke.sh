@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# CI smoke of the benchmarks (seconds, no thresholds): the expand bench with SMOKE=1, then a
-# 2,000-case sweep against the peers' nginx endpoint when nginx can be installed and the peers
-# folder is present, else against the built-in mock. Checks only that they run and count right.
+# CI smoke of the benchmarks (seconds, no thresholds): the expand and rate-limit benches with
+# SMOKE=1, then a 2,000-case sweep against the peers' nginx endpoint when nginx can be installed
+# and the peers folder is present, else against the built-in mock. Checks only that they run and
+# count right.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 echo "== SMOKE=1 cargo bench --bench expand" >&2
 (cd "$REPO" && SMOKE=1 cargo bench --bench expand)
+
+echo "== SMOKE=1 cargo bench --bench ratelimit" >&2
+(cd "$REPO" && SMOKE=1 cargo bench --bench ratelimit)
 
 provider=mock
 if have_peers; then
