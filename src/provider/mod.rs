@@ -100,6 +100,8 @@ pub struct Provider {
     extra_headers: HeaderMap,
     /// The full request URL.
     endpoint: String,
+    /// The same, parsed once (reqwest would parse the string again for every request).
+    endpoint_url: Option<reqwest::Url>,
     /// Calls made so far (only the mock's failure-injection profiles read it).
     calls: AtomicU64,
 }
@@ -163,6 +165,7 @@ impl Provider {
             ProviderKind::Mock => String::new(),
         };
         let mut client = None;
+        let mut endpoint_url = None;
         if cfg.provider != ProviderKind::Mock {
             let url = reqwest::Url::parse(&endpoint).map_err(|e| {
                 config_err(
@@ -188,6 +191,7 @@ impl Provider {
                     error_chain(&e)
                 ))
             })?);
+            endpoint_url = Some(url);
         }
         let mut extra_headers = HeaderMap::new();
         for (k, v) in &cfg.headers {
@@ -219,6 +223,7 @@ impl Provider {
             api_key,
             extra_headers,
             endpoint,
+            endpoint_url,
             calls: AtomicU64::new(0),
         })
     }
@@ -329,10 +334,9 @@ impl Provider {
         classify: fn(u16, &HeaderMap, &[u8]) -> CallError,
         parse: fn(&[u8]) -> Result<ChatResponse, CallError>,
     ) -> Result<ChatResponse, CallError> {
-        let client = self
-            .client
-            .as_ref()
-            .expect("HTTP providers always have a client");
+        let (Some(client), Some(url)) = (self.client.as_ref(), self.endpoint_url.as_ref()) else {
+            unreachable!("HTTP providers always have a client and a parsed endpoint")
+        };
         for (k, v) in &self.extra_headers {
             headers.insert(k.clone(), v.clone());
         }
@@ -341,18 +345,19 @@ impl Provider {
             HeaderValue::from_static("application/json"),
         );
         let resp = client
-            .post(&self.endpoint)
+            .post(url.clone())
             .headers(headers)
             .body(body)
             .send()
             .await
             .map_err(|e| self.transport_error(&e))?;
         let status = resp.status().as_u16();
-        let resp_headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
         if !(200..300).contains(&status) {
+            let resp_headers = resp.headers().clone();
+            let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
             return Err(classify(status, &resp_headers, &bytes));
         }
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
         parse(&bytes)
     }
 
