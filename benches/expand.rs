@@ -588,6 +588,7 @@ fn expand_line(
     let mut variants = 0u64;
     let mut expanded = 0usize;
     let mut partial = 0u64;
+    let mut line = Vec::with_capacity(1 << 16);
     let t0 = Instant::now();
     'probes: for p in probes {
         let x = ProbeExpansion::new(p, lib).expect("probe compiles");
@@ -601,9 +602,10 @@ fn expand_line(
                 partial = done as u64;
                 break 'probes;
             }
-            let v = x.variant(point).expect("variant renders");
-            serde_json::to_writer(&mut out, &v).expect("serialise");
-            out.write_all(b"\n").expect("write");
+            line.clear();
+            x.write_json_line(point, &mut line)
+                .expect("variant renders");
+            out.write_all(&line).expect("write");
             variants += 1;
         }
         expanded += 1;
