@@ -479,7 +479,7 @@ impl<'a> ProbeExpansion<'a> {
         out.extend_from_slice(b",\"request\":");
         let written = self
             .renderer
-            .write_request_json(self.lib, &axes, variant_seed(&id), out)
+            .write_request_json(self.lib, &axes, &|| variant_seed(&id), out)
             .map_err(|e| Error::Other(format!("probe {} variant {id}: {e}", self.probe.id)))?;
         if written {
             out.extend_from_slice(b"}\n");

@@ -273,6 +273,10 @@ struct Question {
 type QuestionMemo =
     std::collections::HashMap<String, std::collections::HashMap<String, Arc<Question>>>;
 
+/// Slot texts per length, then format.
+type SlotMemo =
+    std::collections::HashMap<String, std::collections::HashMap<String, Arc<SlotTexts>>>;
+
 /// A probe compiled for rendering: its message templates and the question rewrites.
 pub struct Renderer<'p> {
     probe: &'p Probe,
@@ -289,7 +293,8 @@ pub struct Renderer<'p> {
     /// Questions of seed-independent (persona, phrasing) pairs.
     questions: std::sync::Mutex<QuestionMemo>,
     /// Slot texts per (length, format), built once per probe (see `slot_texts`).
-    slots_memo: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<SlotTexts>>>,
+    /// Keyed by length, then format (looked up without allocating a key).
+    slots_memo: std::sync::Mutex<SlotMemo>,
     /// The JSON frame of the request, for the JSON line writer (see `write_request_json`).
     frame: OnceLock<Option<RequestFrame>>,
 }
@@ -426,11 +431,16 @@ impl<'p> Renderer<'p> {
     /// paraphrase instead of a template (see [`crate::paraphrase`]): the persona's own, asked
     /// verbatim, else the neutral one with the persona template applied.
     pub fn question(&self, axes: &VariantAxes, seed: u64) -> Result<String, String> {
-        self.question_memo(axes, seed).map(|q| q.text.clone())
+        self.question_memo(axes, &|| seed).map(|q| q.text.clone())
     }
 
     /// [`Self::question`], memoised per (persona, phrasing) unless a template reads the seed.
-    fn question_memo(&self, axes: &VariantAxes, seed: u64) -> Result<Arc<Question>, String> {
+    /// `seed` is only asked for when the question is rendered.
+    fn question_memo(
+        &self,
+        axes: &VariantAxes,
+        seed: &dyn Fn() -> u64,
+    ) -> Result<Arc<Question>, String> {
         let seeded = self.seeded_personas.contains(axes.persona.as_str())
             || self.seeded_phrasings.contains(axes.phrasing.as_str());
         if !seeded
@@ -443,7 +453,7 @@ impl<'p> Renderer<'p> {
             return Ok(hit);
         }
         let q = Arc::new(Question {
-            text: self.render_question(axes, seed)?,
+            text: self.render_question(axes, seed())?,
             json: OnceLock::new(),
         });
         if !seeded && let Ok(mut m) = self.questions.lock() {
@@ -503,7 +513,7 @@ impl<'p> Renderer<'p> {
         axes: &VariantAxes,
         seed: u64,
     ) -> Result<ChatRequest, String> {
-        let question = self.question_memo(axes, seed)?;
+        let question = self.question_memo(axes, &|| seed)?;
         let slots = self.slot_texts(lib, &axes.length, &axes.format)?;
         let messages =
             self.render_messages(&question.text, &slots.tool_outputs, &slots.documents)?;
@@ -523,12 +533,13 @@ impl<'p> Renderer<'p> {
     /// escaped once per probe, slot texts once per (length, format), the question once per
     /// (persona, phrasing). `Ok(false)` (nothing written) when the probe's templates are not
     /// all on the plain fast path or a template names a missing slot: serialise
-    /// [`Self::render`]'s request instead.
+    /// [`Self::render`]'s request instead. `seed` (the render seed, as for `render`) is only
+    /// computed when the question has to be rendered.
     pub fn write_request_json(
         &self,
         lib: &AxisLibrary,
         axes: &VariantAxes,
-        seed: u64,
+        seed: &dyn Fn() -> u64,
         out: &mut Vec<u8>,
     ) -> Result<bool, String> {
         let Some(plain) = &self.plain else {
@@ -578,12 +589,11 @@ impl<'p> Renderer<'p> {
         length: &str,
         format: &str,
     ) -> Result<Arc<SlotTexts>, String> {
-        let key = (length.to_string(), format.to_string());
         if let Some(hit) = self
             .slots_memo
             .lock()
             .ok()
-            .and_then(|m| m.get(&key).cloned())
+            .and_then(|m| m.get(length).and_then(|by| by.get(format)).cloned())
         {
             return Ok(hit);
         }
@@ -639,7 +649,9 @@ impl<'p> Renderer<'p> {
         }
         let value = Arc::new(SlotTexts::new(tool_outputs, documents));
         if let Ok(mut m) = self.slots_memo.lock() {
-            m.insert(key, value.clone());
+            m.entry(length.to_string())
+                .or_default()
+                .insert(format.to_string(), value.clone());
         }
         Ok(value)
     }
