@@ -5,8 +5,9 @@
 //!    fields, tool output as JSON / CSV / XML / markdown table, a policy document in every third
 //!    one, the key record's id always named in the question), templatizes each through the
 //!    library and writes the probe files into a temp dir, then loads them back as `sweep` does.
-//! 2. Expands every probe with `Strategy::Full` and `AxisLibrary::embedded()`, serialising each
-//!    variant as one JSON line (exactly what `cliffprobe expand` writes) into a 64 KiB
+//! 2. Expands every probe with `Strategy::Full` and `AxisLibrary::embedded()`, writing each
+//!    variant as one JSON line with `ProbeExpansion::write_json_line` (exactly what
+//!    `cliffprobe expand` writes: the serde_json bytes of the rendered variant) into a 64 KiB
 //!    `BufWriter` over a byte-counting sink: once with `--axes persona,phrasing,format` (no
 //!    length axis), once with all axes. The length axis adds 2k/8k/32k-token variants
 //!    (~128 KB each at 32k), so a full all-axes run of 1,000 probes is ~15 M variants / ~0.7 TB
