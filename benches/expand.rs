@@ -5,8 +5,9 @@
 //!    fields, tool output as JSON / CSV / XML / markdown table, a policy document in every third
 //!    one, the key record's id always named in the question), templatizes each through the
 //!    library and writes the probe files into a temp dir, then loads them back as `sweep` does.
-//! 2. Expands every probe with `Strategy::Full` and `AxisLibrary::embedded()`, serialising each
-//!    variant as one JSON line (exactly what `cliffprobe expand` writes) into a 64 KiB
+//! 2. Expands every probe with `Strategy::Full` and `AxisLibrary::embedded()`, writing each
+//!    variant as one JSON line with `ProbeExpansion::write_json_line` (exactly what
+//!    `cliffprobe expand` writes: the serde_json bytes of the rendered variant) into a 64 KiB
 //!    `BufWriter` over a byte-counting sink: once with `--axes persona,phrasing,format` (no
 //!    length axis), once with all axes. The length axis adds 2k/8k/32k-token variants
 //!    (~128 KB each at 32k), so a full all-axes run of 1,000 probes is ~15 M variants / ~0.7 TB
@@ -588,6 +589,7 @@ fn expand_line(
     let mut variants = 0u64;
     let mut expanded = 0usize;
     let mut partial = 0u64;
+    let mut line = Vec::with_capacity(1 << 16);
     let t0 = Instant::now();
     'probes: for p in probes {
         let x = ProbeExpansion::new(p, lib).expect("probe compiles");
@@ -601,9 +603,10 @@ fn expand_line(
                 partial = done as u64;
                 break 'probes;
             }
-            let v = x.variant(point).expect("variant renders");
-            serde_json::to_writer(&mut out, &v).expect("serialise");
-            out.write_all(b"\n").expect("write");
+            line.clear();
+            x.write_json_line(point, &mut line)
+                .expect("variant renders");
+            out.write_all(&line).expect("write");
             variants += 1;
         }
         expanded += 1;

@@ -728,10 +728,11 @@ fn expand(project: &Project, a: &ExpandArgs) -> Result<ExitCode> {
             writeln!(out, "{}\t{n}", p.id)?;
             continue;
         }
+        let mut line = Vec::new();
         for axes in x.points(strategy, seed, &filter)? {
-            let v = x.variant(axes)?;
-            serde_json::to_writer(&mut out, &v)?;
-            out.write_all(b"\n")?;
+            line.clear();
+            x.write_json_line(axes, &mut line)?;
+            out.write_all(&line)?;
         }
     }
     out.flush()?;

@@ -377,12 +377,18 @@ pub fn strategy_counts(values: &[(AxisName, Vec<String>)], seed: u64) -> Vec<(St
     ]
 }
 
+fn json_error(e: serde_json::Error) -> Error {
+    Error::Other(format!("serialising a variant: {e}"))
+}
+
 /// A prepared probe: everything needed to render its variants.
 pub struct ProbeExpansion<'a> {
     probe: &'a Probe,
     lib: &'a AxisLibrary,
     renderer: Renderer<'a>,
     digest: String,
+    /// The probe id as a JSON string, for [`Self::write_json_line`].
+    probe_json: String,
 }
 
 impl<'a> ProbeExpansion<'a> {
@@ -391,12 +397,20 @@ impl<'a> ProbeExpansion<'a> {
         let renderer = Renderer::new(probe)
             .and_then(|r| r.with_library(lib))
             .map_err(|e| Error::Other(format!("probe {}: {e}", probe.id)))?;
+        let probe_json = serde_json::to_string(&probe.id).map_err(json_error)?;
         Ok(ProbeExpansion {
             probe,
             lib,
             renderer,
             digest: probe.digest(),
+            probe_json,
         })
+    }
+
+    /// True when [`Self::write_json_line`] writes from the pre-serialised frame (every
+    /// message template has the plain shape `templatize` writes).
+    pub fn has_fast_path(&self) -> bool {
+        self.renderer.has_fast_path()
     }
 
     /// The probe's content digest.
@@ -443,6 +457,38 @@ impl<'a> ProbeExpansion<'a> {
             axes,
             request,
         })
+    }
+
+    /// Appends one point as the JSON line `cliffprobe expand` writes: the bytes of
+    /// `serde_json::to_writer(&self.variant(axes)?)` and a newline, written from the
+    /// renderer's pre-serialised frame where the probe has one (see
+    /// [`Renderer::write_request_json`]), else by serialising the variant.
+    pub fn write_json_line(&self, axes: VariantAxes, out: &mut Vec<u8>) -> Result<()> {
+        let id = point_id(self.probe, &self.digest, &axes);
+        let start = out.len();
+        out.extend_from_slice(b"{\"probe\":");
+        out.extend_from_slice(self.probe_json.as_bytes());
+        out.extend_from_slice(b",\"variant\":");
+        serde_json::to_writer(&mut *out, &id).map_err(json_error)?;
+        out.extend_from_slice(if axes.is_canonical() {
+            b",\"canonical\":true,\"axes\":"
+        } else {
+            b",\"canonical\":false,\"axes\":"
+        });
+        serde_json::to_writer(&mut *out, &axes).map_err(json_error)?;
+        out.extend_from_slice(b",\"request\":");
+        let written = self
+            .renderer
+            .write_request_json(self.lib, &axes, &|| variant_seed(&id), out)
+            .map_err(|e| Error::Other(format!("probe {} variant {id}: {e}", self.probe.id)))?;
+        if written {
+            out.extend_from_slice(b"}\n");
+        } else {
+            out.truncate(start);
+            serde_json::to_writer(&mut *out, &self.variant(axes)?).map_err(json_error)?;
+            out.push(b'\n');
+        }
+        Ok(())
     }
 }
 
@@ -519,6 +565,89 @@ mod tests {
         let digest = changed.digest();
         assert_ne!(point_id(&changed, &digest, &llm.axes), llm.variant);
         assert_eq!(point_id(&with, &digest, &llm.axes), llm.variant);
+    }
+
+    /// Every shipped probe, and variants of one with a frozen paraphrase, a template off the
+    /// fast path and incident text full of template syntax and JSON escapes: the JSON line
+    /// writer gives the bytes serde_json gives for the rendered variant.
+    #[test]
+    fn json_lines_are_the_serialised_variants() {
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/probes"));
+        let mut probes = Vec::new();
+        for cap in std::fs::read_dir(dir).unwrap() {
+            for f in std::fs::read_dir(cap.unwrap().path()).unwrap() {
+                probes.push(Probe::load(&f.unwrap().path()).unwrap());
+            }
+        }
+        probes.sort_by(|a, b| a.id.cmp(&b.id));
+        assert!(probes.len() >= 7);
+        let base = probes
+            .iter()
+            .find(|p| p.id == "order-status-table")
+            .unwrap()
+            .clone();
+        let mut hostile = base.clone();
+        let escaped = crate::render::escape_literal(
+            "Say \"{{ hi }}\" {% raw %} {# c #}\r\n\ttab \u{1} é ✓ \\ back}}slash\n",
+        );
+        hostile.messages[0].content = Some(escaped.clone() + "{{ question }}\n");
+        let mut off_path = base.clone();
+        off_path.messages[0].content = Some(escaped + "{{ question | upper }}");
+        let mut frozen = base.clone();
+        let mut personas = IndexMap::new();
+        personas.insert(
+            ORIGINAL.to_string(),
+            vec!["Status of A-10442, \"please\"?".into()],
+        );
+        frozen.paraphrases = Some(crate::paraphrase::Paraphrases {
+            model: "m".into(),
+            model_id: "m-1".into(),
+            date: "d".into(),
+            prompt_version: 1,
+            question_digest: crate::paraphrase::question_digest(&base.slots.question),
+            personas,
+        });
+        hostile.id = "hostile".into();
+        off_path.id = "off-path".into();
+        frozen.id = "frozen".into();
+        probes.extend([hostile, off_path, frozen]);
+        let lib = AxisLibrary::embedded();
+        let short: AxisFilter = "persona,phrasing,format".parse().unwrap();
+        let mut lines = 0;
+        for p in &probes {
+            let x = ProbeExpansion::new(p, &lib).unwrap();
+            assert_eq!(x.has_fast_path(), p.id != "off-path", "{}", p.id);
+            let plans = [
+                (Strategy::OneAtATime, AxisFilter::default()),
+                (Strategy::Sample(60), AxisFilter::default()),
+                (Strategy::Sample(200), short.clone()),
+            ];
+            for (strategy, filter) in plans {
+                let mut out = Vec::new();
+                let mut want = Vec::new();
+                for axes in x.points(strategy, 7, &filter).unwrap() {
+                    x.write_json_line(axes.clone(), &mut out).unwrap();
+                    serde_json::to_writer(&mut want, &x.variant(axes).unwrap()).unwrap();
+                    want.push(b'\n');
+                    lines += 1;
+                }
+                if out != want {
+                    let (o, w) = (
+                        String::from_utf8_lossy(&out),
+                        String::from_utf8_lossy(&want),
+                    );
+                    let (o, w): (Vec<&str>, Vec<&str>) = (o.lines().collect(), w.lines().collect());
+                    let i = (0..w.len()).find(|&i| o.get(i) != w.get(i)).unwrap_or(0);
+                    panic!(
+                        "probe {} {strategy}: line {i} differs\nfast: {:?}\nwant: {:?}",
+                        p.id,
+                        o.get(i),
+                        w.get(i)
+                    );
+                }
+            }
+        }
+        assert!(lines > 1000, "{lines}");
     }
 
     #[test]

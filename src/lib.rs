@@ -26,6 +26,7 @@ pub mod invariant;
 pub mod judge;
 pub mod limits;
 pub mod paraphrase;
+pub mod plain_template;
 pub mod probe;
 pub mod progress;
 pub mod promote;

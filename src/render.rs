@@ -8,6 +8,7 @@
 
 use crate::axes::{AxisLibrary, AxisName, ORIGINAL};
 use crate::chat::{ChatRequest, Message};
+use crate::plain_template::{PlainTemplate, SlotValues, json_escape};
 use crate::probe::{Probe, ToolOutputSlot};
 use crate::records::{self, Record};
 use indexmap::IndexMap;
@@ -15,7 +16,7 @@ use minijinja::{Environment, State, UndefinedBehavior, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Fuel for one template render: ample for wrappers, finite for hostile templates.
 const FUEL: u64 = 50_000;
@@ -230,18 +231,114 @@ pub fn check_transform_template(t: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The tool outputs and documents of one (length, format) point, shared by every variant at
+/// that point (see `Renderer::slot_texts`).
+pub struct SlotTexts {
+    /// Tool outputs by call id.
+    pub tool_outputs: BTreeMap<String, String>,
+    /// Documents by name.
+    pub documents: BTreeMap<String, String>,
+    /// Their JSON-escaped forms, built on first use by the JSON line writer.
+    json: OnceLock<(BTreeMap<String, String>, BTreeMap<String, String>)>,
+}
+
+impl SlotTexts {
+    fn new(tool_outputs: BTreeMap<String, String>, documents: BTreeMap<String, String>) -> Self {
+        SlotTexts {
+            tool_outputs,
+            documents,
+            json: OnceLock::new(),
+        }
+    }
+
+    fn json(&self) -> &(BTreeMap<String, String>, BTreeMap<String, String>) {
+        self.json.get_or_init(|| {
+            let esc = |m: &BTreeMap<String, String>| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), json_escape(v)))
+                    .collect::<BTreeMap<_, _>>()
+            };
+            (esc(&self.tool_outputs), esc(&self.documents))
+        })
+    }
+}
+
+/// A rendered question and its JSON-escaped form (built on first use).
+struct Question {
+    text: String,
+    json: OnceLock<String>,
+}
+
+/// Questions per persona, then phrasing (looked up without allocating a key).
+type QuestionMemo =
+    std::collections::HashMap<String, std::collections::HashMap<String, Arc<Question>>>;
+
+/// Slot texts per length, then format.
+type SlotMemo =
+    std::collections::HashMap<String, std::collections::HashMap<String, Arc<SlotTexts>>>;
+
 /// A probe compiled for rendering: its message templates and the question rewrites.
 pub struct Renderer<'p> {
     probe: &'p Probe,
     env: Environment<'static>,
+    /// The message templates compiled to the plain fast path, when every one of them has the
+    /// shape `templatize` writes and renders as minijinja does (see [`crate::plain_template`]).
+    plain: Option<Vec<Option<PlainTemplate>>>,
+    /// The library templates whose output depends on the render seed (they use `typos`):
+    /// a question through one of them is rendered per variant, any other once per
+    /// (persona, phrasing).
+    seeded_personas: std::collections::HashSet<String>,
+    /// Likewise for phrasings.
+    seeded_phrasings: std::collections::HashSet<String>,
+    /// Questions of seed-independent (persona, phrasing) pairs.
+    questions: std::sync::Mutex<QuestionMemo>,
     /// Slot texts per (length, format), built once per probe (see `slot_texts`).
-    #[allow(clippy::type_complexity)]
-    slots_memo: std::sync::Mutex<
-        std::collections::HashMap<
-            (String, String),
-            (BTreeMap<String, String>, BTreeMap<String, String>),
-        >,
-    >,
+    /// Keyed by length, then format (looked up without allocating a key).
+    slots_memo: std::sync::Mutex<SlotMemo>,
+    /// The JSON frame of the request, for the JSON line writer (see `write_request_json`).
+    frame: OnceLock<Option<RequestFrame>>,
+}
+
+/// What serde_json writes for a request, cut around the message contents: everything but
+/// the contents is the same for every variant of a probe.
+struct RequestFrame {
+    /// Per message: the JSON before and after its content string (inside the quotes), or
+    /// the whole message when it has no content.
+    messages: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// `],"tools":[…]}`.
+    tail: Vec<u8>,
+}
+
+/// Stands for a message's content while the frame is cut.
+const CONTENT_SENTINEL: &str = "\u{2}cliffprobe:content\u{3}";
+
+impl RequestFrame {
+    fn new(probe: &Probe) -> Option<RequestFrame> {
+        let marker = serde_json::to_string(CONTENT_SENTINEL).ok()?;
+        let mut messages = Vec::with_capacity(probe.messages.len());
+        for m in &probe.messages {
+            let mut m = m.clone();
+            let has_content = m.content.is_some();
+            if has_content {
+                m.content = Some(CONTENT_SENTINEL.to_string());
+            }
+            let json = serde_json::to_string(&m).ok()?;
+            if has_content {
+                let at = json.find(&marker)?;
+                let (before, after) = (&json[..at + 1], &json[at + marker.len() - 1..]);
+                if after[1..].contains(&marker) {
+                    return None;
+                }
+                messages.push((before.as_bytes().to_vec(), Some(after.as_bytes().to_vec())));
+            } else {
+                messages.push((json.into_bytes(), None));
+            }
+        }
+        let mut tail = b"],\"tools\":".to_vec();
+        serde_json::to_writer(&mut tail, &probe.tools).ok()?;
+        tail.push(b'}');
+        Some(RequestFrame { messages, tail })
+    }
 }
 
 impl<'p> Renderer<'p> {
@@ -254,21 +351,75 @@ impl<'p> Renderer<'p> {
                     .map_err(|e| format!("message {i}: {e}"))?;
             }
         }
-        Ok(Renderer {
+        let mut r = Renderer {
             probe,
             env,
+            plain: None,
+            seeded_personas: Default::default(),
+            seeded_phrasings: Default::default(),
+            questions: Default::default(),
             slots_memo: Default::default(),
-        })
+            frame: OnceLock::new(),
+        };
+        r.plain = r.compile_plain();
+        Ok(r)
+    }
+
+    /// Compiles every message template to the fast path, and checks each against minijinja
+    /// on sentinel slot values (every slot the probe has, so a template naming another slot
+    /// fails in minijinja and stays there). `None`: the probe renders through minijinja.
+    fn compile_plain(&self) -> Option<Vec<Option<PlainTemplate>>> {
+        let sentinel = |kind: &str, k: &str| format!("\u{2}{kind}:{k}\u{3}{{{{ x }}}}\n");
+        let slots = &self.probe.slots;
+        let tool_outputs: BTreeMap<String, String> = slots
+            .tool_outputs
+            .keys()
+            .map(|k| (k.clone(), sentinel("tool", k)))
+            .collect();
+        let documents: BTreeMap<String, String> = slots
+            .documents
+            .keys()
+            .map(|k| (k.clone(), sentinel("doc", k)))
+            .collect();
+        let question = sentinel("question", "");
+        let values = SlotValues {
+            question: &question,
+            tool_outputs: &tool_outputs,
+            documents: &documents,
+        };
+        let slow = self
+            .render_messages_minijinja(&question, &tool_outputs, &documents)
+            .ok()?;
+        let mut out = Vec::with_capacity(self.probe.messages.len());
+        for (m, reference) in self.probe.messages.iter().zip(&slow) {
+            match &m.content {
+                None => out.push(None),
+                Some(c) => {
+                    let t = PlainTemplate::compile(c)?;
+                    if t.render(&values).as_deref() != reference.content.as_deref() {
+                        return None;
+                    }
+                    out.push(Some(t));
+                }
+            }
+        }
+        Some(out)
     }
 
     /// Adds a library's persona and phrasing templates.
     pub fn with_library(mut self, lib: &AxisLibrary) -> Result<Self, String> {
         for p in &lib.personas {
+            if uses_seed(&p.template) {
+                self.seeded_personas.insert(p.name.clone());
+            }
             self.env
                 .add_template_owned(format!("persona:{}", p.name), p.template.clone())
                 .map_err(|e| format!("persona {}: {e}", p.name))?;
         }
         for p in &lib.phrasings {
+            if uses_seed(&p.template) {
+                self.seeded_phrasings.insert(p.name.clone());
+            }
             self.env
                 .add_template_owned(format!("phrasing:{}", p.name), p.template.clone())
                 .map_err(|e| format!("phrasing {}: {e}", p.name))?;
@@ -280,6 +431,40 @@ impl<'p> Renderer<'p> {
     /// paraphrase instead of a template (see [`crate::paraphrase`]): the persona's own, asked
     /// verbatim, else the neutral one with the persona template applied.
     pub fn question(&self, axes: &VariantAxes, seed: u64) -> Result<String, String> {
+        self.question_memo(axes, &|| seed).map(|q| q.text.clone())
+    }
+
+    /// [`Self::question`], memoised per (persona, phrasing) unless a template reads the seed.
+    /// `seed` is only asked for when the question is rendered.
+    fn question_memo(
+        &self,
+        axes: &VariantAxes,
+        seed: &dyn Fn() -> u64,
+    ) -> Result<Arc<Question>, String> {
+        let seeded = self.seeded_personas.contains(axes.persona.as_str())
+            || self.seeded_phrasings.contains(axes.phrasing.as_str());
+        if !seeded
+            && let Some(hit) = self.questions.lock().ok().and_then(|m| {
+                m.get(axes.persona.as_str())
+                    .and_then(|by| by.get(axes.phrasing.as_str()))
+                    .cloned()
+            })
+        {
+            return Ok(hit);
+        }
+        let q = Arc::new(Question {
+            text: self.render_question(axes, seed())?,
+            json: OnceLock::new(),
+        });
+        if !seeded && let Ok(mut m) = self.questions.lock() {
+            m.entry(axes.persona.clone())
+                .or_default()
+                .insert(axes.phrasing.clone(), q.clone());
+        }
+        Ok(q)
+    }
+
+    fn render_question(&self, axes: &VariantAxes, seed: u64) -> Result<String, String> {
         let mut base = self.probe.slots.question.as_str();
         let mut frozen = false;
         if let Some(i) = crate::paraphrase::phrasing_index(&axes.phrasing) {
@@ -328,32 +513,87 @@ impl<'p> Renderer<'p> {
         axes: &VariantAxes,
         seed: u64,
     ) -> Result<ChatRequest, String> {
-        let question = self.question(axes, seed)?;
-        let (tool_outputs, documents) = self.slot_texts(lib, &axes.length, &axes.format)?;
-        let messages = self.render_messages(&question, &tool_outputs, &documents)?;
+        let question = self.question_memo(axes, &|| seed)?;
+        let slots = self.slot_texts(lib, &axes.length, &axes.format)?;
+        let messages =
+            self.render_messages(&question.text, &slots.tool_outputs, &slots.documents)?;
         Ok(ChatRequest {
             messages,
             tools: self.probe.tools.clone(),
         })
     }
 
+    /// True when the message templates render through the plain fast path.
+    pub fn has_fast_path(&self) -> bool {
+        self.plain.is_some()
+    }
+
+    /// Appends the rendered request as serde_json writes it (`{"messages":[…],"tools":[…]}`,
+    /// byte for byte) without building it: constant JSON is cut once per probe, literal text
+    /// escaped once per probe, slot texts once per (length, format), the question once per
+    /// (persona, phrasing). `Ok(false)` (nothing written) when the probe's templates are not
+    /// all on the plain fast path or a template names a missing slot: serialise
+    /// [`Self::render`]'s request instead. `seed` (the render seed, as for `render`) is only
+    /// computed when the question has to be rendered.
+    pub fn write_request_json(
+        &self,
+        lib: &AxisLibrary,
+        axes: &VariantAxes,
+        seed: &dyn Fn() -> u64,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, String> {
+        let Some(plain) = &self.plain else {
+            return Ok(false);
+        };
+        let Some(frame) = self
+            .frame
+            .get_or_init(|| RequestFrame::new(self.probe))
+            .as_ref()
+        else {
+            return Ok(false);
+        };
+        let question = self.question_memo(axes, seed)?;
+        let slots = self.slot_texts(lib, &axes.length, &axes.format)?;
+        let (tool_outputs, documents) = slots.json();
+        let values = SlotValues {
+            question: question.json.get_or_init(|| json_escape(&question.text)),
+            tool_outputs,
+            documents,
+        };
+        let start = out.len();
+        out.extend_from_slice(b"{\"messages\":[");
+        for (i, ((before, after), t)) in frame.messages.iter().zip(plain).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(before);
+            if let (Some(after), Some(t)) = (after, t) {
+                if !t.render_json(&values, out) {
+                    out.truncate(start);
+                    return Ok(false);
+                }
+                out.extend_from_slice(after);
+            }
+        }
+        out.extend_from_slice(&frame.tail);
+        Ok(true)
+    }
+
     /// The tool outputs and documents of a (length, format) point. They depend on those two
     /// axes only, never on persona or phrasing: variants that differ in voice see the very
     /// same data (so attribution to an axis is clean), and each (length, format) is built
     /// once per probe. Distractors and filler are seeded by probe, length and format.
-    #[allow(clippy::type_complexity)]
     fn slot_texts(
         &self,
         lib: &AxisLibrary,
         length: &str,
         format: &str,
-    ) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
-        let key = (length.to_string(), format.to_string());
+    ) -> Result<Arc<SlotTexts>, String> {
         if let Some(hit) = self
             .slots_memo
             .lock()
             .ok()
-            .and_then(|m| m.get(&key).cloned())
+            .and_then(|m| m.get(length).and_then(|by| by.get(format)).cloned())
         {
             return Ok(hit);
         }
@@ -407,14 +647,57 @@ impl<'p> Renderer<'p> {
                 }
             }
         }
-        let value = (tool_outputs, documents);
+        let value = Arc::new(SlotTexts::new(tool_outputs, documents));
         if let Ok(mut m) = self.slots_memo.lock() {
-            m.insert(key, value.clone());
+            m.entry(length.to_string())
+                .or_default()
+                .insert(format.to_string(), value.clone());
         }
         Ok(value)
     }
 
+    /// The probe's messages with the slot values filled in: through the plain fast path
+    /// when the probe has one, else (or when a template names a missing slot, so that the
+    /// error is minijinja's) through minijinja.
     fn render_messages(
+        &self,
+        question: &str,
+        tool_outputs: &BTreeMap<String, String>,
+        documents: &BTreeMap<String, String>,
+    ) -> Result<Vec<Message>, String> {
+        if let Some(plain) = &self.plain {
+            let values = SlotValues {
+                question,
+                tool_outputs,
+                documents,
+            };
+            let fast: Option<Vec<Message>> = self
+                .probe
+                .messages
+                .iter()
+                .zip(plain)
+                .map(|(m, t)| {
+                    let content = match t {
+                        Some(t) => Some(t.render(&values)?),
+                        None => None,
+                    };
+                    Some(Message {
+                        role: m.role,
+                        content,
+                        tool_calls: m.tool_calls.clone(),
+                        tool_call_id: m.tool_call_id.clone(),
+                        name: m.name.clone(),
+                    })
+                })
+                .collect();
+            if let Some(messages) = fast {
+                return Ok(messages);
+            }
+        }
+        self.render_messages_minijinja(question, tool_outputs, documents)
+    }
+
+    fn render_messages_minijinja(
         &self,
         question: &str,
         tool_outputs: &BTreeMap<String, String>,
@@ -439,6 +722,12 @@ impl<'p> Renderer<'p> {
         }
         Ok(out)
     }
+}
+
+/// Whether a persona or phrasing template's output depends on the render seed: only the
+/// `typos` filter reads it (a template naming `seed` itself is counted too, to be safe).
+fn uses_seed(template: &str) -> bool {
+    template.contains("typos") || template.contains("seed")
 }
 
 enum Primary {
@@ -861,6 +1150,42 @@ mod tests {
         let mut env = Environment::new();
         env.add_template_owned("t", escape_literal(lit)).unwrap();
         assert_eq!(env.get_template("t").unwrap().render(()).unwrap(), lit);
+    }
+
+    proptest::proptest! {
+        /// Incident text as `templatize` escapes it, around slot references: the plain fast
+        /// path compiles it and renders what minijinja renders, whatever the text holds.
+        #[test]
+        fn plain_templates_render_as_minijinja_does(
+            parts in proptest::collection::vec("(\\{|\\}|%|#|'|\"|\\\\|\r|\n|\t| |x|é|\u{1}|-){0,24}", 1..5),
+            question in "(\\{|\\}|%|x|\n|'|\"){0,12}",
+            tool in "(\\{|\\}|%|#|x|\n){0,12}",
+        ) {
+            let refs = ["{{ question }}", "{{ tool_outputs[\"call_1\"] }}", "{{question}}"];
+            let mut source = String::new();
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    source.push_str(refs[i % refs.len()]);
+                }
+                source.push_str(&escape_literal(p));
+            }
+            // A literal `{` right before a reference reads as `{{{`: minijinja's business.
+            let Some(t) = PlainTemplate::compile(&source) else {
+                proptest::prop_assert!(source.contains("{{{"), "not compiled: {:?}", source);
+                return Ok(());
+            };
+            let tools: BTreeMap<String, String> = [("call_1".to_string(), tool.clone())].into();
+            let docs = BTreeMap::new();
+            let fast = t.render(&SlotValues { question: &question, tool_outputs: &tools, documents: &docs });
+            let mut env = sandbox_env();
+            env.add_template_owned("t", source.clone()).unwrap();
+            let slow = env.get_template("t").unwrap().render(minijinja::context! {
+                question => question,
+                tool_outputs => Value::from(tools.clone()),
+                documents => Value::from(docs),
+            }).unwrap();
+            proptest::prop_assert_eq!(fast, Some(slow));
+        }
     }
 
     #[test]
