@@ -211,7 +211,7 @@ impl Comparison {
                     n.into(),
                     b.class(n),
                     c.class(n),
-                    paired(&|v| v.capability == n),
+                    paired(&|v| &*v.capability == n),
                 )
             })
             .collect();

@@ -26,7 +26,7 @@
 
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
-use crate::store::CaseRow;
+use crate::store::CaseBrief;
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -138,24 +138,24 @@ impl TierCollector {
     }
 
     /// Adds one case.
-    pub fn push(&mut self, row: &CaseRow) {
-        let p = match self.probes.get_mut(&row.probe_id) {
+    pub fn push(&mut self, row: &CaseBrief<'_>) {
+        let p = match self.probes.get_mut(row.probe_id) {
             Some(p) => p,
             None => self
                 .probes
-                .entry(row.probe_id.clone())
+                .entry(row.probe_id.to_string())
                 .or_insert_with(|| ProbeSamples {
-                    capability: row.capability.clone(),
+                    capability: row.capability.to_string(),
                     declared: Some(row.tier),
                     variants: HashMap::new(),
                 }),
         };
-        match p.variants.get_mut(&row.case.variant_id) {
-            Some(v) => v.push(row.case.status),
+        match p.variants.get_mut(row.variant_id) {
+            Some(v) => v.push(row.status),
             None => {
                 let mut v = SampleTally::default();
-                v.push(row.case.status);
-                p.variants.insert(row.case.variant_id.clone(), v);
+                v.push(row.status);
+                p.variants.insert(row.variant_id.to_string(), v);
             }
         }
     }
@@ -165,9 +165,9 @@ impl TierCollector {
     pub fn push_variant(&mut self, v: &crate::analysis::VariantResult) {
         let p = self
             .probes
-            .entry(v.probe_id.clone())
+            .entry(v.probe_id.to_string())
             .or_insert_with(|| ProbeSamples {
-                capability: v.capability.clone(),
+                capability: v.capability.to_string(),
                 declared: Some(v.tier),
                 variants: HashMap::new(),
             });

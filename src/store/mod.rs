@@ -27,7 +27,8 @@ mod schema;
 
 pub use lock::{LockGuard, LockInfo};
 pub use records::{
-    CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, VariantRecord, WriteOp,
+    CaseBrief, CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, SharedAxes,
+    VariantRecord, WriteOp,
 };
 
 use crate::chat::ChatResponse;
@@ -455,6 +456,103 @@ impl Store {
         Ok(())
     }
 
+    /// Calls `f` on every case of `run` in the order of [`Store::for_each_case`] (model, probe,
+    /// variant, sample), but briefly: only the columns that say where a case belongs and how it
+    /// went ([`CaseBrief`]). The output, tool calls and check verdicts are neither read nor
+    /// decoded, and each distinct axes map is parsed once: the walk the counting analyses use,
+    /// several times faster than the full one on a big run.
+    ///
+    /// A case whose variant or probe version is missing is an error, as in the full walk.
+    pub fn for_each_case_brief(
+        &self,
+        run: &str,
+        mut f: impl FnMut(&CaseBrief<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.model, c.variant_id, c.sample, c.status, \
+             v.probe_id, p.capability, p.tier, v.canonical, v.axes \
+             FROM cases c \
+             LEFT JOIN variants v ON v.id = c.variant_id \
+             LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest \
+             WHERE c.run_id = ?1 \
+             ORDER BY c.model, v.probe_id, c.variant_id, c.sample",
+        )?;
+        // Distinct axes maps of the run (a few thousand at most): parsed once each.
+        let mut axes_seen: std::collections::HashMap<String, SharedAxes> =
+            std::collections::HashMap::new();
+        let mut rows = stmt.query([run])?;
+        while let Some(row) = rows.next()? {
+            let model = text(row, 0)?;
+            let variant_id = text(row, 1)?;
+            let sample = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
+            let status = parse_status(text(row, 3)?)?;
+            let missing = |what: &str| {
+                Error::Other(format!(
+                    "store: case ({model}, {variant_id}, sample {sample}) of run `{run}` refers \
+                     to {what} missing from the store"
+                ))
+            };
+            let Some(probe_id) = opt_text(row, 4)? else {
+                return Err(missing("a variant"));
+            };
+            let Some(capability) = opt_text(row, 5)? else {
+                return Err(missing("a probe version"));
+            };
+            let tier_text = text(row, 6)?;
+            let tier = Tier::parse(tier_text).ok_or_else(|| {
+                Error::Other(format!(
+                    "store: probe `{probe_id}` has an unknown tier `{tier_text}`"
+                ))
+            })?;
+            let canonical: bool = row.get(7)?;
+            let axes_text = text(row, 8)?;
+            let axes = match axes_seen.get(axes_text) {
+                Some(a) => a,
+                None => {
+                    let parsed: SharedAxes =
+                        std::sync::Arc::new(from_json(axes_text, "variant axes")?);
+                    axes_seen.entry(axes_text.to_string()).or_insert(parsed)
+                }
+            };
+            f(&CaseBrief {
+                model,
+                variant_id,
+                sample,
+                status,
+                probe_id,
+                capability,
+                tier,
+                canonical,
+                axes,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every sample of one variant of one model in `run`, in sample order: how a report fetches
+    /// the evidence (output, failed checks, error) of the few variants it lists after a brief
+    /// walk. One index lookup (the primary key).
+    pub fn variant_cases(
+        &self,
+        run: &str,
+        model: &str,
+        variant_id: &str,
+    ) -> Result<Vec<CaseRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.run_id, c.model, c.variant_id, c.sample, c.status, c.output, c.tool_calls, \
+             c.checks, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd, c.error, \
+             c.cached, c.attempts, c.finish_reason, c.finished_at \
+             FROM cases c WHERE c.run_id = ?1 AND c.model = ?2 AND c.variant_id = ?3 \
+             ORDER BY c.sample",
+        )?;
+        let mut rows = stmt.query(params![run, model, variant_id])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(case_record_from_row(row)?);
+        }
+        Ok(out)
+    }
+
     /// Number of cases of `run` per model and status, ordered by model name then status
     /// (pass, fail, error, ungraded). Pairs with no case are absent.
     pub fn status_counts(&self, run: &str) -> Result<Vec<(String, CaseStatus, u64)>> {
@@ -605,8 +703,9 @@ fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
     })
 }
 
-fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
-    let case = CaseRecord {
+/// The case columns 0..=16 of a row (the column order of [`Store::for_each_case`]).
+fn case_record_from_row(row: &Row<'_>) -> Result<CaseRecord> {
+    Ok(CaseRecord {
         run_id: row.get(0)?,
         model: row.get(1)?,
         variant_id: row.get(2)?,
@@ -624,7 +723,11 @@ fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
         attempts: u32::try_from(row.get::<_, i64>(14)?).unwrap_or(u32::MAX),
         finish_reason: row.get(15)?,
         finished_at: row.get(16)?,
-    };
+    })
+}
+
+fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
+    let case = case_record_from_row(row)?;
     let missing = |what: &str| {
         Error::Other(format!(
             "store: case ({}, {}, sample {}) of run `{}` refers to {what} missing from the store",
@@ -656,6 +759,11 @@ fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
 /// Column `idx` as borrowed text (no allocation).
 fn text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
     Ok(row.get_ref(idx)?.as_str()?)
+}
+
+/// Column `idx` as borrowed text, `None` for NULL.
+fn opt_text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<Option<&'r str>> {
+    Ok(row.get_ref(idx)?.as_str_or_null()?)
 }
 
 fn parse_status(s: &str) -> Result<CaseStatus> {
