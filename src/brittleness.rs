@@ -3,7 +3,7 @@
 //!
 //! The cases of the run are streamed briefly ([`Store::for_each_case_brief`]: no outputs or
 //! check verdicts are read) and folded into one small summary per variant (passed / failed /
-//! error samples) of the current probe × model; nothing else is kept in memory. An
+//! error samples, the shared axes); nothing else is kept in memory. An
 //! `error` (and an `ungraded` case) is never a fail: it is left out of every count and rate
 //! below and reported on its own.
 //!
@@ -295,27 +295,38 @@ impl ChangedCache {
 
 /// Analyses run `run` in `store`.
 pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittleness> {
-    let mut results = Vec::new();
-    let mut group: Option<Group> = None;
+    // The brief walk comes in variant-id order, so every probe × model group stays open until
+    // the end: one small accumulator per variant (counts and shared axes).
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    let mut last: Option<usize> = None;
     let mut changed = ChangedCache::default();
     store.for_each_case_brief(&run.id, |row| {
         if !filter.keeps(row) {
             return Ok(());
         }
-        let same = group
-            .as_ref()
-            .is_some_and(|g| g.model == row.model && g.probe == row.probe_id);
-        if !same && let Some(g) = group.take() {
-            results.push(finish(g, run.repeats));
-        }
-        let g = group.get_or_insert_with(|| Group {
-            model: row.model.to_string(),
-            probe: row.probe_id.to_string(),
-            capability: row.capability.to_string(),
-            tier: row.tier,
-            variants: Vec::new(),
-            axes: Vec::new(),
-        });
+        let same =
+            last.filter(|&i| groups[i].model == row.model && groups[i].probe == row.probe_id);
+        let gi = match same {
+            Some(i) => i,
+            None => {
+                let key = (row.model.to_string(), row.probe_id.to_string());
+                *index.entry(key).or_insert_with(|| {
+                    groups.push(Group {
+                        model: row.model.to_string(),
+                        probe: row.probe_id.to_string(),
+                        capability: row.capability.to_string(),
+                        tier: row.tier,
+                        variants: Vec::new(),
+                        axes: Vec::new(),
+                    });
+                    groups.len() - 1
+                })
+            }
+        };
+        last = Some(gi);
+        let g = &mut groups[gi];
+        // Within a group the variants come in id order, each one's samples together.
         if g.variants.last().is_none_or(|v| v.id != row.variant_id) {
             g.variants.push(VariantAcc {
                 id: row.variant_id.to_string(),
@@ -337,9 +348,9 @@ pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittlen
         }
         Ok(())
     })?;
-    if let Some(g) = group.take() {
-        results.push(finish(g, run.repeats));
-    }
+    let results: Vec<ProbeBrittleness> =
+        groups.into_iter().map(|g| finish(g, run.repeats)).collect();
+    let mut results = results;
     let model_rank = |m: &str| {
         run.models
             .iter()

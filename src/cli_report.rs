@@ -444,6 +444,13 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
 /// Runs `cliffprobe report`.
 pub fn report(project: &Project, a: &ReportArgs) -> Result<ExitCode> {
     let r = build(project, a)?;
+    if a.format == Format::Json && a.out.is_none() {
+        // Streamed: on a big run the document is hundreds of MB (every flip with its evidence).
+        let mut so = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        report::json::render_to(&mut so, &r)?;
+        so.flush()?;
+        return gate_exit(a, &r);
+    }
     let text = match a.format {
         Format::Text => report::text::render(&r, use_color(a.out.as_ref())),
         Format::Json => report::json::render(&r),
@@ -452,6 +459,12 @@ pub fn report(project: &Project, a: &ReportArgs) -> Result<ExitCode> {
         Format::Html => report::html::render(&r),
     };
     write_output(a.out.as_ref(), &text)?;
+    drop(text);
+    gate_exit(a, &r)
+}
+
+/// The exit status of `report` once the report is written: the gate's verdict with `--gate`.
+fn gate_exit(a: &ReportArgs, r: &Report) -> Result<ExitCode> {
     if !a.gate {
         return Ok(ExitCode::SUCCESS);
     }

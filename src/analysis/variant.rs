@@ -215,9 +215,11 @@ impl ModelResults {
     }
 }
 
-/// Builds [`ModelResults`] from the case rows of one run, as the store streams them (ordered by
-/// model, probe, variant, sample). Any order gives the same results; in the store's order no
-/// per-variant index is kept at all (a run of a million cases must stay small in memory).
+/// Builds [`ModelResults`] from the case rows of one run, as the store streams them: the full
+/// walk ordered by model, probe, variant, sample ([`Collector::push`]), the brief walk by
+/// variant, model, sample ([`Collector::push_brief`]). Any order gives the same results (models
+/// by name, variants by probe then variant id); in the store's orders no per-variant index is
+/// kept at all (a run of a million cases must stay small in memory).
 ///
 /// Probe ids, classes and axes maps are interned: each variant holds shared references.
 #[derive(Debug, Default)]
@@ -238,8 +240,9 @@ struct ModelAcc {
 }
 
 impl ModelAcc {
-    /// The position of variant `id` of probe `probe`, if already seen.
-    fn find(&mut self, probe: &str, id: &str) -> Option<usize> {
+    /// The position of variant `id` of probe `probe`, if already seen. `by_id`: the walk is
+    /// ordered by variant id (brief) rather than by probe and variant id (full).
+    fn find(&mut self, probe: &str, id: &str, by_id: bool) -> Option<usize> {
         if let Some(index) = &self.index {
             return index.get(id).copied();
         }
@@ -248,7 +251,12 @@ impl ModelAcc {
             return Some(self.variants.len() - 1);
         }
         // In the store's order every new variant sorts after the previous one: then it is new.
-        if (&*last.probe_id, last.variant_id.as_str()) < (probe, id) {
+        let after = if by_id {
+            last.variant_id.as_str() < id
+        } else {
+            (&*last.probe_id, last.variant_id.as_str()) < (probe, id)
+        };
+        if after {
             return None;
         }
         let index: HashMap<String, usize> = self
@@ -280,6 +288,8 @@ struct Key<'a> {
     capability: &'a str,
     tier: Tier,
     canonical: bool,
+    /// The walk is ordered by variant id.
+    by_id: bool,
 }
 
 impl Collector {
@@ -319,7 +329,7 @@ impl Collector {
         let found = {
             let m = self.models.get_mut(k.model).expect("inserted above");
             m.cases += 1;
-            m.find(k.probe_id, k.variant_id)
+            m.find(k.probe_id, k.variant_id, k.by_id)
         };
         let i = match found {
             Some(i) => i,
@@ -358,6 +368,7 @@ impl Collector {
             capability: &row.capability,
             tier: row.tier,
             canonical: row.canonical,
+            by_id: false,
         };
         self.slot(&k, |c| {
             let pairs: Vec<(String, String)> = row
@@ -384,16 +395,22 @@ impl Collector {
             capability: row.capability,
             tier: row.tier,
             canonical: row.canonical,
+            by_id: true,
         };
         self.slot(&k, |_| row.axes.clone()).count(row.status);
     }
 
-    /// The results per model, in the order models were first seen; variants in the order they
-    /// were first seen.
-    pub fn finish(self) -> IndexMap<String, ModelResults> {
+    /// The results per model, models by name; each model's variants by probe, then variant id
+    /// (the full walk's order, whatever order the cases came in).
+    pub fn finish(mut self) -> IndexMap<String, ModelResults> {
+        self.models.sort_keys();
         self.models
             .into_iter()
-            .map(|(model, m)| {
+            .map(|(model, mut m)| {
+                m.variants.sort_by(|a, b| {
+                    (&*a.probe_id, a.variant_id.as_str())
+                        .cmp(&(&*b.probe_id, b.variant_id.as_str()))
+                });
                 let r = ModelResults {
                     model: model.clone(),
                     run_id: m.run_id,
@@ -428,5 +445,79 @@ mod tests {
         assert_eq!(fold(&s(1, 0, 5, 0)), Verdict::Pass, "errors do not vote");
         assert_eq!(fold(&s(0, 0, 3, 0)), Verdict::Error);
         assert_eq!(fold(&s(0, 0, 1, 1)), Verdict::Ungraded);
+    }
+
+    fn brief<'a>(
+        model: &'a str,
+        probe: &'a str,
+        id: &'a str,
+        status: CaseStatus,
+        axes: &'a SharedAxes,
+    ) -> CaseBrief<'a> {
+        CaseBrief {
+            model,
+            variant_id: id,
+            sample: 0,
+            status,
+            probe_id: probe,
+            capability: "c",
+            tier: Tier::Hard,
+            canonical: false,
+            axes,
+        }
+    }
+
+    fn shape(r: &IndexMap<String, ModelResults>) -> Vec<(String, String, String, Samples)> {
+        r.values()
+            .flat_map(|m| {
+                m.variants.iter().map(|v| {
+                    (
+                        m.model.clone(),
+                        v.probe_id.to_string(),
+                        v.variant_id.clone(),
+                        v.samples,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_collector_gives_the_same_results_in_any_order() {
+        let axes = SharedAxes::default();
+        let rows = [
+            ("prod", "p-b", "a1", CaseStatus::Pass),
+            ("cand", "p-b", "a1", CaseStatus::Fail),
+            ("cand", "p-a", "c3", CaseStatus::Pass),
+            ("prod", "p-a", "c3", CaseStatus::Pass),
+            ("prod", "p-a", "c3", CaseStatus::Fail),
+            ("cand", "p-b", "d4", CaseStatus::Error),
+        ];
+        // The brief walk's order (variant id, model) …
+        let mut by_id = Collector::new();
+        for (m, p, v, st) in rows {
+            by_id.push_brief("r1", &brief(m, p, v, st, &axes));
+        }
+        // … and a scrambled one (the index kicks in).
+        let mut scrambled = Collector::new();
+        for i in [5, 2, 0, 4, 1, 3] {
+            let (m, p, v, st) = rows[i];
+            scrambled.push_brief("r1", &brief(m, p, v, st, &axes));
+        }
+        let a = by_id.finish();
+        let b = scrambled.finish();
+        assert_eq!(shape(&a), shape(&b));
+        // Models by name; variants by probe, then id.
+        assert_eq!(a.keys().collect::<Vec<_>>(), ["cand", "prod"]);
+        let cand: Vec<&str> = a["cand"]
+            .variants
+            .iter()
+            .map(|v| v.variant_id.as_str())
+            .collect();
+        assert_eq!(cand, ["c3", "a1", "d4"]);
+        assert_eq!(a["prod"].variants[0].samples, s(1, 1, 0, 0));
+        assert_eq!(a["prod"].variants[0].verdict, Verdict::Fail);
+        assert_eq!(a["prod"].cases, 3);
+        assert!(a["cand"].variants.iter().all(|v| v.evidence.is_none()));
     }
 }

@@ -456,11 +456,15 @@ impl Store {
         Ok(())
     }
 
-    /// Calls `f` on every case of `run` in the order of [`Store::for_each_case`] (model, probe,
-    /// variant, sample), but briefly: only the columns that say where a case belongs and how it
-    /// went ([`CaseBrief`]). The output, tool calls and check verdicts are neither read nor
-    /// decoded, and each distinct axes map is parsed once: the walk the counting analyses use,
-    /// several times faster than the full one on a big run.
+    /// Calls `f` on every case of `run`, briefly: only the columns that say where a case belongs
+    /// and how it went ([`CaseBrief`]). The output, tool calls and check verdicts are neither
+    /// read nor decoded: the walk the counting analyses use, several times faster than
+    /// [`Store::for_each_case`] on a big run.
+    ///
+    /// **Order: by variant id, then model, then sample** (not the full walk's model-first
+    /// order): the cases come from the covering index `cases_brief` and are merged with one
+    /// pass over the variants in id order, so no join per case and no sort happen. Each
+    /// distinct axes map is parsed once and shared.
     ///
     /// A case whose variant or probe version is missing is an error, as in the full walk.
     pub fn for_each_case_brief(
@@ -468,62 +472,63 @@ impl Store {
         run: &str,
         mut f: impl FnMut(&CaseBrief<'_>) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT c.model, c.variant_id, c.sample, c.status, \
-             v.probe_id, p.capability, p.tier, v.canonical, v.axes \
-             FROM cases c \
-             LEFT JOIN variants v ON v.id = c.variant_id \
-             LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest \
-             WHERE c.run_id = ?1 \
-             ORDER BY c.model, v.probe_id, c.variant_id, c.sample",
+        let mut cases = self.conn.prepare_cached(
+            "SELECT c.variant_id, c.model, c.sample, c.status FROM cases c \
+             WHERE c.run_id = ?1 ORDER BY c.variant_id, c.model, c.sample",
         )?;
-        // Distinct axes maps of the run (a few thousand at most): parsed once each.
+        let mut variants = self.conn.prepare_cached(
+            "SELECT v.id, v.probe_id, p.capability, p.tier, v.canonical, v.axes \
+             FROM variants v \
+             LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest \
+             ORDER BY v.id",
+        )?;
+        // Distinct axes maps (a few thousand at most): parsed once each.
         let mut axes_seen: std::collections::HashMap<String, SharedAxes> =
             std::collections::HashMap::new();
-        let mut rows = stmt.query([run])?;
+        let mut v = BriefVariant::default();
+        let mut variants_done = false;
+        let mut vrows = variants.query([])?;
+        let mut rows = cases.query([run])?;
         while let Some(row) = rows.next()? {
-            let model = text(row, 0)?;
-            let variant_id = text(row, 1)?;
+            let variant_id = text(row, 0)?;
+            let model = text(row, 1)?;
             let sample = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
             let status = parse_status(text(row, 3)?)?;
+            // Advance the variants (in id order, like the cases) up to this case's variant.
+            while !variants_done && (!v.loaded || v.id.as_str() < variant_id) {
+                match vrows.next()? {
+                    Some(vr) => v.load(vr, &mut axes_seen)?,
+                    None => variants_done = true,
+                }
+            }
             let missing = |what: &str| {
                 Error::Other(format!(
                     "store: case ({model}, {variant_id}, sample {sample}) of run `{run}` refers \
                      to {what} missing from the store"
                 ))
             };
-            let Some(probe_id) = opt_text(row, 4)? else {
+            if !v.loaded || v.id != variant_id {
                 return Err(missing("a variant"));
-            };
-            let Some(capability) = opt_text(row, 5)? else {
+            }
+            let Some(capability) = v.capability.as_deref() else {
                 return Err(missing("a probe version"));
             };
-            let tier_text = text(row, 6)?;
-            let tier = Tier::parse(tier_text).ok_or_else(|| {
+            let tier = Tier::parse(&v.tier).ok_or_else(|| {
                 Error::Other(format!(
-                    "store: probe `{probe_id}` has an unknown tier `{tier_text}`"
+                    "store: probe `{}` has an unknown tier `{}`",
+                    v.probe_id, v.tier
                 ))
             })?;
-            let canonical: bool = row.get(7)?;
-            let axes_text = text(row, 8)?;
-            let axes = match axes_seen.get(axes_text) {
-                Some(a) => a,
-                None => {
-                    let parsed: SharedAxes =
-                        std::sync::Arc::new(from_json(axes_text, "variant axes")?);
-                    axes_seen.entry(axes_text.to_string()).or_insert(parsed)
-                }
-            };
             f(&CaseBrief {
                 model,
                 variant_id,
                 sample,
                 status,
-                probe_id,
+                probe_id: &v.probe_id,
                 capability,
                 tier,
-                canonical,
-                axes,
+                canonical: v.canonical,
+                axes: &v.axes,
             })?;
         }
         Ok(())
@@ -759,6 +764,51 @@ fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
 /// Column `idx` as borrowed text (no allocation).
 fn text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
     Ok(row.get_ref(idx)?.as_str()?)
+}
+
+/// The current variant of a brief walk, copied out of its row (buffers reused).
+#[derive(Default)]
+struct BriefVariant {
+    loaded: bool,
+    id: String,
+    probe_id: String,
+    /// `None` when the probe version is missing.
+    capability: Option<String>,
+    tier: String,
+    canonical: bool,
+    axes: SharedAxes,
+}
+
+impl BriefVariant {
+    fn load(
+        &mut self,
+        row: &Row<'_>,
+        axes_seen: &mut std::collections::HashMap<String, SharedAxes>,
+    ) -> Result<()> {
+        fn set(buf: &mut String, s: &str) {
+            buf.clear();
+            buf.push_str(s);
+        }
+        self.loaded = true;
+        set(&mut self.id, text(row, 0)?);
+        set(&mut self.probe_id, text(row, 1)?);
+        match opt_text(row, 2)? {
+            Some(c) => set(self.capability.get_or_insert_with(String::new), c),
+            None => self.capability = None,
+        }
+        set(&mut self.tier, opt_text(row, 3)?.unwrap_or(""));
+        self.canonical = row.get(4)?;
+        let axes_text = text(row, 5)?;
+        self.axes = match axes_seen.get(axes_text) {
+            Some(a) => a.clone(),
+            None => {
+                let parsed: SharedAxes = std::sync::Arc::new(from_json(axes_text, "variant axes")?);
+                axes_seen.insert(axes_text.to_string(), parsed.clone());
+                parsed
+            }
+        };
+        Ok(())
+    }
 }
 
 /// Column `idx` as borrowed text, `None` for NULL.
