@@ -702,7 +702,7 @@ fn a_version_1_store_gains_the_brief_index_and_keeps_its_cases() {
     let path = dir.path().join("s.db");
     {
         // A store as the first release wrote it: migration 1 only.
-        let mut conn = connect(&path).unwrap();
+        let conn = connect(&path).unwrap();
         conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         let store = Store {
