@@ -298,6 +298,19 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         .map(|m| (m.clone(), Breakdown::of(&results[m])))
         .collect();
 
+    // Measured tiers: this run's samples from the results already folded, earlier runs read.
+    // First, so that their per-variant tallies are gone before the flips and their evidence
+    // are built (the peak memory of a big report).
+    let mut tier_samples = crate::analysis::tiers::TierCollector::new();
+    for v in results.values().flat_map(|m| &m.variants) {
+        tier_samples.push_variant(v);
+    }
+    let measured_tiers = Some(crate::cli_tiers::measure_from(
+        &store,
+        &run,
+        &project.config.tiers.thresholds(),
+        tier_samples.finish(),
+    )?);
     // Which comparisons.
     let mut comparisons = Vec::new();
     let mut findings = Vec::new();
@@ -408,17 +421,6 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         ))
     };
 
-    // Measured tiers: this run's samples from the results already folded, earlier runs read.
-    let mut tier_samples = crate::analysis::tiers::TierCollector::new();
-    for v in results.values().flat_map(|m| &m.variants) {
-        tier_samples.push_variant(v);
-    }
-    let measured_tiers = Some(crate::cli_tiers::measure_from(
-        &store,
-        &run,
-        &project.config.tiers.thresholds(),
-        tier_samples.finish(),
-    )?);
     let heatmaps = order.iter().map(|m| Heatmap::of(&results[m])).collect();
     let mut results = results;
     Ok(Report {

@@ -163,15 +163,22 @@ impl TierCollector {
     /// Adds the samples of one variant of one model, as the report has already folded them
     /// (so a report measures tiers without reading the run a second time).
     pub fn push_variant(&mut self, v: &crate::analysis::VariantResult) {
-        let p = self
-            .probes
-            .entry(v.probe_id.to_string())
-            .or_insert_with(|| ProbeSamples {
-                capability: v.capability.to_string(),
-                declared: Some(v.tier),
-                variants: HashMap::new(),
-            });
-        let t = p.variants.entry(v.variant_id.clone()).or_default();
+        if !self.probes.contains_key(&*v.probe_id) {
+            self.probes.insert(
+                v.probe_id.to_string(),
+                ProbeSamples {
+                    capability: v.capability.to_string(),
+                    declared: Some(v.tier),
+                    variants: HashMap::new(),
+                },
+            );
+        }
+        let p = self.probes.get_mut(&*v.probe_id).expect("inserted above");
+        if !p.variants.contains_key(&v.variant_id) {
+            p.variants
+                .insert(v.variant_id.clone(), SampleTally::default());
+        }
+        let t = p.variants.get_mut(&v.variant_id).expect("inserted above");
         let s = &v.samples;
         t.passed += u64::from(s.pass);
         t.graded += u64::from(s.pass) + u64::from(s.fail);

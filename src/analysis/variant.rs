@@ -407,7 +407,8 @@ impl Collector {
         self.models
             .into_iter()
             .map(|(model, mut m)| {
-                m.variants.sort_by(|a, b| {
+                // Ids are unique within a model: an unstable sort (no buffer) gives the one order.
+                m.variants.sort_unstable_by(|a, b| {
                     (&*a.probe_id, a.variant_id.as_str())
                         .cmp(&(&*b.probe_id, b.variant_id.as_str()))
                 });

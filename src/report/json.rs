@@ -234,7 +234,7 @@ impl Serialize for ReportDoc<'_> {
         )?;
         m.serialize_entry(
             "heatmaps",
-            &r.heatmaps.iter().map(heatmap).collect::<Vec<_>>(),
+            &r.heatmaps.iter().map(HeatmapDoc).collect::<Vec<_>>(),
         )?;
         m.serialize_entry("trend", &r.trend.as_ref().map(trend))?;
         m.serialize_entry("gate", &gate(r))?;
@@ -265,16 +265,40 @@ fn gate(r: &Report) -> Option<Value> {
     })
 }
 
-fn heatmap(h: &Heatmap) -> Value {
-    json!({
-        "model": h.model,
-        "columns": h.columns.iter().map(|(a, v)| json!({"axis": a, "value": v})).collect::<Vec<_>>(),
-        "rows": h.rows.iter().map(|r| json!({
-            "probe": r.probe,
-            "tier": r.tier.as_str(),
-            "cells": r.cells.iter().map(|c| c.as_ref().map(group).unwrap_or(Value::Null)).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+/// A heat map, serialised as it is written: one row's cells at a time (a big suite has
+/// hundreds of probes × dozens of axis values per model).
+struct HeatmapDoc<'a>(&'a Heatmap);
+
+impl Serialize for HeatmapDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = self.0;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("model", &h.model)?;
+        m.serialize_entry(
+            "columns",
+            &h.columns
+                .iter()
+                .map(|(a, v)| json!({"axis": a, "value": v}))
+                .collect::<Vec<_>>(),
+        )?;
+        m.serialize_entry("rows", &Rows(h))?;
+        m.end()
+    }
+}
+
+/// The rows of a heat map, each built as JSON only while it is written.
+struct Rows<'a>(&'a Heatmap);
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.rows.iter().map(|r| {
+            json!({
+                "probe": r.probe,
+                "tier": r.tier.as_str(),
+                "cells": r.cells.iter().map(|c| c.as_ref().map(group).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+            })
+        }))
+    }
 }
 
 fn trend(t: &Trend) -> Value {
