@@ -298,7 +298,8 @@ pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittlen
     // The brief walk comes in variant-id order, so every probe × model group stays open until
     // the end: one small accumulator per variant (counts and shared axes).
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    // model → probe → position in `groups` (looked up with borrowed keys: no allocation per case).
+    let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
     let mut last: Option<usize> = None;
     let mut changed = ChangedCache::default();
     store.for_each_case_brief(&run.id, |row| {
@@ -309,9 +310,9 @@ pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittlen
             last.filter(|&i| groups[i].model == row.model && groups[i].probe == row.probe_id);
         let gi = match same {
             Some(i) => i,
-            None => {
-                let key = (row.model.to_string(), row.probe_id.to_string());
-                *index.entry(key).or_insert_with(|| {
+            None => match index.get(row.model).and_then(|m| m.get(row.probe_id)) {
+                Some(&i) => i,
+                None => {
                     groups.push(Group {
                         model: row.model.to_string(),
                         probe: row.probe_id.to_string(),
@@ -320,9 +321,13 @@ pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittlen
                         variants: Vec::new(),
                         axes: Vec::new(),
                     });
+                    index
+                        .entry(row.model.to_string())
+                        .or_default()
+                        .insert(row.probe_id.to_string(), groups.len() - 1);
                     groups.len() - 1
-                })
-            }
+                }
+            },
         };
         last = Some(gi);
         let g = &mut groups[gi];
@@ -572,11 +577,22 @@ fn attribution(
 
 fn interactions(graded: &[&VariantAcc]) -> Vec<Interaction> {
     // Changed-axes set → (passes, fails), summed over variants with that set.
-    let mut by_set: BTreeMap<&[(String, String)], (u64, u64)> = BTreeMap::new();
+    // Summed per shared set first (variants with the same axes share one), then by content.
+    type Set<'a> = &'a [(String, String)];
+    let mut per_rc: HashMap<usize, (Set<'_>, u64, u64)> = HashMap::new();
     for v in graded {
-        let e = by_set.entry(v.changed.as_slice()).or_default();
-        e.0 += v.pass;
-        e.1 += v.fail;
+        let e =
+            per_rc
+                .entry(Rc::as_ptr(&v.changed) as usize)
+                .or_insert((v.changed.as_slice(), 0, 0));
+        e.1 += v.pass;
+        e.2 += v.fail;
+    }
+    let mut by_set: BTreeMap<&[(String, String)], (u64, u64)> = BTreeMap::new();
+    for (set, pass, fail) in per_rc.into_values() {
+        let e = by_set.entry(set).or_default();
+        e.0 += pass;
+        e.1 += fail;
     }
     let passing = |set: &[(String, String)]| by_set.get(set).is_some_and(|&(p, f)| p > 0 && f == 0);
     let mut out = Vec::new();
