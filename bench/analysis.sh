@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Report and brittleness over a big store: wall time and peak RSS of `cliffprobe report`
-# (text and JSON), `cliffprobe brittleness --format json` and `cliffprobe trend` on a run of
+# (text and JSON), `cliffprobe brittleness --format json`, both together, `cliffprobe tiers`
+# (text and JSON; the same walk as the report's measured-tiers section) and `cliffprobe trend`
+# on a run of
 # CASES cases (default 1,000,000: two built-in mock models x 500,000 variant samples, filled
 # offline with the mock provider, which answers differently per variant so every section of the
 # report has content: regressions, flips, brittle probes).
@@ -57,6 +59,8 @@ measure report-text "$BIN" report
 measure report-json "$BIN" report --format json
 measure brittleness-json "$BIN" brittleness --format json
 measure report+brittleness sh -c "'$BIN' report --format json >/dev/null && '$BIN' brittleness --format json"
+measure tiers-text "$BIN" tiers
+measure tiers-json "$BIN" tiers --format json
 measure trend "$BIN" trend
 
 {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark in one pass: expand (cargo bench), sweep (+ cached re-run + wrk limit),
-# memory, and with PEERS=1 the peers' promptfoo and Inspect runs from ../shared/bench/peers
+# memory, analysis (report / brittleness / tiers / trend over a 1,000,000-case store), and
+# with PEERS=1 the peers' promptfoo and Inspect runs from ../shared/bench/peers
 # (same machine, same pass: compare only within one pass, see the peers README).
 # Env: passed through to each script (CASES, CONC, FULL, MAX_CASES, N for the expand bench, ...);
 #      PEERS=1; PEERS_N (2000) requests per peers run (the peers' own N).
@@ -22,6 +23,9 @@ SKIP_BUILD=1 "$BENCH_DIR/memory.sh" | tee -a "$SUMMARY"
 
 step "rate limits: cargo bench --bench ratelimit"
 (cd "$REPO" && cargo bench --bench ratelimit) | tee -a "$SUMMARY"
+
+step "analysis: bench/analysis.sh"
+SKIP_BUILD=1 "$BENCH_DIR/analysis.sh" | tee -a "$SUMMARY"
 
 if [ "${PEERS:-0}" = 1 ]; then
   step "peers: promptfoo"

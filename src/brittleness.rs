@@ -1,8 +1,9 @@
 //! Brittleness per probe × model, computed from the store for one run: which variants break a
 //! model, along which axis, and the smallest change that breaks it.
 //!
-//! The cases of the run are streamed ([`Store::for_each_case`]) and folded into one small
-//! summary per variant (passed / failed / error samples); nothing else is kept in memory. An
+//! The cases of the run are streamed briefly ([`Store::for_each_case_brief`]: no outputs or
+//! check verdicts are read) and folded into one small summary per variant (passed / failed /
+//! error samples, the shared axes); nothing else is kept in memory. An
 //! `error` (and an `ungraded` case) is never a fail: it is left out of every count and rate
 //! below and reported on its own.
 //!
@@ -51,10 +52,11 @@ use crate::axes::{AxisName, ORIGINAL};
 use crate::error::Result;
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
-use crate::store::{CaseRow, RunInfo, Store};
+use crate::store::{CaseBrief, RunInfo, SharedAxes, Store};
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 /// Significance level of the per-axis test (after Holm's correction).
 pub const ALPHA: f64 = 0.05;
@@ -69,8 +71,8 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn keeps(&self, row: &CaseRow) -> bool {
-        self.model.as_ref().is_none_or(|m| *m == row.case.model)
+    fn keeps(&self, row: &CaseBrief<'_>) -> bool {
+        self.model.as_ref().is_none_or(|m| *m == row.model)
             && self.probe.as_ref().is_none_or(|p| {
                 row.probe_id.contains(p.as_str()) || row.capability.contains(p.as_str())
             })
@@ -213,7 +215,7 @@ struct VariantAcc {
     id: String,
     canonical: bool,
     /// Changed axes only, in axis order.
-    changed: Vec<(String, String)>,
+    changed: Changed,
     pass: u64,
     fail: u64,
     error: u64,
@@ -269,39 +271,72 @@ struct Group {
     tier: Tier,
     variants: Vec<VariantAcc>,
     /// Per variant: axis → value (full map), for the attribution.
-    axes: Vec<IndexMap<String, String>>,
+    axes: Vec<SharedAxes>,
+}
+
+/// The changed axes of each distinct axes map met in the walk, computed once per map: keyed by
+/// the address of the shared map, which the entry keeps alive.
+#[derive(Default)]
+struct ChangedCache(HashMap<usize, (SharedAxes, Changed)>);
+
+/// The changed axes of a variant, in axis order: shared by the variants with the same axes.
+type Changed = Rc<Vec<(String, String)>>;
+
+impl ChangedCache {
+    fn get(&mut self, axes: &SharedAxes) -> Changed {
+        let key = std::sync::Arc::as_ptr(axes) as usize;
+        let e = self
+            .0
+            .entry(key)
+            .or_insert_with(|| (axes.clone(), Rc::new(changed_axes(axes))));
+        e.1.clone()
+    }
 }
 
 /// Analyses run `run` in `store`.
 pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittleness> {
-    let mut results = Vec::new();
-    let mut group: Option<Group> = None;
-    store.for_each_case(&run.id, |row| {
-        if !filter.keeps(&row) {
+    // The brief walk comes in variant-id order, so every probe × model group stays open until
+    // the end: one small accumulator per variant (counts and shared axes).
+    let mut groups: Vec<Group> = Vec::new();
+    // model → probe → position in `groups` (looked up with borrowed keys: no allocation per case).
+    let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
+    let mut last: Option<usize> = None;
+    let mut changed = ChangedCache::default();
+    store.for_each_case_brief(&run.id, |row| {
+        if !filter.keeps(row) {
             return Ok(());
         }
-        let same = group
-            .as_ref()
-            .is_some_and(|g| g.model == row.case.model && g.probe == row.probe_id);
-        if !same && let Some(g) = group.take() {
-            results.push(finish(g, run.repeats));
-        }
-        let g = group.get_or_insert_with(|| Group {
-            model: row.case.model.clone(),
-            probe: row.probe_id.clone(),
-            capability: row.capability.clone(),
-            tier: row.tier,
-            variants: Vec::new(),
-            axes: Vec::new(),
-        });
-        if g.variants
-            .last()
-            .is_none_or(|v| v.id != row.case.variant_id)
-        {
+        let same =
+            last.filter(|&i| groups[i].model == row.model && groups[i].probe == row.probe_id);
+        let gi = match same {
+            Some(i) => i,
+            None => match index.get(row.model).and_then(|m| m.get(row.probe_id)) {
+                Some(&i) => i,
+                None => {
+                    groups.push(Group {
+                        model: row.model.to_string(),
+                        probe: row.probe_id.to_string(),
+                        capability: row.capability.to_string(),
+                        tier: row.tier,
+                        variants: Vec::new(),
+                        axes: Vec::new(),
+                    });
+                    index
+                        .entry(row.model.to_string())
+                        .or_default()
+                        .insert(row.probe_id.to_string(), groups.len() - 1);
+                    groups.len() - 1
+                }
+            },
+        };
+        last = Some(gi);
+        let g = &mut groups[gi];
+        // Within a group the variants come in id order, each one's samples together.
+        if g.variants.last().is_none_or(|v| v.id != row.variant_id) {
             g.variants.push(VariantAcc {
-                id: row.case.variant_id.clone(),
+                id: row.variant_id.to_string(),
                 canonical: row.canonical,
-                changed: changed_axes(&row.axes),
+                changed: changed.get(row.axes),
                 pass: 0,
                 fail: 0,
                 error: 0,
@@ -310,7 +345,7 @@ pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittlen
             g.axes.push(row.axes.clone());
         }
         let v = g.variants.last_mut().expect("just pushed");
-        match row.case.status {
+        match row.status {
             CaseStatus::Pass => v.pass += 1,
             CaseStatus::Fail => v.fail += 1,
             CaseStatus::Error => v.error += 1,
@@ -318,9 +353,9 @@ pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittlen
         }
         Ok(())
     })?;
-    if let Some(g) = group.take() {
-        results.push(finish(g, run.repeats));
-    }
+    let results: Vec<ProbeBrittleness> =
+        groups.into_iter().map(|g| finish(g, run.repeats)).collect();
+    let mut results = results;
     let model_rank = |m: &str| {
         run.models
             .iter()
@@ -380,7 +415,7 @@ fn finish(g: Group, repeats: u32) -> ProbeBrittleness {
         .collect();
     let mut value_count: HashMap<(&str, &str), u64> = HashMap::new();
     for v in &failing {
-        for (a, x) in &v.changed {
+        for (a, x) in v.changed.iter() {
             *value_count.entry((a.as_str(), x.as_str())).or_default() += 1;
         }
     }
@@ -471,19 +506,28 @@ type ValueKey = (bool, String);
 
 fn attribution(
     vs: &[VariantAcc],
-    axes: &[IndexMap<String, String>],
+    axes: &[SharedAxes],
 ) -> IndexMap<String, IndexMap<String, AxisValueStats>> {
+    // Summed per distinct axes map first (variants share them), then per axis value.
+    let mut per_map: HashMap<usize, (&SharedAxes, u64, u64)> = HashMap::new();
+    for (v, map) in vs.iter().zip(axes) {
+        let e = per_map
+            .entry(std::sync::Arc::as_ptr(map) as usize)
+            .or_insert((map, 0, 0));
+        e.1 += v.graded();
+        e.2 += v.pass;
+    }
     // axis → value → (cases, passed)
     let mut counts: BTreeMap<AxisKey, BTreeMap<ValueKey, (u64, u64)>> = BTreeMap::new();
-    for (v, map) in vs.iter().zip(axes) {
-        for (axis, value) in map {
+    for (map, graded, pass) in per_map.into_values() {
+        for (axis, value) in map.iter() {
             let e = counts
                 .entry(axis_rank(axis))
                 .or_default()
                 .entry((value != ORIGINAL, value.clone()))
                 .or_default();
-            e.0 += v.graded();
-            e.1 += v.pass;
+            e.0 += graded;
+            e.1 += pass;
         }
     }
     counts.retain(|_, values| values.len() > 1);
@@ -533,11 +577,22 @@ fn attribution(
 
 fn interactions(graded: &[&VariantAcc]) -> Vec<Interaction> {
     // Changed-axes set → (passes, fails), summed over variants with that set.
-    let mut by_set: BTreeMap<&[(String, String)], (u64, u64)> = BTreeMap::new();
+    // Summed per shared set first (variants with the same axes share one), then by content.
+    type Set<'a> = &'a [(String, String)];
+    let mut per_rc: HashMap<usize, (Set<'_>, u64, u64)> = HashMap::new();
     for v in graded {
-        let e = by_set.entry(v.changed.as_slice()).or_default();
-        e.0 += v.pass;
-        e.1 += v.fail;
+        let e =
+            per_rc
+                .entry(Rc::as_ptr(&v.changed) as usize)
+                .or_insert((v.changed.as_slice(), 0, 0));
+        e.1 += v.pass;
+        e.2 += v.fail;
+    }
+    let mut by_set: BTreeMap<&[(String, String)], (u64, u64)> = BTreeMap::new();
+    for (set, pass, fail) in per_rc.into_values() {
+        let e = by_set.entry(set).or_default();
+        e.0 += pass;
+        e.1 += fail;
     }
     let passing = |set: &[(String, String)]| by_set.get(set).is_some_and(|&(p, f)| p > 0 && f == 0);
     let mut out = Vec::new();

@@ -89,15 +89,46 @@ pub struct TrendArgs {
     pub store: Option<String>,
 }
 
+/// The variant results of `run` (of model `only`, if given), counted from a brief walk: without
+/// evidence, which [`fill_evidence`] fetches for the variants a report lists.
 fn collect(store: &Store, run: &str, only: Option<&str>) -> Result<IndexMap<String, ModelResults>> {
     let mut c = Collector::new();
-    store.for_each_case(run, |row| {
-        if only.is_none_or(|m| m == row.case.model) {
-            c.push(&row);
+    store.for_each_case_brief(run, |row| {
+        if only.is_none_or(|m| m == row.model) {
+            c.push_brief(run, row);
         }
         Ok(())
     })?;
     Ok(c.finish())
+}
+
+/// The variant results of `run` with the evidence of every failing variant: what a JUnit
+/// report needs (one test case per variant, each failure with its output).
+fn collect_with_evidence(store: &Store, run: &str) -> Result<IndexMap<String, ModelResults>> {
+    let mut c = Collector::new();
+    store.for_each_case(run, |row| {
+        c.push(&row);
+        Ok(())
+    })?;
+    Ok(c.finish())
+}
+
+/// Fetches the evidence of the variants the comparisons list (the flips), sample by sample in
+/// sample order, exactly as a full walk would have picked it.
+fn fill_evidence(store: &Store, comparisons: &mut [Comparison]) -> Result<()> {
+    for c in comparisons {
+        let (run, model) = (c.candidate.run_id.clone(), c.candidate.model.clone());
+        for f in c.fixed.iter_mut().chain(c.regressed.iter_mut()) {
+            let v = &mut f.variant;
+            if v.evidence.is_some() || !v.has_evidence_samples() {
+                continue;
+            }
+            for case in store.variant_cases(&run, &model, &v.variant_id)? {
+                v.take_evidence(&case);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Models in report order: configured order first, then the run's order, then the rest.
@@ -248,7 +279,12 @@ fn use_color(out: Option<&PathBuf>) -> bool {
 pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
     let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
-    let results = collect(&store, &run.id, None)?;
+    // Only JUnit shows every failing variant's evidence; the other formats show it for the flips.
+    let results = if a.format == Format::Junit {
+        collect_with_evidence(&store, &run.id)?
+    } else {
+        collect(&store, &run.id, None)?
+    };
     if results.is_empty() {
         return Err(Error::Refused(format!(
             "run `{}` has no cases yet (status {}): nothing to report",
@@ -262,6 +298,19 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         .map(|m| (m.clone(), Breakdown::of(&results[m])))
         .collect();
 
+    // Measured tiers: this run's samples from the results already folded, earlier runs read.
+    // First, so that their per-variant tallies are gone before the flips and their evidence
+    // are built (the peak memory of a big report).
+    let mut tier_samples = crate::analysis::tiers::TierCollector::new();
+    for v in results.values().flat_map(|m| &m.variants) {
+        tier_samples.push_variant(v);
+    }
+    let measured_tiers = Some(crate::cli_tiers::measure_from(
+        &store,
+        &run,
+        &project.config.tiers.thresholds(),
+        tier_samples.finish(),
+    )?);
     // Which comparisons.
     let mut comparisons = Vec::new();
     let mut findings = Vec::new();
@@ -331,6 +380,7 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
     if gated.is_empty() {
         gated = order.clone();
     }
+    fill_evidence(&store, &mut comparisons)?;
 
     // Trend of the focus model, over the runs up to this one.
     let focus = gated[0].clone();
@@ -371,17 +421,6 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         ))
     };
 
-    // Measured tiers: this run's samples from the results already folded, earlier runs read.
-    let mut tier_samples = crate::analysis::tiers::TierCollector::new();
-    for v in results.values().flat_map(|m| &m.variants) {
-        tier_samples.push_variant(v);
-    }
-    let measured_tiers = Some(crate::cli_tiers::measure_from(
-        &store,
-        &run,
-        &project.config.tiers.thresholds(),
-        tier_samples.finish(),
-    )?);
     let heatmaps = order.iter().map(|m| Heatmap::of(&results[m])).collect();
     let mut results = results;
     Ok(Report {
@@ -407,6 +446,13 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
 /// Runs `cliffprobe report`.
 pub fn report(project: &Project, a: &ReportArgs) -> Result<ExitCode> {
     let r = build(project, a)?;
+    if a.format == Format::Json && a.out.is_none() {
+        // Streamed: on a big run the document is hundreds of MB (every flip with its evidence).
+        let mut so = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        report::json::render_to(&mut so, &r)?;
+        so.flush()?;
+        return gate_exit(a, &r);
+    }
     let text = match a.format {
         Format::Text => report::text::render(&r, use_color(a.out.as_ref())),
         Format::Json => report::json::render(&r),
@@ -415,6 +461,12 @@ pub fn report(project: &Project, a: &ReportArgs) -> Result<ExitCode> {
         Format::Html => report::html::render(&r),
     };
     write_output(a.out.as_ref(), &text)?;
+    drop(text);
+    gate_exit(a, &r)
+}
+
+/// The exit status of `report` once the report is written: the gate's verdict with `--gate`.
+fn gate_exit(a: &ReportArgs, r: &Report) -> Result<ExitCode> {
     if !a.gate {
         return Ok(ExitCode::SUCCESS);
     }

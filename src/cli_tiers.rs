@@ -35,9 +35,9 @@ fn collect(
     keep: impl Fn(&str) -> bool,
 ) -> Result<IndexMap<String, ProbeSamples>> {
     let mut c = TierCollector::new();
-    store.for_each_case(run, |row| {
-        if keep(&row.probe_id) {
-            c.push(&row);
+    store.for_each_case_brief(run, |row| {
+        if keep(row.probe_id) {
+            c.push(row);
         }
         Ok(())
     })?;

@@ -41,13 +41,13 @@ impl Breakdown {
     pub fn of(r: &ModelResults) -> Breakdown {
         let mut aggregate = Tally::default();
         let mut tiers: IndexMap<Tier, Tally> = IndexMap::new();
-        let mut classes: IndexMap<String, (Tally, IndexMap<String, u64>)> = IndexMap::new();
+        let mut classes: IndexMap<&str, (Tally, IndexMap<&str, u64>)> = IndexMap::new();
         for v in &r.variants {
             aggregate.add(v);
             tiers.entry(v.tier).or_default().add(v);
-            let c = classes.entry(v.capability.clone()).or_default();
+            let c = classes.entry(&*v.capability).or_default();
             c.0.add(v);
-            let f = c.1.entry(v.probe_id.clone()).or_default();
+            let f = c.1.entry(&*v.probe_id).or_default();
             if v.verdict == super::Verdict::Fail {
                 *f += 1;
             }
@@ -59,13 +59,16 @@ impl Breakdown {
         let mut classes: Vec<ClassTally> = classes
             .into_iter()
             .map(|(class, (tally, probes))| {
-                let mut names: Vec<String> = probes.keys().cloned().collect();
+                let mut names: Vec<String> = probes.keys().map(|p| p.to_string()).collect();
                 names.sort();
-                let mut failing: Vec<(String, u64)> =
-                    probes.into_iter().filter(|(_, n)| *n > 0).collect();
+                let mut failing: Vec<(String, u64)> = probes
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(p, n)| (p.to_string(), n))
+                    .collect();
                 failing.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 ClassTally {
-                    class,
+                    class: class.to_string(),
                     tally,
                     probes: names,
                     failing_probes: failing,

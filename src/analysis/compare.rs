@@ -129,6 +129,51 @@ pub struct Comparison {
     pub regressed: Vec<Flip>,
 }
 
+/// Finds a candidate's variant among the baseline's. Results from the store come sorted by
+/// probe, then variant id ([`super::Collector::finish`]), and a variant id belongs to one probe
+/// (the store has one row per variant): then a merge walk finds them with no index (a big run
+/// has hundreds of thousands of variants per side). Anything else gets a hash index.
+enum Matcher<'a> {
+    Sorted {
+        base: &'a [VariantResult],
+        next: usize,
+    },
+    Indexed(HashMap<&'a str, &'a VariantResult>),
+}
+
+fn sort_key(v: &VariantResult) -> (&str, &str) {
+    (&v.probe_id, &v.variant_id)
+}
+
+fn sorted(vs: &[VariantResult]) -> bool {
+    vs.is_sorted_by(|a, b| sort_key(a) < sort_key(b))
+}
+
+impl<'a> Matcher<'a> {
+    /// `candidate`: the variants that will be looked up, in this order.
+    fn new(base: &'a [VariantResult], candidate: &[VariantResult]) -> Matcher<'a> {
+        if sorted(base) && sorted(candidate) {
+            Matcher::Sorted { base, next: 0 }
+        } else {
+            Matcher::Indexed(base.iter().map(|v| (v.variant_id.as_str(), v)).collect())
+        }
+    }
+
+    /// The baseline's variant with `v`'s id (asked in the candidate's order).
+    fn find(&mut self, v: &VariantResult) -> Option<&'a VariantResult> {
+        match self {
+            Matcher::Indexed(m) => m.get(v.variant_id.as_str()).copied(),
+            Matcher::Sorted { base, next } => {
+                let key = sort_key(v);
+                while *next < base.len() && sort_key(&base[*next]) < key {
+                    *next += 1;
+                }
+                base.get(*next).filter(|b| sort_key(b) == key)
+            }
+        }
+    }
+}
+
 impl Comparison {
     /// Compares `candidate` against `baseline`.
     pub fn new(
@@ -137,16 +182,12 @@ impl Comparison {
         candidate: &ModelResults,
         c: &Breakdown,
     ) -> Comparison {
-        let base_by_id: HashMap<&str, &VariantResult> = baseline
-            .variants
-            .iter()
-            .map(|v| (v.variant_id.as_str(), v))
-            .collect();
+        let mut base = Matcher::new(&baseline.variants, &candidate.variants);
         let mut fixed = Vec::new();
         let mut regressed = Vec::new();
         let mut pairs: Vec<(&VariantResult, bool, bool)> = Vec::new();
         for v in &candidate.variants {
-            let Some(old) = base_by_id.get(v.variant_id.as_str()) else {
+            let Some(old) = base.find(v) else {
                 continue;
             };
             if !(old.verdict.is_graded() && v.verdict.is_graded()) {
@@ -211,7 +252,7 @@ impl Comparison {
                     n.into(),
                     b.class(n),
                     c.class(n),
-                    paired(&|v| v.capability == n),
+                    paired(&|v| &*v.capability == n),
                 )
             })
             .collect();
@@ -252,5 +293,79 @@ impl Comparison {
     /// `candidate` label.
     pub fn candidate_label(&self) -> String {
         self.candidate.label(&self.baseline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::variant::Samples;
+    use std::sync::Arc;
+
+    fn v(probe: &str, id: &str, pass: bool) -> VariantResult {
+        VariantResult {
+            variant_id: id.into(),
+            probe_id: Arc::from(probe),
+            capability: Arc::from("c"),
+            tier: Tier::Hard,
+            canonical: false,
+            axes: Arc::default(),
+            samples: Samples {
+                pass: u32::from(pass),
+                fail: u32::from(!pass),
+                ..Samples::default()
+            },
+            verdict: if pass { Verdict::Pass } else { Verdict::Fail },
+            evidence: None,
+        }
+    }
+
+    fn results(model: &str, variants: Vec<VariantResult>) -> ModelResults {
+        ModelResults {
+            model: model.into(),
+            run_id: "r1".into(),
+            cases: variants.len() as u64,
+            variants,
+        }
+    }
+
+    fn flips(c: &Comparison) -> (Vec<String>, Vec<String>, u64) {
+        let ids = |fs: &[Flip]| fs.iter().map(|f| f.variant.variant_id.clone()).collect();
+        (ids(&c.fixed), ids(&c.regressed), c.aggregate.paired.shared)
+    }
+
+    #[test]
+    fn the_merge_walk_pairs_like_the_index() {
+        // Sorted by probe, then id (the store's order); "x9" only on the baseline, "a0" only on
+        // the candidate.
+        let base = vec![
+            v("p1", "b2", true),
+            v("p1", "x9", true),
+            v("p2", "a1", false),
+            v("p2", "c3", true),
+        ];
+        let cand = vec![
+            v("p1", "a0", false),
+            v("p1", "b2", false),
+            v("p2", "a1", true),
+            v("p2", "c3", true),
+        ];
+        let compare = |b: Vec<VariantResult>, c: Vec<VariantResult>| {
+            let (b, c) = (results("prod", b), results("cand", c));
+            let (bb, cb) = (Breakdown::of(&b), Breakdown::of(&c));
+            flips(&Comparison::new(&b, &bb, &c, &cb))
+        };
+        let merged = compare(base.clone(), cand.clone());
+        assert_eq!(merged, (vec!["a1".to_string()], vec!["b2".to_string()], 3));
+        // Unsorted sides take the index: same pairs.
+        let mut rev = base.clone();
+        rev.reverse();
+        assert_eq!(compare(rev, cand.clone()), merged);
+        let mut rev = cand;
+        rev.reverse();
+        let (mut fixed, mut regressed, shared) = compare(base, rev);
+        fixed.sort();
+        regressed.sort();
+        assert_eq!((fixed, regressed, shared), merged);
     }
 }

@@ -5,6 +5,7 @@ use super::variant::ModelResults;
 use crate::probe::Tier;
 use indexmap::IndexMap;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// One probe's row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,7 +34,7 @@ impl Heatmap {
     pub fn of(r: &ModelResults) -> Heatmap {
         let mut axes: IndexMap<&str, Vec<&str>> = IndexMap::new();
         for v in &r.variants {
-            for (a, x) in &v.axes {
+            for (a, x) in v.axes.iter() {
                 let vals = axes.entry(a.as_str()).or_default();
                 if !vals.contains(&x.as_str()) {
                     vals.push(x.as_str());
@@ -45,21 +46,20 @@ impl Heatmap {
             vals.sort();
             columns.extend(vals.into_iter().map(|v| (a.to_string(), v.to_string())));
         }
-        let index: IndexMap<(String, String), usize> = columns
+        let index: HashMap<(&str, &str), usize> = columns
             .iter()
-            .cloned()
             .enumerate()
-            .map(|(i, c)| (c, i))
+            .map(|(i, (a, v))| ((a.as_str(), v.as_str()), i))
             .collect();
         let mut rows: IndexMap<&str, HeatRow> = IndexMap::new();
         for v in &r.variants {
-            let row = rows.entry(v.probe_id.as_str()).or_insert_with(|| HeatRow {
-                probe: v.probe_id.clone(),
+            let row = rows.entry(&*v.probe_id).or_insert_with(|| HeatRow {
+                probe: v.probe_id.to_string(),
                 tier: v.tier,
                 cells: vec![None; columns.len()],
             });
-            for (a, x) in &v.axes {
-                if let Some(i) = index.get(&(a.clone(), x.clone())) {
+            for (a, x) in v.axes.iter() {
+                if let Some(i) = index.get(&(a.as_str(), x.as_str())) {
                     row.cells[*i].get_or_insert_with(Tally::default).add(v);
                 }
             }

@@ -26,7 +26,7 @@
 
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
-use crate::store::CaseRow;
+use crate::store::CaseBrief;
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -138,24 +138,24 @@ impl TierCollector {
     }
 
     /// Adds one case.
-    pub fn push(&mut self, row: &CaseRow) {
-        let p = match self.probes.get_mut(&row.probe_id) {
+    pub fn push(&mut self, row: &CaseBrief<'_>) {
+        let p = match self.probes.get_mut(row.probe_id) {
             Some(p) => p,
             None => self
                 .probes
-                .entry(row.probe_id.clone())
+                .entry(row.probe_id.to_string())
                 .or_insert_with(|| ProbeSamples {
-                    capability: row.capability.clone(),
+                    capability: row.capability.to_string(),
                     declared: Some(row.tier),
                     variants: HashMap::new(),
                 }),
         };
-        match p.variants.get_mut(&row.case.variant_id) {
-            Some(v) => v.push(row.case.status),
+        match p.variants.get_mut(row.variant_id) {
+            Some(v) => v.push(row.status),
             None => {
                 let mut v = SampleTally::default();
-                v.push(row.case.status);
-                p.variants.insert(row.case.variant_id.clone(), v);
+                v.push(row.status);
+                p.variants.insert(row.variant_id.to_string(), v);
             }
         }
     }
@@ -163,15 +163,22 @@ impl TierCollector {
     /// Adds the samples of one variant of one model, as the report has already folded them
     /// (so a report measures tiers without reading the run a second time).
     pub fn push_variant(&mut self, v: &crate::analysis::VariantResult) {
-        let p = self
-            .probes
-            .entry(v.probe_id.clone())
-            .or_insert_with(|| ProbeSamples {
-                capability: v.capability.clone(),
-                declared: Some(v.tier),
-                variants: HashMap::new(),
-            });
-        let t = p.variants.entry(v.variant_id.clone()).or_default();
+        if !self.probes.contains_key(&*v.probe_id) {
+            self.probes.insert(
+                v.probe_id.to_string(),
+                ProbeSamples {
+                    capability: v.capability.to_string(),
+                    declared: Some(v.tier),
+                    variants: HashMap::new(),
+                },
+            );
+        }
+        let p = self.probes.get_mut(&*v.probe_id).expect("inserted above");
+        if !p.variants.contains_key(&v.variant_id) {
+            p.variants
+                .insert(v.variant_id.clone(), SampleTally::default());
+        }
+        let t = p.variants.get_mut(&v.variant_id).expect("inserted above");
         let s = &v.samples;
         t.passed += u64::from(s.pass);
         t.graded += u64::from(s.pass) + u64::from(s.fail);

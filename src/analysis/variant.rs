@@ -9,9 +9,11 @@
 
 use crate::grade::{CaseStatus, CheckVerdict};
 use crate::probe::Tier;
-use crate::store::CaseRow;
+use crate::store::{CaseBrief, CaseRecord, CaseRow, SharedAxes};
 use indexmap::IndexMap;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// How many characters of a failing output are kept as evidence.
 pub const EXCERPT_CHARS: usize = 400;
@@ -80,47 +82,50 @@ pub struct Evidence {
 pub struct VariantResult {
     /// Variant id (a content hash: the same in every run while the probe is unchanged).
     pub variant_id: String,
-    /// The probe family.
-    pub probe_id: String,
-    /// Capability class.
-    pub capability: String,
+    /// The probe family (shared by the probe's variants).
+    pub probe_id: Arc<str>,
+    /// Capability class (shared).
+    pub capability: Arc<str>,
     /// Declared tier.
     pub tier: Tier,
     /// True for the variant that reproduces the incident.
     pub canonical: bool,
-    /// Axis → value.
-    pub axes: IndexMap<String, String>,
+    /// Axis → value (shared by the variants with the same axes).
+    pub axes: SharedAxes,
     /// Sample counts.
     pub samples: Samples,
     /// The folded verdict.
     pub verdict: Verdict,
-    /// From the first failing sample (or the first error sample when none failed).
-    pub evidence: Option<Evidence>,
+    /// From the first failing sample (or the first error sample when none failed). Boxed: most
+    /// variants have none, and a million results must stay small.
+    ///
+    /// Filled while collecting with [`Collector::new`]; a [`Collector::brief`] leaves it empty
+    /// and the caller fetches it ([`VariantResult::take_evidence`]) for the variants it shows.
+    pub evidence: Option<Box<Evidence>>,
 }
 
 impl VariantResult {
-    fn new(row: &CaseRow) -> VariantResult {
-        VariantResult {
-            variant_id: row.case.variant_id.clone(),
-            probe_id: row.probe_id.clone(),
-            capability: row.capability.clone(),
-            tier: row.tier,
-            canonical: row.canonical,
-            axes: row.axes.clone(),
-            samples: Samples::default(),
-            verdict: Verdict::Error,
-            evidence: None,
-        }
+    /// Counts one sample of this variant, and takes it as evidence when it is the best so far.
+    fn add(&mut self, c: &CaseRecord) {
+        self.count(c.status);
+        self.take_evidence(c);
     }
 
-    fn add(&mut self, row: &CaseRow) {
-        let c = &row.case;
-        match c.status {
+    /// Counts one sample.
+    fn count(&mut self, status: CaseStatus) {
+        match status {
             CaseStatus::Pass => self.samples.pass += 1,
             CaseStatus::Fail => self.samples.fail += 1,
             CaseStatus::Error => self.samples.error += 1,
             CaseStatus::Ungraded => self.samples.ungraded += 1,
         }
+        self.verdict = fold(&self.samples);
+    }
+
+    /// Considers one sample (offered in sample order) as the variant's evidence: the first
+    /// failing sample, else the first error sample. Does not count it: after a brief walk, the
+    /// counts are already there and the samples are offered again only for their evidence.
+    pub fn take_evidence(&mut self, c: &CaseRecord) {
         let better = match (&self.evidence, c.status) {
             (_, CaseStatus::Pass | CaseStatus::Ungraded) => false,
             (None, _) => true,
@@ -130,7 +135,7 @@ impl VariantResult {
         };
         if better {
             let truncated = c.output.chars().count() > EXCERPT_CHARS;
-            self.evidence = Some(Evidence {
+            self.evidence = Some(Box::new(Evidence {
                 sample: c.sample,
                 failed_checks: c
                     .checks
@@ -141,9 +146,13 @@ impl VariantResult {
                 output: c.output.chars().take(EXCERPT_CHARS).collect(),
                 truncated,
                 error: c.error.clone(),
-            });
+            }));
         }
-        self.verdict = fold(&self.samples);
+    }
+
+    /// Whether a sample can be evidence: a failing or error sample.
+    pub fn has_evidence_samples(&self) -> bool {
+        self.samples.fail + self.samples.error > 0
     }
 
     /// `axis=value, …`, or `canonical` for the canonical variant with no axes.
@@ -206,11 +215,81 @@ impl ModelResults {
     }
 }
 
-/// Builds [`ModelResults`] from the case rows of one run, as the store streams them (ordered by
-/// model, probe, variant, sample; any order works, only memory use differs).
+/// Builds [`ModelResults`] from the case rows of one run, as the store streams them: the full
+/// walk ordered by model, probe, variant, sample ([`Collector::push`]), the brief walk by
+/// variant, model, sample ([`Collector::push_brief`]). Any order gives the same results (models
+/// by name, variants by probe then variant id); in the store's orders no per-variant index is
+/// kept at all (a run of a million cases must stay small in memory).
+///
+/// Probe ids, classes and axes maps are interned: each variant holds shared references.
 #[derive(Debug, Default)]
 pub struct Collector {
-    models: IndexMap<String, (String, IndexMap<String, VariantResult>, u64)>,
+    models: IndexMap<String, ModelAcc>,
+    strings: HashMap<String, Arc<str>>,
+    axes: HashMap<Vec<(String, String)>, SharedAxes>,
+}
+
+/// One model's variants while collecting.
+#[derive(Debug)]
+struct ModelAcc {
+    run_id: String,
+    variants: Vec<VariantResult>,
+    cases: u64,
+    /// Variant id → position, built only once a variant arrives out of the store's order.
+    index: Option<HashMap<String, usize>>,
+}
+
+impl ModelAcc {
+    /// The position of variant `id` of probe `probe`, if already seen. `by_id`: the walk is
+    /// ordered by variant id (brief) rather than by probe and variant id (full).
+    fn find(&mut self, probe: &str, id: &str, by_id: bool) -> Option<usize> {
+        if let Some(index) = &self.index {
+            return index.get(id).copied();
+        }
+        let last = self.variants.last()?;
+        if last.variant_id == id {
+            return Some(self.variants.len() - 1);
+        }
+        // In the store's order every new variant sorts after the previous one: then it is new.
+        let after = if by_id {
+            last.variant_id.as_str() < id
+        } else {
+            (&*last.probe_id, last.variant_id.as_str()) < (probe, id)
+        };
+        if after {
+            return None;
+        }
+        let index: HashMap<String, usize> = self
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.variant_id.clone(), i))
+            .collect();
+        let found = index.get(id).copied();
+        self.index = Some(index);
+        found
+    }
+
+    fn push(&mut self, v: VariantResult) -> usize {
+        if let Some(index) = &mut self.index {
+            index.insert(v.variant_id.clone(), self.variants.len());
+        }
+        self.variants.push(v);
+        self.variants.len() - 1
+    }
+}
+
+/// Where a case belongs, whichever walk it came from.
+struct Key<'a> {
+    run_id: &'a str,
+    model: &'a str,
+    variant_id: &'a str,
+    probe_id: &'a str,
+    capability: &'a str,
+    tier: Tier,
+    canonical: bool,
+    /// The walk is ordered by variant id.
+    by_id: bool,
 }
 
 impl Collector {
@@ -219,30 +298,125 @@ impl Collector {
         Collector::default()
     }
 
-    /// Adds one case.
-    pub fn push(&mut self, row: &CaseRow) {
-        let entry = self
-            .models
-            .entry(row.case.model.clone())
-            .or_insert_with(|| (row.case.run_id.clone(), IndexMap::new(), 0));
-        entry.2 += 1;
-        entry
-            .1
-            .entry(row.case.variant_id.clone())
-            .or_insert_with(|| VariantResult::new(row))
-            .add(row);
+    fn intern(strings: &mut HashMap<String, Arc<str>>, s: &str) -> Arc<str> {
+        match strings.get(s) {
+            Some(a) => a.clone(),
+            None => {
+                let a: Arc<str> = Arc::from(s);
+                strings.insert(s.to_string(), a.clone());
+                a
+            }
+        }
     }
 
-    /// The results per model, in the order models were first seen.
-    pub fn finish(self) -> IndexMap<String, ModelResults> {
+    /// The result of the variant `k` names (created, with `axes`, when new); counts the case.
+    fn slot(
+        &mut self,
+        k: &Key<'_>,
+        axes: impl FnOnce(&mut Self) -> SharedAxes,
+    ) -> &mut VariantResult {
+        if !self.models.contains_key(k.model) {
+            self.models.insert(
+                k.model.to_string(),
+                ModelAcc {
+                    run_id: k.run_id.to_string(),
+                    variants: Vec::new(),
+                    cases: 0,
+                    index: None,
+                },
+            );
+        }
+        let found = {
+            let m = self.models.get_mut(k.model).expect("inserted above");
+            m.cases += 1;
+            m.find(k.probe_id, k.variant_id, k.by_id)
+        };
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let v = VariantResult {
+                    variant_id: k.variant_id.to_string(),
+                    probe_id: Self::intern(&mut self.strings, k.probe_id),
+                    capability: Self::intern(&mut self.strings, k.capability),
+                    tier: k.tier,
+                    canonical: k.canonical,
+                    axes: axes(self),
+                    samples: Samples::default(),
+                    verdict: Verdict::Error,
+                    evidence: None,
+                };
+                self.models
+                    .get_mut(k.model)
+                    .expect("inserted above")
+                    .push(v)
+            }
+        };
+        &mut self
+            .models
+            .get_mut(k.model)
+            .expect("inserted above")
+            .variants[i]
+    }
+
+    /// Adds one case, with its evidence.
+    pub fn push(&mut self, row: &CaseRow) {
+        let k = Key {
+            run_id: &row.case.run_id,
+            model: &row.case.model,
+            variant_id: &row.case.variant_id,
+            probe_id: &row.probe_id,
+            capability: &row.capability,
+            tier: row.tier,
+            canonical: row.canonical,
+            by_id: false,
+        };
+        self.slot(&k, |c| {
+            let pairs: Vec<(String, String)> = row
+                .axes
+                .iter()
+                .map(|(a, v)| (a.clone(), v.clone()))
+                .collect();
+            c.axes
+                .entry(pairs)
+                .or_insert_with(|| Arc::new(row.axes.clone()))
+                .clone()
+        })
+        .add(&row.case);
+    }
+
+    /// Adds one case of run `run` from a brief walk: counted, but without evidence (the caller
+    /// fetches it for the variants it shows, see [`VariantResult::take_evidence`]).
+    pub fn push_brief(&mut self, run: &str, row: &CaseBrief<'_>) {
+        let k = Key {
+            run_id: run,
+            model: row.model,
+            variant_id: row.variant_id,
+            probe_id: row.probe_id,
+            capability: row.capability,
+            tier: row.tier,
+            canonical: row.canonical,
+            by_id: true,
+        };
+        self.slot(&k, |_| row.axes.clone()).count(row.status);
+    }
+
+    /// The results per model, models by name; each model's variants by probe, then variant id
+    /// (the full walk's order, whatever order the cases came in).
+    pub fn finish(mut self) -> IndexMap<String, ModelResults> {
+        self.models.sort_keys();
         self.models
             .into_iter()
-            .map(|(model, (run_id, variants, cases))| {
+            .map(|(model, mut m)| {
+                // Ids are unique within a model: an unstable sort (no buffer) gives the one order.
+                m.variants.sort_unstable_by(|a, b| {
+                    (&*a.probe_id, a.variant_id.as_str())
+                        .cmp(&(&*b.probe_id, b.variant_id.as_str()))
+                });
                 let r = ModelResults {
                     model: model.clone(),
-                    run_id,
-                    variants: variants.into_values().collect(),
-                    cases,
+                    run_id: m.run_id,
+                    variants: m.variants,
+                    cases: m.cases,
                 };
                 (model, r)
             })
@@ -272,5 +446,79 @@ mod tests {
         assert_eq!(fold(&s(1, 0, 5, 0)), Verdict::Pass, "errors do not vote");
         assert_eq!(fold(&s(0, 0, 3, 0)), Verdict::Error);
         assert_eq!(fold(&s(0, 0, 1, 1)), Verdict::Ungraded);
+    }
+
+    fn brief<'a>(
+        model: &'a str,
+        probe: &'a str,
+        id: &'a str,
+        status: CaseStatus,
+        axes: &'a SharedAxes,
+    ) -> CaseBrief<'a> {
+        CaseBrief {
+            model,
+            variant_id: id,
+            sample: 0,
+            status,
+            probe_id: probe,
+            capability: "c",
+            tier: Tier::Hard,
+            canonical: false,
+            axes,
+        }
+    }
+
+    fn shape(r: &IndexMap<String, ModelResults>) -> Vec<(String, String, String, Samples)> {
+        r.values()
+            .flat_map(|m| {
+                m.variants.iter().map(|v| {
+                    (
+                        m.model.clone(),
+                        v.probe_id.to_string(),
+                        v.variant_id.clone(),
+                        v.samples,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_collector_gives_the_same_results_in_any_order() {
+        let axes = SharedAxes::default();
+        let rows = [
+            ("prod", "p-b", "a1", CaseStatus::Pass),
+            ("cand", "p-b", "a1", CaseStatus::Fail),
+            ("cand", "p-a", "c3", CaseStatus::Pass),
+            ("prod", "p-a", "c3", CaseStatus::Pass),
+            ("prod", "p-a", "c3", CaseStatus::Fail),
+            ("cand", "p-b", "d4", CaseStatus::Error),
+        ];
+        // The brief walk's order (variant id, model) …
+        let mut by_id = Collector::new();
+        for (m, p, v, st) in rows {
+            by_id.push_brief("r1", &brief(m, p, v, st, &axes));
+        }
+        // … and a scrambled one (the index kicks in).
+        let mut scrambled = Collector::new();
+        for i in [5, 2, 0, 4, 1, 3] {
+            let (m, p, v, st) = rows[i];
+            scrambled.push_brief("r1", &brief(m, p, v, st, &axes));
+        }
+        let a = by_id.finish();
+        let b = scrambled.finish();
+        assert_eq!(shape(&a), shape(&b));
+        // Models by name; variants by probe, then id.
+        assert_eq!(a.keys().collect::<Vec<_>>(), ["cand", "prod"]);
+        let cand: Vec<&str> = a["cand"]
+            .variants
+            .iter()
+            .map(|v| v.variant_id.as_str())
+            .collect();
+        assert_eq!(cand, ["c3", "a1", "d4"]);
+        assert_eq!(a["prod"].variants[0].samples, s(1, 1, 0, 0));
+        assert_eq!(a["prod"].variants[0].verdict, Verdict::Fail);
+        assert_eq!(a["prod"].cases, 3);
+        assert!(a["cand"].variants.iter().all(|v| v.evidence.is_none()));
     }
 }

@@ -49,7 +49,10 @@ use crate::analysis::{
     Breakdown, Comparison, DeltaRow, Flip, Heatmap, Interval, TOO_FEW, Tally, Trend,
 };
 use crate::store::RunInfo;
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
+use std::io::Write;
 
 /// The schema version of both the report and the trend documents.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -151,29 +154,151 @@ fn flip(f: &Flip) -> Value {
     })
 }
 
-fn comparison(c: &Comparison) -> Value {
-    json!({
-        "baseline": {"model": c.baseline.model, "run_id": c.baseline.run_id},
-        "candidate": {"model": c.candidate.model, "run_id": c.candidate.run_id},
-        "aggregate": delta(&c.aggregate),
-        "tiers": c.tiers.iter().map(delta).collect::<Vec<_>>(),
-        "classes": c.classes.iter().map(delta).collect::<Vec<_>>(),
-        "hard_regressions": c.hard_regressions().map(flip).collect::<Vec<_>>(),
-        "fixed": c.fixed.iter().map(flip).collect::<Vec<_>>(),
-        "regressed": c.regressed.iter().map(flip).collect::<Vec<_>>(),
+/// A comparison, serialised as it is written: its flip lists (hundreds of thousands of entries
+/// on a big run) are turned into JSON one flip at a time, never as one tree.
+struct ComparisonDoc<'a>(&'a Comparison);
+
+impl Serialize for ComparisonDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = self.0;
+        let mut m = s.serialize_map(Some(8))?;
+        m.serialize_entry(
+            "baseline",
+            &json!({"model": c.baseline.model, "run_id": c.baseline.run_id}),
+        )?;
+        m.serialize_entry(
+            "candidate",
+            &json!({"model": c.candidate.model, "run_id": c.candidate.run_id}),
+        )?;
+        m.serialize_entry("aggregate", &delta(&c.aggregate))?;
+        m.serialize_entry("tiers", &c.tiers.iter().map(delta).collect::<Vec<_>>())?;
+        m.serialize_entry("classes", &c.classes.iter().map(delta).collect::<Vec<_>>())?;
+        m.serialize_entry("hard_regressions", &Flips(|| c.hard_regressions()))?;
+        m.serialize_entry("fixed", &Flips(|| c.fixed.iter()))?;
+        m.serialize_entry("regressed", &Flips(|| c.regressed.iter()))?;
+        m.end()
+    }
+}
+
+/// A list of flips, each built as JSON only while it is written.
+struct Flips<F>(F);
+
+impl<'a, F, I> Serialize for Flips<F>
+where
+    F: Fn() -> I,
+    I: Iterator<Item = &'a Flip>,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)().map(flip))
+    }
+}
+
+/// The whole report document, written entry by entry in the schema's order; each entry but the
+/// comparisons is a small tree.
+struct ReportDoc<'a>(&'a Report);
+
+impl Serialize for ReportDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let baseline = match &r.baseline {
+            BaselineKind::None => json!({"kind": "none"}),
+            BaselineKind::Model(m) => json!({"kind": "model", "model": m}),
+            BaselineKind::Run(b) => json!({"kind": "run", "run": run(b)}),
+        };
+        let mut m = s.serialize_map(Some(13))?;
+        m.serialize_entry("schema_version", &SCHEMA_VERSION)?;
+        m.serialize_entry("kind", "report")?;
+        m.serialize_entry("run", &run(&r.run))?;
+        m.serialize_entry("baseline", &baseline)?;
+        m.serialize_entry(
+            "counting",
+            &json!({
+                "unit": "variant",
+                "rule": "a variant passes when a strict majority of its graded samples pass (a tie fails); error and ungraded variants are outside every rate",
+                "interval": "wilson",
+                "confidence": 0.95,
+                "too_few_below": TOO_FEW,
+            }),
+        )?;
+        m.serialize_entry(
+            "warnings",
+            &r.findings
+                .iter()
+                .map(|f| json!({"code": f.code, "message": f.message}))
+                .collect::<Vec<_>>(),
+        )?;
+        m.serialize_entry("models", &r.models.iter().map(model).collect::<Vec<_>>())?;
+        m.serialize_entry(
+            "comparisons",
+            &r.comparisons.iter().map(ComparisonDoc).collect::<Vec<_>>(),
+        )?;
+        m.serialize_entry(
+            "heatmaps",
+            &r.heatmaps.iter().map(HeatmapDoc).collect::<Vec<_>>(),
+        )?;
+        m.serialize_entry("trend", &r.trend.as_ref().map(trend))?;
+        m.serialize_entry("gate", &gate(r))?;
+        m.serialize_entry("measured_tiers", &r.measured_tiers.as_ref().map(measured))?;
+        m.end()
+    }
+}
+
+fn gate(r: &Report) -> Option<Value> {
+    r.gate.as_ref().map(|g| {
+        json!({
+            "enforced": r.gate_enforced,
+            "on": g.on.as_str(),
+            "floors": r.floors.iter().map(|f| json!({"tier": f.tier.as_str(), "min": round(f.min), "source": f.source})).collect::<Vec<_>>(),
+            "models": r.gated_models,
+            "passed": g.passed,
+            "reason": g.reason,
+            "checks": g.checks.iter().map(|c| json!({
+                "model": c.model,
+                "subject": c.subject,
+                "limit": round(c.limit),
+                "value": opt(c.value),
+                "n": c.n,
+                "passed": c.passed,
+                "reason": c.reason,
+            })).collect::<Vec<_>>(),
+        })
     })
 }
 
-fn heatmap(h: &Heatmap) -> Value {
-    json!({
-        "model": h.model,
-        "columns": h.columns.iter().map(|(a, v)| json!({"axis": a, "value": v})).collect::<Vec<_>>(),
-        "rows": h.rows.iter().map(|r| json!({
-            "probe": r.probe,
-            "tier": r.tier.as_str(),
-            "cells": r.cells.iter().map(|c| c.as_ref().map(group).unwrap_or(Value::Null)).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+/// A heat map, serialised as it is written: one row's cells at a time (a big suite has
+/// hundreds of probes × dozens of axis values per model).
+struct HeatmapDoc<'a>(&'a Heatmap);
+
+impl Serialize for HeatmapDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = self.0;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("model", &h.model)?;
+        m.serialize_entry(
+            "columns",
+            &h.columns
+                .iter()
+                .map(|(a, v)| json!({"axis": a, "value": v}))
+                .collect::<Vec<_>>(),
+        )?;
+        m.serialize_entry("rows", &Rows(h))?;
+        m.end()
+    }
+}
+
+/// The rows of a heat map, each built as JSON only while it is written.
+struct Rows<'a>(&'a Heatmap);
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.rows.iter().map(|r| {
+            json!({
+                "probe": r.probe,
+                "tier": r.tier.as_str(),
+                "cells": r.cells.iter().map(|c| c.as_ref().map(group).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+            })
+        }))
+    }
 }
 
 fn trend(t: &Trend) -> Value {
@@ -238,53 +363,17 @@ fn measured(m: &crate::analysis::tiers::MeasuredTiers) -> Value {
 
 /// Renders the report as pretty JSON (with a final newline).
 pub fn render(r: &Report) -> String {
-    let baseline = match &r.baseline {
-        BaselineKind::None => json!({"kind": "none"}),
-        BaselineKind::Model(m) => json!({"kind": "model", "model": m}),
-        BaselineKind::Run(b) => json!({"kind": "run", "run": run(b)}),
-    };
-    let gate = r.gate.as_ref().map(|g| {
-        json!({
-            "enforced": r.gate_enforced,
-            "on": g.on.as_str(),
-            "floors": r.floors.iter().map(|f| json!({"tier": f.tier.as_str(), "min": round(f.min), "source": f.source})).collect::<Vec<_>>(),
-            "models": r.gated_models,
-            "passed": g.passed,
-            "reason": g.reason,
-            "checks": g.checks.iter().map(|c| json!({
-                "model": c.model,
-                "subject": c.subject,
-                "limit": round(c.limit),
-                "value": opt(c.value),
-                "n": c.n,
-                "passed": c.passed,
-                "reason": c.reason,
-            })).collect::<Vec<_>>(),
-        })
-    });
-    let doc = json!({
-        "schema_version": SCHEMA_VERSION,
-        "kind": "report",
-        "run": run(&r.run),
-        "baseline": baseline,
-        "counting": {
-            "unit": "variant",
-            "rule": "a variant passes when a strict majority of its graded samples pass (a tie fails); error and ungraded variants are outside every rate",
-            "interval": "wilson",
-            "confidence": 0.95,
-            "too_few_below": TOO_FEW,
-        },
-        "warnings": r.findings.iter().map(|f| json!({"code": f.code, "message": f.message})).collect::<Vec<_>>(),
-        "models": r.models.iter().map(model).collect::<Vec<_>>(),
-        "comparisons": r.comparisons.iter().map(comparison).collect::<Vec<_>>(),
-        "heatmaps": r.heatmaps.iter().map(heatmap).collect::<Vec<_>>(),
-        "trend": r.trend.as_ref().map(trend),
-        "gate": gate,
-        "measured_tiers": r.measured_tiers.as_ref().map(measured),
-    });
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
-    s.push('\n');
-    s
+    let mut out = Vec::new();
+    // Writing into memory cannot fail, and every value here serialises.
+    let _ = render_to(&mut out, r);
+    String::from_utf8(out).unwrap_or_else(|_| "{}\n".into())
+}
+
+/// Writes the report as pretty JSON (with a final newline) to `w`, streaming: the same bytes as
+/// [`render`], without holding the document (which lists every flip) in memory.
+pub fn render_to(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, &ReportDoc(r))?;
+    w.write_all(b"\n")
 }
 
 /// Renders `cliffprobe trend` as JSON.

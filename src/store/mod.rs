@@ -27,7 +27,8 @@ mod schema;
 
 pub use lock::{LockGuard, LockInfo};
 pub use records::{
-    CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, VariantRecord, WriteOp,
+    CaseBrief, CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, SharedAxes,
+    VariantRecord, WriteOp,
 };
 
 use crate::chat::ChatResponse;
@@ -471,6 +472,108 @@ impl Store {
         Ok(())
     }
 
+    /// Calls `f` on every case of `run`, briefly: only the columns that say where a case belongs
+    /// and how it went ([`CaseBrief`]). The output, tool calls and check verdicts are neither
+    /// read nor decoded: the walk the counting analyses use, several times faster than
+    /// [`Store::for_each_case`] on a big run.
+    ///
+    /// **Order: by variant id, then model, then sample** (not the full walk's model-first
+    /// order): the cases come from the covering index `cases_brief` and are merged with one
+    /// pass over the variants in id order, so no join per case and no sort happen. Each
+    /// distinct axes map is parsed once and shared.
+    ///
+    /// A case whose variant or probe version is missing is an error, as in the full walk.
+    pub fn for_each_case_brief(
+        &self,
+        run: &str,
+        mut f: impl FnMut(&CaseBrief<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut cases = self.conn.prepare_cached(
+            "SELECT c.variant_id, c.model, c.sample, c.status FROM cases c \
+             WHERE c.run_id = ?1 ORDER BY c.variant_id, c.model, c.sample",
+        )?;
+        let mut variants = self.conn.prepare_cached(
+            "SELECT v.id, v.probe_id, p.capability, p.tier, v.canonical, v.axes \
+             FROM variants v \
+             LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest \
+             ORDER BY v.id",
+        )?;
+        // Distinct axes maps (a few thousand at most): parsed once each.
+        let mut axes_seen: std::collections::HashMap<String, SharedAxes> =
+            std::collections::HashMap::new();
+        let mut v = BriefVariant::default();
+        let mut variants_done = false;
+        let mut vrows = variants.query([])?;
+        let mut rows = cases.query([run])?;
+        while let Some(row) = rows.next()? {
+            let variant_id = text(row, 0)?;
+            let model = text(row, 1)?;
+            let sample = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
+            let status = parse_status(text(row, 3)?)?;
+            // Advance the variants (in id order, like the cases) up to this case's variant.
+            while !variants_done && (!v.loaded || v.id.as_str() < variant_id) {
+                match vrows.next()? {
+                    Some(vr) => v.load(vr, &mut axes_seen)?,
+                    None => variants_done = true,
+                }
+            }
+            let missing = |what: &str| {
+                Error::Other(format!(
+                    "store: case ({model}, {variant_id}, sample {sample}) of run `{run}` refers \
+                     to {what} missing from the store"
+                ))
+            };
+            if !v.loaded || v.id != variant_id {
+                return Err(missing("a variant"));
+            }
+            let Some(capability) = v.capability.as_deref() else {
+                return Err(missing("a probe version"));
+            };
+            let tier = Tier::parse(&v.tier).ok_or_else(|| {
+                Error::Other(format!(
+                    "store: probe `{}` has an unknown tier `{}`",
+                    v.probe_id, v.tier
+                ))
+            })?;
+            f(&CaseBrief {
+                model,
+                variant_id,
+                sample,
+                status,
+                probe_id: &v.probe_id,
+                capability,
+                tier,
+                canonical: v.canonical,
+                axes: &v.axes,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every sample of one variant of one model in `run`, in sample order: how a report fetches
+    /// the evidence (output, failed checks, error) of the few variants it lists after a brief
+    /// walk. One index lookup (the primary key).
+    pub fn variant_cases(
+        &self,
+        run: &str,
+        model: &str,
+        variant_id: &str,
+    ) -> Result<Vec<CaseRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.run_id, c.model, c.variant_id, c.sample, c.status, c.output, c.tool_calls, \
+             c.checks, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd, c.error, \
+             c.cached, c.attempts, c.finish_reason, c.finished_at \
+             FROM cases c WHERE c.run_id = ?1 AND c.model = ?2 AND c.variant_id = ?3 \
+             ORDER BY c.sample",
+        )?;
+        let mut rows = stmt.query(params![run, model, variant_id])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(case_record_from_row(row)?);
+        }
+        Ok(out)
+    }
+
     /// Number of cases of `run` per model and status, ordered by model name then status
     /// (pass, fail, error, ungraded). Pairs with no case are absent.
     pub fn status_counts(&self, run: &str) -> Result<Vec<(String, CaseStatus, u64)>> {
@@ -621,8 +724,9 @@ fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
     })
 }
 
-fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
-    let case = CaseRecord {
+/// The case columns 0..=16 of a row (the column order of [`Store::for_each_case`]).
+fn case_record_from_row(row: &Row<'_>) -> Result<CaseRecord> {
+    Ok(CaseRecord {
         run_id: row.get(0)?,
         model: row.get(1)?,
         variant_id: row.get(2)?,
@@ -640,7 +744,11 @@ fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
         attempts: u32::try_from(row.get::<_, i64>(14)?).unwrap_or(u32::MAX),
         finish_reason: row.get(15)?,
         finished_at: row.get(16)?,
-    };
+    })
+}
+
+fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
+    let case = case_record_from_row(row)?;
     let missing = |what: &str| {
         Error::Other(format!(
             "store: case ({}, {}, sample {}) of run `{}` refers to {what} missing from the store",
@@ -672,6 +780,56 @@ fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
 /// Column `idx` as borrowed text (no allocation).
 fn text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
     Ok(row.get_ref(idx)?.as_str()?)
+}
+
+/// The current variant of a brief walk, copied out of its row (buffers reused).
+#[derive(Default)]
+struct BriefVariant {
+    loaded: bool,
+    id: String,
+    probe_id: String,
+    /// `None` when the probe version is missing.
+    capability: Option<String>,
+    tier: String,
+    canonical: bool,
+    axes: SharedAxes,
+}
+
+impl BriefVariant {
+    fn load(
+        &mut self,
+        row: &Row<'_>,
+        axes_seen: &mut std::collections::HashMap<String, SharedAxes>,
+    ) -> Result<()> {
+        fn set(buf: &mut String, s: &str) {
+            buf.clear();
+            buf.push_str(s);
+        }
+        self.loaded = true;
+        set(&mut self.id, text(row, 0)?);
+        set(&mut self.probe_id, text(row, 1)?);
+        match opt_text(row, 2)? {
+            Some(c) => set(self.capability.get_or_insert_with(String::new), c),
+            None => self.capability = None,
+        }
+        set(&mut self.tier, opt_text(row, 3)?.unwrap_or(""));
+        self.canonical = row.get(4)?;
+        let axes_text = text(row, 5)?;
+        self.axes = match axes_seen.get(axes_text) {
+            Some(a) => a.clone(),
+            None => {
+                let parsed: SharedAxes = std::sync::Arc::new(from_json(axes_text, "variant axes")?);
+                axes_seen.insert(axes_text.to_string(), parsed.clone());
+                parsed
+            }
+        };
+        Ok(())
+    }
+}
+
+/// Column `idx` as borrowed text, `None` for NULL.
+fn opt_text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<Option<&'r str>> {
+    Ok(row.get_ref(idx)?.as_str_or_null()?)
 }
 
 fn parse_status(s: &str) -> Result<CaseStatus> {

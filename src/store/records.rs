@@ -219,3 +219,33 @@ pub struct Regrade {
     /// The new verdicts, in check order.
     pub checks: Vec<CheckVerdict>,
 }
+
+/// Axis → value of a variant, shared: the variants of a run have few distinct axis maps, so a
+/// brief walk ([`Store::for_each_case_brief`](super::Store::for_each_case_brief)) parses each
+/// one once and hands out clones of one `Arc`.
+pub type SharedAxes = std::sync::Arc<IndexMap<String, String>>;
+
+/// A case as the counting analyses (brittleness, measured tiers, the report's rates and flips)
+/// need it: status and where it belongs, without the output, tool calls and check verdicts,
+/// which are not even read from the store. Borrowed from the row being walked.
+#[derive(Debug, Clone, Copy)]
+pub struct CaseBrief<'r> {
+    /// Model name (as in `cliffprobe.toml`).
+    pub model: &'r str,
+    /// The variant.
+    pub variant_id: &'r str,
+    /// Sample number, 0-based.
+    pub sample: u32,
+    /// Outcome.
+    pub status: CaseStatus,
+    /// The probe the variant belongs to.
+    pub probe_id: &'r str,
+    /// The probe's capability class (of the version that ran).
+    pub capability: &'r str,
+    /// The probe's declared tier (of the version that ran).
+    pub tier: Tier,
+    /// True for the canonical variant.
+    pub canonical: bool,
+    /// Axis → value of the variant.
+    pub axes: &'r SharedAxes,
+}

@@ -90,6 +90,12 @@ CREATE TABLE sweep_lock (
     started_at TEXT NOT NULL
 );
 "#,
+    // 2: a covering index for the brief walk of the analyses (`Store::for_each_case_brief`):
+    // a run's cases by variant, model and sample with their status, read without touching the
+    // rows (which hold the outputs).
+    r#"
+CREATE INDEX IF NOT EXISTS cases_brief ON cases (run_id, variant_id, model, sample, status);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -581,3 +581,165 @@ fn a_stale_lock_is_taken_over() {
     assert!(store.break_lock().unwrap());
     assert!(!store.break_lock().unwrap());
 }
+
+#[test]
+fn the_brief_walk_matches_the_full_walk_in_variant_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    let full = collect(&store, "r1");
+    let mut brief = Vec::new();
+    store
+        .for_each_case_brief("r1", |b| {
+            brief.push((
+                b.variant_id.to_string(),
+                b.model.to_string(),
+                b.sample,
+                b.status,
+                b.probe_id.to_string(),
+                b.capability.to_string(),
+                b.tier,
+                b.canonical,
+                (**b.axes).clone(),
+            ));
+            Ok(())
+        })
+        .unwrap();
+    let mut expected: Vec<_> = full
+        .iter()
+        .map(|r| {
+            (
+                r.case.variant_id.clone(),
+                r.case.model.clone(),
+                r.case.sample,
+                r.case.status,
+                r.probe_id.clone(),
+                r.capability.clone(),
+                r.tier,
+                r.canonical,
+                r.axes.clone(),
+            )
+        })
+        .collect();
+    // Same cases, ordered by variant id, then model, then sample.
+    expected.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    assert_eq!(brief, expected);
+    assert_eq!(brief[0].0, "v-canon");
+    assert_eq!(brief[0].1, "candidate");
+    let mut none = 0;
+    store
+        .for_each_case_brief("no-such-run", |_| {
+            none += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(none, 0);
+}
+
+#[test]
+fn the_brief_walk_shares_axes_maps_and_reports_a_missing_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = seeded_store(dir.path());
+    let mut canon: Vec<SharedAxes> = Vec::new();
+    store
+        .for_each_case_brief("r1", |b| {
+            if b.variant_id == "v-canon" {
+                canon.push(b.axes.clone());
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(canon.len(), 2);
+    assert!(std::sync::Arc::ptr_eq(&canon[0], &canon[1]), "parsed once");
+    // A case whose variant is gone (a store written without foreign keys) is an error.
+    store
+        .conn
+        .pragma_update(None, "foreign_keys", "OFF")
+        .unwrap();
+    store
+        .write_batch(&[WriteOp::Case(case(
+            "r1",
+            "prod",
+            "v-gone",
+            0,
+            CaseStatus::Pass,
+        ))])
+        .unwrap();
+    let err = store.for_each_case_brief("r1", |_| Ok(())).unwrap_err();
+    assert!(err.to_string().contains("v-gone"), "{err}");
+    assert!(err.to_string().contains("a variant"), "{err}");
+}
+
+#[test]
+fn variant_cases_are_every_sample_in_sample_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = seeded_store(dir.path());
+    store
+        .write_batch(&[
+            WriteOp::Case(case("r1", "prod", "v-hop", 2, CaseStatus::Pass)),
+            WriteOp::Case(case("r1", "prod", "v-hop", 1, CaseStatus::Error)),
+        ])
+        .unwrap();
+    let got = store.variant_cases("r1", "prod", "v-hop").unwrap();
+    assert_eq!(
+        got,
+        [
+            case("r1", "prod", "v-hop", 0, CaseStatus::Fail),
+            case("r1", "prod", "v-hop", 1, CaseStatus::Error),
+            case("r1", "prod", "v-hop", 2, CaseStatus::Pass),
+        ]
+    );
+    assert!(
+        store
+            .variant_cases("r1", "nobody", "v-hop")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_version_1_store_gains_the_brief_index_and_keeps_its_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        // A store as the first release wrote it: migration 1 only.
+        let conn = connect(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let store = Store {
+            conn,
+            path: path.clone(),
+            scratch: Scratch::default(),
+        };
+        store
+            .begin_run(&run_info("r1", "2026-11-21T23:05:01Z"))
+            .unwrap();
+        let mut store = store;
+        store
+            .write_batch(&[
+                WriteOp::Probe(probe("table-hop", Tier::Hard)),
+                WriteOp::Variant(variant("v-hop", "table-hop", &[])),
+                WriteOp::Case(case("r1", "prod", "v-hop", 0, CaseStatus::Fail)),
+            ])
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(user_version(&store), schema::current_version());
+    let has_index: bool = store
+        .conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = 'cases_brief'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(has_index);
+    let mut n = 0;
+    store
+        .for_each_case_brief("r1", |b| {
+            assert_eq!((b.variant_id, b.status), ("v-hop", CaseStatus::Fail));
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+}
