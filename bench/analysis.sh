@@ -63,15 +63,5 @@ measure tiers-text "$BIN" tiers
 measure tiers-json "$BIN" tiers --format json
 measure trend "$BIN" trend
 
-{
-  echo "{"
-  echo "  \"bench\": \"analysis\", \"unix_time\": $(date +%s), \"cases\": $CASES, \"store_mb\": $db_mb, \"cpus\": $(nproc),"
-  echo "  \"runs\": ["
-  for i in "${!rows[@]}"; do
-    sep=","; [ "$i" -eq $(( ${#rows[@]} - 1 )) ] && sep=""
-    echo "    ${rows[$i]}$sep"
-  done
-  echo "  ]"
-  echo "}"
-} >"$OUT"
+write_runs_json "$OUT" "\"bench\": \"analysis\", \"unix_time\": $(date +%s), \"cases\": $CASES, \"store_mb\": $db_mb, \"cpus\": $(nproc)" ${rows[@]+"${rows[@]}"}
 log "wrote $OUT"

@@ -213,3 +213,22 @@ new_workdir() {
   local d; d="$(mktemp -d "${TMPDIR:-/tmp}/cliffprobe-bench.XXXXXX")"
   echo "$d"
 }
+
+# write_runs_json OUT HEADER ROW...: {HEADER, "runs": [ROW, ...]} into OUT, one row a line.
+# HEADER is the inner text of the top-level object before "runs" (e.g. "\"bench\": \"memory\"").
+write_runs_json() {
+  local out="$1" header="$2" i n; shift 2
+  n=$#
+  {
+    echo "{"
+    echo "  $header,"
+    echo "  \"runs\": ["
+    i=0
+    for row in "$@"; do
+      i=$(( i + 1 ))
+      if [ "$i" -lt "$n" ]; then echo "    $row,"; else echo "    $row"; fi
+    done
+    echo "  ]"
+    echo "}"
+  } >"$out"
+}

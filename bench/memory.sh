@@ -65,15 +65,5 @@ for n in $SIZES; do
   rows+=("{\"cases\": $n, \"probes\": $PROBES, \"variants_per_probe\": $PER_PROBE, \"max_rss_kb\": $T_RSS_KB, \"wall_s\": $T_WALL, \"cpu_s\": $T_CPU, \"store_kb\": $db_kb, \"requests_at_nginx\": $sent}")
   if [ "${KEEP:-0}" != 1 ]; then rm -rf "$W"; fi
 done
-{
-  echo "{"
-  echo "  \"bench\": \"memory\", \"unix_time\": $(date +%s), \"provider\": \"$PROVIDER\", \"concurrency\": $CONC, \"cpus\": $(nproc),"
-  echo "  \"runs\": ["
-  for i in "${!rows[@]}"; do
-    sep=","; [ "$i" -eq $(( ${#rows[@]} - 1 )) ] && sep=""
-    echo "    ${rows[$i]}$sep"
-  done
-  echo "  ]"
-  echo "}"
-} >"$OUT"
+write_runs_json "$OUT" "\"bench\": \"memory\", \"unix_time\": $(date +%s), \"provider\": \"$PROVIDER\", \"concurrency\": $CONC, \"cpus\": $(nproc)" ${rows[@]+"${rows[@]}"}
 log "wrote $OUT"

@@ -151,6 +151,20 @@ pub struct ExpandArgs {
     pub yes: bool,
 }
 
+/// `--format text|json` of the analysis commands: true for JSON; anything else is an input
+/// error naming the flag.
+pub(crate) fn wants_json(format: &str) -> std::result::Result<bool, Error> {
+    match format {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        other => Err(Error::field(
+            "<command line>",
+            "--format",
+            format!("unknown format `{other}`; expected text or json"),
+        )),
+    }
+}
+
 fn parse_tier(s: &str) -> std::result::Result<Tier, String> {
     Tier::parse(s)
         .ok_or_else(|| format!("unknown tier `{s}`; expected easy, medium, hard or frontier"))

@@ -94,18 +94,7 @@ pub(crate) fn axes_text(axes: &IndexMap<String, String>) -> String {
 
 /// Runs `cliffprobe brittleness`.
 pub fn brittleness_cmd(project: &Project, a: &BrittlenessArgs) -> Result<ExitCode> {
-    let json = match a.format.as_str() {
-        "text" => false,
-        "json" => true,
-        other => {
-            return Err(Error::field(
-                "<command line>",
-                "--format",
-                format!("unknown format `{other}`; expected text or json"),
-            )
-            .into());
-        }
-    };
+    let json = crate::cli::wants_json(&a.format)?;
     let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
     if let Some(m) = &a.model

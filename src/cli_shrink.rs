@@ -217,18 +217,7 @@ pub(crate) fn find_probe(
 /// Runs `cliffprobe shrink`.
 pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
     let cmdline = "<command line>";
-    let json = match a.format.as_str() {
-        "text" => false,
-        "json" => true,
-        other => {
-            return Err(Error::field(
-                cmdline,
-                "--format",
-                format!("unknown format `{other}`; expected text or json"),
-            )
-            .into());
-        }
-    };
+    let json = crate::cli::wants_json(&a.format)?;
     if a.repeats == 0 || a.repeats > MAX_REPEATS {
         return Err(Error::field(
             cmdline,

@@ -5,7 +5,6 @@
 use crate::analysis::tiers::{self, MeasuredTiers, ProbeSamples, Thresholds, TierCollector};
 use crate::cli::Project;
 use crate::cli_brittle::{right, table};
-use crate::error::Error;
 use crate::store::{RunInfo, Store};
 use crate::term::sanitize;
 use anyhow::Result;
@@ -85,18 +84,7 @@ pub fn measure_from(
 
 /// Runs `cliffprobe tiers`.
 pub fn tiers_cmd(project: &Project, a: &TiersArgs) -> Result<ExitCode> {
-    let json = match a.format.as_str() {
-        "text" => false,
-        "json" => true,
-        other => {
-            return Err(Error::field(
-                "<command line>",
-                "--format",
-                format!("unknown format `{other}`; expected text or json"),
-            )
-            .into());
-        }
-    };
+    let json = crate::cli::wants_json(&a.format)?;
     let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
     let m = measure(&store, &run, &project.config.tiers.thresholds())?;
