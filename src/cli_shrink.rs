@@ -30,7 +30,7 @@ use crate::expand::{AxisFilter, ProbeExpansion, variant_id, variant_seed};
 use crate::grade::{self, CaseStatus};
 use crate::probe::{self, Probe};
 use crate::promote::{self, Candidate};
-use crate::provider::{CallError, Provider};
+use crate::provider::Provider;
 use crate::render::VariantAxes;
 use crate::shrink::{self, Outcome, Verdict};
 use crate::store::{Store, WriteOp};
@@ -866,8 +866,8 @@ fn judge_one(
 }
 
 /// One sample, with the sweep's retry rules: a 429 waits as the server says (at most
-/// [`MAX_RATE_LIMITS`] times), a transient fault backs off (at most `max_retries` times), a
-/// permanent one is an error at once. Returns the answer or the error, and the attempts made.
+/// [`MAX_RATE_LIMITS`] times, at most 120 s each), a transient fault backs off with the sweep's
+/// jittered backoff (at most `max_retries` times), a permanent one is an error at once.
 async fn call_with_retries(
     provider: &Provider,
     body: &bytes::Bytes,
@@ -876,40 +876,15 @@ async fn call_with_retries(
     sample: u32,
     max_retries: u32,
 ) -> (std::result::Result<crate::chat::ChatResponse, String>, u32) {
-    let (mut attempts, mut transient, mut limited) = (0u32, 0u32, 0u32);
-    loop {
-        attempts += 1;
-        match provider.call_encoded(body, req, checks, sample).await {
-            Ok(r) => return (Ok(r), attempts),
-            Err(CallError::RateLimited {
-                retry_after,
-                message,
-            }) => {
-                limited += 1;
-                if limited > MAX_RATE_LIMITS {
-                    return (
-                        Err(format!("rate limited {limited} times; last: {message}")),
-                        attempts,
-                    );
-                }
-                let wait = retry_after
-                    .unwrap_or_else(|| crate::sweep::backoff(limited))
-                    .min(Duration::from_secs(120));
-                tokio::time::sleep(wait).await;
-            }
-            Err(CallError::Transient(message)) => {
-                transient += 1;
-                if transient > max_retries {
-                    return (
-                        Err(format!("{message} (after {attempts} attempts)")),
-                        attempts,
-                    );
-                }
-                tokio::time::sleep(crate::sweep::backoff(transient)).await;
-            }
-            Err(CallError::Permanent(message)) => return (Err(message), attempts),
-        }
-    }
+    let policy = crate::provider::RetryPolicy {
+        max_retries,
+        max_rate_limits: MAX_RATE_LIMITS,
+        max_wait: Duration::from_secs(120),
+        backoff: crate::sweep::backoff,
+    };
+    provider
+        .call_retrying(body, req, checks, sample, &policy)
+        .await
 }
 
 /// Writes the minimal failing variant into the probe file as a promoted case (merge rules and

@@ -1,6 +1,7 @@
 //! The `sweep` and `export` commands: option handling and the end-of-run summary.
 
 use crate::cli::Project;
+use crate::cli_brittle::table;
 use crate::config::ProviderKind;
 use crate::error::Error;
 use crate::expand::{AxisFilter, Strategy};
@@ -8,8 +9,8 @@ use crate::probe::{LoadedProbe, Probe, Tier};
 use crate::store::Store;
 use crate::sweep::{self, SweepOptions};
 use anyhow::Result;
-use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use std::io::{IsTerminal, Write};
+use comfy_table::{Cell, CellAlignment};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -356,16 +357,6 @@ fn finish(
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn table(headers: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    if !std::io::stdout().is_terminal() {
-        t.force_no_tty();
-    }
-    t.set_header(headers.iter().map(Cell::new).collect::<Vec<_>>());
-    t
 }
 
 fn rate(pass: u64, fail: u64) -> String {

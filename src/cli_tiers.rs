@@ -122,18 +122,13 @@ pub fn render_text(m: &MeasuredTiers, run: &RunInfo) -> String {
         let _ = writeln!(o, "no cases in run {}", m.run);
         return o;
     }
-    let mut t = table(&[
-        "probe",
-        "declared",
-        "measured",
-        "pass fraction",
-        "easy",
-        "medium",
-        "hard",
-        "frontier",
-        "unmeasured",
-        "previous",
-    ]);
+    // The report's measured-tiers columns, plus two only this command shows.
+    let headers: Vec<&str> = crate::report::MEASURED_HEADERS
+        .iter()
+        .copied()
+        .chain(["unmeasured", "previous"])
+        .collect();
+    let mut t = table(&headers);
     for p in &m.probes {
         t.add_row(vec![
             Cell::new(sanitize(&p.probe)),

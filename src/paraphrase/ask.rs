@@ -13,7 +13,7 @@ use crate::axes::{AxisLibrary, ORIGINAL};
 use crate::chat::{ChatRequest, Message, Role};
 use crate::error::{Error, Result};
 use crate::probe::Probe;
-use crate::provider::{CallError, Provider};
+use crate::provider::Provider;
 use crate::render::{Renderer, VariantAxes};
 use indexmap::IndexMap;
 use std::sync::Arc;
@@ -351,40 +351,19 @@ async fn ask_voice(
     Ok((o, last_reply))
 }
 
-/// One request with retries: rate limits wait (as the server asks, at most 10 times),
-/// transient errors back off (the model's `max_retries`, default 4), permanent ones fail.
+/// One request with retries: rate limits wait (as the server asks, at most 10 times, at most
+/// 60 s each), transient errors back off (the model's `max_retries`, default 4), permanent ones
+/// fail.
 async fn call(provider: &Provider, req: &ChatRequest) -> std::result::Result<String, String> {
-    let max_retries = provider.config().max_retries.unwrap_or(4);
-    let (mut transient, mut limited, mut attempts) = (0u32, 0u32, 0u32);
-    loop {
-        attempts += 1;
-        match provider.call(req, &[], 0).await {
-            Ok(r) => return Ok(r.text),
-            Err(CallError::RateLimited {
-                retry_after,
-                message,
-            }) => {
-                limited += 1;
-                if limited > 10 {
-                    return Err(format!("rate limited {limited} times; last: {message}"));
-                }
-                tokio::time::sleep(
-                    retry_after
-                        .unwrap_or_else(|| backoff(limited))
-                        .min(Duration::from_secs(60)),
-                )
-                .await;
-            }
-            Err(CallError::Transient(message)) => {
-                transient += 1;
-                if transient > max_retries {
-                    return Err(format!("{message} (after {attempts} attempts)"));
-                }
-                tokio::time::sleep(backoff(transient)).await;
-            }
-            Err(CallError::Permanent(message)) => return Err(message),
-        }
-    }
+    let policy = crate::provider::RetryPolicy {
+        max_retries: provider.config().max_retries.unwrap_or(4),
+        max_rate_limits: 10,
+        max_wait: Duration::from_secs(60),
+        backoff,
+    };
+    let body = provider.encode(req);
+    let (r, _) = provider.call_retrying(&body, req, &[], 0, &policy).await;
+    r.map(|r| r.text)
 }
 
 /// 0.5 s × 2^(n−1), at most 8 s (one caller at a time: no jitter needed).

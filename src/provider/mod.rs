@@ -106,6 +106,19 @@ pub struct Provider {
     calls: AtomicU64,
 }
 
+/// How [`Provider::call_retrying`] retries one call.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Most transient faults (5xx, timeouts, resets) retried.
+    pub max_retries: u32,
+    /// Most 429s waited out.
+    pub max_rate_limits: u32,
+    /// Longest single wait on a 429.
+    pub max_wait: Duration,
+    /// The wait before the n-th retry (1-based) when the server names none.
+    pub backoff: fn(u32) -> Duration,
+}
+
 impl fmt::Debug for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Provider")
@@ -284,6 +297,55 @@ impl Provider {
             self.encode(req)
         };
         self.call_encoded(&body, req, checks, sample).await
+    }
+
+    /// One call retried by `policy`, for the callers outside the sweep (shrink, paraphrase):
+    /// a 429 waits as the server says (else `policy.backoff`), at most `max_rate_limits` times;
+    /// a transient fault backs off, at most `max_retries` times; a permanent one is an error at
+    /// once. Returns the answer or the error, and the attempts made. The sweep has its own loop,
+    /// which also shares pauses, adaptive concurrency and rate buckets across a model's calls.
+    pub async fn call_retrying(
+        &self,
+        body: &bytes::Bytes,
+        req: &ChatRequest,
+        checks: &[Check],
+        sample: u32,
+        policy: &RetryPolicy,
+    ) -> (Result<ChatResponse, String>, u32) {
+        let (mut attempts, mut transient, mut limited) = (0u32, 0u32, 0u32);
+        loop {
+            attempts += 1;
+            match self.call_encoded(body, req, checks, sample).await {
+                Ok(r) => return (Ok(r), attempts),
+                Err(CallError::RateLimited {
+                    retry_after,
+                    message,
+                }) => {
+                    limited += 1;
+                    if limited > policy.max_rate_limits {
+                        return (
+                            Err(format!("rate limited {limited} times; last: {message}")),
+                            attempts,
+                        );
+                    }
+                    let wait = retry_after
+                        .unwrap_or_else(|| (policy.backoff)(limited))
+                        .min(policy.max_wait);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(CallError::Transient(message)) => {
+                    transient += 1;
+                    if transient > policy.max_retries {
+                        return (
+                            Err(format!("{message} (after {attempts} attempts)")),
+                            attempts,
+                        );
+                    }
+                    tokio::time::sleep((policy.backoff)(transient)).await;
+                }
+                Err(CallError::Permanent(message)) => return (Err(message), attempts),
+            }
+        }
     }
 
     /// Like [`Provider::call`], with the body already encoded by [`Provider::encode`] for `req`.
