@@ -41,7 +41,7 @@ pub struct ReportArgs {
     /// Write to this file (atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// A floor, TIER=RATE (0.45 or 45%); repeatable; overrides [floors] in cliffprobe.toml.
+    /// A floor, TIER=RATE (0.45 or 45%); repeatable; overrides `[floors]` in cliffprobe.toml.
     #[arg(long = "floor", value_name = "TIER=RATE")]
     pub floors: Vec<String>,
     /// Exit 1 when the gate fails (a floor not met, too many hard-tier regressions).

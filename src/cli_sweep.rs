@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 /// `sweep` options.
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
-    /// Models to run (repeatable; default: all configured but the [judge] model).
+    /// Models to run (repeatable; default: all configured but the `[judge]` model).
     #[arg(long = "model", value_name = "NAME")]
     pub models: Vec<String>,
     /// Only probes whose id or capability contains this text (repeatable).

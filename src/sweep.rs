@@ -1,8 +1,8 @@
 //! Sweep: run every planned case (variant × model × sample) over real HTTP, grade it and
 //! store it, surviving rate limits, faults and interruption.
 //!
-//! Shape: one *planner* thread per model expands the suite as a stream (never the whole
-//! expansion in memory), skips cases a resumed run already has, answers from the response
+//! Shape: *planner* threads per model (the model's probes dealt round-robin over the cores
+//! left per model) expand the suite as a stream (never the whole expansion in memory), skips cases a resumed run already has, answers from the response
 //! cache where it can, and feeds the rest to that model's async *dispatcher*. The dispatcher
 //! respects the model's concurrency (adaptive: halved on 429, grown back on success), its rpm
 //! and tpm buckets and the global concurrency, and retries 429s (waiting as the server says)
@@ -14,7 +14,7 @@
 //!
 //! Two kinds of grading need more than one answer. `judge` checks ask the configured judge
 //! model (see [`crate::judge`]) right after the graded answer arrives, through the same retries,
-//! 429 handling and response cache as model calls ([`judge_checks`]); a judge that cannot give a
+//! 429 handling and response cache as model calls (`judge_checks`); a judge that cannot give a
 //! verdict makes the case an `error`, never a pass. Invariance (see [`crate::invariant`]) is
 //! graded once the run's cases are stored, by [`crate::invariant::finalise`] at the end of the
 //! sweep (and of every resume).

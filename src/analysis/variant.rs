@@ -99,7 +99,7 @@ pub struct VariantResult {
     /// From the first failing sample (or the first error sample when none failed). Boxed: most
     /// variants have none, and a million results must stay small.
     ///
-    /// Filled while collecting with [`Collector::new`]; a [`Collector::brief`] leaves it empty
+    /// Filled while collecting with [`Collector::new`]; a `Collector::brief` leaves it empty
     /// and the caller fetches it ([`VariantResult::take_evidence`]) for the variants it shows.
     pub evidence: Option<Box<Evidence>>,
 }
