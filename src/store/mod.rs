@@ -17,9 +17,15 @@
 //! nor each other. Writes wait up to five seconds for another writer before failing.
 //!
 //! # Speed
-//! The sweep writes cases in batches through [`Store::write_batch`] (one transaction per batch;
-//! batches of 500–2000 make tens of thousands of cases per second), and the hot lookups
-//! ([`Store::case_exists`], [`Store::cache_get`]) use cached prepared statements.
+//! The sweep stages its writes ([`Store::stage_batch`]: one transaction per batch, appended to
+//! index-free logs) and settles them into the tables in key order ([`Store::settle`]) every
+//! ~100,000 cases and at its end: the keys of cases, variants and cache entries are content
+//! digests, and inserting them one by one as they arrive rewrites index pages at random (ten
+//! page writes per case at 100,000 cases, against about one staged and settled). Staged rows
+//! are invisible to readers until settled; a store a killed sweep left with staged rows is
+//! settled when next opened. Other writers use [`Store::write_batch`], which writes straight
+//! into the tables. The hot lookups ([`Store::case_exists`], [`Store::cache_get`]) use cached
+//! prepared statements.
 
 mod lock;
 mod records;
@@ -93,11 +99,17 @@ impl Store {
         }
         let mut conn = connect(path)?;
         schema::migrate(&mut conn)?;
-        Ok(Store {
+        let mut store = Store {
             conn,
             path: path.to_path_buf(),
             scratch: Scratch::default(),
-        })
+        };
+        // Rows staged by a sweep that was killed: settle them, so every reader sees every
+        // stored case. A live sweep settles its own (and a reader must not stall it).
+        if store.has_staged()? && !store.lock_info()?.is_some_and(|l| l.alive) {
+            store.settle()?;
+        }
+        Ok(store)
     }
 
     /// Opens a store by URL: `sqlite://PATH` (or a bare path). `postgres://…` is recognised but
@@ -319,6 +331,10 @@ impl Store {
     pub fn tune_for_sweep_writer(&self) -> Result<()> {
         self.conn.pragma_update(None, "cache_size", -8192i64)?;
         self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        // A settle writes a big transaction into the WAL; give the space back after the
+        // checkpoint instead of keeping the file at its largest size.
+        self.conn
+            .pragma_update(None, "journal_size_limit", 64i64 * 1024 * 1024)?;
         Ok(())
     }
 
@@ -335,6 +351,25 @@ impl Store {
     /// in this batch or an earlier one; otherwise the whole batch fails with a message saying so.
     /// Order inside a batch does not matter.
     pub fn write_batch(&mut self, ops: &[WriteOp]) -> Result<()> {
+        self.write_ops(ops, &DIRECT)
+    }
+
+    /// Writes `ops` in one transaction, like [`Store::write_batch`], but into the staging logs:
+    /// cases, variants and cache entries are appended in arrival order, with no index to keep,
+    /// and become visible in the tables only at the next [`Store::settle`]. Probe versions (a
+    /// handful per run) are written directly.
+    ///
+    /// This is the sweep's write path: appends cost about one page write per several cases,
+    /// where direct writes cost a random insert into every index of `cases`, `variants` and
+    /// `response_cache` (see the `schema` module, migration 3). Whoever stages must settle:
+    /// the sweep settles when its log grows past a bound and when it ends, and a store left
+    /// with staged rows by a killed sweep is settled by the next [`Store::open`] that finds no
+    /// live sweep holding the lock, and by the next sweep.
+    pub fn stage_batch(&mut self, ops: &[WriteOp]) -> Result<()> {
+        self.write_ops(ops, &STAGED)
+    }
+
+    fn write_ops(&mut self, ops: &[WriteOp], sql: &WriteSql) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -343,9 +378,9 @@ impl Store {
         {
             // A cached prepare is a hash lookup: cheap enough to do all four once per batch.
             let mut probe_stmt = tx.prepare_cached(PROBE_INSERT)?;
-            let mut variant_stmt = tx.prepare_cached(VARIANT_INSERT)?;
-            let mut case_stmt = tx.prepare_cached(CASE_UPSERT)?;
-            let mut cache_stmt = tx.prepare_cached(CACHE_UPSERT)?;
+            let mut variant_stmt = tx.prepare_cached(sql.variant)?;
+            let mut case_stmt = tx.prepare_cached(sql.case)?;
+            let mut cache_stmt = tx.prepare_cached(sql.cache)?;
             let mut now: Option<String> = None;
             for op in ops {
                 match op {
@@ -412,6 +447,39 @@ impl Store {
                 Error::Store(e)
             }
         })
+    }
+
+    /// Moves everything staged by [`Store::stage_batch`] into the tables, in one `IMMEDIATE`
+    /// transaction, and returns how many cases it moved.
+    ///
+    /// Rows go in in key order (cases by run, model, variant and sample), so each index page
+    /// is written about once instead of once per row; for a new run, whose id sorts after the
+    /// older ones, the case inserts are appends. The rules of [`Store::write_batch`] hold:
+    /// variants are insert-or-ignore, cases and cache entries replace an earlier row with the
+    /// same key, and of two staged rows with the same key the later one wins. Settling an
+    /// empty log is a cheap no-op, and settling is safe at any time, from any connection.
+    pub fn settle(&mut self) -> Result<u64> {
+        if !self.has_staged()? {
+            return Ok(0);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(SETTLE_VARIANTS)?;
+        let moved = tx.execute(SETTLE_CASES, [])? as u64;
+        tx.execute_batch(SETTLE_CACHE)?;
+        tx.execute_batch("DELETE FROM variant_log; DELETE FROM case_log; DELETE FROM cache_log;")?;
+        tx.commit()?;
+        Ok(moved)
+    }
+
+    /// True while [`Store::stage_batch`] has left rows that [`Store::settle`] has not moved.
+    pub fn has_staged(&self) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM case_log) OR EXISTS (SELECT 1 FROM variant_log) \
+             OR EXISTS (SELECT 1 FROM cache_log)",
+        )?;
+        Ok(stmt.query_row([], |r| r.get(0))?)
     }
 
     /// Replaces the status and check verdicts of stored cases, all in one transaction: how a
@@ -697,6 +765,55 @@ const CASE_UPSERT: &str = "INSERT INTO cases (run_id, model, variant_id, sample,
      cost_usd = excluded.cost_usd, error = excluded.error, cached = excluded.cached, \
      attempts = excluded.attempts, finish_reason = excluded.finish_reason, \
      finished_at = excluded.finished_at";
+
+/// The statements [`Store::write_ops`] writes with: straight into the tables, or into the
+/// staging logs.
+struct WriteSql {
+    variant: &'static str,
+    case: &'static str,
+    cache: &'static str,
+}
+
+const DIRECT: WriteSql = WriteSql {
+    variant: VARIANT_INSERT,
+    case: CASE_UPSERT,
+    cache: CACHE_UPSERT,
+};
+
+const STAGED: WriteSql = WriteSql {
+    variant: "INSERT INTO variant_log (id, probe_id, probe_digest, canonical, axes) \
+              VALUES (?1, ?2, ?3, ?4, ?5)",
+    case: "INSERT INTO case_log (run_id, model, variant_id, sample, status, output, \
+           tool_calls, checks, latency_ms, input_tokens, output_tokens, cost_usd, error, cached, \
+           attempts, finish_reason, finished_at) \
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    cache: "INSERT INTO cache_log (key, response, created_at) VALUES (?1, ?2, ?3)",
+};
+
+// The settle statements. `WHERE true` keeps SQLite from reading `ON CONFLICT` as a join
+// constraint of the SELECT; the rowid tie-break makes the later of two staged rows win.
+const SETTLE_VARIANTS: &str = "INSERT INTO variants (id, probe_id, probe_digest, canonical, axes) \
+     SELECT id, probe_id, probe_digest, canonical, axes FROM variant_log WHERE true \
+     ORDER BY id ON CONFLICT (id) DO NOTHING";
+
+const SETTLE_CASES: &str = "INSERT INTO cases (run_id, model, variant_id, sample, status, output, \
+     tool_calls, checks, latency_ms, input_tokens, output_tokens, cost_usd, error, cached, \
+     attempts, finish_reason, finished_at) \
+     SELECT run_id, model, variant_id, sample, status, output, tool_calls, checks, latency_ms, \
+     input_tokens, output_tokens, cost_usd, error, cached, attempts, finish_reason, finished_at \
+     FROM case_log WHERE true ORDER BY run_id, model, variant_id, sample, rowid \
+     ON CONFLICT (run_id, model, variant_id, sample) DO UPDATE SET \
+     status = excluded.status, output = excluded.output, tool_calls = excluded.tool_calls, \
+     checks = excluded.checks, latency_ms = excluded.latency_ms, \
+     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
+     cost_usd = excluded.cost_usd, error = excluded.error, cached = excluded.cached, \
+     attempts = excluded.attempts, finish_reason = excluded.finish_reason, \
+     finished_at = excluded.finished_at";
+
+const SETTLE_CACHE: &str = "INSERT INTO response_cache (key, response, created_at) \
+     SELECT key, response, created_at FROM cache_log WHERE true ORDER BY key, rowid \
+     ON CONFLICT (key) DO UPDATE SET \
+     response = excluded.response, created_at = excluded.created_at";
 
 fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
     let id: String = row.get(0)?;

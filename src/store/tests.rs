@@ -743,3 +743,148 @@ fn a_version_1_store_gains_the_brief_index_and_keeps_its_cases() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+fn response(text: &str) -> ChatResponse {
+    ChatResponse {
+        text: text.to_string(),
+        tool_calls: vec![],
+        finish_reason: Some("stop".to_string()),
+        usage: Usage {
+            input_tokens: 1,
+            output_tokens: 1,
+        },
+        model: None,
+    }
+}
+
+/// The same rows staged and settled end up exactly as written directly: the full walk, the
+/// brief walk and the cache agree, staged duplicates resolve to the later row, and a staged
+/// case replaces a stored one.
+#[test]
+fn staged_rows_settle_into_what_direct_writes_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let (direct, run) = seeded_store(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    let mut staged = Store::open(&other.path().join("s.db")).unwrap();
+    staged.begin_run(&run).unwrap();
+    // The probes and variants of the seeded store, in reverse; the cases in another order.
+    let mut ops = vec![
+        WriteOp::Probe(probe("table-hop", Tier::Hard)),
+        WriteOp::Probe(probe("refund-policy", Tier::Easy)),
+        WriteOp::Variant(variant("v-hop", "table-hop", &[("length", "long")])),
+        WriteOp::Variant(variant(
+            "v-xml",
+            "refund-policy",
+            &[("format", "xml"), ("persona", "terse-expert")],
+        )),
+        WriteOp::Variant(variant("v-canon", "refund-policy", &[])),
+        // Staged twice: ignored the second time, as a direct write would.
+        WriteOp::Variant(variant("v-canon", "refund-policy", &[])),
+        WriteOp::Cache {
+            key: "k1".into(),
+            response: response("first"),
+        },
+    ];
+    for (v, status) in [
+        ("v-canon", CaseStatus::Pass),
+        ("v-xml", CaseStatus::Error),
+        ("v-hop", CaseStatus::Fail),
+    ] {
+        for model in ["candidate", "prod"] {
+            ops.push(WriteOp::Case(case("r1", model, v, 0, status)));
+        }
+    }
+    staged.stage_batch(&ops).unwrap();
+    assert!(staged.has_staged().unwrap());
+    assert_eq!(
+        staged.case_count("r1").unwrap(),
+        0,
+        "staged rows are not in the tables yet"
+    );
+    assert_eq!(staged.cache_get("k1").unwrap(), None);
+    // A second batch: the cache entry again (the later wins) and a case that will be replaced.
+    staged
+        .stage_batch(&[
+            WriteOp::Cache {
+                key: "k1".into(),
+                response: response("second"),
+            },
+            WriteOp::Case(case("r1", "prod", "v-hop", 0, CaseStatus::Pass)),
+        ])
+        .unwrap();
+    assert_eq!(staged.settle().unwrap(), 7);
+    assert!(!staged.has_staged().unwrap());
+    assert_eq!(
+        staged.settle().unwrap(),
+        0,
+        "settling an empty log is a no-op"
+    );
+    assert_eq!(staged.cache_get("k1").unwrap(), Some(response("second")));
+    assert_eq!(
+        staged.case_status("r1", "prod", "v-hop", 0).unwrap(),
+        Some(CaseStatus::Pass)
+    );
+    // Now the same correction written directly: both stores must read back the same.
+    staged
+        .stage_batch(&[WriteOp::Case(case(
+            "r1",
+            "prod",
+            "v-hop",
+            0,
+            CaseStatus::Fail,
+        ))])
+        .unwrap();
+    staged.settle().unwrap();
+    assert_eq!(collect(&staged, "r1"), collect(&direct, "r1"));
+    let brief = |s: &Store| {
+        let mut out = Vec::new();
+        s.for_each_case_brief("r1", |b| {
+            out.push(format!(
+                "{} {} {} {:?} {}",
+                b.variant_id, b.model, b.sample, b.status, b.probe_id
+            ));
+            Ok(())
+        })
+        .unwrap();
+        out
+    };
+    assert_eq!(brief(&staged), brief(&direct));
+    assert_eq!(staged.case_count("r1").unwrap(), 6);
+}
+
+/// Rows a killed sweep left staged are settled by the next open, unless a live sweep holds
+/// the lock (it settles its own).
+#[test]
+fn open_settles_what_a_dead_sweep_staged_but_not_a_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = seeded_store(dir.path());
+    let path_seeded = dir.path().join(".cliffprobe/cliffprobe.db");
+    store
+        .stage_batch(&[WriteOp::Case(case(
+            "r1",
+            "prod",
+            "v-hop",
+            1,
+            CaseStatus::Pass,
+        ))])
+        .unwrap();
+    // A live holder (this very process): the reader leaves the log alone.
+    let guard = store.acquire_lock("sweep r1").unwrap();
+    let reader = Store::open(&path_seeded).unwrap();
+    assert!(reader.has_staged().unwrap());
+    assert_eq!(reader.case_count("r1").unwrap(), 6);
+    drop(reader);
+    // The holder is gone: a killed sweep leaves its row behind, naming a dead process.
+    drop(guard);
+    store
+        .conn
+        .execute(
+            "INSERT INTO sweep_lock (name, holder, pid, started_at) \
+             VALUES ('sweep', 'sweep r1', 2147483646, '2026-11-21T23:05:01Z')",
+            [],
+        )
+        .unwrap();
+    let reader = Store::open(&path_seeded).unwrap();
+    assert!(!reader.has_staged().unwrap());
+    assert_eq!(reader.case_count("r1").unwrap(), 7);
+}
