@@ -53,9 +53,10 @@ use crate::error::Result;
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
 use crate::store::{CaseBrief, RunInfo, SharedAxes, Store};
+use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// Significance level of the per-axis test (after Holm's correction).
@@ -419,20 +420,31 @@ fn finish(g: Group, repeats: u32) -> ProbeBrittleness {
             *value_count.entry((a.as_str(), x.as_str())).or_default() += 1;
         }
     }
-    let commonness = |v: &VariantAcc| -> u64 {
-        v.changed
-            .iter()
-            .map(|(a, x)| value_count[&(a.as_str(), x.as_str())])
-            .sum()
+    // How common a variant's changed values are among the failing ones: computed once per
+    // shared changed-axes set (a probe has thousands of variants and a few dozen sets).
+    let mut commonness: HashMap<usize, u64> = HashMap::new();
+    let mut commonness_of = |v: &VariantAcc| -> u64 {
+        *commonness
+            .entry(Rc::as_ptr(&v.changed) as usize)
+            .or_insert_with(|| {
+                v.changed
+                    .iter()
+                    .map(|(a, x)| value_count[&(a.as_str(), x.as_str())])
+                    .sum()
+            })
     };
-    let minimal = failing.iter().min_by(|a, b| {
-        a.changed
-            .len()
-            .cmp(&b.changed.len())
-            .then_with(|| commonness(b).cmp(&commonness(a)))
-            .then_with(|| b.fail.cmp(&a.fail))
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    let minimal = failing
+        .iter()
+        .map(|v| (v, commonness_of(v)))
+        .min_by(|(a, ca), (b, cb)| {
+            a.changed
+                .len()
+                .cmp(&b.changed.len())
+                .then_with(|| cb.cmp(ca))
+                .then_with(|| b.fail.cmp(&a.fail))
+                .then_with(|| a.id.cmp(&b.id))
+        })
+        .map(|(v, _)| v);
 
     // Repeats.
     let (k, pass_at_1, pass_hat_k) = if repeats > 1 {

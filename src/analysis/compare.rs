@@ -10,8 +10,8 @@ use super::tally::Tally;
 use super::variant::{ModelResults, VariantResult, Verdict};
 use super::wilson::{Interval, Z95, newcombe_difference};
 use crate::probe::Tier;
+use foldhash::HashMap;
 use serde::Serialize;
-use std::collections::HashMap;
 
 /// The significance level of the paired test.
 pub const ALPHA: f64 = 0.05;

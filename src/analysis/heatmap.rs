@@ -3,9 +3,11 @@
 use super::tally::Tally;
 use super::variant::ModelResults;
 use crate::probe::Tier;
+use crate::store::SharedAxes;
+use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One probe's row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,10 +33,24 @@ pub struct Heatmap {
 
 impl Heatmap {
     /// Builds the heat map of `r`.
+    ///
+    /// A run has few distinct axes maps and few probes, shared by all their variants (see
+    /// [`crate::store::SharedAxes`]): both are looked up by pointer, so a million variants cost
+    /// a million pointer-keyed lookups, not string hashing per axis.
     pub fn of(r: &ModelResults) -> Heatmap {
-        let mut axes: IndexMap<&str, Vec<&str>> = IndexMap::new();
+        // The distinct axes maps, in order of first appearance.
+        let mut maps: HashMap<usize, usize> = HashMap::new();
+        let mut distinct: Vec<&SharedAxes> = Vec::new();
         for v in &r.variants {
-            for (a, x) in v.axes.iter() {
+            maps.entry(Arc::as_ptr(&v.axes) as usize)
+                .or_insert_with(|| {
+                    distinct.push(&v.axes);
+                    distinct.len() - 1
+                });
+        }
+        let mut axes: IndexMap<&str, Vec<&str>> = IndexMap::new();
+        for m in &distinct {
+            for (a, x) in m.iter() {
                 let vals = axes.entry(a.as_str()).or_default();
                 if !vals.contains(&x.as_str()) {
                     vals.push(x.as_str());
@@ -51,17 +67,32 @@ impl Heatmap {
             .enumerate()
             .map(|(i, (a, v))| ((a.as_str(), v.as_str()), i))
             .collect();
+        // The columns of each distinct axes map.
+        let cells_of: Vec<Vec<usize>> = distinct
+            .iter()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(a, x)| index.get(&(a.as_str(), x.as_str())).copied())
+                    .collect()
+            })
+            .collect();
         let mut rows: IndexMap<&str, HeatRow> = IndexMap::new();
+        // Probe ids are interned: the row of the previous variant's probe is usually the one.
+        let mut by_probe: HashMap<usize, usize> = HashMap::new();
         for v in &r.variants {
-            let row = rows.entry(&*v.probe_id).or_insert_with(|| HeatRow {
-                probe: v.probe_id.to_string(),
-                tier: v.tier,
-                cells: vec![None; columns.len()],
-            });
-            for (a, x) in v.axes.iter() {
-                if let Some(i) = index.get(&(a.as_str(), x.as_str())) {
-                    row.cells[*i].get_or_insert_with(Tally::default).add(v);
-                }
+            let ri = *by_probe
+                .entry(Arc::as_ptr(&v.probe_id) as *const u8 as usize)
+                .or_insert_with(|| {
+                    rows.entry(&*v.probe_id).or_insert_with(|| HeatRow {
+                        probe: v.probe_id.to_string(),
+                        tier: v.tier,
+                        cells: vec![None; columns.len()],
+                    });
+                    rows.get_index_of(&*v.probe_id).expect("inserted above")
+                });
+            let row = &mut rows[ri];
+            for &i in &cells_of[maps[&(Arc::as_ptr(&v.axes) as usize)]] {
+                row.cells[i].get_or_insert_with(Tally::default).add(v);
             }
         }
         let mut rows: Vec<HeatRow> = rows.into_values().collect();

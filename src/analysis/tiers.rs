@@ -27,9 +27,9 @@
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
 use crate::store::CaseBrief;
+use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;
 use serde::Serialize;
-use std::collections::HashMap;
 
 /// Default lowest pass fraction of an `easy` variant.
 pub const DEFAULT_EASY: f64 = 0.98;
@@ -369,7 +369,7 @@ pub fn measure(
     run: &str,
     th: &Thresholds,
     current: &IndexMap<String, ProbeSamples>,
-    previous: &HashMap<String, (String, ProbeSamples)>,
+    previous: &std::collections::HashMap<String, (String, ProbeSamples)>,
 ) -> MeasuredTiers {
     let mut all = TierCounts::default();
     let mut probes = Vec::with_capacity(current.len());
@@ -554,7 +554,7 @@ mod tests {
             "p".to_string(),
             probe(&[("v1", 3, 3, 0), ("v2", 0, 3, 0), ("v3", 0, 0, 3)]),
         );
-        let mut previous = HashMap::new();
+        let mut previous = std::collections::HashMap::new();
         previous.insert(
             "p".to_string(),
             ("r0".to_string(), probe(&[("v1", 0, 3, 0), ("v2", 0, 3, 0)])),
@@ -585,7 +585,7 @@ mod tests {
         assert_eq!(m.variants.unmeasured, 1);
 
         // Nothing earlier: no previous, nothing moved.
-        let m = measure("r1", &th, &current, &HashMap::new());
+        let m = measure("r1", &th, &current, &std::collections::HashMap::new());
         assert!(m.moved.is_empty());
         assert!(m.probes[0].previous.is_none());
     }

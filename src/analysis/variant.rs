@@ -10,9 +10,9 @@
 use crate::grade::{CaseStatus, CheckVerdict};
 use crate::probe::Tier;
 use crate::store::{CaseBrief, CaseRecord, CaseRow, SharedAxes};
+use foldhash::HashMap;
 use indexmap::IndexMap;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// How many characters of a failing output are kept as evidence.
@@ -224,7 +224,7 @@ impl ModelResults {
 /// Probe ids, classes and axes maps are interned: each variant holds shared references.
 #[derive(Debug, Default)]
 pub struct Collector {
-    models: IndexMap<String, ModelAcc>,
+    models: IndexMap<String, ModelAcc, foldhash::fast::RandomState>,
     strings: HashMap<String, Arc<str>>,
     axes: HashMap<Vec<(String, String)>, SharedAxes>,
 }

@@ -133,25 +133,61 @@ fn delta(d: &DeltaRow) -> Value {
     })
 }
 
-fn flip(f: &Flip) -> Value {
+/// One flip as JSON. Written field by field (no `Value` tree): a big run lists 10⁵ of them.
+fn flip(f: &Flip) -> FlipDoc<'_> {
     let v = &f.variant;
-    json!({
-        "variant_id": v.variant_id,
-        "probe": v.probe_id,
-        "tier": v.tier.as_str(),
-        "capability": v.capability,
-        "canonical": v.canonical,
-        "axes": v.axes,
-        "baseline": f.baseline.as_str(),
-        "candidate": v.verdict.as_str(),
-        "evidence": v.evidence.as_ref().map(|e| json!({
-            "sample": e.sample,
-            "failed_checks": e.failed_checks.iter().map(|c| json!({"check": c.check, "reason": c.reason})).collect::<Vec<_>>(),
-            "output": e.output,
-            "truncated": e.truncated,
-            "error": e.error,
-        })),
-    })
+    FlipDoc {
+        variant_id: &v.variant_id,
+        probe: &v.probe_id,
+        tier: v.tier.as_str(),
+        capability: &v.capability,
+        canonical: v.canonical,
+        axes: &v.axes,
+        baseline: f.baseline.as_str(),
+        candidate: v.verdict.as_str(),
+        evidence: v.evidence.as_deref().map(|e| EvidenceDoc {
+            sample: e.sample,
+            failed_checks: e
+                .failed_checks
+                .iter()
+                .map(|c| CheckDoc {
+                    check: &c.check,
+                    reason: &c.reason,
+                })
+                .collect(),
+            output: &e.output,
+            truncated: e.truncated,
+            error: e.error.as_deref(),
+        }),
+    }
+}
+
+#[derive(Serialize)]
+struct FlipDoc<'a> {
+    variant_id: &'a str,
+    probe: &'a str,
+    tier: &'static str,
+    capability: &'a str,
+    canonical: bool,
+    axes: &'a crate::store::SharedAxes,
+    baseline: &'static str,
+    candidate: &'static str,
+    evidence: Option<EvidenceDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct EvidenceDoc<'a> {
+    sample: u32,
+    failed_checks: Vec<CheckDoc<'a>>,
+    output: &'a str,
+    truncated: bool,
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CheckDoc<'a> {
+    check: &'a str,
+    reason: &'a str,
 }
 
 /// A comparison, serialised as it is written: its flip lists (hundreds of thousands of entries

@@ -556,66 +556,38 @@ impl Store {
         run: &str,
         mut f: impl FnMut(&CaseBrief<'_>) -> Result<()>,
     ) -> Result<()> {
-        let mut cases = self.conn.prepare_cached(
-            "SELECT c.variant_id, c.model, c.sample, c.status FROM cases c \
-             WHERE c.run_id = ?1 ORDER BY c.variant_id, c.model, c.sample",
-        )?;
-        let mut variants = self.conn.prepare_cached(
-            "SELECT v.id, v.probe_id, p.capability, p.tier, v.canonical, v.axes \
-             FROM variants v \
-             LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest \
-             ORDER BY v.id",
-        )?;
-        // Distinct axes maps (a few thousand at most): parsed once each.
-        let mut axes_seen: std::collections::HashMap<String, SharedAxes> =
-            std::collections::HashMap::new();
-        let mut v = BriefVariant::default();
-        let mut variants_done = false;
-        let mut vrows = variants.query([])?;
-        let mut rows = cases.query([run])?;
-        while let Some(row) = rows.next()? {
-            let variant_id = text(row, 0)?;
-            let model = text(row, 1)?;
-            let sample = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
-            let status = parse_status(text(row, 3)?)?;
-            // Advance the variants (in id order, like the cases) up to this case's variant.
-            while !variants_done && (!v.loaded || v.id.as_str() < variant_id) {
-                match vrows.next()? {
-                    Some(vr) => v.load(vr, &mut axes_seen)?,
-                    None => variants_done = true,
+        // The walk itself (SQLite stepping through two cursors) runs on a thread of its own
+        // with its own connection, handing over batches of rows, so reading the store and
+        // counting its cases overlap on two cores. Rows share their variant's and model's
+        // data (reference counted), so a batch copies no strings.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<BriefRow>>>(8);
+        let path = self.path.clone();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let walked = connect(&path).and_then(|conn| walk_briefs(&conn, run, &tx));
+                if let Err(e) = walked {
+                    // The consumer may have stopped already; then nobody needs the error.
+                    let _ = tx.send(Err(e));
+                }
+            });
+            for batch in rx {
+                for r in batch? {
+                    let v = &*r.variant;
+                    f(&CaseBrief {
+                        model: &r.model,
+                        variant_id: &v.id,
+                        sample: r.sample,
+                        status: r.status,
+                        probe_id: &v.probe_id,
+                        capability: &v.capability,
+                        tier: v.tier,
+                        canonical: v.canonical,
+                        axes: &v.axes,
+                    })?;
                 }
             }
-            let missing = |what: &str| {
-                Error::Other(format!(
-                    "store: case ({model}, {variant_id}, sample {sample}) of run `{run}` refers \
-                     to {what} missing from the store"
-                ))
-            };
-            if !v.loaded || v.id != variant_id {
-                return Err(missing("a variant"));
-            }
-            let Some(capability) = v.capability.as_deref() else {
-                return Err(missing("a probe version"));
-            };
-            let tier = Tier::parse(&v.tier).ok_or_else(|| {
-                Error::Other(format!(
-                    "store: probe `{}` has an unknown tier `{}`",
-                    v.probe_id, v.tier
-                ))
-            })?;
-            f(&CaseBrief {
-                model,
-                variant_id,
-                sample,
-                status,
-                probe_id: &v.probe_id,
-                capability,
-                tier,
-                canonical: v.canonical,
-                axes: &v.axes,
-            })?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Every sample of one variant of one model in `run`, in sample order: how a report fetches
@@ -899,49 +871,154 @@ fn text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
     Ok(row.get_ref(idx)?.as_str()?)
 }
 
-/// The current variant of a brief walk, copied out of its row (buffers reused).
-#[derive(Default)]
+/// Rows a brief walk hands over at a time.
+const BRIEF_BATCH: usize = 4096;
+
+/// One case of a brief walk, as handed from the walking thread to the caller's.
+struct BriefRow {
+    variant: std::sync::Arc<BriefVariant>,
+    model: std::sync::Arc<str>,
+    sample: u32,
+    status: CaseStatus,
+}
+
+/// A variant of a brief walk with its probe version's class and tier: shared by its cases.
 struct BriefVariant {
-    loaded: bool,
     id: String,
-    probe_id: String,
-    /// `None` when the probe version is missing.
-    capability: Option<String>,
-    tier: String,
+    probe_id: std::sync::Arc<str>,
+    capability: std::sync::Arc<str>,
+    tier: Tier,
     canonical: bool,
     axes: SharedAxes,
 }
 
-impl BriefVariant {
-    fn load(
-        &mut self,
-        row: &Row<'_>,
-        axes_seen: &mut std::collections::HashMap<String, SharedAxes>,
-    ) -> Result<()> {
-        fn set(buf: &mut String, s: &str) {
-            buf.clear();
-            buf.push_str(s);
-        }
-        self.loaded = true;
-        set(&mut self.id, text(row, 0)?);
-        set(&mut self.probe_id, text(row, 1)?);
-        match opt_text(row, 2)? {
-            Some(c) => set(self.capability.get_or_insert_with(String::new), c),
-            None => self.capability = None,
-        }
-        set(&mut self.tier, opt_text(row, 3)?.unwrap_or(""));
-        self.canonical = row.get(4)?;
-        let axes_text = text(row, 5)?;
-        self.axes = match axes_seen.get(axes_text) {
+/// The walk of [`Store::for_each_case_brief`], on its own connection: the run's cases from the
+/// covering index `cases_brief`, merged with the variants in id order (no join per case, no
+/// sort), sent in batches. Stops quietly when the receiver is gone.
+fn walk_briefs(
+    conn: &Connection,
+    run: &str,
+    tx: &std::sync::mpsc::SyncSender<Result<Vec<BriefRow>>>,
+) -> Result<()> {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let mut cases = conn.prepare(
+        "SELECT c.variant_id, c.model, c.sample, c.status FROM cases c \
+         WHERE c.run_id = ?1 ORDER BY c.variant_id, c.model, c.sample",
+    )?;
+    let mut variants = conn.prepare(
+        "SELECT v.id, v.probe_id, p.capability, p.tier, v.canonical, v.axes \
+         FROM variants v \
+         LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest \
+         ORDER BY v.id",
+    )?;
+    // Distinct axes maps (a few thousand at most), probe ids, classes and models: each parsed
+    // or copied once and shared.
+    let mut axes_seen: HashMap<String, SharedAxes> = HashMap::new();
+    let mut strings: HashMap<String, Arc<str>> = HashMap::new();
+    let mut intern = |s: &str| -> Arc<str> {
+        match strings.get(s) {
             Some(a) => a.clone(),
             None => {
-                let parsed: SharedAxes = std::sync::Arc::new(from_json(axes_text, "variant axes")?);
-                axes_seen.insert(axes_text.to_string(), parsed.clone());
-                parsed
+                let a: Arc<str> = Arc::from(s);
+                strings.insert(s.to_string(), a.clone());
+                a
+            }
+        }
+    };
+    let mut models: Vec<Arc<str>> = Vec::new();
+    // The last variant row read: `Ok` with a usable variant, `Err` with what was wrong with it.
+    let mut current: Option<(String, std::result::Result<Arc<BriefVariant>, String>)> = None;
+    let mut variants_done = false;
+    let mut vrows = variants.query([])?;
+    let mut rows = cases.query([run])?;
+    let mut batch: Vec<BriefRow> = Vec::with_capacity(BRIEF_BATCH);
+    while let Some(row) = rows.next()? {
+        let variant_id = text(row, 0)?;
+        let model = text(row, 1)?;
+        let sample = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
+        let status = parse_status(text(row, 3)?)?;
+        // Advance the variants (in id order, like the cases) up to this case's variant.
+        while !variants_done
+            && current
+                .as_ref()
+                .is_none_or(|(id, _)| id.as_str() < variant_id)
+        {
+            match vrows.next()? {
+                Some(vr) => {
+                    let id = text(vr, 0)?.to_string();
+                    let probe_id = text(vr, 1)?;
+                    let loaded = match (opt_text(vr, 2)?, opt_text(vr, 3)?) {
+                        (Some(capability), Some(tier)) => match Tier::parse(tier) {
+                            Some(tier) => {
+                                let axes_text = text(vr, 5)?;
+                                let axes = match axes_seen.get(axes_text) {
+                                    Some(a) => a.clone(),
+                                    None => {
+                                        let parsed: SharedAxes =
+                                            Arc::new(from_json(axes_text, "variant axes")?);
+                                        axes_seen.insert(axes_text.to_string(), parsed.clone());
+                                        parsed
+                                    }
+                                };
+                                Ok(Arc::new(BriefVariant {
+                                    id: id.clone(),
+                                    probe_id: intern(probe_id),
+                                    capability: intern(capability),
+                                    tier,
+                                    canonical: vr.get(4)?,
+                                    axes,
+                                }))
+                            }
+                            None => Err(format!(
+                                "store: probe `{probe_id}` has an unknown tier `{tier}`"
+                            )),
+                        },
+                        _ => Err("a probe version".to_string()),
+                    };
+                    current = Some((id, loaded));
+                }
+                None => variants_done = true,
+            }
+        }
+        let missing = |what: &str| {
+            Error::Other(format!(
+                "store: case ({model}, {variant_id}, sample {sample}) of run `{run}` refers \
+                 to {what} missing from the store"
+            ))
+        };
+        let variant = match &current {
+            Some((id, loaded)) if id == variant_id => match loaded {
+                Ok(v) => v.clone(),
+                Err(what) if what.starts_with("store:") => return Err(Error::Other(what.clone())),
+                Err(what) => return Err(missing(what)),
+            },
+            _ => return Err(missing("a variant")),
+        };
+        let model = match models.iter().find(|m| &***m == model) {
+            Some(m) => m.clone(),
+            None => {
+                models.push(Arc::from(model));
+                models.last().expect("just pushed").clone()
             }
         };
-        Ok(())
+        batch.push(BriefRow {
+            variant,
+            model,
+            sample,
+            status,
+        });
+        if batch.len() == BRIEF_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BRIEF_BATCH));
+            if tx.send(Ok(full)).is_err() {
+                return Ok(());
+            }
+        }
     }
+    if !batch.is_empty() {
+        let _ = tx.send(Ok(batch));
+    }
+    Ok(())
 }
 
 /// Column `idx` as borrowed text, `None` for NULL.
