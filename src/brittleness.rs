@@ -57,7 +57,7 @@ use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Significance level of the per-axis test (after Holm's correction).
 pub const ALPHA: f64 = 0.05;
@@ -281,7 +281,7 @@ struct Group {
 struct ChangedCache(HashMap<usize, (SharedAxes, Changed)>);
 
 /// The changed axes of a variant, in axis order: shared by the variants with the same axes.
-type Changed = Rc<Vec<(String, String)>>;
+type Changed = Arc<Vec<(String, String)>>;
 
 impl ChangedCache {
     fn get(&mut self, axes: &SharedAxes) -> Changed {
@@ -289,7 +289,7 @@ impl ChangedCache {
         let e = self
             .0
             .entry(key)
-            .or_insert_with(|| (axes.clone(), Rc::new(changed_axes(axes))));
+            .or_insert_with(|| (axes.clone(), Arc::new(changed_axes(axes))));
         e.1.clone()
     }
 }
@@ -354,9 +354,23 @@ pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittlen
         }
         Ok(())
     })?;
-    let results: Vec<ProbeBrittleness> =
-        groups.into_iter().map(|g| finish(g, run.repeats)).collect();
-    let mut results = results;
+    // The groups are independent: finished on two threads (the tests and attribution of a
+    // million cases take about as long as reading them).
+    let repeats = run.repeats;
+    let half = groups.len() / 2;
+    let second: Vec<Group> = groups.split_off(half);
+    let mut results: Vec<ProbeBrittleness> = std::thread::scope(|scope| {
+        let other = scope.spawn(move || {
+            second
+                .into_iter()
+                .map(|g| finish(g, repeats))
+                .collect::<Vec<_>>()
+        });
+        let mut first: Vec<ProbeBrittleness> =
+            groups.into_iter().map(|g| finish(g, repeats)).collect();
+        first.extend(other.join().expect("a brittleness thread panicked"));
+        first
+    });
     let model_rank = |m: &str| {
         run.models
             .iter()
@@ -425,7 +439,7 @@ fn finish(g: Group, repeats: u32) -> ProbeBrittleness {
     let mut commonness: HashMap<usize, u64> = HashMap::new();
     let mut commonness_of = |v: &VariantAcc| -> u64 {
         *commonness
-            .entry(Rc::as_ptr(&v.changed) as usize)
+            .entry(Arc::as_ptr(&v.changed) as usize)
             .or_insert_with(|| {
                 v.changed
                     .iter()
@@ -595,7 +609,7 @@ fn interactions(graded: &[&VariantAcc]) -> Vec<Interaction> {
     for v in graded {
         let e =
             per_rc
-                .entry(Rc::as_ptr(&v.changed) as usize)
+                .entry(Arc::as_ptr(&v.changed) as usize)
                 .or_insert((v.changed.as_slice(), 0, 0));
         e.1 += v.pass;
         e.2 += v.fail;

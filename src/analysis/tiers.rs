@@ -129,6 +129,8 @@ impl ProbeSamples {
 #[derive(Debug, Default)]
 pub struct TierCollector {
     probes: IndexMap<String, ProbeSamples>,
+    /// The probe of the last [`TierCollector::push_variant`].
+    last: Option<usize>,
 }
 
 impl TierCollector {
@@ -163,22 +165,35 @@ impl TierCollector {
     /// Adds the samples of one variant of one model, as the report has already folded them
     /// (so a report measures tiers without reading the run a second time).
     pub fn push_variant(&mut self, v: &crate::analysis::VariantResult) {
-        if !self.probes.contains_key(&*v.probe_id) {
-            self.probes.insert(
-                v.probe_id.to_string(),
-                ProbeSamples {
-                    capability: v.capability.to_string(),
-                    declared: Some(v.tier),
-                    variants: HashMap::new(),
-                },
-            );
-        }
-        let p = self.probes.get_mut(&*v.probe_id).expect("inserted above");
-        if !p.variants.contains_key(&v.variant_id) {
-            p.variants
-                .insert(v.variant_id.clone(), SampleTally::default());
-        }
-        let t = p.variants.get_mut(&v.variant_id).expect("inserted above");
+        // A model's results come probe by probe: the last probe is usually the one.
+        let pi = match self.last.filter(|&i| {
+            self.probes
+                .get_index(i)
+                .is_some_and(|(id, _)| id.as_str() == &*v.probe_id)
+        }) {
+            Some(i) => i,
+            None => match self.probes.get_index_of(&*v.probe_id) {
+                Some(i) => i,
+                None => {
+                    self.probes
+                        .insert_full(
+                            v.probe_id.to_string(),
+                            ProbeSamples {
+                                capability: v.capability.to_string(),
+                                declared: Some(v.tier),
+                                variants: HashMap::new(),
+                            },
+                        )
+                        .0
+                }
+            },
+        };
+        self.last = Some(pi);
+        let p = &mut self.probes[pi];
+        let t = match p.variants.get_mut(&v.variant_id) {
+            Some(t) => t,
+            None => p.variants.entry(v.variant_id.clone()).or_default(),
+        };
         let s = &v.samples;
         t.passed += u64::from(s.pass);
         t.graded += u64::from(s.pass) + u64::from(s.fail);
@@ -187,6 +202,7 @@ impl TierCollector {
 
     /// The tallies, by probe id (sorted).
     pub fn finish(mut self) -> IndexMap<String, ProbeSamples> {
+        self.last = None;
         self.probes.sort_keys();
         self.probes
     }
