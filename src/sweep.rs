@@ -7,7 +7,9 @@
 //! respects the model's concurrency (adaptive: halved on 429, grown back on success), its rpm
 //! and tpm buckets and the global concurrency, and retries 429s (waiting as the server says)
 //! and transient faults (exponential backoff with jitter). One *writer* thread commits results
-//! in batched transactions. Per-model planners make scheduling fair: a slow model never holds
+//! in batched transactions to the store's staging logs and settles them into the tables every
+//! ~100,000 cases and when the sweep ends ([`Store::stage_batch`], [`Store::settle`]), before
+//! the invariance step reads them. Per-model planners make scheduling fair: a slow model never holds
 //! up a fast one. Invariants: exactly one stored result per planned case (the store's primary
 //! key makes a re-write a replacement, never a duplicate); an `error` is never graded; API keys
 //! never reach the store, the cache key or a message.
@@ -667,7 +669,7 @@ pub fn run(
         .worker_threads(2)
         .build()
         .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
-    let (wtx, mut wrx) = mpsc::channel::<WriterMsg>(4096);
+    let (wtx, mut wrx) = mpsc::channel::<WriterMsg>(WRITER_QUEUE);
 
     // Writer thread.
     let writer_progress: IndexMap<String, Arc<ModelProgress>> = progress.iter().cloned().collect();
@@ -1297,6 +1299,11 @@ async fn dispatch(
 }
 
 /// Longest one case waits on 429s in all before it is an `error` (the endpoint never admits it).
+/// Results queued for the writer at most. While the writer settles (about a second per
+/// 100,000 cases) the queue fills and the dispatchers wait: a bigger queue would only hold more
+/// results (a few KB each) in memory, not make the sweep faster.
+const WRITER_QUEUE: usize = 2048;
+
 /// Write ops (cases, variants, cache entries) the writer stages before it settles them into the
 /// tables ([`Store::settle`]): about 100,000 cases of an uncached sweep. Bigger settles write
 /// each index page fewer times; this bound keeps one settle's transaction (and the WAL it

@@ -319,17 +319,18 @@ impl Store {
     }
 
     /// Tunes this connection for the sweep's writer, which makes one long run of
-    /// [`Store::write_batch`] calls:
-    /// - an 8 MiB page cache instead of SQLite's 2 MiB, so more of the index pages a case insert
-    ///   touches stay in memory instead of being read back from the OS (still bounded, whatever
-    ///   the store's size);
+    /// [`Store::stage_batch`] calls and a [`Store::settle`] every ~100,000 cases:
+    /// - a 4 MiB page cache instead of SQLite's 2 MiB. Staging only appends, but a settle
+    ///   sorts what was staged, and SQLite's sorter keeps up to one page cache's worth in
+    ///   memory before it spills sorted runs to temporary files: 4 MiB keeps the spills few
+    ///   and the sweep's memory flat (the settle happens while the sweep is in full flow);
     /// - no foreign-key checks: each case insert otherwise looks its variant up in a random
     ///   place of the variants index. The sweep writes every probe and variant row before (or
     ///   in the same batch as) the cases that refer to them — its planners send them first on
     ///   the same channel — so the check could never fail there; every other connection keeps
     ///   enforcing them.
     pub fn tune_for_sweep_writer(&self) -> Result<()> {
-        self.conn.pragma_update(None, "cache_size", -8192i64)?;
+        self.conn.pragma_update(None, "cache_size", -4096i64)?;
         self.conn.pragma_update(None, "foreign_keys", "OFF")?;
         // A settle writes a big transaction into the WAL; give the space back after the
         // checkpoint instead of keeping the file at its largest size.
