@@ -387,8 +387,6 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
     if gated.is_empty() {
         gated = order.clone();
     }
-    fill_evidence(&store, &mut comparisons)?;
-
     // Trend of the focus model, over the runs up to this one.
     let focus = gated[0].clone();
     let all_runs = store.runs()?;
@@ -430,14 +428,24 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
 
     let heatmaps = order.iter().map(|m| Heatmap::of(&results[m])).collect();
     let mut results = results;
+    // Only JUnit lists every variant; the other formats are done with the results here, and
+    // letting them go before the flips' evidence is read keeps the two out of memory together
+    // (on a big run they are the two largest parts of a report).
+    let results: Vec<ModelResults> = if a.format == Format::Junit {
+        order
+            .iter()
+            .filter_map(|m| results.shift_remove(m))
+            .collect()
+    } else {
+        drop(results);
+        Vec::new()
+    };
+    fill_evidence(&store, &mut comparisons)?;
     Ok(Report {
         run,
         baseline,
         models: breakdowns.into_values().collect(),
-        results: order
-            .iter()
-            .filter_map(|m| results.shift_remove(m))
-            .collect(),
+        results,
         comparisons,
         findings,
         heatmaps,

@@ -111,7 +111,32 @@ pub struct ProbeSamples {
     /// Declared tier (of the version that ran).
     pub declared: Option<Tier>,
     /// Variant id → samples over every model.
-    pub variants: HashMap<String, SampleTally>,
+    pub variants: HashMap<VariantKey, SampleTally>,
+}
+
+/// A variant id as a map key, compact and exact: the ids cliffprobe writes (16 hex digits) are
+/// kept as the number they spell, without an allocation; any other id as its text. A report
+/// over a million cases holds one per variant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum VariantKey {
+    /// A 16-hex-digit (lowercase) id.
+    Hex(u64),
+    /// Any other id.
+    Text(Box<str>),
+}
+
+impl VariantKey {
+    /// The key of variant id `id`.
+    pub fn of(id: &str) -> VariantKey {
+        let hex = id.len() == 16
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match hex.then(|| u64::from_str_radix(id, 16).ok()).flatten() {
+            Some(n) => VariantKey::Hex(n),
+            None => VariantKey::Text(id.into()),
+        }
+    }
 }
 
 impl ProbeSamples {
@@ -152,14 +177,10 @@ impl TierCollector {
                     variants: HashMap::new(),
                 }),
         };
-        match p.variants.get_mut(row.variant_id) {
-            Some(v) => v.push(row.status),
-            None => {
-                let mut v = SampleTally::default();
-                v.push(row.status);
-                p.variants.insert(row.variant_id.to_string(), v);
-            }
-        }
+        p.variants
+            .entry(VariantKey::of(row.variant_id))
+            .or_default()
+            .push(row.status);
     }
 
     /// Adds the samples of one variant of one model, as the report has already folded them
@@ -190,10 +211,7 @@ impl TierCollector {
         };
         self.last = Some(pi);
         let p = &mut self.probes[pi];
-        let t = match p.variants.get_mut(&v.variant_id) {
-            Some(t) => t,
-            None => p.variants.entry(v.variant_id.clone()).or_default(),
-        };
+        let t = p.variants.entry(VariantKey::of(&v.variant_id)).or_default();
         let s = &v.samples;
         t.passed += u64::from(s.pass);
         t.graded += u64::from(s.pass) + u64::from(s.fail);
@@ -549,7 +567,7 @@ mod tests {
                 .iter()
                 .map(|(id, passed, graded, errors)| {
                     (
-                        id.to_string(),
+                        VariantKey::of(id),
                         SampleTally {
                             passed: *passed,
                             graded: *graded,
@@ -604,5 +622,23 @@ mod tests {
         let m = measure("r1", &th, &current, &std::collections::HashMap::new());
         assert!(m.moved.is_empty());
         assert!(m.probes[0].previous.is_none());
+    }
+
+    #[test]
+    fn variant_keys_are_exact() {
+        assert_eq!(
+            VariantKey::of("0000469e07578040"),
+            VariantKey::Hex(0x0000_469e_0757_8040)
+        );
+        // Not the 16 lowercase hex digits cliffprobe writes: kept as text, never confused.
+        for id in [
+            "0000469E07578040",
+            "469e07578040",
+            "0000469e07578040x",
+            "+000469e07578040",
+        ] {
+            assert_eq!(VariantKey::of(id), VariantKey::Text(id.into()), "{id}");
+        }
+        assert_ne!(VariantKey::of("00000000000000ff"), VariantKey::of("ff"));
     }
 }

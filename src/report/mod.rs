@@ -57,7 +57,8 @@ pub struct Report {
     pub baseline: BaselineKind,
     /// Every model of the run, stratified, in report order (configured order first).
     pub models: Vec<Breakdown>,
-    /// The variant results behind `models`, same order.
+    /// The variant results behind `models`, same order: filled for JUnit, which lists every
+    /// variant; empty for the other formats, which show only counts and flips.
     pub results: Vec<ModelResults>,
     /// Baseline → candidate comparisons.
     pub comparisons: Vec<Comparison>,

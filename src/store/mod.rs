@@ -901,21 +901,12 @@ fn walk_briefs(
     run: &str,
     tx: &std::sync::mpsc::SyncSender<Result<Vec<BriefRow>>>,
 ) -> Result<()> {
-    use std::collections::HashMap;
+    use foldhash::{HashMap, HashMapExt};
     use std::sync::Arc;
     let mut cases = conn.prepare(
         "SELECT c.variant_id, c.model, c.sample, c.status FROM cases c \
          WHERE c.run_id = ?1 ORDER BY c.variant_id, c.model, c.sample",
     )?;
-    let mut variants = conn.prepare(
-        "SELECT v.id, v.probe_id, p.capability, p.tier, v.canonical, v.axes \
-         FROM variants v \
-         LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest \
-         ORDER BY v.id",
-    )?;
-    // Distinct axes maps (a few thousand at most), probe ids, classes and models: each parsed
-    // or copied once and shared.
-    let mut axes_seen: HashMap<String, SharedAxes> = HashMap::new();
     let mut strings: HashMap<String, Arc<str>> = HashMap::new();
     let mut intern = |s: &str| -> Arc<str> {
         match strings.get(s) {
@@ -927,6 +918,34 @@ fn walk_briefs(
             }
         }
     };
+    // The probe versions (hundreds) are read first and looked up per variant in memory: a
+    // join would search the probes index once per variant. Probe id → digest → (id, class,
+    // tier), with the strings shared and the tier parsed once (its error kept for the case
+    // that needs it).
+    type Version = std::result::Result<(Arc<str>, Arc<str>, Tier), String>;
+    let mut probes: HashMap<String, HashMap<String, Version>> = HashMap::new();
+    {
+        let mut stmt = conn.prepare("SELECT probe_id, digest, capability, tier FROM probes")?;
+        let mut prows = stmt.query([])?;
+        while let Some(r) = prows.next()? {
+            let (probe_id, tier) = (text(r, 0)?, text(r, 3)?);
+            let version = match Tier::parse(tier) {
+                Some(t) => Ok((intern(probe_id), intern(text(r, 2)?), t)),
+                None => Err(format!(
+                    "store: probe `{probe_id}` has an unknown tier `{tier}`"
+                )),
+            };
+            probes
+                .entry(probe_id.to_string())
+                .or_default()
+                .insert(text(r, 1)?.to_string(), version);
+        }
+    }
+    let mut variants = conn
+        .prepare("SELECT id, probe_id, probe_digest, canonical, axes FROM variants ORDER BY id")?;
+    // Distinct axes maps (a few thousand at most), probe ids, classes and models: each parsed
+    // or copied once and shared.
+    let mut axes_seen: HashMap<String, SharedAxes> = HashMap::new();
     let mut models: Vec<Arc<str>> = Vec::new();
     // The last variant row read: `Ok` with a usable variant, `Err` with what was wrong with it.
     let mut current: Option<(String, std::result::Result<Arc<BriefVariant>, String>)> = None;
@@ -949,33 +968,31 @@ fn walk_briefs(
                 Some(vr) => {
                     let id = text(vr, 0)?.to_string();
                     let probe_id = text(vr, 1)?;
-                    let loaded = match (opt_text(vr, 2)?, opt_text(vr, 3)?) {
-                        (Some(capability), Some(tier)) => match Tier::parse(tier) {
-                            Some(tier) => {
-                                let axes_text = text(vr, 5)?;
-                                let axes = match axes_seen.get(axes_text) {
-                                    Some(a) => a.clone(),
-                                    None => {
-                                        let parsed: SharedAxes =
-                                            Arc::new(from_json(axes_text, "variant axes")?);
-                                        axes_seen.insert(axes_text.to_string(), parsed.clone());
-                                        parsed
-                                    }
-                                };
-                                Ok(Arc::new(BriefVariant {
-                                    id: id.clone(),
-                                    probe_id: intern(probe_id),
-                                    capability: intern(capability),
-                                    tier,
-                                    canonical: vr.get(4)?,
-                                    axes,
-                                }))
-                            }
-                            None => Err(format!(
-                                "store: probe `{probe_id}` has an unknown tier `{tier}`"
-                            )),
-                        },
-                        _ => Err("a probe version".to_string()),
+                    let digest = text(vr, 2)?;
+                    let version = probes.get(probe_id).and_then(|d| d.get(digest));
+                    let loaded = match version {
+                        Some(Ok((probe_id, capability, tier))) => {
+                            let axes_text = text(vr, 4)?;
+                            let axes = match axes_seen.get(axes_text) {
+                                Some(a) => a.clone(),
+                                None => {
+                                    let parsed: SharedAxes =
+                                        Arc::new(from_json(axes_text, "variant axes")?);
+                                    axes_seen.insert(axes_text.to_string(), parsed.clone());
+                                    parsed
+                                }
+                            };
+                            Ok(Arc::new(BriefVariant {
+                                id: id.clone(),
+                                probe_id: probe_id.clone(),
+                                capability: capability.clone(),
+                                tier: *tier,
+                                canonical: vr.get(3)?,
+                                axes,
+                            }))
+                        }
+                        Some(Err(e)) => Err(e.clone()),
+                        None => Err("a probe version".to_string()),
                     };
                     current = Some((id, loaded));
                 }
@@ -1020,11 +1037,6 @@ fn walk_briefs(
         let _ = tx.send(Ok(batch));
     }
     Ok(())
-}
-
-/// Column `idx` as borrowed text, `None` for NULL.
-fn opt_text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<Option<&'r str>> {
-    Ok(row.get_ref(idx)?.as_str_or_null()?)
 }
 
 fn parse_status(s: &str) -> Result<CaseStatus> {
