@@ -727,17 +727,42 @@ const CACHE_UPSERT: &str = "INSERT INTO response_cache (key, response, created_a
      VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET \
      response = excluded.response, created_at = excluded.created_at";
 
-const CASE_UPSERT: &str = "INSERT INTO cases (run_id, model, variant_id, sample, status, output, \
-     tool_calls, checks, latency_ms, input_tokens, output_tokens, cost_usd, error, cached, \
-     attempts, finish_reason, finished_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
-     ON CONFLICT (run_id, model, variant_id, sample) DO UPDATE SET \
-     status = excluded.status, output = excluded.output, tool_calls = excluded.tool_calls, \
-     checks = excluded.checks, latency_ms = excluded.latency_ms, \
-     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
-     cost_usd = excluded.cost_usd, error = excluded.error, cached = excluded.cached, \
-     attempts = excluded.attempts, finish_reason = excluded.finish_reason, \
-     finished_at = excluded.finished_at";
+/// The columns of a case row, in the order of `cases` and `case_log`.
+macro_rules! case_columns {
+    () => {
+        "run_id, model, variant_id, sample, status, output, tool_calls, checks, latency_ms, \
+         input_tokens, output_tokens, cost_usd, error, cached, attempts, finish_reason, \
+         finished_at"
+    };
+}
+
+/// How a case written again replaces the stored one (direct writes and settles alike).
+macro_rules! case_replace {
+    () => {
+        " ON CONFLICT (run_id, model, variant_id, sample) DO UPDATE SET \
+         status = excluded.status, output = excluded.output, tool_calls = excluded.tool_calls, \
+         checks = excluded.checks, latency_ms = excluded.latency_ms, \
+         input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
+         cost_usd = excluded.cost_usd, error = excluded.error, cached = excluded.cached, \
+         attempts = excluded.attempts, finish_reason = excluded.finish_reason, \
+         finished_at = excluded.finished_at"
+    };
+}
+
+/// The 17 placeholders of a case row.
+macro_rules! case_values {
+    () => {
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    };
+}
+
+const CASE_UPSERT: &str = concat!(
+    "INSERT INTO cases (",
+    case_columns!(),
+    ")",
+    case_values!(),
+    case_replace!()
+);
 
 /// The statements [`Store::write_ops`] writes with: straight into the tables, or into the
 /// staging logs.
@@ -756,10 +781,12 @@ const DIRECT: WriteSql = WriteSql {
 const STAGED: WriteSql = WriteSql {
     variant: "INSERT INTO variant_log (id, probe_id, probe_digest, canonical, axes) \
               VALUES (?1, ?2, ?3, ?4, ?5)",
-    case: "INSERT INTO case_log (run_id, model, variant_id, sample, status, output, \
-           tool_calls, checks, latency_ms, input_tokens, output_tokens, cost_usd, error, cached, \
-           attempts, finish_reason, finished_at) \
-           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    case: concat!(
+        "INSERT INTO case_log (",
+        case_columns!(),
+        ")",
+        case_values!()
+    ),
     cache: "INSERT INTO cache_log (key, response, created_at) VALUES (?1, ?2, ?3)",
 };
 
@@ -769,19 +796,14 @@ const SETTLE_VARIANTS: &str = "INSERT INTO variants (id, probe_id, probe_digest,
      SELECT id, probe_id, probe_digest, canonical, axes FROM variant_log WHERE true \
      ORDER BY id ON CONFLICT (id) DO NOTHING";
 
-const SETTLE_CASES: &str = "INSERT INTO cases (run_id, model, variant_id, sample, status, output, \
-     tool_calls, checks, latency_ms, input_tokens, output_tokens, cost_usd, error, cached, \
-     attempts, finish_reason, finished_at) \
-     SELECT run_id, model, variant_id, sample, status, output, tool_calls, checks, latency_ms, \
-     input_tokens, output_tokens, cost_usd, error, cached, attempts, finish_reason, finished_at \
-     FROM case_log WHERE true ORDER BY run_id, model, variant_id, sample, rowid \
-     ON CONFLICT (run_id, model, variant_id, sample) DO UPDATE SET \
-     status = excluded.status, output = excluded.output, tool_calls = excluded.tool_calls, \
-     checks = excluded.checks, latency_ms = excluded.latency_ms, \
-     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
-     cost_usd = excluded.cost_usd, error = excluded.error, cached = excluded.cached, \
-     attempts = excluded.attempts, finish_reason = excluded.finish_reason, \
-     finished_at = excluded.finished_at";
+const SETTLE_CASES: &str = concat!(
+    "INSERT INTO cases (",
+    case_columns!(),
+    ") SELECT ",
+    case_columns!(),
+    " FROM case_log WHERE true ORDER BY run_id, model, variant_id, sample, rowid",
+    case_replace!()
+);
 
 const SETTLE_CACHE: &str = "INSERT INTO response_cache (key, response, created_at) \
      SELECT key, response, created_at FROM cache_log WHERE true ORDER BY key, rowid \
