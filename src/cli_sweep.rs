@@ -194,6 +194,33 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
         opts.strategy = run.strategy.parse().map_err(Error::Other)?;
         opts.seed = run.seed;
         opts.repeats = run.repeats;
+        // The plan is the run's: its axes filter too (another filter would plan other cases
+        // and leave the run with more cases than it planned).
+        // Runs recorded before the filter was (schema version < 3) keep the old rule: the
+        // --axes given now.
+        let recorded = match run.axes.as_deref() {
+            Some("") => crate::expand::AxisFilter::default(),
+            Some(text) => text.parse().map_err(|e: String| {
+                Error::Other(format!(
+                    "run `{}` records an unreadable --axes `{text}`: {e}",
+                    run.id
+                ))
+            })?,
+            None => a.axes.clone().unwrap_or_default(),
+        };
+        if let Some(given) = &a.axes
+            && given.to_string() != recorded.to_string()
+        {
+            eprintln!(
+                "warning: run {} was planned with --axes {}; resuming with that, not with --axes {given}",
+                run.id,
+                run.axes
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("(every axis)")
+            );
+        }
+        opts.axes = recorded;
         probe_filter.clear();
         eprintln!(
             "resuming run {} ({}, {} planned cases, status {})",

@@ -88,6 +88,26 @@ impl FromStr for AxisFilter {
     }
 }
 
+/// The `--axes` text that parses back to this filter (empty for "all axes vary"): how a run
+/// records its filter, so a resume expands the same plan.
+impl std::fmt::Display for AxisFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(only) = &self.only else {
+            return Ok(());
+        };
+        for (i, (axis, values)) in only.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(axis.as_str())?;
+            if let Some(vs) = values {
+                write!(f, "={}", vs.join("|"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One variant: a point in axis space for one probe, rendered.
 #[derive(Debug, Clone, Serialize)]
 pub struct Variant {

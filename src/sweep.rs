@@ -623,6 +623,7 @@ pub fn run(
                 planned,
                 note: None,
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                axes: Some(opts.axes.to_string()),
             };
             store.begin_run(&r)?;
             r

@@ -319,3 +319,32 @@ fn two_sweeps_at_once_never_corrupt_the_store() {
     assert_eq!(probes_before, probes_after, "probe files untouched");
     eprintln!("two sweeps at once: {ok} ran, {} refused", 2 - ok);
 }
+
+/// A run remembers its `--axes` filter: a resume without `--axes` (as the interrupted sweep's
+/// own hint says to run it) plans the same cases, rather than every axis, and does not leave
+/// the run with more cases than it planned.
+#[test]
+fn a_resume_plans_with_the_runs_axes_filter() {
+    let server = deterministic_server();
+    let p = project(&server);
+    p.sweep(&["--axes", "format=xml|csv"], &[("TEST_KEY", KEY)])
+        .success();
+    let store = p.store();
+    let run = store.latest_run().unwrap().unwrap();
+    assert_eq!(run.axes.as_deref(), Some("format=xml|csv"));
+    let stored = store.case_count(&run.id).unwrap();
+    assert_eq!(stored, run.planned, "the first sweep completes");
+    let requests = server.request_count();
+    p.sweep(&["--resume", run.id.as_str()], &[("TEST_KEY", KEY)])
+        .success();
+    let resumed = p.store().run(&run.id).unwrap().unwrap();
+    assert_eq!(resumed.planned, run.planned);
+    assert_eq!(p.store().case_count(&run.id).unwrap(), stored);
+    assert_eq!(server.request_count(), requests, "nothing was left to ask");
+    // A run that varied every axis records that too (an empty filter).
+    p.sweep(&[], &[("TEST_KEY", KEY)]).success();
+    assert_eq!(
+        p.store().latest_run().unwrap().unwrap().axes.as_deref(),
+        Some("")
+    );
+}

@@ -86,6 +86,7 @@ fn run_info(id: &str, started: &str, models: &[&str]) -> RunInfo {
         planned: 0,
         note: None,
         version: "test".into(),
+        axes: None,
     }
 }
 

@@ -154,13 +154,13 @@ impl Store {
         let probes = to_json(&run.probes)?;
         self.conn.execute(
             "INSERT INTO runs (id, started_at, finished_at, status, models, model_ids, probes, \
-             strategy, seed, repeats, config_digest, planned, note, version) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             strategy, seed, repeats, config_digest, planned, note, version, axes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
              ON CONFLICT (id) DO UPDATE SET finished_at = NULL, status = excluded.status, \
              models = excluded.models, model_ids = excluded.model_ids, probes = excluded.probes, \
              strategy = excluded.strategy, seed = excluded.seed, repeats = excluded.repeats, \
              config_digest = excluded.config_digest, planned = excluded.planned, \
-             note = excluded.note, version = excluded.version",
+             note = excluded.note, version = excluded.version, axes = excluded.axes",
             params![
                 run.id,
                 run.started_at,
@@ -176,6 +176,7 @@ impl Store {
                 run.planned as i64,
                 run.note,
                 run.version,
+                run.axes,
             ],
         )?;
         Ok(())
@@ -715,7 +716,7 @@ impl Store {
 }
 
 const RUN_SELECT: &str = "SELECT id, started_at, finished_at, status, models, model_ids, probes, \
-     strategy, seed, repeats, config_digest, planned, note, version FROM runs";
+     strategy, seed, repeats, config_digest, planned, note, version, axes FROM runs";
 
 const PROBE_INSERT: &str = "INSERT INTO probes (probe_id, digest, capability, tier, path) \
      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (probe_id, digest) DO NOTHING";
@@ -832,6 +833,7 @@ fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
         planned: row.get::<_, i64>(11)? as u64,
         note: row.get(12)?,
         version: row.get(13)?,
+        axes: row.get(14)?,
         id,
     })
 }

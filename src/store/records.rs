@@ -91,6 +91,15 @@ pub struct RunInfo {
     pub note: Option<String>,
     /// The cliffprobe version that ran it.
     pub version: String,
+    /// The `--axes` filter the run was planned with (`persona,format=xml|csv`; empty when every
+    /// axis varied); `None` for runs recorded before schema version 3, which did not say. A
+    /// resume expands the same plan with it.
+    #[serde(default, skip_serializing_if = "no_axes_filter")]
+    pub axes: Option<String>,
+}
+
+fn no_axes_filter(axes: &Option<String>) -> bool {
+    axes.as_deref().is_none_or(str::is_empty)
 }
 
 /// One content version of a probe family. A probe edited between runs gets a new digest, so

@@ -140,6 +140,9 @@ CREATE TABLE cache_log (
     response   TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+
+-- The `--axes` filter of a run (NULL: every axis varied), so a resume plans the same cases.
+ALTER TABLE runs ADD COLUMN axes TEXT;
 "#,
 ];
 

@@ -25,6 +25,7 @@ pub(crate) fn run_info(id: &str, started_at: &str) -> RunInfo {
         planned: 16,
         note: None,
         version: "0.1.0".to_string(),
+        axes: None,
     }
 }
 
@@ -710,8 +711,16 @@ fn a_version_1_store_gains_the_brief_index_and_keeps_its_cases() {
             path: path.clone(),
             scratch: Scratch::default(),
         };
+        // The run row as version 1 wrote it (no `axes` column yet).
         store
-            .begin_run(&run_info("r1", "2026-11-21T23:05:01Z"))
+            .conn
+            .execute(
+                "INSERT INTO runs (id, started_at, finished_at, status, models, model_ids, \
+                 probes, strategy, seed, repeats, config_digest, planned, note, version) \
+                 VALUES ('r1', '2026-11-21T23:05:01Z', NULL, 'running', '[\"prod\"]', '{}', \
+                 '[\"table-hop\"]', 'full', 0, 1, 'd', 1, NULL, '0.1.0')",
+                [],
+            )
             .unwrap();
         let mut store = store;
         store
@@ -724,6 +733,8 @@ fn a_version_1_store_gains_the_brief_index_and_keeps_its_cases() {
     }
     let store = Store::open(&path).unwrap();
     assert_eq!(user_version(&store), schema::current_version());
+    // Its run did not record an axes filter: unknown, not "every axis".
+    assert_eq!(store.run("r1").unwrap().unwrap().axes, None);
     let has_index: bool = store
         .conn
         .query_row(
