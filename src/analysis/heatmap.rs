@@ -83,12 +83,14 @@ impl Heatmap {
             let ri = *by_probe
                 .entry(Arc::as_ptr(&v.probe_id) as *const u8 as usize)
                 .or_insert_with(|| {
-                    rows.entry(&*v.probe_id).or_insert_with(|| HeatRow {
+                    let row = rows.entry(&*v.probe_id);
+                    let i = row.index();
+                    row.or_insert_with(|| HeatRow {
                         probe: v.probe_id.to_string(),
                         tier: v.tier,
                         cells: vec![None; columns.len()],
                     });
-                    rows.get_index_of(&*v.probe_id).expect("inserted above")
+                    i
                 });
             let row = &mut rows[ri];
             for &i in &cells_of[maps[&(Arc::as_ptr(&v.axes) as usize)]] {

@@ -154,8 +154,6 @@ impl ProbeSamples {
 #[derive(Debug, Default)]
 pub struct TierCollector {
     probes: IndexMap<String, ProbeSamples>,
-    /// The probe of the last [`TierCollector::push_variant`].
-    last: Option<usize>,
 }
 
 impl TierCollector {
@@ -164,20 +162,26 @@ impl TierCollector {
         TierCollector::default()
     }
 
+    /// The tallies of probe `id`, created (with its class and declared tier) when new.
+    fn probe(&mut self, id: &str, capability: &str, tier: Tier) -> &mut ProbeSamples {
+        let i = match self.probes.get_index_of(id) {
+            Some(i) => i,
+            None => {
+                let p = ProbeSamples {
+                    capability: capability.to_string(),
+                    declared: Some(tier),
+                    variants: HashMap::new(),
+                };
+                self.probes.insert_full(id.to_string(), p).0
+            }
+        };
+        &mut self.probes[i]
+    }
+
     /// Adds one case.
     pub fn push(&mut self, row: &CaseBrief<'_>) {
-        let p = match self.probes.get_mut(row.probe_id) {
-            Some(p) => p,
-            None => self
-                .probes
-                .entry(row.probe_id.to_string())
-                .or_insert_with(|| ProbeSamples {
-                    capability: row.capability.to_string(),
-                    declared: Some(row.tier),
-                    variants: HashMap::new(),
-                }),
-        };
-        p.variants
+        self.probe(row.probe_id, row.capability, row.tier)
+            .variants
             .entry(VariantKey::of(row.variant_id))
             .or_default()
             .push(row.status);
@@ -186,32 +190,11 @@ impl TierCollector {
     /// Adds the samples of one variant of one model, as the report has already folded them
     /// (so a report measures tiers without reading the run a second time).
     pub fn push_variant(&mut self, v: &crate::analysis::VariantResult) {
-        // A model's results come probe by probe: the last probe is usually the one.
-        let pi = match self.last.filter(|&i| {
-            self.probes
-                .get_index(i)
-                .is_some_and(|(id, _)| id.as_str() == &*v.probe_id)
-        }) {
-            Some(i) => i,
-            None => match self.probes.get_index_of(&*v.probe_id) {
-                Some(i) => i,
-                None => {
-                    self.probes
-                        .insert_full(
-                            v.probe_id.to_string(),
-                            ProbeSamples {
-                                capability: v.capability.to_string(),
-                                declared: Some(v.tier),
-                                variants: HashMap::new(),
-                            },
-                        )
-                        .0
-                }
-            },
-        };
-        self.last = Some(pi);
-        let p = &mut self.probes[pi];
-        let t = p.variants.entry(VariantKey::of(&v.variant_id)).or_default();
+        let t = self
+            .probe(&v.probe_id, &v.capability, v.tier)
+            .variants
+            .entry(VariantKey::of(&v.variant_id))
+            .or_default();
         let s = &v.samples;
         t.passed += u64::from(s.pass);
         t.graded += u64::from(s.pass) + u64::from(s.fail);
@@ -220,7 +203,6 @@ impl TierCollector {
 
     /// The tallies, by probe id (sorted).
     pub fn finish(mut self) -> IndexMap<String, ProbeSamples> {
-        self.last = None;
         self.probes.sort_keys();
         self.probes
     }

@@ -907,6 +907,15 @@ struct BriefRow {
     status: CaseStatus,
 }
 
+/// Why a variant of a brief walk cannot be used; an error only once a case of the run needs it.
+#[derive(Clone)]
+enum Unusable {
+    /// Its probe version's tier is not one this build knows (the message says which).
+    UnknownTier(String),
+    /// Its probe version is missing from the store.
+    NoProbeVersion,
+}
+
 /// A variant of a brief walk with its probe version's class and tier: shared by its cases.
 struct BriefVariant {
     id: String,
@@ -931,22 +940,11 @@ fn walk_briefs(
         "SELECT c.variant_id, c.model, c.sample, c.status FROM cases c \
          WHERE c.run_id = ?1 ORDER BY c.variant_id, c.model, c.sample",
     )?;
-    let mut strings: HashMap<String, Arc<str>> = HashMap::new();
-    let mut intern = |s: &str| -> Arc<str> {
-        match strings.get(s) {
-            Some(a) => a.clone(),
-            None => {
-                let a: Arc<str> = Arc::from(s);
-                strings.insert(s.to_string(), a.clone());
-                a
-            }
-        }
-    };
     // The probe versions (hundreds) are read first and looked up per variant in memory: a
     // join would search the probes index once per variant. Probe id → digest → (id, class,
-    // tier), with the strings shared and the tier parsed once (its error kept for the case
-    // that needs it).
-    type Version = std::result::Result<(Arc<str>, Arc<str>, Tier), String>;
+    // tier), with the strings shared by the version's variants and the tier parsed once (an
+    // unknown one is an error only if a case of the run needs that version).
+    type Version = std::result::Result<(Arc<str>, Arc<str>, Tier), Unusable>;
     let mut probes: HashMap<String, HashMap<String, Version>> = HashMap::new();
     {
         let mut stmt = conn.prepare("SELECT probe_id, digest, capability, tier FROM probes")?;
@@ -954,10 +952,10 @@ fn walk_briefs(
         while let Some(r) = prows.next()? {
             let (probe_id, tier) = (text(r, 0)?, text(r, 3)?);
             let version = match Tier::parse(tier) {
-                Some(t) => Ok((intern(probe_id), intern(text(r, 2)?), t)),
-                None => Err(format!(
+                Some(t) => Ok((Arc::from(probe_id), Arc::from(text(r, 2)?), t)),
+                None => Err(Unusable::UnknownTier(format!(
                     "store: probe `{probe_id}` has an unknown tier `{tier}`"
-                )),
+                ))),
             };
             probes
                 .entry(probe_id.to_string())
@@ -967,12 +965,12 @@ fn walk_briefs(
     }
     let mut variants = conn
         .prepare("SELECT id, probe_id, probe_digest, canonical, axes FROM variants ORDER BY id")?;
-    // Distinct axes maps (a few thousand at most), probe ids, classes and models: each parsed
-    // or copied once and shared.
+    // Distinct axes maps (a few thousand at most) and models: each parsed or copied once and
+    // shared.
     let mut axes_seen: HashMap<String, SharedAxes> = HashMap::new();
     let mut models: Vec<Arc<str>> = Vec::new();
     // The last variant row read: `Ok` with a usable variant, `Err` with what was wrong with it.
-    let mut current: Option<(String, std::result::Result<Arc<BriefVariant>, String>)> = None;
+    let mut current: Option<(String, std::result::Result<Arc<BriefVariant>, Unusable>)> = None;
     let mut variants_done = false;
     let mut vrows = variants.query([])?;
     let mut rows = cases.query([run])?;
@@ -1016,7 +1014,7 @@ fn walk_briefs(
                             }))
                         }
                         Some(Err(e)) => Err(e.clone()),
-                        None => Err("a probe version".to_string()),
+                        None => Err(Unusable::NoProbeVersion),
                     };
                     current = Some((id, loaded));
                 }
@@ -1032,8 +1030,8 @@ fn walk_briefs(
         let variant = match &current {
             Some((id, loaded)) if id == variant_id => match loaded {
                 Ok(v) => v.clone(),
-                Err(what) if what.starts_with("store:") => return Err(Error::Other(what.clone())),
-                Err(what) => return Err(missing(what)),
+                Err(Unusable::UnknownTier(message)) => return Err(Error::Other(message.clone())),
+                Err(Unusable::NoProbeVersion) => return Err(missing("a probe version")),
             },
             _ => return Err(missing("a variant")),
         };

@@ -899,3 +899,34 @@ fn open_settles_what_a_dead_sweep_staged_but_not_a_live_ones() {
     assert!(!reader.has_staged().unwrap());
     assert_eq!(reader.case_count("r1").unwrap(), 7);
 }
+
+/// The brief walk refuses a case whose probe version is unusable, saying why, instead of
+/// skipping it: an unknown tier, or a probe version missing from the store.
+#[test]
+fn brief_walk_names_an_unknown_tier_and_a_missing_probe_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    let walk = |s: &Store| {
+        s.for_each_case_brief("r1", |_| Ok(()))
+            .unwrap_err()
+            .to_string()
+    };
+    store
+        .conn
+        .execute(
+            "UPDATE probes SET tier = 'legendary' WHERE probe_id = 'table-hop'",
+            [],
+        )
+        .unwrap();
+    let e = walk(&store);
+    assert!(e.contains("unknown tier `legendary`"), "{e}");
+    store
+        .conn
+        .execute_batch(
+            "PRAGMA foreign_keys = OFF; UPDATE probes SET tier = 'hard'; \
+             DELETE FROM probes WHERE probe_id = 'refund-policy';",
+        )
+        .unwrap();
+    let e = walk(&store);
+    assert!(e.contains("refers to a probe version missing"), "{e}");
+}
