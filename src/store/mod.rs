@@ -552,6 +552,9 @@ impl Store {
     /// pass over the variants in id order, so no join per case and no sort happen. Each
     /// distinct axes map is parsed once and shared.
     ///
+    /// The store is read on a thread of its own, through a connection of its own: the walk sees
+    /// what is committed (and settled), not the uncommitted writes of this connection.
+    ///
     /// A case whose variant or probe version is missing is an error, as in the full walk.
     pub fn for_each_case_brief(
         &self,
