@@ -428,10 +428,18 @@ fn finish(g: Group, repeats: u32) -> ProbeBrittleness {
         .iter()
         .filter(|v| !v.canonical && v.majority_fail())
         .collect();
-    let mut value_count: HashMap<(&str, &str), u64> = HashMap::new();
+    // Counted per shared changed-axes set first (variants share them), then per value.
+    let mut per_set: HashMap<usize, (&Changed, u64)> = HashMap::new();
     for v in &failing {
-        for (a, x) in v.changed.iter() {
-            *value_count.entry((a.as_str(), x.as_str())).or_default() += 1;
+        per_set
+            .entry(Arc::as_ptr(&v.changed) as usize)
+            .or_insert((&v.changed, 0))
+            .1 += 1;
+    }
+    let mut value_count: HashMap<(&str, &str), u64> = HashMap::new();
+    for (set, n) in per_set.into_values() {
+        for (a, x) in set.iter() {
+            *value_count.entry((a.as_str(), x.as_str())).or_default() += n;
         }
     }
     // How common a variant's changed values are among the failing ones: computed once per
@@ -543,18 +551,23 @@ fn attribution(
         e.1 += v.graded();
         e.2 += v.pass;
     }
-    // axis → value → (cases, passed)
-    let mut counts: BTreeMap<AxisKey, BTreeMap<ValueKey, (u64, u64)>> = BTreeMap::new();
+    // (axis, value) → (cases, passed), with borrowed keys: a probe has as many distinct maps
+    // as variants when its variants are sampled, and only a few dozen axis values.
+    let mut sums: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
     for (map, graded, pass) in per_map.into_values() {
         for (axis, value) in map.iter() {
-            let e = counts
-                .entry(axis_rank(axis))
-                .or_default()
-                .entry((value != ORIGINAL, value.clone()))
-                .or_default();
+            let e = sums.entry((axis.as_str(), value.as_str())).or_default();
             e.0 += graded;
             e.1 += pass;
         }
+    }
+    // axis → value → (cases, passed), in report order.
+    let mut counts: BTreeMap<AxisKey, BTreeMap<ValueKey, (u64, u64)>> = BTreeMap::new();
+    for ((axis, value), c) in sums {
+        counts
+            .entry(axis_rank(axis))
+            .or_default()
+            .insert((value != ORIGINAL, value.to_string()), c);
     }
     counts.retain(|_, values| values.len() > 1);
     // One-sided Fisher p-values for every testable value.
@@ -614,18 +627,22 @@ fn interactions(graded: &[&VariantAcc]) -> Vec<Interaction> {
         e.1 += v.pass;
         e.2 += v.fail;
     }
-    let mut by_set: BTreeMap<&[(String, String)], (u64, u64)> = BTreeMap::new();
+    let mut by_set: HashMap<Set<'_>, (u64, u64)> = HashMap::new();
     for (set, pass, fail) in per_rc.into_values() {
         let e = by_set.entry(set).or_default();
         e.0 += pass;
         e.1 += fail;
     }
     let passing = |set: &[(String, String)]| by_set.get(set).is_some_and(|&(p, f)| p > 0 && f == 0);
+    // The pairs that always fail, in set order (the output's order).
+    let mut pairs: Vec<(Set<'_>, u64, u64)> = by_set
+        .iter()
+        .map(|(set, &(p, f))| (*set, p, f))
+        .filter(|&(set, p, f)| set.len() == 2 && p == 0 && f > 0)
+        .collect();
+    pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut out = Vec::new();
-    for (set, &(p, f)) in &by_set {
-        if set.len() != 2 || p > 0 || f == 0 {
-            continue;
-        }
+    for (set, p, f) in pairs {
         if passing(&set[..1]) && passing(&set[1..]) {
             out.push(Interaction {
                 axes: set.iter().cloned().collect(),

@@ -395,7 +395,24 @@ fn out_file_is_written_and_equals_stdout() {
     let file = std::fs::read_to_string(f.path().join("r.json")).unwrap();
     assert_eq!(stdout, file);
     let v: serde_json::Value = serde_json::from_str(&file).unwrap();
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
+    // Schema 2: the hard-tier regressions by id, each an entry of `regressed`, in its order.
+    let c = &v["comparisons"][0];
+    let want: Vec<&str> = c["regressed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["tier"] == "hard" || f["tier"] == "frontier")
+        .map(|f| f["variant_id"].as_str().unwrap())
+        .collect();
+    let got: Vec<&str> = c["hard_regressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    assert!(!got.is_empty());
+    assert_eq!(got, want);
 }
 
 /// The worked example of the capability-cliff note: 1,000 cases split 600/300/100

@@ -407,11 +407,7 @@ impl Collector {
         self.models
             .into_iter()
             .map(|(model, mut m)| {
-                // Ids are unique within a model: an unstable sort (no buffer) gives the one order.
-                m.variants.sort_unstable_by(|a, b| {
-                    (&*a.probe_id, a.variant_id.as_str())
-                        .cmp(&(&*b.probe_id, b.variant_id.as_str()))
-                });
+                sort_by_probe_then_id(&mut m.variants);
                 let r = ModelResults {
                     model: model.clone(),
                     run_id: m.run_id,
@@ -421,6 +417,45 @@ impl Collector {
                 (model, r)
             })
             .collect()
+    }
+}
+
+/// Sorts a model's variants by probe id, then variant id.
+///
+/// Both walks deliver each probe's variants in variant-id order (the brief walk interleaves the
+/// probes). Then the sort only has to group them by probe, keeping the order within: a stable
+/// sort on a small key, the probe's rank, looked up once per variant by the address of the
+/// shared probe string (the collector interns them: one address per probe id). Comparing the
+/// strings instead was a tenth of a million-case report. Any other arrival order gets the
+/// comparison sort; ids are unique within a model, so both give the one order.
+fn sort_by_probe_then_id(vs: &mut [VariantResult]) {
+    let addr = |v: &VariantResult| Arc::as_ptr(&v.probe_id) as *const u8 as usize;
+    let rank: Option<HashMap<usize, u32>> = {
+        // Probe string address → (probe id, its last variant id so far).
+        let mut probes: HashMap<usize, (&str, &str)> = HashMap::default();
+        let mut in_order = true;
+        for v in vs.iter() {
+            let e = probes.entry(addr(v)).or_insert((&v.probe_id, ""));
+            in_order &= e.1 < v.variant_id.as_str();
+            e.1 = &v.variant_id;
+        }
+        let mut distinct: Vec<(&str, usize)> = probes.iter().map(|(&a, &(p, _))| (p, a)).collect();
+        distinct.sort_unstable();
+        let one_address_each = distinct.windows(2).all(|w| w[0].0 != w[1].0);
+        (in_order && one_address_each).then(|| {
+            distinct
+                .iter()
+                .enumerate()
+                .map(|(i, &(_, a))| (a, i as u32))
+                .collect()
+        })
+    };
+    match rank {
+        // Stable: the key sort breaks ties by position.
+        Some(rank) => vs.sort_by_cached_key(|v| rank[&addr(v)]),
+        None => vs.sort_unstable_by(|a, b| {
+            (&*a.probe_id, a.variant_id.as_str()).cmp(&(&*b.probe_id, b.variant_id.as_str()))
+        }),
     }
 }
 
@@ -520,5 +555,46 @@ mod tests {
         assert_eq!(a["prod"].variants[0].verdict, Verdict::Fail);
         assert_eq!(a["prod"].cases, 3);
         assert!(a["cand"].variants.iter().all(|v| v.evidence.is_none()));
+    }
+
+    #[test]
+    fn grouping_by_probe_gives_the_comparison_sorts_order() {
+        let probes: Vec<Arc<str>> = (0..13).map(|i| Arc::from(format!("p-{i:02}"))).collect();
+        let make = |ids: &mut dyn Iterator<Item = u32>| -> Vec<VariantResult> {
+            ids.map(|i| VariantResult {
+                variant_id: format!("{i:016x}"),
+                probe_id: probes[(i as usize * 7) % 13].clone(),
+                capability: Arc::from("c"),
+                tier: Tier::Hard,
+                canonical: false,
+                axes: SharedAxes::default(),
+                samples: Samples::default(),
+                verdict: Verdict::Pass,
+                evidence: None,
+            })
+            .collect()
+        };
+        let order = |vs: &[VariantResult]| -> Vec<String> {
+            vs.iter()
+                .map(|v| format!("{}/{}", v.probe_id, v.variant_id))
+                .collect()
+        };
+        let mut want = make(&mut (0..1000));
+        want.sort_by(|a, b| (&*a.probe_id, &a.variant_id).cmp(&(&*b.probe_id, &b.variant_id)));
+        // In id order (the brief walk's): the grouping path.
+        let mut in_order = make(&mut (0..1000));
+        sort_by_probe_then_id(&mut in_order);
+        assert_eq!(order(&in_order), order(&want));
+        // Any other order: the comparison sort.
+        let mut reversed = make(&mut (0..1000).rev());
+        sort_by_probe_then_id(&mut reversed);
+        assert_eq!(order(&reversed), order(&want));
+        // Two addresses for one probe id (not interned): still one group, in id order.
+        let mut split = make(&mut (0..1000));
+        for v in split.iter_mut().step_by(2) {
+            v.probe_id = Arc::from(&*v.probe_id);
+        }
+        sort_by_probe_then_id(&mut split);
+        assert_eq!(order(&split), order(&want));
     }
 }

@@ -1,7 +1,10 @@
 //! The JSON report: a documented, versioned schema for scripts.
 //!
-//! `schema_version` is 1. Fields are only ever added within a version; a rename, a removal or a
-//! change of meaning bumps it. Rates, intervals and p-values are fractions in 0..=1 rounded to 6
+//! `schema_version` is 2. Fields are only ever added within a version; a rename, a removal or a
+//! change of meaning bumps it. Version 2 changed one field: a comparison's
+//! `hard_regressions` lists variant ids, each the `variant_id` of an entry of its `regressed`,
+//! instead of repeating those entries (on a big run they were a quarter of the document). The
+//! trend document did not change. Rates, intervals and p-values are fractions in 0..=1 rounded to 6
 //! decimals; `null` means "nothing to show" (no graded variant, or too few to say — see
 //! `counting.too_few_below`).
 //!
@@ -16,7 +19,7 @@
 //!             classes: [GROUP + {class, failure_share, probes, failing_probes: [{probe, failing}]}]}],
 //!   comparisons: [{baseline: {model, run_id}, candidate: {model, run_id},
 //!                  aggregate: DELTA, tiers: [DELTA], classes: [DELTA],
-//!                  hard_regressions: [FLIP], fixed: [FLIP], regressed: [FLIP]}],
+//!                  hard_regressions: [variant_id], fixed: [FLIP], regressed: [FLIP]}],
 //!   heatmaps: [{model, columns: [{axis, value}], rows: [{probe, tier, cells: [GROUP|null]}]}],
 //!   trend: TREND|null,
 //!   gate: {enforced, on: "rate"|"lower", floors: [{tier, min, source}], models, passed, reason,
@@ -55,7 +58,7 @@ use serde_json::{Value, json};
 use std::io::Write;
 
 /// The schema version of both the report and the trend documents.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 fn round(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
@@ -209,10 +212,23 @@ impl Serialize for ComparisonDoc<'_> {
         m.serialize_entry("aggregate", &delta(&c.aggregate))?;
         m.serialize_entry("tiers", &c.tiers.iter().map(delta).collect::<Vec<_>>())?;
         m.serialize_entry("classes", &c.classes.iter().map(delta).collect::<Vec<_>>())?;
-        m.serialize_entry("hard_regressions", &Flips(|| c.hard_regressions()))?;
+        m.serialize_entry("hard_regressions", &HardRegressions(c))?;
         m.serialize_entry("fixed", &Flips(|| c.fixed.iter()))?;
         m.serialize_entry("regressed", &Flips(|| c.regressed.iter()))?;
         m.end()
+    }
+}
+
+/// The ids of a comparison's hard-tier regressions (their entries are in `regressed`).
+struct HardRegressions<'a>(&'a Comparison);
+
+impl Serialize for HardRegressions<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            self.0
+                .hard_regressions()
+                .map(|f| f.variant.variant_id.as_str()),
+        )
     }
 }
 
