@@ -129,13 +129,11 @@ fn fill_evidence(store: &Store, comparisons: &mut [Comparison]) -> Result<()> {
             .filter(|v| v.evidence.is_none() && v.has_evidence_samples())
             .collect();
         wanted.sort_unstable_by(|a, b| a.variant_id.cmp(&b.variant_id));
-        store.for_each_variant_cases(
-            &run,
-            &model,
-            &mut wanted,
-            |v| &v.variant_id,
-            |v, case| v.take_evidence(case),
-        )?;
+        for v in wanted {
+            for case in store.variant_cases(&run, &model, &v.variant_id)? {
+                v.take_evidence(&case);
+            }
+        }
     }
     Ok(())
 }

@@ -604,53 +604,19 @@ impl Store {
         model: &str,
         variant_id: &str,
     ) -> Result<Vec<CaseRecord>> {
-        let mut stmt = self.conn.prepare_cached(VARIANT_CASES)?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.run_id, c.model, c.variant_id, c.sample, c.status, c.output, c.tool_calls, \
+             c.checks, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd, c.error, \
+             c.cached, c.attempts, c.finish_reason, c.finished_at \
+             FROM cases c WHERE c.run_id = ?1 AND c.model = ?2 AND c.variant_id = ?3 \
+             ORDER BY c.sample",
+        )?;
         let mut rows = stmt.query(params![run, model, variant_id])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             out.push(case_record_from_row(row)?);
         }
         Ok(out)
-    }
-
-    /// [`Store::variant_cases`] for many variants of one model: calls `f` with each item and,
-    /// one by one in sample order, the samples of the variant `variant_id` names.
-    ///
-    /// The items are looked up in the order given (sorted by variant id, the lookups read the
-    /// store's pages in order). A long list is split in two halves, the second read on a
-    /// thread of its own through a connection of its own: a report of a big run reads the
-    /// evidence of ~10⁵ flips, and each lookup is SQLite work on one core.
-    pub fn for_each_variant_cases<T: Send>(
-        &self,
-        run: &str,
-        model: &str,
-        items: &mut [T],
-        variant_id: impl Fn(&T) -> &str + Sync,
-        f: impl Fn(&mut T, &CaseRecord) + Sync,
-    ) -> Result<()> {
-        /// Below this many items a second connection costs more than it saves.
-        const SPLIT_FROM: usize = 1024;
-        let fetch = |conn: &Connection, part: &mut [T]| -> Result<()> {
-            let mut stmt = conn.prepare_cached(VARIANT_CASES)?;
-            for item in part {
-                let mut rows = stmt.query(params![run, model, variant_id(item)])?;
-                while let Some(row) = rows.next()? {
-                    f(item, &case_record_from_row(row)?);
-                }
-            }
-            Ok(())
-        };
-        if items.len() < SPLIT_FROM {
-            return fetch(&self.conn, items);
-        }
-        let (first, second) = items.split_at_mut(items.len() / 2);
-        let path = &self.path;
-        std::thread::scope(|scope| {
-            let other = scope.spawn(|| connect(path).and_then(|conn| fetch(&conn, second)));
-            let mine = fetch(&self.conn, first);
-            let theirs = other.join().expect("an evidence thread panicked");
-            mine.and(theirs)
-        })
     }
 
     /// Number of cases of `run` per model and status, ordered by model name then status
@@ -962,13 +928,6 @@ struct BriefVariant {
     canonical: bool,
     axes: SharedAxes,
 }
-
-/// One variant's samples of one model in a run, in sample order, every column: a primary-key
-/// range ([`Store::variant_cases`], [`Store::for_each_variant_cases`]).
-const VARIANT_CASES: &str = "SELECT c.run_id, c.model, c.variant_id, c.sample, c.status, \
-     c.output, c.tool_calls, c.checks, c.latency_ms, c.input_tokens, c.output_tokens, \
-     c.cost_usd, c.error, c.cached, c.attempts, c.finish_reason, c.finished_at \
-     FROM cases c WHERE c.run_id = ?1 AND c.model = ?2 AND c.variant_id = ?3 ORDER BY c.sample";
 
 /// The walk of [`Store::for_each_case_brief`], on its own connection: the run's cases from the
 /// covering index `cases_brief`, merged with the variants in id order (no join per case, no

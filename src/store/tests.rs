@@ -698,43 +698,6 @@ fn variant_cases_are_every_sample_in_sample_order() {
 }
 
 #[test]
-fn many_variants_cases_are_each_variants_cases_on_either_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut store, _) = seeded_store(dir.path());
-    store
-        .write_batch(&[WriteOp::Case(case(
-            "r1",
-            "prod",
-            "v-hop",
-            1,
-            CaseStatus::Error,
-        ))])
-        .unwrap();
-    // Long enough to be split over two connections; the real variants in both halves.
-    let mut items: Vec<(String, Vec<CaseRecord>)> = (0..3000)
-        .map(|i| (format!("v-none-{i:04}"), Vec::new()))
-        .collect();
-    items[10].0 = "v-hop".into();
-    items[2990].0 = "v-hop".into();
-    items[2991].0 = "v-canon".into();
-    store
-        .for_each_variant_cases(
-            "r1",
-            "prod",
-            &mut items,
-            |(id, _)| id,
-            |(_, got), c| got.push(c.clone()),
-        )
-        .unwrap();
-    for (id, got) in &items {
-        assert_eq!(got, &store.variant_cases("r1", "prod", id).unwrap(), "{id}");
-    }
-    assert_eq!(items[2990].1.len(), 2);
-    assert_eq!(items[2991].1.len(), 1);
-    assert!(items[11].1.is_empty());
-}
-
-#[test]
 fn a_version_1_store_gains_the_brief_index_and_keeps_its_cases() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
