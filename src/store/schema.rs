@@ -144,15 +144,6 @@ CREATE TABLE cache_log (
 -- The `--axes` filter of a run (NULL: every axis varied), so a resume plans the same cases.
 ALTER TABLE runs ADD COLUMN axes TEXT;
 "#,
-    // 4: a covering index for the brief walk's pass over the variants in id order
-    // (`Store::for_each_case_brief`). Through the primary key alone, every variant read was a
-    // search of the table by rowid: with 500,000 variants that was a fifth of each analysis
-    // (report, brittleness, tiers, trend: 0.15 to 0.3 s per command at a million cases). The
-    // price: the variants are stored twice (+12 % on the benchmark's store) and a new variant
-    // costs one more index insert, paid when a sweep settles its staged rows in key order.
-    r#"
-CREATE INDEX IF NOT EXISTS variants_walk ON variants (id, probe_id, probe_digest, canonical, axes);
-"#,
 ];
 
 /// The schema version this build writes.
