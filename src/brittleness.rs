@@ -428,16 +428,14 @@ fn finish(g: Group, repeats: u32) -> ProbeBrittleness {
         .iter()
         .filter(|v| !v.canonical && v.majority_fail())
         .collect();
-    // Counted per shared changed-axes set first (variants share them), then per value.
-    let mut per_set: HashMap<usize, (&Changed, u64)> = HashMap::new();
-    for v in &failing {
-        per_set
-            .entry(Arc::as_ptr(&v.changed) as usize)
-            .or_insert((&v.changed, 0))
-            .1 += 1;
-    }
+    // Counted per shared changed-axes set first, then per value.
+    let per_set = per_shared(
+        failing.iter().copied(),
+        |v| &v.changed,
+        |n: &mut u64, _| *n += 1,
+    );
     let mut value_count: HashMap<(&str, &str), u64> = HashMap::new();
-    for (set, n) in per_set.into_values() {
+    for (set, n) in per_set {
         for (a, x) in set.iter() {
             *value_count.entry((a.as_str(), x.as_str())).or_default() += n;
         }
@@ -542,19 +540,19 @@ fn attribution(
     vs: &[VariantAcc],
     axes: &[SharedAxes],
 ) -> IndexMap<String, IndexMap<String, AxisValueStats>> {
-    // Summed per distinct axes map first (variants share them), then per axis value.
-    let mut per_map: HashMap<usize, (&SharedAxes, u64, u64)> = HashMap::new();
-    for (v, map) in vs.iter().zip(axes) {
-        let e = per_map
-            .entry(std::sync::Arc::as_ptr(map) as usize)
-            .or_insert((map, 0, 0));
-        e.1 += v.graded();
-        e.2 += v.pass;
-    }
+    // Summed per distinct axes map first, then per axis value.
+    let per_map = per_shared(
+        vs.iter().zip(axes),
+        |(_, map)| map,
+        |s: &mut (u64, u64), (v, _)| {
+            s.0 += v.graded();
+            s.1 += v.pass;
+        },
+    );
     // (axis, value) → (cases, passed), with borrowed keys: a probe has as many distinct maps
     // as variants when its variants are sampled, and only a few dozen axis values.
     let mut sums: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
-    for (map, graded, pass) in per_map.into_values() {
+    for (map, (graded, pass)) in per_map {
         for (axis, value) in map.iter() {
             let e = sums.entry((axis.as_str(), value.as_str())).or_default();
             e.0 += graded;
@@ -616,20 +614,19 @@ fn attribution(
 
 fn interactions(graded: &[&VariantAcc]) -> Vec<Interaction> {
     // Changed-axes set → (passes, fails), summed over variants with that set.
-    // Summed per shared set first (variants with the same axes share one), then by content.
+    // Summed per shared set first, then by content.
     type Set<'a> = &'a [(String, String)];
-    let mut per_rc: HashMap<usize, (Set<'_>, u64, u64)> = HashMap::new();
-    for v in graded {
-        let e =
-            per_rc
-                .entry(Arc::as_ptr(&v.changed) as usize)
-                .or_insert((v.changed.as_slice(), 0, 0));
-        e.1 += v.pass;
-        e.2 += v.fail;
-    }
+    let per_set = per_shared(
+        graded.iter().copied(),
+        |v| &v.changed,
+        |s: &mut (u64, u64), v| {
+            s.0 += v.pass;
+            s.1 += v.fail;
+        },
+    );
     let mut by_set: HashMap<Set<'_>, (u64, u64)> = HashMap::new();
-    for (set, pass, fail) in per_rc.into_values() {
-        let e = by_set.entry(set).or_default();
+    for (set, (pass, fail)) in per_set {
+        let e = by_set.entry(set.as_slice()).or_default();
         e.0 += pass;
         e.1 += fail;
     }
@@ -652,6 +649,25 @@ fn interactions(graded: &[&VariantAcc]) -> Vec<Interaction> {
         }
     }
     out
+}
+
+/// Sums `add` over `items` per shared `Arc` (told apart by address): a probe's variants share
+/// a few axes maps and changed-axes sets, so whatever is then done per axis value is done once
+/// per distinct one instead of once per variant. In no particular order.
+fn per_shared<'a, T, I: Copy, S: Default>(
+    items: impl IntoIterator<Item = I>,
+    shared: impl Fn(I) -> &'a Arc<T>,
+    add: impl Fn(&mut S, I),
+) -> Vec<(&'a Arc<T>, S)> {
+    let mut by: HashMap<usize, (&'a Arc<T>, S)> = HashMap::new();
+    for item in items {
+        let a = shared(item);
+        let e = by
+            .entry(Arc::as_ptr(a) as usize)
+            .or_insert_with(|| (a, S::default()));
+        add(&mut e.1, item);
+    }
+    by.into_values().collect()
 }
 
 /// ln(n!) with a table grown on demand.

@@ -1,12 +1,13 @@
 //! The JSON report: a documented, versioned schema for scripts.
 //!
 //! `schema_version` is 2. Fields are only ever added within a version; a rename, a removal or a
-//! change of meaning bumps it. Version 2 changed one field: a comparison's
-//! `hard_regressions` lists variant ids, each the `variant_id` of an entry of its `regressed`,
-//! instead of repeating those entries (on a big run they were a quarter of the document). The
-//! trend document did not change. Rates, intervals and p-values are fractions in 0..=1 rounded to 6
-//! decimals; `null` means "nothing to show" (no graded variant, or too few to say — see
-//! `counting.too_few_below`).
+//! change of meaning bumps it. Version 2 changed one field: a comparison's `hard_regressions`
+//! lists variant ids, each the `variant_id` of an entry of its `regressed`, instead of
+//! repeating those entries (on a big run they were a quarter of the document); the trend
+//! document did not change.
+//!
+//! Rates, intervals and p-values are fractions in 0..=1 rounded to 6 decimals; `null` means
+//! "nothing to show" (no graded variant, or too few to say — see `counting.too_few_below`).
 //!
 //! ```text
 //! { schema_version, kind: "report",
