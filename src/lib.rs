@@ -4,6 +4,8 @@
 //! The modules follow the pipeline (see ARCHITECTURE.md): [`incident`] → [`templatize`] →
 //! [`probe`] → [`axes`] / [`render`] / [`expand`] → `provider` → `sweep` → [`grade`] → `store`.
 
+#![forbid(unsafe_code)]
+
 pub mod analysis;
 pub mod axes;
 pub mod brittleness;

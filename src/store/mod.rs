@@ -27,6 +27,7 @@
 //! into the tables. The hot lookups ([`Store::case_exists`], [`Store::cache_get`]) use cached
 //! prepared statements.
 
+mod brief;
 mod lock;
 mod records;
 mod schema;
@@ -134,6 +135,17 @@ impl Store {
             )));
         }
         Store::open(Path::new(url))
+    }
+
+    /// Another handle on this store, with a connection of its own: for a second thread that
+    /// reads while this one works (the schema is already up to date, so nothing is migrated
+    /// or settled).
+    pub fn reopen(&self) -> Result<Store> {
+        Ok(Store {
+            conn: connect(&self.path)?,
+            path: self.path.clone(),
+            scratch: Scratch::default(),
+        })
     }
 
     /// The file this store lives in.
@@ -384,6 +396,8 @@ impl Store {
             let mut case_stmt = tx.prepare_cached(sql.case)?;
             let mut cache_stmt = tx.prepare_cached(sql.cache)?;
             let mut now: Option<String> = None;
+            // The runs whose cases this batch changes (a batch is almost always of one run).
+            let mut changed: Vec<&str> = Vec::new();
             for op in ops {
                 match op {
                     WriteOp::Probe(p) => {
@@ -406,6 +420,9 @@ impl Store {
                         ])?;
                     }
                     WriteOp::Case(c) => {
+                        if sql.changes_cases && !changed.contains(&c.run_id.as_str()) {
+                            changed.push(&c.run_id);
+                        }
                         let tool_calls = json_into(&mut scratch.a, &c.tool_calls)?;
                         let checks = json_into(&mut scratch.b, &c.checks)?;
                         case_stmt.execute(params![
@@ -435,6 +452,9 @@ impl Store {
                         cache_stmt.execute(params![key, response, now])?;
                     }
                 }
+            }
+            for run in changed {
+                tx.prepare_cached(BUMP_GENERATION)?.execute([run])?;
             }
         }
         tx.commit().map_err(|e| {
@@ -468,6 +488,10 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(SETTLE_VARIANTS)?;
+        tx.execute_batch(
+            "UPDATE runs SET generation = generation + 1 \
+             WHERE id IN (SELECT DISTINCT run_id FROM case_log)",
+        )?;
         let moved = tx.execute(SETTLE_CASES, [])? as u64;
         tx.execute_batch(SETTLE_CACHE)?;
         tx.execute_batch("DELETE FROM variant_log; DELETE FROM case_log; DELETE FROM cache_log;")?;
@@ -501,6 +525,7 @@ impl Store {
                 "UPDATE cases SET status = ?5, checks = ?6 \
                  WHERE run_id = ?1 AND model = ?2 AND variant_id = ?3 AND sample = ?4",
             )?;
+            let mut changed: Vec<&str> = Vec::new();
             for u in updates {
                 let checks = json_into(&mut scratch.a, &u.checks)?;
                 n += stmt.execute(params![
@@ -511,6 +536,12 @@ impl Store {
                     u.status.as_str(),
                     checks
                 ])? as u64;
+                if !changed.contains(&u.run_id.as_str()) {
+                    changed.push(&u.run_id);
+                }
+            }
+            for run in changed {
+                tx.prepare_cached(BUMP_GENERATION)?.execute([run])?;
             }
         }
         tx.commit()?;
@@ -552,6 +583,11 @@ impl Store {
     /// pass over the variants in id order, so no join per case and no sort happen. Each
     /// distinct axes map is parsed once and shared.
     ///
+    /// The first complete walk of a run that is not being swept also writes the run's *brief
+    /// snapshot* (a compact copy of exactly these rows, tagged with the run's generation);
+    /// later walks read it instead of the index, several times faster, for as long as no case
+    /// of the run is written, settled or regraded. See the `brief` module.
+    ///
     /// The store is read on a thread of its own, through a connection of its own: the walk sees
     /// what is committed (and settled), not the uncommitted writes of this connection.
     ///
@@ -565,11 +601,11 @@ impl Store {
         // with its own connection, handing over batches of rows, so reading the store and
         // counting its cases overlap on two cores. Rows share their variant's and model's
         // data (reference counted), so a batch copies no strings.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<BriefRow>>>(8);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<brief::BriefRow>>>(8);
         let path = self.path.clone();
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                let walked = connect(&path).and_then(|conn| walk_briefs(&conn, run, &tx));
+                let walked = connect(&path).and_then(|conn| brief::walk(&conn, run, &tx));
                 if let Err(e) = walked {
                     // The consumer may have stopped already; then nobody needs the error.
                     let _ = tx.send(Err(e));
@@ -774,13 +810,20 @@ struct WriteSql {
     variant: &'static str,
     case: &'static str,
     cache: &'static str,
+    /// True when the case statement changes `cases` (and so the runs' generations).
+    changes_cases: bool,
 }
 
 const DIRECT: WriteSql = WriteSql {
     variant: VARIANT_INSERT,
     case: CASE_UPSERT,
     cache: CACHE_UPSERT,
+    changes_cases: true,
 };
+
+/// Marks a run's cases as changed, so that its brief snapshot is no longer used (the `brief`
+/// module). Every statement that changes `cases` runs it, in the same transaction.
+const BUMP_GENERATION: &str = "UPDATE runs SET generation = generation + 1 WHERE id = ?1";
 
 const STAGED: WriteSql = WriteSql {
     variant: "INSERT INTO variant_log (id, probe_id, probe_digest, canonical, axes) \
@@ -792,6 +835,7 @@ const STAGED: WriteSql = WriteSql {
         case_values!()
     ),
     cache: "INSERT INTO cache_log (key, response, created_at) VALUES (?1, ?2, ?3)",
+    changes_cases: false,
 };
 
 // The settle statements. `WHERE true` keeps SQLite from reading `ON CONFLICT` as a join
@@ -897,171 +941,6 @@ fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
 /// Column `idx` as borrowed text (no allocation).
 fn text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
     Ok(row.get_ref(idx)?.as_str()?)
-}
-
-/// Rows a brief walk hands over at a time.
-const BRIEF_BATCH: usize = 4096;
-
-/// One case of a brief walk, as handed from the walking thread to the caller's.
-struct BriefRow {
-    variant: std::sync::Arc<BriefVariant>,
-    model: std::sync::Arc<str>,
-    sample: u32,
-    status: CaseStatus,
-}
-
-/// Why a variant of a brief walk cannot be used; an error only once a case of the run needs it.
-#[derive(Clone)]
-enum Unusable {
-    /// Its probe version's tier is not one this build knows (the message says which).
-    UnknownTier(String),
-    /// Its probe version is missing from the store.
-    NoProbeVersion,
-}
-
-/// A variant of a brief walk with its probe version's class and tier: shared by its cases.
-struct BriefVariant {
-    id: String,
-    probe_id: std::sync::Arc<str>,
-    capability: std::sync::Arc<str>,
-    tier: Tier,
-    canonical: bool,
-    axes: SharedAxes,
-}
-
-/// The walk of [`Store::for_each_case_brief`], on its own connection: the run's cases from the
-/// covering index `cases_brief`, merged with the variants in id order (no join per case, no
-/// sort), sent in batches. Stops quietly when the receiver is gone.
-fn walk_briefs(
-    conn: &Connection,
-    run: &str,
-    tx: &std::sync::mpsc::SyncSender<Result<Vec<BriefRow>>>,
-) -> Result<()> {
-    use foldhash::{HashMap, HashMapExt};
-    use std::sync::Arc;
-    let mut cases = conn.prepare(
-        "SELECT c.variant_id, c.model, c.sample, c.status FROM cases c \
-         WHERE c.run_id = ?1 ORDER BY c.variant_id, c.model, c.sample",
-    )?;
-    // The probe versions (hundreds) are read first and looked up per variant in memory: a
-    // join would search the probes index once per variant. Probe id → digest → (id, class,
-    // tier), with the strings shared by the version's variants and the tier parsed once (an
-    // unknown one is an error only if a case of the run needs that version).
-    type Version = std::result::Result<(Arc<str>, Arc<str>, Tier), Unusable>;
-    let mut probes: HashMap<String, HashMap<String, Version>> = HashMap::new();
-    {
-        let mut stmt = conn.prepare("SELECT probe_id, digest, capability, tier FROM probes")?;
-        let mut prows = stmt.query([])?;
-        while let Some(r) = prows.next()? {
-            let (probe_id, tier) = (text(r, 0)?, text(r, 3)?);
-            let version = match Tier::parse(tier) {
-                Some(t) => Ok((Arc::from(probe_id), Arc::from(text(r, 2)?), t)),
-                None => Err(Unusable::UnknownTier(format!(
-                    "store: probe `{probe_id}` has an unknown tier `{tier}`"
-                ))),
-            };
-            probes
-                .entry(probe_id.to_string())
-                .or_default()
-                .insert(text(r, 1)?.to_string(), version);
-        }
-    }
-    let mut variants = conn
-        .prepare("SELECT id, probe_id, probe_digest, canonical, axes FROM variants ORDER BY id")?;
-    // Distinct axes maps (a few thousand at most) and models: each parsed or copied once and
-    // shared.
-    let mut axes_seen: HashMap<String, SharedAxes> = HashMap::new();
-    let mut models: Vec<Arc<str>> = Vec::new();
-    // The last variant row read: `Ok` with a usable variant, `Err` with what was wrong with it.
-    let mut current: Option<(String, std::result::Result<Arc<BriefVariant>, Unusable>)> = None;
-    let mut variants_done = false;
-    let mut vrows = variants.query([])?;
-    let mut rows = cases.query([run])?;
-    let mut batch: Vec<BriefRow> = Vec::with_capacity(BRIEF_BATCH);
-    while let Some(row) = rows.next()? {
-        let variant_id = text(row, 0)?;
-        let model = text(row, 1)?;
-        let sample = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
-        let status = parse_status(text(row, 3)?)?;
-        // Advance the variants (in id order, like the cases) up to this case's variant.
-        while !variants_done
-            && current
-                .as_ref()
-                .is_none_or(|(id, _)| id.as_str() < variant_id)
-        {
-            match vrows.next()? {
-                Some(vr) => {
-                    let id = text(vr, 0)?.to_string();
-                    let probe_id = text(vr, 1)?;
-                    let digest = text(vr, 2)?;
-                    let version = probes.get(probe_id).and_then(|d| d.get(digest));
-                    let loaded = match version {
-                        Some(Ok((probe_id, capability, tier))) => {
-                            let axes_text = text(vr, 4)?;
-                            let axes = match axes_seen.get(axes_text) {
-                                Some(a) => a.clone(),
-                                None => {
-                                    let parsed: SharedAxes =
-                                        Arc::new(from_json(axes_text, "variant axes")?);
-                                    axes_seen.insert(axes_text.to_string(), parsed.clone());
-                                    parsed
-                                }
-                            };
-                            Ok(Arc::new(BriefVariant {
-                                id: id.clone(),
-                                probe_id: probe_id.clone(),
-                                capability: capability.clone(),
-                                tier: *tier,
-                                canonical: vr.get(3)?,
-                                axes,
-                            }))
-                        }
-                        Some(Err(e)) => Err(e.clone()),
-                        None => Err(Unusable::NoProbeVersion),
-                    };
-                    current = Some((id, loaded));
-                }
-                None => variants_done = true,
-            }
-        }
-        let missing = |what: &str| {
-            Error::Other(format!(
-                "store: case ({model}, {variant_id}, sample {sample}) of run `{run}` refers \
-                 to {what} missing from the store"
-            ))
-        };
-        let variant = match &current {
-            Some((id, loaded)) if id == variant_id => match loaded {
-                Ok(v) => v.clone(),
-                Err(Unusable::UnknownTier(message)) => return Err(Error::Other(message.clone())),
-                Err(Unusable::NoProbeVersion) => return Err(missing("a probe version")),
-            },
-            _ => return Err(missing("a variant")),
-        };
-        let model = match models.iter().find(|m| &***m == model) {
-            Some(m) => m.clone(),
-            None => {
-                models.push(Arc::from(model));
-                models.last().expect("just pushed").clone()
-            }
-        };
-        batch.push(BriefRow {
-            variant,
-            model,
-            sample,
-            status,
-        });
-        if batch.len() == BRIEF_BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BRIEF_BATCH));
-            if tx.send(Ok(full)).is_err() {
-                return Ok(());
-            }
-        }
-    }
-    if !batch.is_empty() {
-        let _ = tx.send(Ok(batch));
-    }
-    Ok(())
 }
 
 fn parse_status(s: &str) -> Result<CaseStatus> {

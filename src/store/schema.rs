@@ -8,8 +8,8 @@
 //!
 //! The SQL is kept portable so a PostgreSQL backend can reuse it: `TEXT`, `BIGINT` (SQLite
 //! gives it integer affinity; PostgreSQL's `INTEGER` is only 32 bits), `DOUBLE PRECISION`,
-//! 0/1 integers for booleans, composite keys, `ON CONFLICT` upserts, no `AUTOINCREMENT` and no
-//! `WITHOUT ROWID`.
+//! 0/1 integers for booleans, `BLOB` for bytes (PostgreSQL's `BYTEA`), composite keys,
+//! `ON CONFLICT` upserts, no `AUTOINCREMENT` and no `WITHOUT ROWID`.
 
 use crate::error::{Error, Result};
 use rusqlite::{Connection, TransactionBehavior};
@@ -143,6 +143,20 @@ CREATE TABLE cache_log (
 
 -- The `--axes` filter of a run (NULL: every axis varied), so a resume plans the same cases.
 ALTER TABLE runs ADD COLUMN axes TEXT;
+"#,
+    // 4: brief snapshots (the `brief` module). Every write that changes a run's cases bumps
+    // the run's `generation` in its transaction; a snapshot is used only while its tag equals
+    // it. The snapshot's bytes are split in parts of about a megabyte, read one at a time.
+    r#"
+ALTER TABLE runs ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+
+CREATE TABLE run_briefs (
+    run_id     TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    part       BIGINT NOT NULL,
+    body       BLOB NOT NULL,
+    PRIMARY KEY (run_id, part)
+);
 "#,
 ];
 

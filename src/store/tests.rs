@@ -722,13 +722,18 @@ fn a_version_1_store_gains_the_brief_index_and_keeps_its_cases() {
                 [],
             )
             .unwrap();
-        let mut store = store;
+        // Its probe, variant and case, as version 1 wrote them.
         store
-            .write_batch(&[
-                WriteOp::Probe(probe("table-hop", Tier::Hard)),
-                WriteOp::Variant(variant("v-hop", "table-hop", &[])),
-                WriteOp::Case(case("r1", "prod", "v-hop", 0, CaseStatus::Fail)),
-            ])
+            .conn
+            .execute_batch(
+                "INSERT INTO probes VALUES ('table-hop', 'table-hop-d1', 'lookup', 'hard', 'p.yaml'); \
+                 INSERT INTO variants VALUES ('v-hop', 'table-hop', 'table-hop-d1', 1, '{}'); \
+                 INSERT INTO cases (run_id, model, variant_id, sample, status, output, \
+                 tool_calls, checks, latency_ms, input_tokens, output_tokens, cost_usd, error, \
+                 cached, attempts, finish_reason, finished_at) VALUES ('r1', 'prod', 'v-hop', 0, \
+                 'fail', 'no', '[]', '[]', 5, 1, 1, NULL, NULL, 0, 1, 'stop', \
+                 '2026-11-21T23:06:00Z');",
+            )
             .unwrap();
     }
     let store = Store::open(&path).unwrap();
@@ -929,4 +934,245 @@ fn brief_walk_names_an_unknown_tier_and_a_missing_probe_version() {
         .unwrap();
     let e = walk(&store);
     assert!(e.contains("refers to a probe version missing"), "{e}");
+}
+
+/// Every field of a run's brief walk, owned.
+type OwnedBrief = (
+    String,
+    String,
+    u32,
+    CaseStatus,
+    String,
+    Tier,
+    bool,
+    Vec<(String, String)>,
+);
+
+fn briefs(store: &Store, run: &str) -> Vec<OwnedBrief> {
+    let mut out = Vec::new();
+    store
+        .for_each_case_brief(run, |b| {
+            out.push((
+                b.variant_id.to_string(),
+                b.model.to_string(),
+                b.sample,
+                b.status,
+                format!("{}/{}", b.probe_id, b.capability),
+                b.tier,
+                b.canonical,
+                b.axes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            ));
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+/// The brief walk straight from the tables: the snapshot removed first.
+fn briefs_from_tables(store: &Store, run: &str) -> Vec<OwnedBrief> {
+    store
+        .conn
+        .execute("DELETE FROM run_briefs WHERE run_id = ?1", [run])
+        .unwrap();
+    briefs(store, run)
+}
+
+fn snapshot_parts(store: &Store, run: &str) -> i64 {
+    store
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM run_briefs WHERE run_id = ?1",
+            [run],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// `seeded_store`, with run `r1` finished.
+fn finished_store(dir: &Path) -> Store {
+    let (store, _) = seeded_store(dir);
+    store
+        .finish_run("r1", RunStatus::Complete, "2026-11-21T23:09:00Z", None)
+        .unwrap();
+    store
+}
+
+#[test]
+fn a_finished_runs_first_brief_walk_writes_its_snapshot_and_the_next_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = finished_store(dir.path());
+    assert_eq!(snapshot_parts(&store, "r1"), 0);
+    let first = briefs(&store, "r1");
+    assert_eq!(first.len(), 6);
+    assert_eq!(snapshot_parts(&store, "r1"), 1);
+    // A change behind the store's back (it bumps no generation) is not seen: the second walk
+    // read the snapshot, not the tables.
+    store
+        .conn
+        .execute(
+            "UPDATE cases SET status = 'pass' WHERE variant_id = 'v-hop'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(briefs(&store, "r1"), first);
+    // The same rows, field for field, as the walk from the tables.
+    let mut from_tables = briefs_from_tables(&store, "r1");
+    for row in from_tables.iter_mut().filter(|r| r.0 == "v-hop") {
+        row.3 = CaseStatus::Fail;
+    }
+    assert_eq!(from_tables, first);
+}
+
+#[test]
+fn every_store_write_that_changes_a_runs_cases_retires_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = finished_store(dir.path());
+    let walk = |s: &Store| {
+        let got = briefs(s, "r1");
+        assert_eq!(snapshot_parts(s, "r1"), 1, "a current snapshot is left");
+        got
+    };
+    walk(&store);
+    // A direct write replacing a case.
+    store
+        .write_batch(&[WriteOp::Case(case(
+            "r1",
+            "prod",
+            "v-hop",
+            0,
+            CaseStatus::Pass,
+        ))])
+        .unwrap();
+    let after_write = walk(&store);
+    assert!(
+        after_write
+            .iter()
+            .any(|r| r.0 == "v-hop" && r.1 == "prod" && r.3 == CaseStatus::Pass)
+    );
+    assert_eq!(after_write, briefs_from_tables(&store, "r1"));
+    // A regrade.
+    store
+        .regrade_cases(&[Regrade {
+            run_id: "r1".into(),
+            model: "candidate".into(),
+            variant_id: "v-xml".into(),
+            sample: 0,
+            status: CaseStatus::Fail,
+            checks: Vec::new(),
+        }])
+        .unwrap();
+    let after_regrade = walk(&store);
+    assert!(
+        after_regrade
+            .iter()
+            .any(|r| r.0 == "v-xml" && r.1 == "candidate" && r.3 == CaseStatus::Fail)
+    );
+    assert_eq!(after_regrade, briefs_from_tables(&store, "r1"));
+    // A staged case: not seen until settled, then seen.
+    store
+        .stage_batch(&[WriteOp::Case(case(
+            "r1",
+            "prod",
+            "v-canon",
+            1,
+            CaseStatus::Fail,
+        ))])
+        .unwrap();
+    assert_eq!(walk(&store), after_regrade);
+    store.settle().unwrap();
+    let after_settle = walk(&store);
+    assert_eq!(after_settle.len(), 7);
+    assert_eq!(after_settle, briefs_from_tables(&store, "r1"));
+    // A write to another run leaves this run's snapshot current.
+    store
+        .begin_run(&run_info("r2", "2026-11-22T00:00:00Z"))
+        .unwrap();
+    let generation = |s: &Store| -> i64 {
+        s.conn
+            .query_row("SELECT generation FROM runs WHERE id = 'r1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    let before = generation(&store);
+    store
+        .write_batch(&[WriteOp::Case(case(
+            "r2",
+            "prod",
+            "v-hop",
+            0,
+            CaseStatus::Pass,
+        ))])
+        .unwrap();
+    assert_eq!(generation(&store), before);
+}
+
+#[test]
+fn a_run_being_swept_is_walked_from_the_tables_and_not_snapshotted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = seeded_store(dir.path());
+    assert_eq!(briefs(&store, "r1").len(), 6);
+    assert_eq!(snapshot_parts(&store, "r1"), 0);
+}
+
+#[test]
+fn the_snapshot_is_skipped_not_waited_for_while_another_writer_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = finished_store(dir.path());
+    let other = connect(store.path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(briefs(&store, "r1").len(), 6);
+    assert!(
+        started.elapsed() < BUSY_TIMEOUT / 2,
+        "{:?}",
+        started.elapsed()
+    );
+    other.execute_batch("COMMIT").unwrap();
+    assert_eq!(snapshot_parts(&store, "r1"), 0);
+    briefs(&store, "r1");
+    assert_eq!(snapshot_parts(&store, "r1"), 1);
+}
+
+#[test]
+fn a_snapshot_of_another_format_is_replaced_and_a_damaged_one_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = finished_store(dir.path());
+    let expected = briefs(&store, "r1");
+    // Another format (a future build's): ignored, walked from the tables, rewritten.
+    store
+        .conn
+        .execute(
+            "UPDATE run_briefs SET body = X'7F00' WHERE run_id = 'r1'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(briefs(&store, "r1"), expected);
+    let first_byte: Vec<u8> = store
+        .conn
+        .query_row(
+            "SELECT substr(body, 1, 1) FROM run_briefs WHERE run_id = 'r1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(first_byte, vec![brief::FORMAT]);
+    // Cut short: an error that names the run and says how to rebuild.
+    store
+        .conn
+        .execute(
+            "UPDATE run_briefs SET body = substr(body, 1, length(body) - 2) WHERE run_id = 'r1'",
+            [],
+        )
+        .unwrap();
+    let err = store.for_each_case_brief("r1", |_| Ok(())).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("brief snapshot of run `r1` is damaged"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("DELETE FROM run_briefs WHERE run_id = 'r1'"),
+        "{msg}"
+    );
 }
