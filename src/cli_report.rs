@@ -118,7 +118,7 @@ fn collect_with_evidence(store: &Store, run: &str) -> Result<IndexMap<String, Mo
 ///
 /// The lookups go in variant-id order: the store keeps a run's cases in key order, so sorted
 /// lookups read its pages in order instead of at random (a big run lists ~10⁵ flips).
-fn fill_evidence(store: &Store, comparisons: &mut [Comparison]) -> Result<()> {
+fn fill_evidence(store: Store, comparisons: &mut [Comparison]) -> Result<()> {
     for c in comparisons {
         let (run, model) = (c.candidate.run_id.clone(), c.candidate.model.clone());
         let mut wanted: Vec<&mut crate::analysis::variant::VariantResult> = c
@@ -305,19 +305,6 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         .map(|m| (m.clone(), Breakdown::of(&results[m])))
         .collect();
 
-    // Measured tiers: this run's samples from the results already folded, earlier runs read.
-    // First, so that their per-variant tallies are gone before the flips and their evidence
-    // are built (the peak memory of a big report).
-    let mut tier_samples = crate::analysis::tiers::TierCollector::new();
-    for v in results.values().flat_map(|m| &m.variants) {
-        tier_samples.push_variant(v);
-    }
-    let measured_tiers = Some(crate::cli_tiers::measure_from(
-        &store,
-        &run,
-        &project.config.tiers.thresholds(),
-        tier_samples.finish(),
-    )?);
     // Which comparisons.
     let mut comparisons = Vec::new();
     let mut findings = Vec::new();
@@ -387,21 +374,6 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
     if gated.is_empty() {
         gated = order.clone();
     }
-    // Trend of the focus model, over the runs up to this one.
-    let focus = gated[0].clone();
-    let all_runs = store.runs()?;
-    let upto = all_runs
-        .iter()
-        .position(|r| r.id == run.id)
-        .map(|i| i + 1)
-        .unwrap_or(all_runs.len());
-    let window = &all_runs[upto.saturating_sub(REPORT_TREND_RUNS)..upto];
-    let points = trend_points(&store, window, &focus, Some((&run.id, &results[&focus])))?;
-    let trend = Trend::new(focus, points, DEFAULT_WINDOW);
-    if let Some(w) = &trend.warning {
-        findings.push(w.clone());
-    }
-
     let floors = floors(project, &a.floors)?;
     let hard_regressions: u64 = comparisons
         .iter()
@@ -426,21 +398,62 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         ))
     };
 
-    let heatmaps = order.iter().map(|m| Heatmap::of(&results[m])).collect();
-    let mut results = results;
-    // Only JUnit lists every variant; the other formats are done with the results here, and
-    // letting them go before the flips' evidence is read keeps the two out of memory together
-    // (on a big run they are the two largest parts of a report).
-    let results: Vec<ModelResults> = if a.format == Format::Junit {
-        order
-            .iter()
-            .filter_map(|m| results.shift_remove(m))
-            .collect()
-    } else {
-        drop(results);
-        Vec::new()
-    };
-    fill_evidence(&store, &mut comparisons)?;
+    // The flips' evidence (~10⁵ primary-key lookups on a big run) is read on a second thread,
+    // through a connection of its own, while this one measures the tiers, walks the trend and
+    // draws the heat maps: they need the results, the lookups only the comparisons.
+    let evidence_store = store.reopen()?;
+    let (measured_tiers, trend, heatmaps, results) = std::thread::scope(|scope| {
+        let evidence = scope.spawn(|| fill_evidence(evidence_store, &mut comparisons));
+        let rest = (|| -> Result<_> {
+            // Measured tiers: this run's samples from the results already folded, earlier
+            // runs read.
+            let mut tier_samples = crate::analysis::tiers::TierCollector::new();
+            for v in results.values().flat_map(|m| &m.variants) {
+                tier_samples.push_variant(v);
+            }
+            let measured_tiers = crate::cli_tiers::measure_from(
+                &store,
+                &run,
+                &project.config.tiers.thresholds(),
+                tier_samples.finish(),
+            )?;
+            // Trend of the focus model, over the runs up to this one.
+            let focus = gated[0].clone();
+            let all_runs = store.runs()?;
+            let upto = all_runs
+                .iter()
+                .position(|r| r.id == run.id)
+                .map(|i| i + 1)
+                .unwrap_or(all_runs.len());
+            let window = &all_runs[upto.saturating_sub(REPORT_TREND_RUNS)..upto];
+            let points = trend_points(&store, window, &focus, Some((&run.id, &results[&focus])))?;
+            let trend = Trend::new(focus, points, DEFAULT_WINDOW);
+            let heatmaps: Vec<Heatmap> = order.iter().map(|m| Heatmap::of(&results[m])).collect();
+            let mut results = results;
+            // Only JUnit lists every variant; the other formats are done with the results
+            // here, and letting them go while the evidence is still being read keeps the two
+            // largest parts of a big report from peaking together.
+            let results: Vec<ModelResults> = if a.format == Format::Junit {
+                order
+                    .iter()
+                    .filter_map(|m| results.shift_remove(m))
+                    .collect()
+            } else {
+                drop(results);
+                Vec::new()
+            };
+            Ok((measured_tiers, trend, heatmaps, results))
+        })();
+        let fetched = evidence
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        fetched?;
+        rest
+    })?;
+    if let Some(w) = &trend.warning {
+        findings.push(w.clone());
+    }
+    let measured_tiers = Some(measured_tiers);
     Ok(Report {
         run,
         baseline,

@@ -27,7 +27,6 @@
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
 use crate::store::CaseBrief;
-use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;
 use serde::Serialize;
 
@@ -111,13 +110,113 @@ pub struct ProbeSamples {
     /// Declared tier (of the version that ran).
     pub declared: Option<Tier>,
     /// Variant id → samples over every model.
-    pub variants: HashMap<VariantKey, SampleTally>,
+    pub variants: VariantTallies,
+}
+
+/// Variant → samples over every model, as one vector sorted by variant key: half the memory
+/// of a hash map (a report over a million cases holds one entry per variant, next to its
+/// results), and filled without hashing, because both ways of folding a run meet a probe's
+/// variants in id order (a brief walk goes by variant id; a report's results are sorted by
+/// probe, then id) and a variant already seen is found by binary search.
+#[derive(Debug, Clone, Default)]
+pub struct VariantTallies {
+    entries: Vec<(VariantKey, SampleTally)>,
+    /// False once a new variant arrived out of key order; [`VariantTallies::normalize`]
+    /// restores the invariant (sorted, one entry per key) before anything reads it.
+    sorted: bool,
+}
+
+impl VariantTallies {
+    /// The tally of `key`, added (empty) when new.
+    fn tally_mut(&mut self, key: VariantKey) -> &mut SampleTally {
+        let e = &mut self.entries;
+        if e.is_empty() {
+            self.sorted = true;
+        }
+        let at = match e.last() {
+            Some((last, _)) if *last == key => e.len() - 1,
+            Some((last, _)) if self.sorted && *last > key => {
+                match e.binary_search_by(|(k, _)| k.cmp(&key)) {
+                    Ok(i) => i,
+                    Err(_) => {
+                        self.sorted = false;
+                        e.push((key, SampleTally::default()));
+                        e.len() - 1
+                    }
+                }
+            }
+            _ => {
+                e.push((key, SampleTally::default()));
+                e.len() - 1
+            }
+        };
+        &mut e[at].1
+    }
+
+    /// Sorts and merges entries of the same key if out-of-order arrivals left any, and gives
+    /// back the spare capacity.
+    fn normalize(&mut self) {
+        if !self.sorted {
+            self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+            self.entries.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    kept.1.add(&later.1);
+                }
+                same
+            });
+            self.sorted = true;
+        }
+        self.entries.shrink_to_fit();
+    }
+
+    /// The tally of `key`, if the variant ran.
+    pub fn get(&self, key: &VariantKey) -> Option<&SampleTally> {
+        self.entries
+            .binary_search_by(|(k, _)| k.cmp(key))
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
+    /// Every variant and its tally, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&VariantKey, &SampleTally)> {
+        self.entries.iter().map(|(k, t)| (k, t))
+    }
+
+    /// Every tally, in key order.
+    pub fn values(&self) -> impl Iterator<Item = &SampleTally> {
+        self.entries.iter().map(|(_, t)| t)
+    }
+
+    /// Number of variants.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no variant ran.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl FromIterator<(VariantKey, SampleTally)> for VariantTallies {
+    /// Tallies of the same key are added up.
+    fn from_iter<I: IntoIterator<Item = (VariantKey, SampleTally)>>(iter: I) -> Self {
+        let mut t = VariantTallies {
+            entries: iter.into_iter().collect(),
+            sorted: false,
+        };
+        t.normalize();
+        t
+    }
 }
 
 /// A variant id as a map key, compact and exact: the ids cliffprobe writes (16 hex digits) are
 /// kept as the number they spell, without an allocation; any other id as its text. A report
 /// over a million cases holds one per variant.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Keys order hex ids by their number (which is their text's order) before any other id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum VariantKey {
     /// A 16-hex-digit (lowercase) id.
     Hex(u64),
@@ -170,7 +269,7 @@ impl TierCollector {
                 let p = ProbeSamples {
                     capability: capability.to_string(),
                     declared: Some(tier),
-                    variants: HashMap::new(),
+                    variants: VariantTallies::default(),
                 };
                 self.probes.insert_full(id.to_string(), p).0
             }
@@ -182,8 +281,7 @@ impl TierCollector {
     pub fn push(&mut self, row: &CaseBrief<'_>) {
         self.probe(row.probe_id, row.capability, row.tier)
             .variants
-            .entry(VariantKey::of(row.variant_id))
-            .or_default()
+            .tally_mut(VariantKey::of(row.variant_id))
             .push(row.status);
     }
 
@@ -193,8 +291,7 @@ impl TierCollector {
         let t = self
             .probe(&v.probe_id, &v.capability, v.tier)
             .variants
-            .entry(VariantKey::of(&v.variant_id))
-            .or_default();
+            .tally_mut(VariantKey::of(&v.variant_id));
         let s = &v.samples;
         t.passed += u64::from(s.pass);
         t.graded += u64::from(s.pass) + u64::from(s.fail);
@@ -203,6 +300,9 @@ impl TierCollector {
 
     /// The tallies, by probe id (sorted).
     pub fn finish(mut self) -> IndexMap<String, ProbeSamples> {
+        for p in self.probes.values_mut() {
+            p.variants.normalize();
+        }
         self.probes.sort_keys();
         self.probes
     }
@@ -415,7 +515,7 @@ pub fn measure(
                 variants_easier: 0,
                 variants_harder: 0,
             };
-            for (vid, v) in &p.variants {
+            for (vid, v) in p.variants.iter() {
                 let (Some(now), Some(then)) = (
                     th.tier(v.passed, v.graded),
                     q.variants
@@ -622,5 +722,55 @@ mod tests {
             assert_eq!(VariantKey::of(id), VariantKey::Text(id.into()), "{id}");
         }
         assert_ne!(VariantKey::of("00000000000000ff"), VariantKey::of("ff"));
+    }
+
+    /// Whatever order variants arrive in (the walk's id order, a second model's pass over
+    /// the same ids, ids out of key order, repeats), the tallies are those of a plain map.
+    #[test]
+    fn variant_tallies_add_up_like_a_map_in_any_arrival_order() {
+        let ids = [
+            "00000000000000a1",
+            "00000000000000b2",
+            "zz-text",
+            "00000000000000c3",
+            "aa-text",
+            "00000000000000b2",
+            "00000000000000a1",
+            "zz-text",
+            "0000000000000001",
+        ];
+        let statuses = [CaseStatus::Pass, CaseStatus::Fail, CaseStatus::Error];
+        let mut expected: std::collections::BTreeMap<VariantKey, SampleTally> =
+            std::collections::BTreeMap::new();
+        let mut t = VariantTallies::default();
+        for (i, id) in ids.iter().enumerate() {
+            let status = statuses[i % 3];
+            t.tally_mut(VariantKey::of(id)).push(status);
+            expected.entry(VariantKey::of(id)).or_default().push(status);
+        }
+        t.normalize();
+        let got: Vec<(VariantKey, SampleTally)> = t.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let want: Vec<(VariantKey, SampleTally)> = expected.into_iter().collect();
+        assert_eq!(got, want);
+        assert_eq!(t.len(), 6);
+        assert_eq!(
+            t.get(&VariantKey::of("00000000000000b2")),
+            Some(&SampleTally {
+                passed: 0,
+                graded: 1,
+                errors: 1
+            })
+        );
+        assert_eq!(t.get(&VariantKey::of("nope")), None);
+        // In order, then a second pass over the same ids: found, not added.
+        let mut t = VariantTallies::default();
+        for _ in 0..2 {
+            for id in ["0000000000000001", "0000000000000002", "0000000000000003"] {
+                t.tally_mut(VariantKey::of(id)).push(CaseStatus::Pass);
+            }
+        }
+        assert!(t.sorted);
+        assert_eq!(t.entries.len(), 3);
+        assert!(t.values().all(|v| v.passed == 2));
     }
 }
