@@ -120,25 +120,24 @@ fn from_tables(
     // shared.
     let mut axes_seen: HashMap<String, SharedAxes> = HashMap::new();
     let mut models: Vec<Arc<str>> = Vec::new();
-    // The last variant row read: `Ok` with a usable variant, `Err` with what was wrong with it.
-    let mut current: Option<(String, std::result::Result<Arc<BriefVariant>, Unusable>)> = None;
+    // The last variant row read (its id, and the variant or what was wrong with it). Ids are
+    // compared as bytes, in the same order as SQLite's (BINARY collation): the per-case
+    // columns are never checked as UTF-8, only the strings that are kept.
+    let mut current_id: Vec<u8> = Vec::new();
+    let mut current: Option<std::result::Result<Arc<BriefVariant>, Unusable>> = None;
     let mut variants_done = false;
     let mut vrows = variants.query([])?;
     let mut rows = cases.query([run])?;
     while let Some(row) = rows.next()? {
-        let variant_id = text(row, 0)?;
-        let model = text(row, 1)?;
+        let variant_id = bytes(row, 0)?;
+        let model = bytes(row, 1)?;
         let sample = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
-        let status = parse_status(text(row, 3)?)?;
+        let status = status_from_bytes(bytes(row, 3)?)?;
         // Advance the variants (in id order, like the cases) up to this case's variant.
-        while !variants_done
-            && current
-                .as_ref()
-                .is_none_or(|(id, _)| id.as_str() < variant_id)
-        {
+        while !variants_done && (current.is_none() || current_id.as_slice() < variant_id) {
             match vrows.next()? {
                 Some(vr) => {
-                    let id = text(vr, 0)?.to_string();
+                    let id = text(vr, 0)?;
                     let probe_id = text(vr, 1)?;
                     let digest = text(vr, 2)?;
                     let version = probes.get(probe_id).and_then(|d| d.get(digest));
@@ -155,7 +154,7 @@ fn from_tables(
                                 }
                             };
                             Ok(Arc::new(BriefVariant {
-                                id: id.clone(),
+                                id: id.to_string(),
                                 probe_id: probe_id.clone(),
                                 capability: capability.clone(),
                                 tier: *tier,
@@ -166,29 +165,36 @@ fn from_tables(
                         Some(Err(e)) => Err(e.clone()),
                         None => Err(Unusable::NoProbeVersion),
                     };
-                    current = Some((id, loaded));
+                    current_id.clear();
+                    current_id.extend_from_slice(id.as_bytes());
+                    current = Some(loaded);
                 }
                 None => variants_done = true,
             }
         }
         let missing = |what: &str| {
             Error::Other(format!(
-                "store: case ({model}, {variant_id}, sample {sample}) of run `{run}` refers \
-                 to {what} missing from the store"
+                "store: case ({}, {}, sample {sample}) of run `{run}` refers to {what} missing \
+                 from the store",
+                String::from_utf8_lossy(model),
+                String::from_utf8_lossy(variant_id),
             ))
         };
         let variant = match &current {
-            Some((id, loaded)) if id == variant_id => match loaded {
+            Some(loaded) if current_id.as_slice() == variant_id => match loaded {
                 Ok(v) => v.clone(),
                 Err(Unusable::UnknownTier(message)) => return Err(Error::Other(message.clone())),
                 Err(Unusable::NoProbeVersion) => return Err(missing("a probe version")),
             },
             _ => return Err(missing("a variant")),
         };
-        let model = match models.iter().find(|m| &***m == model) {
+        let model = match models.iter().find(|m| m.as_bytes() == model) {
             Some(m) => m.clone(),
             None => {
-                models.push(Arc::from(model));
+                let name = std::str::from_utf8(model).map_err(|_| {
+                    Error::Other(format!("store: a model name of run `{run}` is not UTF-8"))
+                })?;
+                models.push(Arc::from(name));
                 models.last().expect("just pushed").clone()
             }
         };
@@ -257,6 +263,22 @@ fn walk_in_read(
     Ok(match (snapshot, encoder) {
         (Some((generation, _)), Some(e)) if complete => Some((generation, e.finish())),
         _ => None,
+    })
+}
+
+/// Column `idx` as borrowed bytes (text, unchecked).
+fn bytes<'r>(row: &'r rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<&'r [u8]> {
+    Ok(row.get_ref(idx)?.as_bytes()?)
+}
+
+/// A stored status, from the column's bytes (no UTF-8 check on the hot path).
+fn status_from_bytes(b: &[u8]) -> Result<CaseStatus> {
+    Ok(match b {
+        b"pass" => CaseStatus::Pass,
+        b"fail" => CaseStatus::Fail,
+        b"error" => CaseStatus::Error,
+        b"ungraded" => CaseStatus::Ungraded,
+        other => parse_status(&String::from_utf8_lossy(other))?,
     })
 }
 
