@@ -652,3 +652,77 @@ fn trend_warns_when_the_gap_widens() {
     );
     f.cmd(&["trend", "--model", "nobody"]).code(2);
 }
+
+/// The first analysis of a finished run leaves its brief snapshot and the next ones read it:
+/// report, brittleness and tiers say the same, byte for byte, with and without it.
+/// `CLIFFPROBE_BRIEF_SNAPSHOT` turns it off or rebuilds it; a wrong value is a clear error.
+#[test]
+fn the_brief_snapshot_changes_no_output_and_the_environment_controls_it() {
+    const ENV: &str = "CLIFFPROBE_BRIEF_SNAPSHOT";
+    let f = Fixture::new();
+    fixed_store(&f);
+    let db = rusqlite::Connection::open(f.path().join("store.db")).unwrap();
+    let parts = || -> i64 {
+        db.query_row("SELECT COUNT(*) FROM run_briefs", [], |r| r.get(0))
+            .unwrap()
+    };
+    let with_env = |value: &str, args: &[&str]| -> String {
+        let out = Command::cargo_bin("cliffprobe")
+            .unwrap()
+            .current_dir(f.path())
+            .env("NO_COLOR", "1")
+            .env(ENV, value)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let commands: [&[&str]; 4] = [
+        &["report", "--format", "json"],
+        &["report"],
+        &["brittleness", "--format", "json"],
+        &["tiers", "--format", "json"],
+    ];
+    let from_tables: Vec<String> = commands.iter().map(|c| with_env("off", c)).collect();
+    assert_eq!(parts(), 0, "`off` writes no snapshot");
+    // The first walk writes it, every later one reads it.
+    for round in 0..2 {
+        for (c, expected) in commands.iter().zip(&from_tables) {
+            assert!(&f.stdout(c) == expected, "{c:?} differs, round {round}");
+        }
+        assert_eq!(parts(), 1);
+    }
+    // A change behind the store's back (it bumps no generation) shows in the tiers (counted
+    // from the brief walk alone) only once the snapshot is rebuilt: proof that the default
+    // walk read the snapshot.
+    db.execute(
+        "UPDATE cases SET status = 'pass' WHERE model = 'candidate' AND status = 'fail'",
+        [],
+    )
+    .unwrap();
+    let tiers = commands[3];
+    assert!(f.stdout(tiers) == from_tables[3]);
+    let rebuilt = with_env("rebuild", tiers);
+    assert!(rebuilt != from_tables[3]);
+    assert!(f.stdout(tiers) == rebuilt);
+    assert!(with_env("off", tiers) == rebuilt);
+    // A value it does not know.
+    let out = Command::cargo_bin("cliffprobe")
+        .unwrap()
+        .current_dir(f.path())
+        .env(ENV, "maybe")
+        .args(["tiers"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CLIFFPROBE_BRIEF_SNAPSHOT=maybe: expected `on`, `off` or `rebuild`"),
+        "{err}"
+    );
+}

@@ -223,9 +223,10 @@ pub(super) fn walk(
     run: &str,
     tx: &SyncSender<Result<Vec<BriefRow>>>,
 ) -> Result<()> {
+    let mode = SnapshotMode::from_env()?;
     // One read transaction for the generation and the rows, so that they agree.
     conn.execute_batch("BEGIN")?;
-    let walked = walk_in_read(conn, run, &mut Batcher::new(tx));
+    let walked = walk_in_read(conn, run, mode, &mut Batcher::new(tx));
     let ended = conn.execute_batch("COMMIT");
     let fresh = walked?;
     ended?;
@@ -242,6 +243,7 @@ pub(super) fn walk(
 fn walk_in_read(
     conn: &Connection,
     run: &str,
+    mode: SnapshotMode,
     out: &mut Batcher<'_>,
 ) -> Result<Option<(i64, Vec<Vec<u8>>)>> {
     let state: Option<(i64, String)> = {
@@ -253,11 +255,14 @@ fn walk_in_read(
         }
     };
     if let Some((generation, _)) = &state
+        && mode == SnapshotMode::On
         && from_snapshot(conn, run, *generation, out)?
     {
         return Ok(None);
     }
-    let snapshot = state.filter(|(_, status)| status != super::RunStatus::Running.as_str());
+    let snapshot = state.filter(|(_, status)| {
+        mode != SnapshotMode::Off && status != super::RunStatus::Running.as_str()
+    });
     let mut encoder = snapshot.as_ref().map(|_| Encoder::new());
     let complete = from_tables(conn, run, out, encoder.as_mut())?;
     Ok(match (snapshot, encoder) {
@@ -280,6 +285,35 @@ fn status_from_bytes(b: &[u8]) -> Result<CaseStatus> {
         b"ungraded" => CaseStatus::Ungraded,
         other => parse_status(&String::from_utf8_lossy(other))?,
     })
+}
+
+/// What a walk does with snapshots, from the environment variable [`SNAPSHOT_ENV`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotMode {
+    /// Unset or `on`: read a current snapshot, write one when there is none.
+    On,
+    /// `off`: walk the tables, write nothing.
+    Off,
+    /// `rebuild`: walk the tables and write the snapshot again (for a snapshot suspected
+    /// damaged, and for benchmarks of the first walk after a sweep).
+    Rebuild,
+}
+
+/// The environment variable that sets what walks do with snapshots: `on` (the default),
+/// `off` or `rebuild`.
+pub const SNAPSHOT_ENV: &str = "CLIFFPROBE_BRIEF_SNAPSHOT";
+
+impl SnapshotMode {
+    fn from_env() -> Result<SnapshotMode> {
+        match std::env::var(SNAPSHOT_ENV).as_deref() {
+            Err(_) | Ok("" | "on") => Ok(SnapshotMode::On),
+            Ok("off") => Ok(SnapshotMode::Off),
+            Ok("rebuild") => Ok(SnapshotMode::Rebuild),
+            Ok(other) => Err(Error::Other(format!(
+                "{SNAPSHOT_ENV}={other}: expected `on`, `off` or `rebuild`"
+            ))),
+        }
+    }
 }
 
 /// Hands rows over in batches of [`BRIEF_BATCH`].
@@ -328,9 +362,8 @@ fn from_snapshot(
     let mut next_part = 0i64;
     let damaged = |what: &str| {
         Error::Other(format!(
-            "store: the brief snapshot of run `{run}` is damaged ({what}); delete it \
-             (sqlite3 STORE \"DELETE FROM run_briefs WHERE run_id = '{run}'\") and the next \
-             walk rebuilds it from the cases"
+            "store: the brief snapshot of run `{run}` is damaged ({what}); run the command \
+             again with {SNAPSHOT_ENV}=rebuild to rebuild it from the cases"
         ))
     };
     while let Some(row) = rows.next()? {
