@@ -77,10 +77,34 @@ pub(super) struct BriefVariant {
     pub(super) axes: SharedAxes,
 }
 
+/// A variant as the variants thread of [`from_tables`] hands it over: usable, or its id and
+/// what is wrong with it (an error only once a case of the run needs it).
+enum Loaded {
+    Usable(Arc<BriefVariant>),
+    Unusable(String, Unusable),
+}
+
+impl Loaded {
+    fn id(&self) -> &[u8] {
+        match self {
+            Loaded::Usable(v) => v.id.as_bytes(),
+            Loaded::Unusable(id, _) => id.as_bytes(),
+        }
+    }
+}
+
+/// Variants the variants thread hands over at a time.
+const VARIANT_BATCH: usize = 1024;
+
 /// A walk from the tables: the run's cases from the covering index `cases_brief`, merged with
 /// the variants in id order (no join per case, no sort), sent in batches and, with `encoder`,
 /// encoded for the snapshot as they go. Returns false when the receiver went away before the
 /// end (then the walk is incomplete and must not become a snapshot).
+///
+/// The variants (every one in the store, with its probe version and axes) are read and built
+/// on a thread of their own, through a connection of their own, while this one steps through
+/// the cases: the two scans cost about the same. That connection's read begins after this
+/// one's, so it sees every variant this one's cases refer to (variants are only ever added).
 fn from_tables(
     conn: &Connection,
     run: &str,
@@ -91,6 +115,106 @@ fn from_tables(
         "SELECT c.variant_id, c.model, c.sample, c.status FROM cases c \
          WHERE c.run_id = ?1 ORDER BY c.variant_id, c.model, c.sample",
     )?;
+    let path = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| Error::Other("store: a brief walk needs a store file".to_string()))?;
+    let mut rows = cases.query([run])?;
+    let (vtx, vrx) = std::sync::mpsc::sync_channel::<Result<Vec<Loaded>>>(4);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let read = super::connect(&path).and_then(|c| read_variants(&c, &vtx));
+            if let Err(e) = read {
+                let _ = vtx.send(Err(e));
+            }
+        });
+        // Dropped when this closure returns, early or not, so the variants thread stops.
+        let vrx = vrx;
+        let mut pending = Vec::new().into_iter();
+        let mut next_variant = || -> Result<Option<Loaded>> {
+            loop {
+                if let Some(v) = pending.next() {
+                    return Ok(Some(v));
+                }
+                match vrx.recv() {
+                    Ok(batch) => pending = batch?.into_iter(),
+                    Err(_) => return Ok(None),
+                }
+            }
+        };
+        let mut models: Vec<Arc<str>> = Vec::new();
+        // The last variant read. Ids are compared as bytes, in the same order as SQLite's
+        // (BINARY collation): the per-case columns are never checked as UTF-8, only the
+        // strings that are kept.
+        let mut current: Option<Loaded> = None;
+        let mut variants_done = false;
+        while let Some(row) = rows.next()? {
+            let variant_id = bytes(row, 0)?;
+            let model = bytes(row, 1)?;
+            let sample = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
+            let status = status_from_bytes(bytes(row, 3)?)?;
+            // Advance the variants (in id order, like the cases) up to this case's variant.
+            while !variants_done && current.as_ref().is_none_or(|c| c.id() < variant_id) {
+                match next_variant()? {
+                    Some(v) => current = Some(v),
+                    None => variants_done = true,
+                }
+            }
+            let missing = |what: &str| {
+                Error::Other(format!(
+                    "store: case ({}, {}, sample {sample}) of run `{run}` refers to {what} \
+                     missing from the store",
+                    String::from_utf8_lossy(model),
+                    String::from_utf8_lossy(variant_id),
+                ))
+            };
+            let variant = match &current {
+                Some(c) if c.id() == variant_id => match c {
+                    Loaded::Usable(v) => v.clone(),
+                    Loaded::Unusable(_, Unusable::UnknownTier(message)) => {
+                        return Err(Error::Other(message.clone()));
+                    }
+                    Loaded::Unusable(_, Unusable::NoProbeVersion) => {
+                        return Err(missing("a probe version"));
+                    }
+                },
+                _ => return Err(missing("a variant")),
+            };
+            let model = match models.iter().find(|m| m.as_bytes() == model) {
+                Some(m) => m.clone(),
+                None => {
+                    let name = std::str::from_utf8(model).map_err(|_| {
+                        Error::Other(format!("store: a model name of run `{run}` is not UTF-8"))
+                    })?;
+                    models.push(Arc::from(name));
+                    models.last().expect("just pushed").clone()
+                }
+            };
+            let row = BriefRow {
+                variant,
+                model,
+                sample,
+                status,
+            };
+            if let Some(e) = encoder.as_deref_mut() {
+                e.push(&row);
+            }
+            if !out.push(row) {
+                return Ok(false);
+            }
+        }
+        Ok(out.flush())
+    })
+}
+
+/// The variants thread of [`from_tables`]: every variant of the store in id order, with its
+/// probe version's class and tier and its parsed axes, sent in batches. Stops quietly when
+/// the receiver is gone.
+fn read_variants(
+    conn: &Connection,
+    tx: &std::sync::mpsc::SyncSender<Result<Vec<Loaded>>>,
+) -> Result<()> {
     // The probe versions (hundreds) are read first and looked up per variant in memory: a
     // join would search the probes index once per variant. Probe id → digest → (id, class,
     // tier), with the strings shared by the version's variants and the tier parsed once (an
@@ -114,104 +238,50 @@ fn from_tables(
                 .insert(text(r, 1)?.to_string(), version);
         }
     }
+    // Distinct axes maps (a few thousand at most): each parsed once and shared.
+    let mut axes_seen: HashMap<String, SharedAxes> = HashMap::new();
     let mut variants = conn
         .prepare("SELECT id, probe_id, probe_digest, canonical, axes FROM variants ORDER BY id")?;
-    // Distinct axes maps (a few thousand at most) and models: each parsed or copied once and
-    // shared.
-    let mut axes_seen: HashMap<String, SharedAxes> = HashMap::new();
-    let mut models: Vec<Arc<str>> = Vec::new();
-    // The last variant row read (its id, and the variant or what was wrong with it). Ids are
-    // compared as bytes, in the same order as SQLite's (BINARY collation): the per-case
-    // columns are never checked as UTF-8, only the strings that are kept.
-    let mut current_id: Vec<u8> = Vec::new();
-    let mut current: Option<std::result::Result<Arc<BriefVariant>, Unusable>> = None;
-    let mut variants_done = false;
     let mut vrows = variants.query([])?;
-    let mut rows = cases.query([run])?;
-    while let Some(row) = rows.next()? {
-        let variant_id = bytes(row, 0)?;
-        let model = bytes(row, 1)?;
-        let sample = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
-        let status = status_from_bytes(bytes(row, 3)?)?;
-        // Advance the variants (in id order, like the cases) up to this case's variant.
-        while !variants_done && (current.is_none() || current_id.as_slice() < variant_id) {
-            match vrows.next()? {
-                Some(vr) => {
-                    let id = text(vr, 0)?;
-                    let probe_id = text(vr, 1)?;
-                    let digest = text(vr, 2)?;
-                    let version = probes.get(probe_id).and_then(|d| d.get(digest));
-                    let loaded = match version {
-                        Some(Ok((probe_id, capability, tier))) => {
-                            let axes_text = text(vr, 4)?;
-                            let axes = match axes_seen.get(axes_text) {
-                                Some(a) => a.clone(),
-                                None => {
-                                    let parsed: SharedAxes =
-                                        Arc::new(from_json(axes_text, "variant axes")?);
-                                    axes_seen.insert(axes_text.to_string(), parsed.clone());
-                                    parsed
-                                }
-                            };
-                            Ok(Arc::new(BriefVariant {
-                                id: id.to_string(),
-                                probe_id: probe_id.clone(),
-                                capability: capability.clone(),
-                                tier: *tier,
-                                canonical: vr.get(3)?,
-                                axes,
-                            }))
-                        }
-                        Some(Err(e)) => Err(e.clone()),
-                        None => Err(Unusable::NoProbeVersion),
-                    };
-                    current_id.clear();
-                    current_id.extend_from_slice(id.as_bytes());
-                    current = Some(loaded);
-                }
-                None => variants_done = true,
+    let mut batch = Vec::with_capacity(VARIANT_BATCH);
+    while let Some(vr) = vrows.next()? {
+        let (id, probe_id, digest) = (text(vr, 0)?, text(vr, 1)?, text(vr, 2)?);
+        let version = probes.get(probe_id).and_then(|d| d.get(digest));
+        let loaded = match version {
+            Some(Ok((probe_id, capability, tier))) => {
+                let axes_text = text(vr, 4)?;
+                let axes = match axes_seen.get(axes_text) {
+                    Some(a) => a.clone(),
+                    None => {
+                        let parsed: SharedAxes = Arc::new(from_json(axes_text, "variant axes")?);
+                        axes_seen.insert(axes_text.to_string(), parsed.clone());
+                        parsed
+                    }
+                };
+                Loaded::Usable(Arc::new(BriefVariant {
+                    id: id.to_string(),
+                    probe_id: probe_id.clone(),
+                    capability: capability.clone(),
+                    tier: *tier,
+                    canonical: vr.get(3)?,
+                    axes,
+                }))
             }
-        }
-        let missing = |what: &str| {
-            Error::Other(format!(
-                "store: case ({}, {}, sample {sample}) of run `{run}` refers to {what} missing \
-                 from the store",
-                String::from_utf8_lossy(model),
-                String::from_utf8_lossy(variant_id),
-            ))
+            Some(Err(e)) => Loaded::Unusable(id.to_string(), e.clone()),
+            None => Loaded::Unusable(id.to_string(), Unusable::NoProbeVersion),
         };
-        let variant = match &current {
-            Some(loaded) if current_id.as_slice() == variant_id => match loaded {
-                Ok(v) => v.clone(),
-                Err(Unusable::UnknownTier(message)) => return Err(Error::Other(message.clone())),
-                Err(Unusable::NoProbeVersion) => return Err(missing("a probe version")),
-            },
-            _ => return Err(missing("a variant")),
-        };
-        let model = match models.iter().find(|m| m.as_bytes() == model) {
-            Some(m) => m.clone(),
-            None => {
-                let name = std::str::from_utf8(model).map_err(|_| {
-                    Error::Other(format!("store: a model name of run `{run}` is not UTF-8"))
-                })?;
-                models.push(Arc::from(name));
-                models.last().expect("just pushed").clone()
+        batch.push(loaded);
+        if batch.len() == VARIANT_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(VARIANT_BATCH));
+            if tx.send(Ok(full)).is_err() {
+                return Ok(());
             }
-        };
-        let row = BriefRow {
-            variant,
-            model,
-            sample,
-            status,
-        };
-        if let Some(e) = encoder.as_deref_mut() {
-            e.push(&row);
-        }
-        if !out.push(row) {
-            return Ok(false);
         }
     }
-    Ok(out.flush())
+    if !batch.is_empty() {
+        let _ = tx.send(Ok(batch));
+    }
+    Ok(())
 }
 
 /// The walk of [`Store::for_each_case_brief`](super::Store::for_each_case_brief), on its own
