@@ -235,29 +235,81 @@ fn floors(project: &Project, cli: &[String]) -> Result<Vec<Floor>> {
     Ok(v)
 }
 
+/// What a trend point needs of a run, kept as its run summary (see the store's `summary`
+/// module) so that a trend never walks an earlier run twice.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TrendTallies {
+    aggregate: crate::analysis::Tally,
+    hard: crate::analysis::Tally,
+}
+
+/// The run-summary kind of [`TrendTallies`]; a new layout takes a new kind.
+const TREND_SUMMARY: &str = "trend-point/1";
+
+impl TrendTallies {
+    fn of(r: &ModelResults) -> TrendTallies {
+        let b = Breakdown::of(r);
+        TrendTallies {
+            aggregate: b.aggregate,
+            hard: b.tier(Tier::Hard),
+        }
+    }
+
+    /// Keeps these tallies as the summary of `model` in `run` at `generation` (best effort).
+    fn save(&self, store: &Store, run: &str, model: &str, generation: Option<i64>) {
+        if let (Some(g), Ok(body)) = (generation, serde_json::to_string(self)) {
+            let _ = store.save_run_summary(run, model, TREND_SUMMARY, g, &body);
+        }
+    }
+}
+
+/// The trend points of `model` over `runs`: for the run being reported (`current`: its id,
+/// the generation it was walked at, its results) from its results; for any other run from its
+/// run summary, or from a walk that then leaves the summary.
 fn trend_points(
     store: &Store,
     runs: &[RunInfo],
     model: &str,
-    current: Option<(&str, &ModelResults)>,
+    current: Option<(&str, Option<i64>, &ModelResults)>,
 ) -> Result<Vec<TrendPoint>> {
     let mut points = Vec::new();
     for run in runs {
         if !run.models.iter().any(|m| m == model) {
             continue;
         }
-        let b = match current {
-            Some((id, r)) if id == run.id => Breakdown::of(r),
-            _ => match collect(store, &run.id, Some(model))?.shift_remove(model) {
-                Some(r) => Breakdown::of(&r),
-                None => continue,
-            },
+        let t = match current {
+            Some((id, generation, r)) if id == run.id => {
+                let t = TrendTallies::of(r);
+                if store.run_summary(id, model, TREND_SUMMARY)?.is_none() {
+                    t.save(store, id, model, generation);
+                }
+                t
+            }
+            _ => {
+                let kept = store
+                    .run_summary(&run.id, model, TREND_SUMMARY)?
+                    .and_then(|body| serde_json::from_str::<TrendTallies>(&body).ok());
+                match kept {
+                    Some(t) => t,
+                    None => {
+                        let generation = store.run_generation(&run.id)?;
+                        match collect(store, &run.id, Some(model))?.shift_remove(model) {
+                            Some(r) => {
+                                let t = TrendTallies::of(&r);
+                                t.save(store, &run.id, model, generation);
+                                t
+                            }
+                            None => continue,
+                        }
+                    }
+                }
+            }
         };
         points.push(TrendPoint::new(
             run.id.clone(),
             run.started_at.clone(),
-            b.aggregate,
-            b.tier(Tier::Hard),
+            t.aggregate,
+            t.hard,
         ));
     }
     Ok(points)
@@ -286,6 +338,8 @@ fn use_color(out: Option<&PathBuf>) -> bool {
 pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
     let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
+    // Before the walk: a summary saved from this walk must not outlive a write made during it.
+    let generation = store.run_generation(&run.id)?;
     // Only JUnit shows every failing variant's evidence; the other formats show it for the flips.
     let results = if a.format == Format::Junit {
         collect_with_evidence(&store, &run.id)?
@@ -426,7 +480,12 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
                 .map(|i| i + 1)
                 .unwrap_or(all_runs.len());
             let window = &all_runs[upto.saturating_sub(REPORT_TREND_RUNS)..upto];
-            let points = trend_points(&store, window, &focus, Some((&run.id, &results[&focus])))?;
+            let points = trend_points(
+                &store,
+                window,
+                &focus,
+                Some((&run.id, generation, &results[&focus])),
+            )?;
             let trend = Trend::new(focus, points, DEFAULT_WINDOW);
             let heatmaps: Vec<Heatmap> = order.iter().map(|m| Heatmap::of(&results[m])).collect();
             let mut results = results;

@@ -726,3 +726,93 @@ fn the_brief_snapshot_changes_no_output_and_the_environment_controls_it() {
         "{err}"
     );
 }
+
+/// A trend keeps each run's point as a run summary: the next trend reads it instead of walking
+/// the run, with the same output; a write through the store retires it.
+#[test]
+fn trend_points_are_kept_per_run_and_retired_when_a_run_changes() {
+    let f = Fixture::new();
+    let mut store = f.store();
+    for k in 0..3 {
+        let id = format!("r-{k}");
+        store
+            .begin_run(&run_info(
+                &id,
+                &format!("2026-03-0{}T00:00:00Z", k + 1),
+                &["prod"],
+            ))
+            .unwrap();
+        let mut b = Batch::new(&id);
+        b.probe("h", "hard class", Tier::Hard);
+        for i in 0..10 {
+            let v = format!("h{i}");
+            b.variant("h", &v, &[]);
+            let pass = i < 8 - 2 * k;
+            b.case(
+                "prod",
+                &v,
+                0,
+                if pass {
+                    CaseStatus::Pass
+                } else {
+                    CaseStatus::Fail
+                },
+                "x",
+            );
+        }
+        b.write(&mut store);
+    }
+    let db = rusqlite::Connection::open(f.path().join("store.db")).unwrap();
+    let kept = || -> i64 {
+        db.query_row("SELECT COUNT(*) FROM run_summaries", [], |r| r.get(0))
+            .unwrap()
+    };
+    let first = f.stdout(&["trend", "--format", "json"]);
+    assert_eq!(kept(), 3);
+    // Behind the store's back (no generation bump): the kept points still answer.
+    db.execute("UPDATE cases SET status = 'pass' WHERE run_id = 'r-0'", [])
+        .unwrap();
+    assert!(f.stdout(&["trend", "--format", "json"]) == first);
+    // Through the store: r-1's point is retired and walked again; the others stay.
+    store
+        .write_batch(&[WriteOp::Case(CaseRecord {
+            run_id: "r-1".into(),
+            model: "prod".into(),
+            variant_id: "h0".into(),
+            sample: 0,
+            status: CaseStatus::Fail,
+            output: "x".into(),
+            tool_calls: vec![],
+            checks: vec![],
+            latency_ms: 1,
+            input_tokens: 1,
+            output_tokens: 1,
+            cost_usd: None,
+            error: None,
+            cached: false,
+            attempts: 1,
+            finish_reason: None,
+            finished_at: "2026-03-02T00:00:01Z".into(),
+        })])
+        .unwrap();
+    let after = f.stdout(&["trend", "--format", "json"]);
+    let rate = |doc: &str, run: &str| -> f64 {
+        let v: serde_json::Value = serde_json::from_str(doc).unwrap();
+        v["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["run_id"] == run)
+            .unwrap()["aggregate"]["rate"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(rate(&first, "r-1"), 0.6);
+    assert_eq!(rate(&after, "r-1"), 0.5);
+    assert_eq!(rate(&after, "r-0"), rate(&first, "r-0"));
+    // The report of the latest run uses (and keeps) the same points.
+    let report = f.stdout(&["report", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(v["trend"]["points"].as_array().unwrap().len(), 3);
+    assert_eq!(kept(), 3);
+}

@@ -15,7 +15,7 @@ pub const TOO_FEW: u64 = 10;
 pub const TOO_FEW_TEXT: &str = "too few to say";
 
 /// Variant counts of one group for one model.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Tally {
     /// Variants that passed.
     pub passed: u64,

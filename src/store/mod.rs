@@ -31,6 +31,7 @@ mod brief;
 mod lock;
 mod records;
 mod schema;
+mod summary;
 
 pub use lock::{LockGuard, LockInfo};
 pub use records::{

@@ -144,9 +144,10 @@ CREATE TABLE cache_log (
 -- The `--axes` filter of a run (NULL: every axis varied), so a resume plans the same cases.
 ALTER TABLE runs ADD COLUMN axes TEXT;
 "#,
-    // 4: brief snapshots (the `brief` module). Every write that changes a run's cases bumps
-    // the run's `generation` in its transaction; a snapshot is used only while its tag equals
-    // it. The snapshot's bytes are split in parts of about a megabyte, read one at a time.
+    // 4: brief snapshots and run summaries (the `brief` and `summary` modules). Every write
+    // that changes a run's cases bumps the run's `generation` in its transaction; a snapshot
+    // or summary is used only while its tag equals it. A snapshot's bytes are split in parts
+    // of about a megabyte, read one at a time.
     r#"
 ALTER TABLE runs ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
 
@@ -156,6 +157,17 @@ CREATE TABLE run_briefs (
     part       BIGINT NOT NULL,
     body       BLOB NOT NULL,
     PRIMARY KEY (run_id, part)
+);
+
+-- Small per-run, per-model results the analyses keep so as not to walk a run again (a trend
+-- point per earlier run: the `summary` module), under the same generation rule.
+CREATE TABLE run_summaries (
+    run_id     TEXT NOT NULL,
+    model      TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (run_id, model, kind)
 );
 "#,
 ];

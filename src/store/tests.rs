@@ -1173,3 +1173,69 @@ fn a_snapshot_of_another_format_is_replaced_and_a_damaged_one_named() {
     );
     assert!(msg.contains("CLIFFPROBE_BRIEF_SNAPSHOT=rebuild"), "{msg}");
 }
+
+#[test]
+fn a_run_summary_is_read_only_at_the_generation_it_was_saved_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = seeded_store(dir.path());
+    assert_eq!(store.run_generation("nope").unwrap(), None);
+    let g = store.run_generation("r1").unwrap().unwrap();
+    assert!(
+        store
+            .save_run_summary("r1", "prod", "k", g, "{\"a\":1}")
+            .unwrap()
+    );
+    assert_eq!(
+        store.run_summary("r1", "prod", "k").unwrap().as_deref(),
+        Some("{\"a\":1}")
+    );
+    assert_eq!(store.run_summary("r1", "candidate", "k").unwrap(), None);
+    // Saved again: replaced.
+    assert!(
+        store
+            .save_run_summary("r1", "prod", "k", g, "{\"a\":2}")
+            .unwrap()
+    );
+    assert_eq!(
+        store.run_summary("r1", "prod", "k").unwrap().as_deref(),
+        Some("{\"a\":2}")
+    );
+    // The run changes: the summary is no longer read, and one computed before the change is
+    // not saved.
+    store
+        .write_batch(&[WriteOp::Case(case(
+            "r1",
+            "prod",
+            "v-hop",
+            0,
+            CaseStatus::Pass,
+        ))])
+        .unwrap();
+    assert_eq!(store.run_summary("r1", "prod", "k").unwrap(), None);
+    assert!(
+        !store
+            .save_run_summary("r1", "prod", "k", g, "{\"a\":3}")
+            .unwrap()
+    );
+    // Another writer holds the store: not saved, and not waited for.
+    let g = store.run_generation("r1").unwrap().unwrap();
+    let other = connect(store.path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        !store
+            .save_run_summary("r1", "prod", "k", g, "{\"a\":4}")
+            .unwrap()
+    );
+    assert!(started.elapsed() < BUSY_TIMEOUT / 2);
+    other.execute_batch("COMMIT").unwrap();
+    assert!(
+        store
+            .save_run_summary("r1", "prod", "k", g, "{\"a\":5}")
+            .unwrap()
+    );
+    assert_eq!(
+        store.run_summary("r1", "prod", "k").unwrap().as_deref(),
+        Some("{\"a\":5}")
+    );
+}
