@@ -301,18 +301,27 @@ pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittlen
     let mut groups: Vec<Group> = Vec::new();
     // model → probe → position in `groups` (looked up with borrowed keys: no allocation per case).
     let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
-    let mut last: Option<usize> = None;
+    // The same, by the addresses of the walk's shared model and probe-id strings: the walk
+    // alternates models and jumps between probes at every variant, and two integers hash for a
+    // fraction of two strings. Only an accelerator: a hit is checked against the group's names.
+    let mut by_address: HashMap<(usize, usize), usize> = HashMap::new();
     let mut changed = ChangedCache::default();
     store.for_each_case_brief(&run.id, |row| {
         if !filter.keeps(row) {
             return Ok(());
         }
-        let same =
-            last.filter(|&i| groups[i].model == row.model && groups[i].probe == row.probe_id);
+        let address = (row.model.as_ptr() as usize, row.probe_id.as_ptr() as usize);
+        let same = by_address
+            .get(&address)
+            .copied()
+            .filter(|&i| groups[i].model == row.model && groups[i].probe == row.probe_id);
         let gi = match same {
             Some(i) => i,
             None => match index.get(row.model).and_then(|m| m.get(row.probe_id)) {
-                Some(&i) => i,
+                Some(&i) => {
+                    by_address.insert(address, i);
+                    i
+                }
                 None => {
                     groups.push(Group {
                         model: row.model.to_string(),
@@ -326,11 +335,11 @@ pub fn analyze(store: &Store, run: &RunInfo, filter: &Filter) -> Result<Brittlen
                         .entry(row.model.to_string())
                         .or_default()
                         .insert(row.probe_id.to_string(), groups.len() - 1);
+                    by_address.insert(address, groups.len() - 1);
                     groups.len() - 1
                 }
             },
         };
-        last = Some(gi);
         let g = &mut groups[gi];
         // Within a group the variants come in id order, each one's samples together.
         if g.variants.last().is_none_or(|v| v.id != row.variant_id) {
