@@ -902,7 +902,13 @@ pub fn run(
     for t in crate::invariant::finalise(&mut store, &run.id, &invariant_probes)? {
         recount(&progress, &mut tiers, &t);
     }
-    let stored = store.case_count(&run.id)?;
+    // Counted by the walk that leaves the run's brief snapshot (see `Store::count_cases_
+    // leaving_snapshot`): the first analysis after the sweep then reads that.
+    // A walk that fails (a store damaged outside cliffprobe) leaves that to the analyses.
+    let stored = match store.count_cases_leaving_snapshot(&run.id) {
+        Ok(n) => n,
+        Err(_) => store.case_count(&run.id)?,
+    };
     let status = if stored >= planned && stopped.is_none() {
         RunStatus::Complete
     } else if stopped

@@ -79,6 +79,18 @@ fn openai_wire_format_all_pass() {
     assert_eq!(out.summary_count("gpt", "pass"), FORMAT_VARIANTS as u64);
     assert_eq!(out.summary_count("gpt", "error"), 0);
 
+    // The sweep leaves its run's brief snapshot, current: the first analysis reads it.
+    let db = rusqlite::Connection::open(p.store_path()).unwrap();
+    let current: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM run_briefs b JOIN runs r \
+             ON r.id = b.run_id AND r.generation = b.generation",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(current, 1);
+
     let rows = p.export(None);
     assert_eq!(rows.len(), FORMAT_VARIANTS);
     assert_eq!(count(&rows, "gpt", "pass"), FORMAT_VARIANTS, "{rows:#?}");

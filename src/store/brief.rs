@@ -291,12 +291,13 @@ fn read_variants(
 pub(super) fn walk(
     conn: &Connection,
     run: &str,
+    even_running: bool,
     tx: &SyncSender<Result<Vec<BriefRow>>>,
 ) -> Result<()> {
     let mode = SnapshotMode::from_env()?;
     // One read transaction for the generation and the rows, so that they agree.
     conn.execute_batch("BEGIN")?;
-    let walked = walk_in_read(conn, run, mode, &mut Batcher::new(tx));
+    let walked = walk_in_read(conn, run, mode, even_running, &mut Batcher::new(tx));
     let ended = conn.execute_batch("COMMIT");
     let fresh = walked?;
     ended?;
@@ -309,11 +310,13 @@ pub(super) fn walk(
 
 /// The walk inside its read transaction. Returns the snapshot to write: the run's generation
 /// and the encoded parts, when the run was walked from the tables completely and is not being
-/// swept (a live sweep changes it again at its next settle).
+/// swept (a live sweep changes it again at its next settle), unless `even_running` (the
+/// sweep's own last walk).
 fn walk_in_read(
     conn: &Connection,
     run: &str,
     mode: SnapshotMode,
+    even_running: bool,
     out: &mut Batcher<'_>,
 ) -> Result<Option<(i64, Vec<Vec<u8>>)>> {
     let state: Option<(i64, String)> = {
@@ -331,7 +334,7 @@ fn walk_in_read(
         return Ok(None);
     }
     let snapshot = state.filter(|(_, status)| {
-        mode != SnapshotMode::Off && status != super::RunStatus::Running.as_str()
+        mode != SnapshotMode::Off && (even_running || status != super::RunStatus::Running.as_str())
     });
     let mut encoder = snapshot.as_ref().map(|_| Encoder::new());
     let complete = from_tables(conn, run, out, encoder.as_mut())?;

@@ -1113,6 +1113,11 @@ fn a_run_being_swept_is_walked_from_the_tables_and_not_snapshotted() {
     let (store, _) = seeded_store(dir.path());
     assert_eq!(briefs(&store, "r1").len(), 6);
     assert_eq!(snapshot_parts(&store, "r1"), 0);
+    // Except by the sweep's own last walk, which counts the cases and leaves the snapshot.
+    assert_eq!(store.count_cases_leaving_snapshot("r1").unwrap(), 6);
+    assert_eq!(store.count_cases_leaving_snapshot("r1").unwrap(), 6);
+    assert_eq!(snapshot_parts(&store, "r1"), 1);
+    assert_eq!(store.count_cases_leaving_snapshot("nope").unwrap(), 0);
 }
 
 #[test]
