@@ -2,8 +2,8 @@
 # Report and brittleness over a big store: wall time and peak RSS of `cliffprobe report`
 # (text and JSON), `cliffprobe brittleness --format json`, both together, `cliffprobe tiers`
 # (text and JSON; the same walk as the report's measured-tiers section) and `cliffprobe trend`,
-# each as the first analysis after the sweep (which writes the run's brief snapshot) where it
-# matters, and as any later one (which reads it), on a run of CASES cases (default 1,000,000: two built-in mock models x 500,000 variant samples, filled
+# reading the run's brief snapshot (which the sweep leaves) and, for report and brittleness,
+# walking the tables instead (a run without a current snapshot), on a run of CASES cases (default 1,000,000: two built-in mock models x 500,000 variant samples, filled
 # offline with the mock provider, which answers differently per variant so every section of the
 # report has content: regressions, flips, brittle probes).
 #
@@ -55,13 +55,14 @@ measure() {
     "$label" "$CASES" "$T_WALL" "$(awk -v k="$T_RSS_KB" 'BEGIN{print k/1024}')" "$T_CPU" "$db_mb"
   rows+=("{\"what\": \"$label\", \"cases\": $CASES, \"wall_s\": $T_WALL, \"cpu_s\": $T_CPU, \"max_rss_kb\": $T_RSS_KB}")
 }
-# "first": the first analysis of the run after its sweep, which walks the tables and writes the
-# run's brief snapshot (forced with CLIFFPROBE_BRIEF_SNAPSHOT=rebuild, so a reused store
-# measures the same); every other row reads the snapshot, as every analysis after the first does.
-FIRST="CLIFFPROBE_BRIEF_SNAPSHOT=rebuild"
-measure report-json-first env "$FIRST" "$BIN" report --format json
-measure brittleness-json-first env "$FIRST" "$BIN" brittleness --format json
-measure report+brittleness-first sh -c "$FIRST '$BIN' report --format json >/dev/null && '$BIN' brittleness --format json"
+# The sweep leaves the run's brief snapshot, and every row but the "-tables" ones reads it, as
+# every analysis after a sweep does. "-tables": the first analysis of a run that has no current
+# snapshot (a store from before schema 4, a run changed since by something other than a sweep),
+# which walks the tables and writes it (forced with CLIFFPROBE_BRIEF_SNAPSHOT=rebuild).
+TABLES="CLIFFPROBE_BRIEF_SNAPSHOT=rebuild"
+measure report-json-tables env "$TABLES" "$BIN" report --format json
+measure brittleness-json-tables env "$TABLES" "$BIN" brittleness --format json
+measure report+brittleness-tables sh -c "$TABLES '$BIN' report --format json >/dev/null && '$BIN' brittleness --format json"
 measure report-text "$BIN" report
 measure report-json "$BIN" report --format json
 measure brittleness-json "$BIN" brittleness --format json

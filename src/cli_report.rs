@@ -247,8 +247,7 @@ struct TrendTallies {
 const TREND_SUMMARY: &str = "trend-point/1";
 
 impl TrendTallies {
-    fn of(r: &ModelResults) -> TrendTallies {
-        let b = Breakdown::of(r);
+    fn of(b: &Breakdown) -> TrendTallies {
         TrendTallies {
             aggregate: b.aggregate,
             hard: b.tier(Tier::Hard),
@@ -263,14 +262,31 @@ impl TrendTallies {
     }
 }
 
-/// The trend points of `model` over `runs`: for the run being reported (`current`: its id,
-/// the generation it was walked at, its results) from its results; for any other run from its
-/// run summary, or from a walk that then leaves the summary.
+/// Keeps the trend point of every model of the run being reported (`generation`: the run's,
+/// read before it was walked), unless already kept: a later trend or report then never walks
+/// this run for any of them.
+fn keep_trend_points(
+    store: &Store,
+    run: &str,
+    generation: Option<i64>,
+    breakdowns: &IndexMap<String, Breakdown>,
+) -> Result<()> {
+    for (model, b) in breakdowns {
+        if store.run_summary(run, model, TREND_SUMMARY)?.is_none() {
+            TrendTallies::of(b).save(store, run, model, generation);
+        }
+    }
+    Ok(())
+}
+
+/// The trend points of `model` over `runs`: for the run being reported (`current`: its id and
+/// the model's breakdown) from its results; for any other run from its run summary, or from a
+/// walk that then leaves the summary.
 fn trend_points(
     store: &Store,
     runs: &[RunInfo],
     model: &str,
-    current: Option<(&str, Option<i64>, &ModelResults)>,
+    current: Option<(&str, &Breakdown)>,
 ) -> Result<Vec<TrendPoint>> {
     let mut points = Vec::new();
     for run in runs {
@@ -278,13 +294,7 @@ fn trend_points(
             continue;
         }
         let t = match current {
-            Some((id, generation, r)) if id == run.id => {
-                let t = TrendTallies::of(r);
-                if store.run_summary(id, model, TREND_SUMMARY)?.is_none() {
-                    t.save(store, id, model, generation);
-                }
-                t
-            }
+            Some((id, b)) if id == run.id => TrendTallies::of(b),
             _ => {
                 let kept = store
                     .run_summary(&run.id, model, TREND_SUMMARY)?
@@ -295,7 +305,7 @@ fn trend_points(
                         let generation = store.run_generation(&run.id)?;
                         match collect(store, &run.id, Some(model))?.shift_remove(model) {
                             Some(r) => {
-                                let t = TrendTallies::of(&r);
+                                let t = TrendTallies::of(&Breakdown::of(&r));
                                 t.save(store, &run.id, model, generation);
                                 t
                             }
@@ -480,12 +490,9 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
                 .map(|i| i + 1)
                 .unwrap_or(all_runs.len());
             let window = &all_runs[upto.saturating_sub(REPORT_TREND_RUNS)..upto];
-            let points = trend_points(
-                &store,
-                window,
-                &focus,
-                Some((&run.id, generation, &results[&focus])),
-            )?;
+            keep_trend_points(&store, &run.id, generation, &breakdowns)?;
+            let points =
+                trend_points(&store, window, &focus, Some((&run.id, &breakdowns[&focus])))?;
             let trend = Trend::new(focus, points, DEFAULT_WINDOW);
             let heatmaps: Vec<Heatmap> = order.iter().map(|m| Heatmap::of(&results[m])).collect();
             let mut results = results;

@@ -690,6 +690,11 @@ fn the_brief_snapshot_changes_no_output_and_the_environment_controls_it() {
     ];
     let from_tables: Vec<String> = commands.iter().map(|c| with_env("off", c)).collect();
     assert_eq!(parts(), 0, "`off` writes no snapshot");
+    // The report kept both models' trend points (run summaries are not snapshots).
+    let summaries: i64 = db
+        .query_row("SELECT COUNT(*) FROM run_summaries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(summaries, 2);
     // The first walk writes it, every later one reads it.
     for round in 0..2 {
         for (c, expected) in commands.iter().zip(&from_tables) {
