@@ -597,21 +597,26 @@ fn baseline_run_and_baseline_model() {
     f.cmd(&["report", "--baseline", "nope"]).code(2);
 }
 
+/// Run `r-K` of model `prod`, begun on 2026-03-0(K+1): a batch for its rows.
+fn begin_prod_run(store: &Store, k: usize) -> Batch {
+    let id = format!("r-{k}");
+    store
+        .begin_run(&run_info(
+            &id,
+            &format!("2026-03-0{}T00:00:00Z", k + 1),
+            &["prod"],
+        ))
+        .unwrap();
+    Batch::new(&id)
+}
+
 #[test]
 fn trend_warns_when_the_gap_widens() {
     let f = Fixture::new();
     let mut store = f.store();
     // Aggregate rises while the hard tier falls, three runs in a row.
     for (k, (easy_pass, hard_pass)) in [(14, 10), (16, 9), (18, 8), (19, 6)].iter().enumerate() {
-        let id = format!("r-{k}");
-        store
-            .begin_run(&run_info(
-                &id,
-                &format!("2026-03-0{}T00:00:00Z", k + 1),
-                &["prod"],
-            ))
-            .unwrap();
-        let mut b = Batch::new(&id);
+        let mut b = begin_prod_run(&store, k);
         b.probe("e", "easy class", Tier::Easy);
         b.probe("h", "hard class", Tier::Hard);
         for i in 0..20 {
@@ -739,15 +744,7 @@ fn trend_points_are_kept_per_run_and_retired_when_a_run_changes() {
     let f = Fixture::new();
     let mut store = f.store();
     for k in 0..3 {
-        let id = format!("r-{k}");
-        store
-            .begin_run(&run_info(
-                &id,
-                &format!("2026-03-0{}T00:00:00Z", k + 1),
-                &["prod"],
-            ))
-            .unwrap();
-        let mut b = Batch::new(&id);
+        let mut b = begin_prod_run(&store, k);
         b.probe("h", "hard class", Tier::Hard);
         for i in 0..10 {
             let v = format!("h{i}");

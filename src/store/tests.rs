@@ -988,6 +988,13 @@ fn snapshot_parts(store: &Store, run: &str) -> i64 {
         .unwrap()
 }
 
+/// Writes sample 0 of `variant` by `model` in run `r1` again, directly, with `status`.
+fn rewrite_case(store: &mut Store, model: &str, variant: &str, status: CaseStatus) {
+    store
+        .write_batch(&[WriteOp::Case(case("r1", model, variant, 0, status))])
+        .unwrap();
+}
+
 /// `seeded_store`, with run `r1` finished.
 fn finished_store(dir: &Path) -> Store {
     let (store, _) = seeded_store(dir);
@@ -1034,22 +1041,20 @@ fn every_store_write_that_changes_a_runs_cases_retires_its_snapshot() {
     };
     walk(&store);
     // A direct write replacing a case.
-    store
-        .write_batch(&[WriteOp::Case(case(
-            "r1",
-            "prod",
-            "v-hop",
-            0,
-            CaseStatus::Pass,
-        ))])
-        .unwrap();
-    let after_write = walk(&store);
-    assert!(
-        after_write
-            .iter()
-            .any(|r| r.0 == "v-hop" && r.1 == "prod" && r.3 == CaseStatus::Pass)
-    );
-    assert_eq!(after_write, briefs_from_tables(&store, "r1"));
+    rewrite_case(&mut store, "prod", "v-hop", CaseStatus::Pass);
+    // What the walk gives after a change: the changed case as written, and the same rows as
+    // the walk from the tables.
+    let walk_sees = |s: &Store, variant: &str, model: &str, status: CaseStatus| {
+        let got = walk(s);
+        assert!(
+            got.iter()
+                .any(|r| r.0 == variant && r.1 == model && r.3 == status),
+            "{variant} {model} {status:?}"
+        );
+        assert_eq!(got, briefs_from_tables(s, "r1"));
+        got
+    };
+    walk_sees(&store, "v-hop", "prod", CaseStatus::Pass);
     // A regrade.
     store
         .regrade_cases(&[Regrade {
@@ -1061,13 +1066,7 @@ fn every_store_write_that_changes_a_runs_cases_retires_its_snapshot() {
             checks: Vec::new(),
         }])
         .unwrap();
-    let after_regrade = walk(&store);
-    assert!(
-        after_regrade
-            .iter()
-            .any(|r| r.0 == "v-xml" && r.1 == "candidate" && r.3 == CaseStatus::Fail)
-    );
-    assert_eq!(after_regrade, briefs_from_tables(&store, "r1"));
+    let after_regrade = walk_sees(&store, "v-xml", "candidate", CaseStatus::Fail);
     // A staged case: not seen until settled, then seen.
     store
         .stage_batch(&[WriteOp::Case(case(
@@ -1207,15 +1206,7 @@ fn a_run_summary_is_read_only_at_the_generation_it_was_saved_for() {
     );
     // The run changes: the summary is no longer read, and one computed before the change is
     // not saved.
-    store
-        .write_batch(&[WriteOp::Case(case(
-            "r1",
-            "prod",
-            "v-hop",
-            0,
-            CaseStatus::Pass,
-        ))])
-        .unwrap();
+    rewrite_case(&mut store, "prod", "v-hop", CaseStatus::Pass);
     assert_eq!(store.run_summary("r1", "prod", "k").unwrap(), None);
     assert!(
         !store
