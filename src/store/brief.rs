@@ -4,9 +4,11 @@
 //! A brief walk reads a run's cases from the covering index `cases_brief`, merged with the
 //! variants in id order. On a million-case run that is most of a second of SQLite stepping,
 //! and every analysis pays it: the report, brittleness, tiers and the trend (once per earlier
-//! run). So the first complete walk of a run also writes what it walked to `run_briefs`
-//! (migration 4), in the compact form below (about 15 bytes a case), and later walks decode
-//! that instead of stepping through the index: several times faster, same rows, same order.
+//! run). So the walk that ends a sweep (`Store::count_cases_leaving_snapshot`), and the first
+//! complete walk of a finished run that has no current snapshot, also write what they walked
+//! to `run_briefs` (migration 4), in the compact form below (about 15 bytes a case on the
+//! bench run), and later walks decode that instead of stepping through the index: several
+//! times faster, same rows, same order.
 //!
 //! # Staleness
 //! A snapshot is tagged with the run's `generation`, which every write that changes a run's
