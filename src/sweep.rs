@@ -902,8 +902,8 @@ pub fn run(
     for t in crate::invariant::finalise(&mut store, &run.id, &invariant_probes)? {
         recount(&progress, &mut tiers, &t);
     }
-    // Counted by the walk that leaves the run's brief snapshot (see `Store::count_cases_
-    // leaving_snapshot`): the first analysis after the sweep then reads that.
+    // Counted by the walk that leaves the run's brief snapshot
+    // (`Store::count_cases_leaving_snapshot`): the first analysis after the sweep reads that.
     // A walk that fails (a store damaged outside cliffprobe) leaves that to the analyses.
     let stored = match store.count_cases_leaving_snapshot(&run.id) {
         Ok(n) => n,

@@ -37,7 +37,7 @@ use super::{Error, Result, SharedAxes, from_json, parse_status, text};
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
 use foldhash::{HashMap, HashMapExt};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
@@ -476,31 +476,17 @@ fn from_snapshot(
 
 /// Writes the snapshot of `run` at `generation`, replacing any other, unless the run changed
 /// since it was walked. Never waits for another writer.
-fn save(conn: &Connection, run: &str, generation: i64, parts: &[Vec<u8>]) -> Result<()> {
-    conn.busy_timeout(std::time::Duration::ZERO)?;
-    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let now: Option<i64> = {
-        let mut stmt = tx.prepare("SELECT generation FROM runs WHERE id = ?1")?;
-        let mut rows = stmt.query([run])?;
-        match rows.next()? {
-            Some(r) => Some(r.get(0)?),
-            None => None,
-        }
-    };
-    if now != Some(generation) {
-        return Ok(());
-    }
-    tx.execute("DELETE FROM run_briefs WHERE run_id = ?1", [run])?;
-    {
+fn save(conn: &Connection, run: &str, generation: i64, parts: &[Vec<u8>]) -> Result<bool> {
+    super::write_if_current(conn, run, generation, |tx| {
+        tx.execute("DELETE FROM run_briefs WHERE run_id = ?1", [run])?;
         let mut insert = tx.prepare(
             "INSERT INTO run_briefs (run_id, generation, part, body) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for (i, body) in parts.iter().enumerate() {
             insert.execute(params![run, generation, i as i64, body])?;
         }
-    }
-    tx.commit()?;
-    Ok(())
+        Ok(())
+    })
 }
 
 // Record tags of the snapshot format.

@@ -454,9 +454,7 @@ impl Store {
                     }
                 }
             }
-            for run in changed {
-                tx.prepare_cached(BUMP_GENERATION)?.execute([run])?;
-            }
+            bump_generations(&tx, &changed)?;
         }
         tx.commit().map_err(|e| {
             if is_foreign_key_error(&e) {
@@ -541,9 +539,7 @@ impl Store {
                     changed.push(&u.run_id);
                 }
             }
-            for run in changed {
-                tx.prepare_cached(BUMP_GENERATION)?.execute([run])?;
-            }
+            bump_generations(&tx, &changed)?;
         }
         tx.commit()?;
         Ok(n)
@@ -584,8 +580,9 @@ impl Store {
     /// pass over the variants in id order, so no join per case and no sort happen. Each
     /// distinct axes map is parsed once and shared.
     ///
-    /// The first complete walk of a run that is not being swept also writes the run's *brief
-    /// snapshot* (a compact copy of exactly these rows, tagged with the run's generation);
+    /// The first complete walk of a run that is not being swept (and the sweep's own last one,
+    /// [`Store::count_cases_leaving_snapshot`]) also writes the run's *brief snapshot* (a
+    /// compact copy of exactly these rows, tagged with the run's generation);
     /// later walks read it instead of the index, several times faster, for as long as no case
     /// of the run is written, settled or regraded. See the `brief` module.
     ///
@@ -846,9 +843,49 @@ const DIRECT: WriteSql = WriteSql {
     changes_cases: true,
 };
 
-/// Marks a run's cases as changed, so that its brief snapshot is no longer used (the `brief`
-/// module). Every statement that changes `cases` runs it, in the same transaction.
-const BUMP_GENERATION: &str = "UPDATE runs SET generation = generation + 1 WHERE id = ?1";
+/// Marks each of `runs` as having changed cases, so that their brief snapshots and run
+/// summaries are no longer used (the `brief` and `summary` modules). Every write that changes
+/// `cases` calls it (or, for a settle, runs the same update), in its own transaction.
+fn bump_generations(tx: &Connection, runs: &[&str]) -> Result<()> {
+    for run in runs {
+        tx.prepare_cached("UPDATE runs SET generation = generation + 1 WHERE id = ?1")?
+            .execute([run])?;
+    }
+    Ok(())
+}
+
+/// The generation of `run` as `conn` sees it, or `None` when the run is not in the store.
+fn generation_of(conn: &Connection, run: &str) -> Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached("SELECT generation FROM runs WHERE id = ?1")?
+        .query_row([run], |r| r.get(0))
+        .optional()?)
+}
+
+/// Runs `write` in an `IMMEDIATE` transaction on `conn` and commits it, if `run` is still at
+/// `generation` (what was written comes from the run as it was then); returns whether it did.
+/// Never waits for another writer: a busy store is an error at once. How brief snapshots and
+/// run summaries are saved, best effort.
+fn write_if_current(
+    conn: &Connection,
+    run: &str,
+    generation: i64,
+    write: impl FnOnce(&Connection) -> Result<()>,
+) -> Result<bool> {
+    conn.busy_timeout(Duration::ZERO)?;
+    let written = (|| -> Result<bool> {
+        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        if generation_of(&tx, run)? != Some(generation) {
+            return Ok(false);
+        }
+        write(&tx)?;
+        tx.commit()?;
+        Ok(true)
+    })();
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    written
+}
 
 const STAGED: WriteSql = WriteSql {
     variant: "INSERT INTO variant_log (id, probe_id, probe_digest, canonical, axes) \

@@ -9,22 +9,18 @@
 //! the brief snapshots (the `brief` module). The store keeps the body as the caller's text
 //! and does not read it; saving is best effort and never waits for another writer.
 
-use super::{Result, Store};
-use rusqlite::{OptionalExtension, TransactionBehavior};
+use super::{Result, Store, generation_of, write_if_current};
 
 impl Store {
     /// The run's generation (bumped by every write that changes its cases), or `None` when
     /// the run is not in the store. Read it before walking a run whose summary is then saved.
     pub fn run_generation(&self, run: &str) -> Result<Option<i64>> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT generation FROM runs WHERE id = ?1")?
-            .query_row([run], |r| r.get(0))
-            .optional()?)
+        generation_of(&self.conn, run)
     }
 
     /// The summary `kind` of `model` in `run`, if one was saved at the run's current generation.
     pub fn run_summary(&self, run: &str, model: &str, kind: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
         Ok(self
             .conn
             .prepare_cached(
@@ -48,23 +44,15 @@ impl Store {
         generation: i64,
         body: &str,
     ) -> Result<bool> {
-        self.conn.busy_timeout(std::time::Duration::ZERO)?;
-        let saved = (|| -> Result<bool> {
-            let tx =
-                rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-            if self.run_generation(run)? != Some(generation) {
-                return Ok(false);
-            }
+        let saved = write_if_current(&self.conn, run, generation, |tx| {
             tx.execute(
                 "INSERT INTO run_summaries (run_id, model, kind, generation, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (run_id, model, kind) DO UPDATE SET \
                  generation = excluded.generation, body = excluded.body",
                 rusqlite::params![run, model, kind, generation, body],
             )?;
-            tx.commit()?;
-            Ok(true)
-        })();
-        self.conn.busy_timeout(super::BUSY_TIMEOUT)?;
+            Ok(())
+        });
         Ok(saved.unwrap_or(false))
     }
 }
