@@ -3,7 +3,9 @@
 //! Everything the sweep learns ends up here, and the analysis, the report and the export read
 //! it back from here and from nowhere else. The store owns the schema and its migrations, the
 //! no-double-count rule (a case is keyed by run, model, variant and sample, and writing it again
-//! replaces it), the response cache and the sweep lock.
+//! replaces it), the response cache and the sweep lock. It also keeps what spares the analyses
+//! a second reading of a run, each valid only while the run's `generation` is unchanged: the
+//! run's brief snapshot (the `brief` module) and run summaries (the `summary` module).
 //!
 //! The default store is an embedded SQLite file (`.cliffprobe/cliffprobe.db`, see
 //! [`DEFAULT_PATH`]) in WAL mode: one writer and any number of readers at once. The public API
