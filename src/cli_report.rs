@@ -90,7 +90,7 @@ pub struct TrendArgs {
 }
 
 /// The variant results of `run` (of model `only`, if given), counted from a brief walk: without
-/// evidence, which [`fill_evidence`] fetches for the variants a report lists.
+/// evidence, which [`EvidenceQueue`] fetches for the variants a report lists.
 fn collect(store: &Store, run: &str, only: Option<&str>) -> Result<IndexMap<String, ModelResults>> {
     let mut c = Collector::new();
     store.for_each_case_brief(run, |row| {
@@ -113,29 +113,96 @@ fn collect_with_evidence(store: &Store, run: &str) -> Result<IndexMap<String, Mo
     Ok(c.finish())
 }
 
-/// Fetches the evidence of the variants the comparisons list (the flips), sample by sample in
-/// sample order, exactly as a full walk would have picked it.
+/// The flips whose evidence a report still has to read, in chunks that threads take in turn,
+/// each through a store connection of its own ([`EvidenceQueue::work`]).
 ///
-/// The lookups go in variant-id order: the store keeps a run's cases in key order, so sorted
-/// lookups read its pages in order instead of at random (a big run lists ~10⁵ flips).
-fn fill_evidence(store: Store, comparisons: &mut [Comparison]) -> Result<()> {
-    for c in comparisons {
-        let (run, model) = (c.candidate.run_id.clone(), c.candidate.model.clone());
-        let mut wanted: Vec<&mut crate::analysis::variant::VariantResult> = c
-            .fixed
-            .iter_mut()
-            .chain(c.regressed.iter_mut())
-            .map(|f| &mut f.variant)
-            .filter(|v| v.evidence.is_none() && v.has_evidence_samples())
-            .collect();
-        wanted.sort_unstable_by(|a, b| a.variant_id.cmp(&b.variant_id));
-        for v in wanted {
-            for case in store.variant_cases(&run, &model, &v.variant_id)? {
-                v.take_evidence(&case);
+/// The evidence is read after the brief walk, by primary key, sample by sample in sample order:
+/// exactly what a full walk would have picked. The lookups go in variant-id order, and a chunk
+/// is a run of consecutive ids, so each connection still reads the run's pages (kept in key
+/// order) forwards instead of at random: a big run lists ~10⁵ flips.
+struct EvidenceQueue<'a> {
+    chunks: std::sync::Mutex<std::vec::IntoIter<EvidenceChunk<'a>>>,
+}
+
+/// Consecutive flips (by variant id) of one comparison's candidate.
+struct EvidenceChunk<'a> {
+    run: String,
+    model: String,
+    variants: Vec<&'a mut crate::analysis::variant::VariantResult>,
+}
+
+impl<'a> EvidenceQueue<'a> {
+    /// Flips per chunk: small enough for two threads to finish together, big enough for the
+    /// lock to cost nothing.
+    const CHUNK: usize = 256;
+
+    /// The flips of `comparisons` that have evidence to read and none yet.
+    fn new(comparisons: &'a mut [Comparison]) -> EvidenceQueue<'a> {
+        let mut chunks = Vec::new();
+        for c in comparisons {
+            let mut wanted: Vec<&mut crate::analysis::variant::VariantResult> = c
+                .fixed
+                .iter_mut()
+                .chain(c.regressed.iter_mut())
+                .map(|f| &mut f.variant)
+                .filter(|v| v.evidence.is_none() && v.has_evidence_samples())
+                .collect();
+            wanted.sort_unstable_by(|a, b| a.variant_id.cmp(&b.variant_id));
+            let mut wanted = wanted.into_iter().peekable();
+            while wanted.peek().is_some() {
+                chunks.push(EvidenceChunk {
+                    run: c.candidate.run_id.clone(),
+                    model: c.candidate.model.clone(),
+                    variants: wanted.by_ref().take(Self::CHUNK).collect(),
+                });
+            }
+        }
+        EvidenceQueue {
+            chunks: std::sync::Mutex::new(chunks.into_iter()),
+        }
+    }
+
+    /// Reads chunks through `store` until none is left, in one read transaction: a lookup in
+    /// a transaction of its own takes and drops the file's locks, and those go through one
+    /// process-wide mutex in SQLite, which two reading threads would otherwise queue on. On an
+    /// error the queue is emptied, so that the other threads stop too, and the error returned.
+    fn work(&self, store: &Store) -> Result<()> {
+        store.begin_read()?;
+        let read = self.read(store);
+        let ended = store.end_read();
+        read?;
+        ended?;
+        Ok(())
+    }
+
+    fn read(&self, store: &Store) -> Result<()> {
+        loop {
+            let next = self
+                .chunks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .next();
+            let Some(chunk) = next else {
+                return Ok(());
+            };
+            for v in chunk.variants {
+                let cases = match store.variant_cases(&chunk.run, &chunk.model, &v.variant_id) {
+                    Ok(cases) => cases,
+                    Err(e) => {
+                        let mut rest = self
+                            .chunks
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        rest.by_ref().for_each(drop);
+                        return Err(e.into());
+                    }
+                };
+                for case in &cases {
+                    v.take_evidence(case);
+                }
             }
         }
     }
-    Ok(())
 }
 
 /// Models in report order: configured order first, then the run's order, then the rest.
@@ -464,10 +531,13 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
 
     // The flips' evidence (~10⁵ primary-key lookups on a big run) is read on a second thread,
     // through a connection of its own, while this one measures the tiers, walks the trend and
-    // draws the heat maps: they need the results, the lookups only the comparisons.
+    // draws the heat maps (they need the results, the lookups only the comparisons); then this
+    // thread joins the reading through its own connection.
     let evidence_store = store.reopen()?;
+    let evidence = EvidenceQueue::new(&mut comparisons);
     let (measured_tiers, trend, heatmaps, results) = std::thread::scope(|scope| {
-        let evidence = scope.spawn(|| fill_evidence(evidence_store, &mut comparisons));
+        let evidence = &evidence;
+        let reader = scope.spawn(move || evidence.work(&evidence_store));
         let rest = (|| -> Result<_> {
             // Measured tiers: this run's samples from the results already folded, earlier
             // runs read.
@@ -510,10 +580,15 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
             };
             Ok((measured_tiers, trend, heatmaps, results))
         })();
-        let fetched = evidence
+        let mine = match &rest {
+            Ok(_) => evidence.work(&store),
+            Err(_) => Ok(()),
+        };
+        let theirs = reader
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        fetched?;
+        theirs?;
+        mine?;
         rest
     })?;
     if let Some(w) = &trend.warning {
