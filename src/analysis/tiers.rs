@@ -227,11 +227,21 @@ pub enum VariantKey {
 impl VariantKey {
     /// The key of variant id `id`.
     pub fn of(id: &str) -> VariantKey {
-        let hex = id.len() == 16
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        match hex.then(|| u64::from_str_radix(id, 16).ok()).flatten() {
+        // One pass over the bytes: a report keys a million variants.
+        let hex = || -> Option<u64> {
+            if id.len() != 16 {
+                return None;
+            }
+            id.bytes().try_fold(0u64, |n, b| {
+                let digit = match b {
+                    b'0'..=b'9' => b - b'0',
+                    b'a'..=b'f' => b - b'a' + 10,
+                    _ => return None,
+                };
+                Some(n << 4 | u64::from(digit))
+            })
+        };
+        match hex() {
             Some(n) => VariantKey::Hex(n),
             None => VariantKey::Text(id.into()),
         }
@@ -712,12 +722,18 @@ mod tests {
             VariantKey::of("0000469e07578040"),
             VariantKey::Hex(0x0000_469e_0757_8040)
         );
+        assert_eq!(
+            VariantKey::of("ffffffffffffffff"),
+            VariantKey::Hex(u64::MAX)
+        );
         // Not the 16 lowercase hex digits cliffprobe writes: kept as text, never confused.
         for id in [
             "0000469E07578040",
             "469e07578040",
             "0000469e07578040x",
             "+000469e07578040",
+            "0000469e0757804g",
+            "éééééééé",
         ] {
             assert_eq!(VariantKey::of(id), VariantKey::Text(id.into()), "{id}");
         }
