@@ -201,6 +201,7 @@ fn from_tables(
             };
             if let Some(e) = encoder.as_deref_mut() {
                 e.push(&row);
+                e.stage(conn);
             }
             if !out.push(row) {
                 return Ok(false);
@@ -303,9 +304,12 @@ pub(super) fn walk(
     let ended = conn.execute_batch("COMMIT");
     let fresh = walked?;
     ended?;
-    if let Some((generation, parts)) = fresh {
+    if let Some((generation, encoded)) = fresh {
         // A snapshot that could not be written is only a walk that stays slow: not an error.
-        let _ = save(conn, run, generation, &parts);
+        let _ = save(conn, run, generation, &encoded);
+        if encoded.staged > 0 {
+            let _ = conn.execute_batch("DELETE FROM temp.brief_staging");
+        }
     }
     Ok(())
 }
@@ -320,7 +324,7 @@ fn walk_in_read(
     mode: SnapshotMode,
     even_running: bool,
     out: &mut Batcher<'_>,
-) -> Result<Option<(i64, Vec<Vec<u8>>)>> {
+) -> Result<Option<(i64, Encoded)>> {
     let state: Option<(i64, String)> = {
         let mut stmt = conn.prepare_cached("SELECT generation, status FROM runs WHERE id = ?1")?;
         let mut rows = stmt.query([run])?;
@@ -341,7 +345,9 @@ fn walk_in_read(
     let mut encoder = snapshot.as_ref().map(|_| Encoder::new());
     let complete = from_tables(conn, run, out, encoder.as_mut())?;
     Ok(match (snapshot, encoder) {
-        (Some((generation, _)), Some(e)) if complete => Some((generation, e.finish())),
+        (Some((generation, _)), Some(e)) if complete && !e.broken() => {
+            Some((generation, e.finish()))
+        }
         _ => None,
     })
 }
@@ -476,14 +482,21 @@ fn from_snapshot(
 
 /// Writes the snapshot of `run` at `generation`, replacing any other, unless the run changed
 /// since it was walked. Never waits for another writer.
-fn save(conn: &Connection, run: &str, generation: i64, parts: &[Vec<u8>]) -> Result<bool> {
+fn save(conn: &Connection, run: &str, generation: i64, encoded: &Encoded) -> Result<bool> {
     super::write_if_current(conn, run, generation, |tx| {
         tx.execute("DELETE FROM run_briefs WHERE run_id = ?1", [run])?;
+        if encoded.staged > 0 {
+            tx.execute(
+                "INSERT INTO run_briefs (run_id, generation, part, body) \
+                 SELECT ?1, ?2, part, body FROM temp.brief_staging ORDER BY part",
+                params![run, generation],
+            )?;
+        }
         let mut insert = tx.prepare(
             "INSERT INTO run_briefs (run_id, generation, part, body) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for (i, body) in parts.iter().enumerate() {
-            insert.execute(params![run, generation, i as i64, body])?;
+        for (i, body) in encoded.parts.iter().enumerate() {
+            insert.execute(params![run, generation, (encoded.staged + i) as i64, body])?;
         }
         Ok(())
     })
@@ -516,6 +529,12 @@ fn status_of(code: u8) -> Option<CaseStatus> {
     })
 }
 
+/// A finished snapshot: `staged` parts in the connection's staging table, then `parts`.
+pub(super) struct Encoded {
+    pub(super) staged: usize,
+    pub(super) parts: Vec<Vec<u8>>,
+}
+
 /// Encodes the rows of a walk, in walk order, into snapshot parts.
 pub(super) struct Encoder {
     part_bytes: usize,
@@ -529,6 +548,10 @@ pub(super) struct Encoder {
     axes_alive: Vec<SharedAxes>,
     variant: Option<Arc<BriefVariant>>,
     cases: u64,
+    /// Full parts already moved to the connection's staging table ([`Encoder::stage`]).
+    staged: usize,
+    /// Staging failed: this walk leaves no snapshot.
+    broken: bool,
 }
 
 impl Encoder {
@@ -548,7 +571,46 @@ impl Encoder {
             axes_alive: Vec::new(),
             variant: None,
             cases: 0,
+            staged: 0,
+            broken: false,
         }
+    }
+
+    /// Moves the full parts into the temporary table `brief_staging` of `conn` (created on
+    /// first use, emptied then), so that a walk holds one part in memory instead of the whole
+    /// snapshot (15 MB at a million cases: a fifth of a big sweep's peak). SQLite keeps a
+    /// temporary table in its own temporary file, outside the store and its locks, so this
+    /// works inside the walk's read transaction. On failure the encoder is broken: the walk
+    /// goes on and leaves no snapshot.
+    pub(super) fn stage(&mut self, conn: &Connection) {
+        if self.parts.is_empty() || self.broken {
+            return;
+        }
+        let staged = (|| -> Result<()> {
+            if self.staged == 0 {
+                conn.execute_batch(
+                    "CREATE TEMP TABLE IF NOT EXISTS brief_staging \
+                     (part INTEGER PRIMARY KEY, body BLOB NOT NULL); \
+                     DELETE FROM temp.brief_staging;",
+                )?;
+            }
+            let mut insert =
+                conn.prepare_cached("INSERT INTO temp.brief_staging (part, body) VALUES (?1, ?2)")?;
+            for body in self.parts.drain(..) {
+                insert.execute(params![self.staged as i64, body])?;
+                self.staged += 1;
+            }
+            Ok(())
+        })();
+        if staged.is_err() {
+            self.broken = true;
+            self.parts.clear();
+        }
+    }
+
+    /// True once staging failed: the parts are incomplete.
+    pub(super) fn broken(&self) -> bool {
+        self.broken
     }
 
     pub(super) fn push(&mut self, r: &BriefRow) {
@@ -604,12 +666,16 @@ impl Encoder {
         }
     }
 
-    /// The parts, the last one ending with the `END` record.
-    pub(super) fn finish(mut self) -> Vec<Vec<u8>> {
+    /// The parts not staged, the last one ending with the `END` record, and how many parts
+    /// precede them in the staging table.
+    pub(super) fn finish(mut self) -> Encoded {
         self.buf.push(END);
         put_u(&mut self.buf, self.cases);
         self.parts.push(self.buf);
-        self.parts
+        Encoded {
+            staged: self.staged,
+            parts: self.parts,
+        }
     }
 }
 
@@ -842,7 +908,7 @@ mod tests {
         for r in rows {
             e.push(r);
         }
-        e.finish()
+        e.finish().parts
     }
 
     fn decode(parts: &[Vec<u8>]) -> std::result::Result<Vec<Owned>, &'static str> {
@@ -879,6 +945,34 @@ mod tests {
         // Compact: a case costs a few bytes, a variant its id and a few more.
         let bytes: usize = one.iter().map(Vec::len).sum();
         assert!(bytes < rows.len() * 4 + 300 * 24, "{bytes} bytes");
+    }
+
+    #[test]
+    fn parts_staged_in_the_connection_s_temporary_table_come_back_whole_and_in_order() {
+        let rows = rows();
+        let conn = Connection::open_in_memory().unwrap();
+        let mut e = Encoder::with_part_bytes(64);
+        for r in &rows {
+            e.push(r);
+            e.stage(&conn);
+        }
+        assert!(!e.broken());
+        let encoded = e.finish();
+        assert!(encoded.staged > 10, "{} staged", encoded.staged);
+        let mut stmt = conn
+            .prepare("SELECT part, body FROM temp.brief_staging ORDER BY part")
+            .unwrap();
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut read = stmt.query([]).unwrap();
+        while let Some(r) = read.next().unwrap() {
+            assert_eq!(r.get::<_, i64>(0).unwrap(), parts.len() as i64);
+            parts.push(r.get(1).unwrap());
+        }
+        assert_eq!(parts.len(), encoded.staged);
+        parts.extend(encoded.parts);
+        assert_eq!(parts, encode(&rows, 64));
+        let expected: Vec<Owned> = rows.iter().map(owned).collect();
+        assert_eq!(decode(&parts).unwrap(), expected);
     }
 
     #[test]
