@@ -175,13 +175,17 @@ impl<'a> EvidenceQueue<'a> {
         Ok(())
     }
 
+    /// The chunks left. A thread that panicked holding the lock left the queue intact (taking
+    /// a chunk is one `next`), so a poisoned lock is used as it is.
+    fn left(&self) -> std::sync::MutexGuard<'_, std::vec::IntoIter<EvidenceChunk<'a>>> {
+        self.chunks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn read(&self, store: &Store) -> Result<()> {
         loop {
-            let next = self
-                .chunks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .next();
+            let next = self.left().next();
             let Some(chunk) = next else {
                 return Ok(());
             };
@@ -189,11 +193,7 @@ impl<'a> EvidenceQueue<'a> {
                 let cases = match store.variant_cases(&chunk.run, &chunk.model, &v.variant_id) {
                     Ok(cases) => cases,
                     Err(e) => {
-                        let mut rest = self
-                            .chunks
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        rest.by_ref().for_each(drop);
+                        self.left().by_ref().for_each(drop);
                         return Err(e.into());
                     }
                 };
