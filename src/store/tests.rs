@@ -1178,60 +1178,43 @@ fn a_snapshot_of_another_format_is_replaced_and_a_damaged_one_named() {
     assert!(msg.contains("CLIFFPROBE_BRIEF_SNAPSHOT=rebuild"), "{msg}");
 }
 
+/// Saves summary `k` of `prod` in run `r1` at `generation`; whether it was saved.
+fn save_summary(store: &Store, generation: i64, body: &str) -> bool {
+    store
+        .save_run_summary("r1", "prod", "k", generation, body)
+        .unwrap()
+}
+
+/// Summary `k` of `prod` in run `r1`, if current.
+fn read_summary(store: &Store) -> Option<String> {
+    store.run_summary("r1", "prod", "k").unwrap()
+}
+
 #[test]
 fn a_run_summary_is_read_only_at_the_generation_it_was_saved_for() {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, _) = seeded_store(dir.path());
     assert_eq!(store.run_generation("nope").unwrap(), None);
     let g = store.run_generation("r1").unwrap().unwrap();
-    assert!(
-        store
-            .save_run_summary("r1", "prod", "k", g, "{\"a\":1}")
-            .unwrap()
-    );
-    assert_eq!(
-        store.run_summary("r1", "prod", "k").unwrap().as_deref(),
-        Some("{\"a\":1}")
-    );
+    assert!(save_summary(&store, g, "{\"a\":1}"));
+    assert_eq!(read_summary(&store).as_deref(), Some("{\"a\":1}"));
     assert_eq!(store.run_summary("r1", "candidate", "k").unwrap(), None);
     // Saved again: replaced.
-    assert!(
-        store
-            .save_run_summary("r1", "prod", "k", g, "{\"a\":2}")
-            .unwrap()
-    );
-    assert_eq!(
-        store.run_summary("r1", "prod", "k").unwrap().as_deref(),
-        Some("{\"a\":2}")
-    );
+    assert!(save_summary(&store, g, "{\"a\":2}"));
+    assert_eq!(read_summary(&store).as_deref(), Some("{\"a\":2}"));
     // The run changes: the summary is no longer read, and one computed before the change is
     // not saved.
     rewrite_case(&mut store, "prod", "v-hop", CaseStatus::Pass);
-    assert_eq!(store.run_summary("r1", "prod", "k").unwrap(), None);
-    assert!(
-        !store
-            .save_run_summary("r1", "prod", "k", g, "{\"a\":3}")
-            .unwrap()
-    );
+    assert_eq!(read_summary(&store), None);
+    assert!(!save_summary(&store, g, "{\"a\":3}"));
     // Another writer holds the store: not saved, and not waited for.
     let g = store.run_generation("r1").unwrap().unwrap();
     let other = connect(store.path()).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let started = std::time::Instant::now();
-    assert!(
-        !store
-            .save_run_summary("r1", "prod", "k", g, "{\"a\":4}")
-            .unwrap()
-    );
+    assert!(!save_summary(&store, g, "{\"a\":4}"));
     assert!(started.elapsed() < BUSY_TIMEOUT / 2);
     other.execute_batch("COMMIT").unwrap();
-    assert!(
-        store
-            .save_run_summary("r1", "prod", "k", g, "{\"a\":5}")
-            .unwrap()
-    );
-    assert_eq!(
-        store.run_summary("r1", "prod", "k").unwrap().as_deref(),
-        Some("{\"a\":5}")
-    );
+    assert!(save_summary(&store, g, "{\"a\":5}"));
+    assert_eq!(read_summary(&store).as_deref(), Some("{\"a\":5}"));
 }
