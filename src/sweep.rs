@@ -3,7 +3,8 @@
 //!
 //! Shape: *planner* threads per model (the model's probes dealt round-robin over the cores
 //! left per model) expand the suite as a stream (never the whole expansion in memory), skips cases a resumed run already has, answers from the response
-//! cache where it can, and feeds the rest to that model's async *dispatcher*. The dispatcher
+//! cache where it can, and feeds the rest to that model's async *dispatcher* in batches of
+//! 32 jobs (one hand-over, and at most one wake-up, per batch). The dispatcher
 //! respects the model's concurrency (adaptive: halved on 429, grown back on success), its rpm
 //! and tpm buckets and the global concurrency, and retries 429s (waiting as the server says)
 //! and transient faults (exponential backoff with jitter). One *writer* thread commits results
