@@ -1058,18 +1058,8 @@ fn plan_model(
                 break;
             }
             let v = x.variant(axes)?;
-            if write_variants {
-                let op = WriteOp::Variant(VariantRecord {
-                    id: v.variant.clone(),
-                    probe_id: p.id.clone(),
-                    probe_digest: x.digest().to_string(),
-                    canonical: v.canonical,
-                    axes: v.axes.to_map(),
-                });
-                if writer.blocking_send(WriterMsg::Op(Box::new(op))).is_err() {
-                    return Ok(());
-                }
-            }
+            let canonical = v.canonical;
+            let axes = v.axes;
             let chars: usize = v
                 .request
                 .messages
@@ -1083,8 +1073,11 @@ fn plan_model(
                 request: v.request,
                 est_tokens: (chars / 4) as u64 + 1,
                 has_judge,
-                invariant: p.invariant.then_some(v.canonical),
+                invariant: p.invariant.then_some(canonical),
             });
+            // The variant's row goes to the writer before the first case or job of it (a case
+            // must never arrive before its variant row), and only if the store may lack it.
+            let mut row_pending = write_variants;
             let mut body = bytes::Bytes::new();
             for sample in 0..opts.repeats {
                 // A resumed run keeps every graded case and retries its errors (an outage at
@@ -1098,7 +1091,7 @@ fn plan_model(
                     ctx.progress.done.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                if is_mock {
+                let (next, from_cache) = if is_mock {
                     // The mock is answered in the dispatcher: no body, no cache entry.
                     let job = Job {
                         variant: prepared.clone(),
@@ -1107,68 +1100,90 @@ fn plan_model(
                         body: bytes::Bytes::new(),
                         answered: None,
                     };
-                    if jobs.push(job).is_err() {
-                        return Ok(());
+                    (Planned::Job(job), false)
+                } else {
+                    if body.is_empty() {
+                        body = ctx.provider.encode(&prepared.request);
                     }
-                    continue;
-                }
-                if body.is_empty() {
-                    body = ctx.provider.encode(&prepared.request);
-                }
-                lookups += 1;
-                if lookups.is_multiple_of(512) {
-                    reader.end_read()?;
-                    reader.begin_read()?;
-                }
-                let key = cache_key(&ctx.provider, &body, sample);
-                if use_cache && let Some(resp) = reader.cache_get(&key)? {
-                    if prepared.has_judge {
+                    lookups += 1;
+                    if lookups.is_multiple_of(512) {
+                        reader.end_read()?;
+                        reader.begin_read()?;
+                    }
+                    let key = cache_key(&ctx.provider, &body, sample);
+                    match use_cache
+                        .then(|| reader.cache_get(&key))
+                        .transpose()?
+                        .flatten()
+                    {
                         // Only the judge is left to ask: that is async work for the dispatcher.
-                        let job = Job {
-                            variant: prepared.clone(),
-                            sample,
-                            cache_key: key,
-                            body: bytes::Bytes::new(),
-                            answered: Some(resp),
-                        };
-                        if jobs.push(job).is_err() {
+                        Some(resp) if prepared.has_judge => (
+                            Planned::Job(Job {
+                                variant: prepared.clone(),
+                                sample,
+                                cache_key: key,
+                                body: bytes::Bytes::new(),
+                                answered: Some(resp),
+                            }),
+                            true,
+                        ),
+                        Some(resp) => (
+                            Planned::Case(graded_record(
+                                run_id,
+                                &ctx.name,
+                                &prepared,
+                                sample,
+                                Ok(resp),
+                                0,
+                                0,
+                                ctx.provider.config(),
+                                true,
+                            )),
+                            true,
+                        ),
+                        None => (
+                            Planned::Job(Job {
+                                variant: prepared.clone(),
+                                sample,
+                                cache_key: key,
+                                body: body.clone(),
+                                answered: None,
+                            }),
+                            false,
+                        ),
+                    }
+                };
+                if row_pending {
+                    row_pending = false;
+                    // An answer from the cache means an earlier sweep has usually stored the
+                    // variant. Variants are never deleted, and the settle would ignore a second
+                    // row with the same id: a cached re-run skipped staging and settling a row
+                    // per variant this way (one look-up in the planner's read transaction).
+                    let stored = from_cache && reader.has_variant(&prepared.variant_id)?;
+                    if !stored {
+                        let op = WriteOp::Variant(VariantRecord {
+                            id: prepared.variant_id.clone(),
+                            probe_id: p.id.clone(),
+                            probe_digest: x.digest().to_string(),
+                            canonical,
+                            axes: axes.to_map(),
+                        });
+                        if writer.blocking_send(WriterMsg::Op(Box::new(op))).is_err() {
                             return Ok(());
                         }
-                        continue;
                     }
-                    let rec = graded_record(
-                        run_id,
-                        &ctx.name,
-                        &prepared,
-                        sample,
-                        Ok(resp),
-                        0,
-                        0,
-                        ctx.provider.config(),
-                        true,
-                    );
-                    if writer
+                }
+                let handed = match next {
+                    Planned::Job(job) => jobs.push(job).is_ok(),
+                    Planned::Case(record) => writer
                         .blocking_send(WriterMsg::Case(Box::new(Outcome {
-                            record: rec,
+                            record,
                             tier: prepared.tier,
                             cache: None,
                         })))
-                        .is_err()
-                    {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                if jobs
-                    .push(Job {
-                        variant: prepared.clone(),
-                        sample,
-                        cache_key: key,
-                        body: body.clone(),
-                        answered: None,
-                    })
-                    .is_err()
-                {
+                        .is_ok(),
+                };
+                if !handed {
                     return Ok(());
                 }
             }
@@ -1178,6 +1193,13 @@ fn plan_model(
     // A closed queue here means the sweep is stopping: nothing is lost that a resume won't plan.
     let _ = jobs.flush();
     Ok(())
+}
+
+/// What a planner does with one planned case: hand it to the dispatcher, or (answered from
+/// the cache, graded, no judge to ask) straight to the writer.
+enum Planned {
+    Job(Job),
+    Case(CaseRecord),
 }
 
 /// Which of a model's planner threads this is: it plans the probes whose index is `index`

@@ -818,6 +818,81 @@ fn response_cache_answers_repeat_sweeps() {
     assert_eq!(p.store().runs().unwrap().len(), 3);
 }
 
+#[test]
+fn a_probe_renamed_after_a_sweep_is_answered_from_the_cache_under_its_new_variant_ids() {
+    // Renaming a probe changes its digest, and so every variant id, but not a byte of the
+    // requests: the answers come from the cache for variants the store has never seen, whose
+    // rows must be written before their cases (the sweep skips writing only variants the
+    // store already has).
+    let server = TestServer::start(|_, _| {
+        Reply::json(200, openai_completion("gpt", "The order is delayed."))
+    });
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), "timeout = 5"));
+    p.templatize(ORDER_STATUS);
+    p.sweep(&FORMAT_AXIS, &env()).success();
+    let first_rows = p.export(None);
+
+    let probe = walk_files(&p.root().join("probes"))
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "yaml"))
+        .expect("the templatized probe");
+    let text = std::fs::read_to_string(&probe).unwrap();
+    assert!(text.starts_with("id: order-status-table\n"), "{text}");
+    std::fs::write(
+        &probe,
+        text.replacen("id: order-status-table\n", "id: order-status-renamed\n", 1),
+    )
+    .unwrap();
+
+    let second = p.sweep(&FORMAT_AXIS, &env()).success();
+    assert_eq!(
+        server.request_count(),
+        FORMAT_VARIANTS,
+        "no new HTTP request"
+    );
+    assert_eq!(
+        second.summary_count("gpt", "cached"),
+        FORMAT_VARIANTS as u64
+    );
+    let rows = p.export(None);
+    assert_eq!(rows.len(), FORMAT_VARIANTS);
+    let old: BTreeSet<_> = case_keys(&first_rows);
+    assert!(
+        case_keys(&rows).is_disjoint(&old),
+        "new variant ids: {rows:?}"
+    );
+    let db = rusqlite::Connection::open(p.store_path()).unwrap();
+    let variants: i64 = db
+        .query_row("SELECT COUNT(*) FROM variants", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        variants,
+        2 * FORMAT_VARIANTS as i64,
+        "both versions' variants stored"
+    );
+    assert!(rows.iter().all(|r| r["probe"] == "order-status-renamed"));
+    // And a report over the new run reads them.
+    let report = p.run(&["report", "--format", "json"], &[]).success();
+    assert!(
+        report.stdout.contains("order-status-renamed"),
+        "{}",
+        report.stdout
+    );
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 // ---- 10. Bad config -----------------------------------------------------------------------
 
 #[test]

@@ -738,6 +738,15 @@ impl Store {
         Ok(())
     }
 
+    /// True if the variants table has a row with this id (settled: rows still in the staging
+    /// log are not seen). One index lookup on a cached statement.
+    pub fn has_variant(&self, id: &str) -> Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM variants WHERE id = ?1")?;
+        Ok(stmt.exists([id])?)
+    }
+
     /// The cached response for `key`, if any. Fast: one index lookup on a cached statement.
     ///
     /// An entry that no longer parses (written by an older cliffprobe with another response
