@@ -341,10 +341,11 @@ impl Store {
     ///   memory before it spills sorted runs to temporary files: 4 MiB keeps the spills few
     ///   and the sweep's memory flat (the settle happens while the sweep is in full flow);
     /// - no foreign-key checks: each case insert otherwise looks its variant up in a random
-    ///   place of the variants index. The sweep writes every probe and variant row before (or
-    ///   in the same batch as) the cases that refer to them — its planners send them first on
-    ///   the same channel — so the check could never fail there; every other connection keeps
-    ///   enforcing them.
+    ///   place of the variants index. The sweep writes every probe row, and every variant row
+    ///   the store may lack, before (or in the same batch as) the cases that refer to them —
+    ///   its planners send them first on the same channel, and skip only variants their read
+    ///   transaction shows stored, which are never deleted — so the check could never fail
+    ///   there; every other connection keeps enforcing them.
     pub fn tune_for_sweep_writer(&self) -> Result<()> {
         self.conn.pragma_update(None, "cache_size", -4096i64)?;
         self.conn.pragma_update(None, "foreign_keys", "OFF")?;
