@@ -796,8 +796,7 @@ pub fn run(
         let run_id = run.id.clone();
         rt.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::SeqCst);
-                reason.lock().expect("reason").get_or_insert_with(|| "interrupted (Ctrl-C)".into());
+                stop_with(&stop, &reason, || "interrupted (Ctrl-C)".into());
                 eprintln!("\nstopping: finishing the requests in flight (Ctrl-C again to quit now; resume with `cliffprobe sweep --resume {run_id}`)");
                 if tokio::signal::ctrl_c().await.is_ok() {
                     eprintln!("quitting; resume with `cliffprobe sweep --resume {run_id}`");
@@ -1195,6 +1194,12 @@ fn plan_model(
     Ok(())
 }
 
+/// Stops the sweep gracefully (no new case is started), keeping the first reason given.
+fn stop_with(stop: &AtomicBool, reason: &Mutex<Option<String>>, why: impl FnOnce() -> String) {
+    stop.store(true, Ordering::SeqCst);
+    reason.lock().expect("reason").get_or_insert_with(why);
+}
+
 /// What a planner does with one planned case: hand it to the dispatcher, or (answered from
 /// the cache, graded, no judge to ask) straight to the writer.
 enum Planned {
@@ -1239,22 +1244,18 @@ async fn dispatch(
                 && let Some(limit) = opts.budget_requests
                 && requests_made.fetch_add(1, Ordering::SeqCst) >= limit
             {
-                stop.store(true, Ordering::SeqCst);
-                stop_reason
-                    .lock()
-                    .expect("reason")
-                    .get_or_insert_with(|| format!("budget of {limit} requests reached"));
+                stop_with(&stop, &stop_reason, || {
+                    format!("budget of {limit} requests reached")
+                });
                 continue;
             }
             if job.answered.is_none()
                 && let Some(limit) = opts.budget_usd
                 && *spent.lock().expect("spent") >= limit
             {
-                stop.store(true, Ordering::SeqCst);
-                stop_reason
-                    .lock()
-                    .expect("reason")
-                    .get_or_insert_with(|| format!("budget of ${limit:.2} reached"));
+                stop_with(&stop, &stop_reason, || {
+                    format!("budget of ${limit:.2} reached")
+                });
                 continue;
             }
             if is_mock && judge.is_none() {

@@ -57,6 +57,30 @@ fn expand(p: &Project, args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// An OpenAI endpoint that always answers "The order is delayed." (every check passes), and a
+/// project with one model `gpt` on it and the order-status probe templatized.
+fn order_delayed_project() -> (TestServer, Project) {
+    let server = TestServer::start(|_, _| {
+        Reply::json(200, openai_completion("gpt", "The order is delayed."))
+    });
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), "timeout = 5"));
+    p.templatize(ORDER_STATUS);
+    (server, p)
+}
+
+/// A sweep over [`FORMAT_AXIS`] after one that asked the server for every variant: it must
+/// succeed with every case answered from the cache, and no new request.
+fn sweep_from_the_cache(p: &Project, server: &TestServer) -> project::Outcome {
+    let out = p.sweep(&FORMAT_AXIS, &env()).success();
+    assert_eq!(
+        server.request_count(),
+        FORMAT_VARIANTS,
+        "no new HTTP request"
+    );
+    assert_eq!(out.summary_count("gpt", "cached"), FORMAT_VARIANTS as u64);
+    out
+}
+
 /// The values sorted by their JSON text, for order-insensitive comparison.
 fn sorted(mut v: Vec<Value>) -> Vec<Value> {
     v.sort_by_key(|x| x.to_string());
@@ -67,11 +91,7 @@ fn sorted(mut v: Vec<Value>) -> Vec<Value> {
 
 #[test]
 fn openai_wire_format_all_pass() {
-    let server = TestServer::start(|_, _| {
-        Reply::json(200, openai_completion("gpt", "The order is delayed."))
-    });
-    let p = Project::new(&model("gpt", "openai", &openai_url(&server), "timeout = 5"));
-    p.templatize(ORDER_STATUS);
+    let (server, p) = order_delayed_project();
     assert_eq!(p.planned(&FORMAT_AXIS), FORMAT_VARIANTS as u64);
 
     let out = p.sweep(&FORMAT_AXIS, &env()).success();
@@ -768,11 +788,7 @@ fn api_key_never_leaves_the_environment() {
 
 #[test]
 fn response_cache_answers_repeat_sweeps() {
-    let server = TestServer::start(|_, _| {
-        Reply::json(200, openai_completion("gpt", "The order is delayed."))
-    });
-    let p = Project::new(&model("gpt", "openai", &openai_url(&server), "timeout = 5"));
-    p.templatize(ORDER_STATUS);
+    let (server, p) = order_delayed_project();
 
     let first = p.sweep(&FORMAT_AXIS, &env()).success();
     assert_eq!(first.summary_count("gpt", "cached"), 0);
@@ -780,16 +796,7 @@ fn response_cache_answers_repeat_sweeps() {
     let first_rows = p.export(None);
     assert!(first_rows.iter().all(|r| r["cached"] == false));
 
-    let second = p.sweep(&FORMAT_AXIS, &env()).success();
-    assert_eq!(
-        server.request_count(),
-        FORMAT_VARIANTS,
-        "no new HTTP request"
-    );
-    assert_eq!(
-        second.summary_count("gpt", "cached"),
-        FORMAT_VARIANTS as u64
-    );
+    let second = sweep_from_the_cache(&p, &server);
     assert_eq!(second.summary_count("gpt", "pass"), FORMAT_VARIANTS as u64);
     let rows = p.export(None);
     assert_ne!(rows[0]["run"], first_rows[0]["run"], "a new run");
@@ -824,11 +831,7 @@ fn a_probe_renamed_after_a_sweep_is_answered_from_the_cache_under_its_new_varian
     // requests: the answers come from the cache for variants the store has never seen, whose
     // rows must be written before their cases (the sweep skips writing only variants the
     // store already has).
-    let server = TestServer::start(|_, _| {
-        Reply::json(200, openai_completion("gpt", "The order is delayed."))
-    });
-    let p = Project::new(&model("gpt", "openai", &openai_url(&server), "timeout = 5"));
-    p.templatize(ORDER_STATUS);
+    let (server, p) = order_delayed_project();
     p.sweep(&FORMAT_AXIS, &env()).success();
     let first_rows = p.export(None);
 
@@ -844,16 +847,7 @@ fn a_probe_renamed_after_a_sweep_is_answered_from_the_cache_under_its_new_varian
     )
     .unwrap();
 
-    let second = p.sweep(&FORMAT_AXIS, &env()).success();
-    assert_eq!(
-        server.request_count(),
-        FORMAT_VARIANTS,
-        "no new HTTP request"
-    );
-    assert_eq!(
-        second.summary_count("gpt", "cached"),
-        FORMAT_VARIANTS as u64
-    );
+    sweep_from_the_cache(&p, &server);
     let rows = p.export(None);
     assert_eq!(rows.len(), FORMAT_VARIANTS);
     let old: BTreeSet<_> = case_keys(&first_rows);
