@@ -203,6 +203,31 @@ impl JobSender {
     }
 }
 
+/// The dispatcher's side of the job queue: the batches' jobs, one at a time.
+struct JobReceiver {
+    rx: mpsc::Receiver<Vec<Job>>,
+    batch: std::vec::IntoIter<Job>,
+}
+
+impl JobReceiver {
+    fn new(rx: mpsc::Receiver<Vec<Job>>) -> Self {
+        Self {
+            rx,
+            batch: Vec::new().into_iter(),
+        }
+    }
+
+    /// The next job; `None` once every planner is done and every batch taken.
+    async fn recv(&mut self) -> Option<Job> {
+        loop {
+            if let Some(job) = self.batch.next() {
+                return Some(job);
+            }
+            self.batch = self.rx.recv().await?.into_iter();
+        }
+    }
+}
+
 struct Outcome {
     record: CaseRecord,
     tier: Tier,
@@ -886,7 +911,7 @@ pub fn run(
                 ctx,
                 judge,
                 cfg,
-                jrx,
+                JobReceiver::new(jrx),
                 global,
                 wtx,
                 stop,
@@ -1090,7 +1115,7 @@ fn plan_model(
                     ctx.progress.done.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let (next, from_cache) = if is_mock {
+                let next = if is_mock {
                     // The mock is answered in the dispatcher: no body, no cache entry.
                     let job = Job {
                         variant: prepared.clone(),
@@ -1099,7 +1124,7 @@ fn plan_model(
                         body: bytes::Bytes::new(),
                         answered: None,
                     };
-                    (Planned::Job(job), false)
+                    Planned::Job(job)
                 } else {
                     if body.is_empty() {
                         body = ctx.provider.encode(&prepared.request);
@@ -1116,40 +1141,31 @@ fn plan_model(
                         .flatten()
                     {
                         // Only the judge is left to ask: that is async work for the dispatcher.
-                        Some(resp) if prepared.has_judge => (
-                            Planned::Job(Job {
-                                variant: prepared.clone(),
-                                sample,
-                                cache_key: key,
-                                body: bytes::Bytes::new(),
-                                answered: Some(resp),
-                            }),
+                        Some(resp) if prepared.has_judge => Planned::Job(Job {
+                            variant: prepared.clone(),
+                            sample,
+                            cache_key: key,
+                            body: bytes::Bytes::new(),
+                            answered: Some(resp),
+                        }),
+                        Some(resp) => Planned::Case(graded_record(
+                            run_id,
+                            &ctx.name,
+                            &prepared,
+                            sample,
+                            Ok(resp),
+                            0,
+                            0,
+                            ctx.provider.config(),
                             true,
-                        ),
-                        Some(resp) => (
-                            Planned::Case(graded_record(
-                                run_id,
-                                &ctx.name,
-                                &prepared,
-                                sample,
-                                Ok(resp),
-                                0,
-                                0,
-                                ctx.provider.config(),
-                                true,
-                            )),
-                            true,
-                        ),
-                        None => (
-                            Planned::Job(Job {
-                                variant: prepared.clone(),
-                                sample,
-                                cache_key: key,
-                                body: body.clone(),
-                                answered: None,
-                            }),
-                            false,
-                        ),
+                        )),
+                        None => Planned::Job(Job {
+                            variant: prepared.clone(),
+                            sample,
+                            cache_key: key,
+                            body: body.clone(),
+                            answered: None,
+                        }),
                     }
                 };
                 if row_pending {
@@ -1158,7 +1174,8 @@ fn plan_model(
                     // variant. Variants are never deleted, and the settle would ignore a second
                     // row with the same id: a cached re-run skipped staging and settling a row
                     // per variant this way (one look-up in the planner's read transaction).
-                    let stored = from_cache && reader.has_variant(&prepared.variant_id)?;
+                    let stored =
+                        next.answered_from_cache() && reader.has_variant(&prepared.variant_id)?;
                     if !stored {
                         let op = WriteOp::Variant(VariantRecord {
                             id: prepared.variant_id.clone(),
@@ -1207,6 +1224,16 @@ enum Planned {
     Case(CaseRecord),
 }
 
+impl Planned {
+    /// Answered from the response cache (graded already, or waiting only for the judge).
+    fn answered_from_cache(&self) -> bool {
+        match self {
+            Planned::Job(job) => job.answered.is_some(),
+            Planned::Case(_) => true,
+        }
+    }
+}
+
 /// Which of a model's planner threads this is: it plans the probes whose index is `index`
 /// modulo `count`.
 #[derive(Debug, Clone, Copy)]
@@ -1220,7 +1247,7 @@ async fn dispatch(
     ctx: Arc<ModelCtx>,
     judge: Option<Arc<JudgeCtx>>,
     cfg: ModelConfig,
-    mut jobs: mpsc::Receiver<Vec<Job>>,
+    mut jobs: JobReceiver,
     global: Arc<Semaphore>,
     writer: mpsc::Sender<WriterMsg>,
     stop: Arc<AtomicBool>,
@@ -1232,146 +1259,144 @@ async fn dispatch(
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     let is_mock = ctx.provider.kind() == ProviderKind::Mock;
-    'batches: while let Some(batch) = jobs.recv().await {
-        for job in batch {
-            if stop.load(Ordering::Relaxed) {
-                // Drain so the planner unblocks; these cases stay unplanned-for and resumable.
-                continue;
-            }
-            // The judge, when this answer needs one (a suite with judge checks always has one).
-            let judge = judge.clone().filter(|_| job.variant.has_judge);
-            if job.answered.is_none()
-                && let Some(limit) = opts.budget_requests
-                && requests_made.fetch_add(1, Ordering::SeqCst) >= limit
+    while let Some(job) = jobs.recv().await {
+        if stop.load(Ordering::Relaxed) {
+            // Drain so the planner unblocks; these cases stay unplanned-for and resumable.
+            continue;
+        }
+        // The judge, when this answer needs one (a suite with judge checks always has one).
+        let judge = judge.clone().filter(|_| job.variant.has_judge);
+        if job.answered.is_none()
+            && let Some(limit) = opts.budget_requests
+            && requests_made.fetch_add(1, Ordering::SeqCst) >= limit
+        {
+            stop_with(&stop, &stop_reason, || {
+                format!("budget of {limit} requests reached")
+            });
+            continue;
+        }
+        if job.answered.is_none()
+            && let Some(limit) = opts.budget_usd
+            && *spent.lock().expect("spent") >= limit
+        {
+            stop_with(&stop, &stop_reason, || {
+                format!("budget of ${limit:.2} reached")
+            });
+            continue;
+        }
+        if is_mock && judge.is_none() {
+            // The mock answers at once: no permits, no spawn.
+            let resp = ctx
+                .provider
+                .call(&job.variant.request, &job.variant.checks, job.sample)
+                .await;
+            let rec = graded_record(
+                &run_id,
+                &ctx.name,
+                &job.variant,
+                job.sample,
+                resp.map_err(|e| e.to_string()),
+                0,
+                1,
+                &cfg,
+                false,
+            );
+            if writer
+                .send(WriterMsg::Case(Box::new(Outcome {
+                    record: rec,
+                    tier: job.variant.tier,
+                    cache: None,
+                })))
+                .await
+                .is_err()
             {
-                stop_with(&stop, &stop_reason, || {
-                    format!("budget of {limit} requests reached")
-                });
-                continue;
+                break;
             }
-            if job.answered.is_none()
-                && let Some(limit) = opts.budget_usd
-                && *spent.lock().expect("spent") >= limit
-            {
-                stop_with(&stop, &stop_reason, || {
-                    format!("budget of ${limit:.2} reached")
-                });
-                continue;
-            }
-            if is_mock && judge.is_none() {
-                // The mock answers at once: no permits, no spawn.
-                let resp = ctx
+            continue;
+        }
+        // A model call takes the global and the model's permits; a cached answer or the mock
+        // (waiting only for the judge) takes none.
+        let calls_model = job.answered.is_none() && !is_mock;
+        let permit = if calls_model {
+            let Ok(permit) = global.clone().acquire_owned().await else {
+                break;
+            };
+            ctx.adaptive.acquire().await;
+            Some(permit)
+        } else {
+            None
+        };
+        let ctx2 = ctx.clone();
+        let writer = writer.clone();
+        let spent = spent.clone();
+        let run_id = run_id.clone();
+        let cfg = cfg.clone();
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let mut job = job;
+            let cached = job.answered.is_some();
+            let (result, attempts) = if let Some(r) = job.answered.take() {
+                (Ok(r), 0)
+            } else if is_mock {
+                let r = ctx2
                     .provider
                     .call(&job.variant.request, &job.variant.checks, job.sample)
                     .await;
-                let rec = graded_record(
-                    &run_id,
-                    &ctx.name,
-                    &job.variant,
-                    job.sample,
-                    resp.map_err(|e| e.to_string()),
-                    0,
-                    1,
-                    &cfg,
-                    false,
-                );
-                if writer
-                    .send(WriterMsg::Case(Box::new(Outcome {
-                        record: rec,
-                        tier: job.variant.tier,
-                        cache: None,
-                    })))
-                    .await
-                    .is_err()
-                {
-                    break 'batches;
-                }
-                continue;
-            }
-            // A model call takes the global and the model's permits; a cached answer or the mock
-            // (waiting only for the judge) takes none.
-            let calls_model = job.answered.is_none() && !is_mock;
-            let permit = if calls_model {
-                let Ok(permit) = global.clone().acquire_owned().await else {
-                    break 'batches;
-                };
-                ctx.adaptive.acquire().await;
-                Some(permit)
+                (r.map_err(|e| e.to_string()), 1)
             } else {
-                None
-            };
-            let ctx2 = ctx.clone();
-            let writer = writer.clone();
-            let spent = spent.clone();
-            let run_id = run_id.clone();
-            let cfg = cfg.clone();
-            tasks.spawn(async move {
-                let started = Instant::now();
-                let mut job = job;
-                let cached = job.answered.is_some();
-                let (result, attempts) = if let Some(r) = job.answered.take() {
-                    (Ok(r), 0)
-                } else if is_mock {
-                    let r = ctx2
-                        .provider
-                        .call(&job.variant.request, &job.variant.checks, job.sample)
-                        .await;
-                    (r.map_err(|e| e.to_string()), 1)
-                } else {
-                    let r = call_with_retries(
-                        &ctx2,
-                        &job.body,
-                        &job.variant.request,
-                        &job.variant.checks,
-                        job.sample,
-                        job.variant.est_tokens,
-                    )
-                    .await;
-                    ctx2.adaptive.release();
-                    r
-                };
-                drop(permit);
-                let latency = started.elapsed().as_millis() as u64;
-                let cache = result
-                    .as_ref()
-                    .ok()
-                    .filter(|_| calls_model)
-                    .map(|r| (job.cache_key.clone(), r.clone()));
-                let mut rec = graded_record(
-                    &run_id,
-                    &ctx2.name,
-                    &job.variant,
+                let r = call_with_retries(
+                    &ctx2,
+                    &job.body,
+                    &job.variant.request,
+                    &job.variant.checks,
                     job.sample,
-                    result,
-                    latency,
-                    attempts,
-                    &cfg,
-                    cached,
-                );
-                if let Some(c) = rec.cost_usd {
-                    *spent.lock().expect("spent") += c;
-                }
-                if let Some(judge) = &judge
-                    && rec.status != CaseStatus::Error
-                {
-                    let answer = ChatResponse {
-                        text: rec.output.clone(),
-                        tool_calls: rec.tool_calls.clone(),
-                        ..Default::default()
-                    };
-                    let judged = judge_checks(judge, &job.variant, &answer, &writer, &spent).await;
-                    apply_judge(&mut rec, judged);
-                }
-                let _ = writer
-                    .send(WriterMsg::Case(Box::new(Outcome {
-                        record: rec,
-                        tier: job.variant.tier,
-                        cache,
-                    })))
-                    .await;
-            });
-            while tasks.try_join_next().is_some() {}
-        }
+                    job.variant.est_tokens,
+                )
+                .await;
+                ctx2.adaptive.release();
+                r
+            };
+            drop(permit);
+            let latency = started.elapsed().as_millis() as u64;
+            let cache = result
+                .as_ref()
+                .ok()
+                .filter(|_| calls_model)
+                .map(|r| (job.cache_key.clone(), r.clone()));
+            let mut rec = graded_record(
+                &run_id,
+                &ctx2.name,
+                &job.variant,
+                job.sample,
+                result,
+                latency,
+                attempts,
+                &cfg,
+                cached,
+            );
+            if let Some(c) = rec.cost_usd {
+                *spent.lock().expect("spent") += c;
+            }
+            if let Some(judge) = &judge
+                && rec.status != CaseStatus::Error
+            {
+                let answer = ChatResponse {
+                    text: rec.output.clone(),
+                    tool_calls: rec.tool_calls.clone(),
+                    ..Default::default()
+                };
+                let judged = judge_checks(judge, &job.variant, &answer, &writer, &spent).await;
+                apply_judge(&mut rec, judged);
+            }
+            let _ = writer
+                .send(WriterMsg::Case(Box::new(Outcome {
+                    record: rec,
+                    tier: job.variant.tier,
+                    cache,
+                })))
+                .await;
+        });
+        while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -1636,6 +1661,32 @@ mod tests {
         }
         planner.join().unwrap();
         assert_eq!(sizes, [JOB_BATCH, JOB_BATCH, 5]);
+        assert_eq!(samples, (0..n).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_dispatcher_takes_every_batch_s_jobs_one_at_a_time_in_order_then_none() {
+        let n = 2 * JOB_BATCH as u32 + 5;
+        let (tx, rx) = mpsc::channel(JOB_QUEUE_BATCHES);
+        let planner = std::thread::spawn(move || {
+            let mut sender = JobSender::new(tx);
+            for job in jobs_for(n) {
+                assert!(sender.push(job).is_ok());
+            }
+            assert!(sender.flush().is_ok());
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let samples = rt.block_on(async {
+            let mut jobs = JobReceiver::new(rx);
+            let mut samples = vec![];
+            while let Some(job) = jobs.recv().await {
+                samples.push(job.sample);
+            }
+            samples
+        });
+        planner.join().unwrap();
         assert_eq!(samples, (0..n).collect::<Vec<_>>());
     }
 
