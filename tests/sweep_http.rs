@@ -835,11 +835,14 @@ fn a_probe_renamed_after_a_sweep_is_answered_from_the_cache_under_its_new_varian
     p.sweep(&FORMAT_AXIS, &env()).success();
     let first_rows = p.export(None);
 
-    let probe = walk_files(&p.root().join("probes"))
+    let (probe, bytes) = p
+        .files()
         .into_iter()
-        .find(|f| f.extension().is_some_and(|e| e == "yaml"))
+        .find(|(f, _)| {
+            f.starts_with(p.root().join("probes")) && f.extension().is_some_and(|e| e == "yaml")
+        })
         .expect("the templatized probe");
-    let text = std::fs::read_to_string(&probe).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
     assert!(text.starts_with("id: order-status-table\n"), "{text}");
     std::fs::write(
         &probe,
@@ -872,19 +875,6 @@ fn a_probe_renamed_after_a_sweep_is_answered_from_the_cache_under_its_new_varian
         "{}",
         report.stdout
     );
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 // ---- 10. Bad config -----------------------------------------------------------------------
