@@ -23,9 +23,11 @@
 //! Environment: `RPM` (3000), `CASES` (1500), `SMOKE=1` (RPM 6000, 200 cases),
 //! `BENCH_OUT` (JSON path, default `<target>/bench/ratelimit.json`).
 
-#[path = "../tests/support/http_server.rs"]
+#[allow(dead_code)]
+#[path = "../tests/it/support/http_server.rs"]
 mod http_server;
-#[path = "../tests/support/project.rs"]
+#[allow(dead_code)]
+#[path = "../tests/it/support/project.rs"]
 mod project;
 
 use http_server::{Reply, TestServer, openai_completion};

@@ -7,10 +7,8 @@
 //! The server's answer (and its delay) is a function of the request body only, never of
 //! arrival order, so an interrupted run and an uninterrupted one must agree exactly.
 
-#[path = "support/http_server.rs"]
-mod http_server;
-#[path = "support/project.rs"]
-mod project;
+use crate::support::http_server;
+use crate::support::project;
 
 use cliffprobe::store::RunStatus;
 use http_server::{Reply, TestServer, openai_completion};

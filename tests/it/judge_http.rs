@@ -6,10 +6,8 @@
 //! stored reasons, judge errors, the cache and the missing-`[judge]` refusal are checked on the
 //! export; invariance is checked through `cliffprobe brittleness --format json`.
 
-#[path = "support/http_server.rs"]
-mod http_server;
-#[path = "support/project.rs"]
-mod project;
+use crate::support::http_server;
+use crate::support::project;
 
 use http_server::{Reply, TestServer, openai_completion};
 use project::{Project, count, model};

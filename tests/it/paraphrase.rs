@@ -5,10 +5,8 @@
 //! move, a second run without `--force` and a failing endpoint leave the file untouched, and
 //! `validate` points at a hand-edited paraphrase that lost its identifier.
 
-#[path = "support/http_server.rs"]
-mod http_server;
-#[path = "support/project.rs"]
-mod project;
+use crate::support::http_server;
+use crate::support::project;
 
 use http_server::{Reply, TestServer, openai_completion, openai_error};
 use project::{Project, model};

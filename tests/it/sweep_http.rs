@@ -4,10 +4,8 @@
 //! counts: wire formats (OpenAI, Anthropic with tools), rate limits, 5xx, timeouts, malformed
 //! bodies, kill-and-resume, API-key secrecy, the response cache and config errors.
 
-#[path = "support/http_server.rs"]
-mod http_server;
-#[path = "support/project.rs"]
-mod project;
+use crate::support::http_server;
+use crate::support::project;
 
 use cliffprobe::store::RunStatus;
 use http_server::{Reply, TestServer, anthropic_message, openai_completion, openai_error};

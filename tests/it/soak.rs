@@ -14,10 +14,8 @@
 //! The figures (cases, faults injected by type, attempts) are printed with `eprintln!`; run
 //! `cargo test --test soak -- --nocapture` to see them.
 
-#[path = "support/http_server.rs"]
-mod http_server;
-#[path = "support/project.rs"]
-mod project;
+use crate::support::http_server;
+use crate::support::project;
 
 use cliffprobe::store::RunStatus;
 use http_server::{Reply, TestServer, openai_completion, openai_error};

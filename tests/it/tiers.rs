@@ -2,10 +2,8 @@
 //! HTTP server whose answers depend on the model, the variant and the night, in known ways. The
 //! measured tiers and the "moved since the last run" list must be exactly the planted ones.
 
-#[path = "support/http_server.rs"]
-mod http_server;
-#[path = "support/project.rs"]
-mod project;
+use crate::support::http_server;
+use crate::support::project;
 
 use http_server::{Reply, TestServer};
 use project::Project;

@@ -2,8 +2,7 @@
 //! appears on the wire, response parsing, and the sorting of every failure into
 //! rate-limited / transient / permanent, without ever leaking the API key.
 
-#[path = "support/http_server.rs"]
-mod http_server;
+use crate::support::http_server;
 
 use cliffprobe::chat::{ChatRequest, FunctionDef, Message, Role, ToolCall, ToolDef};
 use cliffprobe::config::{ModelConfig, ProviderKind};

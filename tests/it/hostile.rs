@@ -7,10 +7,8 @@
 //! - User axis templates cannot include files, read the environment, loop or recurse without
 //!   bound: each gets a clear error naming the file, fast, without a panic.
 
-#[path = "support/http_server.rs"]
-mod http_server;
-#[path = "support/project.rs"]
-mod project;
+use crate::support::http_server;
+use crate::support::project;
 
 use http_server::{Reply, TestServer, openai_completion, openai_error};
 use project::{Outcome, Project, model};

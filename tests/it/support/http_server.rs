@@ -6,8 +6,7 @@
 //! per request:
 //!
 //! ```ignore
-//! #[path = "support/http_server.rs"]
-//! mod http_server;
+//! use crate::support::http_server;
 //! use http_server::{Reply, TestServer, openai_completion};
 //!
 //! let server = TestServer::start(|req, index| match index {
@@ -23,8 +22,6 @@
 //! alike (and from tests that spawn the `cliffprobe` binary). It keeps connections alive
 //! (several requests per connection), reads `Content-Length` and chunked bodies, records every
 //! request, and shuts down (closing all sockets) when dropped.
-
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

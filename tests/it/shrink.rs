@@ -3,10 +3,8 @@
 //! second shrink is answered from the cache, a broken probe stops at the canonical, errors are
 //! never failures, and `--promote` writes the minimal variant back.
 
-#[path = "support/http_server.rs"]
-mod http_server;
-#[path = "support/project.rs"]
-mod project;
+use crate::support::http_server;
+use crate::support::project;
 
 use cliffprobe::probe::{self, Probe};
 use http_server::{Reply, TestServer};

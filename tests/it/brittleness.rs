@@ -2,8 +2,7 @@
 //! library: attribution finds exactly the planted axis value, flaky and brittle are told apart,
 //! promotion is idempotent, duplicate-free, capped and atomic.
 
-#[path = "support/project.rs"]
-mod project;
+use crate::support::project;
 
 use cliffprobe::expand::variant_id;
 use cliffprobe::grade::{CaseStatus, CheckVerdict};
@@ -540,8 +539,7 @@ fn promotion_honours_the_cap_and_skips_edited_probes() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
 }
 
-#[path = "support/http_server.rs"]
-mod http_server;
+use crate::support::http_server;
 
 /// Whether a chat request's tool output is rendered as XML (not an HTML table).
 fn tool_output_is_xml(body: &Value) -> bool {

@@ -1,8 +1,7 @@
 //! A throwaway cliffprobe project for tests that run the real `cliffprobe` binary.
 //!
 //! ```ignore
-//! #[path = "support/project.rs"]
-//! mod project;
+//! use crate::support::project;
 //! use project::{Project, model};
 //!
 //! let p = Project::new(&model("gpt", "openai", &format!("{}/v1", server.url()), "timeout = 0.5"));
@@ -15,8 +14,6 @@
 //! `.cliffprobe/`), a `probes/` suite filled by `templatize` from `examples/incidents/`, and no
 //! `templates/` (the embedded axis libraries apply). Every command runs with the folder as its
 //! working directory, a time limit, and `-q` for sweeps.
-
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,20 @@
+//! The integration tests: one binary (so `tests/support` is compiled once and linked once) with
+//! a module per area. Every test runs the real `cliffprobe` binary or the library against local
+//! servers on loopback (`support::http_server`) in throwaway projects (`support::project`).
+
+mod support;
+
+mod brittleness;
+mod cli;
+mod hostile;
+mod judge_http;
+mod kill_resume;
+mod paraphrase;
+mod parsers_fuzz;
+mod properties;
+mod provider_http;
+mod report;
+mod shrink;
+mod soak;
+mod sweep_http;
+mod tiers;
