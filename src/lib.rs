@@ -35,6 +35,7 @@ pub mod promote;
 pub mod provider;
 pub mod records;
 pub mod render;
+pub mod replay;
 pub mod report;
 pub mod shrink;
 pub mod store;

@@ -32,10 +32,14 @@
 mod brief;
 mod lock;
 mod records;
+mod replay;
 mod schema;
 mod summary;
 
 pub use lock::{LockGuard, LockInfo};
+pub use replay::{
+    ReplayCounts, ReplayInfo, ReplayKind, ReplayOutcome, ReplayRecord, ReplayWrite, Transition,
+};
 pub use records::{
     CaseBrief, CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, SharedAxes,
     VariantRecord, WriteOp,
