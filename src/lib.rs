@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod cli_brittle;
 pub mod cli_paraphrase;
+pub mod cli_replay;
 pub mod cli_report;
 pub mod cli_shrink;
 pub mod cli_sweep;

@@ -9,6 +9,7 @@
 
 pub mod decision;
 pub mod incidents;
+pub mod judge;
 pub mod log;
 pub mod report;
 pub mod run;

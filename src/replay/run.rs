@@ -672,3 +672,112 @@ mod tests {
         assert_eq!(sample(7).len(), 5);
     }
 }
+
+/// What the judge pass did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JudgePass {
+    /// Flips given a verdict (fresh or cached).
+    pub judged: u64,
+    /// Verdicts from the response cache.
+    pub cached: u64,
+    /// Flips left without a verdict (no readable reply after retries).
+    pub errors: u64,
+    /// HTTP requests made.
+    pub requests: u64,
+}
+
+/// Flips judged per page.
+const JUDGE_PAGE: usize = 64;
+
+/// Asks the `[judge]` model about every flip of `replay` without a verdict yet (see
+/// [`super::judge`]), storing each verdict as it comes.
+pub fn judge_flips(config: &Config, store_path: &Path, replay: &str, no_cache: bool) -> Result<JudgePass> {
+    use super::judge::{judge_request, parse_verdict};
+    crate::provider::install_crypto_provider();
+    let jc = config.judge.as_ref().ok_or_else(|| {
+        Error::Refused(
+            "--judge needs a judge model: add a [judge] table to cliffprobe.toml naming one of the [models.NAME] tables".into(),
+        )
+    })?;
+    let concurrency = jc.concurrency.unwrap_or(8);
+    let target = Arc::new(Target::new(&jc.model, config, ReplayKind::Candidate, concurrency)?);
+    let mut store = Store::open(store_path)?;
+    let cache = Arc::new(Mutex::new(store.reopen()?));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+    let mut pass = JudgePass::default();
+    let mut after = None;
+    loop {
+        let page = store.replay_unjudged_flips(replay, after, JUDGE_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.seq);
+        let results = rt.block_on(async {
+            let permits = Arc::new(tokio::sync::Semaphore::new(target.concurrency));
+            let mut tasks = tokio::task::JoinSet::new();
+            for rec in page {
+                let (Some(req), Some(cand)) = (stored_request(&rec), rec.candidate_answer.clone()) else {
+                    continue;
+                };
+                let jreq = judge_request(&req, &rec.logged_answer, &cand);
+                let target = target.clone();
+                let cache = cache.clone();
+                let permits = permits.clone();
+                tasks.spawn(async move {
+                    let body = target.provider.encode(&jreq);
+                    let key = cache_key(&target.provider, &body, 0);
+                    if !no_cache {
+                        let hit = cache.lock().expect("cache").cache_get(&key);
+                        if let Ok(Some(r)) = hit
+                            && let Ok(v) = parse_verdict(&r.text)
+                        {
+                            return (rec.seq, Ok((v, None, true)), 0u32);
+                        }
+                    }
+                    let _permit = permits.acquire_owned().await;
+                    let mut attempts = 0;
+                    let mut last = String::new();
+                    for _ in 0..crate::sweep::JUDGE_REPLY_ATTEMPTS {
+                        let (r, a) = target.provider.call_retrying(&body, &jreq, &[], 0, &target.policy).await;
+                        attempts += a;
+                        match r {
+                            Ok(answer) => match parse_verdict(&answer.text) {
+                                Ok(v) => return (rec.seq, Ok((v, Some((key, answer)), false)), attempts),
+                                Err(e) => last = e,
+                            },
+                            Err(e) => return (rec.seq, Err(e), attempts),
+                        }
+                    }
+                    (rec.seq, Err(last), attempts)
+                });
+            }
+            let mut out = Vec::new();
+            while let Some(r) = tasks.join_next().await {
+                if let Ok(r) = r {
+                    out.push(r);
+                }
+            }
+            out
+        });
+        let mut cache_ops = Vec::new();
+        for (seq, r, attempts) in results {
+            pass.requests += u64::from(attempts);
+            match r {
+                Ok((v, fresh, cached)) => {
+                    store.set_replay_verdict(replay, ReplayKind::Candidate, seq, v.as_str())?;
+                    pass.judged += 1;
+                    pass.cached += u64::from(cached);
+                    if let Some((key, response)) = fresh {
+                        cache_ops.push(ReplayWrite::Cache { key, response });
+                    }
+                }
+                Err(_) => pass.errors += 1,
+            }
+        }
+        store.write_replay(&cache_ops)?;
+    }
+    rt.shutdown_timeout(Duration::from_millis(200));
+    Ok(pass)
+}

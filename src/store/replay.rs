@@ -477,34 +477,58 @@ impl Store {
         ))?;
         let mut rows = stmt.query(params![replay, kind.as_str(), outcome.as_str()])?;
         while let Some(row) = rows.next()? {
-            let logged: String = row.get(10)?;
-            let candidate: Option<String> = row.get(11)?;
-            f(ReplayRecord {
-                replay_id: row.get(0)?,
-                kind,
-                seq: row.get::<_, i64>(2)? as u64,
-                place: row.get(3)?,
-                record_id: row.get(4)?,
-                timestamp: row.get(5)?,
-                class: row.get(6)?,
-                outcome: ReplayOutcome::parse(&row.get::<_, String>(7)?)?,
-                old: row.get(8)?,
-                new: row.get(9)?,
-                logged_answer: from_json(&logged)?,
-                candidate_answer: candidate.as_deref().map(from_json).transpose()?,
-                error: row.get(12)?,
-                request: row.get(13)?,
-                verdict: row.get(14)?,
-                cached: row.get::<_, i64>(15)? != 0,
-                attempts: row.get::<_, i64>(16)? as u32,
-                input_tokens: row.get::<_, i64>(17)? as u64,
-                output_tokens: row.get::<_, i64>(18)? as u64,
-                cost_usd: row.get(19)?,
-                finished_at: row.get(20)?,
-            })?;
+            f(record_from_row(row, kind)?)?;
         }
         Ok(())
     }
+
+    /// Up to `limit` flips of the candidate without a judge verdict, after position `after`
+    /// (`None`: from the start), in log order: the judge's pages.
+    pub fn replay_unjudged_flips(
+        &self,
+        replay: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ReplayRecord>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {RECORD_COLUMNS} FROM replay_records WHERE replay_id = ?1 AND kind = 'candidate' \
+             AND outcome = 'flipped' AND verdict IS NULL AND seq > ?2 ORDER BY seq LIMIT ?3"
+        ))?;
+        let mut rows = stmt.query(params![replay, after.map_or(-1, |a| a as i64), limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(record_from_row(row, ReplayKind::Candidate)?);
+        }
+        Ok(out)
+    }
+}
+
+fn record_from_row(row: &rusqlite::Row<'_>, kind: ReplayKind) -> Result<ReplayRecord> {
+    let logged: String = row.get(10)?;
+    let candidate: Option<String> = row.get(11)?;
+    Ok(ReplayRecord {
+        replay_id: row.get(0)?,
+        kind,
+        seq: row.get::<_, i64>(2)? as u64,
+        place: row.get(3)?,
+        record_id: row.get(4)?,
+        timestamp: row.get(5)?,
+        class: row.get(6)?,
+        outcome: ReplayOutcome::parse(&row.get::<_, String>(7)?)?,
+        old: row.get(8)?,
+        new: row.get(9)?,
+        logged_answer: from_json(&logged)?,
+        candidate_answer: candidate.as_deref().map(from_json).transpose()?,
+        error: row.get(12)?,
+        request: row.get(13)?,
+        verdict: row.get(14)?,
+        cached: row.get::<_, i64>(15)? != 0,
+        attempts: row.get::<_, i64>(16)? as u32,
+        input_tokens: row.get::<_, i64>(17)? as u64,
+        output_tokens: row.get::<_, i64>(18)? as u64,
+        cost_usd: row.get(19)?,
+        finished_at: row.get(20)?,
+    })
 }
 
 fn to_json(r: &ChatResponse) -> Result<String> {
