@@ -89,7 +89,13 @@ fn input(field: &str, message: impl Into<String>) -> anyhow::Error {
 pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
     let cfg = &project.config;
     if !matches!(a.format.as_str(), "text" | "json" | "markdown") {
-        return Err(input("--format", format!("unknown format `{}`; expected text, json or markdown", a.format)));
+        return Err(input(
+            "--format",
+            format!(
+                "unknown format `{}`; expected text, json or markdown",
+                a.format
+            ),
+        ));
     }
     let store_url = a.store.clone().unwrap_or_else(|| project.store_url());
     let store_path = PathBuf::from(
@@ -107,13 +113,31 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
         Some(r) => {
             let info = store
                 .replay_info(if r.is_empty() { None } else { Some(r.as_str()) })?
-                .ok_or_else(|| input("--resume", if r.is_empty() { "no replay in the store to resume".to_string() } else { format!("no replay `{r}` in the store") }))?;
+                .ok_or_else(|| {
+                    input(
+                        "--resume",
+                        if r.is_empty() {
+                            "no replay in the store to resume".to_string()
+                        } else {
+                            format!("no replay `{r}` in the store")
+                        },
+                    )
+                })?;
             if !a.logs.is_empty() || a.model.is_some() || a.decision.is_some() {
-                eprintln!("warning: resuming replay {} with its own logs, model and rule; the ones given are ignored", info.id);
+                eprintln!(
+                    "warning: resuming replay {} with its own logs, model and rule; the ones given are ignored",
+                    info.id
+                );
             }
-            let rule: DecisionRule = info.rule.parse().map_err(|e: String| Error::Other(format!("replay {}: {e}", info.id)))?;
+            let rule: DecisionRule = info
+                .rule
+                .parse()
+                .map_err(|e: String| Error::Other(format!("replay {}: {e}", info.id)))?;
             let format: LogFormat = info.log_format.parse().map_err(Error::Other)?;
-            eprintln!("resuming replay {} ({}, status {})", info.id, info.model, info.status);
+            eprintln!(
+                "resuming replay {} ({}, status {})",
+                info.id, info.model, info.status
+            );
             let opts = ReplayOptions {
                 id: info.id.clone(),
                 resume: true,
@@ -134,37 +158,56 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
         }
         None => {
             if a.logs.is_empty() {
-                return Err(input("LOG", "give at least one log file (JSONL or OTLP JSON)"));
+                return Err(input(
+                    "LOG",
+                    "give at least one log file (JSONL or OTLP JSON)",
+                ));
             }
             for l in &a.logs {
                 if !l.is_file() {
                     return Err(Error::input(l, "no such log file").into());
                 }
             }
-            let model = a.model.clone().ok_or_else(|| input("--model", "name the candidate model (a [models.NAME] of cliffprobe.toml)"))?;
+            let model = a.model.clone().ok_or_else(|| {
+                input(
+                    "--model",
+                    "name the candidate model (a [models.NAME] of cliffprobe.toml)",
+                )
+            })?;
             let mcfg = cfg.models.get(&model).ok_or_else(|| {
-                input("--model", format!(
-                    "no model `{model}` in the configuration; configured: {}",
-                    cfg.models.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
+                input(
+                    "--model",
+                    format!(
+                        "no model `{model}` in the configuration; configured: {}",
+                        cfg.models.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )
             })?;
             let rule = a.decision.clone().ok_or_else(|| input("--decision", "give the decision rule: tool_call, tool_call:ARG, json_field:POINTER, regex:PATTERN or label:A|B|C"))?;
             if a.judge && cfg.judge.is_none() {
-                return Err(input("--judge", "needs a judge model: add a [judge] table to cliffprobe.toml naming one of the [models.NAME] tables"));
+                return Err(input(
+                    "--judge",
+                    "needs a judge model: add a [judge] table to cliffprobe.toml naming one of the [models.NAME] tables",
+                ));
             }
             let seed = a.seed.or(cfg.sweep.seed).unwrap_or(0);
             let noise_model = match (a.noise, &a.noise_model) {
                 (None, _) => None,
                 (Some(_), Some(m)) => {
                     if !cfg.models.contains_key(m) {
-                        return Err(input("--noise-model", format!("no model `{m}` in the configuration")));
+                        return Err(input(
+                            "--noise-model",
+                            format!("no model `{m}` in the configuration"),
+                        ));
                     }
                     Some(m.clone())
                 }
                 (Some(_), None) => logged_model_name(project, &a.logs, a.log_format),
             };
             if a.noise.is_some() && noise_model.is_none() {
-                eprintln!("warning: --noise: no configured model has the logged model's id; pass --noise-model NAME. No noise floor is measured.");
+                eprintln!(
+                    "warning: --noise: no configured model has the logged model's id; pass --noise-model NAME. No noise floor is measured."
+                );
             }
             let id = new_replay_id();
             let info = ReplayInfo {
@@ -211,7 +254,11 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
     display.finish();
     let summary = result?;
     let store = Store::open(&store_path)?;
-    let status = if summary.stopped.is_some() { "partial" } else { "complete" };
+    let status = if summary.stopped.is_some() {
+        "partial"
+    } else {
+        "complete"
+    };
     store.set_replay_status(&info.id, status, Some(&crate::sweep::now()))?;
     if let Some(why) = &summary.stopped {
         eprintln!("stopped: {why}");
@@ -232,8 +279,17 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
         eprintln!("wrote {n} contested records to {}", path.display());
     }
     if let Some(dir) = &a.incidents {
-        let n = crate::replay::incidents::write_incidents(&store, &info.id, &info.model_id, &opts.rule, dir)?;
-        eprintln!("wrote {n} incidents to {} (turn each into a probe with `cliffprobe templatize FILE`)", dir.display());
+        let n = crate::replay::incidents::write_incidents(
+            &store,
+            &info.id,
+            &info.model_id,
+            &opts.rule,
+            dir,
+        )?;
+        eprintln!(
+            "wrote {n} incidents to {} (turn each into a probe with `cliffprobe templatize FILE`)",
+            dir.display()
+        );
     }
     let out = match a.format.as_str() {
         "json" => format!("{}\n", serde_json::to_string_pretty(&report.json())?),
@@ -253,9 +309,16 @@ fn new_replay_id() -> String {
 /// The suite's capability classes (unless --class-field decides), from readable probe files.
 fn classes(project: &Project, a: &ReplayArgs, field: Option<String>) -> Result<ClassRule> {
     if field.is_some() {
-        return Ok(ClassRule { field, suite: vec![] });
+        return Ok(ClassRule {
+            field,
+            suite: vec![],
+        });
     }
-    let paths = if a.suite.is_empty() { vec![project.suite()] } else { a.suite.clone() };
+    let paths = if a.suite.is_empty() {
+        vec![project.suite()]
+    } else {
+        a.suite.clone()
+    };
     if !paths.iter().any(|p| p.exists()) {
         return Ok(ClassRule::default());
     }
@@ -330,7 +393,10 @@ impl ProgressLine {
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        ProgressLine { stop, thread: Some(thread) }
+        ProgressLine {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn finish(mut self) {

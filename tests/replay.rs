@@ -36,13 +36,17 @@ fn ticket(body: &str) -> Option<u64> {
 
 /// What the logged model decided for ticket `i`.
 fn logged_decision(i: u64) -> &'static str {
-    if i % 2 == 0 { "approve" } else { "deny" }
+    if i.is_multiple_of(2) {
+        "approve"
+    } else {
+        "deny"
+    }
 }
 
 /// What the candidate decides for ticket `i`: it flips every ticket divisible by 3 or 7.
 fn candidate_decision(i: u64) -> &'static str {
     let d = logged_decision(i);
-    if i % 3 == 0 || i % 7 == 0 {
+    if i.is_multiple_of(3) || i.is_multiple_of(7) {
         if d == "approve" { "deny" } else { "approve" }
     } else {
         d
@@ -94,7 +98,10 @@ fn assert_report(report: &Value, t: &Truth) {
         .map(|c| {
             (
                 c["class"].as_str().unwrap().to_string(),
-                (c["replayed"].as_u64().unwrap(), c["flipped"].as_u64().unwrap()),
+                (
+                    c["replayed"].as_u64().unwrap(),
+                    c["flipped"].as_u64().unwrap(),
+                ),
             )
         })
         .collect();
@@ -105,7 +112,10 @@ fn assert_report(report: &Value, t: &Truth) {
         .iter()
         .map(|x| {
             (
-                (x["from"].as_str().unwrap().to_string(), x["to"].as_str().unwrap().to_string()),
+                (
+                    x["from"].as_str().unwrap().to_string(),
+                    x["to"].as_str().unwrap().to_string(),
+                ),
                 x["count"].as_u64().unwrap(),
             )
         })
@@ -145,7 +155,10 @@ fn openai_candidate() -> TestServer {
     TestServer::start(|req, _| {
         let body = req.body_text();
         match ticket(&body) {
-            Some(i) => Reply::json(200, openai_tool_calls("new", &[("x", candidate_decision(i), json!({}))])),
+            Some(i) => Reply::json(
+                200,
+                openai_tool_calls("new", &[("x", candidate_decision(i), json!({}))]),
+            ),
             None => Reply::json(400, json!({"error": {"message": "no ticket"}})),
         }
     })
@@ -154,8 +167,18 @@ fn openai_candidate() -> TestServer {
 fn config(server: &TestServer, extra: &str) -> String {
     format!(
         "{}{}",
-        model("new", "openai", &format!("{}/v1", server.url()), &format!("max_retries = 0\ntimeout = 5\n{extra}")),
-        model("old", "openai", &format!("{}/v1", server.url()), "max_retries = 0\ntimeout = 5")
+        model(
+            "new",
+            "openai",
+            &format!("{}/v1", server.url()),
+            &format!("max_retries = 0\ntimeout = 5\n{extra}")
+        ),
+        model(
+            "old",
+            "openai",
+            &format!("{}/v1", server.url()),
+            "max_retries = 0\ntimeout = 5"
+        )
     )
 }
 
@@ -163,7 +186,8 @@ fn replay_json(p: &Project, args: &[&str]) -> Value {
     let mut all = vec!["replay", "-q", "--format", "json"];
     all.extend_from_slice(args);
     let out = p.run(&all, &env()).success();
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr))
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr))
 }
 
 #[test]
@@ -177,7 +201,17 @@ fn openai_jsonl_flips_match_the_truth_class_by_class_with_bad_lines_reported() {
     p.write("logs/prod.jsonl", &(lines.join("\n") + "\n"));
     let report = replay_json(
         &p,
-        &["logs/prod.jsonl", "--model", "new", "--decision", "tool_call", "--class-field", "team.queue", "--contested", "out/contested.jsonl"],
+        &[
+            "logs/prod.jsonl",
+            "--model",
+            "new",
+            "--decision",
+            "tool_call",
+            "--class-field",
+            "team.queue",
+            "--contested",
+            "out/contested.jsonl",
+        ],
     );
     let t = truth(0..40, |i| class_of(i).to_string());
     assert_report(&report, &t);
@@ -191,50 +225,103 @@ fn openai_jsonl_flips_match_the_truth_class_by_class_with_bad_lines_reported() {
         .map(|u| u["place"].as_str().unwrap())
         .collect();
     assert_eq!(places, ["logs/prod.jsonl:6", "logs/prod.jsonl:21"]);
-    assert_eq!(server.request_count(), 40, "undecided and unreadable records are not sent");
+    assert_eq!(
+        server.request_count(),
+        40,
+        "undecided and unreadable records are not sent"
+    );
     // The contested list: every flip, in log order, with the contract fields.
     let contested: Vec<Value> = std::fs::read_to_string(p.root().join("out/contested.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let ids: Vec<&str> = contested.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = contested
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, t.flipped);
     for c in &contested {
         let i: u64 = c["id"].as_str().unwrap()[4..].parse().unwrap();
         assert_eq!(c["class"], class_of(i));
         assert_eq!(c["old"], logged_decision(i));
         assert_eq!(c["new"], candidate_decision(i));
-        assert_eq!(c["logged_answer"]["tool_calls"][0]["function"]["name"], logged_decision(i));
-        assert_eq!(c["candidate_answer"]["tool_calls"][0]["function"]["name"], candidate_decision(i));
+        assert_eq!(
+            c["logged_answer"]["tool_calls"][0]["function"]["name"],
+            logged_decision(i)
+        );
+        assert_eq!(
+            c["candidate_answer"]["tool_calls"][0]["function"]["name"],
+            candidate_decision(i)
+        );
         assert!(c["timestamp"].as_str().unwrap().starts_with("2026-03-"));
     }
     // Earliest and latest flipped timestamps.
-    let mut stamps: Vec<&str> = contested.iter().map(|c| c["timestamp"].as_str().unwrap()).collect();
+    let mut stamps: Vec<&str> = contested
+        .iter()
+        .map(|c| c["timestamp"].as_str().unwrap())
+        .collect();
     stamps.sort();
     assert_eq!(report["first_flip"], stamps[0]);
     assert_eq!(report["last_flip"], *stamps.last().unwrap());
     // The same replay as CSV.
-    p.run(&["replay", "-q", "--resume", "--contested", "out/contested.csv"], &env()).success();
+    p.run(
+        &[
+            "replay",
+            "-q",
+            "--resume",
+            "--contested",
+            "out/contested.csv",
+        ],
+        &env(),
+    )
+    .success();
     let csv = std::fs::read_to_string(p.root().join("out/contested.csv")).unwrap();
     assert!(csv.starts_with("id,timestamp,class,old,new,logged_answer,candidate_answer"));
     assert_eq!(csv.lines().count(), t.flipped.len() + 1);
-    assert_eq!(server.request_count(), 40, "resuming a finished replay calls nothing");
+    assert_eq!(
+        server.request_count(),
+        40,
+        "resuming a finished replay calls nothing"
+    );
 }
 
 #[test]
 fn a_cached_rerun_makes_no_call_and_reports_the_same() {
     let server = openai_candidate();
     let p = Project::new(&config(&server, ""));
-    p.write("prod.jsonl", &(0..25).map(openai_line).collect::<Vec<_>>().join("\n"));
-    let args = ["prod.jsonl", "--model", "new", "--decision", "tool_call", "--class-field", "team.queue"];
+    p.write(
+        "prod.jsonl",
+        &(0..25).map(openai_line).collect::<Vec<_>>().join("\n"),
+    );
+    let args = [
+        "prod.jsonl",
+        "--model",
+        "new",
+        "--decision",
+        "tool_call",
+        "--class-field",
+        "team.queue",
+    ];
     let first = replay_json(&p, &args);
     assert_eq!(server.request_count(), 25);
     let second = replay_json(&p, &args);
-    assert_eq!(server.request_count(), 25, "a cached re-run makes no HTTP call");
+    assert_eq!(
+        server.request_count(),
+        25,
+        "a cached re-run makes no HTTP call"
+    );
     assert_eq!(second["cached"], 25);
     assert_ne!(first["replay"], second["replay"]);
-    for k in ["replayed", "flipped", "undecided", "errors", "by_class", "transitions", "flip_rate"] {
+    for k in [
+        "replayed",
+        "flipped",
+        "undecided",
+        "errors",
+        "by_class",
+        "transitions",
+        "flip_rate",
+    ] {
         assert_eq!(first[k], second[k], "{k}");
     }
     assert_report(&second, &truth(0..25, |i| class_of(i).to_string()));
@@ -247,23 +334,54 @@ fn server_errors_are_errors_never_flips() {
         if i % 5 == 4 {
             Reply::json(500, json!({"error": {"message": "boom"}}))
         } else {
-            Reply::json(200, openai_tool_calls("new", &[("x", candidate_decision(i), json!({}))]))
+            Reply::json(
+                200,
+                openai_tool_calls("new", &[("x", candidate_decision(i), json!({}))]),
+            )
         }
     });
     let p = Project::new(&config(&server, ""));
-    p.write("prod.jsonl", &(0..20).map(openai_line).collect::<Vec<_>>().join("\n"));
-    let report = replay_json(&p, &["prod.jsonl", "--model", "new", "--decision", "tool_call", "--class-field", "team.queue"]);
+    p.write(
+        "prod.jsonl",
+        &(0..20).map(openai_line).collect::<Vec<_>>().join("\n"),
+    );
+    let report = replay_json(
+        &p,
+        &[
+            "prod.jsonl",
+            "--model",
+            "new",
+            "--decision",
+            "tool_call",
+            "--class-field",
+            "team.queue",
+        ],
+    );
     assert_eq!(report["errors"], 4);
-    assert_report(&report, &truth((0..20).filter(|i| i % 5 != 4), |i| class_of(i).to_string()));
+    assert_report(
+        &report,
+        &truth((0..20).filter(|i| i % 5 != 4), |i| class_of(i).to_string()),
+    );
 }
 
 #[test]
 fn anthropic_jsonl_with_a_label_rule() {
     let server = TestServer::start(|req, _| {
         let i = ticket(&req.body_text()).unwrap();
-        Reply::json(200, anthropic_text("claude-new", &format!("After review: {}.", candidate_decision(i).to_uppercase())))
+        Reply::json(
+            200,
+            anthropic_text(
+                "claude-new",
+                &format!("After review: {}.", candidate_decision(i).to_uppercase()),
+            ),
+        )
     });
-    let p = Project::new(&model("claude", "anthropic", &server.url(), "max_retries = 0\ntimeout = 5"));
+    let p = Project::new(&model(
+        "claude",
+        "anthropic",
+        &server.url(),
+        "max_retries = 0\ntimeout = 5",
+    ));
     let lines: Vec<String> = (0..30)
         .map(|i| {
             json!({
@@ -279,7 +397,17 @@ fn anthropic_jsonl_with_a_label_rule() {
     p.write("anthropic.jsonl", &lines.join("\n"));
     let report = replay_json(
         &p,
-        &["anthropic.jsonl", "--log-format", "anthropic", "--model", "claude", "--decision", "label:approve|deny", "--class-field", "queue"],
+        &[
+            "anthropic.jsonl",
+            "--log-format",
+            "anthropic",
+            "--model",
+            "claude",
+            "--decision",
+            "label:approve|deny",
+            "--class-field",
+            "queue",
+        ],
     );
     assert_report(&report, &truth(0..30, |i| class_of(i).to_string()));
     let req = &server.requests()[0];
@@ -297,7 +425,7 @@ fn otlp_span(i: u64) -> Value {
     let output = json!([{"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": logged_decision(i), "arguments": {}}], "finish_reason": "tool_call"}]);
     let sys = json!([{"type": "text", "content": "You triage refunds."}]);
     let value = |v: &Value| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             json!({"stringValue": v.to_string()})
         } else {
             any(v)
@@ -327,7 +455,9 @@ fn any(v: &Value) -> Value {
         Value::Number(n) => json!({"intValue": n.to_string()}),
         Value::Bool(b) => json!({"boolValue": b}),
         Value::Array(a) => json!({"arrayValue": {"values": a.iter().map(any).collect::<Vec<_>>()}}),
-        Value::Object(o) => json!({"kvlistValue": {"values": o.iter().map(|(k, v)| json!({"key": k, "value": any(v)})).collect::<Vec<_>>()}}),
+        Value::Object(o) => {
+            json!({"kvlistValue": {"values": o.iter().map(|(k, v)| json!({"key": k, "value": any(v)})).collect::<Vec<_>>()}})
+        }
         Value::Null => json!({}),
     }
 }
@@ -346,18 +476,36 @@ fn otlp_traces_one_object_and_json_lines() {
     p.write("traces.json", &serde_json::to_string_pretty(&doc).unwrap());
     // The collector's file exporter: one object per line.
     let lines: Vec<String> = (24..36)
-        .map(|i| json!({"resourceSpans": [{"scopeSpans": [{"spans": [otlp_span(i)]}]}]}).to_string())
+        .map(|i| {
+            json!({"resourceSpans": [{"scopeSpans": [{"spans": [otlp_span(i)]}]}]}).to_string()
+        })
         .collect();
     p.write("traces.jsonl", &lines.join("\n"));
     let report = replay_json(
         &p,
-        &["traces.json", "traces.jsonl", "--model", "new", "--decision", "tool_call", "--class-field", "app.queue"],
+        &[
+            "traces.json",
+            "traces.jsonl",
+            "--model",
+            "new",
+            "--decision",
+            "tool_call",
+            "--class-field",
+            "app.queue",
+        ],
     );
     assert_report(&report, &truth(0..36, |i| class_of(i).to_string()));
     assert_eq!(report["unreadable"], 1);
-    assert_eq!(report["unreadable_records"][0]["place"], "traces.json: span bad01");
+    assert_eq!(
+        report["unreadable_records"][0]["place"],
+        "traces.json: span bad01"
+    );
     // The step ended in a tool result: that step is replayed, with the system instructions.
-    let req = server.requests().into_iter().find(|r| ticket(&r.body_text()) == Some(0)).unwrap();
+    let req = server
+        .requests()
+        .into_iter()
+        .find(|r| ticket(&r.body_text()) == Some(0))
+        .unwrap();
     let msgs = req.json()["messages"].as_array().unwrap().clone();
     assert_eq!(msgs[0]["role"], "system");
     assert_eq!(msgs[0]["content"], "You triage refunds.");
@@ -371,13 +519,61 @@ fn bad_input_is_refused_before_anything_is_written() {
     let server = openai_candidate();
     let p = Project::new(&config(&server, ""));
     p.write("prod.jsonl", &openai_line(1));
-    let out = p.run(&["replay", "missing.jsonl", "--model", "new", "--decision", "tool_call"], &env()).exits(2);
+    let out = p
+        .run(
+            &[
+                "replay",
+                "missing.jsonl",
+                "--model",
+                "new",
+                "--decision",
+                "tool_call",
+            ],
+            &env(),
+        )
+        .exits(2);
     assert!(out.stderr.contains("missing.jsonl"), "{}", out.stderr);
-    let out = p.run(&["replay", "prod.jsonl", "--model", "nope", "--decision", "tool_call"], &env()).exits(2);
+    let out = p
+        .run(
+            &[
+                "replay",
+                "prod.jsonl",
+                "--model",
+                "nope",
+                "--decision",
+                "tool_call",
+            ],
+            &env(),
+        )
+        .exits(2);
     assert!(out.stderr.contains("no model `nope`"), "{}", out.stderr);
-    let out = p.run(&["replay", "prod.jsonl", "--model", "new", "--decision", "regex:("], &env()).exits(2);
+    let out = p
+        .run(
+            &[
+                "replay",
+                "prod.jsonl",
+                "--model",
+                "new",
+                "--decision",
+                "regex:(",
+            ],
+            &env(),
+        )
+        .exits(2);
     assert!(out.stderr.contains("regular expression"), "{}", out.stderr);
-    let out = p.run(&["replay", "prod.jsonl", "--model", "new", "--decision", "vibes"], &env()).exits(2);
+    let out = p
+        .run(
+            &[
+                "replay",
+                "prod.jsonl",
+                "--model",
+                "new",
+                "--decision",
+                "vibes",
+            ],
+            &env(),
+        )
+        .exits(2);
     assert!(out.stderr.contains("decision rule"), "{}", out.stderr);
     assert_eq!(server.request_count(), 0);
 }
@@ -389,26 +585,61 @@ fn judge_splits_flips_and_incidents_feed_templatize() {
         if body.contains("You compare two answers") {
             // The logged answer is right on even tickets (a regression), the candidate on odd.
             let i = ticket(&body).unwrap();
-            let right = if i % 2 == 0 { "A" } else { "B" };
-            return Reply::json(200, openai_completion("judge", &format!("{{\"right\": \"{right}\", \"reason\": \"r\"}}")));
+            let right = if i.is_multiple_of(2) { "A" } else { "B" };
+            return Reply::json(
+                200,
+                openai_completion(
+                    "judge",
+                    &format!("{{\"right\": \"{right}\", \"reason\": \"r\"}}"),
+                ),
+            );
         }
         let i = ticket(&body).unwrap();
-        Reply::json(200, openai_tool_calls("new", &[("x", candidate_decision(i), json!({}))]))
+        Reply::json(
+            200,
+            openai_tool_calls("new", &[("x", candidate_decision(i), json!({}))]),
+        )
     });
     let p = Project::new(&format!(
         "{}{}[judge]\nmodel = \"judge\"\n",
         config(&server, ""),
-        model("judge", "openai", &format!("{}/v1", server.url()), "max_retries = 0")
+        model(
+            "judge",
+            "openai",
+            &format!("{}/v1", server.url()),
+            "max_retries = 0"
+        )
     ));
-    p.write("prod.jsonl", &(0..30).map(openai_line).collect::<Vec<_>>().join("\n"));
+    p.write(
+        "prod.jsonl",
+        &(0..30).map(openai_line).collect::<Vec<_>>().join("\n"),
+    );
     let report = replay_json(
         &p,
-        &["prod.jsonl", "--model", "new", "--decision", "tool_call", "--class-field", "team.queue", "--judge", "--incidents", "incidents"],
+        &[
+            "prod.jsonl",
+            "--model",
+            "new",
+            "--decision",
+            "tool_call",
+            "--class-field",
+            "team.queue",
+            "--judge",
+            "--incidents",
+            "incidents",
+        ],
     );
     let t = truth(0..30, |i| class_of(i).to_string());
-    let regressions: Vec<&String> = t.flipped.iter().filter(|id| id[4..].parse::<u64>().unwrap() % 2 == 0).collect();
+    let regressions: Vec<&String> = t
+        .flipped
+        .iter()
+        .filter(|id| id[4..].parse::<u64>().unwrap() % 2 == 0)
+        .collect();
     assert_eq!(report["judge"]["regressions"], regressions.len());
-    assert_eq!(report["judge"]["corrections"], t.flipped.len() - regressions.len());
+    assert_eq!(
+        report["judge"]["corrections"],
+        t.flipped.len() - regressions.len()
+    );
     let mut files: Vec<String> = std::fs::read_dir(p.root().join("incidents"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -419,12 +650,21 @@ fn judge_splits_flips_and_incidents_feed_templatize() {
     assert_eq!(files, want, "one incident per regression");
     // templatize takes an incident: the candidate's answer fails the derived check.
     let first = p.root().join("incidents").join(&files[0]);
-    let out = p.run(&["templatize", first.to_str().unwrap(), "--suite", "probes"], &[]).success();
-    let probes: Vec<_> = std::fs::read_dir(p.root().join("probes").join("refunds")).map(|d| d.count()).into_iter().collect();
+    let out = p
+        .run(
+            &["templatize", first.to_str().unwrap(), "--suite", "probes"],
+            &[],
+        )
+        .success();
+    let probes: Vec<_> = std::fs::read_dir(p.root().join("probes").join("refunds"))
+        .map(|d| d.count())
+        .into_iter()
+        .collect();
     assert_eq!(probes, vec![1], "{}", out.stderr);
     // Judging again is answered from the cache.
     let before = server.request_count();
-    p.run(&["replay", "-q", "--resume", "--judge"], &env()).success();
+    p.run(&["replay", "-q", "--resume", "--judge"], &env())
+        .success();
     assert_eq!(server.request_count(), before);
 }
 
@@ -436,22 +676,59 @@ fn the_noise_floor_is_measured_on_the_logged_model() {
         let i = ticket(&body).unwrap();
         let is_old = req.json()["model"] == "old-2024-01-01";
         let d = if is_old {
-            if i % 10 == 0 { if logged_decision(i) == "approve" { "deny" } else { "approve" } } else { logged_decision(i) }
+            if i.is_multiple_of(10) {
+                if logged_decision(i) == "approve" {
+                    "deny"
+                } else {
+                    "approve"
+                }
+            } else {
+                logged_decision(i)
+            }
         } else {
             candidate_decision(i)
         };
         Reply::json(200, openai_tool_calls("m", &[("x", d, json!({}))]))
     });
     let p = Project::new(&config(&server, ""));
-    p.write("prod.jsonl", &(0..60).map(openai_line).collect::<Vec<_>>().join("\n"));
-    let report = replay_json(&p, &["prod.jsonl", "--model", "new", "--decision", "tool_call", "--noise", "20", "--seed", "3"]);
+    p.write(
+        "prod.jsonl",
+        &(0..60).map(openai_line).collect::<Vec<_>>().join("\n"),
+    );
+    let report = replay_json(
+        &p,
+        &[
+            "prod.jsonl",
+            "--model",
+            "new",
+            "--decision",
+            "tool_call",
+            "--noise",
+            "20",
+            "--seed",
+            "3",
+        ],
+    );
     assert_eq!(report["noise"]["replayed"], 20);
     assert_eq!(report["noise"]["model"], "old");
     let reading = report["noise"]["reading"].as_str().unwrap();
     assert!(reading == "above noise" || reading == "within noise");
     assert_eq!(server.request_count(), 80);
     // The sample is seeded: the same seed replays the same records (all from the cache).
-    let again = replay_json(&p, &["prod.jsonl", "--model", "new", "--decision", "tool_call", "--noise", "20", "--seed", "3"]);
+    let again = replay_json(
+        &p,
+        &[
+            "prod.jsonl",
+            "--model",
+            "new",
+            "--decision",
+            "tool_call",
+            "--noise",
+            "20",
+            "--seed",
+            "3",
+        ],
+    );
     assert_eq!(server.request_count(), 80);
     assert_eq!(again["noise"], report["noise"]);
 }
@@ -460,14 +737,31 @@ fn the_noise_floor_is_measured_on_the_logged_model() {
 fn kill_9_then_resume_stores_exactly_one_result_per_record() {
     let server = TestServer::start(|req, _| {
         let i = ticket(&req.body_text()).unwrap();
-        Reply::json(200, openai_tool_calls("new", &[("x", candidate_decision(i), json!({}))])).after(Duration::from_millis(15))
+        Reply::json(
+            200,
+            openai_tool_calls("new", &[("x", candidate_decision(i), json!({}))]),
+        )
+        .after(Duration::from_millis(15))
     });
     let p = Project::new(&config(&server, "max_concurrency = 4"));
     const N: u64 = 300;
-    p.write("prod.jsonl", &(0..N).map(openai_line).collect::<Vec<_>>().join("\n"));
+    p.write(
+        "prod.jsonl",
+        &(0..N).map(openai_line).collect::<Vec<_>>().join("\n"),
+    );
     let mut child = p
         .std_cmd()
-        .args(["replay", "-q", "prod.jsonl", "--model", "new", "--decision", "tool_call", "--class-field", "team.queue"])
+        .args([
+            "replay",
+            "-q",
+            "prod.jsonl",
+            "--model",
+            "new",
+            "--decision",
+            "tool_call",
+            "--class-field",
+            "team.queue",
+        ])
         .env("TEST_KEY", KEY)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -475,8 +769,13 @@ fn kill_9_then_resume_stores_exactly_one_result_per_record() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let stored = || -> u64 {
-        let Ok(conn) = rusqlite::Connection::open(p.store_path()) else { return 0 };
-        conn.query_row("SELECT COUNT(*) FROM replay_records", [], |r| r.get::<_, i64>(0)).unwrap_or(0) as u64
+        let Ok(conn) = rusqlite::Connection::open(p.store_path()) else {
+            return 0;
+        };
+        conn.query_row("SELECT COUNT(*) FROM replay_records", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap_or(0) as u64
     };
     while stored() < 40 {
         assert!(Instant::now() < deadline, "the replay stored nothing");
@@ -490,9 +789,16 @@ fn kill_9_then_resume_stores_exactly_one_result_per_record() {
     assert_report(&report, &truth(0..N, |i| class_of(i).to_string()));
     let conn = rusqlite::Connection::open(p.store_path()).unwrap();
     let (rows, distinct): (i64, i64) = conn
-        .query_row("SELECT COUNT(*), COUNT(DISTINCT seq) FROM replay_records", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT seq) FROM replay_records",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!((rows as u64, distinct as u64), (N, N));
     let requests = server.request_count() as u64;
-    assert!(requests >= N && requests < N + 20, "{requests} requests: only the calls in flight at the kill are asked again");
+    assert!(
+        (N..N + 20).contains(&requests),
+        "{requests} requests: only the calls in flight at the kill are asked again"
+    );
 }

@@ -103,7 +103,10 @@ impl DecisionRule {
                     None => Some(name),
                     Some(a) => {
                         let args = call.arguments_json().unwrap_or(Value::Null);
-                        let v = args.get(a).map(scalar).unwrap_or_else(|| NO_DECISION.into());
+                        let v = args
+                            .get(a)
+                            .map(scalar)
+                            .unwrap_or_else(|| NO_DECISION.into());
                         Some(format!("{name}({a}={v})"))
                     }
                 }
@@ -129,7 +132,10 @@ impl DecisionRule {
                 let m = pattern.find(&answer.text)?;
                 labels
                     .iter()
-                    .find(|l| l.eq_ignore_ascii_case(m.as_str()) || l.to_lowercase() == m.as_str().to_lowercase())
+                    .find(|l| {
+                        l.eq_ignore_ascii_case(m.as_str())
+                            || l.to_lowercase() == m.as_str().to_lowercase()
+                    })
                     .cloned()
             }
         }
@@ -158,8 +164,8 @@ impl DecisionRule {
                 vec![Check::ToolCall(ToolCallCheck { name, arguments })]
             }
             DecisionRule::JsonField { path, .. } => {
-                let equals: Value =
-                    serde_json::from_str(right).unwrap_or_else(|_| Value::String(right.to_string()));
+                let equals: Value = serde_json::from_str(right)
+                    .unwrap_or_else(|_| Value::String(right.to_string()));
                 vec![Check::JsonField(JsonFieldCheck {
                     path: path.clone(),
                     equals,
@@ -220,14 +226,23 @@ mod tests {
 
     fn call(name: &str, args: Value) -> ChatResponse {
         ChatResponse {
-            tool_calls: vec![ToolCall::new("x", "lookup", &Value::Null), ToolCall::new("y", name, &args)],
+            tool_calls: vec![
+                ToolCall::new("x", "lookup", &Value::Null),
+                ToolCall::new("y", name, &args),
+            ],
             ..Default::default()
         }
     }
 
     #[test]
     fn rules_parse_and_print_back() {
-        for s in ["tool_call", "tool_call:amount", "json_field:/decision", "regex:Decision: (\\w+)", "label:approve|deny"] {
+        for s in [
+            "tool_call",
+            "tool_call:amount",
+            "json_field:/decision",
+            "regex:Decision: (\\w+)",
+            "label:approve|deny",
+        ] {
             let r: DecisionRule = s.parse().unwrap();
             assert_eq!(r.to_string(), s);
         }
@@ -239,40 +254,95 @@ mod tests {
     #[test]
     fn each_rule_decides() {
         let tc: DecisionRule = "tool_call".parse().unwrap();
-        assert_eq!(tc.decide(&call("refund", serde_json::json!({"amount": 40}))).as_deref(), Some("refund"));
+        assert_eq!(
+            tc.decide(&call("refund", serde_json::json!({"amount": 40})))
+                .as_deref(),
+            Some("refund")
+        );
         assert_eq!(tc.decide(&text("no tools")), None);
         let tca: DecisionRule = "tool_call:amount".parse().unwrap();
-        assert_eq!(tca.decide(&call("refund", serde_json::json!({"amount": 40}))).as_deref(), Some("refund(amount=40)"));
-        assert_eq!(tca.decide(&call("refund", serde_json::json!({}))).as_deref(), Some("refund(amount=(none))"));
+        assert_eq!(
+            tca.decide(&call("refund", serde_json::json!({"amount": 40})))
+                .as_deref(),
+            Some("refund(amount=40)")
+        );
+        assert_eq!(
+            tca.decide(&call("refund", serde_json::json!({})))
+                .as_deref(),
+            Some("refund(amount=(none))")
+        );
         let jf: DecisionRule = "json_field:decision.kind".parse().unwrap();
-        assert_eq!(jf.decide(&text("```json\n{\"decision\": {\"kind\": \"deny\"}}\n```")).as_deref(), Some("deny"));
-        assert_eq!(jf.decide(&call("f", serde_json::json!({"decision": {"kind": 3}}))).as_deref(), Some("3"));
+        assert_eq!(
+            jf.decide(&text("```json\n{\"decision\": {\"kind\": \"deny\"}}\n```"))
+                .as_deref(),
+            Some("deny")
+        );
+        assert_eq!(
+            jf.decide(&call("f", serde_json::json!({"decision": {"kind": 3}})))
+                .as_deref(),
+            Some("3")
+        );
         assert_eq!(jf.decide(&text("no json")), None);
         let re: DecisionRule = "regex:(?i)decision: (\\w+)".parse().unwrap();
-        assert_eq!(re.decide(&text("Thinking... Decision: Approve.")).as_deref(), Some("Approve"));
+        assert_eq!(
+            re.decide(&text("Thinking... Decision: Approve."))
+                .as_deref(),
+            Some("Approve")
+        );
         let whole: DecisionRule = "regex:[A-Z]{3}-\\d+".parse().unwrap();
-        assert_eq!(whole.decide(&text("route to ESC-2 now")).as_deref(), Some("ESC-2"));
+        assert_eq!(
+            whole.decide(&text("route to ESC-2 now")).as_deref(),
+            Some("ESC-2")
+        );
         let lb: DecisionRule = "label:approve|deny|escalate".parse().unwrap();
-        assert_eq!(lb.decide(&text("I would DENY this, not approve it")).as_deref(), Some("deny"));
+        assert_eq!(
+            lb.decide(&text("I would DENY this, not approve it"))
+                .as_deref(),
+            Some("deny")
+        );
         assert_eq!(lb.decide(&text("approved")), None, "whole words only");
     }
 
     #[test]
     fn checks_for_a_flip_pass_the_right_answer_and_fail_the_wrong_one() {
         let cases: Vec<(&str, ChatResponse, ChatResponse)> = vec![
-            ("tool_call", call("refund", serde_json::json!({})), call("deny", serde_json::json!({}))),
-            ("tool_call:amount", call("refund", serde_json::json!({"amount": 40})), call("refund", serde_json::json!({"amount": 400}))),
-            ("json_field:/d", text("{\"d\": \"approve\"}"), text("{\"d\": \"deny\"}")),
+            (
+                "tool_call",
+                call("refund", serde_json::json!({})),
+                call("deny", serde_json::json!({})),
+            ),
+            (
+                "tool_call:amount",
+                call("refund", serde_json::json!({"amount": 40})),
+                call("refund", serde_json::json!({"amount": 400})),
+            ),
+            (
+                "json_field:/d",
+                text("{\"d\": \"approve\"}"),
+                text("{\"d\": \"deny\"}"),
+            ),
             ("label:approve|deny", text("Approve."), text("Deny.")),
-            ("regex:Decision: (\\w+)", text("Decision: approve"), text("Decision: deny")),
+            (
+                "regex:Decision: (\\w+)",
+                text("Decision: approve"),
+                text("Decision: deny"),
+            ),
         ];
         for (rule, good, bad) in cases {
             let r: DecisionRule = rule.parse().unwrap();
             let (right, wrong) = (r.decide(&good).unwrap(), r.decide(&bad).unwrap());
             let checks = r.checks_for(&right, &wrong);
             assert!(!checks.is_empty());
-            assert_eq!(crate::grade::grade(&checks, &good).0, crate::grade::CaseStatus::Pass, "{rule}");
-            assert_eq!(crate::grade::grade(&checks, &bad).0, crate::grade::CaseStatus::Fail, "{rule}");
+            assert_eq!(
+                crate::grade::grade(&checks, &good).0,
+                crate::grade::CaseStatus::Pass,
+                "{rule}"
+            );
+            assert_eq!(
+                crate::grade::grade(&checks, &bad).0,
+                crate::grade::CaseStatus::Fail,
+                "{rule}"
+            );
         }
     }
 }

@@ -17,7 +17,13 @@ use std::path::Path;
 
 /// Writes the incidents of `replay` into `dir` (created if needed). Returns how many files
 /// were written. A flip judged a correction or unclear is not an incident.
-pub fn write_incidents(store: &Store, replay: &str, model_id: &str, rule: &DecisionRule, dir: &Path) -> Result<u64> {
+pub fn write_incidents(
+    store: &Store,
+    replay: &str,
+    model_id: &str,
+    rule: &DecisionRule,
+    dir: &Path,
+) -> Result<u64> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut n = 0u64;
     let mut used = std::collections::HashSet::new();
@@ -77,7 +83,13 @@ pub fn incident(r: &ReplayRecord, model_id: &str, rule: &DecisionRule) -> Option
 fn file_stem(id: &str) -> String {
     let s: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(80)
         .collect();
     let s = s.trim_matches('-').to_string();

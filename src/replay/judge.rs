@@ -45,7 +45,11 @@ impl FlipVerdict {
 /// The judge request for one flip: [`PROMPT`] as the system message, and a user message with
 /// the sections `## Conversation`, `## Answer A (logged)`, `## Answer B (candidate)` and
 /// `## Your reply`.
-pub fn judge_request(request: &ChatRequest, logged: &ChatResponse, candidate: &ChatResponse) -> ChatRequest {
+pub fn judge_request(
+    request: &ChatRequest,
+    logged: &ChatResponse,
+    candidate: &ChatResponse,
+) -> ChatRequest {
     let mut u = String::with_capacity(1024);
     let _ = writeln!(u, "## Conversation");
     for m in &request.messages {
@@ -62,10 +66,17 @@ pub fn judge_request(request: &ChatRequest, logged: &ChatResponse, candidate: &C
         }
     }
     if !request.tools.is_empty() {
-        let names: Vec<&str> = request.tools.iter().map(|t| t.function.name.as_str()).collect();
+        let names: Vec<&str> = request
+            .tools
+            .iter()
+            .map(|t| t.function.name.as_str())
+            .collect();
         let _ = writeln!(u, "(tools offered: {})", names.join(", "));
     }
-    for (heading, a) in [("## Answer A (logged)", logged), ("## Answer B (candidate)", candidate)] {
+    for (heading, a) in [
+        ("## Answer A (logged)", logged),
+        ("## Answer B (candidate)", candidate),
+    ] {
         let _ = writeln!(u, "\n{heading}");
         if a.text.trim().is_empty() {
             let _ = writeln!(u, "(no text)");
@@ -82,7 +93,10 @@ pub fn judge_request(request: &ChatRequest, logged: &ChatResponse, candidate: &C
         "\n## Your reply\nReply with JSON only: {{\"right\": \"A\" | \"B\" | \"both\" | \"neither\", \"reason\": \"…\"}}"
     );
     ChatRequest {
-        messages: vec![Message::text(Role::System, PROMPT), Message::text(Role::User, u)],
+        messages: vec![
+            Message::text(Role::System, PROMPT),
+            Message::text(Role::User, u),
+        ],
         tools: vec![],
     }
 }
@@ -96,7 +110,8 @@ fn write_calls(out: &mut String, calls: &[ToolCall]) {
 /// Reads the verdict from a judge reply: the first `"right": …` with a known value, in a JSON
 /// object anywhere in the text.
 pub fn parse_verdict(text: &str) -> Result<FlipVerdict, String> {
-    let re = regex::Regex::new(r#"(?i)"right"\s*:\s*"\s*(a|b|both|neither)\s*""#).expect("valid regex");
+    let re =
+        regex::Regex::new(r#"(?i)"right"\s*:\s*"\s*(a|b|both|neither)\s*""#).expect("valid regex");
     let Some(c) = re.captures(text) else {
         return Err(format!(
             "no {{\"right\": …}} in the judge's reply: {}",
@@ -116,20 +131,41 @@ mod tests {
 
     #[test]
     fn verdicts_read_tolerantly() {
-        assert_eq!(parse_verdict("```json\n{\"right\": \"B\", \"reason\": \"x\"}\n```"), Ok(FlipVerdict::Correction));
-        assert_eq!(parse_verdict("{\"reason\": \"y\", \"right\":\"a\"}"), Ok(FlipVerdict::Regression));
-        assert_eq!(parse_verdict("{\"right\": \"neither\"}"), Ok(FlipVerdict::Unclear));
+        assert_eq!(
+            parse_verdict("```json\n{\"right\": \"B\", \"reason\": \"x\"}\n```"),
+            Ok(FlipVerdict::Correction)
+        );
+        assert_eq!(
+            parse_verdict("{\"reason\": \"y\", \"right\":\"a\"}"),
+            Ok(FlipVerdict::Regression)
+        );
+        assert_eq!(
+            parse_verdict("{\"right\": \"neither\"}"),
+            Ok(FlipVerdict::Unclear)
+        );
         assert!(parse_verdict("A is right").is_err());
     }
 
     #[test]
     fn the_request_names_both_answers_in_order() {
-        let req = ChatRequest { messages: vec![Message::text(Role::User, "refund?")], tools: vec![] };
-        let a = ChatResponse { text: "approve".into(), ..Default::default() };
-        let b = ChatResponse { text: "deny".into(), ..Default::default() };
+        let req = ChatRequest {
+            messages: vec![Message::text(Role::User, "refund?")],
+            tools: vec![],
+        };
+        let a = ChatResponse {
+            text: "approve".into(),
+            ..Default::default()
+        };
+        let b = ChatResponse {
+            text: "deny".into(),
+            ..Default::default()
+        };
         let j = judge_request(&req, &a, &b);
         let u = j.messages[1].content_str();
-        let (ia, ib) = (u.find("## Answer A (logged)\napprove").unwrap(), u.find("## Answer B (candidate)\ndeny").unwrap());
+        let (ia, ib) = (
+            u.find("## Answer A (logged)\napprove").unwrap(),
+            u.find("## Answer B (candidate)\ndeny").unwrap(),
+        );
         assert!(u.find("refund?").unwrap() < ia && ia < ib);
         assert_eq!(j.messages[0].content_str(), PROMPT);
     }

@@ -153,7 +153,8 @@ fn looks_otlp(head: &[u8]) -> bool {
     let t = text.trim_start();
     t.starts_with('{') && {
         let first = t.find('\n').map_or(t, |i| &t[..i]);
-        first.contains("\"resourceSpans\"") || first.trim() == "{" && t.contains("\"resourceSpans\"")
+        first.contains("\"resourceSpans\"")
+            || first.trim() == "{" && t.contains("\"resourceSpans\"")
     }
 }
 
@@ -250,7 +251,9 @@ pub fn jsonl_record(
     let request = obj
         .remove("request")
         .ok_or("no `request` (expected {\"request\": …, \"response\": …})")?;
-    let response = obj.remove("response").ok_or("no `response`: the logged answer is needed to know the logged decision")?;
+    let response = obj
+        .remove("response")
+        .ok_or("no `response`: the logged answer is needed to know the logged decision")?;
     let capture = parse_capture(Path::new(place), &request, Some(&response), wire)
         .map_err(|e| strip_place(&e.to_string(), place))?;
     let logged = capture.response.ok_or_else(|| {
@@ -327,7 +330,9 @@ fn epoch_to_rfc3339(x: f64) -> Option<String> {
         x / 1e9
     };
     let nanos = (secs * 1e9) as i128;
-    jiff::Timestamp::from_nanosecond(nanos).ok().map(format_time)
+    jiff::Timestamp::from_nanosecond(nanos)
+        .ok()
+        .map(format_time)
 }
 
 // ---- OTLP ----
@@ -685,7 +690,12 @@ fn span_call(
         let text = match &sys {
             Value::String(s) => s.clone(),
             Value::Array(parts) => parts_text(parts),
-            other => return Err(format!("`gen_ai.system_instructions`: expected a list of parts, found {}", kind(other))),
+            other => {
+                return Err(format!(
+                    "`gen_ai.system_instructions`: expected a list of parts, found {}",
+                    kind(other)
+                ));
+            }
         };
         if !text.is_empty() {
             messages.push(Message::text(Role::System, text));
@@ -698,9 +708,7 @@ fn span_call(
         ));
     };
     for (i, m) in input.iter().enumerate() {
-        messages.extend(
-            otel_message(m).map_err(|e| format!("`gen_ai.input.messages[{i}]`: {e}"))?,
-        );
+        messages.extend(otel_message(m).map_err(|e| format!("`gen_ai.input.messages[{i}]`: {e}"))?);
     }
     let first = match &output {
         Value::Array(list) => list.first().ok_or("`gen_ai.output.messages` is empty")?,
@@ -905,14 +913,20 @@ mod tests {
         std::fs::write(&p, lines.join("\n")).unwrap();
         let items = collect(&p, LogFormat::Auto);
         assert_eq!(items.len(), 3);
-        let LogItem::Call(a) = &items[0] else { panic!() };
+        let LogItem::Call(a) = &items[0] else {
+            panic!()
+        };
         assert_eq!(a.id, "a");
         assert_eq!(a.timestamp.as_deref(), Some("2026-01-02T02:04:05.000Z"));
         assert_eq!(a.logged.text, "APPROVE");
         assert_eq!(a.logged_model.as_deref(), Some("gpt-x"));
-        let LogItem::Unreadable(u) = &items[1] else { panic!() };
+        let LogItem::Unreadable(u) = &items[1] else {
+            panic!()
+        };
         assert!(u.place.ends_with("log.jsonl:2"), "{}", u.place);
-        let LogItem::Call(c) = &items[2] else { panic!() };
+        let LogItem::Call(c) = &items[2] else {
+            panic!()
+        };
         assert!(c.place.ends_with(":4"));
         assert_eq!(c.seq, 2);
         assert_eq!(c.timestamp.as_deref(), Some("2026-01-01T00:00:00.000Z"));
@@ -957,8 +971,12 @@ mod tests {
             Value::String(s) => serde_json::json!({"stringValue": s}),
             Value::Number(n) => serde_json::json!({"intValue": n.to_string()}),
             Value::Bool(b) => serde_json::json!({"boolValue": b}),
-            Value::Array(a) => serde_json::json!({"arrayValue": {"values": a.iter().map(to_any).collect::<Vec<_>>()}}),
-            Value::Object(o) => serde_json::json!({"kvlistValue": {"values": o.iter().map(|(k, v)| serde_json::json!({"key": k, "value": to_any(v)})).collect::<Vec<_>>()}}),
+            Value::Array(a) => {
+                serde_json::json!({"arrayValue": {"values": a.iter().map(to_any).collect::<Vec<_>>()}})
+            }
+            Value::Object(o) => {
+                serde_json::json!({"kvlistValue": {"values": o.iter().map(|(k, v)| serde_json::json!({"key": k, "value": to_any(v)})).collect::<Vec<_>>()}})
+            }
             Value::Null => serde_json::json!({}),
         }
     }
@@ -971,13 +989,20 @@ mod tests {
         let pretty = dir.path().join("t.json");
         std::fs::write(
             &pretty,
-            serde_json::to_string_pretty(&doc(vec![otlp_span("s1", false), other.clone(), otlp_span("s2", true)])).unwrap(),
+            serde_json::to_string_pretty(&doc(vec![
+                otlp_span("s1", false),
+                other.clone(),
+                otlp_span("s2", true),
+            ]))
+            .unwrap(),
         )
         .unwrap();
         let items = collect(&pretty, LogFormat::Auto);
         assert_eq!(items.len(), 2);
         for (item, id) in items.iter().zip(["s1", "s2"]) {
-            let LogItem::Call(c) = item else { panic!("{item:?}") };
+            let LogItem::Call(c) = item else {
+                panic!("{item:?}")
+            };
             assert_eq!(c.id, id);
             assert_eq!(c.request.messages.len(), 4, "{:?}", c.request.messages);
             assert_eq!(c.request.messages[0].content_str(), "You triage refunds.");
@@ -1009,9 +1034,15 @@ mod tests {
         let span = serde_json::json!({"spanId": "bad1", "attributes": [
             {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
             {"key": "gen_ai.input.messages", "value": {"stringValue": "[]"}}]});
-        std::fs::write(&p, serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).to_string()).unwrap();
+        std::fs::write(
+            &p,
+            serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).to_string(),
+        )
+        .unwrap();
         let items = collect(&p, LogFormat::Otlp);
-        let [LogItem::Unreadable(u)] = items.as_slice() else { panic!("{items:?}") };
+        let [LogItem::Unreadable(u)] = items.as_slice() else {
+            panic!("{items:?}")
+        };
         assert!(u.place.ends_with("span bad1"));
         assert!(u.message.contains("gen_ai.output.messages"));
     }

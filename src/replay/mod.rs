@@ -166,10 +166,22 @@ mod tests {
             field: Some("app.class".into()),
             suite: vec![],
         };
-        assert_eq!(rule.class_of(&call(serde_json::json!({"app.class": "refunds"}), &[])), "refunds");
-        assert_eq!(rule.class_of(&call(serde_json::json!({"app": {"class": "billing"}}), &[])), "billing");
-        assert_eq!(rule.class_of(&call(serde_json::json!({"app": {}}), &[])), UNCLASSIFIED);
-        assert_eq!(rule.class_of(&call(serde_json::json!({"app.class": 3}), &[])), "3");
+        assert_eq!(
+            rule.class_of(&call(serde_json::json!({"app.class": "refunds"}), &[])),
+            "refunds"
+        );
+        assert_eq!(
+            rule.class_of(&call(serde_json::json!({"app": {"class": "billing"}}), &[])),
+            "billing"
+        );
+        assert_eq!(
+            rule.class_of(&call(serde_json::json!({"app": {}}), &[])),
+            UNCLASSIFIED
+        );
+        assert_eq!(
+            rule.class_of(&call(serde_json::json!({"app.class": 3}), &[])),
+            "3"
+        );
     }
 
     #[test]
@@ -177,12 +189,30 @@ mod tests {
         let rule = ClassRule {
             field: None,
             suite: vec![
-                SuiteClass { capability: "refund-triage".into(), tools: vec!["issue_refund".into(), "deny_refund".into()] },
-                SuiteClass { capability: "lookup".into(), tools: vec![] },
+                SuiteClass {
+                    capability: "refund-triage".into(),
+                    tools: vec!["issue_refund".into(), "deny_refund".into()],
+                },
+                SuiteClass {
+                    capability: "lookup".into(),
+                    tools: vec![],
+                },
             ],
         };
-        assert_eq!(rule.class_of(&call(serde_json::json!({"flow": "Lookup"}), &[])), "lookup");
-        assert_eq!(rule.class_of(&call(serde_json::json!({}), &["deny_refund", "issue_refund", "x"])), "refund-triage");
-        assert_eq!(rule.class_of(&call(serde_json::json!({}), &["issue_refund"])), UNCLASSIFIED);
+        assert_eq!(
+            rule.class_of(&call(serde_json::json!({"flow": "Lookup"}), &[])),
+            "lookup"
+        );
+        assert_eq!(
+            rule.class_of(&call(
+                serde_json::json!({}),
+                &["deny_refund", "issue_refund", "x"]
+            )),
+            "refund-triage"
+        );
+        assert_eq!(
+            rule.class_of(&call(serde_json::json!({}), &["issue_refund"])),
+            UNCLASSIFIED
+        );
     }
 }

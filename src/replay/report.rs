@@ -156,7 +156,14 @@ impl ReplayReport {
             sanitize(&self.info.rule),
             self.info.status
         ));
-        let mut t = table(&["replayed", "flipped", "flip rate (95% CI)", "undecided", "errors", "unreadable"]);
+        let mut t = table(&[
+            "replayed",
+            "flipped",
+            "flip rate (95% CI)",
+            "undecided",
+            "errors",
+            "unreadable",
+        ]);
         t.add_row(vec![
             right(c.replayed.to_string()),
             right(c.flipped.to_string()),
@@ -176,7 +183,8 @@ impl ReplayReport {
                 self.info.noise_model.as_deref().unwrap_or("?"),
                 n.flipped,
                 n.replayed,
-                self.noise_reading().map_or("not comparable (nothing replayed)", NoiseReading::as_str)
+                self.noise_reading()
+                    .map_or("not comparable (nothing replayed)", NoiseReading::as_str)
             ));
         }
         let judged: u64 = c.verdicts.iter().map(|(_, n)| n).sum();
@@ -190,7 +198,14 @@ impl ReplayReport {
             ));
         }
         out.push_str("\nby class\n");
-        let mut t = table(&["class", "replayed", "flipped", "flip rate (95% CI)", "undecided", "errors"]);
+        let mut t = table(&[
+            "class",
+            "replayed",
+            "flipped",
+            "flip rate (95% CI)",
+            "undecided",
+            "errors",
+        ]);
         for (class, [r, f, u, e]) in &c.by_class {
             t.add_row(vec![
                 Cell::new(sanitize(class)),
@@ -252,17 +267,29 @@ impl ReplayReport {
             out.push_str(&format!(
                 "\nNoise floor on the logged model: {} — the candidate is **{}**.\n",
                 rate_text(n.flipped, n.replayed),
-                self.noise_reading().map_or("not comparable", NoiseReading::as_str)
+                self.noise_reading()
+                    .map_or("not comparable", NoiseReading::as_str)
             ));
         }
-        out.push_str("\n| class | replayed | flipped | flip rate (95% CI) |\n|---|---:|---:|---:|\n");
+        out.push_str(
+            "\n| class | replayed | flipped | flip rate (95% CI) |\n|---|---:|---:|---:|\n",
+        );
         for (class, [r, f, _, _]) in &c.by_class {
-            out.push_str(&format!("| {} | {r} | {f} | {} |\n", cell(class), rate_text(*f, *r)));
+            out.push_str(&format!(
+                "| {} | {r} | {f} | {} |\n",
+                cell(class),
+                rate_text(*f, *r)
+            ));
         }
         if !c.transitions.is_empty() {
             out.push_str("\n| from | to | count |\n|---|---|---:|\n");
             for t in &c.transitions {
-                out.push_str(&format!("| {} | {} | {} |\n", cell(&t.from), cell(&t.to), t.count));
+                out.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    cell(&t.from),
+                    cell(&t.to),
+                    t.count
+                ));
             }
         }
         out
@@ -344,7 +371,9 @@ pub fn write_contested(store: &Store, replay: &str, path: &Path) -> Result<u64> 
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("contested"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("contested"),
         std::process::id()
     ));
     let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -352,23 +381,41 @@ pub fn write_contested(store: &Store, replay: &str, path: &Path) -> Result<u64> 
     let result = (|| -> Result<()> {
         if csv_out {
             let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
-            w.write_record(["id", "timestamp", "class", "old", "new", "logged_answer", "candidate_answer", "verdict", "place"])
-                .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))?;
-            store.for_each_replay_record(replay, ReplayKind::Candidate, ReplayOutcome::Flipped, |r| {
-                n += 1;
-                w.write_record([
-                    r.record_id.as_str(),
-                    r.timestamp.as_deref().unwrap_or(""),
-                    &r.class,
-                    r.old.as_deref().unwrap_or(""),
-                    r.new.as_deref().unwrap_or(""),
-                    &answer_text(&r.logged_answer),
-                    &r.candidate_answer.as_ref().map(answer_text).unwrap_or_default(),
-                    r.verdict.as_deref().unwrap_or(""),
-                    &r.place,
-                ])
-                .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))
-            })?;
+            w.write_record([
+                "id",
+                "timestamp",
+                "class",
+                "old",
+                "new",
+                "logged_answer",
+                "candidate_answer",
+                "verdict",
+                "place",
+            ])
+            .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))?;
+            store.for_each_replay_record(
+                replay,
+                ReplayKind::Candidate,
+                ReplayOutcome::Flipped,
+                |r| {
+                    n += 1;
+                    w.write_record([
+                        r.record_id.as_str(),
+                        r.timestamp.as_deref().unwrap_or(""),
+                        &r.class,
+                        r.old.as_deref().unwrap_or(""),
+                        r.new.as_deref().unwrap_or(""),
+                        &answer_text(&r.logged_answer),
+                        &r.candidate_answer
+                            .as_ref()
+                            .map(answer_text)
+                            .unwrap_or_default(),
+                        r.verdict.as_deref().unwrap_or(""),
+                        &r.place,
+                    ])
+                    .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))
+                },
+            )?;
             let mut inner = w
                 .into_inner()
                 .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))?;
@@ -376,12 +423,17 @@ pub fn write_contested(store: &Store, replay: &str, path: &Path) -> Result<u64> 
             inner.get_ref().sync_all().map_err(|e| Error::io(&tmp, e))?;
         } else {
             let mut w = std::io::BufWriter::new(file);
-            store.for_each_replay_record(replay, ReplayKind::Candidate, ReplayOutcome::Flipped, |r| {
-                n += 1;
-                serde_json::to_writer(&mut w, &contested_line(&r))
-                    .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))?;
-                w.write_all(b"\n").map_err(|e| Error::io(&tmp, e))
-            })?;
+            store.for_each_replay_record(
+                replay,
+                ReplayKind::Candidate,
+                ReplayOutcome::Flipped,
+                |r| {
+                    n += 1;
+                    serde_json::to_writer(&mut w, &contested_line(&r))
+                        .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))?;
+                    w.write_all(b"\n").map_err(|e| Error::io(&tmp, e))
+                },
+            )?;
             w.flush().map_err(|e| Error::io(&tmp, e))?;
             w.get_ref().sync_all().map_err(|e| Error::io(&tmp, e))?;
         }
@@ -400,9 +452,8 @@ pub fn write_contested(store: &Store, replay: &str, path: &Path) -> Result<u64> 
 
 /// One contested line.
 pub fn contested_line(r: &ReplayRecord) -> Value {
-    let answer = |a: &crate::chat::ChatResponse| {
-        json!({"text": a.text, "tool_calls": a.tool_calls})
-    };
+    let answer =
+        |a: &crate::chat::ChatResponse| json!({"text": a.text, "tool_calls": a.tool_calls});
     json!({
         "id": r.record_id,
         "timestamp": r.timestamp,

@@ -14,9 +14,9 @@
 //! logs; see the store's `replay` module); an error is never a flip; a cached re-run makes no
 //! HTTP call; API keys never reach the store.
 
+use super::ClassRule;
 use super::decision::{DecisionRule, NO_DECISION};
 use super::log::{Flow, LogFormat, LogItem, LoggedCall, read_logs};
-use super::ClassRule;
 use crate::chat::{ChatRequest, ChatResponse};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -185,9 +185,19 @@ pub fn run(
     progress: Arc<ReplayProgress>,
 ) -> Result<ReplaySummary> {
     crate::provider::install_crypto_provider();
-    let candidate = Arc::new(Target::new(&opts.model, config, ReplayKind::Candidate, opts.concurrency)?);
+    let candidate = Arc::new(Target::new(
+        &opts.model,
+        config,
+        ReplayKind::Candidate,
+        opts.concurrency,
+    )?);
     let noise_target = match (&opts.noise, &opts.noise_model) {
-        (Some(_), Some(m)) => Some(Arc::new(Target::new(m, config, ReplayKind::Noise, opts.concurrency)?)),
+        (Some(_), Some(m)) => Some(Arc::new(Target::new(
+            m,
+            config,
+            ReplayKind::Noise,
+            opts.concurrency,
+        )?)),
         _ => None,
     };
     let store = Store::open(store_path)?;
@@ -237,12 +247,16 @@ pub fn run(
         let seed = opts.seed;
         let no_cache = opts.no_cache;
         let resume = opts.resume;
-        let cache = if no_cache { None } else { Some(store.reopen()?) };
+        let cache = if no_cache {
+            None
+        } else {
+            Some(store.reopen()?)
+        };
         let resume_store = if resume { Some(store.reopen()?) } else { None };
         let target = candidate.clone();
         std::thread::Builder::new()
             .name("replay-reader".into())
-            .spawn(move || -> Result<Vec<Box<LoggedCall>>> {
+            .spawn(move || -> Result<Vec<LoggedCall>> {
                 let mut planner = Planner {
                     shared: &shared,
                     provider: &target.provider,
@@ -307,7 +321,11 @@ pub fn run(
         let feeder = {
             let shared = shared.clone();
             let wtx = wtx.clone();
-            let cache = if opts.no_cache { None } else { Some(store.reopen()?) };
+            let cache = if opts.no_cache {
+                None
+            } else {
+                Some(store.reopen()?)
+            };
             let resume_store = store.reopen()?;
             let target2 = target.clone();
             let classes = opts.classes.clone();
@@ -326,7 +344,7 @@ pub fn run(
                         break;
                     }
                     let class = classes.class_of(&call);
-                    if planner.plan(call, class)? == Flow::Stop {
+                    if planner.plan(Box::new(call), class)? == Flow::Stop {
                         break;
                     }
                 }
@@ -378,7 +396,16 @@ impl Planner<'_> {
             if self.kind == ReplayKind::Candidate {
                 progress.undecided.fetch_add(1, Ordering::Relaxed);
             }
-            let rec = record(&self.shared.id, self.kind, &call, class, ReplayOutcome::Undecided, None, None, None);
+            let rec = record(
+                &self.shared.id,
+                self.kind,
+                &call,
+                class,
+                ReplayOutcome::Undecided,
+                None,
+                None,
+                None,
+            );
             return self.write(ReplayWrite::Record(Box::new(rec)));
         };
         let body = self.provider.encode(&call.request);
@@ -387,7 +414,15 @@ impl Planner<'_> {
             && let Some(answer) = c.cache_get(&key)?
         {
             progress.cached.fetch_add(1, Ordering::Relaxed);
-            let mut rec = compared(self.shared, self.kind, &call, class, old, answer, self.provider);
+            let mut rec = compared(
+                self.shared,
+                self.kind,
+                &call,
+                class,
+                old,
+                answer,
+                self.provider,
+            );
             rec.cached = true;
             return self.write(ReplayWrite::Record(Box::new(rec)));
         }
@@ -423,13 +458,17 @@ async fn dispatch(
         if let Some(b) = shared.budget_requests
             && started.load(Ordering::Relaxed) >= b
         {
-            shared.stop_with(format!("the request budget ({b}) is spent: resume with --resume"));
+            shared.stop_with(format!(
+                "the request budget ({b}) is spent: resume with --resume"
+            ));
             break;
         }
         if let Some(b) = shared.budget_usd
             && *shared.spent.lock().expect("spent") >= b
         {
-            shared.stop_with(format!("the dollar budget (${b}) is spent: resume with --resume"));
+            shared.stop_with(format!(
+                "the dollar budget (${b}) is spent: resume with --resume"
+            ));
             break;
         }
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -461,7 +500,11 @@ async fn call_one(ctx: &Target, shared: &Shared, job: Job) -> Vec<ReplayWrite> {
     }
     if let Some(b) = &ctx.tpm {
         let est = job.body.len() as f64 / 4.0
-            + ctx.provider.config().max_tokens.unwrap_or(crate::provider::DEFAULT_MAX_TOKENS) as f64;
+            + ctx
+                .provider
+                .config()
+                .max_tokens
+                .unwrap_or(crate::provider::DEFAULT_MAX_TOKENS) as f64;
         b.take(est).await;
     }
     let (result, attempts) = ctx
@@ -478,7 +521,15 @@ async fn call_one(ctx: &Target, shared: &Shared, job: Job) -> Vec<ReplayWrite> {
                 key: job.key.clone(),
                 response: answer.clone(),
             }];
-            let mut rec = compared(shared, ctx.kind, &job.call, job.class, job.old, answer, &ctx.provider);
+            let mut rec = compared(
+                shared,
+                ctx.kind,
+                &job.call,
+                job.class,
+                job.old,
+                answer,
+                &ctx.provider,
+            );
             rec.attempts = attempts;
             if let Some(c) = rec.cost_usd {
                 *shared.spent.lock().expect("spent") += c;
@@ -490,7 +541,16 @@ async fn call_one(ctx: &Target, shared: &Shared, job: Job) -> Vec<ReplayWrite> {
             if ctx.kind == ReplayKind::Candidate {
                 shared.progress.errors.fetch_add(1, Ordering::Relaxed);
             }
-            let mut rec = record(&shared.id, ctx.kind, &job.call, job.class, ReplayOutcome::Error, Some(job.old), None, None);
+            let mut rec = record(
+                &shared.id,
+                ctx.kind,
+                &job.call,
+                job.class,
+                ReplayOutcome::Error,
+                Some(job.old),
+                None,
+                None,
+            );
             rec.error = Some(e);
             rec.attempts = attempts;
             vec![ReplayWrite::Record(Box::new(rec))]
@@ -525,7 +585,16 @@ fn compared(
         ReplayOutcome::Same
     };
     let usage = answer.usage;
-    let mut rec = record(&shared.id, kind, call, class, outcome, Some(old), Some(new), Some(answer));
+    let mut rec = record(
+        &shared.id,
+        kind,
+        call,
+        class,
+        outcome,
+        Some(old),
+        Some(new),
+        Some(answer),
+    );
     if flipped {
         rec.request = serde_json::to_string(&call.request).ok();
     }
@@ -610,7 +679,7 @@ struct Reservoir {
     k: u64,
     seen: u64,
     rng: rand_chacha::ChaCha8Rng,
-    items: Vec<Box<LoggedCall>>,
+    items: Vec<LoggedCall>,
 }
 
 impl Reservoir {
@@ -629,11 +698,11 @@ impl Reservoir {
         }
         self.seen += 1;
         if (self.items.len() as u64) < self.k {
-            self.items.push(Box::new(call.clone()));
+            self.items.push(call.clone());
         } else {
             let j = self.rng.random_range(0..self.seen);
             if j < self.k {
-                self.items[j as usize] = Box::new(call.clone());
+                self.items[j as usize] = call.clone();
             }
         }
     }
@@ -656,7 +725,10 @@ mod tests {
             id: i.to_string(),
             timestamp: None,
             metadata: Default::default(),
-            request: ChatRequest { messages: vec![], tools: vec![] },
+            request: ChatRequest {
+                messages: vec![],
+                tools: vec![],
+            },
             logged: ChatResponse::default(),
             logged_model: None,
         };
@@ -691,7 +763,12 @@ const JUDGE_PAGE: usize = 64;
 
 /// Asks the `[judge]` model about every flip of `replay` without a verdict yet (see
 /// [`super::judge`]), storing each verdict as it comes.
-pub fn judge_flips(config: &Config, store_path: &Path, replay: &str, no_cache: bool) -> Result<JudgePass> {
+pub fn judge_flips(
+    config: &Config,
+    store_path: &Path,
+    replay: &str,
+    no_cache: bool,
+) -> Result<JudgePass> {
     use super::judge::{judge_request, parse_verdict};
     crate::provider::install_crypto_provider();
     let jc = config.judge.as_ref().ok_or_else(|| {
@@ -700,7 +777,12 @@ pub fn judge_flips(config: &Config, store_path: &Path, replay: &str, no_cache: b
         )
     })?;
     let concurrency = jc.concurrency.unwrap_or(8);
-    let target = Arc::new(Target::new(&jc.model, config, ReplayKind::Candidate, concurrency)?);
+    let target = Arc::new(Target::new(
+        &jc.model,
+        config,
+        ReplayKind::Candidate,
+        concurrency,
+    )?);
     let mut store = Store::open(store_path)?;
     let cache = Arc::new(Mutex::new(store.reopen()?));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -718,7 +800,8 @@ pub fn judge_flips(config: &Config, store_path: &Path, replay: &str, no_cache: b
             let permits = Arc::new(tokio::sync::Semaphore::new(target.concurrency));
             let mut tasks = tokio::task::JoinSet::new();
             for rec in page {
-                let (Some(req), Some(cand)) = (stored_request(&rec), rec.candidate_answer.clone()) else {
+                let (Some(req), Some(cand)) = (stored_request(&rec), rec.candidate_answer.clone())
+                else {
                     continue;
                 };
                 let jreq = judge_request(&req, &rec.logged_answer, &cand);
@@ -740,11 +823,20 @@ pub fn judge_flips(config: &Config, store_path: &Path, replay: &str, no_cache: b
                     let mut attempts = 0;
                     let mut last = String::new();
                     for _ in 0..crate::sweep::JUDGE_REPLY_ATTEMPTS {
-                        let (r, a) = target.provider.call_retrying(&body, &jreq, &[], 0, &target.policy).await;
+                        let (r, a) = target
+                            .provider
+                            .call_retrying(&body, &jreq, &[], 0, &target.policy)
+                            .await;
                         attempts += a;
                         match r {
                             Ok(answer) => match parse_verdict(&answer.text) {
-                                Ok(v) => return (rec.seq, Ok((v, Some((key, answer)), false)), attempts),
+                                Ok(v) => {
+                                    return (
+                                        rec.seq,
+                                        Ok((v, Some((key, answer)), false)),
+                                        attempts,
+                                    );
+                                }
                                 Err(e) => last = e,
                             },
                             Err(e) => return (rec.seq, Err(e), attempts),

@@ -37,12 +37,12 @@ mod schema;
 mod summary;
 
 pub use lock::{LockGuard, LockInfo};
-pub use replay::{
-    ReplayCounts, ReplayInfo, ReplayKind, ReplayOutcome, ReplayRecord, ReplayWrite, Transition,
-};
 pub use records::{
     CaseBrief, CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, SharedAxes,
     VariantRecord, WriteOp,
+};
+pub use replay::{
+    ReplayCounts, ReplayInfo, ReplayKind, ReplayOutcome, ReplayRecord, ReplayWrite, Transition,
 };
 
 use crate::chat::ChatResponse;

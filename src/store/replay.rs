@@ -95,7 +95,11 @@ impl ReplayOutcome {
             "flipped" => ReplayOutcome::Flipped,
             "undecided" => ReplayOutcome::Undecided,
             "error" => ReplayOutcome::Error,
-            other => return Err(Error::Other(format!("unknown replay outcome `{other}` in the store"))),
+            other => {
+                return Err(Error::Other(format!(
+                    "unknown replay outcome `{other}` in the store"
+                )));
+            }
         })
     }
 }
@@ -261,7 +265,12 @@ impl Store {
     }
 
     /// Sets a replay's status (and end time when it is not `running`).
-    pub fn set_replay_status(&self, id: &str, status: &str, finished_at: Option<&str>) -> Result<()> {
+    pub fn set_replay_status(
+        &self,
+        id: &str,
+        status: &str,
+        finished_at: Option<&str>,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE replays SET status = ?2, finished_at = ?3 WHERE id = ?1",
             params![id, status, finished_at],
@@ -300,7 +309,11 @@ impl Store {
                 .optional()?,
             None => self
                 .conn
-                .query_row(&format!("{sql} ORDER BY started_at DESC, id DESC LIMIT 1"), [], map)
+                .query_row(
+                    &format!("{sql} ORDER BY started_at DESC, id DESC LIMIT 1"),
+                    [],
+                    map,
+                )
                 .optional()?,
         })
     }
@@ -375,7 +388,13 @@ impl Store {
     }
 
     /// Sets the judge's verdict on a stored flip.
-    pub fn set_replay_verdict(&self, replay: &str, kind: ReplayKind, seq: u64, verdict: &str) -> Result<()> {
+    pub fn set_replay_verdict(
+        &self,
+        replay: &str,
+        kind: ReplayKind,
+        seq: u64,
+        verdict: &str,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE replay_records SET verdict = ?4 WHERE replay_id = ?1 AND kind = ?2 AND seq = ?3",
             params![replay, kind.as_str(), seq as i64, verdict],
@@ -399,7 +418,9 @@ impl Store {
         )?;
         let mut rows = stmt.query(params![replay, k])?;
         while let Some(row) = rows.next()? {
-            let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0) as u64) };
+            let n = |i: usize| -> rusqlite::Result<u64> {
+                Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0) as u64)
+            };
             let class: String = row.get(0)?;
             let counts = [n(1)?, n(2)?, n(3)?, n(4)?];
             c.replayed += counts[0];
@@ -442,13 +463,19 @@ impl Store {
              AND outcome = 'flipped' AND verdict IS NOT NULL GROUP BY verdict ORDER BY verdict",
         )?;
         c.verdicts = stmt
-            .query_map(params![replay, k], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .query_map(params![replay, k], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(c)
     }
 
     /// Records that could not be read: how many, and the first `limit` in log order.
-    pub fn replay_unreadable(&self, replay: &str, limit: usize) -> Result<(u64, Vec<(String, String)>)> {
+    pub fn replay_unreadable(
+        &self,
+        replay: &str,
+        limit: usize,
+    ) -> Result<(u64, Vec<(String, String)>)> {
         let n: i64 = self.conn.query_row(
             "SELECT COUNT(*) FROM replay_unreadable WHERE replay_id = ?1",
             [replay],
@@ -458,7 +485,9 @@ impl Store {
             "SELECT place, message FROM replay_unreadable WHERE replay_id = ?1 ORDER BY seq LIMIT ?2",
         )?;
         let list = stmt
-            .query_map(params![replay, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![replay, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         Ok((n as u64, list))
     }
@@ -494,7 +523,11 @@ impl Store {
             "SELECT {RECORD_COLUMNS} FROM replay_records WHERE replay_id = ?1 AND kind = 'candidate' \
              AND outcome = 'flipped' AND verdict IS NULL AND seq > ?2 ORDER BY seq LIMIT ?3"
         ))?;
-        let mut rows = stmt.query(params![replay, after.map_or(-1, |a| a as i64), limit as i64])?;
+        let mut rows = stmt.query(params![
+            replay,
+            after.map_or(-1, |a| a as i64),
+            limit as i64
+        ])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             out.push(record_from_row(row, ReplayKind::Candidate)?);
@@ -536,5 +569,6 @@ fn to_json(r: &ChatResponse) -> Result<String> {
 }
 
 fn from_json(s: &str) -> Result<ChatResponse> {
-    serde_json::from_str(s).map_err(|e| Error::Other(format!("unreadable answer in the store: {e}")))
+    serde_json::from_str(s)
+        .map_err(|e| Error::Other(format!("unreadable answer in the store: {e}")))
 }
