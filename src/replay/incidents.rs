@@ -3,10 +3,11 @@
 //! the hard-tier suite.
 //!
 //! The record holds the logged conversation and tools; `bad_output` is the candidate's answer
-//! for a regression (the logged answer for a correction, when `--judge` found corrections and
-//! they are asked for); `expected` is a check derived from the decision rule that the right
-//! decision passes and the wrong one fails ([`DecisionRule::checks_for`]); `capability` is the
-//! record's class. One JSON file per record, named after the record id.
+//! (a regression: the logged decision was right); `expected` is a check derived from the
+//! decision rule that the logged decision passes and the candidate's fails
+//! ([`DecisionRule::checks_for`]); `capability` is the record's class. Flips the judge called
+//! corrections or unclear are not incidents. One JSON file per record, named after the record
+//! id (its position is added when two ids make the same name).
 
 use super::decision::DecisionRule;
 use super::run::stored_request;
