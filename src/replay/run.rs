@@ -649,13 +649,26 @@ fn record(
     }
 }
 
+/// Cache entries staged between two settles (see [`Store::stage_batch`]).
+const SETTLE_EVERY: u64 = 100_000;
+
 /// Commits what arrives, in batches: whatever is queued (up to 2,000) in one transaction.
+/// Fresh cache entries are staged like the sweep's ([`Store::stage_batch`]: appended to an
+/// index-free log, settled into the cache in key order every [`SETTLE_EVERY`] entries and at
+/// the end), since their keys are digests and inserting them one by one rewrites index pages
+/// at random.
 fn write_loop(
     mut store: Store,
     rx: std::sync::mpsc::Receiver<ReplayWrite>,
     shared: &Shared,
 ) -> Result<()> {
     let mut batch = Vec::with_capacity(2048);
+    let mut cache = Vec::new();
+    let mut staged = 0u64;
+    let fail = |e: Error| {
+        shared.stop_with(format!("cannot write to the store: {e}"));
+        e
+    };
     while let Ok(first) = rx.recv() {
         batch.push(first);
         while batch.len() < 2000 {
@@ -664,11 +677,30 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        if let Err(e) = store.write_replay(&batch) {
-            shared.stop_with(format!("cannot write to the store: {e}"));
-            return Err(e);
+        batch.retain_mut(|op| match op {
+            ReplayWrite::Cache { key, response } => {
+                cache.push(crate::store::WriteOp::Cache {
+                    key: std::mem::take(key),
+                    response: std::mem::take(response),
+                });
+                false
+            }
+            _ => true,
+        });
+        if !cache.is_empty() {
+            store.stage_batch(&cache).map_err(fail)?;
+            staged += cache.len() as u64;
+            cache.clear();
         }
+        store.write_replay(&batch).map_err(fail)?;
         batch.clear();
+        if staged >= SETTLE_EVERY {
+            store.settle().map_err(fail)?;
+            staged = 0;
+        }
+    }
+    if staged > 0 {
+        store.settle().map_err(fail)?;
     }
     Ok(())
 }
