@@ -67,7 +67,7 @@ pub struct ReplayArgs {
     /// Write each regression (without --judge, each flip) as an incident file for templatize.
     #[arg(long, value_name = "DIR")]
     pub incidents: Option<PathBuf>,
-    /// text, json or markdown.
+    /// text, json, markdown or html (one page, with the first 500 flipped records).
     #[arg(long, default_value = "text")]
     pub format: String,
     /// The store (path or sqlite:// URL).
@@ -88,11 +88,11 @@ fn input(field: &str, message: impl Into<String>) -> anyhow::Error {
 /// Runs `cliffprobe replay`.
 pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
     let cfg = &project.config;
-    if !matches!(a.format.as_str(), "text" | "json" | "markdown") {
+    if !matches!(a.format.as_str(), "text" | "json" | "markdown" | "html") {
         return Err(input(
             "--format",
             format!(
-                "unknown format `{}`; expected text, json or markdown",
+                "unknown format `{}`; expected text, json, markdown or html",
                 a.format
             ),
         ));
@@ -294,11 +294,29 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
     let out = match a.format.as_str() {
         "json" => format!("{}\n", serde_json::to_string_pretty(&report.json())?),
         "markdown" => report.markdown(),
+        "html" => {
+            let mut flips = Vec::new();
+            store.for_each_replay_record(
+                &info.id,
+                crate::store::ReplayKind::Candidate,
+                crate::store::ReplayOutcome::Flipped,
+                |r| {
+                    if flips.len() < HTML_FLIPS {
+                        flips.push(r);
+                    }
+                    Ok(())
+                },
+            )?;
+            report.html(&flips)
+        }
         _ => report.text(),
     };
     std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Flipped records listed on the HTML page.
+const HTML_FLIPS: usize = 500;
 
 /// `p-YYYYMMDD-HHMMSS-xxxx`.
 fn new_replay_id() -> String {

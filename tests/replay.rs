@@ -325,6 +325,31 @@ fn a_cached_rerun_makes_no_call_and_reports_the_same() {
         assert_eq!(first[k], second[k], "{k}");
     }
     assert_report(&second, &truth(0..25, |i| class_of(i).to_string()));
+    // The same findings as Markdown and as an HTML page (with the flipped records).
+    let md = p
+        .run(
+            &["replay", "-q", "--resume", "--format", "markdown"],
+            &env(),
+        )
+        .success()
+        .stdout;
+    let t = truth(0..25, |i| class_of(i).to_string());
+    assert!(
+        md.contains(&format!("**{} of 25 decisions flipped**", t.flipped.len())),
+        "{md}"
+    );
+    let html = p
+        .run(&["replay", "-q", "--resume", "--format", "html"], &env())
+        .success()
+        .stdout;
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<h2>By class</h2>"));
+    for id in &t.flipped {
+        assert!(
+            html.contains(&format!("<td>{id}</td>")),
+            "{id} missing from the HTML page"
+        );
+    }
+    assert_eq!(server.request_count(), 25);
 }
 
 #[test]

@@ -296,6 +296,128 @@ impl ReplayReport {
     }
 }
 
+impl ReplayReport {
+    /// One self-contained HTML page: the summary, flips by class, transitions, and the first
+    /// `flips` flipped records (the contested list has them all).
+    pub fn html(&self, flips: &[ReplayRecord]) -> String {
+        use crate::report::html::escape;
+        use std::fmt::Write as _;
+        let c = &self.candidate;
+        let mut o = String::new();
+        let _ = write!(
+            o,
+            "<h1>Replay {} on {}</h1>\n<p>Rule <code>{}</code>. <b>{} of {} decisions flipped</b> ({}); {} undecided, {} errors, {} unreadable records.</p>\n",
+            escape(&self.info.id),
+            escape(&self.info.model_id),
+            escape(&self.info.rule),
+            c.flipped,
+            c.replayed,
+            rate_text(c.flipped, c.replayed),
+            c.undecided,
+            c.errors,
+            self.unreadable.0
+        );
+        if let (Some(a), Some(b)) = (&c.first_flip, &c.last_flip) {
+            let _ = writeln!(
+                o,
+                "<p>Flipped records were logged from {} to {}.</p>",
+                escape(a),
+                escape(b)
+            );
+        }
+        if let Some(n) = &self.noise {
+            let _ = writeln!(
+                o,
+                "<p>Noise floor on the logged model: {} — the candidate is <b>{}</b>.</p>",
+                rate_text(n.flipped, n.replayed),
+                self.noise_reading()
+                    .map_or("not comparable", NoiseReading::as_str)
+            );
+        }
+        let row = |o: &mut String, cells: &[String]| {
+            o.push_str("<tr>");
+            for cell in cells {
+                let _ = write!(o, "<td>{}</td>", escape(cell));
+            }
+            o.push_str("</tr>\n");
+        };
+        let head = |o: &mut String, names: &[&str]| {
+            o.push_str("<table><thead><tr>");
+            for n in names {
+                let _ = write!(o, "<th>{}</th>", escape(n));
+            }
+            o.push_str("</tr></thead><tbody>\n");
+        };
+        o.push_str("<h2>By class</h2>\n");
+        head(
+            &mut o,
+            &[
+                "class",
+                "replayed",
+                "flipped",
+                "flip rate (95% CI)",
+                "undecided",
+                "errors",
+            ],
+        );
+        for (class, [r, f, u, e]) in &c.by_class {
+            row(
+                &mut o,
+                &[
+                    class.clone(),
+                    r.to_string(),
+                    f.to_string(),
+                    rate_text(*f, *r),
+                    u.to_string(),
+                    e.to_string(),
+                ],
+            );
+        }
+        o.push_str("</tbody></table>\n<h2>Transitions</h2>\n");
+        head(&mut o, &["from", "to", "count"]);
+        for t in &c.transitions {
+            row(&mut o, &[t.from.clone(), t.to.clone(), t.count.to_string()]);
+        }
+        o.push_str("</tbody></table>\n");
+        if !flips.is_empty() {
+            let _ = writeln!(o, "<h2>Flipped records (first {})</h2>", flips.len());
+            head(
+                &mut o,
+                &[
+                    "id",
+                    "timestamp",
+                    "class",
+                    "old",
+                    "new",
+                    "verdict",
+                    "logged answer",
+                    "candidate answer",
+                ],
+            );
+            for r in flips {
+                row(
+                    &mut o,
+                    &[
+                        r.record_id.clone(),
+                        r.timestamp.clone().unwrap_or_default(),
+                        r.class.clone(),
+                        r.old.clone().unwrap_or_default(),
+                        r.new.clone().unwrap_or_default(),
+                        r.verdict.clone().unwrap_or_default(),
+                        crate::grade::excerpt(&answer_text(&r.logged_answer), 300),
+                        r.candidate_answer
+                            .as_ref()
+                            .map(|a| crate::grade::excerpt(&answer_text(a), 300))
+                            .unwrap_or_default(),
+                    ],
+                );
+            }
+            o.push_str("</tbody></table>\n");
+        }
+        crate::report::html::page(&format!("cliffprobe replay {}", self.info.id), &o)
+    }
+}
+
 fn rate(c: &ReplayCounts) -> (Option<f64>, Option<Interval>) {
     if c.replayed == 0 {
         return (None, None);
