@@ -435,6 +435,13 @@ fn anthropic_jsonl_with_a_label_rule() {
         ],
     );
     assert_report(&report, &truth(0..30, |i| class_of(i).to_string()));
+    // The text report: aligned tables (the replay id aside, the same bytes every time).
+    let text = p
+        .run(&["replay", "-q", "--resume"], &env())
+        .success()
+        .stdout;
+    let id = report["replay"].as_str().unwrap();
+    insta::assert_snapshot!("replay_text_anthropic_label", text.replace(id, "REPLAY"));
     let req = &server.requests()[0];
     assert!(req.path.ends_with("/v1/messages"), "{}", req.path);
     assert_eq!(req.json()["system"], "Decide: approve or deny.");
