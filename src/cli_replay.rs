@@ -134,6 +134,18 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
                 .parse()
                 .map_err(|e: String| Error::Other(format!("replay {}: {e}", info.id)))?;
             let format: LogFormat = info.log_format.parse().map_err(Error::Other)?;
+            for l in &info.logs {
+                if !std::path::Path::new(l).is_file() {
+                    return Err(Error::input(
+                        l,
+                        format!(
+                            "a log of replay {} is not there (relative paths are read from the folder the replay was started in)",
+                            info.id
+                        ),
+                    )
+                    .into());
+                }
+            }
             eprintln!(
                 "resuming replay {} ({}, status {})",
                 info.id, info.model, info.status
