@@ -5,14 +5,19 @@
 # `--decision label:BENCH-OK|OTHER` (the logged answers alternate between the two labels, so
 # half the decisions flip), then a cached re-run of the same log.
 #
-# Env: RECORDS (100000); CONC (64) --concurrency and the model's max_concurrency;
+# FORMAT=otlp writes the log as ONE OTLP JSON object (one line, every span a GenAI chat span
+# with its messages as JSON strings) instead of JSONL, to show that it is streamed span by span.
+#
+# Env: RECORDS (100000); FORMAT (jsonl | otlp); CONC (64) --concurrency and the model's max_concurrency;
 #      SKIP_BUILD=1; KEEP=1 keeps the temp folder; REPLAY_TIMEOUT (3600) s per replay;
 #      OUT (target/bench/replay.json).
 # Prints one line per figure; writes a JSON result.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RECORDS="${RECORDS:-100000}"; CONC="${CONC:-64}"; REPLAY_TIMEOUT="${REPLAY_TIMEOUT:-3600}"
-OUT="${OUT:-$OUT_DIR/replay.json}"
+FORMAT="${FORMAT:-jsonl}"
+OUT="${OUT:-$OUT_DIR/replay-$FORMAT.json}"
+LOG="prod.$([ "$FORMAT" = otlp ] && echo json || echo jsonl)"
 
 ensure_gnu_time
 build_release
@@ -36,11 +41,25 @@ model = "gpt-4o-mini"
 max_concurrency = $CONC
 EOF2
 log "writing $RECORDS logged calls"
-python3 - "$RECORDS" >"$W/prod.jsonl" <<'PY'
+python3 - "$RECORDS" "$FORMAT" >"$W/$LOG" <<'PY'
 import json, sys
 n = int(sys.argv[1])
 w = sys.stdout.write
 queues = ["refunds", "billing", "shipping", "accounts"]
+if sys.argv[2] == "otlp":
+    w('{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"triage"}}]},"scopeSpans":[{"scope":{"name":"bench"},"spans":[')
+    for i in range(n):
+        label = "BENCH-OK" if i % 2 == 0 else "OTHER"
+        inp = json.dumps([{"role": "system", "parts": [{"type": "text", "content": "Answer BENCH-OK or OTHER."}]},
+                          {"role": "user", "parts": [{"type": "text", "content": f"Ticket {i}: which label applies?"}]}])
+        out = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": f"{label}."}], "finish_reason": "stop"}])
+        attrs = [("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"), ("gen_ai.request.model", "gpt-4o-mini"),
+                 ("queue", queues[i % 4]), ("gen_ai.input.messages", inp), ("gen_ai.output.messages", out)]
+        w(("," if i else "") + json.dumps({"traceId": f"{i // 16:032x}", "spanId": f"{i:016x}", "name": "chat gpt-4o-mini",
+            "startTimeUnixNano": str(1788220800000000000 + i * 1000000000),
+            "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attrs]}, separators=(",", ":")))
+    w("]}]}]}\n")
+    sys.exit(0)
 for i in range(n):
     label = "BENCH-OK" if i % 2 == 0 else "OTHER"
     w(json.dumps({
@@ -54,8 +73,8 @@ for i in range(n):
     }, separators=(",", ":")))
     w("\n")
 PY
-LOG_MB="$(du -m "$W/prod.jsonl" | cut -f1)"
-CMD=(replay -q --format json prod.jsonl --model nginx --decision 'label:BENCH-OK|OTHER' --class-field queue --concurrency "$CONC")
+LOG_MB="$(du -m "$W/$LOG" | cut -f1)"
+CMD=(replay -q --format json "$LOG" --model nginx --decision 'label:BENCH-OK|OTHER' --class-field queue --concurrency "$CONC")
 
 check() {  # check LABEL: every record replayed, half flipped, none errored
   local f="$W/$1.out"
@@ -82,13 +101,13 @@ C_WALL="$T_WALL"; C_CPU="$T_CPU"; C_RSS="$T_RSS_KB"; C_SENT=$(( after - before -
 STORE_MB="$(du -m "$W/.cliffprobe/cliffprobe.db" | cut -f1)"
 
 f() { awk "BEGIN{printf \"$1\", $2}"; }
-echo "replay uncached: $RECORDS logged calls ($LOG_MB MB of JSONL, --concurrency $CONC, --no-cache) in $(f %.2f "$N_WALL") s = $(f %.0f "$RECORDS/$N_WALL") cases/s, $(f %.1f "$N_CPU*1e6/$RECORDS") us CPU per case, max RSS $(f %.1f "$N_RSS/1024") MB; $N_REPLAYED replayed, $N_FLIPPED flipped, $N_ERR errors; $N_SENT requests at nginx"
+echo "replay uncached: $RECORDS logged calls ($LOG_MB MB of $FORMAT, --concurrency $CONC, --no-cache) in $(f %.2f "$N_WALL") s = $(f %.0f "$RECORDS/$N_WALL") cases/s, $(f %.1f "$N_CPU*1e6/$RECORDS") us CPU per case, max RSS $(f %.1f "$N_RSS/1024") MB; $N_REPLAYED replayed, $N_FLIPPED flipped, $N_ERR errors; $N_SENT requests at nginx"
 echo "replay cached re-run: $(f %.2f "$C_WALL") s = $(f %.0f "$RECORDS/$C_WALL") cases/s, $(f %.1f "$C_CPU*1e6/$RECORDS") us CPU per case, max RSS $(f %.1f "$C_RSS/1024") MB, $C_CACHED from the cache, $C_SENT requests at nginx; store $STORE_MB MB after both"
 cat >"$OUT" <<EOF2
 {
   "bench": "replay",
   "unix_time": $(date +%s),
-  "records": $RECORDS, "log_mb": $LOG_MB, "concurrency": $CONC,
+  "records": $RECORDS, "format": "$FORMAT", "log_mb": $LOG_MB, "concurrency": $CONC,
   "command": "cliffprobe ${CMD[*]}",
   "uncached": {"wall_s": $N_WALL, "cases_per_s": $(f %.1f "$RECORDS/$N_WALL"), "cpu_us_per_case": $(f %.2f "$N_CPU*1e6/$RECORDS"),
                "max_rss_kb": $N_RSS, "requests_at_nginx": $N_SENT, "flipped": $N_FLIPPED},
