@@ -835,7 +835,8 @@ fn otel_message(m: &Value) -> std::result::Result<Vec<Message>, String> {
                 });
             }
             Some("tool_call_response") => {
-                let content = match p.get("response") {
+                // `response` in the conventions; `result` in some earlier instrumentations.
+                let content = match p.get("response").or_else(|| p.get("result")) {
                     Some(Value::String(s)) => s.clone(),
                     Some(v) => v.to_string(),
                     None => String::new(),
