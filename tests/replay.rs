@@ -834,3 +834,78 @@ fn kill_9_then_resume_stores_exactly_one_result_per_record() {
         "{requests} requests: only the calls in flight at the kill are asked again"
     );
 }
+
+#[test]
+fn a_request_budget_stops_the_replay_and_resume_finishes_it() {
+    let server = openai_candidate();
+    let p = Project::new(&config(&server, "max_concurrency = 1"));
+    p.write(
+        "prod.jsonl",
+        &(0..40).map(openai_line).collect::<Vec<_>>().join("\n"),
+    );
+    let out = p
+        .run(
+            &[
+                "replay",
+                "-q",
+                "--format",
+                "json",
+                "prod.jsonl",
+                "--model",
+                "new",
+                "--decision",
+                "tool_call",
+                "--class-field",
+                "team.queue",
+                "--budget-requests",
+                "10",
+            ],
+            &env(),
+        )
+        .success();
+    let partial: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(partial["status"], "partial", "{}", out.stderr);
+    assert!(out.stderr.contains("request budget"), "{}", out.stderr);
+    assert_eq!(server.request_count(), 10);
+    assert_eq!(partial["replayed"], 10);
+    let done = replay_json(&p, &["--resume"]);
+    assert_eq!(done["status"], "complete");
+    assert_eq!(done["replay"], partial["replay"]);
+    assert_report(&done, &truth(0..40, |i| class_of(i).to_string()));
+    assert_eq!(server.request_count(), 40, "no record is asked twice");
+}
+
+#[test]
+fn rate_limits_are_waited_out_not_counted_as_errors() {
+    let server = TestServer::start(|req, index| {
+        if index % 3 == 0 {
+            return Reply::json(429, json!({"error": {"message": "slow down"}}))
+                .header("retry-after-ms", "5");
+        }
+        let i = ticket(&req.body_text()).unwrap();
+        Reply::json(
+            200,
+            openai_tool_calls("new", &[("x", candidate_decision(i), json!({}))]),
+        )
+    });
+    let p = Project::new(&config(&server, "max_concurrency = 2"));
+    p.write(
+        "prod.jsonl",
+        &(0..20).map(openai_line).collect::<Vec<_>>().join("\n"),
+    );
+    let report = replay_json(
+        &p,
+        &[
+            "prod.jsonl",
+            "--model",
+            "new",
+            "--decision",
+            "tool_call",
+            "--class-field",
+            "team.queue",
+        ],
+    );
+    assert_eq!(report["errors"], 0);
+    assert_report(&report, &truth(0..20, |i| class_of(i).to_string()));
+    assert!(report["requests"].as_u64().unwrap() > 20);
+}
