@@ -6,9 +6,10 @@
 # half the decisions flip), then a cached re-run of the same log.
 #
 # FORMAT=otlp writes the log as ONE OTLP JSON object (one line, every span a GenAI chat span
-# with its messages as JSON strings) instead of JSONL, to show that it is streamed span by span.
+# with its messages as JSON strings) instead of JSONL, to show that it is streamed span by span;
+# FORMAT=otlp-lines writes one object of 100 spans per line, as the collector's file exporter does.
 #
-# Env: RECORDS (100000); FORMAT (jsonl | otlp); CONC (64) --concurrency and the model's max_concurrency;
+# Env: RECORDS (100000); FORMAT (jsonl | otlp | otlp-lines); CONC (64) --concurrency and the model's max_concurrency;
 #      SKIP_BUILD=1; KEEP=1 keeps the temp folder; REPLAY_TIMEOUT (3600) s per replay;
 #      OUT (target/bench/replay.json).
 # Prints one line per figure; writes a JSON result.
@@ -17,7 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RECORDS="${RECORDS:-100000}"; CONC="${CONC:-64}"; REPLAY_TIMEOUT="${REPLAY_TIMEOUT:-3600}"
 FORMAT="${FORMAT:-jsonl}"
 OUT="${OUT:-$OUT_DIR/replay-$FORMAT.json}"
-LOG="prod.$([ "$FORMAT" = otlp ] && echo json || echo jsonl)"
+LOG="prod.$([ "$FORMAT" = jsonl ] && echo jsonl || echo json)"
 
 ensure_gnu_time
 build_release
@@ -46,16 +47,21 @@ import json, sys
 n = int(sys.argv[1])
 w = sys.stdout.write
 queues = ["refunds", "billing", "shipping", "accounts"]
-if sys.argv[2] == "otlp":
-    w('{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"triage"}}]},"scopeSpans":[{"scope":{"name":"bench"},"spans":[')
+if sys.argv[2] in ("otlp", "otlp-lines"):
+    head = '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"triage"}}]},"scopeSpans":[{"scope":{"name":"bench"},"spans":['
+    per_line = 100 if sys.argv[2] == "otlp-lines" else n
     for i in range(n):
+        if i % per_line == 0:
+            if i:
+                w("]}]}]}\n")
+            w(head)
         label = "BENCH-OK" if i % 2 == 0 else "OTHER"
         inp = json.dumps([{"role": "system", "parts": [{"type": "text", "content": "Answer BENCH-OK or OTHER."}]},
                           {"role": "user", "parts": [{"type": "text", "content": f"Ticket {i}: which label applies?"}]}])
         out = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": f"{label}."}], "finish_reason": "stop"}])
         attrs = [("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"), ("gen_ai.request.model", "gpt-4o-mini"),
                  ("queue", queues[i % 4]), ("gen_ai.input.messages", inp), ("gen_ai.output.messages", out)]
-        w(("," if i else "") + json.dumps({"traceId": f"{i // 16:032x}", "spanId": f"{i:016x}", "name": "chat gpt-4o-mini",
+        w(("," if i % per_line else "") + json.dumps({"traceId": f"{i // 16:032x}", "spanId": f"{i:016x}", "name": "chat gpt-4o-mini",
             "startTimeUnixNano": str(1788220800000000000 + i * 1000000000),
             "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attrs]}, separators=(",", ":")))
     w("]}]}]}\n")
