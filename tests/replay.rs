@@ -776,7 +776,7 @@ fn kill_9_then_resume_stores_exactly_one_result_per_record() {
         .after(Duration::from_millis(15))
     });
     let p = Project::new(&config(&server, "max_concurrency = 4"));
-    const N: u64 = 300;
+    const N: u64 = 500;
     p.write(
         "prod.jsonl",
         &(0..N).map(openai_line).collect::<Vec<_>>().join("\n"),
