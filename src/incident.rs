@@ -252,6 +252,65 @@ impl Incident {
     }
 }
 
+/// The wire format of a captured call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureFormat {
+    /// OpenAI chat completions.
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+/// A captured call (request and, when logged, its response) in the neutral chat shape.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    /// The format it was read as.
+    pub format: CaptureFormat,
+    /// The request's `model`, when it names one.
+    pub model: Option<String>,
+    /// The conversation sent.
+    pub messages: Vec<Message>,
+    /// The tools offered.
+    pub tools: Vec<ToolDef>,
+    /// The answer, when the response was logged and holds one.
+    pub response: Option<ChatResponse>,
+}
+
+/// Reads one captured request/response pair (a proxy log line, a replay log record) in the
+/// given format, or the detected one when `format` is `None` (the same detection as
+/// [`Incident::parse`]). `place` names the record in error messages (`log.jsonl:17`).
+pub fn parse_capture(
+    place: &Path,
+    request: &Value,
+    response: Option<&Value>,
+    format: Option<CaptureFormat>,
+) -> Result<Capture> {
+    let format = format.unwrap_or(if looks_anthropic(request, response) {
+        CaptureFormat::Anthropic
+    } else {
+        CaptureFormat::Openai
+    });
+    let (messages, tools) = match format {
+        CaptureFormat::Anthropic => anthropic_request(place, request)?,
+        CaptureFormat::Openai => openai_request(place, request)?,
+    };
+    let response = match response {
+        Some(r) if format == CaptureFormat::Anthropic => Some(anthropic_response(r)),
+        Some(r) => openai_response(r),
+        None => None,
+    };
+    Ok(Capture {
+        format,
+        model: request
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        messages,
+        tools,
+        response,
+    })
+}
+
 fn looks_anthropic(req: &Value, resp: Option<&Value>) -> bool {
     if req.get("system").is_some() || req.get("anthropic_version").is_some() {
         return true;

@@ -295,15 +295,16 @@ impl Adaptive {
     }
 }
 
-/// A token bucket (rpm or tpm): `rate` per second, bursts up to `capacity`.
-struct Bucket {
+/// A token bucket (rpm or tpm): `rate` per second, bursts up to `capacity`. Also paces the
+/// replay's calls (`crate::replay`).
+pub(crate) struct Bucket {
     state: Mutex<(f64, Instant)>,
     rate: f64,
     capacity: f64,
 }
 
 impl Bucket {
-    fn per_minute(n: f64) -> Bucket {
+    pub(crate) fn per_minute(n: f64) -> Bucket {
         let rate = n / 60.0;
         // A small burst keeps the rate smooth, so a server counting per minute never sees more.
         let capacity = rate.clamp(1.0, n.max(1.0));
@@ -313,7 +314,7 @@ impl Bucket {
             capacity,
         }
     }
-    async fn take(&self, amount: f64) {
+    pub(crate) async fn take(&self, amount: f64) {
         let amount = amount.min(self.capacity);
         loop {
             let wait = {

@@ -32,6 +32,7 @@
 mod brief;
 mod lock;
 mod records;
+mod replay;
 mod schema;
 mod summary;
 
@@ -39,6 +40,9 @@ pub use lock::{LockGuard, LockInfo};
 pub use records::{
     CaseBrief, CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, SharedAxes,
     VariantRecord, WriteOp,
+};
+pub use replay::{
+    ReplayCounts, ReplayInfo, ReplayKind, ReplayOutcome, ReplayRecord, ReplayWrite, Transition,
 };
 
 use crate::chat::ChatResponse;

@@ -170,6 +170,62 @@ CREATE TABLE run_summaries (
     PRIMARY KEY (run_id, model, kind)
 );
 "#,
+    // 5: replays (`cliffprobe replay`, the `replay` module): one row per replay, one row per
+    // logged record replayed (keyed by its position in the replay's logs, so a resumed replay
+    // writes each record exactly once), and the records that could not be read. `kind` tells
+    // the candidate's replay from the noise-floor sample replayed on the logged model.
+    r#"
+CREATE TABLE replays (
+    id            TEXT PRIMARY KEY,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    status        TEXT NOT NULL,
+    model         TEXT NOT NULL,
+    model_id      TEXT NOT NULL,
+    rule          TEXT NOT NULL,
+    class_field   TEXT,
+    logs          TEXT NOT NULL,
+    log_format    TEXT NOT NULL,
+    noise         BIGINT,
+    noise_model   TEXT,
+    seed          BIGINT NOT NULL,
+    config_digest TEXT NOT NULL,
+    version       TEXT NOT NULL
+);
+
+CREATE TABLE replay_records (
+    replay_id        TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    seq              BIGINT NOT NULL,
+    place            TEXT NOT NULL,
+    record_id        TEXT NOT NULL,
+    timestamp        TEXT,
+    class            TEXT NOT NULL,
+    outcome          TEXT NOT NULL,
+    old              TEXT,
+    new              TEXT,
+    logged_answer    TEXT NOT NULL,
+    candidate_answer TEXT,
+    error            TEXT,
+    request          TEXT,
+    verdict          TEXT,
+    cached           INTEGER NOT NULL,
+    attempts         BIGINT NOT NULL,
+    input_tokens     BIGINT NOT NULL,
+    output_tokens    BIGINT NOT NULL,
+    cost_usd         DOUBLE PRECISION,
+    finished_at      TEXT NOT NULL,
+    PRIMARY KEY (replay_id, kind, seq)
+);
+
+CREATE TABLE replay_unreadable (
+    replay_id TEXT NOT NULL,
+    seq       BIGINT NOT NULL,
+    place     TEXT NOT NULL,
+    message   TEXT NOT NULL,
+    PRIMARY KEY (replay_id, seq)
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -13,6 +13,7 @@ mod paraphrase;
 mod parsers_fuzz;
 mod properties;
 mod provider_http;
+mod replay;
 mod report;
 mod shrink;
 mod soak;
