@@ -349,7 +349,7 @@ fn keep_trend_points(
 /// The trend points of `model` over `runs`: for the run being reported (`current`: its id and
 /// the model's breakdown) from its results; for any other run from its run summary, or from a
 /// walk that then leaves the summary.
-fn trend_points(
+pub(crate) fn trend_points(
     store: &Store,
     runs: &[RunInfo],
     model: &str,
@@ -414,6 +414,13 @@ fn use_color(out: Option<&PathBuf>) -> bool {
 /// Builds the report for `a` (no printing): what `cliffprobe report` renders.
 pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
     let store = project.open_store(a.store.as_deref())?;
+    build_from(project, &store, a, true)
+}
+
+/// Builds the report for `a` from `store` (which may be read-only: the trend points it would
+/// keep are then simply not kept). Without `evidence` the flips carry no outputs (no look-up
+/// per flip): what the viewer's run page needs, which links each flip to its case instead.
+pub fn build_from(project: &Project, store: &Store, a: &ReportArgs, evidence: bool) -> Result<Report> {
     let run = store.resolve_run(a.run.as_deref())?;
     // Before the walk: a summary saved from this walk must not outlive a write made during it.
     let generation = store.run_generation(&run.id)?;
@@ -534,7 +541,12 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
     // draws the heat maps (they need the results, the lookups only the comparisons); then this
     // thread joins the reading through its own connection.
     let evidence_store = store.reopen()?;
-    let evidence = EvidenceQueue::new(&mut comparisons);
+    let mut no_flips: Vec<Comparison> = Vec::new();
+    let evidence = EvidenceQueue::new(if evidence {
+        &mut comparisons
+    } else {
+        &mut no_flips
+    });
     let (measured_tiers, trend, heatmaps, results) = std::thread::scope(|scope| {
         let evidence = &evidence;
         let reader = scope.spawn(move || evidence.work(&evidence_store));
