@@ -527,6 +527,121 @@ fn window_end(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::seeded_store;
+
+    /// Every page of `q` from the start, following `next`.
+    fn all_pages(store: &Store, q: &CaseQuery) -> Vec<(String, String, CaseStatus)> {
+        let mut out = Vec::new();
+        let mut q = q.clone();
+        for _ in 0..100 {
+            let page = store.list_cases(&q).unwrap();
+            assert!(page.items.len() <= q.limit);
+            out.extend(
+                page.items
+                    .into_iter()
+                    .map(|i| (i.key.variant_id, i.key.model, i.status)),
+            );
+            match page.next {
+                Some(k) => q.after = Some(k),
+                None => return out,
+            }
+        }
+        panic!("the pages never end");
+    }
+
+    fn query(limit: usize, scan: usize) -> CaseQuery {
+        CaseQuery {
+            run: "r1".into(),
+            limit,
+            scan,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pages_cover_every_case_once_in_key_order_whatever_the_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = seeded_store(dir.path());
+        let everything = all_pages(&store, &query(100, 100));
+        assert_eq!(everything.len(), 6);
+        let mut sorted = everything.clone();
+        sorted.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        assert_eq!(everything, sorted);
+        for (limit, scan) in [(1, 1), (2, 3), (1, 100), (5, 2)] {
+            assert_eq!(all_pages(&store, &query(limit, scan)), everything, "{limit}/{scan}");
+        }
+    }
+
+    #[test]
+    fn filters_narrow_the_list_and_a_scan_bound_stops_a_page_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = seeded_store(dir.path());
+        let q = |f: &dyn Fn(&mut CaseQuery)| {
+            let mut q = query(10, 1000);
+            f(&mut q);
+            all_pages(&store, &q)
+        };
+        assert_eq!(q(&|q| q.model = Some("prod".into())).len(), 3);
+        assert_eq!(q(&|q| q.status = Some(CaseStatus::Fail)).len(), 2);
+        assert_eq!(q(&|q| q.tier = Some(Tier::Hard)).len(), 2);
+        assert_eq!(q(&|q| q.probe = Some("refund-policy".into())).len(), 4);
+        assert_eq!(
+            q(&|q| q.axes = vec![("format".into(), "xml".into())]).len(),
+            2
+        );
+        assert_eq!(q(&|q| q.failed_check = Some("contains".into())).len(), 4);
+        assert_eq!(q(&|q| q.text = Some("ANSWER OF PROD".into())).len(), 3);
+        assert_eq!(q(&|q| q.text = Some("100%_".into())).len(), 0);
+        // A filter matching nothing in the first window (the two cases of `v-canon`): the
+        // page is empty, says it stopped early, and the next one carries on.
+        let mut narrow = query(10, 2);
+        narrow.text = Some("to v-xml".into());
+        let first = store.list_cases(&narrow).unwrap();
+        assert!(first.items.is_empty());
+        assert!(first.stopped_early && first.next.is_some());
+        assert_eq!(first.scanned, 2);
+        assert_eq!(all_pages(&store, &narrow).len(), 2);
+    }
+
+    #[test]
+    fn a_comparison_pairs_the_same_variant_and_sample_on_both_sides() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = seeded_store(dir.path());
+        let page = store
+            .compare_cases(&CompareQuery {
+                run_a: "r1".into(),
+                model_a: "prod".into(),
+                run_b: "r1".into(),
+                model_b: "candidate".into(),
+                limit: 10,
+                scan: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.rows.len(), 3);
+        assert!(page.rows.iter().all(|r| r.status_a == r.status_b));
+        assert!(page.next.is_none());
+    }
+
+    #[test]
+    fn a_read_only_handle_reads_and_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = seeded_store(dir.path());
+        let path = store.path().to_path_buf();
+        drop(store);
+        let ro = Store::open_read_only(&path).unwrap();
+        assert!(ro.is_read_only());
+        assert_eq!(ro.case_count("r1").unwrap(), 6);
+        let mut n = 0;
+        ro.for_each_case_brief("r1", |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 6);
+        assert!(ro.finish_run("r1", crate::store::RunStatus::Complete, "x", None).is_err());
+        assert!(Store::open_read_only(&dir.path().join("missing.db")).is_err());
+    }
 
     #[test]
     fn like_patterns_escape_wildcards() {

@@ -1,20 +1,26 @@
 // cliffprobe view: a little progressive enhancement; every page works without it.
 (function () {
   "use strict";
+  // The query string a filter form stands for: its fields that are set, in form order.
+  function formQuery(form) {
+    var params = new URLSearchParams();
+    new FormData(form).forEach(function (value, key) {
+      if (typeof value === "string" && value.trim() !== "") params.append(key, value.trim());
+    });
+    return params.toString();
+  }
   // Filter forms write only the filters that are set into the query string, so a URL holds
   // exactly the page's filters (shareable, and it survives a refresh).
-  document.querySelectorAll("form[data-clean-query]").forEach(function (form) {
+  var forms = document.querySelectorAll("form[data-clean-query]");
+  forms.forEach(function (form) {
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
-      var params = new URLSearchParams();
-      new FormData(form).forEach(function (value, key) {
-        if (typeof value === "string" && value.trim() !== "") params.append(key, value.trim());
-      });
-      var q = params.toString();
+      var q = formQuery(form);
       window.location.assign(window.location.pathname + (q ? "?" + q : ""));
     });
+    // What submitting the form as rendered would ask for: the filters the page shows.
+    form.setAttribute("data-form-query", formQuery(form));
   });
-  // Filters shown in the form come from the URL: mark the page as rendered with them.
   var page = document.getElementById("page");
   if (page) {
     page.setAttribute("data-query", window.location.search.replace(/^\?/, ""));
