@@ -420,7 +420,12 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
 /// Builds the report for `a` from `store` (which may be read-only: the trend points it would
 /// keep are then simply not kept). Without `evidence` the flips carry no outputs (no look-up
 /// per flip): what the viewer's run page needs, which links each flip to its case instead.
-pub fn build_from(project: &Project, store: &Store, a: &ReportArgs, evidence: bool) -> Result<Report> {
+pub fn build_from(
+    project: &Project,
+    store: &Store,
+    a: &ReportArgs,
+    evidence: bool,
+) -> Result<Report> {
     let run = store.resolve_run(a.run.as_deref())?;
     // Before the walk: a summary saved from this walk must not outlive a write made during it.
     let generation = store.run_generation(&run.id)?;

@@ -92,7 +92,10 @@ pub fn view_cmd(project: Project, a: &ViewArgs) -> Result<ExitCode> {
             dir.display(),
             s.cases,
             if s.cases_left_out > 0 {
-                format!(", {} more failing or erroring cases left out: raise --bundle-cases", s.cases_left_out)
+                format!(
+                    ", {} more failing or erroring cases left out: raise --bundle-cases",
+                    s.cases_left_out
+                )
             } else {
                 String::new()
             },

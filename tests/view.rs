@@ -41,8 +41,18 @@ fn fixture() -> Fixture {
     let evil = TestServer::start(|_, _| Reply::json(200, openai_completion("evil", HOSTILE)));
     let models = format!(
         "{}{}",
-        model("good", "openai", &format!("{}/v1", good.url()), "timeout = 5"),
-        model("evil", "openai", &format!("{}/v1", evil.url()), "timeout = 5")
+        model(
+            "good",
+            "openai",
+            &format!("{}/v1", good.url()),
+            "timeout = 5"
+        ),
+        model(
+            "evil",
+            "openai",
+            &format!("{}/v1", evil.url()),
+            "timeout = 5"
+        )
     );
     let p = Project::new(&models);
     p.templatize(ORDER_STATUS);
@@ -50,7 +60,13 @@ fn fixture() -> Fixture {
     let args = ["--strategy", "one-at-a-time", "--axes", "format"];
     p.sweep(&args, &env).success();
     p.sweep(&args, &env).success();
-    let runs = p.store().runs().unwrap().into_iter().map(|r| r.id).collect();
+    let runs = p
+        .store()
+        .runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     Fixture {
         _good: good,
         _evil: evil,
@@ -91,7 +107,10 @@ fn start_viewer(p: &Project, extra: &[&str]) -> Viewer {
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .trim_end_matches('/')
         .to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "loopback by default: {url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "loopback by default: {url}"
+    );
     Viewer { child, base: url }
 }
 
@@ -185,8 +204,15 @@ fn every_page_answers_escapes_stored_text_and_links_resolve() {
     // The runs page: both runs, the trend chart.
     let runs = get(&v.base, "/");
     assert_eq!(runs.status, 200);
-    assert_eq!(runs.header("content-type"), Some("text/html; charset=utf-8"));
-    assert!(runs.header("content-security-policy").unwrap().contains("script-src 'self'"));
+    assert_eq!(
+        runs.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        runs.header("content-security-policy")
+            .unwrap()
+            .contains("script-src 'self'")
+    );
     for r in &f.runs {
         assert!(runs.body.contains(r.as_str()), "runs page lists {r}");
     }
@@ -205,11 +231,25 @@ fn every_page_answers_escapes_stored_text_and_links_resolve() {
     let case_path = link_with(&cases.body, "/case/evil/");
     let case = get(&v.base, &case_path);
     assert_eq!(case.status, 200);
-    for raw in ["<script>window.__pwned", "</textarea>", "<img src=x", "\u{1b}"] {
-        assert!(!case.body.contains(raw), "{raw:?} reached the page unescaped");
-        assert!(!cases.body.contains(raw), "{raw:?} reached the list unescaped");
+    for raw in [
+        "<script>window.__pwned",
+        "</textarea>",
+        "<img src=x",
+        "\u{1b}",
+    ] {
+        assert!(
+            !case.body.contains(raw),
+            "{raw:?} reached the page unescaped"
+        );
+        assert!(
+            !cases.body.contains(raw),
+            "{raw:?} reached the list unescaped"
+        );
     }
-    assert!(case.body.contains("&lt;script&gt;window.__pwned=1&lt;&#x2f;script&gt;"));
+    assert!(
+        case.body
+            .contains("&lt;script&gt;window.__pwned=1&lt;&#x2f;script&gt;")
+    );
     assert!(case.body.contains("&lt;&#x2f;textarea&gt;"));
     assert!(case.body.contains("␛[31mYour order has shipped."));
     // The conversation as the model saw it, and the other model side by side.
@@ -219,7 +259,9 @@ fn every_page_answers_escapes_stored_text_and_links_resolve() {
 
     // Text search finds the hostile answers only.
     let found = get(&v.base, &format!("/run/{run}/cases?q=__pwned"));
-    assert!(found.body.contains("/case/evil/") || found.body.contains("&#x2f;case&#x2f;evil&#x2f;"));
+    assert!(
+        found.body.contains("/case/evil/") || found.body.contains("&#x2f;case&#x2f;evil&#x2f;")
+    );
     assert!(!found.body.contains("&#x2f;case&#x2f;good&#x2f;"));
 
     // 404 for unknown ids, 400 for a bad filter, 405 for anything but GET/HEAD.
@@ -235,7 +277,10 @@ fn every_page_answers_escapes_stored_text_and_links_resolve() {
         assert_eq!(g.status, 404, "{path}");
         assert_eq!(g.header("content-type"), Some("text/html; charset=utf-8"));
     }
-    assert_eq!(get(&v.base, &format!("/run/{run}/cases?tier=impossible")).status, 400);
+    assert_eq!(
+        get(&v.base, &format!("/run/{run}/cases?tier=impossible")).status,
+        400
+    );
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
         let g = request(&v.base, method, &format!("/run/{run}"));
         assert_eq!(g.status, 405, "{method}");
@@ -269,27 +314,35 @@ fn every_page_answers_escapes_stored_text_and_links_resolve() {
         }
     }
     for kind in ["/family/", "/case/", "/cases", "/compare?", "/diff?"] {
-        assert!(seen.iter().any(|p| p.contains(kind)), "the crawl reached a {kind} page");
+        assert!(
+            seen.iter().any(|p| p.contains(kind)),
+            "the crawl reached a {kind} page"
+        );
     }
 
     // The store is untouched by all of this.
-    let before = std::fs::metadata(f.p.store_path()).unwrap().modified().unwrap();
+    let before = std::fs::metadata(f.p.store_path())
+        .unwrap()
+        .modified()
+        .unwrap();
     let _ = get(&v.base, &format!("/run/{}", f.runs[0]));
-    let after = std::fs::metadata(f.p.store_path()).unwrap().modified().unwrap();
+    let after = std::fs::metadata(f.p.store_path())
+        .unwrap()
+        .modified()
+        .unwrap();
     assert_eq!(before, after, "the viewer never writes the store");
 }
 
 #[test]
 fn a_host_other_than_loopback_is_warned_about() {
     let f = fixture();
-    let mut child = f
-        .p
-        .std_cmd()
-        .args(["view", "--port", "0", "--host", "0.0.0.0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        f.p.std_cmd()
+            .args(["view", "--port", "0", "--host", "0.0.0.0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -313,12 +366,17 @@ fn a_missing_store_is_an_input_error() {
 fn a_bundle_holds_linked_static_pages_for_one_run() {
     let f = fixture();
     let dir = f.p.root().join("bundle");
-    let out = f
-        .p
-        .run(&["view", "--bundle", dir.to_str().unwrap()], &[])
-        .success();
+    let out =
+        f.p.run(&["view", "--bundle", dir.to_str().unwrap()], &[])
+            .success();
     assert!(out.stdout.contains("wrote"), "{}", out.stdout);
-    for file in ["index.html", "run.html", "cases.html", "view.css", "view.js"] {
+    for file in [
+        "index.html",
+        "run.html",
+        "cases.html",
+        "view.css",
+        "view.js",
+    ] {
         assert!(dir.join(file).is_file(), "{file}");
     }
     let mut pages = 0;
@@ -334,9 +392,15 @@ fn a_bundle_holds_linked_static_pages_for_one_run() {
             let html = std::fs::read_to_string(&path).unwrap();
             assert!(!html.contains("<script>window.__pwned"), "{name}");
             for h in hrefs(&html) {
-                assert!(!h.starts_with('/') && !h.starts_with("http"), "{name}: {h} is not relative");
+                assert!(
+                    !h.starts_with('/') && !h.starts_with("http"),
+                    "{name}: {h} is not relative"
+                );
                 let file = h.split(['?', '#']).next().unwrap();
-                assert!(dir.join(file).is_file(), "{name} links {h}, which the bundle lacks");
+                assert!(
+                    dir.join(file).is_file(),
+                    "{name} links {h}, which the bundle lacks"
+                );
             }
         }
     }
@@ -456,7 +520,14 @@ fn pages_render_in_a_real_browser_and_hostile_output_stays_text() {
     let v = start_viewer(&f.p, &[]);
     let run = f.runs.last().unwrap().clone();
     let profile = tempfile::tempdir().unwrap();
-    let dump = |path: &str| browse(&browser, profile.path(), &["--dump-dom"], &format!("{}{path}", v.base));
+    let dump = |path: &str| {
+        browse(
+            &browser,
+            profile.path(),
+            &["--dump-dom"],
+            &format!("{}{path}", v.base),
+        )
+    };
 
     // Every kind of page renders, and its script ran (it marks the page ready).
     let cases_html = get(&v.base, &format!("/run/{run}/cases?model=evil")).body;
@@ -482,14 +553,20 @@ fn pages_render_in_a_real_browser_and_hostile_output_stays_text() {
     assert_eq!(attr(&dom, "data-ready"), Some("yes"));
     assert!(!dom.contains("<script>window.__pwned"), "{dom}");
     assert!(!dom.contains("<img src=\"x\""), "{dom}");
-    assert!(dom.contains("&lt;script&gt;window.__pwned=1&lt;/script&gt;&lt;/textarea&gt;"), "{dom}");
+    assert!(
+        dom.contains("&lt;script&gt;window.__pwned=1&lt;/script&gt;&lt;/textarea&gt;"),
+        "{dom}"
+    );
     assert!(dom.contains("␛[31mYour order has shipped."));
 
     // Filters round-trip through the URL: loaded with a query, the page shows the filters
     // applied, and its filter form stands for exactly that query again.
     let query = "model=evil&tier=hard&status=fail&axis=format%3Axml&q=delayed";
     let dom = dump(&format!("/run/{run}/cases?{query}"));
-    assert_eq!(attr(&dom, "data-query").map(decode_entities).as_deref(), Some(query));
+    assert_eq!(
+        attr(&dom, "data-query").map(decode_entities).as_deref(),
+        Some(query)
+    );
     let form_query = decode_entities(attr(&dom, "data-form-query").expect("the filter form"));
     assert_eq!(pairs(&form_query), pairs(query), "{form_query}");
     assert!(dom.contains("<option selected=\"\">evil</option>"), "{dom}");
@@ -500,7 +577,10 @@ fn pages_render_in_a_real_browser_and_hostile_output_stays_text() {
     browse(
         &browser,
         profile.path(),
-        &[&format!("--screenshot={}", shot.display()), "--window-size=1280,900"],
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,900",
+        ],
         &format!("{}/run/{run}", v.base),
     );
     let png = std::fs::read(&shot).expect("a screenshot");

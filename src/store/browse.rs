@@ -253,11 +253,7 @@ impl Store {
             args.push(Value::Text(json_key_path(axis)));
             args.push(Value::Text(value.clone()));
             let n = args.len();
-            sql.push_str(&format!(
-                " AND json_extract(v.axes, ?{}) = ?{}",
-                n - 1,
-                n
-            ));
+            sql.push_str(&format!(" AND json_extract(v.axes, ?{}) = ?{}", n - 1, n));
         }
         if let Some(check) = &q.failed_check {
             args.push(Value::Text(check.clone()));
@@ -361,7 +357,10 @@ impl Store {
             canonical: r.get(3)?,
             axes: from_json(text(r, 4)?, "variant axes")?,
             capability: r.get(5)?,
-            tier: r.get::<_, Option<String>>(6)?.as_deref().and_then(Tier::parse),
+            tier: r
+                .get::<_, Option<String>>(6)?
+                .as_deref()
+                .and_then(Tier::parse),
             path: r.get(7)?,
         }))
     }
@@ -403,10 +402,8 @@ impl Store {
     /// side A (primary-key order, at most `q.scan` examined) joined with the same variant and
     /// sample on side B. Variants only one side ran are not listed.
     pub fn compare_cases(&self, q: &CompareQuery) -> Result<ComparePage> {
-        let mut args: Vec<Value> = vec![
-            Value::Text(q.run_a.clone()),
-            Value::Text(q.model_a.clone()),
-        ];
+        let mut args: Vec<Value> =
+            vec![Value::Text(q.run_a.clone()), Value::Text(q.model_a.clone())];
         let mut window = String::from(
             "SELECT variant_id, sample, status FROM cases WHERE run_id = ?1 AND model = ?2",
         );
@@ -417,7 +414,10 @@ impl Store {
             window.push_str(&format!(" AND (variant_id, sample) > (?{}, ?{})", n - 1, n));
         }
         args.push(Value::Integer(q.scan.max(1) as i64));
-        window.push_str(&format!(" ORDER BY variant_id, sample LIMIT ?{}", args.len()));
+        window.push_str(&format!(
+            " ORDER BY variant_id, sample LIMIT ?{}",
+            args.len()
+        ));
         let window_args = args.clone();
         args.push(Value::Text(q.run_b.clone()));
         args.push(Value::Text(q.model_b.clone()));
@@ -453,7 +453,10 @@ impl Store {
                         status_a: parse_status(text(r, 2)?)?,
                         status_b: parse_status(text(r, 3)?)?,
                         probe_id: r.get(4)?,
-                        tier: r.get::<_, Option<String>>(5)?.as_deref().and_then(Tier::parse),
+                        tier: r
+                            .get::<_, Option<String>>(5)?
+                            .as_deref()
+                            .and_then(Tier::parse),
                         axes: from_json(text(r, 6)?, "variant axes")?,
                     });
                 }
@@ -568,7 +571,11 @@ mod tests {
         sorted.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         assert_eq!(everything, sorted);
         for (limit, scan) in [(1, 1), (2, 3), (1, 100), (5, 2)] {
-            assert_eq!(all_pages(&store, &query(limit, scan)), everything, "{limit}/{scan}");
+            assert_eq!(
+                all_pages(&store, &query(limit, scan)),
+                everything,
+                "{limit}/{scan}"
+            );
         }
     }
 
@@ -639,7 +646,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 6);
-        assert!(ro.finish_run("r1", crate::store::RunStatus::Complete, "x", None).is_err());
+        assert!(
+            ro.finish_run("r1", crate::store::RunStatus::Complete, "x", None)
+                .is_err()
+        );
         assert!(Store::open_read_only(&dir.path().join("missing.db")).is_err());
     }
 

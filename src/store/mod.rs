@@ -679,7 +679,8 @@ impl Store {
         let read_only = self.read_only;
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                let walked = connect_as(&path, read_only).and_then(|conn| brief::walk(&conn, run, even_running, &tx));
+                let walked = connect_as(&path, read_only)
+                    .and_then(|conn| brief::walk(&conn, run, even_running, &tx));
                 if let Err(e) = walked {
                     // The consumer may have stopped already; then nobody needs the error.
                     let _ = tx.send(Err(e));

@@ -36,7 +36,12 @@ fn io(path: &Path, e: std::io::Error) -> ViewError {
 
 /// Writes the bundle of `run` into `dir`, with at most `max_cases` case pages (failing cases
 /// first, then errors, in key order).
-pub fn write_bundle(site: &Site, run: &RunInfo, dir: &Path, max_cases: usize) -> Result<BundleSummary, ViewError> {
+pub fn write_bundle(
+    site: &Site,
+    run: &RunInfo,
+    dir: &Path,
+    max_cases: usize,
+) -> Result<BundleSummary, ViewError> {
     if dir.exists() {
         let empty = std::fs::read_dir(dir)
             .map_err(|e| io(dir, e))?
@@ -113,7 +118,10 @@ pub fn write_bundle(site: &Site, run: &RunInfo, dir: &Path, max_cases: usize) ->
         };
         put("view.css", CSS)?;
         put("view.js", JS)?;
-        put("index.html", &site.render(&Route::Runs { model: None }, &links)?)?;
+        put(
+            "index.html",
+            &site.render(&Route::Runs { model: None }, &links)?,
+        )?;
         put(
             "run.html",
             &site.render(

@@ -248,7 +248,9 @@ impl Links {
                 Some(b) => format!("/run/{}?baseline={}", seg(run), qv(b)),
                 None => format!("/run/{}", seg(run)),
             }),
-            Links::Bundle { run: r, .. } => (r == run && baseline.is_none()).then(|| "run.html".into()),
+            Links::Bundle { run: r, .. } => {
+                (r == run && baseline.is_none()).then(|| "run.html".into())
+            }
         }
     }
 
@@ -363,7 +365,9 @@ impl Sides {
         };
         let run_a = need("a")?;
         Ok(Sides {
-            run_b: param(pairs, "b").map(str::to_string).unwrap_or_else(|| run_a.clone()),
+            run_b: param(pairs, "b")
+                .map(str::to_string)
+                .unwrap_or_else(|| run_a.clone()),
             model_a: need("am")?,
             model_b: need("bm")?,
             run_a,
@@ -387,7 +391,10 @@ mod tests {
             tier: Some(Tier::Hard),
             class: Some("multi-hop reasoning".into()),
             probe: Some("p/1".into()),
-            axes: vec![("persona".into(), "terse-expert".into()), ("format".into(), "a:b".into())],
+            axes: vec![
+                ("persona".into(), "terse-expert".into()),
+                ("format".into(), "a:b".into()),
+            ],
             status: Some(CaseStatus::Fail),
             check: Some("contains".into()),
             text: Some("<script>".into()),
@@ -409,7 +416,10 @@ mod tests {
         assert_eq!(e.name, "tier");
         let e = CaseFilter::from_query(&query_pairs(Some("axis=novalue"))).unwrap_err();
         assert_eq!(e.name, "axis");
-        assert!(CaseFilter::from_query(&query_pairs(Some("tier=&unknown=1"))).unwrap() == CaseFilter::default());
+        assert!(
+            CaseFilter::from_query(&query_pairs(Some("tier=&unknown=1"))).unwrap()
+                == CaseFilter::default()
+        );
     }
 
     #[test]
@@ -423,7 +433,11 @@ mod tests {
     fn a_bundle_links_only_to_pages_it_holds() {
         let l = Links::Bundle {
             run: "r1".into(),
-            cases: Arc::new([("m".to_string(), "v".to_string(), 0)].into_iter().collect()),
+            cases: Arc::new(
+                [("m".to_string(), "v".to_string(), 0)]
+                    .into_iter()
+                    .collect(),
+            ),
             case_list: true,
         };
         assert_eq!(l.run("r1", None).as_deref(), Some("run.html"));
@@ -435,6 +449,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(l.cases("r1", &filtered), None);
-        assert_eq!(l.cases("r1", &CaseFilter::default()).as_deref(), Some("cases.html"));
+        assert_eq!(
+            l.cases("r1", &CaseFilter::default()).as_deref(),
+            Some("cases.html")
+        );
     }
 }

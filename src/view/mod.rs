@@ -111,7 +111,11 @@ impl<K: std::hash::Hash + Eq + Clone, T> Cache<K, T> {
     }
 
     /// The value of `key`, computing it (once, whoever asks meanwhile waits) if needed.
-    fn get(&self, key: K, compute: impl FnOnce() -> Result<T, ViewError>) -> Result<Arc<T>, ViewError> {
+    fn get(
+        &self,
+        key: K,
+        compute: impl FnOnce() -> Result<T, ViewError>,
+    ) -> Result<Arc<T>, ViewError> {
         let cell = {
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             if !map.contains_key(&key) && map.len() >= self.capacity {
@@ -174,7 +178,10 @@ impl Site {
     }
 
     /// Runs `f` with a read-only store connection from the pool.
-    fn with_store<T>(&self, f: impl FnOnce(&Store) -> Result<T, ViewError>) -> Result<T, ViewError> {
+    fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, ViewError>,
+    ) -> Result<T, ViewError> {
         let store = {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
             pool.pop()

@@ -118,10 +118,14 @@ impl Route {
                 let after = match param(&pairs, "after") {
                     Some(a) => {
                         let (v, n) = a.rsplit_once('~').ok_or_else(|| {
-                            ViewError::BadRequest("query parameter `after`: not VARIANT~SAMPLE".into())
+                            ViewError::BadRequest(
+                                "query parameter `after`: not VARIANT~SAMPLE".into(),
+                            )
                         })?;
                         let n = n.parse().map_err(|_| {
-                            ViewError::BadRequest("query parameter `after`: not VARIANT~SAMPLE".into())
+                            ViewError::BadRequest(
+                                "query parameter `after`: not VARIANT~SAMPLE".into(),
+                            )
                         })?;
                         Some((v.to_string(), n))
                     }
@@ -135,13 +139,15 @@ impl Route {
             }
             ["diff"] => Route::Diff {
                 sides: Sides::from_query(&pairs)?,
-                variant: param(&pairs, "variant")
-                    .map(owned)
-                    .ok_or_else(|| ViewError::BadRequest("query parameter `variant`: missing".into()))?,
+                variant: param(&pairs, "variant").map(owned).ok_or_else(|| {
+                    ViewError::BadRequest("query parameter `variant`: missing".into())
+                })?,
                 sample: param(&pairs, "sample")
                     .unwrap_or("0")
                     .parse()
-                    .map_err(|_| ViewError::BadRequest("query parameter `sample`: not a number".into()))?,
+                    .map_err(|_| {
+                        ViewError::BadRequest("query parameter `sample`: not a number".into())
+                    })?,
             },
             _ => return Ok(None),
         }))
@@ -188,9 +194,9 @@ fn is_hidden_control(c: char) -> bool {
 pub fn visible(s: &str) -> String {
     s.chars()
         .map(|c| match c as u32 {
-            n if n < 0x20 && !matches!(c, '\n' | '\t') => {
-                char::from_u32(0x2400 + n).map(String::from).unwrap_or_default()
-            }
+            n if n < 0x20 && !matches!(c, '\n' | '\t') => char::from_u32(0x2400 + n)
+                .map(String::from)
+                .unwrap_or_default(),
             0x7f => "␡".to_string(),
             n if c.is_control() && !matches!(c, '\n' | '\t') => format!("\\u{{{n:x}}}"),
             _ => c.to_string(),
@@ -198,7 +204,13 @@ pub fn visible(s: &str) -> String {
         .collect()
 }
 
-fn render_page(site: &Site, name: &str, links: &Links, title: &str, mut ctx: serde_json::Value) -> Result<String, ViewError> {
+fn render_page(
+    site: &Site,
+    name: &str,
+    links: &Links,
+    title: &str,
+    mut ctx: serde_json::Value,
+) -> Result<String, ViewError> {
     let nav = json!({
         "runs": links.runs(),
         "compare": links.compare_home(),
@@ -228,7 +240,9 @@ pub(super) fn render(site: &Site, route: &Route, links: &Links) -> Result<String
     match route {
         Route::Runs { model } => runs_page(site, model.as_deref(), links),
         Route::Run { run, baseline } => run_page(site, run, baseline.as_deref(), links),
-        Route::Family { run, probe, model } => family_page(site, run, probe, model.as_deref(), links),
+        Route::Family { run, probe, model } => {
+            family_page(site, run, probe, model.as_deref(), links)
+        }
         Route::Cases { run, filter } => cases_page(site, run, filter, links),
         Route::Case {
             run,
@@ -273,10 +287,15 @@ fn run_of(store: &Store, id: &str) -> Result<RunInfo, ViewError> {
 
 // ---------------------------------------------------------------- runs
 
-fn status_counts(site: &Site, store: &Store, run: &str) -> Result<std::sync::Arc<Vec<(String, CaseStatus, u64)>>, ViewError> {
+fn status_counts(
+    site: &Site,
+    store: &Store,
+    run: &str,
+) -> Result<std::sync::Arc<Vec<(String, CaseStatus, u64)>>, ViewError> {
     let generation = store.run_generation(run)?;
-    site.counts
-        .get((run.to_string(), generation), || Ok(store.status_counts(run)?))
+    site.counts.get((run.to_string(), generation), || {
+        Ok(store.status_counts(run)?)
+    })
 }
 
 /// Where a status is counted in a `[pass, fail, error, ungraded]` array.
@@ -445,11 +464,17 @@ impl FlipSummary {
 /// shared − fixed − regressed − passing on both, and passing on both is what the candidate
 /// passed minus what it fixed, over the shared variants; a comparison's rows do not carry
 /// it, so it is counted here from the flips and tallies available.
-fn still_failing_rows(c: &Comparison, both_pass: &IndexMap<String, u64>) -> Vec<(String, String, u64, u64, u64, u64)> {
+fn still_failing_rows(
+    c: &Comparison,
+    both_pass: &IndexMap<String, u64>,
+) -> Vec<(String, String, u64, u64, u64, u64)> {
     let mut out = Vec::new();
     for (kind, rows) in [("tier", &c.tiers), ("class", &c.classes)] {
         for d in rows.iter() {
-            let bp = both_pass.get(&format!("{kind}:{}", d.label)).copied().unwrap_or(0);
+            let bp = both_pass
+                .get(&format!("{kind}:{}", d.label))
+                .copied()
+                .unwrap_or(0);
             let still = d
                 .paired
                 .shared
@@ -467,7 +492,11 @@ fn still_failing_rows(c: &Comparison, both_pass: &IndexMap<String, u64>) -> Vec<
     out
 }
 
-pub(super) fn run_summary(site: &Site, run: &str, baseline: Option<&str>) -> Result<std::sync::Arc<RunSummary>, ViewError> {
+pub(super) fn run_summary(
+    site: &Site,
+    run: &str,
+    baseline: Option<&str>,
+) -> Result<std::sync::Arc<RunSummary>, ViewError> {
     site.with_store(|store| {
         let info = run_of(store, run)?;
         let generation = store.run_generation(run)?;
@@ -478,7 +507,12 @@ pub(super) fn run_summary(site: &Site, run: &str, baseline: Option<&str>) -> Res
     })
 }
 
-fn compute_run_summary(site: &Site, store: &Store, info: RunInfo, baseline: Option<&str>) -> Result<RunSummary, ViewError> {
+fn compute_run_summary(
+    site: &Site,
+    store: &Store,
+    info: RunInfo,
+    baseline: Option<&str>,
+) -> Result<RunSummary, ViewError> {
     let args = ReportArgs {
         run: Some(info.id.clone()),
         baseline: baseline.map(str::to_string),
@@ -546,8 +580,17 @@ fn compute_run_summary(site: &Site, store: &Store, info: RunInfo, baseline: Opti
             regressed: c.regressed.len(),
             hard_regressed: c.hard_regressions().count(),
             rows: still_failing_rows(c, &both_pass[i]),
-            shown_hard: c.hard_regressions().take(FLIPS_SHOWN).map(FlipSummary::of).collect(),
-            shown_fixed: c.fixed.iter().take(FLIPS_SHOWN).map(FlipSummary::of).collect(),
+            shown_hard: c
+                .hard_regressions()
+                .take(FLIPS_SHOWN)
+                .map(FlipSummary::of)
+                .collect(),
+            shown_fixed: c
+                .fixed
+                .iter()
+                .take(FLIPS_SHOWN)
+                .map(FlipSummary::of)
+                .collect(),
         })
         .collect();
     let gate = report.gate.as_ref().map(|g| {
@@ -638,7 +681,13 @@ fn both_pass_counts(store: &Store, r: &Report) -> Result<Vec<IndexMap<String, u6
     Ok(out)
 }
 
-fn flip_json(links: &Links, run: &str, model: &str, f: &FlipSummary, sides: &Sides) -> serde_json::Value {
+fn flip_json(
+    links: &Links,
+    run: &str,
+    model: &str,
+    f: &FlipSummary,
+    sides: &Sides,
+) -> serde_json::Value {
     json!({
         "variant": short_id(&f.variant_id),
         "probe": f.probe,
@@ -689,7 +738,12 @@ fn heat_json(links: &Links, run: &str, h: &Heatmap) -> serde_json::Value {
     })
 }
 
-fn run_page(site: &Site, run: &str, baseline: Option<&str>, links: &Links) -> Result<String, ViewError> {
+fn run_page(
+    site: &Site,
+    run: &str,
+    baseline: Option<&str>,
+    links: &Links,
+) -> Result<String, ViewError> {
     let s = run_summary(site, run, baseline)?;
     let (others, counts) = site.with_store(|store| {
         let runs = store.runs()?;
@@ -774,7 +828,11 @@ fn run_page(site: &Site, run: &str, baseline: Option<&str>, links: &Links) -> Re
 
 // ---------------------------------------------------------------- family
 
-fn brittleness_of(site: &Site, store: &Store, run: &RunInfo) -> Result<std::sync::Arc<Brittleness>, ViewError> {
+fn brittleness_of(
+    site: &Site,
+    store: &Store,
+    run: &RunInfo,
+) -> Result<std::sync::Arc<Brittleness>, ViewError> {
     let generation = store.run_generation(&run.id)?;
     site.brittleness.get((run.id.clone(), generation), || {
         Ok(crate::brittleness::analyze(
@@ -880,7 +938,13 @@ fn promoted_cases(site: &Site, store: &Store, probe: &str) -> Vec<serde_json::Va
     Vec::new()
 }
 
-fn family_page(site: &Site, run: &str, probe: &str, model: Option<&str>, links: &Links) -> Result<String, ViewError> {
+fn family_page(
+    site: &Site,
+    run: &str,
+    probe: &str,
+    model: Option<&str>,
+    links: &Links,
+) -> Result<String, ViewError> {
     site.with_store(|store| {
         let info = run_of(store, run)?;
         let b = brittleness_of(site, store, &info)?;
@@ -1001,7 +1065,13 @@ fn case_item_json(links: &Links, run: &str, c: &crate::store::CaseListItem) -> s
 
 /// The cases page of a bundle: the given cases (those the bundle holds pages for), without
 /// the filter form.
-pub(super) fn bundle_cases_page(site: &Site, run: &str, items: &[crate::store::CaseListItem], note: &str, links: &Links) -> Result<String, ViewError> {
+pub(super) fn bundle_cases_page(
+    site: &Site,
+    run: &str,
+    items: &[crate::store::CaseListItem],
+    note: &str,
+    links: &Links,
+) -> Result<String, ViewError> {
     render_page(
         site,
         "cases.html",
@@ -1031,7 +1101,13 @@ pub(super) fn families_of(site: &Site, run: &RunInfo) -> Result<Vec<(String, Str
 
 // ---------------------------------------------------------------- case
 
-fn case_of(store: &Store, run: &str, model: &str, variant: &str, sample: u32) -> Result<Option<CaseRecord>, ViewError> {
+fn case_of(
+    store: &Store,
+    run: &str,
+    model: &str,
+    variant: &str,
+    sample: u32,
+) -> Result<Option<CaseRecord>, ViewError> {
     Ok(store
         .variant_cases(run, model, variant)?
         .into_iter()
@@ -1112,7 +1188,14 @@ fn conversation(site: &Site, v: &crate::store::VariantInfo) -> Result<serde_json
     }))
 }
 
-fn case_page(site: &Site, run: &str, model: &str, variant: &str, sample: u32, links: &Links) -> Result<String, ViewError> {
+fn case_page(
+    site: &Site,
+    run: &str,
+    model: &str,
+    variant: &str,
+    sample: u32,
+    links: &Links,
+) -> Result<String, ViewError> {
     site.with_store(|store| {
         let info = run_of(store, run)?;
         let case = case_of(store, run, model, variant, sample)?.ok_or_else(|| {
@@ -1184,7 +1267,13 @@ fn side_choices(store: &Store) -> Result<Vec<serde_json::Value>, ViewError> {
         .collect())
 }
 
-fn compare_page(site: &Site, sides: Option<&Sides>, changed: bool, after: Option<(String, u32)>, links: &Links) -> Result<String, ViewError> {
+fn compare_page(
+    site: &Site,
+    sides: Option<&Sides>,
+    changed: bool,
+    after: Option<(String, u32)>,
+    links: &Links,
+) -> Result<String, ViewError> {
     site.with_store(|store| {
         let choices = side_choices(store)?;
         let Some(sides) = sides else {
@@ -1267,7 +1356,13 @@ fn compare_page(site: &Site, sides: Option<&Sides>, changed: bool, after: Option
     })
 }
 
-fn diff_page(site: &Site, sides: &Sides, variant: &str, sample: u32, links: &Links) -> Result<String, ViewError> {
+fn diff_page(
+    site: &Site,
+    sides: &Sides,
+    variant: &str,
+    sample: u32,
+    links: &Links,
+) -> Result<String, ViewError> {
     site.with_store(|store| {
         let a = case_of(store, &sides.run_a, &sides.model_a, variant, sample)?;
         let b = case_of(store, &sides.run_b, &sides.model_b, variant, sample)?;
@@ -1334,7 +1429,10 @@ mod tests {
                 sample: 2
             })
         );
-        assert_eq!(Route::parse(&segs(&["run", "r1", "case", "m", "v", "x"]), None).unwrap(), None);
+        assert_eq!(
+            Route::parse(&segs(&["run", "r1", "case", "m", "v", "x"]), None).unwrap(),
+            None
+        );
         assert_eq!(Route::parse(&segs(&["nope"]), None).unwrap(), None);
         assert!(Route::parse(&segs(&["run", "r", "cases"]), Some("tier=bogus")).is_err());
     }

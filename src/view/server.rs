@@ -62,9 +62,18 @@ fn respond(status: u16, content_type: &'static str, body: String) -> Response<Bo
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
@@ -114,7 +123,11 @@ async fn handle(State(site): State<Arc<Site>>, method: Method, uri: Uri) -> Resp
     .await;
     match result {
         Ok((status, html)) => respond(status, HTML, html),
-        Err(e) => respond(500, "text/plain; charset=utf-8", format!("internal error: {e}\n")),
+        Err(e) => respond(
+            500,
+            "text/plain; charset=utf-8",
+            format!("internal error: {e}\n"),
+        ),
     }
 }
 
