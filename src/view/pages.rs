@@ -617,11 +617,30 @@ fn compute_run_summary(
     })
 }
 
+/// A variant id as a number: its 16 hex digits, or (for any other form) a hash of it.
+fn variant_key(id: &str) -> u64 {
+    if id.len() == 16
+        && let Ok(n) = u64::from_str_radix(id, 16)
+    {
+        return n;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(id.as_bytes());
+    let bytes = h.finalize();
+    u64::from_le_bytes(bytes.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// The variants of one model in one run that pass (majority of graded samples, as the report
+/// folds them): key, tier, class index; sorted by key. 16 bytes a variant.
+type Passing = Vec<(u64, Tier, u32)>;
+
 /// Per comparison of `r`: how many shared variants pass on both sides, keyed `tier:NAME` and
-/// `class:NAME`. Counted from one brief walk of each run involved (variant verdicts as the
-/// report folds them).
+/// `class:NAME`. One brief walk per run involved, folding each variant's samples as the walk
+/// passes them (rows come by variant, model and sample), keeping only the passing ones.
 fn both_pass_counts(store: &Store, r: &Report) -> Result<Vec<IndexMap<String, u64>>, ViewError> {
-    use crate::analysis::{Collector, variant::Verdict};
+    use crate::analysis::variant::{Samples, Verdict, fold};
+    let mut classes: Vec<String> = Vec::new();
+    let mut passing: IndexMap<(String, String), Passing> = IndexMap::new();
     let mut runs: Vec<&str> = Vec::new();
     for c in &r.comparisons {
         for id in [&c.baseline.run_id, &c.candidate.run_id] {
@@ -630,50 +649,75 @@ fn both_pass_counts(store: &Store, r: &Report) -> Result<Vec<IndexMap<String, u6
             }
         }
     }
-    let mut results = IndexMap::new();
     for run in runs {
-        let mut col = Collector::new();
+        // The variant and model being folded, and their samples so far.
+        let mut current: Option<(String, String, Tier, u32)> = None;
+        let mut samples = Samples::default();
+        let mut per_model: IndexMap<String, Passing> = IndexMap::new();
+        let flush = |cur: &Option<(String, String, Tier, u32)>,
+                     s: &Samples,
+                     per_model: &mut IndexMap<String, Passing>| {
+            if let Some((v, m, tier, class)) = cur
+                && fold(s) == Verdict::Pass
+            {
+                per_model
+                    .entry(m.clone())
+                    .or_default()
+                    .push((variant_key(v), *tier, *class));
+            }
+        };
         store.for_each_case_brief(run, |row| {
-            col.push_brief(run, row);
+            let same = current
+                .as_ref()
+                .is_some_and(|(v, m, _, _)| v == row.variant_id && m == row.model);
+            if !same {
+                flush(&current, &samples, &mut per_model);
+                samples = Samples::default();
+                let class = match classes.iter().position(|c| c == row.capability) {
+                    Some(i) => i as u32,
+                    None => {
+                        classes.push(row.capability.to_string());
+                        (classes.len() - 1) as u32
+                    }
+                };
+                current = Some((
+                    row.variant_id.to_string(),
+                    row.model.to_string(),
+                    row.tier,
+                    class,
+                ));
+            }
+            match row.status {
+                CaseStatus::Pass => samples.pass += 1,
+                CaseStatus::Fail => samples.fail += 1,
+                CaseStatus::Error => samples.error += 1,
+                CaseStatus::Ungraded => samples.ungraded += 1,
+            }
             Ok(())
         })?;
-        // Only verdicts are kept: variant id → (tier, class, passed) per model.
-        type Folded = std::collections::HashMap<String, (Tier, std::sync::Arc<str>, bool)>;
-        let folded: IndexMap<String, Folded> = col
-            .finish()
-            .into_iter()
-            .map(|(m, mr)| {
-                let map = mr
-                    .variants
-                    .into_iter()
-                    .filter(|v| v.verdict.is_graded())
-                    .map(|v| {
-                        (
-                            v.variant_id,
-                            (v.tier, v.capability, v.verdict == Verdict::Pass),
-                        )
-                    })
-                    .collect();
-                (m, map)
-            })
-            .collect();
-        results.insert(run.to_string(), folded);
+        flush(&current, &samples, &mut per_model);
+        for (model, mut list) in per_model {
+            list.sort_unstable_by_key(|e| e.0);
+            passing.insert((run.to_string(), model), list);
+        }
     }
+    let empty = Passing::new();
     let mut out = Vec::new();
     for c in &r.comparisons {
         let mut counts: IndexMap<String, u64> = IndexMap::new();
-        let base = results
-            .get(c.baseline.run_id.as_str())
-            .and_then(|m| m.get(&c.baseline.model));
-        let cand = results
-            .get(c.candidate.run_id.as_str())
-            .and_then(|m| m.get(&c.candidate.model));
-        if let (Some(base), Some(cand)) = (base, cand) {
-            for (id, (tier, class, passed)) in cand {
-                if *passed && base.get(id).is_some_and(|b| b.2) {
-                    *counts.entry(format!("tier:{}", tier.as_str())).or_default() += 1;
-                    *counts.entry(format!("class:{class}")).or_default() += 1;
-                }
+        let side = |run: &str, model: &str| {
+            passing
+                .get(&(run.to_string(), model.to_string()))
+                .unwrap_or(&empty)
+        };
+        let base = side(&c.baseline.run_id, &c.baseline.model);
+        let cand = side(&c.candidate.run_id, &c.candidate.model);
+        for (key, tier, class) in cand {
+            if base.binary_search_by_key(key, |e| e.0).is_ok() {
+                *counts.entry(format!("tier:{}", tier.as_str())).or_default() += 1;
+                *counts
+                    .entry(format!("class:{}", classes[*class as usize]))
+                    .or_default() += 1;
             }
         }
         out.push(counts);
