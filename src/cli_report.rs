@@ -431,9 +431,9 @@ pub fn build_from(
     let generation = store.run_generation(&run.id)?;
     // Only JUnit shows every failing variant's evidence; the other formats show it for the flips.
     let results = if a.format == Format::Junit {
-        collect_with_evidence(&store, &run.id)?
+        collect_with_evidence(store, &run.id)?
     } else {
-        collect(&store, &run.id, None)?
+        collect(store, &run.id, None)?
     };
     if results.is_empty() {
         return Err(Error::Refused(format!(
@@ -461,7 +461,7 @@ pub fn build_from(
         }
         Some(b) => match store.run(b)? {
             Some(base_run) => {
-                let base = collect(&store, &base_run.id, None)?;
+                let base = collect(store, &base_run.id, None)?;
                 for m in &order {
                     if let Some(br) = base.get(m) {
                         let bb = Breakdown::of(br);
@@ -563,7 +563,7 @@ pub fn build_from(
                 tier_samples.push_variant(v);
             }
             let measured_tiers = crate::cli_tiers::measure_from(
-                &store,
+                store,
                 &run,
                 &project.config.tiers.thresholds(),
                 tier_samples.finish(),
@@ -577,9 +577,8 @@ pub fn build_from(
                 .map(|i| i + 1)
                 .unwrap_or(all_runs.len());
             let window = &all_runs[upto.saturating_sub(REPORT_TREND_RUNS)..upto];
-            keep_trend_points(&store, &run.id, generation, &breakdowns)?;
-            let points =
-                trend_points(&store, window, &focus, Some((&run.id, &breakdowns[&focus])))?;
+            keep_trend_points(store, &run.id, generation, &breakdowns)?;
+            let points = trend_points(store, window, &focus, Some((&run.id, &breakdowns[&focus])))?;
             let trend = Trend::new(focus, points, DEFAULT_WINDOW);
             let heatmaps: Vec<Heatmap> = order.iter().map(|m| Heatmap::of(&results[m])).collect();
             let mut results = results;
@@ -598,7 +597,7 @@ pub fn build_from(
             Ok((measured_tiers, trend, heatmaps, results))
         })();
         let mine = match &rest {
-            Ok(_) => evidence.work(&store),
+            Ok(_) => evidence.work(store),
             Err(_) => Ok(()),
         };
         let theirs = reader

@@ -139,6 +139,12 @@ impl<K: std::hash::Hash + Eq + Clone, T> Cache<K, T> {
     }
 }
 
+/// A run and its generation: the key of everything computed from the run.
+type RunKey = (String, Option<i64>);
+
+/// Cases per model and status, as [`Store::status_counts`] returns them.
+pub(crate) type StatusCounts = Vec<(String, crate::grade::CaseStatus, u64)>;
+
 /// Everything the viewer serves from: the store (read-only connections, pooled), the project
 /// (config for model order and floors, the suite and axis library for showing conversations),
 /// the templates and the caches.
@@ -148,9 +154,9 @@ pub struct Site {
     env: minijinja::Environment<'static>,
     pool: Mutex<Vec<Store>>,
     run_pages: Cache<(String, Option<String>, Option<i64>), pages::RunSummary>,
-    brittleness: Cache<(String, Option<i64>), crate::brittleness::Brittleness>,
-    counts: Cache<(String, Option<i64>), Vec<(String, crate::grade::CaseStatus, u64)>>,
-    trends: Cache<(String, Vec<(String, Option<i64>)>), crate::analysis::Trend>,
+    brittleness: Cache<RunKey, crate::brittleness::Brittleness>,
+    counts: Cache<RunKey, StatusCounts>,
+    trends: Cache<(String, Vec<RunKey>), crate::analysis::Trend>,
     library: OnceLock<Result<crate::axes::AxisLibrary, String>>,
 }
 

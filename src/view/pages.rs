@@ -291,7 +291,7 @@ fn status_counts(
     site: &Site,
     store: &Store,
     run: &str,
-) -> Result<std::sync::Arc<Vec<(String, CaseStatus, u64)>>, ViewError> {
+) -> Result<std::sync::Arc<super::StatusCounts>, ViewError> {
     let generation = store.run_generation(run)?;
     site.counts.get((run.to_string(), generation), || {
         Ok(store.status_counts(run)?)
