@@ -32,9 +32,6 @@ trap 'cleanup_view; [ -n "${STORE_DIR:-}" ] || rm -rf "$W"' EXIT
 for _ in $(seq 1 100); do grep -q http "$W/view.out" 2>/dev/null && break; sleep 0.1; done
 URL="$(grep -o 'http://[^ ]*' "$W/view.out" | head -1)"; URL="${URL%/}"
 [ -n "$URL" ] || { log "the viewer did not start"; cat "$W/view.err" >&2; exit 1; }
-RUN="$(curl -s "$URL/" | grep -o 'run&#x2f;r-[^"&]*' | head -1 | sed 's/run&#x2f;//')"
-log "viewer at $URL, run $RUN"
-
 rows=()
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$VIEW_PID/status"; }
 hwm_kb() { awk '/^VmHWM/{print $2}' "/proc/$VIEW_PID/status"; }
@@ -50,7 +47,7 @@ page() {
 first_link() { curl -s "$URL$1" | sed 's/&#x2f;/\//g; s/&amp;/\&/g' | grep -o "href=\"[^\"]*$2[^\"]*\"" | head -1 | sed 's/^href="//; s/"$//' || true; }
 
 pages() {
-  page "runs" "/"
+  page "runs ($2)" "/"
   page "run ($2)" "/run/$RUN"
   page "run, baseline candidate ($2)" "/run/$RUN?baseline=candidate"
   page "family ($2)" "$FAMILY"
@@ -65,17 +62,23 @@ pages() {
   page "compare, changed only" "/compare?a=$RUN&am=prod&b=$RUN&bm=candidate&changed=1"
   page "diff" "$DIFF"
 }
+# The very first requests after the start: the runs page (counts and trend computed now), then
+# the run page, which the server has been computing in the background since it started.
+rss_start="$(rss_kb)"
+page "runs (first visit)" "/"
+RUN="$(curl -s "$URL/" | grep -o 'run&#x2f;r-[^"&]*' | head -1 | sed 's/run&#x2f;//')"
+log "viewer at $URL, run $RUN"
+page "run (first visit, right after the start)" "/run/$RUN"
 FAMILY="$(first_link "/run/$RUN" '/family/')"
 CASE="$(first_link "/run/$RUN/cases?model=candidate&status=fail" '/case/')"
 DIFF="$(first_link "/compare?a=$RUN&am=prod&b=$RUN&bm=candidate&changed=1" '/diff?')"
 [ -n "$FAMILY" ] && [ -n "$CASE" ] && [ -n "$DIFF" ] || { log "no family, case or diff link found"; exit 1; }
-rss_start="$(rss_kb)"
-pages x "first visit"
+pages x "round 1"
 rss_first="$(rss_kb)"
-pages x "cached"
+pages x "round 2, cached"
 for _ in $(seq 2 "$ROUNDS"); do QUIET_ROUND=1 pages x x; done
 rss_end="$(rss_kb)"; hwm="$(hwm_kb)"
-printf 'view %-34s %8d cases: RSS %.1f MB at start, %.1f MB after the first round, %.1f MB after %d rounds; peak %.1f MB (store %s MB)\n' \
+printf 'view %-34s %8d cases: RSS %.1f MB at start, %.1f MB after round 1, %.1f MB after %d rounds; peak %.1f MB (store %s MB)\n' \
   "server memory" "$CASES" "$(awk -v k="$rss_start" 'BEGIN{print k/1024}')" "$(awk -v k="$rss_first" 'BEGIN{print k/1024}')" \
   "$(awk -v k="$rss_end" 'BEGIN{print k/1024}')" "$ROUNDS" "$(awk -v k="$hwm" 'BEGIN{print k/1024}')" "$db_mb"
 rows+=("{\"what\": \"server memory\", \"cases\": $CASES, \"rss_start_kb\": $rss_start, \"rss_first_round_kb\": $rss_first, \"rss_end_kb\": $rss_end, \"rounds\": $ROUNDS, \"max_rss_kb\": $hwm}")

@@ -138,7 +138,7 @@ pub fn view_cmd(project: Project, a: &ViewArgs) -> Result<ExitCode> {
             writeln!(out, "cliffprobe view: {url}  (read-only; Ctrl-C to stop)")?;
             out.flush()?;
         }
-        site.warm(3);
+        site.warm();
         crate::view::server::serve(listener, site).await?;
         Ok::<_, anyhow::Error>(())
     })?;

@@ -214,14 +214,16 @@ impl Site {
         pages::render_error(self, e, links)
     }
 
-    /// Computes the run pages of the latest `n` runs in the background, so that their first
-    /// visit (and the gate column of the runs page) does not wait for the analysis.
-    pub fn warm(self: &Arc<Self>, n: usize) {
+    /// Computes, in the background, what the first visits will ask for: the run page and the
+    /// probe families of the latest runs (most recent first), so that a visit finds them
+    /// ready, or waits only for the part still being computed instead of computing it again.
+    pub fn warm(self: &Arc<Self>) {
         let site = self.clone();
         std::thread::spawn(move || {
             let runs = site.with_store(|s| Ok(s.runs()?)).unwrap_or_default();
-            for run in runs.iter().rev().take(n) {
+            for run in runs.iter().rev().take(pages::WARM_RUNS) {
                 let _ = pages::run_summary(&site, &run.id, None);
+                let _ = pages::families_of(&site, run);
             }
         });
     }

@@ -366,7 +366,7 @@ fn runs_page(site: &Site, model: Option<&str>, links: &Links) -> Result<String, 
                     .map(|r| Ok((r.id.clone(), store.run_generation(&r.id)?)))
                     .collect::<Result<_, crate::Error>>()?;
                 let t = site.trends.get((m.clone(), key), || {
-                    let points = crate::cli_report::trend_points(store, &runs, m, None)?;
+                    let points = trend_points(site, store, &runs, m)?;
                     Ok(crate::analysis::Trend::new(
                         m.clone(),
                         points,
@@ -402,6 +402,53 @@ fn runs_page(site: &Site, model: Option<&str>, links: &Links) -> Result<String, 
     })
 }
 
+/// How many of the latest runs the server computes in the background from its start.
+pub(super) const WARM_RUNS: usize = 3;
+
+/// The trend points of `model` over `runs`. A run's point comes from its run page when that is
+/// computed (or, for the latest runs, being computed in the background: then it is waited
+/// for), else from the run summary `report` keeps in the store, else from a walk of the run.
+fn trend_points(
+    site: &Site,
+    store: &Store,
+    runs: &[RunInfo],
+    model: &str,
+) -> Result<Vec<crate::analysis::TrendPoint>, ViewError> {
+    let latest: Vec<&str> = runs
+        .iter()
+        .rev()
+        .take(WARM_RUNS)
+        .map(|r| r.id.as_str())
+        .collect();
+    let mut points = Vec::new();
+    for run in runs.iter().filter(|r| r.models.iter().any(|m| m == model)) {
+        let generation = store.run_generation(&run.id)?;
+        let page = match site.run_pages.peek(&(run.id.clone(), None, generation)) {
+            Some(p) => Some(p),
+            None if latest.contains(&run.id.as_str()) => run_summary(site, &run.id, None).ok(),
+            None => None,
+        };
+        if let Some(p) = page
+            && let Some((_, aggregate, hard)) = p.trend.iter().find(|(m, _, _)| m == model)
+        {
+            points.push(crate::analysis::TrendPoint::new(
+                run.id.clone(),
+                run.started_at.clone(),
+                *aggregate,
+                *hard,
+            ));
+            continue;
+        }
+        points.extend(crate::cli_report::trend_points(
+            store,
+            std::slice::from_ref(run),
+            model,
+            None,
+        )?);
+    }
+    Ok(points)
+}
+
 // ---------------------------------------------------------------- run
 
 /// How many flips of each kind a run page lists per comparison (the rest are one link away,
@@ -409,13 +456,15 @@ fn runs_page(site: &Site, model: Option<&str>, links: &Links) -> Result<String, 
 const FLIPS_SHOWN: usize = 25;
 
 /// How many probes a run page's heat map shows per model.
-const HEAT_ROWS: usize = 80;
+const HEAT_ROWS: usize = 30;
 
 /// What a run page shows, kept once computed: the rendered report sections (charts and
 /// tables, from the report's HTML renderer), the counts and the first flips of each
 /// comparison; the report's per-variant data is let go.
 pub(super) struct RunSummary {
     run: RunInfo,
+    /// Per model: its trend point's tallies (aggregate, hard tier).
+    trend: Vec<(String, crate::analysis::Tally, crate::analysis::Tally)>,
     sections: String,
     findings: Vec<String>,
     gate: Option<serde_json::Value>,
@@ -524,7 +573,26 @@ fn compute_run_summary(
         max_regressions: None,
         store: None,
     };
-    let report: Report = match crate::cli_report::build_from(&site.project, store, &args, false) {
+    // The runs a comparison can involve: this one, and the baseline when it names a run. Their
+    // passing variants (for "still failing") are read on a second thread, through a
+    // connection of its own, while this one builds the report.
+    let mut runs = vec![info.id.clone()];
+    if let Some(b) = baseline
+        && b != info.id
+        && store.run(b)?.is_some()
+    {
+        runs.push(b.to_string());
+    }
+    let other = store.reopen()?;
+    let (report, passing) = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || passing_variants(&other, &runs));
+        let report = crate::cli_report::build_from(&site.project, store, &args, false);
+        let passing = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (report, passing)
+    });
+    let report: Report = match report {
         Ok(r) => r,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -535,9 +603,7 @@ fn compute_run_summary(
             });
         }
     };
-    // Passing on both sides, per tier and class, for "still failing": from the comparison's
-    // tallies this is not derivable, so count it from the two sides' variant results once.
-    let both_pass = both_pass_counts(store, &report)?;
+    let both_pass = both_pass_counts(&passing?, &report);
     let mut sections = String::new();
     sections.push_str("<div class=\"charts\">");
     sections.push_str(&format!(
@@ -602,6 +668,11 @@ fn compute_run_summary(
         })
     });
     Ok(RunSummary {
+        trend: report
+            .models
+            .iter()
+            .map(|b| (b.model.clone(), b.aggregate, b.tier(Tier::Hard)))
+            .collect(),
         models: report.models.iter().map(|b| b.model.clone()).collect(),
         baseline_label: match &report.baseline {
             crate::report::BaselineKind::None => None,
@@ -634,21 +705,18 @@ fn variant_key(id: &str) -> u64 {
 /// folds them): key, tier, class index; sorted by key. 16 bytes a variant.
 type Passing = Vec<(u64, Tier, u32)>;
 
-/// Per comparison of `r`: how many shared variants pass on both sides, keyed `tier:NAME` and
-/// `class:NAME`. One brief walk per run involved, folding each variant's samples as the walk
-/// passes them (rows come by variant, model and sample), keeping only the passing ones.
-fn both_pass_counts(store: &Store, r: &Report) -> Result<Vec<IndexMap<String, u64>>, ViewError> {
+/// The passing variants of every model of `runs` (a class index into `classes`).
+struct PassingVariants {
+    classes: Vec<String>,
+    of: IndexMap<(String, String), Passing>,
+}
+
+/// One brief walk per run, folding each variant's samples as the walk passes them (rows come
+/// by variant, model and sample) and keeping only the passing ones.
+fn passing_variants(store: &Store, runs: &[String]) -> Result<PassingVariants, ViewError> {
     use crate::analysis::variant::{Samples, Verdict, fold};
     let mut classes: Vec<String> = Vec::new();
-    let mut passing: IndexMap<(String, String), Passing> = IndexMap::new();
-    let mut runs: Vec<&str> = Vec::new();
-    for c in &r.comparisons {
-        for id in [&c.baseline.run_id, &c.candidate.run_id] {
-            if !runs.contains(&id.as_str()) {
-                runs.push(id);
-            }
-        }
-    }
+    let mut of: IndexMap<(String, String), Passing> = IndexMap::new();
     for run in runs {
         // The variant and model being folded, and their samples so far.
         let mut current: Option<(String, String, Tier, u32)> = None;
@@ -698,31 +766,36 @@ fn both_pass_counts(store: &Store, r: &Report) -> Result<Vec<IndexMap<String, u6
         flush(&current, &samples, &mut per_model);
         for (model, mut list) in per_model {
             list.sort_unstable_by_key(|e| e.0);
-            passing.insert((run.to_string(), model), list);
+            of.insert((run.clone(), model), list);
         }
     }
+    Ok(PassingVariants { classes, of })
+}
+
+/// Per comparison of `r`: how many shared variants pass on both sides, keyed `tier:NAME` and
+/// `class:NAME`.
+fn both_pass_counts(p: &PassingVariants, r: &Report) -> Vec<IndexMap<String, u64>> {
     let empty = Passing::new();
+    let side = |run: &str, model: &str| {
+        p.of.get(&(run.to_string(), model.to_string()))
+            .unwrap_or(&empty)
+    };
     let mut out = Vec::new();
     for c in &r.comparisons {
         let mut counts: IndexMap<String, u64> = IndexMap::new();
-        let side = |run: &str, model: &str| {
-            passing
-                .get(&(run.to_string(), model.to_string()))
-                .unwrap_or(&empty)
-        };
         let base = side(&c.baseline.run_id, &c.baseline.model);
         let cand = side(&c.candidate.run_id, &c.candidate.model);
         for (key, tier, class) in cand {
             if base.binary_search_by_key(key, |e| e.0).is_ok() {
                 *counts.entry(format!("tier:{}", tier.as_str())).or_default() += 1;
                 *counts
-                    .entry(format!("class:{}", classes[*class as usize]))
+                    .entry(format!("class:{}", p.classes[*class as usize]))
                     .or_default() += 1;
             }
         }
         out.push(counts);
     }
-    Ok(out)
+    out
 }
 
 fn flip_json(
@@ -765,7 +838,6 @@ fn heat_json(links: &Links, run: &str, h: &Heatmap) -> serde_json::Value {
                         };
                         json!({
                             "rate": t.rate().map(|r| format!("{:.0}", 100.0 * r)),
-                            "title": format!("{} · {axis}={value}: {} of {} pass", row.probe, t.passed, t.n()),
                             "color": t.rate().map(html::heat_color),
                             "href": links.cases(run, &f),
                         })
