@@ -214,12 +214,14 @@ impl Site {
         pages::render_error(self, e, links)
     }
 
-    /// Computes, in the background, what the first visits will ask for: the run page and the
-    /// probe families of the latest runs (most recent first), so that a visit finds them
-    /// ready, or waits only for the part still being computed instead of computing it again.
+    /// Computes, in the background, what the first visits will ask for: the runs page (its
+    /// counts and trend), then the run page and the probe families of the latest runs (most
+    /// recent first), so that a visit finds them ready, or waits only for the part still
+    /// being computed instead of computing it again.
     pub fn warm(self: &Arc<Self>) {
         let site = self.clone();
         std::thread::spawn(move || {
+            let _ = pages::runs_page(&site, None, &Links::Server);
             let runs = site.with_store(|s| Ok(s.runs()?)).unwrap_or_default();
             for run in runs.iter().rev().take(pages::WARM_RUNS) {
                 let _ = pages::run_summary(&site, &run.id, None);

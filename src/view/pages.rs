@@ -308,7 +308,11 @@ fn status_index(s: CaseStatus) -> usize {
     }
 }
 
-fn runs_page(site: &Site, model: Option<&str>, links: &Links) -> Result<String, ViewError> {
+pub(super) fn runs_page(
+    site: &Site,
+    model: Option<&str>,
+    links: &Links,
+) -> Result<String, ViewError> {
     site.with_store(|store| {
         let mut runs = store.runs()?;
         if let Links::Bundle { run, .. } = links {
@@ -406,29 +410,18 @@ fn runs_page(site: &Site, model: Option<&str>, links: &Links) -> Result<String, 
 pub(super) const WARM_RUNS: usize = 3;
 
 /// The trend points of `model` over `runs`. A run's point comes from its run page when that is
-/// computed (or, for the latest runs, being computed in the background: then it is waited
-/// for), else from the run summary `report` keeps in the store, else from a walk of the run.
+/// computed already, else from the run summary `report` keeps in the store, else from a walk
+/// of the run (of that model only).
 fn trend_points(
     site: &Site,
     store: &Store,
     runs: &[RunInfo],
     model: &str,
 ) -> Result<Vec<crate::analysis::TrendPoint>, ViewError> {
-    let latest: Vec<&str> = runs
-        .iter()
-        .rev()
-        .take(WARM_RUNS)
-        .map(|r| r.id.as_str())
-        .collect();
     let mut points = Vec::new();
     for run in runs.iter().filter(|r| r.models.iter().any(|m| m == model)) {
         let generation = store.run_generation(&run.id)?;
-        let page = match site.run_pages.peek(&(run.id.clone(), None, generation)) {
-            Some(p) => Some(p),
-            None if latest.contains(&run.id.as_str()) => run_summary(site, &run.id, None).ok(),
-            None => None,
-        };
-        if let Some(p) = page
+        if let Some(p) = site.run_pages.peek(&(run.id.clone(), None, generation))
             && let Some((_, aggregate, hard)) = p.trend.iter().find(|(m, _, _)| m == model)
         {
             points.push(crate::analysis::TrendPoint::new(
