@@ -225,6 +225,23 @@ fn every_page_answers_escapes_stored_text_and_links_resolve() {
     assert!(page.body.contains("good → evil"), "the comparison");
     assert!(page.body.contains("still failing"));
 
+    // Another baseline: the same model in the earlier run; an unknown baseline is a 400.
+    let vs_run = get(&v.base, &format!("/run/{run}?baseline={}", f.runs[0]));
+    assert_eq!(vs_run.status, 200, "{}", vs_run.body);
+    assert!(
+        vs_run.body.contains(&format!("evil@{}", f.runs[0])),
+        "{}",
+        vs_run.body
+    );
+    assert_eq!(
+        get(&v.base, &format!("/run/{run}?baseline=nobody")).status,
+        400
+    );
+    // HEAD answers like GET, without a body.
+    let head = request(&v.base, "HEAD", &format!("/run/{run}"));
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+
     // The hostile case: escaped, terminal escape visible, never raw markup.
     let cases = get(&v.base, &format!("/run/{run}/cases?model=evil"));
     assert_eq!(cases.status, 200);
