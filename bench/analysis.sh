@@ -21,30 +21,7 @@ else
   W="$(new_workdir)"; trap 'rm -rf "$W"' EXIT
 fi
 
-per_model=$(( CASES / 2 ))
-if [ ! -f "$W/.cliffprobe/cliffprobe.db" ] || [ "$(cat "$W/.cases" 2>/dev/null)" != "$CASES" ]; then
-  rm -rf "$W/.cliffprobe" "$W/probes" "$W/incidents"
-  make_project "$W" "$per_model" mock 64
-  cat >"$W/cliffprobe.toml" <<EOF
-suite = "probes"
-store = ".cliffprobe/cliffprobe.db"
-
-[models.prod]
-provider = "mock"
-model = "mock-steady-1"
-
-[models.candidate]
-provider = "mock"
-model = "mock-brittle-1"
-
-[floors]
-hard = 0.45
-EOF
-  log "filling the store: $CASES cases (mock models prod + candidate) ..."
-  timed_sweep "$W" fill "$BIN" sweep -q --no-cache "${SWEEP_ARGS[@]}"
-  log "filled in $T_WALL s (max RSS $(( T_RSS_KB / 1024 )) MB)"
-  echo "$CASES" >"$W/.cases"
-fi
+fill_analysis_store "$W" "$CASES"
 db_mb="$(du -sm "$W/.cliffprobe" | awk '{print $1}')"
 # Read the store once before timing: otherwise the first row pays for reading it from disk
 # when a bigger file (the memory bench's 1,000,000-case store) pushed it out of the page cache,

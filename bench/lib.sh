@@ -232,3 +232,35 @@ write_runs_json() {
     echo "}"
   } >"$out"
 }
+
+# fill_analysis_store DIR CASES: a project in DIR whose store holds one run of CASES cases (two
+# built-in mock models, prod and candidate, x CASES/2 variant samples; a hard floor), filled
+# offline unless DIR already holds that store (DIR/.cases). The analysis and view benches share
+# it (STORE_DIR).
+fill_analysis_store() {
+  local W="$1" CASES="$2" per_model=$(( $2 / 2 ))
+  if [ -f "$W/.cliffprobe/cliffprobe.db" ] && [ "$(cat "$W/.cases" 2>/dev/null)" = "$CASES" ]; then
+    return 0
+  fi
+  rm -rf "$W/.cliffprobe" "$W/probes" "$W/incidents"
+  make_project "$W" "$per_model" mock 64
+  cat >"$W/cliffprobe.toml" <<EOF
+suite = "probes"
+store = ".cliffprobe/cliffprobe.db"
+
+[models.prod]
+provider = "mock"
+model = "mock-steady-1"
+
+[models.candidate]
+provider = "mock"
+model = "mock-brittle-1"
+
+[floors]
+hard = 0.45
+EOF
+  log "filling the store: $CASES cases (mock models prod + candidate) ..."
+  timed_sweep "$W" fill "$BIN" sweep -q --no-cache "${SWEEP_ARGS[@]}"
+  log "filled in $T_WALL s (max RSS $(( T_RSS_KB / 1024 )) MB)"
+  echo "$CASES" >"$W/.cases"
+}

@@ -27,6 +27,9 @@ step "rate limits: cargo bench --bench ratelimit"
 step "analysis: bench/analysis.sh"
 SKIP_BUILD=1 "$BENCH_DIR/analysis.sh" | tee -a "$SUMMARY"
 
+step "viewer: bench/view.sh"
+SKIP_BUILD=1 "$BENCH_DIR/view.sh" | tee -a "$SUMMARY"
+
 if [ "${PEERS:-0}" = 1 ]; then
   step "peers: promptfoo"
   N="${PEERS_N:-2000}" "$PEERS_PATH/run-promptfoo.sh" | tee -a "$SUMMARY"

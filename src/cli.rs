@@ -63,6 +63,8 @@ pub enum Command {
     Cases(crate::cli_brittle::CasesArgs),
     /// Re-run logged production calls on a candidate model and report the decisions that flip.
     Replay(crate::cli_replay::ReplayArgs),
+    /// Browse runs, families, cases and comparisons in a local, read-only web viewer.
+    View(crate::cli_view::ViewArgs),
 }
 
 /// `init` options.
@@ -391,6 +393,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Shrink(a) => crate::cli_shrink::shrink_cmd(&Project::load(&cli.config)?, &a),
         Command::Cases(a) => crate::cli_brittle::cases_cmd(&Project::load(&cli.config)?, &a),
         Command::Replay(a) => crate::cli_replay::replay_cmd(&Project::load(&cli.config)?, &a),
+        Command::View(a) => crate::cli_view::view_cmd(Project::load(&cli.config)?, &a),
     }
 }
 

@@ -349,7 +349,7 @@ fn keep_trend_points(
 /// The trend points of `model` over `runs`: for the run being reported (`current`: its id and
 /// the model's breakdown) from its results; for any other run from its run summary, or from a
 /// walk that then leaves the summary.
-fn trend_points(
+pub(crate) fn trend_points(
     store: &Store,
     runs: &[RunInfo],
     model: &str,
@@ -414,14 +414,26 @@ fn use_color(out: Option<&PathBuf>) -> bool {
 /// Builds the report for `a` (no printing): what `cliffprobe report` renders.
 pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
     let store = project.open_store(a.store.as_deref())?;
+    build_from(project, &store, a, true)
+}
+
+/// Builds the report for `a` from `store` (which may be read-only: the trend points it would
+/// keep are then simply not kept). Without `evidence` the flips carry no outputs (no look-up
+/// per flip): what the viewer's run page needs, which links each flip to its case instead.
+pub fn build_from(
+    project: &Project,
+    store: &Store,
+    a: &ReportArgs,
+    evidence: bool,
+) -> Result<Report> {
     let run = store.resolve_run(a.run.as_deref())?;
     // Before the walk: a summary saved from this walk must not outlive a write made during it.
     let generation = store.run_generation(&run.id)?;
     // Only JUnit shows every failing variant's evidence; the other formats show it for the flips.
     let results = if a.format == Format::Junit {
-        collect_with_evidence(&store, &run.id)?
+        collect_with_evidence(store, &run.id)?
     } else {
-        collect(&store, &run.id, None)?
+        collect(store, &run.id, None)?
     };
     if results.is_empty() {
         return Err(Error::Refused(format!(
@@ -449,7 +461,7 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
         }
         Some(b) => match store.run(b)? {
             Some(base_run) => {
-                let base = collect(&store, &base_run.id, None)?;
+                let base = collect(store, &base_run.id, None)?;
                 for m in &order {
                     if let Some(br) = base.get(m) {
                         let bb = Breakdown::of(br);
@@ -534,7 +546,12 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
     // draws the heat maps (they need the results, the lookups only the comparisons); then this
     // thread joins the reading through its own connection.
     let evidence_store = store.reopen()?;
-    let evidence = EvidenceQueue::new(&mut comparisons);
+    let mut no_flips: Vec<Comparison> = Vec::new();
+    let evidence = EvidenceQueue::new(if evidence {
+        &mut comparisons
+    } else {
+        &mut no_flips
+    });
     let (measured_tiers, trend, heatmaps, results) = std::thread::scope(|scope| {
         let evidence = &evidence;
         let reader = scope.spawn(move || evidence.work(&evidence_store));
@@ -546,7 +563,7 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
                 tier_samples.push_variant(v);
             }
             let measured_tiers = crate::cli_tiers::measure_from(
-                &store,
+                store,
                 &run,
                 &project.config.tiers.thresholds(),
                 tier_samples.finish(),
@@ -560,9 +577,8 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
                 .map(|i| i + 1)
                 .unwrap_or(all_runs.len());
             let window = &all_runs[upto.saturating_sub(REPORT_TREND_RUNS)..upto];
-            keep_trend_points(&store, &run.id, generation, &breakdowns)?;
-            let points =
-                trend_points(&store, window, &focus, Some((&run.id, &breakdowns[&focus])))?;
+            keep_trend_points(store, &run.id, generation, &breakdowns)?;
+            let points = trend_points(store, window, &focus, Some((&run.id, &breakdowns[&focus])))?;
             let trend = Trend::new(focus, points, DEFAULT_WINDOW);
             let heatmaps: Vec<Heatmap> = order.iter().map(|m| Heatmap::of(&results[m])).collect();
             let mut results = results;
@@ -581,7 +597,7 @@ pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
             Ok((measured_tiers, trend, heatmaps, results))
         })();
         let mine = match &rest {
-            Ok(_) => evidence.work(&store),
+            Ok(_) => evidence.work(store),
             Err(_) => Ok(()),
         };
         let theirs = reader

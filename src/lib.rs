@@ -19,6 +19,7 @@ pub mod cli_report;
 pub mod cli_shrink;
 pub mod cli_sweep;
 pub mod cli_tiers;
+pub mod cli_view;
 pub mod config;
 pub mod error;
 pub mod expand;
@@ -43,5 +44,6 @@ pub mod store;
 pub mod sweep;
 pub mod templatize;
 pub mod term;
+pub mod view;
 
 pub use error::{Error, Result};

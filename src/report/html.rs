@@ -197,7 +197,7 @@ pub fn render(r: &Report) -> String {
     page(&format!("cliffprobe report · {}", r.run.id), &o)
 }
 
-fn tier_table(o: &mut String, r: &Report) {
+pub(crate) fn tier_table(o: &mut String, r: &Report) {
     thead(
         o,
         &[
@@ -243,7 +243,7 @@ fn tier_table(o: &mut String, r: &Report) {
     o.push_str("</tbody></table>\n");
 }
 
-fn measured_table(o: &mut String, r: &Report) {
+pub(crate) fn measured_table(o: &mut String, r: &Report) {
     let Some(m) = &r.measured_tiers else {
         return;
     };
@@ -279,7 +279,7 @@ fn measured_table(o: &mut String, r: &Report) {
     }
 }
 
-fn class_table(o: &mut String, r: &Report) {
+pub(crate) fn class_table(o: &mut String, r: &Report) {
     o.push_str("<h2>By capability class: where failures concentrate</h2>\n");
     thead(
         o,
@@ -322,7 +322,7 @@ fn class_table(o: &mut String, r: &Report) {
     o.push_str("</tbody></table>\n");
 }
 
-fn comparison(o: &mut String, c: &Comparison) {
+pub(crate) fn comparison(o: &mut String, c: &Comparison) {
     let (bl, cl) = (c.baseline_label(), c.candidate_label());
     let _ = writeln!(
         o,
@@ -553,7 +553,7 @@ fn f1(x: f64) -> String {
 }
 
 /// Grouped bars: one group per tier (+ all), one bar per model, with interval whiskers.
-fn tier_chart(models: &[Breakdown]) -> String {
+pub(crate) fn tier_chart(models: &[Breakdown]) -> String {
     let mut groups: Vec<String> = crate::probe::Tier::ALL
         .iter()
         .filter(|t| models.iter().any(|b| b.tier(**t).total() > 0))
@@ -676,7 +676,7 @@ fn tier_chart(models: &[Breakdown]) -> String {
 }
 
 /// Horizontal bars: the delta per tier (+ all) with its interval.
-fn delta_chart(c: &Comparison) -> String {
+pub(crate) fn delta_chart(c: &Comparison) -> String {
     let rows: Vec<_> = c
         .tiers
         .iter()
@@ -786,7 +786,7 @@ fn delta_chart(c: &Comparison) -> String {
 type RateOf = fn(&crate::analysis::TrendPoint) -> Option<f64>;
 
 /// Two lines over the runs: aggregate and hard-tier pass rate.
-fn trend_chart(t: &Trend) -> String {
+pub(crate) fn trend_chart(t: &Trend) -> String {
     let (left, top, plot_w, plot_h) = (44.0, 26.0, 560.0, 180.0);
     let width = left + plot_w + 30.0;
     let height = top + plot_h + 46.0;
@@ -881,7 +881,7 @@ fn trend_chart(t: &Trend) -> String {
 }
 
 /// Red (0 %) through amber (50 %) to green (100 %).
-fn heat_color(rate: f64) -> String {
+pub(crate) fn heat_color(rate: f64) -> String {
     let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
     let (r, g, b) = if rate < 0.5 {
         let t = rate / 0.5;
@@ -901,7 +901,7 @@ fn heat_color(rate: f64) -> String {
     format!("#{:02x}{:02x}{:02x}", r as u8, g as u8, b as u8)
 }
 
-fn heatmap(h: &Heatmap) -> String {
+pub(crate) fn heatmap(h: &Heatmap) -> String {
     if h.columns.is_empty() {
         return "<p class=\"meta\">No axes varied in this run.</p>".into();
     }

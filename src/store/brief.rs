@@ -122,11 +122,12 @@ fn from_tables(
         .filter(|p| !p.is_empty())
         .map(std::path::PathBuf::from)
         .ok_or_else(|| Error::Other("store: a brief walk needs a store file".to_string()))?;
+    let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
     let mut rows = cases.query([run])?;
     let (vtx, vrx) = std::sync::mpsc::sync_channel::<Result<Vec<Loaded>>>(4);
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            let read = super::connect(&path).and_then(|c| read_variants(&c, &vtx));
+            let read = super::connect_as(&path, read_only).and_then(|c| read_variants(&c, &vtx));
             if let Err(e) = read {
                 let _ = vtx.send(Err(e));
             }

@@ -30,12 +30,16 @@
 //! prepared statements.
 
 mod brief;
+mod browse;
 mod lock;
 mod records;
 mod replay;
 mod schema;
 mod summary;
 
+pub use browse::{
+    CaseKey, CaseListItem, CasePage, CaseQuery, ComparePage, CompareQuery, CompareRow, VariantInfo,
+};
 pub use lock::{LockGuard, LockInfo};
 pub use records::{
     CaseBrief, CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, SharedAxes,
@@ -69,6 +73,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     scratch: Scratch,
+    /// Opened by [`Store::open_read_only`]: every connection of this handle is read-only.
+    read_only: bool,
 }
 
 /// Reusable buffers for the JSON columns, so a batch does not allocate per row for them.
@@ -98,6 +104,22 @@ pub(crate) fn connect(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Opens a read-only connection (SQLite refuses every write through it), or a normal one.
+pub(crate) fn connect_as(path: &Path, read_only: bool) -> Result<Connection> {
+    if !read_only {
+        return connect(path);
+    }
+    let fail =
+        |e: rusqlite::Error| Error::Other(format!("cannot open the store {}: {e}", path.display()));
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
 impl Store {
     /// Opens (creating it and its folder if needed) the SQLite store at `path`, and brings its
     /// schema up to date. Opening is idempotent and safe from several processes at once.
@@ -111,6 +133,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             scratch: Scratch::default(),
+            read_only: false,
         };
         // Rows staged by a sweep that was killed: settle them, so every reader sees every
         // stored case. A live sweep settles its own (and a reader must not stall it).
@@ -118,6 +141,31 @@ impl Store {
             store.settle()?;
         }
         Ok(store)
+    }
+
+    /// Opens an existing SQLite store for reading only: what the viewer (`cliffprobe view`)
+    /// uses, so that no page can change the store. Nothing is migrated or settled (rows staged
+    /// by a live or killed sweep stay invisible until a writer settles them), and no brief
+    /// snapshot or run summary is saved. A store whose schema is older than this build's is
+    /// refused with a message saying how to upgrade it; a missing file is refused too.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.is_file() {
+            return Err(Error::Other(format!("no store at {}", path.display())));
+        }
+        let conn = connect_as(path, true)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        schema::check_version_readable(version)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            scratch: Scratch::default(),
+            read_only: true,
+        })
+    }
+
+    /// True when this handle was opened by [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// Opens a store by URL: `sqlite://PATH` (or a bare path). `postgres://…` is recognised but
@@ -149,9 +197,10 @@ impl Store {
     /// or settled).
     pub fn reopen(&self) -> Result<Store> {
         Ok(Store {
-            conn: connect(&self.path)?,
+            conn: connect_as(&self.path, self.read_only)?,
             path: self.path.clone(),
             scratch: Scratch::default(),
+            read_only: self.read_only,
         })
     }
 
@@ -631,10 +680,11 @@ impl Store {
         // data (reference counted), so a batch copies no strings.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<brief::BriefRow>>>(8);
         let path = self.path.clone();
+        let read_only = self.read_only;
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                let walked =
-                    connect(&path).and_then(|conn| brief::walk(&conn, run, even_running, &tx));
+                let walked = connect_as(&path, read_only)
+                    .and_then(|conn| brief::walk(&conn, run, even_running, &tx));
                 if let Err(e) = walked {
                     // The consumer may have stopped already; then nobody needs the error.
                     let _ = tx.send(Err(e));

@@ -254,6 +254,20 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Whether a read-only handle can read a store at schema `version`: only the current one (a
+/// read-only handle cannot migrate an older store, and a newer one is not understood).
+pub(crate) fn check_version_readable(version: i64) -> Result<()> {
+    check_not_newer(version)?;
+    if version < current_version() {
+        return Err(Error::Other(format!(
+            "the store has schema version {version}, older than this cliffprobe's {}: it cannot \
+             be upgraded read-only; run `cliffprobe report` on it once to upgrade it",
+            current_version()
+        )));
+    }
+    Ok(())
+}
+
 fn check_not_newer(version: i64) -> Result<()> {
     if version > current_version() {
         return Err(Error::Other(format!(

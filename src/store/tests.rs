@@ -710,6 +710,7 @@ fn a_version_1_store_gains_the_brief_index_and_keeps_its_cases() {
             conn,
             path: path.clone(),
             scratch: Scratch::default(),
+            read_only: false,
         };
         // The run row as version 1 wrote it (no `axes` column yet).
         store

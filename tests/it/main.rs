@@ -19,3 +19,4 @@ mod shrink;
 mod soak;
 mod sweep_http;
 mod tiers;
+mod view;

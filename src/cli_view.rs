@@ -1,0 +1,146 @@
+//! The `view` command: serve the local web viewer, or write a run's pages as a static bundle.
+//!
+//! The server binds 127.0.0.1 unless `--host` names another address (stored outputs can be
+//! sensitive, so that prints a warning), on `--port` (0: any free port), prints its URL and
+//! opens nothing by itself. It runs until Ctrl-C.
+
+use crate::cli::Project;
+use crate::error::Error;
+use crate::view::{Site, ViewError, bundle};
+use anyhow::Result;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `view` options.
+#[derive(Debug, clap::Args)]
+pub struct ViewArgs {
+    /// The store (path or sqlite:// URL).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Port to listen on (0: any free port; the URL printed says which).
+    #[arg(long, default_value_t = 8620)]
+    pub port: u16,
+    /// Address to listen on. Anything but a loopback address exposes the stored prompts and
+    /// outputs to the network, and prints a warning.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Write the pages of one run as static files into DIR (a new or empty folder) instead of
+    /// serving them.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// The run to bundle (default: the latest run). Only with --bundle.
+    #[arg(long, requires = "bundle")]
+    pub run: Option<String>,
+    /// At most this many case pages in a bundle (failing cases first, then errors).
+    #[arg(long, value_name = "N", default_value_t = 2000, requires = "bundle")]
+    pub bundle_cases: usize,
+}
+
+fn store_file(project: &Project, option: Option<&str>) -> Result<PathBuf> {
+    let url = option
+        .map(str::to_string)
+        .unwrap_or_else(|| project.store_url());
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(Error::Refused(
+            "PostgreSQL stores are not supported by this build of cliffprobe; use a SQLite store"
+                .into(),
+        )
+        .into());
+    }
+    let file = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(&url);
+    if !Path::new(file).is_file() {
+        return Err(Error::field(
+            "<command line>",
+            "--store",
+            format!(
+                "no store at {file}: nothing has been swept with it yet (run `cliffprobe sweep` first, or pass --store PATH)"
+            ),
+        )
+        .into());
+    }
+    Ok(PathBuf::from(file))
+}
+
+fn view_error(e: ViewError) -> anyhow::Error {
+    match e {
+        ViewError::BadRequest(m) => Error::field("<command line>", "--bundle", m).into(),
+        ViewError::NotFound(m) => Error::field("<command line>", "--run", m).into(),
+        ViewError::Internal(m) => Error::Other(m).into(),
+    }
+}
+
+/// Runs `cliffprobe view`.
+pub fn view_cmd(project: Project, a: &ViewArgs) -> Result<ExitCode> {
+    let path = store_file(&project, a.store.as_deref())?;
+    let site = Site::open(project, path)?;
+    if let Some(dir) = &a.bundle {
+        let run = {
+            let store = crate::store::Store::open_read_only(site.store_path())?;
+            store.resolve_run(a.run.as_deref())?
+        };
+        let s = bundle::write_bundle(&site, &run, dir, a.bundle_cases).map_err(view_error)?;
+        println!(
+            "wrote {} files for run {} into {} ({} case pages{}); open {}",
+            s.files,
+            s.run,
+            dir.display(),
+            s.cases,
+            if s.cases_left_out > 0 {
+                format!(
+                    ", {} more failing or erroring cases left out: raise --bundle-cases",
+                    s.cases_left_out
+                )
+            } else {
+                String::new()
+            },
+            dir.join("index.html").display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let site = Arc::new(site);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let addr = SocketAddr::new(a.host, a.port);
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Error::field(
+                "<command line>",
+                "--port",
+                format!("cannot listen on {addr}: {e}"),
+            )
+        })?;
+        let bound = listener.local_addr()?;
+        if !a.host.is_loopback() {
+            eprintln!(
+                "warning: listening on {} — every stored prompt and model output is readable by anyone who can reach this address",
+                bound
+            );
+        }
+        let host = match bound.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ip => ip,
+        };
+        let url = match host {
+            IpAddr::V6(ip) => format!("http://[{ip}]:{}/", bound.port()),
+            IpAddr::V4(ip) => format!("http://{ip}:{}/", bound.port()),
+        };
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "cliffprobe view: {url}  (read-only; Ctrl-C to stop)")?;
+            out.flush()?;
+        }
+        site.warm();
+        crate::view::server::serve(listener, site).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
