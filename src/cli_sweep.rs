@@ -39,7 +39,8 @@ pub struct SweepArgs {
     /// Axes that vary, optionally with values: `persona,format=xml|csv`.
     #[arg(long)]
     pub axes: Option<AxisFilter>,
-    /// Stop after this many model calls; the run is recorded as partial.
+    /// Stop after this many HTTP requests (every attempt counts: retries, 429s and judge
+    /// requests included; cache hits are free); the run is recorded as partial.
     #[arg(long)]
     pub budget_requests: Option<u64>,
     /// Stop once this many US dollars are spent (needs prices in the config).
@@ -353,8 +354,16 @@ fn finish(
             outcome.run.id
         );
     }
+    for why in &outcome.halted {
+        eprintln!("{}", crate::term::sanitize(why));
+    }
     if outcome.run.status == crate::store::RunStatus::Interrupted {
         return Ok(ExitCode::from(130));
+    }
+    // A model stopped for answering every request with the same error is a broken endpoint:
+    // the other models' results are stored, but the job did not do what it was asked.
+    if !outcome.halted.is_empty() {
+        return Ok(ExitCode::from(1));
     }
     // A sweep where nothing could be graded is a broken endpoint or config, not a result.
     let graded: u64 = outcome
@@ -451,6 +460,16 @@ fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
         t.add_row(row);
     }
     println!("{t}");
+    for (name, p) in &o.progress {
+        let n = p.context_overflow.load(Ordering::Relaxed);
+        if n > 0 {
+            println!(
+                "{name}: {n} error case{}: {} (never a fail, not retried)",
+                if n == 1 { "" } else { "s" },
+                crate::sweep::CONTEXT_OVERFLOW
+            );
+        }
+    }
     if let Some(j) = &o.judge {
         let m = &cfg.models[&j.model];
         println!(
