@@ -61,6 +61,8 @@ pub enum Command {
     Shrink(crate::cli_shrink::ShrinkArgs),
     /// List a probe's promoted cases with their history.
     Cases(crate::cli_brittle::CasesArgs),
+    /// Show who holds the store's sweep lock; remove a lock its process left behind.
+    Unlock(crate::cli_unlock::UnlockArgs),
 }
 
 /// `init` options.
@@ -388,6 +390,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Promote(a) => crate::cli_brittle::promote_cmd(&Project::load(&cli.config)?, &a),
         Command::Shrink(a) => crate::cli_shrink::shrink_cmd(&Project::load(&cli.config)?, &a),
         Command::Cases(a) => crate::cli_brittle::cases_cmd(&Project::load(&cli.config)?, &a),
+        Command::Unlock(a) => crate::cli_unlock::unlock_cmd(&Project::load(&cli.config)?, &a),
     }
 }
 

@@ -348,3 +348,81 @@ fn tpm_charges_each_request_its_whole_size() {
         "{tokens} tokens went out in {span:.1}s; tpm = {tpm} needs at least {least:.1}s"
     );
 }
+
+// ---- 6. The lock dies with its process; `cliffprobe unlock` -----------------------------------
+
+#[test]
+fn the_lock_is_held_while_a_sweep_runs_and_released_by_kill_9() {
+    // The first requests hang until the server is told to answer.
+    let answer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let open = answer.clone();
+    let server = TestServer::start(move |_, _| {
+        if open.load(std::sync::atomic::Ordering::SeqCst) {
+            ok_reply()
+        } else {
+            Reply::Hang
+        }
+    });
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), "timeout = 60"));
+    p.templatize(ORDER_STATUS);
+    let mut child = p
+        .std_cmd()
+        .args(["sweep", "-q"])
+        .args(FORMAT_AXIS)
+        .env("TEST_KEY", KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn cliffprobe");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.request_count() == 0 {
+        assert!(Instant::now() < deadline, "the sweep made no request");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id().to_string();
+
+    // A second sweep is refused, naming the holder.
+    let out = p.sweep(&FORMAT_AXIS, &env());
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("another sweep holds the lock") && out.stderr.contains(&pid),
+        "{}",
+        out.stderr
+    );
+    // `unlock` names it and leaves a live holder's lock alone.
+    let out = p.run(&["unlock"], &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("locked by a running process") && out.stderr.contains(&pid),
+        "{}",
+        out.stderr
+    );
+
+    // kill -9: the lock goes with the process.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    answer.store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = p.run(&["unlock"], &[]).success();
+    assert!(out.stdout.contains("not locked"), "{}", out.stdout);
+    p.sweep(&FORMAT_AXIS, &env()).success();
+}
+
+#[test]
+fn a_lock_record_of_a_live_unrelated_process_does_not_block_the_next_sweep() {
+    let server = TestServer::start(|_, _| ok_reply());
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), ""));
+    p.templatize(ORDER_STATUS);
+    p.sweep(&FORMAT_AXIS, &env()).success();
+    // The record a killed sweep left, naming a pid that now belongs to a live process (this
+    // test): liveness by pid called the store locked for good.
+    let db = rusqlite::Connection::open(p.store_path()).unwrap();
+    db.execute(
+        "INSERT INTO sweep_lock (name, holder, pid, started_at) VALUES ('sweep', 'sweep r-old', ?1, '2026-01-01T00:00:00Z')",
+        [i64::from(std::process::id())],
+    )
+    .unwrap();
+    drop(db);
+    p.sweep(&args(&["--no-cache"]), &env()).success();
+    let out = p.run(&["unlock"], &[]).success();
+    assert!(out.stdout.contains("not locked"), "{}", out.stdout);
+}

@@ -35,7 +35,7 @@ mod records;
 mod schema;
 mod summary;
 
-pub use lock::{LockGuard, LockInfo};
+pub use lock::{LockGuard, LockInfo, Unlocked};
 pub use records::{
     CaseBrief, CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, SharedAxes,
     VariantRecord, WriteOp,
@@ -778,7 +778,14 @@ impl Store {
 
     /// Who holds the sweep lock, if anyone (`alive` false: stale, taken over by the next sweep).
     pub fn lock_info(&self) -> Result<Option<LockInfo>> {
-        lock::read(&self.conn)
+        lock::read(&self.conn, &self.path)
+    }
+
+    /// `cliffprobe unlock`: removes the record of a holder that is gone; a live holder's lock
+    /// is left alone unless `force`, which removes its lock file (for file systems where an
+    /// advisory lock outlives its process).
+    pub fn unlock(&self, force: bool) -> Result<Unlocked> {
+        lock::unlock(&self.conn, &self.path, force)
     }
 
     /// Removes the sweep lock whoever holds it: the way out on systems where a dead holder
