@@ -64,6 +64,9 @@ pub struct SweepOptions {
     pub run_id: String,
     /// True when resuming.
     pub resume: bool,
+    /// Resuming with `--replan`: the run's probe list and planned count become the current
+    /// probes' (stored cases are all kept).
+    pub replan: bool,
 }
 
 /// Counters of one model, shared with the progress display.
@@ -925,6 +928,11 @@ pub fn run(
         (true, Some(mut r)) => {
             r.status = RunStatus::Running;
             r.finished_at = None;
+            if opts.replan {
+                r.probes = probes.iter().map(|p| p.probe.id.clone()).collect();
+                r.planned = planned;
+                store.begin_run(&r)?;
+            }
             store.finish_run(&r.id, RunStatus::Running, "", None)?;
             r
         }

@@ -426,3 +426,56 @@ fn a_lock_record_of_a_live_unrelated_process_does_not_block_the_next_sweep() {
     let out = p.run(&["unlock"], &[]).success();
     assert!(out.stdout.contains("not locked"), "{}", out.stdout);
 }
+
+// ---- 7. Resume refuses edited or deleted probes unless --replan ------------------------------
+
+/// The probe file `ID.yaml` under the project's suite.
+fn probe_file(p: &Project, id: &str) -> std::path::PathBuf {
+    p.files()
+        .into_iter()
+        .map(|(f, _)| f)
+        .find(|f| f.ends_with(format!("{id}.yaml")) && f.starts_with(p.root().join("probes")))
+        .unwrap_or_else(|| panic!("no probe file {id}.yaml"))
+}
+
+#[test]
+fn resume_refuses_edited_and_deleted_probes_with_the_list_unless_replan() {
+    let server = TestServer::start(|_, _| ok_reply());
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), ""));
+    p.templatize(ORDER_STATUS);
+    p.templatize("shipment-xml-lookup.yaml");
+    p.sweep(&FORMAT_AXIS, &env()).success();
+    let stored = p.export(None).len();
+    assert_eq!(stored, 2 * FORMAT_VARIANTS);
+
+    // Edit one probe's system prompt; delete the other.
+    let order = probe_file(&p, "order-status-table");
+    let text = std::fs::read_to_string(&order).unwrap();
+    assert!(text.contains("Fernhill Outdoor"));
+    std::fs::write(&order, text.replace("Fernhill Outdoor", "Fernhill Outdoors")).unwrap();
+    let shipment = probe_file(&p, "shipment-xml-lookup");
+    let shipment_id = "shipment-xml-lookup";
+    std::fs::remove_file(&shipment).unwrap();
+
+    let before = server.request_count();
+    let out = p.sweep(&["--resume"], &env()).exits(2);
+    assert!(
+        out.stderr.contains("2 of its probes changed")
+            && out.stderr.contains("edited: order-status-table (")
+            && out.stderr.contains(&order.file_name().unwrap().to_string_lossy().to_string())
+            && out.stderr.contains(&format!("deleted: {shipment_id}"))
+            && out.stderr.contains("--replan"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.request_count(), before, "no call made");
+    assert_eq!(p.export(None).len(), stored, "nothing written");
+
+    // --replan: the stored cases are kept, the edited probe's variants are planned anew.
+    let out = p.sweep(&["--resume", "--replan"], &env()).success();
+    assert!(out.stderr.contains("replanning run"), "{}", out.stderr);
+    let rows = p.export(None);
+    assert_eq!(rows.len(), stored + FORMAT_VARIANTS, "{}", out.stderr);
+    // Resumed again, nothing is left to do and nothing is refused.
+    p.sweep(&["--resume"], &env()).success();
+}

@@ -707,6 +707,18 @@ impl Store {
         Ok(n as u64)
     }
 
+    /// The probe versions (`probe id`, content digest) `run`'s stored cases were planned from,
+    /// sorted: a resume compares them with the probes on disk.
+    pub fn run_probe_digests(&self, run: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT v.probe_id, v.probe_digest FROM cases c \
+             JOIN variants v ON v.id = c.variant_id WHERE c.run_id = ?1 \
+             ORDER BY v.probe_id, v.probe_digest",
+        )?;
+        let rows = stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Every axis name used by the variants of `run`'s cases, sorted.
     pub fn axis_names(&self, run: &str) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
