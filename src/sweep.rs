@@ -2053,6 +2053,149 @@ mod tests {
         })
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_burst_of_429s_halves_the_concurrency_once_per_window() {
+        let a = Adaptive::new(16);
+        for _ in 0..16 {
+            a.on_rate_limited(Duration::from_secs(2));
+        }
+        assert_eq!(a.limit.load(Ordering::Relaxed), 8);
+        // After the window, the next 429 halves again.
+        *a.next_halving.lock().unwrap() = Some(Instant::now());
+        a.on_rate_limited(Duration::from_secs(2));
+        assert_eq!(a.limit.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn a_slot_is_given_back_when_its_task_panics() {
+        let rt = runtime();
+        let a = Arc::new(Adaptive::new(1));
+        rt.block_on(async {
+            a.acquire().await;
+            let held = a.clone();
+            let task = tokio::spawn(async move {
+                let _slot = Slot::taken(&held);
+                panic!("boom");
+            });
+            let err = task.await.unwrap_err();
+            assert!(err.is_panic());
+            assert_eq!(panic_message(&*err.into_panic()), "boom");
+            // The only slot is free again: this would wait for ever otherwise.
+            tokio::time::timeout(Duration::from_secs(5), a.acquire())
+                .await
+                .expect("the slot was released");
+        });
+    }
+
+    #[test]
+    fn a_bucket_charges_whole_requests_and_refuses_one_that_can_never_fit() {
+        runtime().block_on(async {
+            // 600,000 a minute: 10,000 a second, bursts of 10,000.
+            let b = Bucket::per_minute(600_000.0);
+            let t0 = Instant::now();
+            b.take(14_000.0).await.unwrap();
+            // The bucket is 4,000 in debt: 5,000 more need 0.9 s of refill.
+            b.take(5_000.0).await.unwrap();
+            let waited = t0.elapsed().as_secs_f64();
+            assert!((0.85..1.5).contains(&waited), "{waited}");
+            assert_eq!(
+                b.take(600_001.0).await,
+                Err(NeverFits {
+                    amount: 600_001.0,
+                    per_minute: 600_000.0
+                })
+            );
+            // A refund is usable at once.
+            b.adjust(5_000.0);
+            let t1 = Instant::now();
+            b.take(5_000.0).await.unwrap();
+            assert!(t1.elapsed() < Duration::from_millis(10));
+        });
+    }
+
+    #[test]
+    fn a_zero_or_nan_rate_never_panics() {
+        runtime().block_on(async {
+            for n in [0.0, f64::NAN, -5.0, f64::INFINITY] {
+                let b = Bucket::per_minute(n);
+                let _ = b.take(1.0).await;
+            }
+        });
+    }
+
+    #[test]
+    fn backoff_draws_from_zero_to_the_cap() {
+        let cap = backoff_cap(3);
+        assert_eq!(cap, 2.0);
+        let draws: Vec<f64> = (0..400).map(|_| backoff(3).as_secs_f64()).collect();
+        assert!(draws.iter().all(|d| (0.0..=cap).contains(d)));
+        assert!(draws.iter().any(|d| *d < cap / 4.0), "full jitter reaches below cap/2");
+        assert!(draws.iter().any(|d| *d > 3.0 * cap / 4.0));
+        assert_eq!(backoff_cap(30), 20.0);
+    }
+
+    #[test]
+    fn a_model_is_stopped_after_the_same_error_only() {
+        let cfg = crate::config::ModelConfig {
+            provider: ProviderKind::Mock,
+            base_url: None,
+            model: "m".into(),
+            api_key_env: None,
+            headers: Default::default(),
+            temperature: None,
+            max_tokens: None,
+            max_tokens_field: None,
+            timeout: None,
+            max_concurrency: None,
+            rpm: None,
+            tpm: None,
+            max_retries: None,
+            price_input: None,
+            price_output: None,
+        };
+        let ctx = |_: ()| {
+            ModelCtx::new(
+                "m",
+                Provider::new("m", &cfg).unwrap(),
+                4,
+                Arc::new(ModelProgress::default()),
+                Arc::new(Control::default()),
+                "r-1",
+            )
+        };
+        let broken = ctx(());
+        for _ in 0..SAME_ERROR_STOP - 1 {
+            broken.note_answer(Some("HTTP 500: no"));
+        }
+        assert!(!broken.is_halted());
+        broken.note_answer(Some("HTTP 500: no"));
+        assert!(broken.is_halted());
+        let why = broken.halt_reason().unwrap();
+        assert!(why.contains("HTTP 500: no") && why.contains("--resume r-1"), "{why}");
+
+        // Different errors, or an answer first, never stop a model.
+        let mixed = ctx(());
+        mixed.note_answer(Some("HTTP 500: a"));
+        mixed.note_answer(Some("HTTP 502: b"));
+        for _ in 0..20 {
+            mixed.note_answer(Some("HTTP 500: a"));
+        }
+        assert!(!mixed.is_halted());
+        let answered = ctx(());
+        answered.note_answer(None);
+        for _ in 0..20 {
+            answered.note_answer(Some("HTTP 500: a"));
+        }
+        assert!(!answered.is_halted());
+    }
+
     #[test]
     fn planned_jobs_arrive_whole_and_in_order_in_full_batches_then_the_rest() {
         let n = 2 * JOB_BATCH as u32 + 5;
