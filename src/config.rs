@@ -415,20 +415,24 @@ impl Config {
             },
             message,
         };
-        let count = |table: &str, key: &str, v: Option<u64>, max: u64, what: &str| {
-            match v {
-                Some(v) if v == 0 || v > max => Err(err(
-                    table,
-                    key,
-                    format!("is {v}; expected {what} from 1 to {max}"),
-                )),
-                _ => Ok(()),
-            }
+        let count = |table: &str, key: &str, v: Option<u64>, max: u64, what: &str| match v {
+            Some(v) if v == 0 || v > max => Err(err(
+                table,
+                key,
+                format!("is {v}; expected {what} from 1 to {max}"),
+            )),
+            _ => Ok(()),
         };
         for (name, m) in &self.models {
             let table = format!("models.{name}");
             let t = table.as_str();
-            count(t, "rpm", m.rpm.map(u64::from), LIMIT_MAX_RPM, "requests per minute")?;
+            count(
+                t,
+                "rpm",
+                m.rpm.map(u64::from),
+                LIMIT_MAX_RPM,
+                "requests per minute",
+            )?;
             count(t, "tpm", m.tpm, LIMIT_MAX_TPM, "tokens per minute")?;
             count(
                 t,
@@ -443,7 +447,9 @@ impl Config {
                 return Err(err(
                     t,
                     "max_retries",
-                    format!("is {n}; expected at most {LIMIT_MAX_RETRIES} retries of a transient fault"),
+                    format!(
+                        "is {n}; expected at most {LIMIT_MAX_RETRIES} retries of a transient fault"
+                    ),
                 ));
             }
             if let Some(v) = m.timeout
@@ -452,17 +458,24 @@ impl Config {
                 return Err(err(
                     t,
                     "timeout",
-                    format!("is {v}; expected a number of seconds above 0 and at most {LIMIT_MAX_TIMEOUT_SECS}"),
+                    format!(
+                        "is {v}; expected a number of seconds above 0 and at most {LIMIT_MAX_TIMEOUT_SECS}"
+                    ),
                 ));
             }
-            for (key, price) in [("price_input", m.price_input), ("price_output", m.price_output)] {
+            for (key, price) in [
+                ("price_input", m.price_input),
+                ("price_output", m.price_output),
+            ] {
                 if let Some(v) = price
                     && !(v.is_finite() && (0.0..=LIMIT_MAX_PRICE).contains(&v))
                 {
                     return Err(err(
                         t,
                         key,
-                        format!("is {v}; expected US dollars per million tokens, from 0 to {LIMIT_MAX_PRICE}"),
+                        format!(
+                            "is {v}; expected US dollars per million tokens, from 0 to {LIMIT_MAX_PRICE}"
+                        ),
                     ));
                 }
             }
@@ -482,7 +495,10 @@ impl Config {
         count(
             "judge",
             "concurrency",
-            self.judge.as_ref().and_then(|j| j.concurrency).map(|n| n as u64),
+            self.judge
+                .as_ref()
+                .and_then(|j| j.concurrency)
+                .map(|n| n as u64),
             LIMIT_MAX_CONCURRENCY,
             "judge requests in flight",
         )?;
@@ -595,9 +611,7 @@ mod tests {
             "[sweep]\nseed = 1\n\n[models.m]\nprovider = \"mock\"\nmodel = \"m-1\"\n{lines}\n"
         );
         match Config::parse(Path::new("cliffprobe.toml"), &text) {
-            Err(Error::Input { location, message }) => {
-                (location.line, location.field, message)
-            }
+            Err(Error::Input { location, message }) => (location.line, location.field, message),
             other => panic!("{lines}: expected an input error, got {other:?}"),
         }
     }
@@ -627,8 +641,13 @@ mod tests {
         let (l, _, message) = limit_error("rpm = -5");
         assert_eq!(l, Some(7), "{message}");
         let text = "[sweep]\nconcurrency = 0\n";
-        let e = Config::parse(Path::new("c.toml"), text).unwrap_err().to_string();
-        assert!(e.contains("c.toml") && e.contains("sweep.concurrency"), "{e}");
+        let e = Config::parse(Path::new("c.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.toml") && e.contains("sweep.concurrency"),
+            "{e}"
+        );
         assert!(e.contains(":2"), "{e}");
     }
 

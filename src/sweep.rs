@@ -5,9 +5,15 @@
 //! left per model) expand the suite as a stream (never the whole expansion in memory), skips cases a resumed run already has, answers from the response
 //! cache where it can, and feeds the rest to that model's async *dispatcher* in batches of
 //! 32 jobs (one hand-over, and at most one wake-up, per batch). The dispatcher
-//! respects the model's concurrency (adaptive: halved on 429, grown back on success), its rpm
-//! and tpm buckets and the global concurrency, and retries 429s (waiting as the server says)
-//! and transient faults (exponential backoff with jitter). One *writer* thread commits results
+//! respects the model's concurrency (adaptive: halved once per window of 429s, grown back on
+//! success), its rpm and tpm buckets (each request charged its whole size) and the global
+//! concurrency (a permit held only around one HTTP request, never through a wait, so a throttled
+//! model cannot starve the others), and retries 429s (waiting as the server says) and transient
+//! faults (exponential backoff, full jitter). A model whose first answers are all the same error
+//! is stopped on its own ([`SAME_ERROR_STOP`]); a context-window overflow is one request and its
+//! own kind of error ([`CONTEXT_OVERFLOW`]). A store that cannot be written, or a panic in any
+//! task or thread, stops the whole sweep at once and records the run `failed`: slots and
+//! permits are guards, so nothing waits for ever. One *writer* thread commits results
 //! in batched transactions to the store's staging logs and settles them into the tables every
 //! ~100,000 cases and when the sweep ends ([`Store::stage_batch`], [`Store::settle`]), before
 //! the invariance step reads them. Per-model planners make scheduling fair: a slow model never holds
@@ -476,7 +482,10 @@ impl Control {
         self.failed.load(Ordering::Relaxed)
     }
     fn reason(&self) -> Option<String> {
-        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -552,7 +561,10 @@ impl ModelCtx {
 
     /// Why this model was stopped, if it was.
     fn halt_reason(&self) -> Option<String> {
-        self.halted.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.halted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Notes one answer of the endpoint (`None`: anything but an error of the kind that says
@@ -1019,73 +1031,73 @@ pub fn run(
     let writer = std::thread::Builder::new()
         .name("cliffprobe-writer".into())
         .spawn(move || -> Result<(TierCounts, UsageByModel)> {
-          let written = (|| -> Result<(TierCounts, UsageByModel)> {
-            let mut tiers: TierCounts = IndexMap::new();
-            let mut usage: IndexMap<String, (u64, u64, f64)> = IndexMap::new();
-            let mut batch: Vec<WriteOp> = Vec::with_capacity(2048);
-            let mut pending: Vec<(String, CaseStatus, Tier, bool)> = Vec::with_capacity(2048);
-            let mut staged = 0usize;
-            while let Some(first) = wrx.blocking_recv() {
-                // Let a few messages gather before writing: one wake-up and one transaction
-                // per batch instead of per case (context switches dominated otherwise).
-                if wrx.len() < 256 {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                let mut msg = Some(first);
-                while let Some(m) = msg.take() {
-                    match m {
-                        WriterMsg::Op(op) => batch.push(*op),
-                        WriterMsg::Case(o) => {
-                            let o = *o;
-                            let u = usage.entry(o.record.model.clone()).or_default();
-                            u.0 += o.record.input_tokens;
-                            u.1 += o.record.output_tokens;
-                            u.2 += o.record.cost_usd.unwrap_or(0.0);
-                            pending.push((
-                                o.record.model.clone(),
-                                o.record.status,
-                                o.tier,
-                                o.record.cached,
-                            ));
-                            if let Some((key, response)) = o.cache {
-                                batch.push(WriteOp::Cache { key, response });
+            let written = (|| -> Result<(TierCounts, UsageByModel)> {
+                let mut tiers: TierCounts = IndexMap::new();
+                let mut usage: IndexMap<String, (u64, u64, f64)> = IndexMap::new();
+                let mut batch: Vec<WriteOp> = Vec::with_capacity(2048);
+                let mut pending: Vec<(String, CaseStatus, Tier, bool)> = Vec::with_capacity(2048);
+                let mut staged = 0usize;
+                while let Some(first) = wrx.blocking_recv() {
+                    // Let a few messages gather before writing: one wake-up and one transaction
+                    // per batch instead of per case (context switches dominated otherwise).
+                    if wrx.len() < 256 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    let mut msg = Some(first);
+                    while let Some(m) = msg.take() {
+                        match m {
+                            WriterMsg::Op(op) => batch.push(*op),
+                            WriterMsg::Case(o) => {
+                                let o = *o;
+                                let u = usage.entry(o.record.model.clone()).or_default();
+                                u.0 += o.record.input_tokens;
+                                u.1 += o.record.output_tokens;
+                                u.2 += o.record.cost_usd.unwrap_or(0.0);
+                                pending.push((
+                                    o.record.model.clone(),
+                                    o.record.status,
+                                    o.tier,
+                                    o.record.cached,
+                                ));
+                                if let Some((key, response)) = o.cache {
+                                    batch.push(WriteOp::Cache { key, response });
+                                }
+                                batch.push(WriteOp::Case(o.record));
                             }
-                            batch.push(WriteOp::Case(o.record));
+                        }
+                        if batch.len() < 2000 {
+                            msg = wrx.try_recv().ok();
                         }
                     }
-                    if batch.len() < 2000 {
-                        msg = wrx.try_recv().ok();
+                    store.stage_batch(&batch)?;
+                    staged += batch.len();
+                    batch.clear();
+                    if staged >= SETTLE_EVERY {
+                        store.settle()?;
+                        staged = 0;
                     }
-                }
-                store.stage_batch(&batch)?;
-                staged += batch.len();
-                batch.clear();
-                if staged >= SETTLE_EVERY {
-                    store.settle()?;
-                    staged = 0;
-                }
-                // Count only what is committed.
-                for (model, status, tier, cached) in pending.drain(..) {
-                    let t = tiers.entry((model.clone(), tier)).or_default();
-                    if let Some(p) = writer_progress.get(&model) {
-                        p.done.fetch_add(1, Ordering::Relaxed);
-                        if cached {
-                            p.cached.fetch_add(1, Ordering::Relaxed);
+                    // Count only what is committed.
+                    for (model, status, tier, cached) in pending.drain(..) {
+                        let t = tiers.entry((model.clone(), tier)).or_default();
+                        if let Some(p) = writer_progress.get(&model) {
+                            p.done.fetch_add(1, Ordering::Relaxed);
+                            if cached {
+                                p.cached.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let (slot, counter) = match status {
+                                CaseStatus::Pass => (0, &p.pass),
+                                CaseStatus::Fail => (1, &p.fail),
+                                CaseStatus::Error => (2, &p.error),
+                                CaseStatus::Ungraded => (3, &p.ungraded),
+                            };
+                            t[slot] += 1;
+                            counter.fetch_add(1, Ordering::Relaxed);
                         }
-                        let (slot, counter) = match status {
-                            CaseStatus::Pass => (0, &p.pass),
-                            CaseStatus::Fail => (1, &p.fail),
-                            CaseStatus::Error => (2, &p.error),
-                            CaseStatus::Ungraded => (3, &p.ungraded),
-                        };
-                        t[slot] += 1;
-                        counter.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-            }
-            store.settle()?;
-            Ok((tiers, usage))
-          })();
+                store.settle()?;
+                Ok((tiers, usage))
+            })();
             // A store that cannot be written stops the sweep at once: every call made after
             // this would be paid for and its answer lost.
             if let Err(e) = &written {
@@ -1244,7 +1256,9 @@ pub fn run(
     };
     display.finish();
     if control.has_failed() {
-        let reason = control.reason().unwrap_or_else(|| "the sweep failed".into());
+        let reason = control
+            .reason()
+            .unwrap_or_else(|| "the sweep failed".into());
         // What was committed stays (staged rows are settled when the store is next opened);
         // the run says why it ended.
         if let Ok(store) = Store::open_url(store_path) {
@@ -2136,7 +2150,10 @@ mod tests {
         assert_eq!(cap, 2.0);
         let draws: Vec<f64> = (0..400).map(|_| backoff(3).as_secs_f64()).collect();
         assert!(draws.iter().all(|d| (0.0..=cap).contains(d)));
-        assert!(draws.iter().any(|d| *d < cap / 4.0), "full jitter reaches below cap/2");
+        assert!(
+            draws.iter().any(|d| *d < cap / 4.0),
+            "full jitter reaches below cap/2"
+        );
         assert!(draws.iter().any(|d| *d > 3.0 * cap / 4.0));
         assert_eq!(backoff_cap(30), 20.0);
     }
@@ -2178,7 +2195,10 @@ mod tests {
         broken.note_answer(Some("HTTP 500: no"));
         assert!(broken.is_halted());
         let why = broken.halt_reason().unwrap();
-        assert!(why.contains("HTTP 500: no") && why.contains("--resume r-1"), "{why}");
+        assert!(
+            why.contains("HTTP 500: no") && why.contains("--resume r-1"),
+            "{why}"
+        );
 
         // Different errors, or an answer first, never stop a model.
         let mixed = ctx(());

@@ -13,7 +13,6 @@ mod http_server;
 #[path = "support/project.rs"]
 mod project;
 
-use cliffprobe::store::RunStatus;
 use http_server::{Reply, TestServer, openai_completion};
 use project::{Project, model};
 use serde_json::{Value, json};
@@ -45,11 +44,11 @@ fn args<'a>(more: &[&'a str]) -> Vec<&'a str> {
     a
 }
 
-/// The latest run's status and note, read with the library.
-fn latest_run(p: &Project) -> (RunStatus, Option<String>) {
+/// The latest run's status (as stored) and note, read with the library.
+fn latest_run(p: &Project) -> (String, Option<String>) {
     let store = p.store();
     let run = store.resolve_run(None).expect("a run");
-    (run.status, run.note)
+    (run.status.as_str().to_string(), run.note)
 }
 
 // ---- 1. Limits are validated; nothing hangs ------------------------------------------------
@@ -116,10 +115,13 @@ fn a_store_write_failure_stops_dispatching_marks_the_run_failed_and_says_how_to_
     assert!(out.stderr.contains("--resume r-"), "{}", out.stderr);
     // Dispatching stopped at once: the requests in flight and a few more, not the whole plan.
     let made = server.request_count();
-    assert!(made <= 12, "{made} of {planned} requests made after the store failed");
+    assert!(
+        made <= 12,
+        "{made} of {planned} requests made after the store failed"
+    );
 
     let (status, note) = latest_run(&p);
-    assert_eq!(status, RunStatus::Failed);
+    assert_eq!(status, "failed");
     assert!(note.unwrap().contains("disk is full"));
     // What was committed (the batches before the failing one) is kept.
     let rows = p.export(None);
@@ -165,9 +167,12 @@ fn a_model_answering_every_request_with_the_same_error_is_stopped_and_the_others
     assert!(took < Duration::from_secs(30), "{took:?}");
     // The healthy model finished every case.
     assert_eq!(good.request_count(), FORMAT_VARIANTS * 4);
-    assert_eq!(out.summary_count("good", "pass"), (FORMAT_VARIANTS * 4) as u64);
+    assert_eq!(
+        out.summary_count("good", "pass"),
+        (FORMAT_VARIANTS * 4) as u64
+    );
     let (status, note) = latest_run(&p);
-    assert_eq!(status, RunStatus::Partial);
+    assert_eq!(status, "partial");
     assert!(note.unwrap().contains("model `broken` stopped"));
 }
 
@@ -236,16 +241,28 @@ fn the_request_budget_counts_every_http_attempt_retries_included() {
             ok_reply()
         }
     });
-    let p = Project::new(&model("gpt", "openai", &openai_url(&server), "max_retries = 4"));
+    let p = Project::new(&model(
+        "gpt",
+        "openai",
+        &openai_url(&server),
+        "max_retries = 4",
+    ));
     p.templatize(ORDER_STATUS);
     let out = p
-        .sweep(&args(&["--concurrency", "1", "--budget-requests", "7"]), &env())
+        .sweep(
+            &args(&["--concurrency", "1", "--budget-requests", "7"]),
+            &env(),
+        )
         .success();
     assert_eq!(server.request_count(), 7, "{}", out.stderr);
-    assert!(out.stderr.contains("budget of 7 requests reached"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("budget of 7 requests reached"),
+        "{}",
+        out.stderr
+    );
     // Two cases got their answer; the third was abandoned mid-retry and is left to a resume.
     assert_eq!(p.export(None).len(), 2);
-    assert_eq!(latest_run(&p).0, RunStatus::Partial);
+    assert_eq!(latest_run(&p).0, "partial");
 }
 
 // ---- 3. A model under 429s does not starve the others ---------------------------------------
@@ -278,7 +295,12 @@ fn a_throttled_model_does_not_take_the_healthy_model_s_global_slots() {
     let p = Project::new(&format!(
         "{}{}",
         model("healthy", "openai", &openai_url(&healthy), "timeout = 10"),
-        model("throttled", "openai", &openai_url(&throttled), "timeout = 10")
+        model(
+            "throttled",
+            "openai",
+            &openai_url(&throttled),
+            "timeout = 10"
+        )
     ));
     p.templatize(ORDER_STATUS);
     let run = ["--repeats", "8", "--concurrency", "4", "--no-cache"];
@@ -318,7 +340,8 @@ fn tpm_charges_each_request_its_whole_size() {
         let prompt = (chars / 4) as u64;
         recorded.lock().unwrap().push((Instant::now(), prompt + 5));
         let mut body = openai_completion("gpt", "The order is delayed.");
-        body["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": 5, "total_tokens": prompt + 5});
+        body["usage"] =
+            json!({"prompt_tokens": prompt, "completion_tokens": 5, "total_tokens": prompt + 5});
         Reply::json(200, body)
     });
     // 6,000 tokens a minute: 100 a second, bursts of 100. Each request is a few hundred tokens.
@@ -331,14 +354,22 @@ fn tpm_charges_each_request_its_whole_size() {
     ));
     p.templatize(ORDER_STATUS);
     p.sweep(
-        &["--strategy", "one-at-a-time", "--axes", "format=csv|json|xml|yaml"],
+        &[
+            "--strategy",
+            "one-at-a-time",
+            "--axes",
+            "format=csv|json|xml|yaml",
+        ],
         &env(),
     )
     .success();
     let log = log.lock().unwrap().clone();
     assert!(log.len() >= 4, "{log:?}");
     let tokens: u64 = log[..log.len() - 1].iter().map(|(_, t)| t).sum();
-    assert!(tokens > 600, "requests of a few hundred tokens each: {log:?}");
+    assert!(
+        tokens > 600,
+        "requests of a few hundred tokens each: {log:?}"
+    );
     let span = log.last().unwrap().0.duration_since(log[0].0).as_secs_f64();
     // Every token but the last request's must have been refilled at tpm/60 a second (less
     // one burst): charging each request at most one burst let them through ~3× faster.
@@ -363,7 +394,12 @@ fn the_lock_is_held_while_a_sweep_runs_and_released_by_kill_9() {
             Reply::Hang
         }
     });
-    let p = Project::new(&model("gpt", "openai", &openai_url(&server), "timeout = 60"));
+    let p = Project::new(&model(
+        "gpt",
+        "openai",
+        &openai_url(&server),
+        "timeout = 60",
+    ));
     p.templatize(ORDER_STATUS);
     let mut child = p
         .std_cmd()
@@ -452,7 +488,11 @@ fn resume_refuses_edited_and_deleted_probes_with_the_list_unless_replan() {
     let order = probe_file(&p, "order-status-table");
     let text = std::fs::read_to_string(&order).unwrap();
     assert!(text.contains("Fernhill Outdoor"));
-    std::fs::write(&order, text.replace("Fernhill Outdoor", "Fernhill Outdoors")).unwrap();
+    std::fs::write(
+        &order,
+        text.replace("Fernhill Outdoor", "Fernhill Outdoors"),
+    )
+    .unwrap();
     let shipment = probe_file(&p, "shipment-xml-lookup");
     let shipment_id = "shipment-xml-lookup";
     std::fs::remove_file(&shipment).unwrap();
@@ -462,7 +502,9 @@ fn resume_refuses_edited_and_deleted_probes_with_the_list_unless_replan() {
     assert!(
         out.stderr.contains("2 of its probes changed")
             && out.stderr.contains("edited: order-status-table (")
-            && out.stderr.contains(&order.file_name().unwrap().to_string_lossy().to_string())
+            && out
+                .stderr
+                .contains(&order.file_name().unwrap().to_string_lossy().to_string())
             && out.stderr.contains(&format!("deleted: {shipment_id}"))
             && out.stderr.contains("--replan"),
         "{}",
