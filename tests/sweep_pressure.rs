@@ -15,7 +15,7 @@ mod project;
 
 use http_server::{Reply, TestServer, openai_completion};
 use project::{Project, model};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
