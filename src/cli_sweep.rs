@@ -463,11 +463,6 @@ fn finish(
     if outcome.run.status == crate::store::RunStatus::Interrupted {
         return Ok(ExitCode::from(130));
     }
-    // A model stopped for answering every request with the same error is a broken endpoint:
-    // the other models' results are stored, but the job did not do what it was asked.
-    if !outcome.halted.is_empty() {
-        return Ok(ExitCode::from(1));
-    }
     // A sweep where nothing could be graded is a broken endpoint or config, not a result.
     let graded: u64 = outcome
         .progress
@@ -493,6 +488,11 @@ fn finish(
             outcome.run.id,
             crate::term::sanitize(first.as_deref().unwrap_or("unknown"))
         );
+        return Ok(ExitCode::from(1));
+    }
+    // A model stopped for answering every request with the same error is a broken endpoint:
+    // the other models' results are stored, but the job did not do what it was asked.
+    if !outcome.halted.is_empty() {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

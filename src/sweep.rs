@@ -498,7 +498,8 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
-/// After how many identical errors, with nothing else answered before them, a model is stopped.
+/// After how many cases ended with the identical HTTP error (same status and body), with none
+/// answered before them, a model is stopped.
 pub const SAME_ERROR_STOP: u32 = 8;
 
 /// Whether a model's endpoint answers at all: its first answers, until one differs.
@@ -567,10 +568,16 @@ impl ModelCtx {
             .clone()
     }
 
-    /// Notes one answer of the endpoint (`None`: anything but an error of the kind that says
-    /// the endpoint is broken). After [`SAME_ERROR_STOP`] identical errors and nothing else,
-    /// stops the model (the other models go on).
+    /// Notes how one case of this model ended (`None`: with an answer). An error counts only
+    /// when the server answered it with an HTTP error status (`HTTP 500: …`): timeouts, resets
+    /// and bodies that are not JSON say nothing about the request shape. Cases count once their
+    /// retries are spent, so a server that fails at start-up (a model still loading) and then
+    /// answers is never stopped. After [`SAME_ERROR_STOP`] cases ended with the identical HTTP
+    /// error (same status and body) and nothing else, stops the model (the other models go on).
     fn note_answer(&self, error: Option<&str>) {
+        if error.is_some_and(|e| !e.starts_with("HTTP ")) {
+            return;
+        }
         let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
         if h.settled {
             return;
@@ -593,7 +600,7 @@ impl ModelCtx {
         if h.same >= SAME_ERROR_STOP {
             h.settled = true;
             let why = format!(
-                "model `{}` stopped: its first {SAME_ERROR_STOP} answers were all the same error: {e}. Fix the endpoint or the request, then resume with `cliffprobe sweep --resume {}`",
+                "model `{}` stopped: its first {SAME_ERROR_STOP} cases all ended with the same error: {e}. Fix the endpoint or the request, then resume with `cliffprobe sweep --resume {}`",
                 self.name, self.run_id
             );
             eprintln!("\n{}", crate::term::sanitize(&why));
@@ -1868,7 +1875,6 @@ async fn call_with_retries(
                 retry_after,
                 message,
             }) => {
-                ctx.note_answer(None);
                 if let Some(b) = &ctx.tpm {
                     b.adjust(charge);
                 }
@@ -1918,12 +1924,9 @@ async fn call_with_retries(
                 );
             }
             Err(CallError::Transient(message)) => {
-                ctx.note_answer(Some(&message));
                 transient_failures += 1;
-                if ctx.is_halted() {
-                    return done(Called::Abandoned, attempts);
-                }
                 if transient_failures > ctx.max_retries {
+                    ctx.note_answer(Some(&message));
                     return done(
                         Called::Error(format!("{message} (after {attempts} attempts)")),
                         attempts,
@@ -1933,9 +1936,6 @@ async fn call_with_retries(
             }
             Err(CallError::Permanent(message)) => {
                 ctx.note_answer(Some(&message));
-                if ctx.is_halted() {
-                    return done(Called::Abandoned, attempts);
-                }
                 return done(Called::Error(message), attempts);
             }
         }
