@@ -324,8 +324,9 @@ impl Adaptive {
     }
 }
 
-/// The shortest time between two halvings of a model's concurrency.
-const HALVING_WINDOW: Duration = Duration::from_secs(1);
+/// The shortest time between two halvings of a model's concurrency: about the round trip in
+/// which the requests already sent when a 429 arrives come back with theirs.
+const HALVING_WINDOW: Duration = Duration::from_millis(250);
 
 /// One of a model's adaptive-concurrency slots, given back when dropped (also when the task
 /// holding it panics: a lost slot would leave the dispatcher waiting for ever).
@@ -818,7 +819,12 @@ async fn judge_one(
         let r = match called.result {
             Called::Answer(r) => r,
             Called::Error(e) => return Err(e),
-            Called::Abandoned => return Err("the sweep is stopping".into()),
+            Called::Abandoned => {
+                return Err(judge
+                    .ctx
+                    .halt_reason()
+                    .unwrap_or_else(|| "the sweep is stopping".into()));
+            }
         };
         account(&r);
         match crate::judge::parse_verdict(&r.text) {
@@ -1717,7 +1723,13 @@ async fn dispatch(
                     ..Default::default()
                 };
                 let judged = judge_checks(judge, &job.variant, &answer, &writer, &spent).await;
-                if judged.is_err() && ctx2.control.has_failed() {
+                // A judge cut short by the sweep stopping (budget, Ctrl-C, failure) leaves the
+                // case unstored: a resume grades it, with its answer from the cache.
+                if judged.is_err() && ctx2.control.stopped() {
+                    if let Some((key, response)) = cache {
+                        let op = WriteOp::Cache { key, response };
+                        let _ = writer.send(WriterMsg::Op(Box::new(op))).await;
+                    }
                     return;
                 }
                 apply_judge(&mut rec, judged);

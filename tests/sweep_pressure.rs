@@ -13,7 +13,7 @@ mod http_server;
 #[path = "support/project.rs"]
 mod project;
 
-use http_server::{Reply, TestServer, openai_completion};
+use http_server::{Reply, TestServer, anthropic_error, openai_completion};
 use project::{Project, model};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -178,7 +178,7 @@ fn a_model_answering_every_request_with_the_same_error_is_stopped_and_the_others
 
 #[test]
 fn a_context_window_overflow_is_one_request_and_its_own_kind_of_error() {
-    // OpenAI's 400, and a llama.cpp-style 500 (which was retried five times).
+    // OpenAI's 400, a llama.cpp-style 500 (which was retried five times), Anthropic's 400.
     let openai = TestServer::start(|_, _| {
         Reply::json(
             400,
@@ -191,10 +191,20 @@ fn a_context_window_overflow_is_one_request_and_its_own_kind_of_error() {
             json!({"error": {"code": 500, "message": "the request exceeds the available context size, try increasing it", "type": "exceed_context_size_error"}}),
         )
     });
+    let anthropic = TestServer::start(|_, _| {
+        Reply::json(
+            400,
+            anthropic_error(
+                "invalid_request_error",
+                "prompt is too long: 210412 tokens > 200000 maximum",
+            ),
+        )
+    });
     let p = Project::new(&format!(
-        "{}{}",
+        "{}{}{}",
         model("gpt", "openai", &openai_url(&openai), ""),
-        model("llama", "openai", &openai_url(&llama), "max_retries = 4")
+        model("llama", "openai", &openai_url(&llama), "max_retries = 4"),
+        model("claude", "anthropic", &anthropic.url(), "")
     ));
     p.templatize(ORDER_STATUS);
     let out = p.sweep(&args(&["--concurrency", "2"]), &env());
@@ -202,7 +212,8 @@ fn a_context_window_overflow_is_one_request_and_its_own_kind_of_error() {
     assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
     assert_eq!(openai.request_count(), FORMAT_VARIANTS, "never retried");
     assert_eq!(llama.request_count(), FORMAT_VARIANTS, "never retried");
-    for m in ["gpt", "llama"] {
+    assert_eq!(anthropic.request_count(), FORMAT_VARIANTS, "never retried");
+    for m in ["gpt", "llama", "claude"] {
         assert_eq!(out.summary_count(m, "error"), FORMAT_VARIANTS as u64);
         assert_eq!(out.summary_count(m, "fail"), 0);
         assert!(
@@ -216,7 +227,7 @@ fn a_context_window_overflow_is_one_request_and_its_own_kind_of_error() {
     // Not mistaken for a broken endpoint: no model was stopped.
     assert!(!out.stderr.contains("stopped:"), "{}", out.stderr);
     let rows = p.export(None);
-    assert_eq!(rows.len(), 2 * FORMAT_VARIANTS);
+    assert_eq!(rows.len(), 3 * FORMAT_VARIANTS);
     for r in &rows {
         assert_eq!(r["status"], "error");
         assert!(

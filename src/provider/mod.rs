@@ -784,6 +784,39 @@ mod tests {
     }
 
     #[test]
+    fn context_window_overflows_are_their_own_kind_whatever_the_status() {
+        for m in [
+            "HTTP 400: invalid_request_error: This model's maximum context length is 8192 tokens",
+            "HTTP 400: context_length_exceeded",
+            "HTTP 400: invalid_request_error: prompt is too long: 210412 tokens > 200000 maximum",
+            "HTTP 500: the request exceeds the available context size, try increasing it",
+        ] {
+            for e in [
+                CallError::Permanent(m.into()),
+                CallError::Transient(m.into()),
+            ] {
+                assert_eq!(
+                    e.sort_context_overflow(),
+                    CallError::ContextOverflow(m.into()),
+                    "{m}"
+                );
+            }
+        }
+        let other = CallError::Transient("HTTP 500: overloaded".into());
+        assert_eq!(other.clone().sort_context_overflow(), other);
+        let limited = CallError::RateLimited {
+            retry_after: None,
+            message: "maximum context length".into(),
+        };
+        assert_eq!(limited.clone().sort_context_overflow(), limited);
+        assert!(
+            !CallError::ContextOverflow("x".into())
+                .to_string()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn truncated_json_is_transient_garbage_is_permanent() {
         assert!(matches!(
             parse_json_body(b"{\"choices\": [{\"mess"),
