@@ -120,7 +120,8 @@ fn open_lock_file(path: &Path) -> Result<File> {
 /// exist is not held).
 fn held(path: &Path) -> Result<bool> {
     let lp = lock_path(path);
-    let f = match OpenOptions::new().read(true).write(true).open(&lp) {
+    // Read-only is enough to test the lock, and works on a store the reader cannot write.
+    let f = match OpenOptions::new().read(true).open(&lp) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io(&lp, e)),
