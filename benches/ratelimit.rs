@@ -14,13 +14,26 @@
 //! Scenario 2 and 3 run again against an endpoint that sends only `retry-after` in whole
 //! seconds (no `retry-after-ms`), which is what many gateways do.
 //!
+//! Two more scenarios measure what the rpm ones cannot:
+//!
+//! 4. `tpm-long-context`: `tpm = TPM` and requests of about 3,000 tokens each (a long tool
+//!    output), far more than one second's share of the limit. The endpoint reports each
+//!    request's tokens in `usage`; the figure is the tokens per minute it received between its
+//!    first and last request, as a share of `tpm` (target 95–105 %).
+//! 5. `fairness-429`: two models behind one `--concurrency 8`. One answers `429` with
+//!    `Retry-After: 2` for its first `THROTTLE_S` seconds (default 10), the other answers in
+//!    50 ms (1,500 cases each, 500 with `SMOKE=1`: about as long as the throttling). The
+//!    figure is the healthy model's throughput beside the throttled one as a share of its
+//!    throughput alone (target ≥ 80 %).
+//!
 //! Figures per scenario: cases stored and how many are not `pass` (lost = anything but pass:
 //! the endpoint answers every accepted request correctly), requests accepted and 429s, and the
 //! achieved share of the allowed rate: accepted / (burst + rate × T), T from the first to the
 //! last accepted request — the most the server could have accepted in that window. The target
 //! (issue 7) is ≥ 95 % with 0 lost cases.
 //!
-//! Environment: `RPM` (3000), `CASES` (1500), `SMOKE=1` (RPM 6000, 200 cases),
+//! Environment: `RPM` (3000), `CASES` (1500), `TPM` (120000), `THROTTLE_S` (10), `SMOKE=1`
+//! (RPM 6000, 200 cases, TPM 600000, THROTTLE_S 4),
 //! `BENCH_OUT` (JSON path, default `<target>/bench/ratelimit.json`).
 
 #[allow(dead_code)]
@@ -297,6 +310,17 @@ fn main() {
             "exit": out.code,
         }));
     }
+    if only
+        .as_deref()
+        .is_none_or(|o| "tpm-long-context".contains(o))
+    {
+        let tpm: f64 = env_num("TPM").unwrap_or(if smoke { 600_000.0 } else { 120_000.0 });
+        results.push(tpm_long_context(tpm));
+    }
+    if only.as_deref().is_none_or(|o| "fairness-429".contains(o)) {
+        let throttle: u64 = env_num("THROTTLE_S").unwrap_or(if smoke { 4 } else { 10 });
+        results.push(fairness(throttle, if smoke { 100 } else { 300 }));
+    }
     let out_path = std::env::var("BENCH_OUT").unwrap_or_else(|_| {
         let target = std::env::var("CARGO_TARGET_DIR")
             .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").into());
@@ -311,4 +335,236 @@ fn main() {
     } else {
         println!("written: {out_path}");
     }
+}
+
+/// An incident whose tool output is a table of `rows` orders (about 12 tokens a row).
+fn long_incident(rows: usize) -> String {
+    let mut table = String::from("      order_id,total_eur,status,carrier,note\n");
+    for r in 0..rows {
+        table.push_str(&format!(
+            "      A-{},{}.90,{},Parcelway,customer asked twice about the delivery window\n",
+            30_000 + r,
+            10 + r % 90,
+            if r == rows / 2 { "delayed" } else { "shipped" }
+        ));
+    }
+    format!(
+        r#"title: Order status misread in a long table
+capability: reading a status from a long tool output
+tier: hard
+conversation:
+  - role: system
+    content: You are the support assistant. Report each status exactly as shown.
+  - role: user
+    content: Hi, can you check my orders?
+  - role: assistant
+    tool_calls:
+      - id: call_1
+        type: function
+        function:
+          name: lookup_orders
+          arguments: '{{"customer_id": "C-1"}}'
+  - role: tool
+    tool_call_id: call_1
+    content: |
+{table}  - role: user
+    content: What is the status of order A-{key}?
+tools:
+  - type: function
+    function:
+      name: lookup_orders
+      description: List a customer's orders as CSV.
+      parameters: {{type: object, properties: {{customer_id: {{type: string}}}}, required: [customer_id]}}
+bad_output: Order A-{key} has shipped.
+expected:
+  - contains: BENCH-OK
+"#,
+        key = 30_000 + rows / 2
+    )
+}
+
+/// Scenario 4: tokens per minute received by the endpoint, as a share of `tpm`.
+fn tpm_long_context(tpm: f64) -> serde_json::Value {
+    let log: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::new(Mutex::new(Vec::new()));
+    let recorded = log.clone();
+    let server = TestServer::start(move |req, _| {
+        let chars: usize = req.json()["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m["content"].as_str().map_or(0, str::len))
+                    .sum()
+            })
+            .unwrap_or(0);
+        let prompt = (chars / 4) as u64;
+        recorded.lock().unwrap().push((Instant::now(), prompt + 5));
+        let mut body = openai_completion("bench", "Order status: BENCH-OK");
+        body["usage"] =
+            json!({"prompt_tokens": prompt, "completion_tokens": 5, "total_tokens": prompt + 5});
+        Reply::json(200, body)
+    });
+    let p = Project::new(&model(
+        "long",
+        "openai",
+        &format!("{}/v1", server.url()),
+        &format!(
+            "tpm = {}\nmax_tokens = 16\nmax_concurrency = 16\ntimeout = 30",
+            tpm as u64
+        ),
+    ));
+    p.write("incidents/long.yaml", &long_incident(250));
+    p.run(
+        &["templatize", "incidents/long.yaml", "--suite", "probes"],
+        &[],
+    )
+    .success();
+    let started = Instant::now();
+    let out = p.run(
+        &[
+            "sweep",
+            "-q",
+            "--no-cache",
+            "--strategy",
+            "one-at-a-time",
+            "--axes",
+            "persona,phrasing,format",
+        ],
+        &[("TEST_KEY", "bench-key")],
+    );
+    let wall = started.elapsed().as_secs_f64();
+    let log = log.lock().unwrap().clone();
+    let (n, total): (usize, u64) = (log.len(), log.iter().map(|(_, t)| t).sum());
+    // Tokens sent before the last request, over the time from the first to the last.
+    let span = match (log.first(), log.last()) {
+        (Some(a), Some(b)) => b.0.duration_since(a.0).as_secs_f64(),
+        _ => 0.0,
+    };
+    let before_last = total - log.last().map_or(0, |(_, t)| *t);
+    let per_minute = if span > 0.0 {
+        before_last as f64 / span * 60.0
+    } else {
+        0.0
+    };
+    let share = per_minute / tpm;
+    println!(
+        "{:<32} {:>6.1}% of tpm  {:>5} requests of ~{} tokens  {:>8.0} tokens/min (tpm {tpm})  {:>6.1} s  (exit {:?})",
+        "tpm-long-context",
+        share * 100.0,
+        n,
+        total / n.max(1) as u64,
+        per_minute,
+        wall,
+        out.code
+    );
+    json!({
+        "scenario": "tpm-long-context",
+        "tpm": tpm,
+        "requests": n,
+        "tokens": total,
+        "window_s": span,
+        "tokens_per_minute": per_minute,
+        "share_of_tpm": share,
+        "wall_s": wall,
+        "exit": out.code,
+    })
+}
+
+/// Scenario 5: the healthy model's throughput beside a throttled one, as a share of alone.
+/// `samples` variants × 5 repeats per model: the healthy model's sweep lasts about as long as
+/// the throttling at `--concurrency 8` and 50 ms an answer.
+fn fairness(throttle_s: u64, samples: usize) -> serde_json::Value {
+    let times: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let recorded = times.clone();
+    let healthy = TestServer::start(move |_, _| {
+        recorded.lock().unwrap().push(Instant::now());
+        Reply::json(200, openai_completion("bench", "Order status: BENCH-OK"))
+            .after(std::time::Duration::from_millis(50))
+    });
+    let first: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let throttled_429s = Arc::new(Mutex::new(0u64));
+    let counted = throttled_429s.clone();
+    let throttled = TestServer::start(move |_, _| {
+        let start = *first.lock().unwrap().get_or_insert_with(Instant::now);
+        if start.elapsed().as_secs() < throttle_s {
+            *counted.lock().unwrap() += 1;
+            Reply::json(429, json!({"error": {"message": "slow down"}})).header("retry-after", "2")
+        } else {
+            Reply::json(200, openai_completion("bench", "Order status: BENCH-OK"))
+        }
+    });
+    let p = Project::new(&format!(
+        "{}{}",
+        model(
+            "healthy",
+            "openai",
+            &format!("{}/v1", healthy.url()),
+            "timeout = 10"
+        ),
+        model(
+            "throttled",
+            "openai",
+            &format!("{}/v1", throttled.url()),
+            "timeout = 10"
+        )
+    ));
+    p.write("incidents/inc-0.yaml", &incident(0));
+    p.run(
+        &["templatize", "incidents/inc-0.yaml", "--suite", "probes"],
+        &[],
+    )
+    .success();
+    let sweep = |models: &[&str]| {
+        let strategy = format!("sample:{samples}");
+        let mut args = vec![
+            "sweep",
+            "-q",
+            "--no-cache",
+            "--concurrency",
+            "8",
+            "--strategy",
+            strategy.as_str(),
+            "--axes",
+            "persona,phrasing,format",
+            "--repeats",
+            "5",
+            "--yes",
+        ];
+        for m in models {
+            args.extend(["--model", m]);
+        }
+        p.run(&args, &[("TEST_KEY", "bench-key")])
+    };
+    let rate = |t: &[Instant]| match (t.iter().min(), t.iter().max()) {
+        (Some(a), Some(b)) if b > a => (t.len() - 1) as f64 / b.duration_since(*a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let solo_out = sweep(&["healthy"]);
+    let solo = rate(&times.lock().unwrap());
+    times.lock().unwrap().clear();
+    let started = Instant::now();
+    let shared_out = sweep(&["healthy", "throttled"]);
+    let wall = started.elapsed().as_secs_f64();
+    let shared = rate(&times.lock().unwrap());
+    let share = if solo > 0.0 { shared / solo } else { 0.0 };
+    let n429 = *throttled_429s.lock().unwrap();
+    println!(
+        "{:<32} {:>6.1}% of its solo throughput  healthy {:.1}/s beside the throttled model, {:.1}/s alone  {n429} × 429  {:>6.1} s  (exit {:?}, {:?})",
+        "fairness-429",
+        share * 100.0,
+        shared,
+        solo,
+        wall,
+        solo_out.code,
+        shared_out.code
+    );
+    json!({
+        "scenario": "fairness-429",
+        "throttle_s": throttle_s,
+        "healthy_solo_per_s": solo,
+        "healthy_shared_per_s": shared,
+        "share_of_solo": share,
+        "throttled_429s": n429,
+        "wall_s": wall,
+        "exit": [solo_out.code, shared_out.code],
+    })
 }

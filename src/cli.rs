@@ -65,6 +65,8 @@ pub enum Command {
     Replay(crate::cli_replay::ReplayArgs),
     /// Browse runs, families, cases and comparisons in a local, read-only web viewer.
     View(crate::cli_view::ViewArgs),
+    /// Show who holds the store's sweep lock; remove a lock its process left behind.
+    Unlock(crate::cli_unlock::UnlockArgs),
 }
 
 /// `init` options.
@@ -394,6 +396,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cases(a) => crate::cli_brittle::cases_cmd(&Project::load(&cli.config)?, &a),
         Command::Replay(a) => crate::cli_replay::replay_cmd(&Project::load(&cli.config)?, &a),
         Command::View(a) => crate::cli_view::view_cmd(Project::load(&cli.config)?, &a),
+        Command::Unlock(a) => crate::cli_unlock::unlock_cmd(&Project::load(&cli.config)?, &a),
     }
 }
 

@@ -39,7 +39,8 @@ pub struct SweepArgs {
     /// Axes that vary, optionally with values: `persona,format=xml|csv`.
     #[arg(long)]
     pub axes: Option<AxisFilter>,
-    /// Stop after this many model calls; the run is recorded as partial.
+    /// Stop after this many HTTP requests (every attempt counts: retries, 429s and judge
+    /// requests included; cache hits are free); the run is recorded as partial.
     #[arg(long)]
     pub budget_requests: Option<u64>,
     /// Stop once this many US dollars are spent (needs prices in the config).
@@ -48,9 +49,16 @@ pub struct SweepArgs {
     /// Do not answer from the response cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Resume a run (default: the latest) with its own plan.
+    /// Resume a run (default: the latest) with its own plan. Refused (exit 2, with the list)
+    /// when a probe of the run was edited or deleted since; see --replan.
     #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "")]
     pub resume: Option<String>,
+    /// With --resume: resume even though probes of the run were edited or deleted. Every
+    /// stored case is kept; the current probes are planned into the run (an edited probe's new
+    /// variants are added beside its old cases); a deleted probe's cases stay as stored and
+    /// nothing more is planned for it.
+    #[arg(long, requires = "resume")]
+    pub replan: bool,
     /// The store (path or sqlite:// URL).
     #[arg(long)]
     pub store: Option<String>,
@@ -138,6 +146,70 @@ fn load_probes(
     Ok(out)
 }
 
+/// The suite's probes for a resume: none at all is not an error here (every probe of the run
+/// may have been deleted, which [`changed_probes`] reports).
+fn load_probes_for_resume(project: &Project, paths: &[PathBuf]) -> Result<Vec<LoadedProbe>> {
+    let mut out = Vec::new();
+    for f in project.probe_files(paths)? {
+        let probe = Probe::load(&f)?;
+        out.push(LoadedProbe { path: f, probe });
+    }
+    Ok(out)
+}
+
+/// A probe of a run that is not as the run planned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ProbeChange {
+    /// Its content changed: it would plan other variant ids.
+    Edited { id: String, path: PathBuf },
+    /// No probe file has its id any more.
+    Deleted { id: String },
+}
+
+impl std::fmt::Display for ProbeChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeChange::Edited { id, path } => write!(f, "edited: {id} ({})", path.display()),
+            ProbeChange::Deleted { id } => write!(f, "deleted: {id}"),
+        }
+    }
+}
+
+/// The probes of `run` that were edited (their digest is none the run's cases were planned
+/// from) or deleted (no probe file has their id) since it started.
+fn changed_probes(
+    store: &Store,
+    run: &crate::store::RunInfo,
+    probes: &[LoadedProbe],
+    lib: &crate::axes::AxisLibrary,
+) -> Result<Vec<ProbeChange>> {
+    let mut recorded: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    for (id, digest) in store.run_probe_digests(&run.id)? {
+        recorded.entry(id).or_default().push(digest);
+    }
+    let mut out = Vec::new();
+    for id in &run.probes {
+        let Some(lp) = probes.iter().find(|lp| &lp.probe.id == id) else {
+            out.push(ProbeChange::Deleted { id: id.clone() });
+            continue;
+        };
+        let digest = crate::expand::ProbeExpansion::new(&lp.probe, lib)?
+            .digest()
+            .to_string();
+        if recorded
+            .get(id)
+            .is_some_and(|known| !known.contains(&digest))
+        {
+            out.push(ProbeChange::Edited {
+                id: id.clone(),
+                path: lp.path.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `cliffprobe sweep`.
 pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
     let cfg = &project.config;
@@ -175,6 +247,7 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
         axes: a.axes.clone().unwrap_or_default(),
         run_id: sweep::new_run_id(),
         resume: false,
+        replan: false,
     };
     let mut probe_filter = a.probes.clone();
     if let Some(r) = &a.resume {
@@ -227,10 +300,41 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
             run.id, run.strategy, run.planned, run.status
         );
         let lib = project.library()?;
-        let probes: Vec<LoadedProbe> = load_probes(project, &a.paths, &[])?
+        let probes: Vec<LoadedProbe> = load_probes_for_resume(project, &a.paths)?
             .into_iter()
             .filter(|p| run.probes.contains(&p.probe.id))
             .collect();
+        let changed = changed_probes(&store, &run, &probes, &lib)?;
+        if !changed.is_empty() {
+            if !a.replan {
+                return Err(Error::Refused(format!(
+                    "run {} cannot be resumed as planned: {} of its probes changed since it started:\n{}\n\
+                     `cliffprobe sweep --resume {} --replan` resumes it anyway: every stored case is kept, \
+                     the current probes are planned into the run (an edited probe's new variants beside \
+                     its old cases) and a deleted probe's cases stay as stored. Or start a new run.",
+                    run.id,
+                    changed.len(),
+                    changed
+                        .iter()
+                        .map(|c| format!("  {c}"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    run.id
+                ))
+                .into());
+            }
+            eprintln!(
+                "replanning run {}: {}",
+                run.id,
+                changed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        drop(store);
+        opts.replan = a.replan;
         return finish(project, a, opts, probes, lib, &store_url);
     }
     let lib = project.library()?;
@@ -353,6 +457,9 @@ fn finish(
             outcome.run.id
         );
     }
+    for why in &outcome.halted {
+        eprintln!("{}", crate::term::sanitize(why));
+    }
     if outcome.run.status == crate::store::RunStatus::Interrupted {
         return Ok(ExitCode::from(130));
     }
@@ -381,6 +488,11 @@ fn finish(
             outcome.run.id,
             crate::term::sanitize(first.as_deref().unwrap_or("unknown"))
         );
+        return Ok(ExitCode::from(1));
+    }
+    // A model stopped for answering every request with the same error is a broken endpoint:
+    // the other models' results are stored, but the job did not do what it was asked.
+    if !outcome.halted.is_empty() {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -451,6 +563,16 @@ fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
         t.add_row(row);
     }
     println!("{t}");
+    for (name, p) in &o.progress {
+        let n = p.context_overflow.load(Ordering::Relaxed);
+        if n > 0 {
+            println!(
+                "{name}: {n} error case{}: {} (never a fail, not retried)",
+                if n == 1 { "" } else { "s" },
+                crate::sweep::CONTEXT_OVERFLOW
+            );
+        }
+    }
     if let Some(j) = &o.judge {
         let m = &cfg.models[&j.model];
         println!(

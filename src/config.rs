@@ -317,6 +317,7 @@ impl Config {
             }
         })?;
         cfg.validate(path)?;
+        cfg.validate_limits(path, text)?;
         cfg.validate_tiers(path, text)?;
         Ok(cfg)
     }
@@ -357,22 +358,6 @@ impl Config {
                     "is for the openai provider only (the Anthropic Messages API always takes max_tokens): remove it",
                 ));
             }
-            if m.max_concurrency == Some(0) {
-                return Err(Error::field(
-                    path,
-                    field("max_concurrency"),
-                    "must be at least 1",
-                ));
-            }
-            if let Some(t) = m.timeout
-                && (t.is_nan() || t <= 0.0)
-            {
-                return Err(Error::field(
-                    path,
-                    field("timeout"),
-                    "must be a positive number of seconds",
-                ));
-            }
         }
         if let Some(j) = &self.judge {
             if !self.models.contains_key(&j.model) {
@@ -388,13 +373,6 @@ impl Config {
                             self.models.keys().cloned().collect::<Vec<_>>().join(", ")
                         }
                     ),
-                ));
-            }
-            if j.concurrency == Some(0) {
-                return Err(Error::field(
-                    path,
-                    "judge.concurrency",
-                    "must be at least 1",
                 ));
             }
             if j.prompt.as_deref().is_some_and(|p| p.trim().is_empty()) {
@@ -421,6 +399,109 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The sweep's limits and prices: each must be a number the sweep can act on. Zero, negative,
+    /// NaN or absurd values are refused naming the file, line and field (an `rpm = 0` once
+    /// made the rate bucket divide by zero and the sweep wait for ever).
+    fn validate_limits(&self, path: &Path, text: &str) -> Result<()> {
+        let err = |table: &str, key: &str, message: String| Error::Input {
+            location: Location {
+                path: path.to_path_buf(),
+                line: table_key_line(text, table, key),
+                column: None,
+                field: Some(format!("{table}.{key}")),
+            },
+            message,
+        };
+        let count = |table: &str, key: &str, v: Option<u64>, max: u64, what: &str| match v {
+            Some(v) if v == 0 || v > max => Err(err(
+                table,
+                key,
+                format!("is {v}; expected {what} from 1 to {max}"),
+            )),
+            _ => Ok(()),
+        };
+        for (name, m) in &self.models {
+            let table = format!("models.{name}");
+            let t = table.as_str();
+            count(
+                t,
+                "rpm",
+                m.rpm.map(u64::from),
+                LIMIT_MAX_RPM,
+                "requests per minute",
+            )?;
+            count(t, "tpm", m.tpm, LIMIT_MAX_TPM, "tokens per minute")?;
+            count(
+                t,
+                "max_concurrency",
+                m.max_concurrency.map(|n| n as u64),
+                LIMIT_MAX_CONCURRENCY,
+                "requests in flight",
+            )?;
+            if let Some(n) = m.max_retries
+                && n > LIMIT_MAX_RETRIES
+            {
+                return Err(err(
+                    t,
+                    "max_retries",
+                    format!(
+                        "is {n}; expected at most {LIMIT_MAX_RETRIES} retries of a transient fault"
+                    ),
+                ));
+            }
+            if let Some(v) = m.timeout
+                && !(v.is_finite() && v > 0.0 && v <= LIMIT_MAX_TIMEOUT_SECS)
+            {
+                return Err(err(
+                    t,
+                    "timeout",
+                    format!(
+                        "is {v}; expected a number of seconds above 0 and at most {LIMIT_MAX_TIMEOUT_SECS}"
+                    ),
+                ));
+            }
+            for (key, price) in [
+                ("price_input", m.price_input),
+                ("price_output", m.price_output),
+            ] {
+                if let Some(v) = price
+                    && !(v.is_finite() && (0.0..=LIMIT_MAX_PRICE).contains(&v))
+                {
+                    return Err(err(
+                        t,
+                        key,
+                        format!(
+                            "is {v}; expected US dollars per million tokens, from 0 to {LIMIT_MAX_PRICE}"
+                        ),
+                    ));
+                }
+            }
+            if let Some(v) = m.temperature
+                && !(v.is_finite() && (0.0..=2.0).contains(&v))
+            {
+                return Err(err(t, "temperature", format!("is {v}; expected 0 to 2")));
+            }
+        }
+        count(
+            "sweep",
+            "concurrency",
+            self.sweep.concurrency.map(|n| n as u64),
+            LIMIT_MAX_CONCURRENCY,
+            "requests in flight",
+        )?;
+        count(
+            "judge",
+            "concurrency",
+            self.judge
+                .as_ref()
+                .and_then(|j| j.concurrency)
+                .map(|n| n as u64),
+            LIMIT_MAX_CONCURRENCY,
+            "judge requests in flight",
+        )?;
         Ok(())
     }
 
@@ -470,6 +551,19 @@ impl Config {
     }
 }
 
+/// Largest `rpm` accepted (a million requests a minute is beyond any endpoint).
+pub const LIMIT_MAX_RPM: u64 = 1_000_000;
+/// Largest `tpm` accepted.
+pub const LIMIT_MAX_TPM: u64 = 10_000_000_000;
+/// Largest `max_concurrency`, `[sweep] concurrency` and `[judge] concurrency` accepted.
+pub const LIMIT_MAX_CONCURRENCY: u64 = 10_000;
+/// Largest `max_retries` accepted.
+pub const LIMIT_MAX_RETRIES: u32 = 100;
+/// Longest `timeout` accepted, in seconds (a day).
+pub const LIMIT_MAX_TIMEOUT_SECS: f64 = 86_400.0;
+/// Largest price accepted, in US dollars per million tokens.
+pub const LIMIT_MAX_PRICE: f64 = 10_000.0;
+
 /// The 1-based line of `key = …` inside the `[table]` of a TOML text (a plain scan: enough for
 /// pointing at a line in an error message).
 fn table_key_line(text: &str, table: &str, key: &str) -> Option<usize> {
@@ -510,6 +604,58 @@ pub const DEFAULT_CONFIG: &str = include_str!("../examples/cliffprobe.toml");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses a config of one model `m` with the extra `lines`, expecting an input error.
+    fn limit_error(lines: &str) -> (Option<usize>, Option<String>, String) {
+        let text = format!(
+            "[sweep]\nseed = 1\n\n[models.m]\nprovider = \"mock\"\nmodel = \"m-1\"\n{lines}\n"
+        );
+        match Config::parse(Path::new("cliffprobe.toml"), &text) {
+            Err(Error::Input { location, message }) => (location.line, location.field, message),
+            other => panic!("{lines}: expected an input error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn zero_negative_nan_and_absurd_limits_name_file_line_and_field() {
+        for (lines, field, line) in [
+            ("rpm = 0", "models.m.rpm", 7),
+            ("tpm = 0", "models.m.tpm", 7),
+            ("tpm = 99999999999999", "models.m.tpm", 7),
+            ("max_concurrency = 0", "models.m.max_concurrency", 7),
+            ("max_concurrency = 1000000", "models.m.max_concurrency", 7),
+            ("timeout = 0", "models.m.timeout", 7),
+            ("timeout = -1.5", "models.m.timeout", 7),
+            ("timeout = nan", "models.m.timeout", 7),
+            ("timeout = inf", "models.m.timeout", 7),
+            ("max_retries = 100000", "models.m.max_retries", 7),
+            ("rpm = 60\nprice_input = -1", "models.m.price_input", 8),
+            ("price_output = nan", "models.m.price_output", 7),
+        ] {
+            let (l, f, message) = limit_error(lines);
+            assert_eq!(f.as_deref(), Some(field), "{lines}: {message}");
+            assert_eq!(l, Some(line), "{lines}: {message}");
+            assert!(message.starts_with("is "), "{lines}: {message}");
+        }
+        // Negative counts are not numbers of that type: TOML's own error, with the line.
+        let (l, _, message) = limit_error("rpm = -5");
+        assert_eq!(l, Some(7), "{message}");
+        let text = "[sweep]\nconcurrency = 0\n";
+        let e = Config::parse(Path::new("c.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.toml") && e.contains("sweep.concurrency"),
+            "{e}"
+        );
+        assert!(e.contains(":2"), "{e}");
+    }
+
+    #[test]
+    fn sensible_limits_are_accepted() {
+        let text = "[models.m]\nprovider = \"mock\"\nmodel = \"m-1\"\nrpm = 1\ntpm = 2000\nmax_concurrency = 1\ntimeout = 0.5\nmax_retries = 0\nprice_input = 0\nprice_output = 15\n";
+        Config::parse(Path::new("c.toml"), text).unwrap();
+    }
 
     #[test]
     fn unknown_key_names_line() {

@@ -5,9 +5,15 @@
 //! left per model) expand the suite as a stream (never the whole expansion in memory), skips cases a resumed run already has, answers from the response
 //! cache where it can, and feeds the rest to that model's async *dispatcher* in batches of
 //! 32 jobs (one hand-over, and at most one wake-up, per batch). The dispatcher
-//! respects the model's concurrency (adaptive: halved on 429, grown back on success), its rpm
-//! and tpm buckets and the global concurrency, and retries 429s (waiting as the server says)
-//! and transient faults (exponential backoff with jitter). One *writer* thread commits results
+//! respects the model's concurrency (adaptive: halved once per window of 429s, grown back on
+//! success), its rpm and tpm buckets (each request charged its whole size) and the global
+//! concurrency (a permit held only around one HTTP request, never through a wait, so a throttled
+//! model cannot starve the others), and retries 429s (waiting as the server says) and transient
+//! faults (exponential backoff, full jitter). A model whose first answers are all the same error
+//! is stopped on its own ([`SAME_ERROR_STOP`]); a context-window overflow is one request and its
+//! own kind of error ([`CONTEXT_OVERFLOW`]). A store that cannot be written, or a panic in any
+//! task or thread, stops the whole sweep at once and records the run `failed`: slots and
+//! permits are guards, so nothing waits for ever. One *writer* thread commits results
 //! in batched transactions to the store's staging logs and settles them into the tables every
 //! ~100,000 cases and when the sweep ends ([`Store::stage_batch`], [`Store::settle`]), before
 //! the invariance step reads them. Per-model planners make scheduling fair: a slow model never holds
@@ -64,6 +70,9 @@ pub struct SweepOptions {
     pub run_id: String,
     /// True when resuming.
     pub resume: bool,
+    /// Resuming with `--replan`: the run's probe list and planned count become the current
+    /// probes' (stored cases are all kept).
+    pub replan: bool,
 }
 
 /// Counters of one model, shared with the progress display.
@@ -89,6 +98,8 @@ pub struct ModelProgress {
     pub attempts: AtomicU64,
     /// 429s received.
     pub rate_limited: AtomicU64,
+    /// Cases whose request exceeds the model's context window (errors, never retried).
+    pub context_overflow: AtomicU64,
 }
 
 /// Tokens in, tokens out and cost per model.
@@ -112,6 +123,9 @@ pub struct SweepOutcome {
     pub wall: Duration,
     /// Why it stopped early, if it did.
     pub stopped: Option<String>,
+    /// Models stopped on their own (an endpoint answering every request with the same error,
+    /// see [`SAME_ERROR_STOP`]), each with the message that says why and how to resume.
+    pub halted: Vec<String>,
     /// What the judge did, when the suite has judge checks.
     pub judge: Option<JudgeSummary>,
 }
@@ -240,12 +254,16 @@ enum WriterMsg {
     Case(Box<Outcome>),
 }
 
-/// Adaptive concurrency: a limit that halves on 429 and grows by one after `limit` successes.
+/// Adaptive concurrency: a limit that halves on 429 (once per rate-limit window, so a burst of
+/// simultaneous 429s counts as one signal) and grows by one after `limit` successes.
 struct Adaptive {
     limit: AtomicUsize,
     max: usize,
     inflight: AtomicUsize,
     successes: AtomicUsize,
+    /// No halving before this instant: the 429s of one burst answer requests sent before the
+    /// first halving took effect, and must not halve again.
+    next_halving: Mutex<Option<Instant>>,
     notify: Notify,
 }
 
@@ -256,6 +274,7 @@ impl Adaptive {
             max,
             inflight: AtomicUsize::new(0),
             successes: AtomicUsize::new(0),
+            next_halving: Mutex::new(None),
             notify: Notify::new(),
         }
     }
@@ -280,7 +299,17 @@ impl Adaptive {
         self.inflight.fetch_sub(1, Ordering::AcqRel);
         self.notify.notify_one();
     }
-    fn on_rate_limited(&self) {
+    /// A 429 arrived; the server asked for `wait`. Halves the limit unless it was halved less
+    /// than one window (the larger of `wait` and [`HALVING_WINDOW`]) ago.
+    fn on_rate_limited(&self, wait: Duration) {
+        let now = Instant::now();
+        {
+            let mut next = self.next_halving.lock().unwrap_or_else(|p| p.into_inner());
+            if next.is_some_and(|t| now < t) {
+                return;
+            }
+            *next = Some(now + wait.max(HALVING_WINDOW));
+        }
         let l = self.limit.load(Ordering::Acquire);
         self.limit.store((l / 2).max(1), Ordering::Release);
         self.successes.store(0, Ordering::Release);
@@ -295,16 +324,73 @@ impl Adaptive {
     }
 }
 
-/// A token bucket (rpm or tpm): `rate` per second, bursts up to `capacity`. Also paces the
-/// replay's calls (`crate::replay`).
+/// The shortest time between two halvings of a model's concurrency: about the round trip in
+/// which the requests already sent when a 429 arrives come back with theirs.
+const HALVING_WINDOW: Duration = Duration::from_millis(250);
+
+/// One of a model's adaptive-concurrency slots, given back when dropped (also when the task
+/// holding it panics: a lost slot would leave the dispatcher waiting for ever).
+struct Slot<'a> {
+    adaptive: &'a Adaptive,
+    held: bool,
+}
+
+impl<'a> Slot<'a> {
+    /// A slot the caller has already acquired.
+    fn taken(adaptive: &'a Adaptive) -> Slot<'a> {
+        Slot {
+            adaptive,
+            held: true,
+        }
+    }
+    async fn acquire(adaptive: &'a Adaptive) -> Slot<'a> {
+        adaptive.acquire().await;
+        Slot::taken(adaptive)
+    }
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.adaptive.release();
+        }
+    }
+    async fn reacquire(&mut self) {
+        if !self.held {
+            self.adaptive.acquire().await;
+            self.held = true;
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A token bucket (rpm or tpm): `rate` per second, bursts up to `capacity`, at most
+/// `per_minute` in any one request. Also paces the replay's calls (`crate::replay`).
+///
+/// Every request is charged its whole amount. One larger than the burst waits until the bucket
+/// is full, then leaves it in debt: the requests after it wait until the debt is refilled, so
+/// over any minute no more than `per_minute` (plus one burst) is taken, however long the
+/// requests are. One larger than `per_minute` can never fit and is refused.
 pub(crate) struct Bucket {
     state: Mutex<(f64, Instant)>,
     rate: f64,
     capacity: f64,
+    per_minute: f64,
+}
+
+/// A request bigger than a bucket's whole minute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct NeverFits {
+    pub(crate) amount: f64,
+    pub(crate) per_minute: f64,
 }
 
 impl Bucket {
     pub(crate) fn per_minute(n: f64) -> Bucket {
+        // Validation refuses 0 and NaN; a library caller's bad value still must not divide by 0.
+        let n = if n.is_finite() && n > 0.0 { n } else { 1.0 };
         let rate = n / 60.0;
         // A small burst keeps the rate smooth, so a server counting per minute never sees more.
         let capacity = rate.clamp(1.0, n.max(1.0));
@@ -312,25 +398,119 @@ impl Bucket {
             state: Mutex::new((capacity, Instant::now())),
             rate,
             capacity,
+            per_minute: n,
         }
     }
-    pub(crate) async fn take(&self, amount: f64) {
-        let amount = amount.min(self.capacity);
+    pub(crate) async fn take(&self, amount: f64) -> std::result::Result<(), NeverFits> {
+        if amount > self.per_minute {
+            return Err(NeverFits {
+                amount,
+                per_minute: self.per_minute,
+            });
+        }
+        // A request larger than the burst waits for a full bucket, then goes into debt.
+        let need = amount.min(self.capacity);
         loop {
             let wait = {
-                let mut s = self.state.lock().expect("bucket lock");
+                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
                 s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.capacity);
                 s.1 = now;
-                if s.0 >= amount {
+                if s.0 >= need {
                     s.0 -= amount;
-                    return;
+                    return Ok(());
                 }
-                Duration::from_secs_f64((amount - s.0) / self.rate)
+                Duration::try_from_secs_f64((need - s.0) / self.rate)
+                    .unwrap_or(Duration::from_secs(60))
+                    .min(Duration::from_secs(60))
             };
             tokio::time::sleep(wait).await;
         }
     }
+    /// Gives back `amount` (an estimate that was too high, a request the server refused), or
+    /// charges more when negative (an estimate that was too low).
+    fn adjust(&self, amount: f64) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 = (s.0 + amount).min(self.capacity);
+    }
+}
+
+/// What every task of a sweep reads to know whether to go on.
+#[derive(Debug, Default)]
+struct Control {
+    /// No new case starts (budget, Ctrl-C, failure).
+    stop: AtomicBool,
+    /// Why it stopped: the first reason given.
+    reason: Mutex<Option<String>>,
+    /// The sweep cannot go on (the store cannot be written, a task panicked): no new attempt
+    /// either, and the run is recorded as failed.
+    failed: AtomicBool,
+    /// `--budget-requests`: HTTP attempts allowed.
+    budget_requests: Option<u64>,
+    /// HTTP attempts made (the judge's included).
+    requests: AtomicU64,
+}
+
+impl Control {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+    /// Stops gracefully (no new case starts), keeping the first reason given.
+    fn stop_with(&self, why: impl FnOnce() -> String) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(why);
+    }
+    /// Stops at once: the run will be recorded as failed with this reason.
+    fn fail_with(&self, why: String) {
+        let first = {
+            let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+            // A failure outranks a graceful stop's reason.
+            let first = !self.failed.swap(true, Ordering::SeqCst);
+            if first {
+                *r = Some(why.clone());
+            }
+            first
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        if first {
+            eprintln!("\nerror: {}", crate::term::sanitize(&why));
+        }
+    }
+    fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+    fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// After how many cases ended with the identical HTTP error (same status and body), with none
+/// answered before them, a model is stopped.
+pub const SAME_ERROR_STOP: u32 = 8;
+
+/// Whether a model's endpoint answers at all: its first answers, until one differs.
+#[derive(Debug, Default)]
+struct Health {
+    /// Something other than the same error came back: the model is known to work.
+    settled: bool,
+    /// The error every answer so far has been, and how many times.
+    first: Option<String>,
+    same: u32,
 }
 
 struct ModelCtx {
@@ -342,6 +522,93 @@ struct ModelCtx {
     pause_until: Mutex<Option<Instant>>,
     max_retries: u32,
     progress: Arc<ModelProgress>,
+    control: Arc<Control>,
+    health: Mutex<Health>,
+    /// Why this model was stopped (its endpoint answers every request with the same error).
+    halted: Mutex<Option<String>>,
+    halted_flag: AtomicBool,
+    run_id: String,
+}
+
+impl ModelCtx {
+    fn new(
+        name: &str,
+        provider: Provider,
+        concurrency: usize,
+        progress: Arc<ModelProgress>,
+        control: Arc<Control>,
+        run_id: &str,
+    ) -> ModelCtx {
+        let cfg = provider.config().clone();
+        ModelCtx {
+            name: name.to_string(),
+            adaptive: Adaptive::new(concurrency.max(1)),
+            rpm: cfg.rpm.map(|n| Bucket::per_minute(n as f64)),
+            tpm: cfg.tpm.map(|n| Bucket::per_minute(n as f64)),
+            pause_until: Mutex::new(None),
+            max_retries: cfg.max_retries.unwrap_or(4),
+            progress,
+            provider,
+            control,
+            health: Mutex::new(Health::default()),
+            halted: Mutex::new(None),
+            halted_flag: AtomicBool::new(false),
+            run_id: run_id.to_string(),
+        }
+    }
+
+    fn is_halted(&self) -> bool {
+        self.halted_flag.load(Ordering::Relaxed)
+    }
+
+    /// Why this model was stopped, if it was.
+    fn halt_reason(&self) -> Option<String> {
+        self.halted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Notes how one case of this model ended (`None`: with an answer). An error counts only
+    /// when the server answered it with an HTTP error status (`HTTP 500: …`): timeouts, resets
+    /// and bodies that are not JSON say nothing about the request shape. Cases count once their
+    /// retries are spent, so a server that fails at start-up (a model still loading) and then
+    /// answers is never stopped. After [`SAME_ERROR_STOP`] cases ended with the identical HTTP
+    /// error (same status and body) and nothing else, stops the model (the other models go on).
+    fn note_answer(&self, error: Option<&str>) {
+        if error.is_some_and(|e| !e.starts_with("HTTP ")) {
+            return;
+        }
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if h.settled {
+            return;
+        }
+        let Some(e) = error else {
+            h.settled = true;
+            return;
+        };
+        match &h.first {
+            None => {
+                h.first = Some(e.to_string());
+                h.same = 1;
+            }
+            Some(f) if f == e => h.same += 1,
+            Some(_) => {
+                h.settled = true;
+                return;
+            }
+        }
+        if h.same >= SAME_ERROR_STOP {
+            h.settled = true;
+            let why = format!(
+                "model `{}` stopped: its first {SAME_ERROR_STOP} cases all ended with the same error: {e}. Fix the endpoint or the request, then resume with `cliffprobe sweep --resume {}`",
+                self.name, self.run_id
+            );
+            eprintln!("\n{}", crate::term::sanitize(&why));
+            *self.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            self.halted_flag.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The judge model while a sweep runs: its provider and limits (its own, even when the same
@@ -351,8 +618,9 @@ struct JudgeCtx {
     prompt: Option<String>,
     /// Judge calls in flight.
     permits: Semaphore,
-    /// Reads the response cache (`None` with `--no-cache`).
-    cache: Option<Mutex<Store>>,
+    /// Reads the response cache (`None` with `--no-cache`); looked up on a blocking thread,
+    /// never on the runtime's workers.
+    cache: Option<Arc<Mutex<Store>>>,
     verdicts: AtomicU64,
     cached: AtomicU64,
     errors: AtomicU64,
@@ -393,6 +661,8 @@ impl JudgeCtx {
         model: &ModelConfig,
         store_path: &str,
         no_cache: bool,
+        control: Arc<Control>,
+        run_id: &str,
     ) -> Result<JudgeCtx> {
         let provider = Provider::new(&cfg.model, model)?;
         let concurrency = cfg
@@ -401,22 +671,20 @@ impl JudgeCtx {
             .unwrap_or(8)
             .max(1);
         Ok(JudgeCtx {
-            ctx: ModelCtx {
-                name: cfg.model.clone(),
+            ctx: ModelCtx::new(
+                &cfg.model,
                 provider,
-                adaptive: Adaptive::new(concurrency),
-                rpm: model.rpm.map(|n| Bucket::per_minute(n as f64)),
-                tpm: model.tpm.map(|n| Bucket::per_minute(n as f64)),
-                pause_until: Mutex::new(None),
-                max_retries: model.max_retries.unwrap_or(4),
-                progress: Arc::new(ModelProgress::default()),
-            },
+                concurrency,
+                Arc::new(ModelProgress::default()),
+                control,
+                run_id,
+            ),
             prompt: cfg.prompt.clone(),
             permits: Semaphore::new(concurrency),
             cache: if no_cache {
                 None
             } else {
-                Some(Mutex::new(Store::open_url(store_path)?))
+                Some(Arc::new(Mutex::new(Store::open_url(store_path)?)))
             },
             verdicts: AtomicU64::new(0),
             cached: AtomicU64::new(0),
@@ -514,7 +782,17 @@ async fn judge_one(
     let body = provider.encode(req);
     let key = cache_key(provider, &body, 0);
     if let Some(cache) = &judge.cache {
-        let hit = cache.lock().expect("judge cache").cache_get(&key);
+        // A SQLite read (and the lock around it) blocks: off the async workers, which run
+        // every model's requests.
+        let (cache, k) = (cache.clone(), key.clone());
+        let hit = tokio::task::spawn_blocking(move || {
+            cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .cache_get(&k)
+        })
+        .await
+        .map_err(|e| format!("judge cache look-up: {e}"))?;
         if let Ok(Some(r)) = hit
             && let Ok(v) = crate::judge::parse_verdict(&r.text)
         {
@@ -534,10 +812,20 @@ async fn judge_one(
         + 1;
     let mut last = String::new();
     for _ in 0..JUDGE_REPLY_ATTEMPTS {
-        judge.ctx.adaptive.acquire().await;
-        let (result, _) = call_with_retries(&judge.ctx, &body, req, &[], 0, est_tokens).await;
-        judge.ctx.adaptive.release();
-        let r = result?;
+        let mut slot = Slot::acquire(&judge.ctx.adaptive).await;
+        let called =
+            call_with_retries(&judge.ctx, &mut slot, None, &body, req, &[], 0, est_tokens).await;
+        drop(slot);
+        let r = match called.result {
+            Called::Answer(r) => r,
+            Called::Error(e) => return Err(e),
+            Called::Abandoned => {
+                return Err(judge
+                    .ctx
+                    .halt_reason()
+                    .unwrap_or_else(|| "the sweep is stopping".into()));
+            }
+        };
         account(&r);
         match crate::judge::parse_verdict(&r.text) {
             Ok(v) => {
@@ -665,6 +953,11 @@ pub fn run(
         (true, Some(mut r)) => {
             r.status = RunStatus::Running;
             r.finished_at = None;
+            if opts.replan {
+                r.probes = probes.iter().map(|p| p.probe.id.clone()).collect();
+                r.planned = planned;
+                store.begin_run(&r)?;
+            }
             store.finish_run(&r.id, RunStatus::Running, "", None)?;
             r
         }
@@ -700,9 +993,10 @@ pub fn run(
         }
     };
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_reason: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let requests_made = Arc::new(AtomicU64::new(0));
+    let control = Arc::new(Control {
+        budget_requests: opts.budget_requests,
+        ..Control::default()
+    });
     let spent = Arc::new(Mutex::new(0.0f64));
     let progress: Vec<(String, Arc<ModelProgress>)> = models
         .iter()
@@ -730,6 +1024,8 @@ pub fn run(
                 model,
                 store_path,
                 opts.no_cache,
+                control.clone(),
+                &run.id,
             )?))
         }
         _ => None,
@@ -744,85 +1040,93 @@ pub fn run(
 
     // Writer thread.
     let writer_progress: IndexMap<String, Arc<ModelProgress>> = progress.iter().cloned().collect();
+    let writer_control = control.clone();
     let writer = std::thread::Builder::new()
         .name("cliffprobe-writer".into())
         .spawn(move || -> Result<(TierCounts, UsageByModel)> {
-            let mut tiers: TierCounts = IndexMap::new();
-            let mut usage: IndexMap<String, (u64, u64, f64)> = IndexMap::new();
-            let mut batch: Vec<WriteOp> = Vec::with_capacity(2048);
-            let mut pending: Vec<(String, CaseStatus, Tier, bool)> = Vec::with_capacity(2048);
-            let mut staged = 0usize;
-            while let Some(first) = wrx.blocking_recv() {
-                // Let a few messages gather before writing: one wake-up and one transaction
-                // per batch instead of per case (context switches dominated otherwise).
-                if wrx.len() < 256 {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                let mut msg = Some(first);
-                while let Some(m) = msg.take() {
-                    match m {
-                        WriterMsg::Op(op) => batch.push(*op),
-                        WriterMsg::Case(o) => {
-                            let o = *o;
-                            let u = usage.entry(o.record.model.clone()).or_default();
-                            u.0 += o.record.input_tokens;
-                            u.1 += o.record.output_tokens;
-                            u.2 += o.record.cost_usd.unwrap_or(0.0);
-                            pending.push((
-                                o.record.model.clone(),
-                                o.record.status,
-                                o.tier,
-                                o.record.cached,
-                            ));
-                            if let Some((key, response)) = o.cache {
-                                batch.push(WriteOp::Cache { key, response });
+            let written = (|| -> Result<(TierCounts, UsageByModel)> {
+                let mut tiers: TierCounts = IndexMap::new();
+                let mut usage: IndexMap<String, (u64, u64, f64)> = IndexMap::new();
+                let mut batch: Vec<WriteOp> = Vec::with_capacity(2048);
+                let mut pending: Vec<(String, CaseStatus, Tier, bool)> = Vec::with_capacity(2048);
+                let mut staged = 0usize;
+                while let Some(first) = wrx.blocking_recv() {
+                    // Let a few messages gather before writing: one wake-up and one transaction
+                    // per batch instead of per case (context switches dominated otherwise).
+                    if wrx.len() < 256 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    let mut msg = Some(first);
+                    while let Some(m) = msg.take() {
+                        match m {
+                            WriterMsg::Op(op) => batch.push(*op),
+                            WriterMsg::Case(o) => {
+                                let o = *o;
+                                let u = usage.entry(o.record.model.clone()).or_default();
+                                u.0 += o.record.input_tokens;
+                                u.1 += o.record.output_tokens;
+                                u.2 += o.record.cost_usd.unwrap_or(0.0);
+                                pending.push((
+                                    o.record.model.clone(),
+                                    o.record.status,
+                                    o.tier,
+                                    o.record.cached,
+                                ));
+                                if let Some((key, response)) = o.cache {
+                                    batch.push(WriteOp::Cache { key, response });
+                                }
+                                batch.push(WriteOp::Case(o.record));
                             }
-                            batch.push(WriteOp::Case(o.record));
+                        }
+                        if batch.len() < 2000 {
+                            msg = wrx.try_recv().ok();
                         }
                     }
-                    if batch.len() < 2000 {
-                        msg = wrx.try_recv().ok();
+                    store.stage_batch(&batch)?;
+                    staged += batch.len();
+                    batch.clear();
+                    if staged >= SETTLE_EVERY {
+                        store.settle()?;
+                        staged = 0;
                     }
-                }
-                store.stage_batch(&batch)?;
-                staged += batch.len();
-                batch.clear();
-                if staged >= SETTLE_EVERY {
-                    store.settle()?;
-                    staged = 0;
-                }
-                // Count only what is committed.
-                for (model, status, tier, cached) in pending.drain(..) {
-                    let t = tiers.entry((model.clone(), tier)).or_default();
-                    if let Some(p) = writer_progress.get(&model) {
-                        p.done.fetch_add(1, Ordering::Relaxed);
-                        if cached {
-                            p.cached.fetch_add(1, Ordering::Relaxed);
+                    // Count only what is committed.
+                    for (model, status, tier, cached) in pending.drain(..) {
+                        let t = tiers.entry((model.clone(), tier)).or_default();
+                        if let Some(p) = writer_progress.get(&model) {
+                            p.done.fetch_add(1, Ordering::Relaxed);
+                            if cached {
+                                p.cached.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let (slot, counter) = match status {
+                                CaseStatus::Pass => (0, &p.pass),
+                                CaseStatus::Fail => (1, &p.fail),
+                                CaseStatus::Error => (2, &p.error),
+                                CaseStatus::Ungraded => (3, &p.ungraded),
+                            };
+                            t[slot] += 1;
+                            counter.fetch_add(1, Ordering::Relaxed);
                         }
-                        let (slot, counter) = match status {
-                            CaseStatus::Pass => (0, &p.pass),
-                            CaseStatus::Fail => (1, &p.fail),
-                            CaseStatus::Error => (2, &p.error),
-                            CaseStatus::Ungraded => (3, &p.ungraded),
-                        };
-                        t[slot] += 1;
-                        counter.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                store.settle()?;
+                Ok((tiers, usage))
+            })();
+            // A store that cannot be written stops the sweep at once: every call made after
+            // this would be paid for and its answer lost.
+            if let Err(e) = &written {
+                writer_control.fail_with(format!("the store could not be written: {e}"));
             }
-            store.settle()?;
-            Ok((tiers, usage))
+            written
         })
         .map_err(|e| Error::Other(format!("writer thread: {e}")))?;
 
     // Ctrl-C: first stops gracefully, second exits at once (the store stays consistent).
     {
-        let stop = stop.clone();
-        let reason = stop_reason.clone();
+        let control = control.clone();
         let run_id = run.id.clone();
         rt.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                stop_with(&stop, &reason, || "interrupted (Ctrl-C)".into());
+                control.stop_with(|| "interrupted (Ctrl-C)".into());
                 eprintln!("\nstopping: finishing the requests in flight (Ctrl-C again to quit now; resume with `cliffprobe sweep --resume {run_id}`)");
                 if tokio::signal::ctrl_c().await.is_ok() {
                     eprintln!("quitting; resume with `cliffprobe sweep --resume {run_id}`");
@@ -837,6 +1141,7 @@ pub fn run(
     let lib = Arc::new(lib);
     let mut planners = Vec::new();
     let mut dispatchers = Vec::new();
+    let mut model_ctxs: Vec<Arc<ModelCtx>> = Vec::new();
     // Planner threads per model: the cores not already taken by other models' planners
     // (at least one, at most four, never more than there are probes).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -846,16 +1151,15 @@ pub fn run(
     for (idx, provider) in providers.into_iter().enumerate() {
         let (name, cfg) = models[idx].clone();
         let prog = progress[idx].1.clone();
-        let ctx = Arc::new(ModelCtx {
-            name: name.clone(),
-            adaptive: Adaptive::new(cfg.max_concurrency.unwrap_or(opts.concurrency).max(1)),
-            rpm: cfg.rpm.map(|n| Bucket::per_minute(n as f64)),
-            tpm: cfg.tpm.map(|n| Bucket::per_minute(n as f64)),
-            pause_until: Mutex::new(None),
-            max_retries: cfg.max_retries.unwrap_or(4),
-            progress: prog.clone(),
+        let ctx = Arc::new(ModelCtx::new(
+            &name,
             provider,
-        });
+            cfg.max_concurrency.unwrap_or(opts.concurrency),
+            prog.clone(),
+            control.clone(),
+            &run.id,
+        ));
+        model_ctxs.push(ctx.clone());
         let (jtx, jrx) = mpsc::channel::<Vec<Job>>(JOB_QUEUE_BATCHES);
         // Planner threads: the model's probes are dealt round-robin to `shards` threads, so
         // rendering, encoding, hashing and cache lookups use every core when there are fewer
@@ -867,7 +1171,7 @@ pub fn run(
             let opts = opts.clone();
             let wtx = wtx.clone();
             let jtx = jtx.clone();
-            let stop = stop.clone();
+            let control = control.clone();
             let store_path = store_path.to_string();
             let run_id = run.id.clone();
             let write_variants = true; // every planner: a case must never arrive before its variant row
@@ -888,7 +1192,7 @@ pub fn run(
                         write_variants,
                         JobSender::new(jtx),
                         wtx,
-                        &stop,
+                        &control.stop,
                     )
                 })
                 .map_err(|e| Error::Other(format!("planner thread: {e}")))?;
@@ -900,9 +1204,7 @@ pub fn run(
             let ctx = ctx.clone();
             let global = global.clone();
             let wtx = wtx.clone();
-            let stop = stop.clone();
-            let stop_reason = stop_reason.clone();
-            let requests_made = requests_made.clone();
+            let control = control.clone();
             let spent = spent.clone();
             let opts = opts.clone();
             let run_id = run.id.clone();
@@ -915,9 +1217,7 @@ pub fn run(
                 JobReceiver::new(jrx),
                 global,
                 wtx,
-                stop,
-                stop_reason,
-                requests_made,
+                control,
                 spent,
                 opts,
                 run_id,
@@ -930,39 +1230,65 @@ pub fn run(
     let display = crate::progress::Display::start(&progress, show_progress);
     let mut planner_error = None;
     for p in planners {
+        let name = p.thread().name().unwrap_or("cliffprobe-plan").to_string();
         match p.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                stop.store(true, Ordering::SeqCst);
+                control.fail_with(format!("planning failed: {e}"));
                 planner_error.get_or_insert(e);
             }
-            Err(_) => {
-                planner_error.get_or_insert(Error::Other("a planner thread panicked".into()));
-            }
+            Err(payload) => control.fail_with(format!(
+                "internal error: the planner thread {name} panicked: {}",
+                panic_message(&*payload)
+            )),
         }
     }
     rt.block_on(async {
         for d in dispatchers {
-            let _ = d.await;
+            if let Err(e) = d.await
+                && e.is_panic()
+            {
+                control.fail_with(format!(
+                    "internal error: a dispatcher panicked: {}",
+                    panic_message(&*e.into_panic())
+                ));
+            }
         }
     });
     drop(rt);
-    let written = writer
-        .join()
-        .map_err(|_| Error::Other("the writer thread panicked".into()))?;
+    let written = match writer.join() {
+        Ok(w) => w,
+        Err(payload) => {
+            let why = format!(
+                "internal error: the writer thread panicked: {}",
+                panic_message(&*payload)
+            );
+            control.fail_with(why.clone());
+            Err(Error::Other(why))
+        }
+    };
     display.finish();
-    let (mut tiers, usage) = written?;
-    if let Some(e) = planner_error {
-        let store = Store::open_url(store_path)?;
-        store.finish_run(
-            &run.id,
-            RunStatus::Interrupted,
-            &now(),
-            Some(&e.to_string()),
-        )?;
-        return Err(e);
+    if control.has_failed() {
+        let reason = control
+            .reason()
+            .unwrap_or_else(|| "the sweep failed".into());
+        // What was committed stays (staged rows are settled when the store is next opened);
+        // the run says why it ended.
+        if let Ok(store) = Store::open_url(store_path) {
+            let _ = store.finish_run(&run.id, RunStatus::Failed, &now(), Some(&reason));
+        }
+        let hint = format!(
+            "the cases stored so far are kept; resume with `cliffprobe sweep --resume {}`",
+            run.id
+        );
+        return Err(match planner_error {
+            Some(e) if e.is_input() => e,
+            _ => Error::Other(format!("sweep failed: {reason}; {hint}")),
+        });
     }
-    let stopped = stop_reason.lock().expect("reason").clone();
+    let (mut tiers, usage) = written?;
+    let halted: Vec<String> = model_ctxs.iter().filter_map(|c| c.halt_reason()).collect();
+    let stopped = control.reason();
     let mut store = Store::open_url(store_path)?;
     let invariant_probes: Vec<crate::invariant::InvariantProbe> = probes
         .iter()
@@ -988,9 +1314,14 @@ pub fn run(
     } else {
         RunStatus::Partial
     };
-    let note = stopped.clone().or_else(|| {
-        (stored < planned).then(|| format!("{stored} of {planned} planned cases stored"))
-    });
+    let note = stopped
+        .iter()
+        .chain(&halted)
+        .cloned()
+        .reduce(|a, b| format!("{a}; {b}"))
+        .or_else(|| {
+            (stored < planned).then(|| format!("{stored} of {planned} planned cases stored"))
+        });
     store.finish_run(&run.id, status, &now(), note.as_deref())?;
     let run = store.run(&run.id)?.unwrap_or(run);
     Ok(SweepOutcome {
@@ -1000,6 +1331,7 @@ pub fn run(
         usage,
         wall: started.elapsed(),
         stopped,
+        halted,
         judge: judge.map(|j| j.summary()),
     })
 }
@@ -1212,12 +1544,6 @@ fn plan_model(
     Ok(())
 }
 
-/// Stops the sweep gracefully (no new case is started), keeping the first reason given.
-fn stop_with(stop: &AtomicBool, reason: &Mutex<Option<String>>, why: impl FnOnce() -> String) {
-    stop.store(true, Ordering::SeqCst);
-    reason.lock().expect("reason").get_or_insert_with(why);
-}
-
 /// What a planner does with one planned case: hand it to the dispatcher, or (answered from
 /// the cache, graded, no judge to ask) straight to the writer.
 enum Planned {
@@ -1251,42 +1577,48 @@ async fn dispatch(
     mut jobs: JobReceiver,
     global: Arc<Semaphore>,
     writer: mpsc::Sender<WriterMsg>,
-    stop: Arc<AtomicBool>,
-    stop_reason: Arc<Mutex<Option<String>>>,
-    requests_made: Arc<AtomicU64>,
+    control: Arc<Control>,
     spent: Arc<Mutex<f64>>,
     opts: SweepOptions,
     run_id: String,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     let is_mock = ctx.provider.kind() == ProviderKind::Mock;
+    // A task that panicked gave back what it held (its guards dropped while unwinding); the
+    // sweep stops, and the run is recorded as failed naming the cause.
+    let reap = |r: std::result::Result<(), tokio::task::JoinError>| {
+        if let Err(e) = r
+            && e.is_panic()
+        {
+            control.fail_with(format!(
+                "internal error: a request of model `{}` panicked: {}",
+                ctx.name,
+                panic_message(&*e.into_panic())
+            ));
+        }
+    };
     while let Some(job) = jobs.recv().await {
-        if stop.load(Ordering::Relaxed) {
+        if control.stopped() || ctx.is_halted() {
             // Drain so the planner unblocks; these cases stay unplanned-for and resumable.
             continue;
         }
         // The judge, when this answer needs one (a suite with judge checks always has one).
         let judge = judge.clone().filter(|_| job.variant.has_judge);
         if job.answered.is_none()
-            && let Some(limit) = opts.budget_requests
-            && requests_made.fetch_add(1, Ordering::SeqCst) >= limit
-        {
-            stop_with(&stop, &stop_reason, || {
-                format!("budget of {limit} requests reached")
-            });
-            continue;
-        }
-        if job.answered.is_none()
             && let Some(limit) = opts.budget_usd
-            && *spent.lock().expect("spent") >= limit
+            && *spent.lock().unwrap_or_else(|p| p.into_inner()) >= limit
         {
-            stop_with(&stop, &stop_reason, || {
-                format!("budget of ${limit:.2} reached")
-            });
+            control.stop_with(|| format!("budget of ${limit:.2} reached"));
             continue;
         }
         if is_mock && judge.is_none() {
             // The mock answers at once: no permits, no spawn.
+            if let Some(limit) = control.budget_requests
+                && control.requests.fetch_add(1, Ordering::SeqCst) >= limit
+            {
+                control.stop_with(|| format!("budget of {limit} requests reached"));
+                continue;
+            }
             let resp = ctx
                 .provider
                 .call(&job.variant.request, &job.variant.checks, job.sample)
@@ -1315,24 +1647,21 @@ async fn dispatch(
             }
             continue;
         }
-        // A model call takes the global and the model's permits; a cached answer or the mock
-        // (waiting only for the judge) takes none.
+        // A model call takes one of the model's slots here (which bounds the tasks in
+        // flight), and a global permit only around each HTTP request; a cached answer or the
+        // mock (waiting only for the judge) takes neither.
         let calls_model = job.answered.is_none() && !is_mock;
-        let permit = if calls_model {
-            let Ok(permit) = global.clone().acquire_owned().await else {
-                break;
-            };
+        if calls_model {
             ctx.adaptive.acquire().await;
-            Some(permit)
-        } else {
-            None
-        };
+        }
         let ctx2 = ctx.clone();
         let writer = writer.clone();
         let spent = spent.clone();
         let run_id = run_id.clone();
         let cfg = cfg.clone();
+        let global = global.clone();
         tasks.spawn(async move {
+            let mut slot = calls_model.then(|| Slot::taken(&ctx2.adaptive));
             let started = Instant::now();
             let mut job = job;
             let cached = job.answered.is_some();
@@ -1344,9 +1673,11 @@ async fn dispatch(
                     .call(&job.variant.request, &job.variant.checks, job.sample)
                     .await;
                 (r.map_err(|e| e.to_string()), 1)
-            } else {
-                let r = call_with_retries(
+            } else if let Some(slot) = slot.as_mut() {
+                let called = call_with_retries(
                     &ctx2,
+                    slot,
+                    Some(&global),
                     &job.body,
                     &job.variant.request,
                     &job.variant.checks,
@@ -1354,10 +1685,15 @@ async fn dispatch(
                     job.variant.est_tokens,
                 )
                 .await;
-                ctx2.adaptive.release();
-                r
+                match called.result {
+                    Called::Answer(r) => (Ok(r), called.attempts),
+                    Called::Error(e) => (Err(e), called.attempts),
+                    Called::Abandoned => return,
+                }
+            } else {
+                unreachable!("a model call always holds a slot")
             };
-            drop(permit);
+            drop(slot);
             let latency = started.elapsed().as_millis() as u64;
             let cache = result
                 .as_ref()
@@ -1376,7 +1712,7 @@ async fn dispatch(
                 cached,
             );
             if let Some(c) = rec.cost_usd {
-                *spent.lock().expect("spent") += c;
+                *spent.lock().unwrap_or_else(|p| p.into_inner()) += c;
             }
             if let Some(judge) = &judge
                 && rec.status != CaseStatus::Error
@@ -1387,6 +1723,15 @@ async fn dispatch(
                     ..Default::default()
                 };
                 let judged = judge_checks(judge, &job.variant, &answer, &writer, &spent).await;
+                // A judge cut short by the sweep stopping (budget, Ctrl-C, failure) leaves the
+                // case unstored: a resume grades it, with its answer from the cache.
+                if judged.is_err() && ctx2.control.stopped() {
+                    if let Some((key, response)) = cache {
+                        let op = WriteOp::Cache { key, response };
+                        let _ = writer.send(WriterMsg::Op(Box::new(op))).await;
+                    }
+                    return;
+                }
                 apply_judge(&mut rec, judged);
             }
             let _ = writer
@@ -1397,9 +1742,13 @@ async fn dispatch(
                 })))
                 .await;
         });
-        while tasks.try_join_next().is_some() {}
+        while let Some(r) = tasks.try_join_next() {
+            reap(r);
+        }
     }
-    while tasks.join_next().await.is_some() {}
+    while let Some(r) = tasks.join_next().await {
+        reap(r);
+    }
 }
 
 /// Longest one case waits on 429s in all before it is an `error` (the endpoint never admits it).
@@ -1419,23 +1768,63 @@ const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(15 * 60);
 /// 429 with `retry-after: 0` forever must not spin).
 const RATE_LIMIT_MAX_TIMES: u32 = 2_000;
 
+/// How one case's call ended.
+enum Called {
+    Answer(ChatResponse),
+    /// No answer: the case is an `error` with this reason.
+    Error(String),
+    /// Given up without an answer because the sweep or the model stopped: the case is not
+    /// written, and a resume plans it again.
+    Abandoned,
+}
+
+/// One case's call: how it ended and the HTTP attempts it made.
+struct CallResult {
+    result: Called,
+    attempts: u32,
+}
+
+/// The prefix of a case error whose request does not fit the model's context window.
+pub const CONTEXT_OVERFLOW: &str = "exceeds the model's context window";
+
 /// One case's call, retried. The caller holds one of the model's adaptive-concurrency slots
-/// (`ctx.adaptive.acquire()`), and still holds one when this returns.
+/// (`slot`), and still holds it when this returns.
+///
+/// Order per attempt: the model's pause (a server's `Retry-After`), its rpm and tpm buckets,
+/// then one of the sweep's global permits (`global`: `--concurrency`) only for the HTTP request
+/// itself. Waiting on a 429 holds no global permit, and gives the model slot back, so a throttled
+/// model never keeps the other models' requests waiting. Each attempt counts against
+/// `--budget-requests`; once it is spent, or the sweep fails, or the model is stopped, the case
+/// is abandoned (not written).
+#[allow(clippy::too_many_arguments)]
 async fn call_with_retries(
     ctx: &ModelCtx,
+    slot: &mut Slot<'_>,
+    global: Option<&Semaphore>,
     body: &bytes::Bytes,
     request: &ChatRequest,
     checks: &[Check],
     sample: u32,
     est_tokens: u64,
-) -> (std::result::Result<ChatResponse, String>, u32) {
+) -> CallResult {
     let mut attempts = 0u32;
     let mut transient_failures = 0u32;
     let mut rate_limits = 0u32;
     let mut rate_limited_for = Duration::ZERO;
+    let done = |result: Called, attempts: u32| CallResult { result, attempts };
+    // The whole request is charged: its input estimate and all the output it may ask for.
+    let charge = est_tokens as f64
+        + ctx
+            .provider
+            .config()
+            .max_tokens
+            .unwrap_or(crate::provider::DEFAULT_MAX_TOKENS) as f64;
     loop {
+        if ctx.control.has_failed() || ctx.is_halted() {
+            return done(Called::Abandoned, attempts);
+        }
         // Honour a server-requested pause for this model.
-        let pause = *ctx.pause_until.lock().expect("pause");
+        let pause = *ctx.pause_until.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(until) = pause {
             let now = Instant::now();
             if until > now {
@@ -1443,38 +1832,65 @@ async fn call_with_retries(
             }
         }
         if let Some(b) = &ctx.rpm {
-            b.take(1.0).await;
+            let _ = b.take(1.0).await;
         }
-        if let Some(b) = &ctx.tpm {
-            b.take(
-                est_tokens as f64
-                    + ctx
-                        .provider
-                        .config()
-                        .max_tokens
-                        .unwrap_or(crate::provider::DEFAULT_MAX_TOKENS)
-                        as f64
-                        / 4.0,
-            )
-            .await;
+        if let Some(b) = &ctx.tpm
+            && let Err(e) = b.take(charge).await
+        {
+            return done(
+                Called::Error(format!(
+                    "the request needs about {:.0} tokens ({est_tokens} in, up to {} out), more than the model's tpm = {:.0} allows in a minute: it can never be sent within the limit (raise tpm or lower max_tokens)",
+                    e.amount,
+                    e.amount as u64 - est_tokens,
+                    e.per_minute
+                )),
+                attempts,
+            );
+        }
+        let permit = match global {
+            Some(g) => match g.acquire().await {
+                Ok(p) => Some(p),
+                Err(_) => return done(Called::Abandoned, attempts),
+            },
+            None => None,
+        };
+        if ctx.control.has_failed() || ctx.is_halted() {
+            return done(Called::Abandoned, attempts);
+        }
+        if let Some(limit) = ctx.control.budget_requests
+            && ctx.control.requests.fetch_add(1, Ordering::SeqCst) >= limit
+        {
+            ctx.control
+                .stop_with(|| format!("budget of {limit} requests reached"));
+            return done(Called::Abandoned, attempts);
         }
         attempts += 1;
         ctx.progress.attempts.fetch_add(1, Ordering::Relaxed);
-        match ctx
+        let answer = ctx
             .provider
             .call_encoded(body, request, checks, sample)
-            .await
-        {
+            .await;
+        drop(permit);
+        match answer {
             Ok(r) => {
+                ctx.note_answer(None);
                 ctx.adaptive.on_success();
-                return (Ok(r), attempts);
+                if let Some(b) = &ctx.tpm {
+                    let used = r.usage.input_tokens + r.usage.output_tokens;
+                    if used > 0 {
+                        b.adjust(charge - used as f64);
+                    }
+                }
+                return done(Called::Answer(r), attempts);
             }
             Err(CallError::RateLimited {
                 retry_after,
                 message,
             }) => {
+                if let Some(b) = &ctx.tpm {
+                    b.adjust(charge);
+                }
                 ctx.progress.rate_limited.fetch_add(1, Ordering::Relaxed);
-                ctx.adaptive.on_rate_limited();
                 rate_limits += 1;
                 // A 429 is the endpoint pacing us, not a fault: it is not counted against
                 // `max_retries`, only against the patience for one case, so a sweep configured
@@ -1483,10 +1899,11 @@ async fn call_with_retries(
                 let wait = retry_after
                     .unwrap_or_else(|| backoff(rate_limits.min(8)))
                     .min(Duration::from_secs(120));
+                ctx.adaptive.on_rate_limited(wait);
                 rate_limited_for += wait;
                 if rate_limits > RATE_LIMIT_MAX_TIMES || rate_limited_for > RATE_LIMIT_PATIENCE {
-                    return (
-                        Err(format!(
+                    return done(
+                        Called::Error(format!(
                             "rate limited {rate_limits} times over {}s; last: {message}",
                             rate_limited_for.as_secs()
                         )),
@@ -1494,7 +1911,7 @@ async fn call_with_retries(
                     );
                 }
                 {
-                    let mut p = ctx.pause_until.lock().expect("pause");
+                    let mut p = ctx.pause_until.lock().unwrap_or_else(|p| p.into_inner());
                     let until = Instant::now() + wait;
                     if p.is_none_or(|x| x < until) {
                         *p = Some(until);
@@ -1504,21 +1921,35 @@ async fn call_with_retries(
                 // the concurrency the 429 just halved, so in-flight requests do not all wake at
                 // the end of the pause and stampede the endpoint (a case could lose that race
                 // again and again and end as an error).
-                ctx.adaptive.release();
+                slot.release();
                 tokio::time::sleep(wait).await;
-                ctx.adaptive.acquire().await;
+                slot.reacquire().await;
+            }
+            Err(CallError::ContextOverflow(message)) => {
+                // The same request can never fit: one attempt, its own kind of error.
+                ctx.progress
+                    .context_overflow
+                    .fetch_add(1, Ordering::Relaxed);
+                return done(
+                    Called::Error(format!("{CONTEXT_OVERFLOW}: {message}")),
+                    attempts,
+                );
             }
             Err(CallError::Transient(message)) => {
                 transient_failures += 1;
                 if transient_failures > ctx.max_retries {
-                    return (
-                        Err(format!("{message} (after {attempts} attempts)")),
+                    ctx.note_answer(Some(&message));
+                    return done(
+                        Called::Error(format!("{message} (after {attempts} attempts)")),
                         attempts,
                     );
                 }
                 tokio::time::sleep(backoff(transient_failures)).await;
             }
-            Err(CallError::Permanent(message)) => return (Err(message), attempts),
+            Err(CallError::Permanent(message)) => {
+                ctx.note_answer(Some(&message));
+                return done(Called::Error(message), attempts);
+            }
         }
     }
 }
@@ -1540,10 +1971,16 @@ fn entropy_rng() -> rand_chacha::ChaCha8Rng {
     )
 }
 
-/// Exponential backoff with full jitter: up to 0.25 s × 2^n, capped at 20 s.
+/// Exponential backoff with full jitter: a wait drawn uniformly from `[0, cap]`, where
+/// `cap` = 0.25 s × 2^n, at most 20 s (retries of many cases spread out instead of coming
+/// back together).
 pub(crate) fn backoff(n: u32) -> Duration {
-    let cap = (0.25 * 2f64.powi(n.min(10) as i32)).min(20.0);
-    Duration::from_secs_f64(entropy_rng().random_range(cap / 2.0..=cap))
+    Duration::from_secs_f64(entropy_rng().random_range(0.0..=backoff_cap(n)))
+}
+
+/// The largest wait [`backoff`] draws for the n-th retry, in seconds.
+fn backoff_cap(n: u32) -> f64 {
+    (0.25 * 2f64.powi(n.min(10) as i32)).min(20.0)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1640,6 +2077,155 @@ mod tests {
             body: bytes::Bytes::new(),
             answered: None,
         })
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_burst_of_429s_halves_the_concurrency_once_per_window() {
+        let a = Adaptive::new(16);
+        for _ in 0..16 {
+            a.on_rate_limited(Duration::from_secs(2));
+        }
+        assert_eq!(a.limit.load(Ordering::Relaxed), 8);
+        // After the window, the next 429 halves again.
+        *a.next_halving.lock().unwrap() = Some(Instant::now());
+        a.on_rate_limited(Duration::from_secs(2));
+        assert_eq!(a.limit.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn a_slot_is_given_back_when_its_task_panics() {
+        let rt = runtime();
+        let a = Arc::new(Adaptive::new(1));
+        rt.block_on(async {
+            a.acquire().await;
+            let held = a.clone();
+            let task = tokio::spawn(async move {
+                let _slot = Slot::taken(&held);
+                panic!("boom");
+            });
+            let err = task.await.unwrap_err();
+            assert!(err.is_panic());
+            assert_eq!(panic_message(&*err.into_panic()), "boom");
+            // The only slot is free again: this would wait for ever otherwise.
+            tokio::time::timeout(Duration::from_secs(5), a.acquire())
+                .await
+                .expect("the slot was released");
+        });
+    }
+
+    #[test]
+    fn a_bucket_charges_whole_requests_and_refuses_one_that_can_never_fit() {
+        runtime().block_on(async {
+            // 600,000 a minute: 10,000 a second, bursts of 10,000.
+            let b = Bucket::per_minute(600_000.0);
+            let t0 = Instant::now();
+            b.take(14_000.0).await.unwrap();
+            // The bucket is 4,000 in debt: 5,000 more need 0.9 s of refill.
+            b.take(5_000.0).await.unwrap();
+            let waited = t0.elapsed().as_secs_f64();
+            assert!((0.85..1.5).contains(&waited), "{waited}");
+            assert_eq!(
+                b.take(600_001.0).await,
+                Err(NeverFits {
+                    amount: 600_001.0,
+                    per_minute: 600_000.0
+                })
+            );
+            // A refund is usable at once.
+            b.adjust(5_000.0);
+            let t1 = Instant::now();
+            b.take(5_000.0).await.unwrap();
+            assert!(t1.elapsed() < Duration::from_millis(10));
+        });
+    }
+
+    #[test]
+    fn a_zero_or_nan_rate_never_panics() {
+        runtime().block_on(async {
+            for n in [0.0, f64::NAN, -5.0, f64::INFINITY] {
+                let b = Bucket::per_minute(n);
+                let _ = b.take(1.0).await;
+            }
+        });
+    }
+
+    #[test]
+    fn backoff_draws_from_zero_to_the_cap() {
+        let cap = backoff_cap(3);
+        assert_eq!(cap, 2.0);
+        let draws: Vec<f64> = (0..400).map(|_| backoff(3).as_secs_f64()).collect();
+        assert!(draws.iter().all(|d| (0.0..=cap).contains(d)));
+        assert!(
+            draws.iter().any(|d| *d < cap / 4.0),
+            "full jitter reaches below cap/2"
+        );
+        assert!(draws.iter().any(|d| *d > 3.0 * cap / 4.0));
+        assert_eq!(backoff_cap(30), 20.0);
+    }
+
+    #[test]
+    fn a_model_is_stopped_after_the_same_error_only() {
+        let cfg = crate::config::ModelConfig {
+            provider: ProviderKind::Mock,
+            base_url: None,
+            model: "m".into(),
+            api_key_env: None,
+            headers: Default::default(),
+            temperature: None,
+            max_tokens: None,
+            max_tokens_field: None,
+            timeout: None,
+            max_concurrency: None,
+            rpm: None,
+            tpm: None,
+            max_retries: None,
+            price_input: None,
+            price_output: None,
+        };
+        let ctx = |_: ()| {
+            ModelCtx::new(
+                "m",
+                Provider::new("m", &cfg).unwrap(),
+                4,
+                Arc::new(ModelProgress::default()),
+                Arc::new(Control::default()),
+                "r-1",
+            )
+        };
+        let broken = ctx(());
+        for _ in 0..SAME_ERROR_STOP - 1 {
+            broken.note_answer(Some("HTTP 500: no"));
+        }
+        assert!(!broken.is_halted());
+        broken.note_answer(Some("HTTP 500: no"));
+        assert!(broken.is_halted());
+        let why = broken.halt_reason().unwrap();
+        assert!(
+            why.contains("HTTP 500: no") && why.contains("--resume r-1"),
+            "{why}"
+        );
+
+        // Different errors, or an answer first, never stop a model.
+        let mixed = ctx(());
+        mixed.note_answer(Some("HTTP 500: a"));
+        mixed.note_answer(Some("HTTP 502: b"));
+        for _ in 0..20 {
+            mixed.note_answer(Some("HTTP 500: a"));
+        }
+        assert!(!mixed.is_halted());
+        let answered = ctx(());
+        answered.note_answer(None);
+        for _ in 0..20 {
+            answered.note_answer(Some("HTTP 500: a"));
+        }
+        assert!(!answered.is_halted());
     }
 
     #[test]

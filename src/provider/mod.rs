@@ -55,6 +55,12 @@ pub enum CallError {
     /// case, not retried (the same request would fail the same way).
     #[error("{0}")]
     Permanent(String),
+    /// The request is longer than the model's context window (`context_length_exceeded`,
+    /// "maximum context length", Anthropic's "prompt is too long", llama.cpp's "exceeds the
+    /// available context size"), whatever the status: an `error` of its own kind, never
+    /// retried and never a fail.
+    #[error("exceeds the model's context window: {0}")]
+    ContextOverflow(String),
 }
 
 impl CallError {
@@ -68,7 +74,8 @@ impl CallError {
         match self {
             CallError::RateLimited { message, .. }
             | CallError::Transient(message)
-            | CallError::Permanent(message) => message,
+            | CallError::Permanent(message)
+            | CallError::ContextOverflow(message) => message,
         }
     }
 
@@ -83,8 +90,43 @@ impl CallError {
             },
             CallError::Transient(m) => CallError::Transient(f(&m)),
             CallError::Permanent(m) => CallError::Permanent(f(&m)),
+            CallError::ContextOverflow(m) => CallError::ContextOverflow(f(&m)),
         }
     }
+
+    /// A transient or permanent error whose message says the request does not fit the
+    /// model's context window, as [`CallError::ContextOverflow`]; anything else unchanged.
+    pub fn sort_context_overflow(self) -> CallError {
+        match self {
+            CallError::Transient(m) | CallError::Permanent(m) if is_context_overflow(&m) => {
+                CallError::ContextOverflow(m)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether an error message says the request is longer than the model's context window, in
+/// the words of the servers that say it: OpenAI (`context_length_exceeded`), vLLM and
+/// others ("maximum context length"), Anthropic ("prompt is too long"), llama.cpp
+/// ("exceeds the available context size", `exceed_context_size_error`), Ollama and
+/// LiteLLM ("context window", "context length exceeded").
+pub fn is_context_overflow(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "context_length_exceeded",
+        "maximum context length",
+        "prompt is too long",
+        "exceeds the available context size",
+        "exceed_context_size",
+        "context length exceeded",
+        "exceeds the context window",
+        "exceeds the model's context window",
+        "context window exceeded",
+        "input is too long for the model",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }
 
 /// One configured model, ready to be called many times concurrently (it is `Sync`; share it
@@ -344,6 +386,7 @@ impl Provider {
                     tokio::time::sleep((policy.backoff)(transient)).await;
                 }
                 Err(CallError::Permanent(message)) => return (Err(message), attempts),
+                Err(e @ CallError::ContextOverflow(_)) => return (Err(e.to_string()), attempts),
             }
         }
     }
@@ -383,9 +426,12 @@ impl Provider {
                 .await
             }
         };
-        result.map_err(|e| match &self.api_key {
-            Some(key) => e.map_message(|m| redact(m, key)),
-            None => e,
+        result.map_err(|e| {
+            let e = e.sort_context_overflow();
+            match &self.api_key {
+                Some(key) => e.map_message(|m| redact(m, key)),
+                None => e,
+            }
         })
     }
 
@@ -735,6 +781,39 @@ mod tests {
             classify_status(301, &h, b"", None),
             CallError::Permanent(_)
         ));
+    }
+
+    #[test]
+    fn context_window_overflows_are_their_own_kind_whatever_the_status() {
+        for m in [
+            "HTTP 400: invalid_request_error: This model's maximum context length is 8192 tokens",
+            "HTTP 400: context_length_exceeded",
+            "HTTP 400: invalid_request_error: prompt is too long: 210412 tokens > 200000 maximum",
+            "HTTP 500: the request exceeds the available context size, try increasing it",
+        ] {
+            for e in [
+                CallError::Permanent(m.into()),
+                CallError::Transient(m.into()),
+            ] {
+                assert_eq!(
+                    e.sort_context_overflow(),
+                    CallError::ContextOverflow(m.into()),
+                    "{m}"
+                );
+            }
+        }
+        let other = CallError::Transient("HTTP 500: overloaded".into());
+        assert_eq!(other.clone().sort_context_overflow(), other);
+        let limited = CallError::RateLimited {
+            retry_after: None,
+            message: "maximum context length".into(),
+        };
+        assert_eq!(limited.clone().sort_context_overflow(), limited);
+        assert!(
+            !CallError::ContextOverflow("x".into())
+                .to_string()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -496,8 +496,10 @@ async fn dispatch(
 
 async fn call_one(ctx: &Target, shared: &Shared, job: Job) -> Vec<ReplayWrite> {
     if let Some(b) = &ctx.rpm {
-        b.take(1.0).await;
+        // One request never exceeds a whole minute of a valid rpm.
+        let _ = b.take(1.0).await;
     }
+    let mut too_large = None;
     if let Some(b) = &ctx.tpm {
         let est = job.body.len() as f64 / 4.0
             + ctx
@@ -505,12 +507,23 @@ async fn call_one(ctx: &Target, shared: &Shared, job: Job) -> Vec<ReplayWrite> {
                 .config()
                 .max_tokens
                 .unwrap_or(crate::provider::DEFAULT_MAX_TOKENS) as f64;
-        b.take(est).await;
+        if let Err(e) = b.take(est).await {
+            too_large = Some(format!(
+                "the request needs about {:.0} tokens, more than the model's tpm = {:.0} allows in a minute: it can never be sent within the limit (raise tpm or lower max_tokens)",
+                e.amount, e.per_minute
+            ));
+        }
     }
-    let (result, attempts) = ctx
-        .provider
-        .call_retrying(&job.body, &job.call.request, &[], 0, &ctx.policy)
-        .await;
+    let (result, attempts) = match too_large {
+        Some(reason) => (Err(reason), 0),
+        None => {
+            let (r, a) = ctx
+                .provider
+                .call_retrying(&job.body, &job.call.request, &[], 0, &ctx.policy)
+                .await;
+            (r.map_err(|e| e.to_string()), a)
+        }
+    };
     shared
         .progress
         .requests

@@ -2,20 +2,25 @@
 //!
 //! SQLite would serialise two writers anyway, but two sweeps interleaving batches into the same
 //! run would each believe they own it (both resume the same missing cases, both finish the run).
-//! The lock is one row in `sweep_lock` naming the holder, its process id and when it took the
-//! lock. Acquiring checks the row inside an `IMMEDIATE` transaction, so two processes cannot
-//! both see it free. A row whose process is gone (a sweep killed with `kill -9`, a crash, a
-//! power cut) is stale and is taken over.
 //!
-//! Liveness is checked through `/proc/<pid>` on Linux. Elsewhere (or when `/proc` is not
-//! mounted) a lock is assumed live, and [`Store::break_lock`](super::Store::break_lock) is the
-//! way out. Process ids are only meaningful on the machine (and pid namespace) that wrote them;
-//! the store is local, so that holds.
+//! The lock is an advisory lock held by the operating system on a file beside the store
+//! (`<store>.lock`, [`std::fs::File::try_lock`]): it lasts exactly as long as the process that
+//! took it, so a sweep killed with `kill -9`, a crash, a second Ctrl-C (`process::exit`) or a
+//! power cut never leaves the store locked, on every platform and without looking at process
+//! ids (which are reused). The file and a row in `sweep_lock` name the holder, its process id
+//! and when it took the lock, for the message whoever finds it taken reads; neither says
+//! whether the lock is held: only the OS lock does.
+//!
+//! `cliffprobe unlock` ([`Store::unlock`](super::Store::unlock)) is the way out for the rare
+//! file system where advisory locks are not released with their process (some network file
+//! systems): with `--force` it removes the lock file, so the next sweep locks a new one.
 
 use super::connect;
 use crate::error::{Error, Result};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use std::path::Path;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// The key of the single lock row.
 const LOCK_NAME: &str = "sweep";
@@ -29,18 +34,33 @@ pub struct LockInfo {
     pub pid: u32,
     /// When it took the lock, RFC 3339.
     pub started_at: String,
-    /// False when the process is known to be gone: the lock is stale and the next acquire takes
-    /// it over.
+    /// Whether the holder still holds the OS lock. False: the process is gone, the record is
+    /// stale and the next acquire takes it over.
     pub alive: bool,
 }
 
-/// Holds the sweep lock; releases it when dropped.
+/// What [`Store::unlock`](super::Store::unlock) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unlocked {
+    /// Nothing was locked, nothing recorded.
+    NotLocked,
+    /// The holder was gone: its stale record was removed.
+    Stale(LockInfo),
+    /// A live holder: nothing removed (ask with `force`).
+    Held(LockInfo),
+    /// A live holder's lock file was removed (`force`): the next sweep locks a new one.
+    Forced(LockInfo),
+}
+
+/// Holds the sweep lock; releases it when dropped (and the OS releases it when the process
+/// ends, however it ends).
 ///
 /// It owns its own connection to the store, so holding it does not borrow the
 /// [`Store`](super::Store) the sweep writes through.
 #[derive(Debug)]
 pub struct LockGuard {
     conn: Connection,
+    file: Option<File>,
     pid: u32,
     started_at: String,
     released: bool,
@@ -58,10 +78,16 @@ impl LockGuard {
         }
         self.released = true;
         // Only our own row: if it was broken and re-taken by someone else, leave theirs.
-        self.conn.execute(
+        let deleted = self.conn.execute(
             "DELETE FROM sweep_lock WHERE name = ?1 AND pid = ?2 AND started_at = ?3",
             params![LOCK_NAME, i64::from(self.pid), self.started_at],
-        )?;
+        );
+        // The file stays (removing it would let two processes lock two different files); the
+        // OS lock ends with the handle.
+        if let Some(f) = self.file.take() {
+            let _ = f.unlock();
+        }
+        deleted?;
         Ok(())
     }
 }
@@ -72,41 +98,98 @@ impl Drop for LockGuard {
     }
 }
 
+/// The lock file of the store at `path`.
+pub(crate) fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    let lp = lock_path(path);
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lp)
+        .map_err(|e| Error::io(&lp, e))
+}
+
+/// Whether some process holds the OS lock on the store's lock file (a file that does not
+/// exist is not held).
+fn held(path: &Path) -> Result<bool> {
+    let lp = lock_path(path);
+    // Read-only is enough to test the lock, and works on a store the reader cannot write.
+    let f = match OpenOptions::new().read(true).open(&lp) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(&lp, e)),
+    };
+    match f.try_lock() {
+        Ok(()) => {
+            let _ = f.unlock();
+            Ok(false)
+        }
+        Err(TryLockError::WouldBlock) => Ok(true),
+        Err(TryLockError::Error(e)) => Err(Error::io(&lp, e)),
+    }
+}
+
+/// The holder written into the lock file: `holder`, `pid`, `started_at`, one a line.
+fn read_file_info(path: &Path) -> Option<(String, u32, String)> {
+    let text = std::fs::read_to_string(lock_path(path)).ok()?;
+    let mut lines = text.lines();
+    let holder = lines.next()?.to_string();
+    let pid = lines.next()?.trim().parse().ok()?;
+    let started_at = lines.next()?.to_string();
+    Some((holder, pid, started_at))
+}
+
 /// Takes the lock for `holder`, or fails naming the live process that holds it.
 pub(crate) fn acquire(path: &Path, holder: &str) -> Result<LockGuard> {
-    let mut conn = connect(path)?;
+    let conn = connect(path)?;
+    let mut file = open_lock_file(path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let info = read(&conn, path)?;
+            let who = info
+                .map(|i| format!("{} (pid {}, since {})", i.holder, i.pid, i.started_at))
+                .unwrap_or_else(|| "another process".into());
+            return Err(Error::Refused(format!(
+                "another sweep holds the lock on the store {}: {who}. Wait for it to finish or \
+                 stop it: the lock ends with its process, even on kill -9 (`cliffprobe unlock` \
+                 shows who holds it)",
+                path.display(),
+            )));
+        }
+        Err(TryLockError::Error(e)) => return Err(Error::io(lock_path(path), e)),
+    }
     let pid = std::process::id();
     let started_at = jiff::Timestamp::now().to_string();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some(info) = read(&tx)?
-        && info.alive
-    {
-        return Err(Error::Refused(format!(
-            "another sweep holds the lock on the store {}: {} (pid {}, since {}). Wait for it to \
-             finish; if that process is not a cliffprobe sweep any more, break the lock",
-            path.display(),
-            info.holder,
-            info.pid,
-            info.started_at
-        )));
-    }
-    tx.execute(
+    let holder_line = holder.replace(['\n', '\r'], " ");
+    file.set_len(0)
+        .and_then(|()| write!(file, "{holder_line}\n{pid}\n{started_at}\n"))
+        .and_then(|()| file.flush())
+        .map_err(|e| Error::io(lock_path(path), e))?;
+    conn.execute(
         "INSERT INTO sweep_lock (name, holder, pid, started_at) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, \
          started_at = excluded.started_at",
         params![LOCK_NAME, holder, i64::from(pid), started_at],
     )?;
-    tx.commit()?;
     Ok(LockGuard {
         conn,
+        file: Some(file),
         pid,
         started_at,
         released: false,
     })
 }
 
-/// The lock row, if any.
-pub(crate) fn read(conn: &Connection) -> Result<Option<LockInfo>> {
+/// Who holds (or last held, when `alive` is false) the lock, if anyone is recorded.
+pub(crate) fn read(conn: &Connection, path: &Path) -> Result<Option<LockInfo>> {
     let row = conn
         .query_row(
             "SELECT holder, pid, started_at FROM sweep_lock WHERE name = ?1",
@@ -120,14 +203,20 @@ pub(crate) fn read(conn: &Connection) -> Result<Option<LockInfo>> {
             },
         )
         .optional()?;
-    Ok(row.map(|(holder, pid, started_at)| {
-        let pid = u32::try_from(pid).unwrap_or(0);
-        LockInfo {
-            holder,
-            pid,
-            started_at,
-            alive: pid_alive(pid),
+    let alive = held(path)?;
+    let recorded = match row {
+        Some((holder, pid, started_at)) => {
+            Some((holder, u32::try_from(pid).unwrap_or(0), started_at))
         }
+        // A live holder whose row was removed: its file still names it.
+        None if alive => read_file_info(path),
+        None => None,
+    };
+    Ok(recorded.map(|(holder, pid, started_at)| LockInfo {
+        holder,
+        pid,
+        started_at,
+        alive,
     }))
 }
 
@@ -136,15 +225,33 @@ pub(crate) fn break_lock(conn: &Connection) -> Result<bool> {
     Ok(conn.execute("DELETE FROM sweep_lock WHERE name = ?1", [LOCK_NAME])? > 0)
 }
 
-/// Whether process `pid` may still be running. Errs on the side of "alive" when it cannot tell.
-fn pid_alive(pid: u32) -> bool {
-    if pid == 0 {
-        return false;
+/// `cliffprobe unlock`: removes a stale record; with `force`, a live holder's lock file too.
+pub(crate) fn unlock(conn: &Connection, path: &Path, force: bool) -> Result<Unlocked> {
+    let Some(info) = read(conn, path)? else {
+        if force && held(path)? {
+            remove_lock_file(path)?;
+        }
+        return Ok(Unlocked::NotLocked);
+    };
+    if !info.alive {
+        break_lock(conn)?;
+        return Ok(Unlocked::Stale(info));
     }
-    if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
-        return Path::new("/proc").join(pid.to_string()).exists();
+    if !force {
+        return Ok(Unlocked::Held(info));
     }
-    true
+    remove_lock_file(path)?;
+    break_lock(conn)?;
+    Ok(Unlocked::Forced(info))
+}
+
+fn remove_lock_file(path: &Path) -> Result<()> {
+    let lp = lock_path(path);
+    match std::fs::remove_file(&lp) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&lp, e)),
+    }
 }
 
 #[cfg(test)]
@@ -152,8 +259,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn own_process_is_alive() {
-        assert!(pid_alive(std::process::id()));
-        assert!(!pid_alive(0));
+    fn the_lock_file_sits_beside_the_store() {
+        assert_eq!(
+            lock_path(Path::new("/x/.cliffprobe/cliffprobe.db")),
+            Path::new("/x/.cliffprobe/cliffprobe.db.lock")
+        );
     }
 }

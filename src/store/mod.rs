@@ -40,7 +40,7 @@ mod summary;
 pub use browse::{
     CaseKey, CaseListItem, CasePage, CaseQuery, ComparePage, CompareQuery, CompareRow, VariantInfo,
 };
-pub use lock::{LockGuard, LockInfo};
+pub use lock::{LockGuard, LockInfo, Unlocked};
 pub use records::{
     CaseBrief, CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, SharedAxes,
     VariantRecord, WriteOp,
@@ -761,6 +761,18 @@ impl Store {
         Ok(n as u64)
     }
 
+    /// The probe versions (`probe id`, content digest) `run`'s stored cases were planned from,
+    /// sorted: a resume compares them with the probes on disk.
+    pub fn run_probe_digests(&self, run: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT v.probe_id, v.probe_digest FROM cases c \
+             JOIN variants v ON v.id = c.variant_id WHERE c.run_id = ?1 \
+             ORDER BY v.probe_id, v.probe_digest",
+        )?;
+        let rows = stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Every axis name used by the variants of `run`'s cases, sorted.
     pub fn axis_names(&self, run: &str) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
@@ -832,7 +844,14 @@ impl Store {
 
     /// Who holds the sweep lock, if anyone (`alive` false: stale, taken over by the next sweep).
     pub fn lock_info(&self) -> Result<Option<LockInfo>> {
-        lock::read(&self.conn)
+        lock::read(&self.conn, &self.path)
+    }
+
+    /// `cliffprobe unlock`: removes the record of a holder that is gone; a live holder's lock
+    /// is left alone unless `force`, which removes its lock file (for file systems where an
+    /// advisory lock outlives its process).
+    pub fn unlock(&self, force: bool) -> Result<Unlocked> {
+        lock::unlock(&self.conn, &self.path, force)
     }
 
     /// Removes the sweep lock whoever holds it: the way out on systems where a dead holder

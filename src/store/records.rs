@@ -27,6 +27,9 @@ pub enum RunStatus {
     Partial,
     /// The sweep was stopped (Ctrl-C, signal); it can be resumed.
     Interrupted,
+    /// The sweep could not go on (the store could not be written, an internal error); the
+    /// run's note says why. What was stored is kept and it can be resumed.
+    Failed,
 }
 
 impl RunStatus {
@@ -37,6 +40,7 @@ impl RunStatus {
             RunStatus::Complete => "complete",
             RunStatus::Partial => "partial",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
         }
     }
 
@@ -47,6 +51,7 @@ impl RunStatus {
             "complete" => RunStatus::Complete,
             "partial" => RunStatus::Partial,
             "interrupted" => RunStatus::Interrupted,
+            "failed" => RunStatus::Failed,
             _ => return None,
         })
     }

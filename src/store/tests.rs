@@ -584,6 +584,32 @@ fn a_stale_lock_is_taken_over() {
 }
 
 #[test]
+fn a_lock_record_naming_a_live_process_that_holds_no_lock_is_taken_over() {
+    // A sweep killed where liveness cannot be read from /proc, or whose pid was reused: its
+    // record names a process that is running (this one) but holds no OS lock.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    store
+        .conn
+        .execute(
+            "INSERT INTO sweep_lock (name, holder, pid, started_at) VALUES ('sweep', 'killed', ?1, 'then')",
+            [i64::from(std::process::id())],
+        )
+        .unwrap();
+    assert!(!store.lock_info().unwrap().unwrap().alive);
+    let guard = store.acquire_lock("sweep r2").unwrap();
+    assert_eq!(store.lock_info().unwrap().unwrap().holder, "sweep r2");
+    // While it is held, unlock leaves it; with force it removes the lock file.
+    assert!(matches!(store.unlock(false).unwrap(), Unlocked::Held(_)));
+    assert!(store.acquire_lock("sweep r3").is_err());
+    assert!(matches!(store.unlock(true).unwrap(), Unlocked::Forced(_)));
+    let again = store.acquire_lock("sweep r3").unwrap();
+    drop(again);
+    drop(guard);
+    assert_eq!(store.unlock(false).unwrap(), Unlocked::NotLocked);
+}
+
+#[test]
 fn the_brief_walk_matches_the_full_walk_in_variant_order() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = seeded_store(dir.path());

@@ -18,5 +18,6 @@ mod report;
 mod shrink;
 mod soak;
 mod sweep_http;
+mod sweep_pressure;
 mod tiers;
 mod view;

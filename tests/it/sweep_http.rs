@@ -366,8 +366,16 @@ fn server_errors_retry_then_count_as_errors() {
             Reply::json(200, openai_completion("gpt", "The order is delayed."))
         }
     });
-    let broken = TestServer::start(|_, _| {
-        Reply::json(500, openai_error("The server had an error", "server_error"))
+    // Each answer differs (a request id, as real servers add), so this is a flaky-then-dead
+    // endpoint, not the same error again and again (which stops the model early).
+    let broken = TestServer::start(|_, i| {
+        Reply::json(
+            500,
+            openai_error(
+                &format!("The server had an error (req {i})"),
+                "server_error",
+            ),
+        )
     });
     let models = model(
         "flaky",
