@@ -284,6 +284,46 @@ fn openai_jsonl_flips_match_the_truth_class_by_class_with_bad_lines_reported() {
     );
 }
 
+/// Logs written by SDKs and gateways often hold tool-call arguments already parsed (an object)
+/// rather than as the wire's JSON string, in the logged answer and in the conversation history.
+#[test]
+fn openai_tool_call_arguments_logged_as_objects_are_read() {
+    let server = openai_candidate();
+    let p = Project::new(&config(&server, ""));
+    let lines: Vec<String> = (0..12)
+        .map(|i| {
+            let mut v: Value = serde_json::from_str(&openai_line(i)).unwrap();
+            v["request"]["messages"]
+                .as_array_mut()
+                .unwrap()
+                .extend([
+                    json!({"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "h1", "type": "function", "function": {"name": "lookup", "arguments": {"ticket": i}}}]}),
+                    json!({"role": "tool", "tool_call_id": "h1", "content": "found"}),
+                ]);
+            v["response"]["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] =
+                json!({"ticket": i});
+            v.to_string()
+        })
+        .collect();
+    p.write("logs/prod.jsonl", &(lines.join("\n") + "\n"));
+    let report = replay_json(
+        &p,
+        &[
+            "logs/prod.jsonl",
+            "--model",
+            "new",
+            "--decision",
+            "tool_call",
+            "--class-field",
+            "team.queue",
+        ],
+    );
+    assert_eq!(report["unreadable"], 0, "{report:#}");
+    assert_eq!(report["undecided"], 0, "{report:#}");
+    assert_report(&report, &truth(0..12, |i| class_of(i).to_string()));
+}
+
 #[test]
 fn a_cached_rerun_makes_no_call_and_reports_the_same() {
     let server = openai_candidate();
