@@ -54,9 +54,21 @@ fn function_kind() -> String {
 pub struct FunctionCall {
     /// Function name.
     pub name: String,
-    /// Arguments as a JSON string (the OpenAI convention), possibly not valid JSON.
-    #[serde(default)]
+    /// Arguments as a JSON string (the OpenAI convention), possibly not valid JSON. Logs written
+    /// by SDKs and gateways often hold the arguments already parsed (an object): those are read
+    /// too and kept as their JSON text, so a logged call is never lost over its encoding.
+    #[serde(default, deserialize_with = "arguments_text")]
     pub arguments: String,
+}
+
+/// Reads `arguments` given as a JSON string (kept verbatim) or as any other JSON value (kept as
+/// its JSON text; `null` as empty).
+fn arguments_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    })
 }
 
 impl ToolCall {

@@ -256,6 +256,7 @@ pub fn jsonl_record(
         .ok_or("no `response`: the logged answer is needed to know the logged decision")?;
     let capture = parse_capture(Path::new(place), &request, Some(&response), wire)
         .map_err(|e| strip_place(&e.to_string(), place))?;
+    answer_is_well_formed(capture.format, &response)?;
     let logged = capture.response.ok_or_else(|| {
         match capture.format {
             CaptureFormat::Openai => "`response` holds no answer (expected choices[0].message)",
@@ -297,6 +298,36 @@ pub fn jsonl_record(
         logged,
         logged_model: capture.model,
     })
+}
+
+/// Refuses a logged answer the capture reader would read leniently as an empty one: a record
+/// whose answer is malformed must be reported unreadable, not counted as undecided.
+fn answer_is_well_formed(
+    format: CaptureFormat,
+    response: &Value,
+) -> std::result::Result<(), String> {
+    match format {
+        CaptureFormat::Anthropic => {
+            if !response.get("content").is_some_and(Value::is_array) {
+                return Err(
+                    "`response.content` must be a list of content blocks (the logged answer)"
+                        .into(),
+                );
+            }
+        }
+        CaptureFormat::Openai => {
+            if let Some(calls) = response
+                .pointer("/choices/0/message/tool_calls")
+                .filter(|c| !c.is_null())
+                && let Err(e) = serde_json::from_value::<Vec<ToolCall>>(calls.clone())
+            {
+                return Err(format!(
+                    "field `response.choices[0].message.tool_calls`: {e}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Error messages from the capture reader start with the place already.
@@ -964,6 +995,27 @@ mod tests {
         assert_eq!(c.timestamp.as_deref(), Some("2026-01-01T00:00:00.000Z"));
         assert_eq!(c.request.messages[0].role, Role::System);
         assert_eq!(c.logged.tool_calls[0].function.name, "deny");
+    }
+
+    #[test]
+    fn a_malformed_logged_answer_is_unreadable_not_undecided() {
+        let req = r#""request":{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        for (response, said) in [
+            (r#"{"type":"message","content":"oops"}"#, "response.content"),
+            (r#"{"type":"message"}"#, "response.content"),
+            (
+                r#"{"choices":[{"message":{"role":"assistant","tool_calls":[{"id":"x"}]}}]}"#,
+                "tool_calls",
+            ),
+        ] {
+            let line = format!(r#"{{{req},"response":{response}}}"#);
+            let e = jsonl_record("log.jsonl:1", 0, &line, None).unwrap_err();
+            assert!(e.contains(said), "{response}: {e}");
+        }
+        let ok = format!(
+            r#"{{{req},"response":{{"choices":[{{"message":{{"role":"assistant","content":null,"tool_calls":null}}}}]}}}}"#
+        );
+        assert!(jsonl_record("log.jsonl:1", 0, &ok, None).is_ok());
     }
 
     fn otlp_span(id: &str, structured_form: bool) -> Value {

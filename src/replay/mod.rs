@@ -30,7 +30,7 @@ pub const UNCLASSIFIED: &str = "unclassified";
 ///    span's attributes): the exact key first (span attribute keys hold dots), else KEY read
 ///    as a dotted path into nested objects. A missing or empty value is "unclassified".
 /// 2. Without it, the suite's capability classes: a record whose metadata has a string value
-///    equal to a capability class (case-insensitive) belongs to it; else a record that offers
+///    (at any depth) equal to a capability class (case-insensitive) belongs to it; else a record that offers
 ///    every tool one probe family's `tool_call` checks name belongs to the first such probe's
 ///    class (suite order).
 /// 3. Else "unclassified".
@@ -79,15 +79,8 @@ impl ClassRule {
                 .and_then(class_text)
                 .unwrap_or_else(|| UNCLASSIFIED.to_string());
         }
-        for v in call.metadata.values() {
-            if let Value::String(s) = v
-                && let Some(c) = self
-                    .suite
-                    .iter()
-                    .find(|c| c.capability.eq_ignore_ascii_case(s.trim()))
-            {
-                return c.capability.clone();
-            }
+        if let Some(c) = call.metadata.values().find_map(|v| self.class_named_in(v)) {
+            return c.capability.clone();
         }
         let offered: Vec<&str> = call
             .request
@@ -100,6 +93,22 @@ impl ClassRule {
             .find(|c| !c.tools.is_empty() && c.tools.iter().all(|t| offered.contains(&t.as_str())))
             .map(|c| c.capability.clone())
             .unwrap_or_else(|| UNCLASSIFIED.to_string())
+    }
+}
+
+impl ClassRule {
+    /// The first suite class a string in `v` names, looking into nested objects and lists in
+    /// document order (JSONL metadata is often nested: `{"team": {"queue": "refunds"}}`).
+    fn class_named_in(&self, v: &Value) -> Option<&SuiteClass> {
+        match v {
+            Value::String(s) => self
+                .suite
+                .iter()
+                .find(|c| c.capability.eq_ignore_ascii_case(s.trim())),
+            Value::Object(o) => o.values().find_map(|v| self.class_named_in(v)),
+            Value::Array(a) => a.iter().find_map(|v| self.class_named_in(v)),
+            _ => None,
+        }
     }
 }
 
@@ -209,6 +218,18 @@ mod tests {
                 &["deny_refund", "issue_refund", "x"]
             )),
             "refund-triage"
+        );
+        // A class named in nested metadata wins over the tools offered.
+        assert_eq!(
+            rule.class_of(&call(
+                serde_json::json!({"tenant": "acme", "team": {"queue": "LOOKUP"}}),
+                &["deny_refund", "issue_refund"]
+            )),
+            "lookup"
+        );
+        assert_eq!(
+            rule.class_of(&call(serde_json::json!({"tags": [1, "lookup"]}), &[])),
+            "lookup"
         );
         assert_eq!(
             rule.class_of(&call(serde_json::json!({}), &["issue_refund"])),

@@ -59,6 +59,26 @@ impl NoiseReading {
     }
 }
 
+impl NoiseReading {
+    /// The candidate's flips against the noise sample's: above when the Newcombe 95 % interval
+    /// of (candidate rate − noise rate) lies above zero. `None` when either replayed nothing.
+    pub fn of(candidate: &ReplayCounts, noise: &ReplayCounts) -> Option<NoiseReading> {
+        // `newcombe_difference` bounds `k2/n2 − k1/n1`: the noise is the baseline (first).
+        let d = newcombe_difference(
+            noise.flipped,
+            noise.replayed,
+            candidate.flipped,
+            candidate.replayed,
+            Z95,
+        )?;
+        Some(if d.lo > 0.0 {
+            NoiseReading::Above
+        } else {
+            NoiseReading::Within
+        })
+    }
+}
+
 impl ReplayReport {
     /// Reads the report of `info` from `store`.
     pub fn load(store: &Store, info: ReplayInfo) -> Result<ReplayReport> {
@@ -82,14 +102,7 @@ impl ReplayReport {
     /// The candidate against the noise floor, when there is one: above when the Newcombe
     /// 95 % interval of (candidate rate − noise rate) lies above zero.
     pub fn noise_reading(&self) -> Option<NoiseReading> {
-        let n = self.noise.as_ref()?;
-        let c = &self.candidate;
-        let d = newcombe_difference(c.flipped, c.replayed, n.flipped, n.replayed, Z95)?;
-        Some(if d.lo > 0.0 {
-            NoiseReading::Above
-        } else {
-            NoiseReading::Within
-        })
+        NoiseReading::of(&self.candidate, self.noise.as_ref()?)
     }
 
     fn verdict(&self, name: &str) -> u64 {
@@ -587,4 +600,36 @@ pub fn contested_line(r: &ReplayRecord) -> Value {
         "verdict": r.verdict,
         "place": r.place,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(flipped: u64, replayed: u64) -> ReplayCounts {
+        ReplayCounts {
+            flipped,
+            replayed,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_candidate_flipping_far_more_than_the_noise_reads_above_noise() {
+        // 12/36 flips against 0/20 on the logged model: the difference is clearly positive.
+        assert_eq!(
+            NoiseReading::of(&counts(12, 36), &counts(0, 20)),
+            Some(NoiseReading::Above)
+        );
+        // A candidate that flips less than the logged model disagrees with itself is within it.
+        assert_eq!(
+            NoiseReading::of(&counts(0, 36), &counts(12, 20)),
+            Some(NoiseReading::Within)
+        );
+        assert_eq!(
+            NoiseReading::of(&counts(3, 36), &counts(2, 20)),
+            Some(NoiseReading::Within)
+        );
+        assert_eq!(NoiseReading::of(&counts(3, 36), &counts(0, 0)), None);
+    }
 }
