@@ -657,8 +657,9 @@ pub fn any_value(v: &Value) -> Value {
     v.clone()
 }
 
-/// A span as a logged call: `None` for spans that are not GenAI chat calls (HTTP, tool or
-/// agent spans), which are not records.
+/// A span as a logged call: `None` for spans that are not GenAI model calls (HTTP, tool or
+/// agent spans), which are not records. `generate_content` is the operation name the Gemini
+/// instrumentations give the same multimodal chat call, so it counts as `chat` does.
 fn span_item(
     path: &Path,
     seq: u64,
@@ -668,7 +669,7 @@ fn span_item(
 ) -> Option<LogItem> {
     let mut attrs = span.get("attributes").map(attributes).unwrap_or_default();
     let op = attrs.get("gen_ai.operation.name").and_then(Value::as_str);
-    if op != Some("chat") {
+    if !matches!(op, Some("chat" | "generate_content")) {
         return None;
     }
     // Content may be recorded on an event instead of the span (the conventions allow both).
@@ -1151,5 +1152,37 @@ mod tests {
         };
         assert!(u.place.ends_with("span bad1"));
         assert!(u.message.contains("gen_ai.output.messages"));
+    }
+
+    #[test]
+    fn generate_content_spans_are_calls_and_other_operations_are_not_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.json");
+        let span = |id: &str, op: &str| {
+            serde_json::json!({"spanId": id, "attributes": [
+                {"key": "gen_ai.operation.name", "value": {"stringValue": op}},
+                {"key": "gen_ai.input.messages", "value": {"stringValue":
+                    r#"[{"role":"user","parts":[{"type":"text","content":"hi"}]}]"#}},
+                {"key": "gen_ai.output.messages", "value": {"stringValue":
+                    r#"[{"role":"assistant","parts":[{"type":"text","content":"approve"}],"finish_reason":"stop"}]"#}}]})
+        };
+        let spans = [
+            span("a1", "generate_content"),
+            span("b2", "execute_tool"),
+            span("c3", "chat"),
+        ];
+        std::fs::write(
+            &p,
+            serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).to_string(),
+        )
+        .unwrap();
+        let ids: Vec<String> = collect(&p, LogFormat::Otlp)
+            .iter()
+            .map(|i| match i {
+                LogItem::Call(c) => c.id.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, ["a1", "c3"]);
     }
 }
