@@ -353,6 +353,14 @@ pub(super) fn runs_page(
                 "gate": gate,
             }));
         }
+        if let Some(m) = model
+            && !all_models.iter().any(|x| x == m)
+        {
+            return Err(ViewError::BadRequest(format!(
+                "query parameter `model`: `{m}` is not a model of any run ({})",
+                all_models.join(", ")
+            )));
+        }
         // The trend's model: asked for, else the first configured model any run has.
         let focus = model.map(str::to_string).or_else(|| {
             site.project
@@ -590,7 +598,10 @@ fn compute_run_summary(
         Err(e) => {
             let msg = format!("{e:#}");
             return Err(match e.downcast_ref::<crate::Error>() {
-                Some(crate::Error::Input { .. }) => ViewError::BadRequest(msg),
+                // The report speaks of its command-line flag; the page of its query parameter.
+                Some(crate::Error::Input { message, .. }) => {
+                    ViewError::BadRequest(format!("query parameter `baseline`: {message}"))
+                }
                 Some(crate::Error::Refused(_)) => ViewError::NotFound(msg),
                 _ => ViewError::Internal(msg),
             });
@@ -1094,6 +1105,10 @@ fn family_page(
 fn cases_page(site: &Site, run: &str, f: &CaseFilter, links: &Links) -> Result<String, ViewError> {
     site.with_store(|store| {
         let info = run_of(store, run)?;
+        let classes = store.classes_of(&info.probes)?;
+        check_choice("model", f.model.as_deref(), &info.models, run)?;
+        check_choice("class", f.class.as_deref(), &classes, run)?;
+        check_choice("probe", f.probe.as_deref(), &info.probes, run)?;
         let q = CaseQuery {
             run: run.to_string(),
             model: f.model.clone(),
@@ -1118,7 +1133,6 @@ fn cases_page(site: &Site, run: &str, f: &CaseFilter, links: &Links) -> Result<S
             .is_some()
             .then(|| links.cases(run, &CaseFilter { after: None, ..f.clone() }))
             .flatten();
-        let classes = store.classes_of(&info.probes)?;
         render_page(
             site,
             "cases.html",
@@ -1150,6 +1164,23 @@ fn cases_page(site: &Site, run: &str, f: &CaseFilter, links: &Links) -> Result<S
             }),
         )
     })
+}
+
+/// A filter that names a model, class or probe the run does not have is a bad request, not an
+/// empty list: the form could not show it as selected, so a refresh would silently drop it.
+fn check_choice(
+    param: &str,
+    value: Option<&str>,
+    choices: &[String],
+    run: &str,
+) -> Result<(), ViewError> {
+    match value {
+        Some(v) if !choices.iter().any(|c| c == v) => Err(ViewError::BadRequest(format!(
+            "query parameter `{param}`: `{v}` is not a {param} of run `{run}` ({})",
+            choices.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// One row of a cases list.

@@ -231,9 +231,25 @@ fn every_page_answers_escapes_stored_text_and_links_resolve() {
         "{}",
         vs_run.body
     );
+    let bad_baseline = get(&v.base, &format!("/run/{run}?baseline=nobody"));
+    assert_eq!(bad_baseline.status, 400);
+    assert!(
+        bad_baseline.body.contains("query parameter `baseline`")
+            && !bad_baseline.body.contains("command line"),
+        "the page names its query parameter, not a CLI flag: {}",
+        bad_baseline.body
+    );
+    // A filter naming a model, class or probe the run does not have is a 400 that says so,
+    // not an empty list whose form silently drops the filter.
+    for q in ["model=nobody", "probe=nothing", "class=no+such+class"] {
+        let got = get(&v.base, &format!("/run/{run}/cases?{q}"));
+        assert_eq!(got.status, 400, "{q}: {}", got.body);
+        assert!(got.body.contains("is not a"), "{q}: {}", got.body);
+    }
+    assert_eq!(get(&v.base, "/?model=nobody").status, 400);
     assert_eq!(
-        get(&v.base, &format!("/run/{run}?baseline=nobody")).status,
-        400
+        get(&v.base, &format!("/run/{run}/cases?model=evil")).status,
+        200
     );
     // HEAD answers like GET, without a body.
     let head = request(&v.base, "HEAD", &format!("/run/{run}"));
