@@ -186,11 +186,20 @@ pub(super) fn environment() -> Environment<'static> {
 }
 
 fn is_hidden_control(c: char) -> bool {
-    c.is_control() && !matches!(c, '\n' | '\t')
+    (c.is_control() && !matches!(c, '\n' | '\t')) || is_bidi_control(c)
+}
+
+/// The bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069): an
+/// answer holding one can make the text after it read differently from what it is ("Trojan
+/// Source"), so they are shown, not obeyed. Right-to-left letters and the plain marks
+/// (U+200E, U+200F) are left alone.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` with control characters (other than newline and tab) replaced by visible symbols:
-/// ESC as `␛`, NUL as `␀`, … (U+2400 block), DEL as `␡`, C1 controls as `\u{…}`.
+/// ESC as `␛`, NUL as `␀`, … (U+2400 block), DEL as `␡`, C1 controls and bidirectional
+/// overrides as `\u{…}`.
 pub fn visible(s: &str) -> String {
     s.chars()
         .map(|c| match c as u32 {
@@ -198,7 +207,7 @@ pub fn visible(s: &str) -> String {
                 .map(String::from)
                 .unwrap_or_default(),
             0x7f => "␡".to_string(),
-            n if c.is_control() && !matches!(c, '\n' | '\t') => format!("\\u{{{n:x}}}"),
+            n if is_hidden_control(c) => format!("\\u{{{n:x}}}"),
             _ => c.to_string(),
         })
         .collect()
@@ -1555,6 +1564,11 @@ mod tests {
     fn control_characters_become_visible() {
         assert_eq!(visible("a\x1b[31mred\x07\n\tb\u{7f}"), "a␛[31mred␇\n\tb␡");
         assert_eq!(visible("\u{9b}x"), "\\u{9b}x");
+        assert_eq!(
+            visible("a\u{202e}DESOLC\u{202c}\u{2067}b\u{2069}"),
+            "a\\u{202e}DESOLC\\u{202c}\\u{2067}b\\u{2069}"
+        );
+        assert_eq!(visible("\u{200f}שלום مرحبا"), "\u{200f}שלום مرحبا");
     }
 
     #[test]
@@ -1582,10 +1596,16 @@ mod tests {
         let env = environment();
         let t = env.template_from_named_str("t.html", "{{ x }}").unwrap();
         let out = t
-            .render(minijinja::context! { x => "<script>alert(1)</script></textarea>\x1b[31m" })
+            .render(
+                minijinja::context! { x => "<script>alert(1)</script></textarea>\x1b[31m\u{202e}" },
+            )
             .unwrap();
         assert!(!out.contains("<script>"), "{out}");
         assert!(!out.contains("</textarea>"), "{out}");
         assert!(out.contains("␛[31m"), "{out}");
+        assert!(
+            !out.contains('\u{202e}') && out.contains("\\u{202e}"),
+            "{out}"
+        );
     }
 }
