@@ -391,6 +391,31 @@ fn a_missing_store_is_an_input_error() {
     let out = p.run(&["view", "--port", "0"], &[]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("no store at"), "{}", out.stderr);
+
+    // A file that is not a store (not SQLite at all, or empty) is named and refused, not
+    // reported as an old schema to upgrade.
+    for (name, bytes) in [
+        ("garbage.db", &b"not a database\n"[..]),
+        ("empty.db", &b""[..]),
+    ] {
+        let file = p.root().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let out = p.run(
+            &["view", "--port", "0", "--store", file.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(out.code, Some(2), "{name}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("is not a cliffprobe store") && out.stderr.contains(name),
+            "{name}: {}",
+            out.stderr
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            bytes,
+            "{name} left as it was"
+        );
+    }
 }
 
 #[test]
