@@ -324,9 +324,17 @@ pub(super) fn runs_page(
 ) -> Result<String, ViewError> {
     site.with_store(|store| {
         let mut runs = store.runs()?;
-        if let Links::Bundle { run, .. } = links {
-            runs.retain(|r| &r.id == run);
-        }
+        // A bundle lists its own run, and draws the trend up to it: the runs before it and
+        // that run (the later ones had not happened when it was the run under review).
+        let trend_runs = match links {
+            Links::Bundle { run, .. } => {
+                let upto = runs.iter().position(|r| &r.id == run).map_or(0, |i| i + 1);
+                let earlier = runs[..upto].to_vec();
+                runs.retain(|r| &r.id == run);
+                earlier
+            }
+            _ => runs.clone(),
+        };
         let mut rows = Vec::new();
         let mut all_models: Vec<String> = Vec::new();
         for r in runs.iter().rev() {
@@ -381,13 +389,13 @@ pub(super) fn runs_page(
                 .or_else(|| all_models.first().cloned())
         });
         let trend = match &focus {
-            Some(m) if !runs.is_empty() => {
-                let key: Vec<(String, Option<i64>)> = runs
+            Some(m) if !trend_runs.is_empty() => {
+                let key: Vec<(String, Option<i64>)> = trend_runs
                     .iter()
                     .map(|r| Ok((r.id.clone(), store.run_generation(&r.id)?)))
                     .collect::<Result<_, crate::Error>>()?;
                 let t = site.trends.get((m.clone(), key), || {
-                    let points = trend_points(site, store, &runs, m)?;
+                    let points = trend_points(site, store, &trend_runs, m)?;
                     Ok(crate::analysis::Trend::new(
                         m.clone(),
                         points,

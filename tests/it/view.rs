@@ -421,11 +421,28 @@ fn a_missing_store_is_an_input_error() {
 #[test]
 fn a_bundle_holds_linked_static_pages_for_one_run() {
     let f = fixture();
+    let config = f.p.root().join("cliffprobe.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[floors]\nhard = 0.5\n");
+    std::fs::write(&config, toml).unwrap();
     let dir = f.p.root().join("bundle");
     let out =
         f.p.run(&["view", "--bundle", dir.to_str().unwrap()], &[])
             .success();
     assert!(out.stdout.contains("wrote"), "{}", out.stdout);
+    // The index shows the run's gate (settled when its page was computed) and the trend up to
+    // the run: the earlier run too, as text (the bundle does not hold its page).
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(
+        index.contains("class=\"badge fail\"") || index.contains("class=\"badge pass\""),
+        "the gate's verdict: {index}"
+    );
+    for r in &f.runs {
+        assert!(
+            index.contains(r.as_str()),
+            "the trend lists run {r}: {index}"
+        );
+    }
     for file in [
         "index.html",
         "run.html",
