@@ -881,6 +881,9 @@ fn run_page(
     baseline: Option<&str>,
     links: &Links,
 ) -> Result<String, ViewError> {
+    if let Some(page) = pending_run_page(site, run, links)? {
+        return Ok(page);
+    }
     let s = run_summary(site, run, baseline)?;
     let (others, counts) = site.with_store(|store| {
         let runs = store.runs()?;
@@ -961,6 +964,44 @@ fn run_page(
             "heatmaps": s.heatmaps.iter().map(|h| heat_json(links, run, h)).collect::<Vec<_>>(),
         }),
     )
+}
+
+/// The page of a run none of whose cases is stored yet (a sweep that has just started: it
+/// settles its cases into the store every ~100,000 cases and at its end), or `None` when the
+/// run has cases. The run exists, so this is its page, not a 404.
+fn pending_run_page(site: &Site, run: &str, links: &Links) -> Result<Option<String>, ViewError> {
+    let info = site.with_store(|store| {
+        let info = run_of(store, run)?;
+        let counts = status_counts(site, store, run)?;
+        Ok(counts.iter().all(|(_, _, n)| *n == 0).then_some(info))
+    })?;
+    let Some(r) = info else { return Ok(None) };
+    let pending = format!(
+        "No case of this run is in the store yet (status {}): a sweep stores its cases as it \
+         goes, in batches, and at its end. Reload this page to see them.",
+        r.status.as_str()
+    );
+    let models: Vec<_> = r
+        .models
+        .iter()
+        .map(|m| json!({"name": m, "id": r.model_ids.get(m), "pass": 0, "fail": 0, "error": 0, "ungraded": 0}))
+        .collect();
+    render_page(
+        site,
+        "run.html",
+        links,
+        &format!("Run {}", r.id),
+        json!({
+            "run": {
+                "id": r.id, "status": r.status.as_str(), "started": r.started_at, "finished": r.finished_at,
+                "strategy": r.strategy, "seed": r.seed, "repeats": r.repeats, "planned": r.planned,
+                "note": r.note, "version": r.version, "axes": r.axes,
+            },
+            "models": models,
+            "pending": pending,
+        }),
+    )
+    .map(Some)
 }
 
 // ---------------------------------------------------------------- family
@@ -1087,6 +1128,12 @@ fn family_page(
         let b = brittleness_of(site, store, &info)?;
         let of_probe: Vec<&ProbeBrittleness> = b.results.iter().filter(|p| p.probe == probe).collect();
         if of_probe.is_empty() {
+            if info.probes.iter().any(|p| p == probe) {
+                return Err(ViewError::NotFound(format!(
+                    "no graded case of probe `{probe}` is stored in run `{run}` yet (status {})",
+                    info.status.as_str()
+                )));
+            }
             return Err(ViewError::NotFound(format!("no probe `{probe}` in run `{run}`")));
         }
         let shown: Vec<&ProbeBrittleness> = match model {

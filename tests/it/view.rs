@@ -660,3 +660,71 @@ fn pages_render_in_a_real_browser_and_hostile_output_stays_text() {
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
 }
+
+/// A run a sweep has only begun (no case stored yet) is a page that says so, not a 404: the
+/// run exists. Meanwhile the sweep writes to the same store without a lock error.
+#[test]
+fn a_run_without_stored_cases_yet_has_a_page() {
+    let slow = TestServer::start(|_, _| {
+        Reply::Delay(
+            Duration::from_millis(300),
+            Box::new(Reply::json(200, openai_completion("slow", "Shipped."))),
+        )
+    });
+    let p = Project::new(&model(
+        "slow",
+        "openai",
+        &format!("{}/v1", slow.url()),
+        "timeout = 5\nmax_concurrency = 1",
+    ));
+    p.templatize(ORDER_STATUS);
+    // An earlier, finished run, so the store exists when the viewer starts.
+    let env = [("TEST_KEY", "k")];
+    p.sweep(&["--strategy", "one-at-a-time", "--axes", "format"], &env)
+        .success();
+    let v = start_viewer(&p, &[]);
+    let first = p.store().runs().unwrap()[0].id.clone();
+    let mut sweep = p
+        .std_cmd()
+        .args([
+            "sweep",
+            "-q",
+            "--strategy",
+            "one-at-a-time",
+            "--axes",
+            "format",
+            "--no-cache",
+        ])
+        .env("TEST_KEY", "k")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let running = loop {
+        let runs = get(&v.base, "/").body;
+        if let Some(id) = runs
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .find(|w| w.starts_with("r-") && *w != first)
+        {
+            break id.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new run never appeared: {runs}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let page = get(&v.base, &format!("/run/{running}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("No case of this run is in the store yet"),
+        "{}",
+        page.body
+    );
+    let _ = sweep.kill();
+    let out = sweep.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("locked"), "{stderr}");
+}
