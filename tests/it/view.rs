@@ -231,6 +231,14 @@ fn every_page_answers_escapes_stored_text_and_links_resolve() {
         "{}",
         vs_run.body
     );
+    let nowhere = get(&v.base, &format!("/run/{run}/case/evil/x/not-a-sample"));
+    assert_eq!(nowhere.status, 404);
+    let text = decode_entities(&nowhere.body);
+    assert!(
+        text.contains("no page at /run/") && text.contains("/compare and /diff"),
+        "a 404 says which path and which pages there are: {}",
+        nowhere.body
+    );
     let bad_baseline = get(&v.base, &format!("/run/{run}?baseline=nobody"));
     assert_eq!(bad_baseline.status, 400);
     assert!(
