@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::view::{Site, ViewError, bundle};
 use anyhow::Result;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -75,6 +75,21 @@ fn view_error(e: ViewError) -> anyhow::Error {
     }
 }
 
+/// The URL to print for a listener bound to `bound`: an unspecified address (`0.0.0.0`, `::`)
+/// cannot be browsed to, so the URL names the loopback address of its family.
+fn printed_url(bound: SocketAddr) -> String {
+    match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            format!("http://{}:{}/", Ipv4Addr::LOCALHOST, bound.port())
+        }
+        IpAddr::V4(ip) => format!("http://{ip}:{}/", bound.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            format!("http://[{}]:{}/", Ipv6Addr::LOCALHOST, bound.port())
+        }
+        IpAddr::V6(ip) => format!("http://[{ip}]:{}/", bound.port()),
+    }
+}
+
 /// Runs `cliffprobe view`.
 pub fn view_cmd(project: Project, a: &ViewArgs) -> Result<ExitCode> {
     let path = store_file(&project, a.store.as_deref())?;
@@ -125,14 +140,7 @@ pub fn view_cmd(project: Project, a: &ViewArgs) -> Result<ExitCode> {
                 bound
             );
         }
-        let host = match bound.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            ip => ip,
-        };
-        let url = match host {
-            IpAddr::V6(ip) => format!("http://[{ip}]:{}/", bound.port()),
-            IpAddr::V4(ip) => format!("http://{ip}:{}/", bound.port()),
-        };
+        let url = printed_url(bound);
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "cliffprobe view: {url}  (read-only; Ctrl-C to stop)")?;
@@ -143,4 +151,19 @@ pub fn view_cmd(project: Project, a: &ViewArgs) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_url_can_be_browsed_to() {
+        let at = |s: &str| printed_url(s.parse().unwrap());
+        assert_eq!(at("127.0.0.1:8620"), "http://127.0.0.1:8620/");
+        assert_eq!(at("0.0.0.0:8620"), "http://127.0.0.1:8620/");
+        assert_eq!(at("[::]:8620"), "http://[::1]:8620/");
+        assert_eq!(at("[::1]:8620"), "http://[::1]:8620/");
+        assert_eq!(at("10.1.2.3:80"), "http://10.1.2.3:80/");
+    }
 }

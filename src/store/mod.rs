@@ -120,6 +120,26 @@ pub(crate) fn connect_as(path: &Path, read_only: bool) -> Result<Connection> {
     Ok(conn)
 }
 
+/// A clear error for a store file that cannot be read: not a database (bad input: exit 2), or
+/// locked by another process past the busy timeout.
+fn unreadable(path: &Path, e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => Error::Refused(format!(
+            "{} is not a cliffprobe store: it is not a SQLite database",
+            path.display()
+        )),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            Error::Other(format!(
+                "the store {} is locked by another process (waited {} s); try again when it \
+                 is done",
+                path.display(),
+                BUSY_TIMEOUT.as_secs()
+            ))
+        }
+        _ => Error::Other(format!("cannot read the store {}: {e}", path.display())),
+    }
+}
+
 impl Store {
     /// Opens (creating it and its folder if needed) the SQLite store at `path`, and brings its
     /// schema up to date. Opening is idempotent and safe from several processes at once.
@@ -153,7 +173,27 @@ impl Store {
             return Err(Error::Other(format!("no store at {}", path.display())));
         }
         let conn = connect_as(path, true)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| unreadable(path, e))?;
+        if version == 0 {
+            // An empty file, or a SQLite database of something else: not a store at all, so
+            // "older schema, upgrade it" would send the user the wrong way.
+            let tables: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runs'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| unreadable(path, e))?;
+            if tables == 0 {
+                return Err(Error::Refused(format!(
+                    "{} is not a cliffprobe store: it holds no runs table (an empty file or \
+                     another program's database); pass the store a sweep wrote (--store PATH)",
+                    path.display()
+                )));
+            }
+        }
         schema::check_version_readable(version)?;
         Ok(Store {
             conn,

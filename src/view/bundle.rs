@@ -1,7 +1,7 @@
 //! `cliffprobe view --bundle DIR`: the viewer's pages for one run, written as static files.
 //!
 //! For a CI artifact or a place that will not run a server. The bundle holds the runs page
-//! (that run only, with the trend), the run page, every probe family × model page, the list
+//! (that run only, with the trend up to it), the run page, every probe family × model page, the list
 //! of the run's failing and erroring cases (up to a bound) and a page for each of them, and
 //! the stylesheet and script: one folder of files linked relatively, which opens from disk.
 //! Filters need the server; a link to a page the bundle does not hold is plain text.
@@ -118,20 +118,19 @@ pub fn write_bundle(
         };
         put("view.css", CSS)?;
         put("view.js", JS)?;
+        // The run page first: computing it settles the run's gate, which the index shows.
+        let run_page = site.render(
+            &Route::Run {
+                run: run.id.clone(),
+                baseline: None,
+            },
+            &links,
+        )?;
         put(
             "index.html",
             &site.render(&Route::Runs { model: None }, &links)?,
         )?;
-        put(
-            "run.html",
-            &site.render(
-                &Route::Run {
-                    run: run.id.clone(),
-                    baseline: None,
-                },
-                &links,
-            )?,
-        )?;
+        put("run.html", &run_page)?;
         for (probe, model) in pages::families_of(site, run)? {
             let file = links
                 .family(&run.id, &probe, &model)

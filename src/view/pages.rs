@@ -186,11 +186,20 @@ pub(super) fn environment() -> Environment<'static> {
 }
 
 fn is_hidden_control(c: char) -> bool {
-    c.is_control() && !matches!(c, '\n' | '\t')
+    (c.is_control() && !matches!(c, '\n' | '\t')) || is_bidi_control(c)
+}
+
+/// The bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069): an
+/// answer holding one can make the text after it read differently from what it is ("Trojan
+/// Source"), so they are shown, not obeyed. Right-to-left letters and the plain marks
+/// (U+200E, U+200F) are left alone.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` with control characters (other than newline and tab) replaced by visible symbols:
-/// ESC as `␛`, NUL as `␀`, … (U+2400 block), DEL as `␡`, C1 controls as `\u{…}`.
+/// ESC as `␛`, NUL as `␀`, … (U+2400 block), DEL as `␡`, C1 controls and bidirectional
+/// overrides as `\u{…}`.
 pub fn visible(s: &str) -> String {
     s.chars()
         .map(|c| match c as u32 {
@@ -198,7 +207,7 @@ pub fn visible(s: &str) -> String {
                 .map(String::from)
                 .unwrap_or_default(),
             0x7f => "␡".to_string(),
-            n if c.is_control() && !matches!(c, '\n' | '\t') => format!("\\u{{{n:x}}}"),
+            n if is_hidden_control(c) => format!("\\u{{{n:x}}}"),
             _ => c.to_string(),
         })
         .collect()
@@ -315,9 +324,17 @@ pub(super) fn runs_page(
 ) -> Result<String, ViewError> {
     site.with_store(|store| {
         let mut runs = store.runs()?;
-        if let Links::Bundle { run, .. } = links {
-            runs.retain(|r| &r.id == run);
-        }
+        // A bundle lists its own run, and draws the trend up to it: the runs before it and
+        // that run (the later ones had not happened when it was the run under review).
+        let trend_runs = match links {
+            Links::Bundle { run, .. } => {
+                let upto = runs.iter().position(|r| &r.id == run).map_or(0, |i| i + 1);
+                let earlier = runs[..upto].to_vec();
+                runs.retain(|r| &r.id == run);
+                earlier
+            }
+            _ => runs.clone(),
+        };
         let mut rows = Vec::new();
         let mut all_models: Vec<String> = Vec::new();
         for r in runs.iter().rev() {
@@ -353,6 +370,14 @@ pub(super) fn runs_page(
                 "gate": gate,
             }));
         }
+        if let Some(m) = model
+            && !all_models.iter().any(|x| x == m)
+        {
+            return Err(ViewError::BadRequest(format!(
+                "query parameter `model`: `{m}` is not a model of any run ({})",
+                all_models.join(", ")
+            )));
+        }
         // The trend's model: asked for, else the first configured model any run has.
         let focus = model.map(str::to_string).or_else(|| {
             site.project
@@ -364,13 +389,13 @@ pub(super) fn runs_page(
                 .or_else(|| all_models.first().cloned())
         });
         let trend = match &focus {
-            Some(m) if !runs.is_empty() => {
-                let key: Vec<(String, Option<i64>)> = runs
+            Some(m) if !trend_runs.is_empty() => {
+                let key: Vec<(String, Option<i64>)> = trend_runs
                     .iter()
                     .map(|r| Ok((r.id.clone(), store.run_generation(&r.id)?)))
                     .collect::<Result<_, crate::Error>>()?;
                 let t = site.trends.get((m.clone(), key), || {
-                    let points = trend_points(site, store, &runs, m)?;
+                    let points = trend_points(site, store, &trend_runs, m)?;
                     Ok(crate::analysis::Trend::new(
                         m.clone(),
                         points,
@@ -590,7 +615,10 @@ fn compute_run_summary(
         Err(e) => {
             let msg = format!("{e:#}");
             return Err(match e.downcast_ref::<crate::Error>() {
-                Some(crate::Error::Input { .. }) => ViewError::BadRequest(msg),
+                // The report speaks of its command-line flag; the page of its query parameter.
+                Some(crate::Error::Input { message, .. }) => {
+                    ViewError::BadRequest(format!("query parameter `baseline`: {message}"))
+                }
                 Some(crate::Error::Refused(_)) => ViewError::NotFound(msg),
                 _ => ViewError::Internal(msg),
             });
@@ -853,6 +881,9 @@ fn run_page(
     baseline: Option<&str>,
     links: &Links,
 ) -> Result<String, ViewError> {
+    if let Some(page) = pending_run_page(site, run, links)? {
+        return Ok(page);
+    }
     let s = run_summary(site, run, baseline)?;
     let (others, counts) = site.with_store(|store| {
         let runs = store.runs()?;
@@ -933,6 +964,44 @@ fn run_page(
             "heatmaps": s.heatmaps.iter().map(|h| heat_json(links, run, h)).collect::<Vec<_>>(),
         }),
     )
+}
+
+/// The page of a run none of whose cases is stored yet (a sweep that has just started: it
+/// settles its cases into the store every ~100,000 cases and at its end), or `None` when the
+/// run has cases. The run exists, so this is its page, not a 404.
+fn pending_run_page(site: &Site, run: &str, links: &Links) -> Result<Option<String>, ViewError> {
+    let info = site.with_store(|store| {
+        let info = run_of(store, run)?;
+        let counts = status_counts(site, store, run)?;
+        Ok(counts.iter().all(|(_, _, n)| *n == 0).then_some(info))
+    })?;
+    let Some(r) = info else { return Ok(None) };
+    let pending = format!(
+        "No case of this run is in the store yet (status {}): a sweep stores its cases as it \
+         goes, in batches, and at its end. Reload this page to see them.",
+        r.status.as_str()
+    );
+    let models: Vec<_> = r
+        .models
+        .iter()
+        .map(|m| json!({"name": m, "id": r.model_ids.get(m), "pass": 0, "fail": 0, "error": 0, "ungraded": 0}))
+        .collect();
+    render_page(
+        site,
+        "run.html",
+        links,
+        &format!("Run {}", r.id),
+        json!({
+            "run": {
+                "id": r.id, "status": r.status.as_str(), "started": r.started_at, "finished": r.finished_at,
+                "strategy": r.strategy, "seed": r.seed, "repeats": r.repeats, "planned": r.planned,
+                "note": r.note, "version": r.version, "axes": r.axes,
+            },
+            "models": models,
+            "pending": pending,
+        }),
+    )
+    .map(Some)
 }
 
 // ---------------------------------------------------------------- family
@@ -1059,6 +1128,12 @@ fn family_page(
         let b = brittleness_of(site, store, &info)?;
         let of_probe: Vec<&ProbeBrittleness> = b.results.iter().filter(|p| p.probe == probe).collect();
         if of_probe.is_empty() {
+            if info.probes.iter().any(|p| p == probe) {
+                return Err(ViewError::NotFound(format!(
+                    "no graded case of probe `{probe}` is stored in run `{run}` yet (status {})",
+                    info.status.as_str()
+                )));
+            }
             return Err(ViewError::NotFound(format!("no probe `{probe}` in run `{run}`")));
         }
         let shown: Vec<&ProbeBrittleness> = match model {
@@ -1094,6 +1169,10 @@ fn family_page(
 fn cases_page(site: &Site, run: &str, f: &CaseFilter, links: &Links) -> Result<String, ViewError> {
     site.with_store(|store| {
         let info = run_of(store, run)?;
+        let classes = store.classes_of(&info.probes)?;
+        check_choice("model", f.model.as_deref(), &info.models, run)?;
+        check_choice("class", f.class.as_deref(), &classes, run)?;
+        check_choice("probe", f.probe.as_deref(), &info.probes, run)?;
         let q = CaseQuery {
             run: run.to_string(),
             model: f.model.clone(),
@@ -1118,7 +1197,6 @@ fn cases_page(site: &Site, run: &str, f: &CaseFilter, links: &Links) -> Result<S
             .is_some()
             .then(|| links.cases(run, &CaseFilter { after: None, ..f.clone() }))
             .flatten();
-        let classes = store.classes_of(&info.probes)?;
         render_page(
             site,
             "cases.html",
@@ -1150,6 +1228,23 @@ fn cases_page(site: &Site, run: &str, f: &CaseFilter, links: &Links) -> Result<S
             }),
         )
     })
+}
+
+/// A filter that names a model, class or probe the run does not have is a bad request, not an
+/// empty list: the form could not show it as selected, so a refresh would silently drop it.
+fn check_choice(
+    param: &str,
+    value: Option<&str>,
+    choices: &[String],
+    run: &str,
+) -> Result<(), ViewError> {
+    match value {
+        Some(v) if !choices.iter().any(|c| c == v) => Err(ViewError::BadRequest(format!(
+            "query parameter `{param}`: `{v}` is not a {param} of run `{run}` ({})",
+            choices.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// One row of a cases list.
@@ -1524,6 +1619,11 @@ mod tests {
     fn control_characters_become_visible() {
         assert_eq!(visible("a\x1b[31mred\x07\n\tb\u{7f}"), "a␛[31mred␇\n\tb␡");
         assert_eq!(visible("\u{9b}x"), "\\u{9b}x");
+        assert_eq!(
+            visible("a\u{202e}DESOLC\u{202c}\u{2067}b\u{2069}"),
+            "a\\u{202e}DESOLC\\u{202c}\\u{2067}b\\u{2069}"
+        );
+        assert_eq!(visible("\u{200f}שלום مرحبا"), "\u{200f}שלום مرحبا");
     }
 
     #[test]
@@ -1551,10 +1651,16 @@ mod tests {
         let env = environment();
         let t = env.template_from_named_str("t.html", "{{ x }}").unwrap();
         let out = t
-            .render(minijinja::context! { x => "<script>alert(1)</script></textarea>\x1b[31m" })
+            .render(
+                minijinja::context! { x => "<script>alert(1)</script></textarea>\x1b[31m\u{202e}" },
+            )
             .unwrap();
         assert!(!out.contains("<script>"), "{out}");
         assert!(!out.contains("</textarea>"), "{out}");
         assert!(out.contains("␛[31m"), "{out}");
+        assert!(
+            !out.contains('\u{202e}') && out.contains("\\u{202e}"),
+            "{out}"
+        );
     }
 }

@@ -104,6 +104,7 @@ async fn handle(State(site): State<Arc<Site>>, method: Method, uri: Uri) -> Resp
         .map(decode_segment)
         .collect();
     let query = uri.query().map(str::to_string);
+    let shown_path = path.to_string();
     let result = tokio::task::spawn_blocking(move || {
         let links = Links::Server;
         let routed = match segments {
@@ -112,7 +113,10 @@ async fn handle(State(site): State<Arc<Site>>, method: Method, uri: Uri) -> Resp
         };
         let page = match routed {
             Ok(Some(route)) => site.render(&route, &links),
-            Ok(None) => Err(ViewError::NotFound("no page here".into())),
+            Ok(None) => Err(ViewError::NotFound(format!(
+                "no page at {shown_path}; the viewer's pages are /, /run/RUN, /run/RUN/cases, \
+                 /run/RUN/case/MODEL/VARIANT/SAMPLE, /run/RUN/family/PROBE, /compare and /diff"
+            ))),
             Err(e) => Err(e),
         };
         match page {

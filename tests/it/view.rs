@@ -231,9 +231,33 @@ fn every_page_answers_escapes_stored_text_and_links_resolve() {
         "{}",
         vs_run.body
     );
+    let nowhere = get(&v.base, &format!("/run/{run}/case/evil/x/not-a-sample"));
+    assert_eq!(nowhere.status, 404);
+    let text = decode_entities(&nowhere.body);
+    assert!(
+        text.contains("no page at /run/") && text.contains("/compare and /diff"),
+        "a 404 says which path and which pages there are: {}",
+        nowhere.body
+    );
+    let bad_baseline = get(&v.base, &format!("/run/{run}?baseline=nobody"));
+    assert_eq!(bad_baseline.status, 400);
+    assert!(
+        bad_baseline.body.contains("query parameter `baseline`")
+            && !bad_baseline.body.contains("command line"),
+        "the page names its query parameter, not a CLI flag: {}",
+        bad_baseline.body
+    );
+    // A filter naming a model, class or probe the run does not have is a 400 that says so,
+    // not an empty list whose form silently drops the filter.
+    for q in ["model=nobody", "probe=nothing", "class=no+such+class"] {
+        let got = get(&v.base, &format!("/run/{run}/cases?{q}"));
+        assert_eq!(got.status, 400, "{q}: {}", got.body);
+        assert!(got.body.contains("is not a"), "{q}: {}", got.body);
+    }
+    assert_eq!(get(&v.base, "/?model=nobody").status, 400);
     assert_eq!(
-        get(&v.base, &format!("/run/{run}?baseline=nobody")).status,
-        400
+        get(&v.base, &format!("/run/{run}/cases?model=evil")).status,
+        200
     );
     // HEAD answers like GET, without a body.
     let head = request(&v.base, "HEAD", &format!("/run/{run}"));
@@ -375,16 +399,58 @@ fn a_missing_store_is_an_input_error() {
     let out = p.run(&["view", "--port", "0"], &[]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("no store at"), "{}", out.stderr);
+
+    // A file that is not a store (not SQLite at all, or empty) is named and refused, not
+    // reported as an old schema to upgrade.
+    for (name, bytes) in [
+        ("garbage.db", &b"not a database\n"[..]),
+        ("empty.db", &b""[..]),
+    ] {
+        let file = p.root().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let out = p.run(
+            &["view", "--port", "0", "--store", file.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(out.code, Some(2), "{name}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("is not a cliffprobe store") && out.stderr.contains(name),
+            "{name}: {}",
+            out.stderr
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            bytes,
+            "{name} left as it was"
+        );
+    }
 }
 
 #[test]
 fn a_bundle_holds_linked_static_pages_for_one_run() {
     let f = fixture();
+    let config = f.p.root().join("cliffprobe.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[floors]\nhard = 0.5\n");
+    std::fs::write(&config, toml).unwrap();
     let dir = f.p.root().join("bundle");
     let out =
         f.p.run(&["view", "--bundle", dir.to_str().unwrap()], &[])
             .success();
     assert!(out.stdout.contains("wrote"), "{}", out.stdout);
+    // The index shows the run's gate (settled when its page was computed) and the trend up to
+    // the run: the earlier run too, as text (the bundle does not hold its page).
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(
+        index.contains("class=\"badge fail\"") || index.contains("class=\"badge pass\""),
+        "the gate's verdict: {index}"
+    );
+    for r in &f.runs {
+        assert!(
+            index.contains(r.as_str()),
+            "the trend lists run {r}: {index}"
+        );
+    }
     for file in [
         "index.html",
         "run.html",
@@ -601,4 +667,72 @@ fn pages_render_in_a_real_browser_and_hostile_output_stays_text() {
     );
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+}
+
+/// A run a sweep has only begun (no case stored yet) is a page that says so, not a 404: the
+/// run exists. Meanwhile the sweep writes to the same store without a lock error.
+#[test]
+fn a_run_without_stored_cases_yet_has_a_page() {
+    let slow = TestServer::start(|_, _| {
+        Reply::Delay(
+            Duration::from_millis(300),
+            Box::new(Reply::json(200, openai_completion("slow", "Shipped."))),
+        )
+    });
+    let p = Project::new(&model(
+        "slow",
+        "openai",
+        &format!("{}/v1", slow.url()),
+        "timeout = 5\nmax_concurrency = 1",
+    ));
+    p.templatize(ORDER_STATUS);
+    // An earlier, finished run, so the store exists when the viewer starts.
+    let env = [("TEST_KEY", "k")];
+    p.sweep(&["--strategy", "one-at-a-time", "--axes", "format"], &env)
+        .success();
+    let v = start_viewer(&p, &[]);
+    let first = p.store().runs().unwrap()[0].id.clone();
+    let mut sweep = p
+        .std_cmd()
+        .args([
+            "sweep",
+            "-q",
+            "--strategy",
+            "one-at-a-time",
+            "--axes",
+            "format",
+            "--no-cache",
+        ])
+        .env("TEST_KEY", "k")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let running = loop {
+        let runs = get(&v.base, "/").body;
+        if let Some(id) = runs
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .find(|w| w.starts_with("r-") && *w != first)
+        {
+            break id.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new run never appeared: {runs}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let page = get(&v.base, &format!("/run/{running}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("No case of this run is in the store yet"),
+        "{}",
+        page.body
+    );
+    let _ = sweep.kill();
+    let out = sweep.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("locked"), "{stderr}");
 }
