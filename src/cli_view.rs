@@ -25,7 +25,7 @@ pub struct ViewArgs {
     pub port: u16,
     /// Address to listen on. Anything but a loopback address exposes the stored prompts and
     /// outputs to the network, and prints a warning.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_host)]
     pub host: IpAddr,
     /// Write the pages of one run as static files into DIR (a new or empty folder) instead of
     /// serving them.
@@ -153,9 +153,29 @@ pub fn view_cmd(project: Project, a: &ViewArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An IP address, or `localhost` (the loopback address), for `--host`. Other host names are
+/// refused: the viewer binds one address and says which, so it never guesses what a name
+/// resolves to.
+fn parse_host(s: &str) -> std::result::Result<IpAddr, String> {
+    if s.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::from([127, 0, 0, 1]));
+    }
+    s.parse().map_err(|_| {
+        format!("expected an IP address (127.0.0.1, ::1, 0.0.0.0) or localhost, got {s:?}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_takes_addresses_and_localhost_only() {
+        assert_eq!(parse_host("localhost"), Ok(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(parse_host("::1"), Ok("::1".parse().unwrap()));
+        assert!(parse_host("0.0.0.0").unwrap().is_unspecified());
+        assert!(parse_host("db.internal").unwrap_err().contains("localhost"));
+    }
 
     #[test]
     fn the_printed_url_can_be_browsed_to() {
