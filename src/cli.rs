@@ -61,6 +61,8 @@ pub enum Command {
     Shrink(crate::cli_shrink::ShrinkArgs),
     /// List a probe's promoted cases with their history.
     Cases(crate::cli_brittle::CasesArgs),
+    /// List the configured models; with --check, find out whether each can be swept.
+    Models(crate::cli_models::ModelsArgs),
 }
 
 /// `init` options.
@@ -388,6 +390,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Promote(a) => crate::cli_brittle::promote_cmd(&Project::load(&cli.config)?, &a),
         Command::Shrink(a) => crate::cli_shrink::shrink_cmd(&Project::load(&cli.config)?, &a),
         Command::Cases(a) => crate::cli_brittle::cases_cmd(&Project::load(&cli.config)?, &a),
+        Command::Models(a) => crate::cli_models::models_cmd(&Project::load(&cli.config)?, &a),
     }
 }
 

@@ -69,6 +69,9 @@ pub struct SweepArgs {
     /// After the sweep, promote failing and flaky variants into their probe files.
     #[arg(long)]
     pub promote: bool,
+    /// Skip the check (`models --check`) a sweep runs first for models it has not reached.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// `export` options.
@@ -340,6 +343,19 @@ fn finish(
                 .join(", "),
             if mock.len() == 1 { "s" } else { "" }
         );
+    }
+    if !a.no_check
+        && !crate::cli_models::check_before_sweep(
+            project,
+            &opts.models,
+            &probes,
+            &lib,
+            opts.strategy,
+            opts.seed,
+            &opts.axes,
+        )?
+    {
+        return Ok(ExitCode::from(1));
     }
     let show = !a.quiet;
     let outcome = sweep::run(cfg, store_url, probes, lib, opts.clone(), show)?;
