@@ -37,6 +37,9 @@ pub struct ModelsArgs {
     /// With --check: the strategy whose longest variant is sent (default: from config).
     #[arg(long)]
     pub strategy: Option<Strategy>,
+    /// With --check: the axes (and values) of that plan, as for `sweep --axes`.
+    #[arg(long)]
+    pub axes: Option<AxisFilter>,
     /// With --check: probe files or folders to take the longest variant from (default: the
     /// suite, when there is one).
     #[arg(long = "suite", value_name = "PATH")]
@@ -50,7 +53,12 @@ pub fn models_cmd(project: &Project, a: &ModelsArgs) -> Result<ExitCode> {
     if !a.check {
         return list(project, &names, json);
     }
-    let longest = suite_longest(project, &a.paths, a.strategy)?;
+    let longest = suite_longest(
+        project,
+        &a.paths,
+        a.strategy,
+        &a.axes.clone().unwrap_or_default(),
+    )?;
     let checks = run_checks(project, &names, longest)?;
     record(project, &checks)?;
     let mut out = std::io::stdout().lock();
@@ -211,12 +219,13 @@ fn write_findings(out: &mut impl Write, c: &ModelCheck) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The longest variant of the suite (or of `paths`) under the configured strategy; `None`
-/// without a suite.
+/// The longest variant of the suite (or of `paths`) under the strategy (default: the
+/// configured one) and axes; `None` without a suite.
 fn suite_longest(
     project: &Project,
     paths: &[PathBuf],
     strategy: Option<Strategy>,
+    axes: &AxisFilter,
 ) -> Result<Option<LongestVariant>> {
     if paths.is_empty() && !project.suite().exists() {
         return Ok(None);
@@ -234,7 +243,7 @@ fn suite_longest(
         &lib,
         project.strategy(strategy)?,
         seed,
-        &AxisFilter::default(),
+        axes,
     )?)
 }
 

@@ -12,8 +12,8 @@
 //! 4. the suite's **longest variant**, with a short output budget: does it fit the **context
 //!    window**, which is also read from the server when it reports one (`/v1/models`: vLLM's
 //!    `max_model_len`, OpenRouter's `context_length`, llama.cpp's `meta.n_ctx_train`; llama.cpp's
-//!    `/props`: `n_ctx`; llama-cpp-python's `/v1/internal/model/info`-less servers only say it in
-//!    the error, which is quoted).
+//!    `/props`: `n_ctx`); servers that report nothing (llama-cpp-python, LiteLLM) say it in the
+//!    error, which is quoted.
 //!
 //! Every failure becomes a [`Problem`]: the step, the server's own words, and what to change.
 //! A model that answers without calling the offered tool is a warning, not a problem: a small
@@ -565,7 +565,9 @@ fn first_failure(out: &mut ModelCheck, cfg: &ModelConfig, e: &CallError) {
                 format!("nothing answers at {endpoint}: start the server, or correct base_url in [models.{}]", out.model),
             );
         }
-        (_, Some(401 | 403)) => {
+        (_, Some(status))
+            if status == 401 || status == 403 || (status < 500 && looks_like_key_error(&said)) =>
+        {
             out.reachable = Some(true);
             out.key_accepted = Some(false);
             let fix = match &cfg.api_key_env {
@@ -616,6 +618,24 @@ fn first_failure(out: &mut ModelCheck, cfg: &ModelConfig, e: &CallError) {
             );
         }
     }
+}
+
+/// Whether a 4xx other than 401/403 is about the key: some gateways answer a wrong key with
+/// 400 (LiteLLM's proxy without a database says "No connected db." for any key but its master
+/// key).
+fn looks_like_key_error(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "api key",
+        "api_key",
+        "apikey",
+        "authentication",
+        "unauthorized",
+        "invalid token",
+        "no connected db",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }
 
 /// `HTTP 401: …` → 401.
