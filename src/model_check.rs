@@ -658,20 +658,13 @@ fn round_trip_fix(name: &str, cfg: &ModelConfig) -> String {
             )
         }
         _ => {
-            let others: Vec<&str> = ["empty", "null", "omit"]
-                .into_iter()
-                .filter(|v| {
-                    *v != match cfg.compat.tool_call_content {
-                        ToolCallContent::Empty => "empty",
-                        ToolCallContent::Null => "null",
-                        ToolCallContent::Omit => "omit",
-                    }
-                })
-                .map(|v| v)
-                .collect();
+            let [a, b] = match cfg.compat.tool_call_content {
+                ToolCallContent::Empty => ["null", "omit"],
+                ToolCallContent::Null => ["empty", "omit"],
+                ToolCallContent::Omit => ["empty", "null"],
+            };
             format!(
-                "the server refused an assistant turn with tool_calls and the tool's result: try [models.{name}.compat] tool_call_content = \"{}\" (or \"{}\")",
-                others[0], others[1]
+                "the server refused an assistant turn with tool_calls and the tool's result: try [models.{name}.compat] tool_call_content = \"{a}\" (or \"{b}\")"
             )
         }
     }
