@@ -718,7 +718,8 @@ async fn context_window(provider: &Provider) -> Option<(u64, String)> {
     {
         return Some((n, "/props n_ctx".into()));
     }
-    let models = provider.get_json("models").await.ok()?;
+    // The endpoint is `{base_url}/chat/completions`: `../models` is `{base_url}/models`.
+    let models = provider.get_json("../models").await.ok()?;
     window_from_models(&models, &provider.config().model)
 }
 

@@ -293,6 +293,25 @@ fn a_reported_window_smaller_than_the_longest_variant_is_found_even_when_accepte
     assert_eq!(v[0]["problems"][0]["step"], "context");
 }
 
+#[test]
+fn a_window_in_the_model_listing_is_read() {
+    // vLLM's /v1/models carries max_model_len.
+    let server = TestServer::start(|req, _| {
+        if req.method == "GET" && req.path == "/v1/models" {
+            return Reply::json(
+                200,
+                json!({"object": "list", "data": [{"id": "local-2024-01-01", "max_model_len": 32768}]}),
+            );
+        }
+        answer(req, None)
+    });
+    let p = project_for(&server.url(), "");
+    let (out, v) = check_json(&p);
+    out.success();
+    assert_eq!(v[0]["context_window"], 32768);
+    assert_eq!(v[0]["context_window_source"], "/v1/models max_model_len");
+}
+
 /// llama-cpp-python 0.3.36's chat templates read `message.content`: an assistant tool-call turn
 /// without the key is a 500. The default wire shape passes; `compat.tool_call_content = "omit"`
 /// reproduces the failure, and the check says which setting to change.

@@ -97,6 +97,9 @@ api_key_env = "CLIFFPROBE_E2E_LITELLM_KEY"
 max_tokens = 32
 max_concurrency = 1
 timeout = 300
+# The tool-turn probes fail on this path whatever is retried (the documented LiteLLM
+# limitation): one retry, not four, keeps the sweep short.
+max_retries = 1
 "#,
         llama = s.llama,
         litellm = s.litellm,
