@@ -134,6 +134,9 @@ pub struct LongestVariantResult {
     pub tokens_counted: bool,
     /// Whether the server took it.
     pub accepted: bool,
+    /// Whether it does not fit the context window (refused with a context error, or longer
+    /// than the window the server reports).
+    pub too_long: bool,
 }
 
 /// The outcome of checking one model.
@@ -204,10 +207,19 @@ impl ModelCheck {
             Some(false) => "NO".to_string(),
             None => "–".to_string(),
         };
-        let window = match (self.context_window, &self.longest_variant) {
-            (Some(w), _) => w.to_string(),
-            (None, Some(l)) if l.accepted => "fits".to_string(),
-            (None, Some(_)) => "too small".to_string(),
+        let fit = self.longest_variant.as_ref().map(|l| {
+            if l.too_long {
+                "too small"
+            } else if l.accepted {
+                "fits"
+            } else {
+                "longest refused"
+            }
+        });
+        let window = match (self.context_window, fit) {
+            (Some(w), Some(f)) => format!("{w} ({f})"),
+            (Some(w), None) => w.to_string(),
+            (None, Some(f)) => f.to_string(),
             (None, None) => "not reported".to_string(),
         };
         let label = if self.mock {
@@ -496,6 +508,7 @@ pub async fn check_model(
             tokens: estimate,
             tokens_counted: false,
             accepted: false,
+            too_long: false,
         };
         match provider.call(&l.request, &[], 0).await {
             Ok(resp) => {
@@ -507,6 +520,7 @@ pub async fn check_model(
                 if let Some(w) = out.context_window
                     && result.tokens + u64::from(CHECK_MAX_TOKENS) > w
                 {
+                    result.too_long = true;
                     out.problem(
                         Step::Context,
                         format!(
@@ -523,7 +537,8 @@ pub async fn check_model(
             }
             Err(e) => {
                 let said = e.message().to_string();
-                let fix = if looks_like_context_error(&said) {
+                result.too_long = looks_like_context_error(&said);
+                let fix = if result.too_long {
                     context_fix(cfg)
                 } else {
                     "the server refused the suite's longest variant: see its words; sweep with --probe to leave that probe out".into()
@@ -678,7 +693,7 @@ fn context_fix(cfg: &ModelConfig) -> String {
         }
     };
     format!(
-        "the suite's longest variant does not fit: {server}, or leave the longest values out (e.g. --axes length=short|original)"
+        "the suite's longest variant does not fit: {server}, or sweep without the longest length values (--axes with the values that fit, e.g. --axes 'persona,phrasing,format,length=2k-start|2k-middle|2k-end')"
     )
 }
 

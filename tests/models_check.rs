@@ -262,6 +262,7 @@ fn a_context_window_too_small_for_the_longest_variant_is_found() {
     let c = &v[0];
     assert_eq!(c["round_trip"], true);
     assert_eq!(c["longest_variant"]["accepted"], false);
+    assert_eq!(c["longest_variant"]["too_long"], true);
     assert_eq!(c["problems"][0]["step"], "context");
     let said = c["problems"][0]["server_said"].as_str().unwrap();
     assert!(said.contains("exceed context window"), "{said}");
@@ -291,6 +292,9 @@ fn a_reported_window_smaller_than_the_longest_variant_is_found_even_when_accepte
     assert_eq!(v[0]["context_window"], 512);
     assert_eq!(v[0]["context_window_source"], "/props n_ctx");
     assert_eq!(v[0]["problems"][0]["step"], "context");
+    assert_eq!(v[0]["longest_variant"]["too_long"], true);
+    let text = check(&p, &[]).exits(1);
+    assert!(text.stdout.contains("512 (too small)"), "{}", text.stdout);
 }
 
 #[test]
