@@ -127,6 +127,8 @@ litellm_settings:
 router_settings:
   # One deployment: a failed request must not put it in cooldown (429s for everything after).
   disable_cooldowns: true
+  # cliffprobe retries itself; LiteLLM's own retries (with their waits) would multiply them.
+  num_retries: 0
 YAML
   LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_TELEMETRY=False \
     "$E2E_VENV/bin/litellm" --config "$E2E_DIR/litellm.yaml" --host 127.0.0.1 --port "$litellm_port" \
