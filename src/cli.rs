@@ -67,6 +67,8 @@ pub enum Command {
     View(crate::cli_view::ViewArgs),
     /// Show who holds the store's sweep lock; remove a lock its process left behind.
     Unlock(crate::cli_unlock::UnlockArgs),
+    /// List the configured models; with --check, find out whether each can be swept.
+    Models(crate::cli_models::ModelsArgs),
 }
 
 /// `init` options.
@@ -397,6 +399,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Replay(a) => crate::cli_replay::replay_cmd(&Project::load(&cli.config)?, &a),
         Command::View(a) => crate::cli_view::view_cmd(Project::load(&cli.config)?, &a),
         Command::Unlock(a) => crate::cli_unlock::unlock_cmd(&Project::load(&cli.config)?, &a),
+        Command::Models(a) => crate::cli_models::models_cmd(&Project::load(&cli.config)?, &a),
     }
 }
 

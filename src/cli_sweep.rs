@@ -77,6 +77,10 @@ pub struct SweepArgs {
     /// After the sweep, promote failing and flaky variants into their probe files.
     #[arg(long)]
     pub promote: bool,
+    /// Skip the check (`models --check`) a sweep runs first for models it has not reached
+    /// (also: CLIFFPROBE_NO_CHECK=1).
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// `export` options.
@@ -444,6 +448,22 @@ fn finish(
                 .join(", "),
             if mock.len() == 1 { "s" } else { "" }
         );
+    }
+    // CLIFFPROBE_NO_CHECK=1 is --no-check for scripts and test harnesses that sweep scripted
+    // servers.
+    let no_check = a.no_check || std::env::var_os("CLIFFPROBE_NO_CHECK").is_some_and(|v| v == "1");
+    if !no_check
+        && !crate::cli_models::check_before_sweep(
+            project,
+            &opts.models,
+            &probes,
+            &lib,
+            opts.strategy,
+            opts.seed,
+            &opts.axes,
+        )?
+    {
+        return Ok(ExitCode::from(1));
     }
     let show = !a.quiet;
     let outcome = sweep::run(cfg, store_url, probes, lib, opts.clone(), show)?;

@@ -205,6 +205,59 @@ pub struct ModelConfig {
     /// USD per million output tokens.
     #[serde(default)]
     pub price_output: Option<f64>,
+    /// Wire-format choices for servers that disagree on what they accept (`[models.NAME.compat]`).
+    /// Left out of the digest while at their defaults.
+    #[serde(default, skip_serializing_if = "Compat::is_default")]
+    pub compat: Compat,
+}
+
+/// `[models.NAME.compat]`: the few places where real servers disagree on the request shape.
+/// The defaults are what the widest set of servers accepts; a server that wants the other
+/// shape gets it here instead of from a fork (see the README's table of servers tested).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compat {
+    /// `openai` provider: the `content` of an assistant turn that only calls tools.
+    #[serde(default)]
+    pub tool_call_content: ToolCallContent,
+    /// `anthropic` provider: how a turn made of one text block is sent.
+    #[serde(default)]
+    pub text_content: TextContent,
+}
+
+impl Compat {
+    /// True when every choice is the default.
+    pub fn is_default(&self) -> bool {
+        *self == Compat::default()
+    }
+}
+
+/// `compat.tool_call_content`: what an assistant turn with `tool_calls` and no text carries as
+/// `content` in an OpenAI chat-completions body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolCallContent {
+    /// `"content": ""` (the default): accepted by OpenAI, vLLM, Ollama, llama.cpp's server,
+    /// llama-cpp-python (whose chat templates read `message.content`) and LiteLLM.
+    #[default]
+    Empty,
+    /// `"content": null`, for a server that rejects an empty string there.
+    Null,
+    /// No `content` key at all, for a server that rejects both.
+    Omit,
+}
+
+/// `compat.text_content`: how an Anthropic Messages turn holding only one text block is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextContent {
+    /// A plain string (the default): the API allows it, and gateways that translate to the
+    /// OpenAI shape (LiteLLM's `/v1/messages`) pass it on as a string, which every backend's
+    /// chat template can concatenate.
+    #[default]
+    String,
+    /// A list of content blocks, always.
+    Blocks,
 }
 
 impl ModelConfig {
@@ -356,6 +409,23 @@ impl Config {
                     path,
                     field("max_tokens_field"),
                     "is for the openai provider only (the Anthropic Messages API always takes max_tokens): remove it",
+                ));
+            }
+            if m.compat.tool_call_content != ToolCallContent::default()
+                && m.provider == ProviderKind::Anthropic
+            {
+                return Err(Error::field(
+                    path,
+                    field("compat.tool_call_content"),
+                    "is for the openai provider only (Anthropic tool calls are tool_use blocks): remove it",
+                ));
+            }
+            if m.compat.text_content != TextContent::default() && m.provider == ProviderKind::Openai
+            {
+                return Err(Error::field(
+                    path,
+                    field("compat.text_content"),
+                    "is for the anthropic provider only (OpenAI bodies always carry plain strings): remove it",
                 ));
             }
         }

@@ -2188,6 +2188,7 @@ mod tests {
             max_retries: None,
             price_input: None,
             price_output: None,
+            compat: Default::default(),
         };
         let ctx = |_: ()| {
             ModelCtx::new(

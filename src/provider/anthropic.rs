@@ -14,6 +14,10 @@
 //! - tool-call ids are kept when they fit the API's `[A-Za-z0-9_-]` pattern and otherwise have
 //!   the offending characters replaced by `_` (consistently on both sides); a tool message with
 //!   no `tool_call_id` answers the oldest unanswered call;
+//! - a turn that is one text block is sent as a plain string (`"content": "…"`), which the API
+//!   allows and which gateways translating to the OpenAI shape (LiteLLM's `/v1/messages`) pass
+//!   on as a string, as every backend's chat template expects; `compat.text_content = "blocks"`
+//!   sends lists always;
 //! - empty text is dropped (the API rejects empty text blocks), and a conversation opening with
 //!   an assistant turn gets a placeholder user turn `"(conversation start)"` in front, because
 //!   the API requires the first turn to be the user's. These two are the only edits to content.
@@ -26,7 +30,7 @@ use super::{
     CallError, DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, as_count, classify_status, parse_json_body,
 };
 use crate::chat::{ChatRequest, ChatResponse, Role, ToolCall, Usage};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, TextContent};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -70,7 +74,12 @@ pub fn headers(api_key: Option<&str>) -> HeaderMap {
 
 /// The request body (see the module docs for the translation rules). Deterministic.
 pub fn request_body(cfg: &ModelConfig, req: &ChatRequest) -> Value {
-    let (system, messages) = translate_messages(req);
+    let (system, mut messages) = translate_messages(req);
+    if cfg.compat.text_content == TextContent::String {
+        for m in &mut messages {
+            plain_text_content(m);
+        }
+    }
     let mut body = serde_json::Map::new();
     body.insert("model".into(), json!(cfg.model));
     body.insert(
@@ -89,6 +98,23 @@ pub fn request_body(cfg: &ModelConfig, req: &ChatRequest) -> Value {
         json!(cfg.temperature.unwrap_or(DEFAULT_TEMPERATURE)),
     );
     Value::Object(body)
+}
+
+/// Turns `{"content": [{"type": "text", "text": T}]}` into `{"content": T}`; any other turn
+/// (several blocks, tool blocks) is left as it is.
+fn plain_text_content(message: &mut Value) {
+    let Some(content) = message.get_mut("content") else {
+        return;
+    };
+    let text = match content.as_array().map(Vec::as_slice) {
+        Some([block]) if block.get("type").and_then(Value::as_str) == Some("text") => {
+            block.get("text").cloned()
+        }
+        _ => None,
+    };
+    if let Some(text @ Value::String(_)) = text {
+        *content = text;
+    }
 }
 
 /// Tools as `{name, description, input_schema}`.
@@ -443,6 +469,43 @@ mod tests {
                 "tools",
                 "temperature"
             ]
+        );
+    }
+
+    #[test]
+    fn single_text_turns_are_plain_strings_unless_compat_says_blocks() {
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::User, "Where is order 7?"),
+                assistant_calls(None, vec![ToolCall::new("c1", "lookup", &json!({"id": 7}))]),
+                tool_msg(Some("c1"), "shipped"),
+                Message::text(Role::Assistant, "It shipped."),
+                Message::text(Role::User, "Thanks."),
+                Message::text(Role::User, "Bye."),
+            ],
+            tools: vec![],
+        };
+        let mut cfg = crate::provider::tests::cfg(ProviderKind::Anthropic, None);
+        let body = request_body(&cfg, &req);
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "Where is order 7?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "lookup", "input": {"id": 7}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "shipped"}]},
+                {"role": "assistant", "content": "It shipped."},
+                {"role": "user", "content": [{"type": "text", "text": "Thanks."}, {"type": "text", "text": "Bye."}]}
+            ])
+        );
+        cfg.compat.text_content = crate::config::TextContent::Blocks;
+        let body = request_body(&cfg, &req);
+        assert_eq!(
+            body["messages"][0]["content"],
+            json!([{"type": "text", "text": "Where is order 7?"}])
+        );
+        assert_eq!(
+            body["messages"][3]["content"],
+            json!([{"type": "text", "text": "It shipped."}])
         );
     }
 

@@ -469,6 +469,46 @@ impl Provider {
         parse(&bytes)
     }
 
+    /// `GET path` on the endpoint's own origin (e.g. `/v1/models`, `/props`), with the same key
+    /// headers as a call, parsed as JSON. For discovery only (the model check reads context
+    /// windows from it): the key never goes to another host, since the path is joined to the
+    /// endpoint's origin. The mock has no server: always an error.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, CallError> {
+        let (Some(client), Some(url)) = (self.client.as_ref(), self.endpoint_url.as_ref()) else {
+            return Err(CallError::Permanent("the mock has no server".into()));
+        };
+        let target = url
+            .join(path)
+            .map_err(|e| CallError::Permanent(format!("bad path `{path}`: {e}")))?;
+        let mut headers = match self.cfg.provider {
+            ProviderKind::Anthropic => anthropic::headers(self.api_key.as_deref()),
+            _ => openai::headers(self.api_key.as_deref()),
+        };
+        for (k, v) in &self.extra_headers {
+            headers.insert(k.clone(), v.clone());
+        }
+        let result = async {
+            let resp = client
+                .get(target)
+                .headers(headers)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            let status = resp.status().as_u16();
+            let resp_headers = resp.headers().clone();
+            let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+            if !(200..300).contains(&status) {
+                return Err(openai::classify(status, &resp_headers, &bytes));
+            }
+            parse_json_body(&bytes)
+        }
+        .await;
+        result.map_err(|e| match &self.api_key {
+            Some(key) => e.map_message(|m| redact(m, key)),
+            None => e,
+        })
+    }
+
     /// Sorts a reqwest failure (no usable status): all of them are worth a retry, since the
     /// request may not even have reached the server. Builder errors cannot happen here (the
     /// URL and headers were validated when the provider was built).
@@ -679,6 +719,7 @@ mod tests {
             max_retries: None,
             price_input: None,
             price_output: None,
+            compat: Default::default(),
         }
     }
 

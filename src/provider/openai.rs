@@ -1,16 +1,20 @@
 //! The OpenAI chat-completions wire format (`POST {base_url}/chat/completions`), spoken by
 //! OpenAI and by most self-hosted servers (vLLM, Ollama, llama.cpp, LiteLLM, OpenRouter…).
 //!
-//! The neutral form *is* this format, so the request is the messages and tools exactly as
-//! rendered; the work here is in reading answers tolerantly, since "compatible" servers differ:
-//! content may be a string, an array of text parts or null (with a `refusal` string instead),
-//! and tool-call arguments may arrive as a JSON string or as an object.
+//! The neutral form *is* this format, so the request is the messages and tools as rendered,
+//! with one edit for the servers people run: an assistant turn that only calls tools carries
+//! `"content": ""` (llama-cpp-python's chat templates read `message.content` and fail with a
+//! 500 when the key is missing or null; OpenAI, vLLM, Ollama, llama.cpp and LiteLLM accept the
+//! empty string). `compat.tool_call_content` picks `null` or no key instead. The rest of the
+//! work is in reading answers tolerantly, since "compatible" servers differ: content may be a
+//! string, an array of text parts or null (with a `refusal` string instead), and tool-call
+//! arguments may arrive as a JSON string or as an object.
 
 use super::{
     CallError, DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, as_count, classify_status, parse_json_body,
 };
-use crate::chat::{ChatRequest, ChatResponse, FunctionCall, ToolCall, Usage};
-use crate::config::ModelConfig;
+use crate::chat::{ChatRequest, ChatResponse, FunctionCall, Message, Role, ToolCall, Usage};
+use crate::config::{ModelConfig, ToolCallContent};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
@@ -19,12 +23,73 @@ pub fn endpoint(base_url: &str) -> String {
     format!("{}/chat/completions", base_url.trim().trim_end_matches('/'))
 }
 
+/// One message as sent: the neutral [`Message`] with the `content` of a tool-call-only
+/// assistant turn decided by `compat.tool_call_content`. Keys in the neutral form's order.
+#[derive(serde::Serialize)]
+struct WireMessage<'a> {
+    role: Role,
+    #[serde(skip_serializing_if = "WireContent::is_omitted")]
+    content: WireContent<'a>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tool_calls: &'a [ToolCall],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+/// The `content` of a [`WireMessage`].
+enum WireContent<'a> {
+    Text(&'a str),
+    Null,
+    Omitted,
+}
+
+impl WireContent<'_> {
+    fn is_omitted(&self) -> bool {
+        matches!(self, WireContent::Omitted)
+    }
+}
+
+impl serde::Serialize for WireContent<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WireContent::Text(t) => s.serialize_str(t),
+            WireContent::Null | WireContent::Omitted => s.serialize_none(),
+        }
+    }
+}
+
+fn wire_message<'a>(m: &'a Message, tool_call_content: ToolCallContent) -> WireMessage<'a> {
+    let content = match (&m.content, m.role, m.tool_calls.is_empty()) {
+        (Some(text), _, _) => WireContent::Text(text),
+        (None, Role::Assistant, false) => match tool_call_content {
+            ToolCallContent::Empty => WireContent::Text(""),
+            ToolCallContent::Null => WireContent::Null,
+            ToolCallContent::Omit => WireContent::Omitted,
+        },
+        (None, _, _) => WireContent::Omitted,
+    };
+    WireMessage {
+        role: m.role,
+        content,
+        tool_calls: &m.tool_calls,
+        tool_call_id: m.tool_call_id.as_deref(),
+        name: m.name.as_deref(),
+    }
+}
+
+fn wire_messages<'a>(cfg: &ModelConfig, req: &'a ChatRequest) -> Vec<WireMessage<'a>> {
+    let mode = cfg.compat.tool_call_content;
+    req.messages.iter().map(|m| wire_message(m, mode)).collect()
+}
+
 /// [`request_body`] serialised directly, key for key in the same order.
 pub fn encode_body(cfg: &ModelConfig, req: &ChatRequest) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct Body<'a> {
         model: &'a str,
-        messages: &'a [crate::chat::Message],
+        messages: Vec<WireMessage<'a>>,
         #[serde(skip_serializing_if = "<[_]>::is_empty")]
         tools: &'a [crate::chat::ToolDef],
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,7 +103,7 @@ pub fn encode_body(cfg: &ModelConfig, req: &ChatRequest) -> Vec<u8> {
     let completion = cfg.uses_max_completion_tokens();
     let body = Body {
         model: &cfg.model,
-        messages: &req.messages,
+        messages: wire_messages(cfg, req),
         tools: &req.tools,
         temperature: temperature(cfg),
         max_tokens: (!completion).then_some(limit),
@@ -66,7 +131,8 @@ fn temperature(cfg: &ModelConfig) -> Option<f64> {
     }
 }
 
-/// The request body: model, messages and tools in the neutral form, temperature (default 0)
+/// The request body: model, messages (see the module docs for the one edit) and tools in the
+/// neutral form, temperature (default 0)
 /// and `max_tokens` (default 1024). `tools` is omitted when empty, because some servers reject
 /// an empty list. For reasoning models ([`ModelConfig::uses_max_completion_tokens`]) the limit
 /// is sent as `max_completion_tokens` and `temperature` only when configured.
@@ -75,7 +141,7 @@ pub fn request_body(cfg: &ModelConfig, req: &ChatRequest) -> Value {
     body.insert("model".into(), json!(cfg.model));
     body.insert(
         "messages".into(),
-        serde_json::to_value(&req.messages).unwrap_or_else(|_| json!([])),
+        serde_json::to_value(wire_messages(cfg, req)).unwrap_or_else(|_| json!([])),
     );
     if !req.tools.is_empty() {
         body.insert(
@@ -315,7 +381,7 @@ mod tests {
                 "messages": [
                     {"role": "system", "content": "sys"},
                     {"role": "user", "content": "hi"},
-                    {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{\"id\":7}"}}]},
+                    {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{\"id\":7}"}}]},
                     {"role": "tool", "content": "{\"ok\":true}", "tool_call_id": "c1"}
                 ],
                 "tools": [{"type": "function", "function": {"name": "lookup", "description": "d", "parameters": {"type": "object"}}}],
@@ -336,6 +402,43 @@ mod tests {
             },
         );
         assert!(no_tools.get("tools").is_none());
+    }
+
+    #[test]
+    fn tool_call_only_turns_carry_the_compat_content() {
+        let req = ChatRequest {
+            messages: vec![
+                Message::text(Role::User, "hi"),
+                Message {
+                    role: Role::Assistant,
+                    content: None,
+                    tool_calls: vec![ToolCall::new("c1", "lookup", &json!({}))],
+                    tool_call_id: None,
+                    name: None,
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: None,
+                    tool_calls: vec![],
+                    tool_call_id: None,
+                    name: None,
+                },
+            ],
+            tools: vec![],
+        };
+        let mut c = cfg();
+        let content = |c: &ModelConfig| {
+            let body = request_body(c, &req);
+            assert_eq!(encode_body(c, &req), serde_json::to_vec(&body).unwrap());
+            // A turn with neither text nor calls keeps no content key in every mode.
+            assert!(body["messages"][2].get("content").is_none());
+            body["messages"][1].get("content").cloned()
+        };
+        assert_eq!(content(&c), Some(json!("")));
+        c.compat.tool_call_content = ToolCallContent::Null;
+        assert_eq!(content(&c), Some(Value::Null));
+        c.compat.tool_call_content = ToolCallContent::Omit;
+        assert_eq!(content(&c), None);
     }
 
     #[test]

@@ -296,7 +296,7 @@ async fn anthropic_translation_and_parsing() {
     assert_eq!(
         body["messages"],
         json!([
-            {"role": "user", "content": [{"type": "text", "text": "Cancel my latest order."}]},
+            {"role": "user", "content": "Cancel my latest order."},
             {"role": "assistant", "content": [
                 {"type": "text", "text": "Let me look."},
                 {"type": "tool_use", "id": "call_1", "name": "lookup_orders", "input": {"customer_id": "C-5531"}}

@@ -64,6 +64,8 @@ fn messages_key(messages: &Value) -> [u8; 32] {
         h.update(b"\0");
         match &m["content"] {
             Value::String(s) => h.update(s.as_bytes()),
+            // A tool-call turn: no content in the neutral form, "" on the wire.
+            Value::Null => h.update(b""),
             other => h.update(other.to_string().as_bytes()),
         };
         h.update(b"\0");

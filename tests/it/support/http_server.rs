@@ -454,6 +454,21 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// OpenAI wire messages in the neutral form `cliffprobe expand` prints: the wire gives an
+/// assistant turn that only calls tools `"content": ""`, the neutral form no content key.
+pub fn neutral_messages(wire: &serde_json::Value) -> serde_json::Value {
+    let mut messages = wire.clone();
+    for m in messages.as_array_mut().into_iter().flatten() {
+        if m.get("tool_calls").is_some()
+            && m["content"] == ""
+            && let Some(o) = m.as_object_mut()
+        {
+            o.remove("content");
+        }
+    }
+    messages
+}
+
 /// An OpenAI `chat.completion` with a text answer.
 pub fn openai_completion(model: &str, content: &str) -> serde_json::Value {
     serde_json::json!({
