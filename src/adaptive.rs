@@ -1,0 +1,776 @@
+//! The adaptive strategy: a pairwise covering array first, then follow-up rounds inside the
+//! same run, each planned from the evidence stored so far, until every axis value is shown a
+//! cause or cleared, or the call budget ends.
+//!
+//! # Decisions
+//! Per probe × model, every value `v` of every varying axis is judged on its **clean cases**:
+//! the graded cases whose variant has `v` and whose other changed values are neither decided
+//! causes nor suspects (values whose clean failure rate is high, or, before they have clean
+//! cases, whose failure rate over all their cases is). A clean case of `v` therefore fails
+//! because of `v`, or by chance. With `k` of `n` clean cases failed:
+//! - **cause** when `P(X ≥ k | n, ½) ≤ α / m`: `v` makes most otherwise-clean variants fail;
+//! - **cleared** when `P(X ≤ k | n, ½) ≤ α / m`: most of them pass;
+//! - **undecided** otherwise,
+//!
+//! with `α` = [`ALPHA`] and `m` the number of values judged (Bonferroni over the probe ×
+//! model). A value that fails only together with another value (an interaction) is cleared
+//! here: a single-value cause is never claimed for half of a pair.
+//!
+//! # Follow-up rounds
+//! Every undecided value gets new points with that value and other values drawn from the
+//! cleared and still undecided, non-suspect values of the other axes (so one point is clean
+//! evidence for up to four values at once), distinct from every point already run. A round's
+//! points go through the ordinary sweep ([`crate::sweep::run`], resumed, with
+//! [`SweepOptions::points`]), so the cache, the limits, the retries and the store are the
+//! sweep's. The budget counts cases (a cached answer included).
+//!
+//! # Thresholds
+//! An ordered axis (length: levels in library order, the position a second factor) whose
+//! values from some level on are all causes and below it all cleared is reported as one
+//! threshold cause ("fails from 8k on, any position"), not as one cause per value.
+
+use crate::axes::{AxisLibrary, AxisName, ORIGINAL};
+use crate::config::Config;
+use crate::error::Result;
+use crate::expand::{ProbeExpansion, axis_values};
+use crate::grade::CaseStatus;
+use crate::probe::LoadedProbe;
+use crate::render::VariantAxes;
+use crate::store::Store;
+use crate::sweep::{self, SweepOptions};
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// Family-wise error rate of the per-value decisions of one probe × model.
+pub const ALPHA: f64 = 0.05;
+
+/// The default budget, as a fraction of the full product's cases.
+pub const DEFAULT_BUDGET_FRACTION: f64 = 0.04;
+
+/// Most follow-up rounds one run makes.
+pub const MAX_ROUNDS: usize = 40;
+
+/// Follow-up points per probe: probe id → points.
+pub type PointPlan = HashMap<String, Vec<VariantAxes>>;
+
+/// The points a sweep runs for a probe: the follow-up plan's when the options carry one,
+/// else the strategy's.
+pub fn points(
+    x: &ProbeExpansion<'_>,
+    probe_id: &str,
+    opts: &SweepOptions,
+) -> Result<Box<dyn Iterator<Item = VariantAxes> + Send>> {
+    match &opts.points {
+        Some(plan) => Ok(Box::new(
+            plan.get(probe_id).cloned().unwrap_or_default().into_iter(),
+        )),
+        None => x.points(opts.strategy, opts.seed, &opts.axes),
+    }
+}
+
+/// What was decided about one axis value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// Most otherwise-clean variants with this value fail.
+    Cause,
+    /// Most otherwise-clean variants with this value pass.
+    Cleared,
+    /// Not yet shown either way.
+    Undecided,
+}
+
+impl Decision {
+    /// The word used in text and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Cause => "cause",
+            Decision::Cleared => "cleared",
+            Decision::Undecided => "undecided",
+        }
+    }
+}
+
+/// One axis value's decision and the cases it rests on.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValueDecision {
+    /// Axis.
+    pub axis: AxisName,
+    /// Value.
+    pub value: String,
+    /// Decision.
+    pub decision: Decision,
+    /// Clean graded cases (see the module docs).
+    pub clean_cases: u64,
+    /// Of which failed.
+    pub clean_failed: u64,
+    /// Every graded case with this value.
+    pub cases: u64,
+    /// Of which failed.
+    pub failed: u64,
+}
+
+/// A cause on an ordered axis that starts at one level.
+#[derive(Debug, Clone, Serialize)]
+pub struct Threshold {
+    /// Axis.
+    pub axis: AxisName,
+    /// The first failing level (`8k`).
+    pub from: String,
+    /// The values it covers.
+    pub values: Vec<String>,
+}
+
+/// The decisions of one probe × model.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupDecisions {
+    /// Model.
+    pub model: String,
+    /// Probe.
+    pub probe: String,
+    /// Causes in words: thresholds first, then the single values they do not cover.
+    pub causes: Vec<String>,
+    /// Thresholds on ordered axes.
+    pub thresholds: Vec<Threshold>,
+    /// Every judged value.
+    pub values: Vec<ValueDecision>,
+}
+
+/// What an adaptive sweep reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdaptiveReport {
+    /// Run id.
+    pub run: String,
+    /// Follow-up rounds made (round 0, the covering array, not counted).
+    pub rounds: usize,
+    /// Cases in the run.
+    pub cases: u64,
+    /// The call budget.
+    pub budget: u64,
+    /// Cases the full product would have run.
+    pub full_product: u64,
+    /// Why the rounds ended.
+    pub ended: String,
+    /// Per probe × model.
+    pub groups: Vec<GroupDecisions>,
+}
+
+/// One variant's graded samples.
+#[derive(Debug, Clone, Default)]
+struct Obs {
+    /// Value index per axis (0 = original), in [`AxisName::ALL`] order.
+    idx: [usize; 4],
+    pass: u64,
+    fail: u64,
+}
+
+/// The evidence of one probe × model.
+#[derive(Debug, Clone)]
+struct Group {
+    model: String,
+    probe: String,
+    obs: Vec<Obs>,
+}
+
+/// The points already run, per probe.
+type Seen = HashMap<String, HashSet<VariantAxes>>;
+
+/// The value lists of a probe, per axis in [`AxisName::ALL`] order.
+type Values = Vec<(AxisName, Vec<String>)>;
+
+/// Reads the run's graded cases into per probe × model evidence; returns it and the number of
+/// cases stored (errors included).
+fn gather(
+    store: &Store,
+    run: &str,
+    values: &HashMap<String, Values>,
+) -> Result<(Vec<Group>, u64, Seen)> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    let mut by_variant: HashMap<(usize, String), usize> = HashMap::new();
+    let mut seen: HashMap<String, HashSet<VariantAxes>> = HashMap::new();
+    let mut total = 0u64;
+    store.for_each_case_brief(run, |row| {
+        total += 1;
+        let Some(vals) = values.get(row.probe_id) else {
+            return Ok(());
+        };
+        let mut idx = [0usize; 4];
+        let mut axes = VariantAxes::default();
+        for (k, (axis, list)) in vals.iter().enumerate() {
+            let v = row
+                .axes
+                .get(axis.as_str())
+                .map(String::as_str)
+                .unwrap_or(ORIGINAL);
+            match list.iter().position(|x| x == v) {
+                Some(i) => idx[k] = i,
+                None => return Ok(()),
+            }
+            axes.set(*axis, v.to_string());
+        }
+        seen.entry(row.probe_id.to_string())
+            .or_default()
+            .insert(axes);
+        let key = (row.model.to_string(), row.probe_id.to_string());
+        let gi = *index.entry(key).or_insert_with(|| {
+            groups.push(Group {
+                model: row.model.to_string(),
+                probe: row.probe_id.to_string(),
+                obs: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        let oi = *by_variant
+            .entry((gi, row.variant_id.to_string()))
+            .or_insert_with(|| {
+                groups[gi].obs.push(Obs {
+                    idx,
+                    ..Obs::default()
+                });
+                groups[gi].obs.len() - 1
+            });
+        match row.status {
+            CaseStatus::Pass => groups[gi].obs[oi].pass += 1,
+            CaseStatus::Fail => groups[gi].obs[oi].fail += 1,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok((groups, total, seen))
+}
+
+/// `ln C(n, k)`.
+fn ln_choose(n: u64, k: u64) -> f64 {
+    let lf = |x: u64| (1..=x).map(|i| (i as f64).ln()).sum::<f64>();
+    lf(n) - lf(k) - lf(n - k)
+}
+
+/// `P(X ≥ k)` for `X ~ Binomial(n, ½)`.
+pub fn binom_upper_half(n: u64, k: u64) -> f64 {
+    (k..=n)
+        .map(|i| (ln_choose(n, i) - n as f64 * std::f64::consts::LN_2).exp())
+        .sum::<f64>()
+        .min(1.0)
+}
+
+/// The state of the decisions of one group: per axis, per value index.
+#[derive(Debug, Clone)]
+struct State {
+    decision: Vec<Vec<Decision>>,
+    suspect: Vec<Vec<bool>>,
+    /// (clean cases, clean failed, cases, failed).
+    counts: Vec<Vec<[u64; 4]>>,
+}
+
+/// Decides every value of one group (see the module docs).
+#[allow(clippy::needless_range_loop)] // axes × values are indexed together
+fn decide(group: &Group, values: &Values) -> State {
+    let sizes: Vec<usize> = values.iter().map(|(_, v)| v.len()).collect();
+    let judged: usize = sizes.iter().map(|s| s.saturating_sub(1)).sum();
+    let limit = ALPHA / judged.max(1) as f64;
+    let mut st = State {
+        decision: sizes
+            .iter()
+            .map(|&s| vec![Decision::Undecided; s])
+            .collect(),
+        suspect: sizes.iter().map(|&s| vec![false; s]).collect(),
+        counts: sizes.iter().map(|&s| vec![[0; 4]; s]).collect(),
+    };
+    for o in &group.obs {
+        for (a, &i) in o.idx.iter().enumerate().take(sizes.len()) {
+            st.counts[a][i][2] += o.pass + o.fail;
+            st.counts[a][i][3] += o.fail;
+        }
+    }
+    // Before any clean evidence: a value failing in at least half of all its cases is a suspect.
+    for a in 0..sizes.len() {
+        for i in 1..sizes[a] {
+            let c = st.counts[a][i];
+            st.suspect[a][i] = c[2] > 0 && 2 * c[3] >= c[2];
+        }
+    }
+    for _ in 0..8 {
+        let mut next = st.suspect.clone();
+        for a in 0..sizes.len() {
+            for i in 1..sizes[a] {
+                let (mut n, mut k) = (0u64, 0u64);
+                for o in group.obs.iter().filter(|o| o.idx[a] == i) {
+                    let dirty = (0..sizes.len())
+                        .any(|b| b != a && o.idx[b] != 0 && st.suspect[b][o.idx[b]]);
+                    if !dirty {
+                        n += o.pass + o.fail;
+                        k += o.fail;
+                    }
+                }
+                st.counts[a][i][0] = n;
+                st.counts[a][i][1] = k;
+                st.decision[a][i] = if n > 0 && binom_upper_half(n, k) <= limit {
+                    Decision::Cause
+                } else if n > 0 && binom_upper_half(n, n - k) <= limit {
+                    Decision::Cleared
+                } else {
+                    Decision::Undecided
+                };
+                next[a][i] = match st.decision[a][i] {
+                    Decision::Cause => true,
+                    Decision::Cleared => false,
+                    Decision::Undecided if n > 0 => 10 * k >= 3 * n,
+                    Decision::Undecided => st.suspect[a][i],
+                };
+            }
+        }
+        if next == st.suspect {
+            break;
+        }
+        st.suspect = next;
+    }
+    st
+}
+
+/// The level of a length value (`8k` of `8k-middle`), with its index among the levels.
+fn length_levels(values: &[String]) -> Vec<Option<(usize, String)>> {
+    let mut levels: Vec<String> = Vec::new();
+    values
+        .iter()
+        .map(|v| {
+            if v == ORIGINAL {
+                return None;
+            }
+            let (level, _) = v.rsplit_once('-')?;
+            let i = match levels.iter().position(|l| l == level) {
+                Some(i) => i,
+                None => {
+                    levels.push(level.to_string());
+                    levels.len() - 1
+                }
+            };
+            Some((i, level.to_string()))
+        })
+        .collect()
+}
+
+/// A threshold on an ordered axis: every value from some level on is a cause, every value
+/// below it cleared.
+fn threshold(axis: AxisName, values: &[String], decisions: &[Decision]) -> Option<Threshold> {
+    if axis != AxisName::Length {
+        return None;
+    }
+    let levels = length_levels(values);
+    let max = levels.iter().flatten().map(|(i, _)| *i).max()?;
+    for from in 0..=max {
+        let ok = levels.iter().zip(decisions).all(|(l, d)| match l {
+            None => true,
+            Some((i, _)) if *i >= from => *d == Decision::Cause,
+            Some(_) => *d == Decision::Cleared,
+        });
+        let covered: Vec<String> = values
+            .iter()
+            .zip(&levels)
+            .filter(|(_, l)| l.as_ref().is_some_and(|(i, _)| *i >= from))
+            .map(|(v, _)| v.clone())
+            .collect();
+        if ok && covered.len() > 1 {
+            let name = levels
+                .iter()
+                .flatten()
+                .find(|(i, _)| *i == from)
+                .map(|(_, n)| n.clone())?;
+            return Some(Threshold {
+                axis,
+                from: name,
+                values: covered,
+            });
+        }
+    }
+    None
+}
+
+fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
+    let mut out = GroupDecisions {
+        model: group.model.clone(),
+        probe: group.probe.clone(),
+        causes: Vec::new(),
+        thresholds: Vec::new(),
+        values: Vec::new(),
+    };
+    for (a, (axis, list)) in values.iter().enumerate() {
+        if list.len() < 2 {
+            continue;
+        }
+        let th = threshold(*axis, list, &st.decision[a]);
+        if let Some(t) = &th {
+            out.causes.push(format!(
+                "{} from {} on, any position ({} values)",
+                axis.as_str(),
+                t.from,
+                t.values.len()
+            ));
+        }
+        for (i, v) in list.iter().enumerate().skip(1) {
+            let c = st.counts[a][i];
+            let d = st.decision[a][i];
+            if d == Decision::Cause && th.as_ref().is_none_or(|t| !t.values.contains(v)) {
+                out.causes.push(format!("{}={v}", axis.as_str()));
+            }
+            out.values.push(ValueDecision {
+                axis: *axis,
+                value: v.clone(),
+                decision: d,
+                clean_cases: c[0],
+                clean_failed: c[1],
+                cases: c[2],
+                failed: c[3],
+            });
+        }
+        out.thresholds.extend(th);
+    }
+    out
+}
+
+#[allow(clippy::needless_range_loop)] // axes × values are indexed together
+/// Plans the next round's points for one group, added to `plan` (deduplicated against `seen`).
+fn plan_group(
+    values: &Values,
+    st: &State,
+    rng: &mut ChaCha8Rng,
+    seen: &mut HashSet<VariantAxes>,
+    max_points: usize,
+    out: &mut Vec<VariantAxes>,
+) {
+    let judged: usize = values.iter().map(|(_, v)| v.len().saturating_sub(1)).sum();
+    // Clean cases that would decide a value if all of them agreed.
+    let decisive = (ALPHA / judged.max(1) as f64).log2().abs().ceil() as u64;
+    // Per value: how many more clean points it wants this round.
+    let mut need: Vec<Vec<u64>> = values
+        .iter()
+        .enumerate()
+        .map(|(a, (_, list))| {
+            (0..list.len())
+                .map(|i| {
+                    if i == 0 || st.decision[a][i] != Decision::Undecided {
+                        0
+                    } else {
+                        let n = st.counts[a][i][0];
+                        decisive.saturating_sub(n).clamp(2, 6)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let background = |a: usize, need: &Vec<Vec<u64>>, rng: &mut ChaCha8Rng| -> usize {
+        let list = &values[a].1;
+        let wanted: Vec<usize> = (1..list.len())
+            .filter(|&i| need[a][i] > 0 && !st.suspect[a][i])
+            .collect();
+        if !wanted.is_empty() && rng.random_bool(0.8) {
+            return *wanted.choose(rng).expect("non-empty");
+        }
+        let cleared: Vec<usize> = (1..list.len())
+            .filter(|&i| st.decision[a][i] == Decision::Cleared)
+            .collect();
+        if !cleared.is_empty() && rng.random_bool(0.7) {
+            return *cleared.choose(rng).expect("non-empty");
+        }
+        0
+    };
+    let mut made = 0;
+    loop {
+        if made >= max_points {
+            return;
+        }
+        // The value wanting most, suspects first (they decide what is clean for the others).
+        let mut best: Option<(usize, usize, (bool, u64))> = None;
+        for (a, row) in need.iter().enumerate() {
+            for (i, &n) in row.iter().enumerate() {
+                let key = (st.suspect[a][i], n);
+                if n > 0 && best.is_none_or(|(_, _, k)| key > k) {
+                    best = Some((a, i, key));
+                }
+            }
+        }
+        let Some((a, i, _)) = best else { return };
+        let mut placed = None;
+        for _ in 0..40 {
+            let mut idx = [0usize; 4];
+            for b in 0..values.len() {
+                idx[b] = if b == a { i } else { background(b, &need, rng) };
+            }
+            let mut p = VariantAxes::default();
+            for (b, (axis, list)) in values.iter().enumerate() {
+                p.set(*axis, list[idx[b]].clone());
+            }
+            if seen.insert(p.clone()) {
+                placed = Some((idx, p));
+                break;
+            }
+        }
+        match placed {
+            Some((idx, p)) => {
+                for b in 0..values.len() {
+                    let j = idx[b];
+                    if (b == a || !st.suspect[b][j]) && need[b][j] > 0 {
+                        need[b][j] -= 1;
+                    }
+                }
+                out.push(p);
+                made += 1;
+            }
+            // No new point left for this value.
+            None => need[a][i] = 0,
+        }
+    }
+}
+
+/// Runs an adaptive sweep: round 0 with the options as given (strategy `adaptive` plans the
+/// covering array), then follow-up rounds. `budget` caps the run's cases; `None` means
+/// [`DEFAULT_BUDGET_FRACTION`] of the full product.
+pub fn run(
+    config: &Config,
+    store_path: &str,
+    probes: Vec<LoadedProbe>,
+    lib: AxisLibrary,
+    mut opts: SweepOptions,
+    show_progress: bool,
+) -> Result<(sweep::SweepOutcome, AdaptiveReport)> {
+    let mut values: HashMap<String, Values> = HashMap::new();
+    let mut full: u64 = 0;
+    for lp in &probes {
+        let v = axis_values(&lp.probe, &lib, &opts.axes)?;
+        full += v.iter().map(|(_, l)| l.len() as u64).product::<u64>();
+        values.insert(lp.probe.id.clone(), v);
+    }
+    let per_point = opts.models.len() as u64 * opts.repeats as u64;
+    let full_cases = full * per_point;
+    let budget = opts
+        .budget_requests
+        .unwrap_or(((full_cases as f64) * DEFAULT_BUDGET_FRACTION).ceil() as u64);
+    opts.budget_requests = Some(budget);
+    let mut outcome = sweep::run(
+        config,
+        store_path,
+        probes.clone(),
+        lib.clone(),
+        opts.clone(),
+        show_progress,
+    )?;
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xada9_71fe);
+    let mut rounds = 0;
+    let ended;
+    loop {
+        let store = Store::open_url(store_path)?;
+        let (groups, cases, mut seen) = gather(&store, &outcome.run.id, &values)?;
+        drop(store);
+        let states: Vec<State> = groups
+            .iter()
+            .map(|g| decide(g, &values[&g.probe]))
+            .collect();
+        if outcome.stopped.is_some() || !outcome.halted.is_empty() {
+            ended = format!(
+                "the sweep stopped: {}",
+                outcome
+                    .stopped
+                    .clone()
+                    .unwrap_or_else(|| "a model was halted".into())
+            );
+            let mut r = finish(
+                &groups, &states, &values, rounds, cases, budget, full_cases, ended,
+            );
+            r.run = outcome.run.id.clone();
+            return Ok((outcome, r));
+        }
+        let undecided = states.iter().any(|s| {
+            s.decision
+                .iter()
+                .any(|row| row.iter().skip(1).any(|d| *d == Decision::Undecided))
+        });
+        let remaining = budget.saturating_sub(cases) / per_point.max(1);
+        if !undecided {
+            ended = "every value decided".into();
+        } else if remaining == 0 {
+            ended = "budget spent".into();
+        } else if rounds >= MAX_ROUNDS {
+            ended = format!("{MAX_ROUNDS} follow-up rounds made");
+        } else {
+            let mut plan = PointPlan::new();
+            let left = remaining as usize;
+            // A round is small enough for the evidence to steer the next one.
+            let cap = (left / 2).max(8).min(left);
+            let mut taken = 0;
+            for (g, s) in groups.iter().zip(&states) {
+                if taken >= cap {
+                    break;
+                }
+                let vals = &values[&g.probe];
+                let pts = plan.entry(g.probe.clone()).or_default();
+                let before = pts.len();
+                plan_group(
+                    vals,
+                    s,
+                    &mut rng,
+                    seen.entry(g.probe.clone()).or_default(),
+                    cap - taken,
+                    pts,
+                );
+                taken += pts.len() - before;
+            }
+            if taken == 0 {
+                ended = "no new variant left to ask".into();
+            } else {
+                rounds += 1;
+                let mut o = opts.clone();
+                o.resume = true;
+                o.replan = false;
+                o.points = Some(Arc::new(plan));
+                o.budget_requests = Some(budget.saturating_sub(cases));
+                outcome = sweep::run(
+                    config,
+                    store_path,
+                    probes.clone(),
+                    lib.clone(),
+                    o,
+                    show_progress,
+                )?;
+                continue;
+            }
+        }
+        let mut r = finish(
+            &groups, &states, &values, rounds, cases, budget, full_cases, ended,
+        );
+        r.run = outcome.run.id.clone();
+        return Ok((outcome, r));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    groups: &[Group],
+    states: &[State],
+    values: &HashMap<String, Values>,
+    rounds: usize,
+    cases: u64,
+    budget: u64,
+    full_product: u64,
+    ended: String,
+) -> AdaptiveReport {
+    let mut out: BTreeMap<(String, String), GroupDecisions> = BTreeMap::new();
+    for (g, s) in groups.iter().zip(states) {
+        out.insert(
+            (g.probe.clone(), g.model.clone()),
+            report_group(g, &values[&g.probe], s),
+        );
+    }
+    AdaptiveReport {
+        run: String::new(),
+        rounds,
+        cases,
+        budget,
+        full_product,
+        ended,
+        groups: out.into_values().collect(),
+    }
+}
+
+/// The report as text: per probe × model, the causes, then every value's decision and the
+/// cases it rests on.
+pub fn render_text(r: &AdaptiveReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "adaptive: run {}, {} cases of a {}-case full product ({:.1} %), budget {}, {} follow-up round(s); {}",
+        r.run,
+        r.cases,
+        r.full_product,
+        100.0 * r.cases as f64 / r.full_product.max(1) as f64,
+        r.budget,
+        r.rounds,
+        r.ended
+    );
+    for g in &r.groups {
+        let _ = writeln!(s, "\n{} × {}", g.probe, g.model);
+        if g.causes.is_empty() {
+            let _ = writeln!(s, "  causes: none shown");
+        } else {
+            let _ = writeln!(s, "  causes: {}", g.causes.join("; "));
+        }
+        let undecided = g
+            .values
+            .iter()
+            .filter(|v| v.decision == Decision::Undecided)
+            .count();
+        let cleared = g
+            .values
+            .iter()
+            .filter(|v| v.decision == Decision::Cleared)
+            .count();
+        let _ = writeln!(s, "  {} value(s) cleared, {undecided} undecided", cleared);
+        let mut t = crate::cli_brittle::table(&[
+            "axis",
+            "value",
+            "decision",
+            "clean failed/cases",
+            "all failed/cases",
+        ]);
+        for v in &g.values {
+            t.add_row(vec![
+                v.axis.as_str().to_string(),
+                v.value.clone(),
+                v.decision.as_str().to_string(),
+                format!("{}/{}", v.clean_failed, v.clean_cases),
+                format!("{}/{}", v.failed, v.cases),
+            ]);
+        }
+        let _ = writeln!(s, "{t}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binomial_tail() {
+        assert!((binom_upper_half(10, 10) - 1.0 / 1024.0).abs() < 1e-12);
+        assert!((binom_upper_half(4, 0) - 1.0).abs() < 1e-12);
+        assert!((binom_upper_half(2, 1) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn threshold_needs_a_clean_step() {
+        let vals: Vec<String> = ["original", "2k-start", "2k-end", "8k-start", "8k-end"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        use Decision::*;
+        let t = threshold(
+            AxisName::Length,
+            &vals,
+            &[Undecided, Cleared, Cleared, Cause, Cause],
+        )
+        .expect("a step");
+        assert_eq!(t.from, "8k");
+        assert_eq!(t.values, vec!["8k-start", "8k-end"]);
+        assert!(
+            threshold(
+                AxisName::Length,
+                &vals,
+                &[Undecided, Cleared, Cause, Cause, Cause]
+            )
+            .is_none()
+        );
+        assert!(
+            threshold(
+                AxisName::Length,
+                &vals,
+                &[Undecided, Cleared, Cleared, Cause, Undecided]
+            )
+            .is_none()
+        );
+    }
+}
