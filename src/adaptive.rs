@@ -138,6 +138,47 @@ pub struct GroupDecisions {
     pub thresholds: Vec<Threshold>,
     /// Every judged value.
     pub values: Vec<ValueDecision>,
+    /// Pairs of values that fail together while each alone is cleared.
+    pub interactions: Vec<Interaction>,
+    /// Per cause (in the order of `causes`): its smallest variant observed to fail, and
+    /// whether that variant is shown 1-minimal.
+    pub minimal: Vec<MinimalCause>,
+}
+
+/// Two values that fail together.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interaction {
+    /// The two values, `axis=value`.
+    pub values: [String; 2],
+    /// Graded cases with both values and no suspect value besides.
+    pub cases: u64,
+    /// Of which failed.
+    pub failed: u64,
+}
+
+/// Whether a cause's smallest failing variant is shown 1-minimal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Minimality {
+    /// It failed, and every variant with one of its changed values reverted passed (for a
+    /// single value: the canonical).
+    Shown,
+    /// It failed, but some reverted variant failed too or was not run yet.
+    NotYetShown,
+    /// No variant with only the cause's values changed failed (yet).
+    NoFailingWitness,
+}
+
+/// A cause's smallest failing variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct MinimalCause {
+    /// The cause, as in `causes`.
+    pub cause: String,
+    /// The changed values of its smallest observed failing variant (`axis=value`); empty when
+    /// none failed.
+    pub axes: Vec<String>,
+    /// 1-minimality.
+    pub one_minimal: Minimality,
 }
 
 /// What an adaptive sweep reports.
@@ -265,6 +306,98 @@ struct State {
     suspect: Vec<Vec<bool>>,
     /// (clean cases, clean failed, cases, failed).
     counts: Vec<Vec<[u64; 4]>>,
+    /// Pairs of values seen failing together on a clean background, with their evidence.
+    pairs: Vec<Pair>,
+}
+
+/// What is known about a pair of values of two axes failing together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PairDecision {
+    /// Shown: most otherwise-clean variants with both values fail.
+    Interaction,
+    /// Most of them pass: the failure it was suspected from was chance.
+    Dismissed,
+    /// Still being asked.
+    Open,
+}
+
+/// A pair of values (axis index, value index) × 2, and its pair-clean evidence.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    a: (usize, usize),
+    b: (usize, usize),
+    /// Graded cases with both values and no suspect value besides.
+    cases: u64,
+    failed: u64,
+    decision: PairDecision,
+}
+
+/// The number of pairs of values of two different axes: the Bonferroni factor of the
+/// interaction test (fixed by the probe, not by which pairs the data suggested).
+fn possible_pairs(sizes: &[usize]) -> usize {
+    let mut n = 0;
+    for a in 0..sizes.len() {
+        for b in a + 1..sizes.len() {
+            n += sizes[a].saturating_sub(1) * sizes[b].saturating_sub(1);
+        }
+    }
+    n
+}
+
+/// Pairs of non-suspect values that failed together on a clean background, and their tests.
+fn decide_pairs(group: &Group, st: &State, sizes: &[usize]) -> Vec<Pair> {
+    let limit = ALPHA / possible_pairs(sizes).max(1) as f64;
+    let changed = |o: &Obs| -> Vec<(usize, usize)> {
+        (0..sizes.len())
+            .filter(|&a| o.idx[a] != 0)
+            .map(|a| (a, o.idx[a]))
+            .collect()
+    };
+    let mut candidates: Vec<((usize, usize), (usize, usize))> = Vec::new();
+    for o in group.obs.iter().filter(|o| o.fail > 0) {
+        let ch = changed(o);
+        if ch.iter().any(|&(a, i)| st.suspect[a][i]) {
+            continue;
+        }
+        for x in 0..ch.len() {
+            for y in x + 1..ch.len() {
+                if !candidates.contains(&(ch[x], ch[y])) {
+                    candidates.push((ch[x], ch[y]));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (pa, pb) in candidates {
+        let (mut n, mut k) = (0u64, 0u64);
+        for o in &group.obs {
+            if o.idx[pa.0] != pa.1 || o.idx[pb.0] != pb.1 {
+                continue;
+            }
+            let dirty = changed(o)
+                .iter()
+                .any(|&(a, i)| a != pa.0 && a != pb.0 && st.suspect[a][i]);
+            if !dirty {
+                n += o.pass + o.fail;
+                k += o.fail;
+            }
+        }
+        let decision = if binom_upper_half(n, k) <= limit {
+            PairDecision::Interaction
+        } else if n >= 2 && 2 * k < n {
+            PairDecision::Dismissed
+        } else {
+            PairDecision::Open
+        };
+        out.push(Pair {
+            a: pa,
+            b: pb,
+            cases: n,
+            failed: k,
+            decision,
+        });
+    }
+    out
 }
 
 /// Decides every value of one group (see the module docs).
@@ -280,6 +413,7 @@ fn decide(group: &Group, values: &Values) -> State {
             .collect(),
         suspect: sizes.iter().map(|&s| vec![false; s]).collect(),
         counts: sizes.iter().map(|&s| vec![[0; 4]; s]).collect(),
+        pairs: Vec::new(),
     };
     for o in &group.obs {
         for (a, &i) in o.idx.iter().enumerate().take(sizes.len()) {
@@ -329,6 +463,7 @@ fn decide(group: &Group, values: &Values) -> State {
         }
         st.suspect = next;
     }
+    st.pairs = decide_pairs(group, &st, &sizes);
     st
 }
 
@@ -397,6 +532,56 @@ fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
         causes: Vec::new(),
         thresholds: Vec::new(),
         values: Vec::new(),
+        interactions: Vec::new(),
+        minimal: Vec::new(),
+    };
+    // The outcome of the variant with exactly these values changed: Some(true) failing in
+    // every graded sample, Some(false) otherwise, None when not graded.
+    let outcome_of = |changed: &[(usize, usize)]| -> Option<bool> {
+        let o = group.obs.iter().find(|o| {
+            (0..values.len()).all(|b| {
+                o.idx[b]
+                    == changed
+                        .iter()
+                        .find(|(a, _)| *a == b)
+                        .map(|&(_, i)| i)
+                        .unwrap_or(0)
+            })
+        })?;
+        (o.pass + o.fail > 0).then_some(o.fail > 0 && o.pass == 0)
+    };
+    let name = |(a, i): (usize, usize)| format!("{}={}", values[a].0.as_str(), values[a].1[i]);
+    let canonical_passes = outcome_of(&[]) == Some(false);
+    let mut minimal = |cause: String, options: Vec<Vec<(usize, usize)>>| {
+        let mut best = MinimalCause {
+            cause,
+            axes: Vec::new(),
+            one_minimal: Minimality::NoFailingWitness,
+        };
+        for changed in options {
+            if outcome_of(&changed) != Some(true) {
+                continue;
+            }
+            let reverted_pass = if changed.len() == 1 {
+                canonical_passes
+            } else {
+                (0..changed.len()).all(|k| {
+                    let mut rest = changed.clone();
+                    rest.remove(k);
+                    outcome_of(&rest) == Some(false)
+                })
+            };
+            best.axes = changed.iter().map(|&c| name(c)).collect();
+            best.one_minimal = if reverted_pass {
+                Minimality::Shown
+            } else {
+                Minimality::NotYetShown
+            };
+            if reverted_pass {
+                break;
+            }
+        }
+        out.minimal.push(best);
     };
     for (a, (axis, list)) in values.iter().enumerate() {
         if list.len() < 2 {
@@ -404,18 +589,28 @@ fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
         }
         let th = threshold(*axis, list, &st.decision[a]);
         if let Some(t) = &th {
-            out.causes.push(format!(
+            let text = format!(
                 "{} from {} on, any position ({} values)",
                 axis.as_str(),
                 t.from,
                 t.values.len()
-            ));
+            );
+            out.causes.push(text.clone());
+            let options = list
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| t.values.contains(v))
+                .map(|(i, _)| vec![(a, i)])
+                .collect();
+            minimal(text, options);
         }
         for (i, v) in list.iter().enumerate().skip(1) {
             let c = st.counts[a][i];
             let d = st.decision[a][i];
             if d == Decision::Cause && th.as_ref().is_none_or(|t| !t.values.contains(v)) {
-                out.causes.push(format!("{}={v}", axis.as_str()));
+                let text = format!("{}={v}", axis.as_str());
+                out.causes.push(text.clone());
+                minimal(text, vec![vec![(a, i)]]);
             }
             out.values.push(ValueDecision {
                 axis: *axis,
@@ -428,6 +623,31 @@ fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
             });
         }
         out.thresholds.extend(th);
+    }
+    for p in st
+        .pairs
+        .iter()
+        .filter(|p| p.decision == PairDecision::Interaction)
+    {
+        // Only a pair whose values are each cleared alone is an interaction; otherwise the
+        // single-value decisions already tell (or have not yet told) the story.
+        if st.decision[p.a.0][p.a.1] != Decision::Cleared
+            || st.decision[p.b.0][p.b.1] != Decision::Cleared
+        {
+            continue;
+        }
+        let text = format!(
+            "{} + {} together (each alone cleared)",
+            name(p.a),
+            name(p.b)
+        );
+        out.causes.push(text.clone());
+        minimal(text, vec![vec![p.a, p.b]]);
+        out.interactions.push(Interaction {
+            values: [name(p.a), name(p.b)],
+            cases: p.cases,
+            failed: p.failed,
+        });
     }
     out
 }
@@ -462,23 +682,63 @@ fn plan_group(
                 .collect()
         })
         .collect();
-    let background = |a: usize, need: &Vec<Vec<u64>>, rng: &mut ChaCha8Rng| -> usize {
-        let list = &values[a].1;
-        let wanted: Vec<usize> = (1..list.len())
-            .filter(|&i| need[a][i] > 0 && !st.suspect[a][i])
-            .collect();
-        if !wanted.is_empty() && rng.random_bool(0.8) {
-            return *wanted.choose(rng).expect("non-empty");
-        }
-        let cleared: Vec<usize> = (1..list.len())
-            .filter(|&i| st.decision[a][i] == Decision::Cleared)
-            .collect();
-        if !cleared.is_empty() && rng.random_bool(0.7) {
-            return *cleared.choose(rng).expect("non-empty");
-        }
-        0
-    };
     let mut made = 0;
+    // Witnesses first: each cause with nothing else changed, each interaction's pair alone and
+    // each of its values alone (the variants 1-minimality is shown on; cheap and decisive).
+    let mut witnesses: Vec<Vec<(usize, usize)>> = Vec::new();
+    for (a, row) in st.decision.iter().enumerate() {
+        for (i, d) in row.iter().enumerate().skip(1) {
+            if *d == Decision::Cause {
+                witnesses.push(vec![(a, i)]);
+            }
+        }
+    }
+    for p in st
+        .pairs
+        .iter()
+        .filter(|p| p.decision == PairDecision::Interaction)
+    {
+        witnesses.push(vec![p.a, p.b]);
+        witnesses.push(vec![p.a]);
+        witnesses.push(vec![p.b]);
+    }
+    for w in witnesses {
+        if made >= max_points {
+            return;
+        }
+        let mut p = VariantAxes::default();
+        for &(a, i) in &w {
+            p.set(values[a].0, values[a].1[i].clone());
+        }
+        if seen.insert(p.clone()) {
+            out.push(p);
+            made += 1;
+        }
+    }
+    // Open pairs: points with both values on clean backgrounds.
+    let pair_decisive = (ALPHA / possible_pairs(&sizes(values)).max(1) as f64)
+        .log2()
+        .abs()
+        .ceil() as u64;
+    for p in st.pairs.iter().filter(|p| p.decision == PairDecision::Open) {
+        let want = if p.cases < 3 {
+            3 - p.cases
+        } else {
+            pair_decisive.saturating_sub(p.cases).clamp(2, 6)
+        };
+        for _ in 0..want {
+            if made >= max_points {
+                return;
+            }
+            match place(values, st, &[p.a, p.b], &need, rng, seen) {
+                Some((_, pt)) => {
+                    out.push(pt);
+                    made += 1;
+                }
+                None => break,
+            }
+        }
+    }
     loop {
         if made >= max_points {
             return;
@@ -494,22 +754,7 @@ fn plan_group(
             }
         }
         let Some((a, i, _)) = best else { return };
-        let mut placed = None;
-        for _ in 0..40 {
-            let mut idx = [0usize; 4];
-            for b in 0..values.len() {
-                idx[b] = if b == a { i } else { background(b, &need, rng) };
-            }
-            let mut p = VariantAxes::default();
-            for (b, (axis, list)) in values.iter().enumerate() {
-                p.set(*axis, list[idx[b]].clone());
-            }
-            if seen.insert(p.clone()) {
-                placed = Some((idx, p));
-                break;
-            }
-        }
-        match placed {
+        match place(values, st, &[(a, i)], &need, rng, seen) {
             Some((idx, p)) => {
                 for b in 0..values.len() {
                     let j = idx[b];
@@ -524,6 +769,64 @@ fn plan_group(
             None => need[a][i] = 0,
         }
     }
+}
+
+/// The number of values per axis.
+fn sizes(values: &Values) -> Vec<usize> {
+    values.iter().map(|(_, v)| v.len()).collect()
+}
+
+/// A background value for axis `a`: mostly a value that still wants evidence (never a
+/// suspect), else a cleared value, else `original`.
+fn background(
+    a: usize,
+    values: &Values,
+    st: &State,
+    need: &[Vec<u64>],
+    rng: &mut ChaCha8Rng,
+) -> usize {
+    let list = &values[a].1;
+    let wanted: Vec<usize> = (1..list.len())
+        .filter(|&i| need[a][i] > 0 && !st.suspect[a][i])
+        .collect();
+    if !wanted.is_empty() && rng.random_bool(0.8) {
+        return *wanted.choose(rng).expect("non-empty");
+    }
+    let cleared: Vec<usize> = (1..list.len())
+        .filter(|&i| st.decision[a][i] == Decision::Cleared)
+        .collect();
+    if !cleared.is_empty() && rng.random_bool(0.7) {
+        return *cleared.choose(rng).expect("non-empty");
+    }
+    0
+}
+
+/// A point not yet run with the `fixed` values and background values elsewhere; marked seen.
+fn place(
+    values: &Values,
+    st: &State,
+    fixed: &[(usize, usize)],
+    need: &[Vec<u64>],
+    rng: &mut ChaCha8Rng,
+    seen: &mut HashSet<VariantAxes>,
+) -> Option<([usize; 4], VariantAxes)> {
+    for _ in 0..40 {
+        let mut idx = [0usize; 4];
+        for b in 0..values.len() {
+            idx[b] = match fixed.iter().find(|(a, _)| *a == b) {
+                Some(&(_, i)) => i,
+                None => background(b, values, st, need, rng),
+            };
+        }
+        let mut p = VariantAxes::default();
+        for (b, (axis, list)) in values.iter().enumerate() {
+            p.set(*axis, list[idx[b]].clone());
+        }
+        if seen.insert(p.clone()) {
+            return Some((idx, p));
+        }
+    }
+    None
 }
 
 /// Runs an adaptive sweep: round 0 with the options as given (strategy `adaptive` plans the
@@ -587,12 +890,15 @@ pub fn run(
             s.decision
                 .iter()
                 .any(|row| row.iter().skip(1).any(|d| *d == Decision::Undecided))
+                || s.pairs.iter().any(|p| p.decision == PairDecision::Open)
         });
         let remaining = budget.saturating_sub(cases) / per_point.max(1);
-        if !undecided {
-            ended = "every value decided".into();
-        } else if remaining == 0 {
-            ended = "budget spent".into();
+        if remaining == 0 {
+            ended = if undecided {
+                "budget spent".into()
+            } else {
+                "every value decided; budget spent".into()
+            };
         } else if rounds >= MAX_ROUNDS {
             ended = format!("{MAX_ROUNDS} follow-up rounds made");
         } else {
@@ -619,7 +925,11 @@ pub fn run(
                 taken += pts.len() - before;
             }
             if taken == 0 {
-                ended = "no new variant left to ask".into();
+                ended = if undecided {
+                    "no new variant left to ask".into()
+                } else {
+                    "every value decided".into()
+                };
             } else {
                 rounds += 1;
                 let mut o = opts.clone();
@@ -697,6 +1007,25 @@ pub fn render_text(r: &AdaptiveReport) -> String {
             let _ = writeln!(s, "  causes: none shown");
         } else {
             let _ = writeln!(s, "  causes: {}", g.causes.join("; "));
+        }
+        for m in &g.minimal {
+            let what = match m.one_minimal {
+                Minimality::Shown => "1-minimal (every reverted variant passed)",
+                Minimality::NotYetShown => "1-minimality not yet shown",
+                Minimality::NoFailingWitness => {
+                    "no variant with only these values changed failed yet"
+                }
+            };
+            if m.axes.is_empty() {
+                let _ = writeln!(s, "  {}: {what}", m.cause);
+            } else {
+                let _ = writeln!(
+                    s,
+                    "  {}: fails with only {} changed, {what}",
+                    m.cause,
+                    m.axes.join(", ")
+                );
+            }
         }
         let undecided = g
             .values

@@ -108,7 +108,11 @@ fn adaptive_finds_every_planted_cause_within_five_percent_of_the_full_product() 
         .collect();
     assert_eq!(
         causes,
-        vec!["length from 8k on, any position (6 values)", "format=xml"],
+        vec![
+            "length from 8k on, any position (6 values)",
+            "format=xml",
+            "persona=terse-expert + phrasing=scoped-request together (each alone cleared)",
+        ],
         "{}",
         out.stdout
     );
