@@ -38,7 +38,7 @@ use crate::probe::LoadedProbe;
 use crate::render::VariantAxes;
 use crate::store::Store;
 use crate::sweep::{self, SweepOptions};
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -655,6 +655,7 @@ fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
 #[allow(clippy::needless_range_loop)] // axes × values are indexed together
 /// Plans the next round's points for one group, added to `plan` (deduplicated against `seen`).
 fn plan_group(
+    group: &Group,
     values: &Values,
     st: &State,
     rng: &mut ChaCha8Rng,
@@ -753,7 +754,9 @@ fn plan_group(
                 }
             }
         }
-        let Some((a, i, _)) = best else { return };
+        let Some((a, i, _)) = best else {
+            break;
+        };
         match place(values, st, &[(a, i)], &need, rng, seen) {
             Some((idx, p)) => {
                 for b in 0..values.len() {
@@ -767,6 +770,99 @@ fn plan_group(
             }
             // No new point left for this value.
             None => need[a][i] = 0,
+        }
+    }
+    let all_decided = st
+        .decision
+        .iter()
+        .all(|row| row.iter().skip(1).all(|d| *d != Decision::Undecided));
+    if all_decided && made < max_points {
+        cover_clean_pairs(group, values, st, rng, seen, max_points - made, out);
+    }
+}
+
+/// Once every value is decided: points covering each pair of cleared values (of two axes) not
+/// yet seen together in a clean variant, so an interaction of two values that are harmless
+/// alone gets its chance to show. Greedy: each point fixes one uncovered pair and picks the
+/// other axes' cleared values that cover most further uncovered pairs.
+fn cover_clean_pairs(
+    group: &Group,
+    values: &Values,
+    st: &State,
+    rng: &mut ChaCha8Rng,
+    seen: &mut HashSet<VariantAxes>,
+    max_points: usize,
+    out: &mut Vec<VariantAxes>,
+) {
+    let n = values.len();
+    let usable = |a: usize, i: usize| i == 0 || st.decision[a][i] == Decision::Cleared;
+    let mut covered: HashSet<((usize, usize), (usize, usize))> = HashSet::new();
+    let mark = |idx: &[usize; 4], covered: &mut HashSet<((usize, usize), (usize, usize))>| {
+        for a in 0..n {
+            for b in a + 1..n {
+                covered.insert(((a, idx[a]), (b, idx[b])));
+            }
+        }
+    };
+    for o in &group.obs {
+        if (0..n).all(|a| usable(a, o.idx[a])) {
+            mark(&o.idx, &mut covered);
+        }
+    }
+    let mut uncovered: Vec<((usize, usize), (usize, usize))> = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            for i in 1..values[a].1.len() {
+                for j in 1..values[b].1.len() {
+                    let p = ((a, i), (b, j));
+                    if usable(a, i) && usable(b, j) && !covered.contains(&p) {
+                        uncovered.push(p);
+                    }
+                }
+            }
+        }
+    }
+    uncovered.shuffle(rng);
+    let mut made = 0;
+    for &(pa, pb) in &uncovered {
+        if made >= max_points {
+            return;
+        }
+        if covered.contains(&(pa, pb)) {
+            continue;
+        }
+        let mut idx = [0usize; 4];
+        idx[pa.0] = pa.1;
+        idx[pb.0] = pb.1;
+        for c in (0..n).filter(|&c| c != pa.0 && c != pb.0) {
+            let gain = |v: usize| {
+                (0..n)
+                    .filter(|&d| d != c && (d == pa.0 || d == pb.0 || d < c))
+                    .filter(|&d| {
+                        let key = if d < c {
+                            ((d, idx[d]), (c, v))
+                        } else {
+                            ((c, v), (d, idx[d]))
+                        };
+                        !covered.contains(&key)
+                    })
+                    .count()
+            };
+            let options: Vec<usize> = (1..values[c].1.len()).filter(|&v| usable(c, v)).collect();
+            idx[c] = options
+                .iter()
+                .copied()
+                .max_by_key(|&v| (gain(v), rng.random_range(0..1024u32)))
+                .unwrap_or(0);
+        }
+        let mut p = VariantAxes::default();
+        for (b, (axis, list)) in values.iter().enumerate() {
+            p.set(*axis, list[idx[b]].clone());
+        }
+        mark(&idx, &mut covered);
+        if seen.insert(p.clone()) {
+            out.push(p);
+            made += 1;
         }
     }
 }
@@ -915,6 +1011,7 @@ pub fn run(
                 let pts = plan.entry(g.probe.clone()).or_default();
                 let before = pts.len();
                 plan_group(
+                    g,
                     vals,
                     s,
                     &mut rng,
