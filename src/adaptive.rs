@@ -220,6 +220,9 @@ struct Group {
 /// The points already run, per probe.
 type Seen = HashMap<String, HashSet<VariantAxes>>;
 
+/// A pair of values: (axis index, value index) × 2, the lower axis first.
+type ValuePair = ((usize, usize), (usize, usize));
+
 /// The value lists of a probe, per axis in [`AxisName::ALL`] order.
 type Values = Vec<(AxisName, Vec<String>)>;
 
@@ -353,7 +356,7 @@ fn decide_pairs(group: &Group, st: &State, sizes: &[usize]) -> Vec<Pair> {
             .map(|a| (a, o.idx[a]))
             .collect()
     };
-    let mut candidates: Vec<((usize, usize), (usize, usize))> = Vec::new();
+    let mut candidates: Vec<ValuePair> = Vec::new();
     for o in group.obs.iter().filter(|o| o.fail > 0) {
         let ch = changed(o);
         if ch.iter().any(|&(a, i)| st.suspect[a][i]) {
@@ -796,8 +799,8 @@ fn cover_clean_pairs(
 ) {
     let n = values.len();
     let usable = |a: usize, i: usize| i == 0 || st.decision[a][i] == Decision::Cleared;
-    let mut covered: HashSet<((usize, usize), (usize, usize))> = HashSet::new();
-    let mark = |idx: &[usize; 4], covered: &mut HashSet<((usize, usize), (usize, usize))>| {
+    let mut covered: HashSet<ValuePair> = HashSet::new();
+    let mark = |idx: &[usize; 4], covered: &mut HashSet<ValuePair>| {
         for a in 0..n {
             for b in a + 1..n {
                 covered.insert(((a, idx[a]), (b, idx[b])));
@@ -809,7 +812,7 @@ fn cover_clean_pairs(
             mark(&o.idx, &mut covered);
         }
     }
-    let mut uncovered: Vec<((usize, usize), (usize, usize))> = Vec::new();
+    let mut uncovered: Vec<ValuePair> = Vec::new();
     for a in 0..n {
         for b in a + 1..n {
             for i in 1..values[a].1.len() {
@@ -897,6 +900,7 @@ fn background(
     0
 }
 
+#[allow(clippy::needless_range_loop)] // axes × values are indexed together
 /// A point not yet run with the `fixed` values and background values elsewhere; marked seen.
 fn place(
     values: &Values,
