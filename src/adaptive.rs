@@ -104,9 +104,9 @@ pub struct ValueDecision {
     pub value: String,
     /// Decision.
     pub decision: Decision,
-    /// Clean graded cases (see the module docs).
-    pub clean_cases: u64,
-    /// Of which failed.
+    /// Clean graded variants (see the module docs).
+    pub clean_variants: u64,
+    /// Of which failed (in most of their samples).
     pub clean_failed: u64,
     /// Every graded case with this value.
     pub cases: u64,
@@ -132,7 +132,11 @@ pub struct GroupDecisions {
     pub model: String,
     /// Probe.
     pub probe: String,
-    /// Causes in words: thresholds first, then the single values they do not cover.
+    /// The canonical variant's outcome: `pass`, `fail` (then every cause is measured against
+    /// an incident that already fails: read them with care) or `not graded`.
+    pub canonical: String,
+    /// Causes in words: per axis a threshold, then the single values it does not cover; then
+    /// interactions.
     pub causes: Vec<String>,
     /// Thresholds on ordered axes.
     pub thresholds: Vec<Threshold>,
@@ -150,8 +154,8 @@ pub struct GroupDecisions {
 pub struct Interaction {
     /// The two values, `axis=value`.
     pub values: [String; 2],
-    /// Graded cases with both values and no suspect value besides.
-    pub cases: u64,
+    /// Graded variants with both values and no suspect value besides.
+    pub variants: u64,
     /// Of which failed.
     pub failed: u64,
 }
@@ -207,6 +211,14 @@ struct Obs {
     idx: [usize; 4],
     pass: u64,
     fail: u64,
+}
+
+impl Obs {
+    /// Failed in most of its graded samples: the variant's outcome. The tests count variants,
+    /// not samples, since the samples of one variant are not independent evidence.
+    fn failing(&self) -> bool {
+        2 * self.fail > self.pass + self.fail
+    }
 }
 
 /// The evidence of one probe × model.
@@ -307,7 +319,7 @@ pub fn binom_upper_half(n: u64, k: u64) -> f64 {
 struct State {
     decision: Vec<Vec<Decision>>,
     suspect: Vec<Vec<bool>>,
-    /// (clean cases, clean failed, cases, failed).
+    /// (clean variants, clean failing, cases, failed cases).
     counts: Vec<Vec<[u64; 4]>>,
     /// Pairs of values seen failing together on a clean background, with their evidence.
     pairs: Vec<Pair>,
@@ -380,9 +392,9 @@ fn decide_pairs(group: &Group, st: &State, sizes: &[usize]) -> Vec<Pair> {
             let dirty = changed(o)
                 .iter()
                 .any(|&(a, i)| a != pa.0 && a != pb.0 && st.suspect[a][i]);
-            if !dirty {
-                n += o.pass + o.fail;
-                k += o.fail;
+            if !dirty && o.pass + o.fail > 0 {
+                n += 1;
+                k += o.failing() as u64;
             }
         }
         let decision = if binom_upper_half(n, k) <= limit {
@@ -439,9 +451,9 @@ fn decide(group: &Group, values: &Values) -> State {
                 for o in group.obs.iter().filter(|o| o.idx[a] == i) {
                     let dirty = (0..sizes.len())
                         .any(|b| b != a && o.idx[b] != 0 && st.suspect[b][o.idx[b]]);
-                    if !dirty {
-                        n += o.pass + o.fail;
-                        k += o.fail;
+                    if !dirty && o.pass + o.fail > 0 {
+                        n += 1;
+                        k += o.failing() as u64;
                     }
                 }
                 st.counts[a][i][0] = n;
@@ -532,6 +544,7 @@ fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
     let mut out = GroupDecisions {
         model: group.model.clone(),
         probe: group.probe.clone(),
+        canonical: String::new(),
         causes: Vec::new(),
         thresholds: Vec::new(),
         values: Vec::new(),
@@ -555,6 +568,12 @@ fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
     };
     let name = |(a, i): (usize, usize)| format!("{}={}", values[a].0.as_str(), values[a].1[i]);
     let canonical_passes = outcome_of(&[]) == Some(false);
+    out.canonical = match outcome_of(&[]) {
+        Some(false) => "pass",
+        Some(true) => "fail",
+        None => "not graded",
+    }
+    .to_string();
     let mut minimal = |cause: String, options: Vec<Vec<(usize, usize)>>| {
         let mut best = MinimalCause {
             cause,
@@ -619,7 +638,7 @@ fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
                 axis: *axis,
                 value: v.clone(),
                 decision: d,
-                clean_cases: c[0],
+                clean_variants: c[0],
                 clean_failed: c[1],
                 cases: c[2],
                 failed: c[3],
@@ -648,7 +667,7 @@ fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
         minimal(text, vec![vec![p.a, p.b]]);
         out.interactions.push(Interaction {
             values: [name(p.a), name(p.b)],
-            cases: p.cases,
+            variants: p.cases,
             failed: p.failed,
         });
     }
@@ -1104,6 +1123,13 @@ pub fn render_text(r: &AdaptiveReport) -> String {
     );
     for g in &r.groups {
         let _ = writeln!(s, "\n{} × {}", g.probe, g.model);
+        if g.canonical != "pass" {
+            let _ = writeln!(
+                s,
+                "  the canonical variant: {} (causes below are measured against it)",
+                g.canonical
+            );
+        }
         if g.causes.is_empty() {
             let _ = writeln!(s, "  causes: none shown");
         } else {
@@ -1143,7 +1169,7 @@ pub fn render_text(r: &AdaptiveReport) -> String {
             "axis",
             "value",
             "decision",
-            "clean failed/cases",
+            "clean variants failed/run",
             "all failed/cases",
         ]);
         for v in &g.values {
@@ -1151,7 +1177,7 @@ pub fn render_text(r: &AdaptiveReport) -> String {
                 v.axis.as_str().to_string(),
                 v.value.clone(),
                 v.decision.as_str().to_string(),
-                format!("{}/{}", v.clean_failed, v.clean_cases),
+                format!("{}/{}", v.clean_failed, v.clean_variants),
                 format!("{}/{}", v.failed, v.cases),
             ]);
         }
@@ -1169,6 +1195,51 @@ mod tests {
         assert!((binom_upper_half(10, 10) - 1.0 / 1024.0).abs() < 1e-12);
         assert!((binom_upper_half(4, 0) - 1.0).abs() < 1e-12);
         assert!((binom_upper_half(2, 1) - 0.75).abs() < 1e-12);
+    }
+
+    /// A full product of 11 personas × 3 formats, failing exactly on format `x`.
+    #[test]
+    fn decide_calls_the_failing_value_a_cause_and_clears_the_other() {
+        let personas: Vec<String> = std::iter::once(ORIGINAL.to_string())
+            .chain((1..=10).map(|i| format!("p{i}")))
+            .collect();
+        let values: Values = vec![
+            (AxisName::Persona, personas),
+            (AxisName::Phrasing, vec![ORIGINAL.into()]),
+            (AxisName::Length, vec![ORIGINAL.into()]),
+            (
+                AxisName::Format,
+                vec![ORIGINAL.into(), "x".into(), "y".into()],
+            ),
+        ];
+        let mut obs = Vec::new();
+        for p in 0..11 {
+            for f in 0..3 {
+                let fail = (f == 1) as u64;
+                obs.push(Obs {
+                    idx: [p, 0, 0, f],
+                    pass: 1 - fail,
+                    fail,
+                });
+            }
+        }
+        let g = Group {
+            model: "m".into(),
+            probe: "p".into(),
+            obs,
+        };
+        let st = decide(&g, &values);
+        assert_eq!(st.decision[3][1], Decision::Cause);
+        assert_eq!(st.counts[3][1][..2], [11, 11]);
+        assert_eq!(st.decision[3][2], Decision::Cleared);
+        // A persona's clean variants exclude format x: two each, not enough either way.
+        assert_eq!(st.decision[0][1], Decision::Undecided);
+        assert_eq!(st.counts[0][1][..2], [2, 0]);
+        assert!(st.pairs.is_empty());
+        let r = report_group(&g, &values, &st);
+        assert_eq!(r.causes, vec!["format=x"]);
+        assert_eq!(r.canonical, "pass");
+        assert_eq!(r.minimal[0].one_minimal, Minimality::Shown);
     }
 
     #[test]
