@@ -3,31 +3,47 @@
 //! cause or cleared, or the call budget ends.
 //!
 //! # Decisions
-//! Per probe × model, every value `v` of every varying axis is judged on its **clean cases**:
-//! the graded cases whose variant has `v` and whose other changed values are neither decided
-//! causes nor suspects (values whose clean failure rate is high, or, before they have clean
-//! cases, whose failure rate over all their cases is). A clean case of `v` therefore fails
-//! because of `v`, or by chance. With `k` of `n` clean cases failed:
+//! Per probe × model, every value `v` of every varying axis is judged on its **clean variants**:
+//! the graded variants with `v` whose other changed values are neither decided causes nor
+//! suspects (values whose clean variants fail often, or, before they have any, whose cases fail
+//! in at least half). A variant fails when most of its samples fail: samples of one variant are
+//! not independent evidence. A clean variant of `v` therefore fails because of `v`, or by chance.
+//! With `k` of `n` clean variants failing:
 //! - **cause** when `P(X ≥ k | n, ½) ≤ α / m`: `v` makes most otherwise-clean variants fail;
 //! - **cleared** when `P(X ≤ k | n, ½) ≤ α / m`: most of them pass;
 //! - **undecided** otherwise,
 //!
 //! with `α` = [`ALPHA`] and `m` the number of values judged (Bonferroni over the probe ×
-//! model). A value that fails only together with another value (an interaction) is cleared
-//! here: a single-value cause is never claimed for half of a pair.
+//! model). A value that fails only together with another value is cleared here: a single-value
+//! cause is never claimed for half of a pair.
+//!
+//! # Interactions
+//! A pair of values of two axes, each cleared alone, seen failing together in a clean variant
+//! (no suspect value besides) is tested on more clean variants with both; it is an
+//! **interaction** when `P(X ≥ k | n, ½) ≤ α / M`, `M` every possible pair of values of the
+//! probe (fixed in advance, not the pairs the data suggested), and dismissed once most of its
+//! variants pass. Once every value is decided, the rounds cover each pair of cleared values in
+//! some clean variant, so a pair that the covering array only met on a dirty background still
+//! gets its chance.
+//!
+//! # Witnesses and 1-minimality
+//! For every cause the rounds run the canonical with only the cause's values changed (and, for
+//! an interaction, each of its two values alone). A cause is reported **1-minimal** when that
+//! variant failed and every variant with one of its values reverted passed (the canonical, for
+//! a single value).
 //!
 //! # Follow-up rounds
-//! Every undecided value gets new points with that value and other values drawn from the
-//! cleared and still undecided, non-suspect values of the other axes (so one point is clean
-//! evidence for up to four values at once), distinct from every point already run. A round's
-//! points go through the ordinary sweep ([`crate::sweep::run`], resumed, with
+//! Every undecided value gets new points with that value and background values drawn from the
+//! still undecided (never suspect) and the cleared values of the other axes, so one point is
+//! clean evidence for up to four values at once, distinct from every point already run. A
+//! round's points go through the ordinary sweep ([`crate::sweep::run`], resumed, with
 //! [`SweepOptions::points`]), so the cache, the limits, the retries and the store are the
-//! sweep's. The budget counts cases (a cached answer included).
+//! sweep's. The budget counts the run's cases (a cached answer included).
 //!
 //! # Thresholds
 //! An ordered axis (length: levels in library order, the position a second factor) whose
 //! values from some level on are all causes and below it all cleared is reported as one
-//! threshold cause ("fails from 8k on, any position"), not as one cause per value.
+//! threshold cause ("length from 8k on, any position"), not as one cause per value.
 
 use crate::axes::{AxisLibrary, AxisName, ORIGINAL};
 use crate::config::Config;
@@ -48,7 +64,8 @@ use std::sync::Arc;
 /// Family-wise error rate of the per-value decisions of one probe × model.
 pub const ALPHA: f64 = 0.05;
 
-/// The default budget, as a fraction of the full product's cases.
+/// The default budget, as a fraction of the full product's cases (at least three times the
+/// covering array, at most the full product).
 pub const DEFAULT_BUDGET_FRACTION: f64 = 0.04;
 
 /// Most follow-up rounds one run makes.
@@ -968,9 +985,18 @@ pub fn run(
     }
     let per_point = opts.models.len() as u64 * opts.repeats as u64;
     let full_cases = full * per_point;
-    let budget = opts
-        .budget_requests
-        .unwrap_or(((full_cases as f64) * DEFAULT_BUDGET_FRACTION).ceil() as u64);
+    // The default: a fraction of the full product, but never less than three covering arrays
+    // (a small probe's covering array alone can exceed 4 % of its product), nor more than
+    // the full product.
+    let round0: u64 = sweep::plan_counts(&probes, &lib, &opts)?
+        .iter()
+        .map(|(_, n)| n * per_point)
+        .sum();
+    let budget = opts.budget_requests.unwrap_or_else(|| {
+        (((full_cases as f64) * DEFAULT_BUDGET_FRACTION).ceil() as u64)
+            .max(3 * round0)
+            .min(full_cases)
+    });
     opts.budget_requests = Some(budget);
     let mut outcome = sweep::run(
         config,

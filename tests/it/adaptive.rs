@@ -153,3 +153,43 @@ fn one_run(seed: &str) {
     let minimal_failing = b["results"][0]["minimal_failing"].as_object().unwrap();
     assert_eq!(minimal_failing.len(), 1, "{b:#}");
 }
+
+/// A model that always answers right: nothing is a cause, every value is cleared, and the
+/// rounds end by themselves within the default budget.
+#[test]
+fn adaptive_on_a_solid_model_clears_every_value_and_flags_nothing() {
+    let server = TestServer::start(move |_, _| {
+        Reply::json(200, http_server::openai_completion("gpt", RIGHT))
+    });
+    let p = Project::new(&project::model(
+        "gpt",
+        "openai",
+        &format!("{}/v1", server.url()),
+        "",
+    ));
+    p.templatize("order-status-table.yaml");
+    let json = p.root().join("adaptive.json");
+    let out = p
+        .sweep(
+            &[
+                "--strategy",
+                "adaptive",
+                "--axes",
+                "persona,format",
+                "--adaptive-json",
+                json.to_str().unwrap(),
+            ],
+            &KEY,
+        )
+        .success();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["full_product"], 13 * 9);
+    assert!(r["cases"].as_u64().unwrap() <= r["budget"].as_u64().unwrap());
+    let g = &r["groups"][0];
+    assert_eq!(g["canonical"], "pass");
+    assert_eq!(g["causes"], serde_json::json!([]));
+    assert!(out.stdout.contains("causes: none shown"), "{}", out.stdout);
+    for v in g["values"].as_array().unwrap() {
+        assert_ne!(v["decision"], "cause", "{v}");
+    }
+}
