@@ -175,7 +175,7 @@ fn adaptive_on_a_solid_model_clears_every_value_and_flags_nothing() {
                 "--strategy",
                 "adaptive",
                 "--axes",
-                "persona,format",
+                "persona,phrasing,format",
                 "--adaptive-json",
                 json.to_str().unwrap(),
             ],
@@ -183,7 +183,8 @@ fn adaptive_on_a_solid_model_clears_every_value_and_flags_nothing() {
         )
         .success();
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(r["full_product"], 13 * 9);
+    eprintln!("{}", out.stdout);
+    assert_eq!(r["full_product"], 13 * 13 * 9);
     assert!(r["cases"].as_u64().unwrap() <= r["budget"].as_u64().unwrap());
     let g = &r["groups"][0];
     assert_eq!(g["canonical"], "pass");
