@@ -41,9 +41,11 @@
 //! sweep's. The budget counts the run's cases (a cached answer included).
 //!
 //! # Thresholds
-//! An ordered axis (length: levels in library order, the position a second factor) whose
-//! values from some level on are all causes and below it all cleared is reported as one
-//! threshold cause ("length from 8k on, any position"), not as one cause per value.
+//! An ordered axis whose values from some level on are all causes and below it all cleared is
+//! reported as one threshold cause ("length from 8k on, any position"), not as one cause per
+//! value. Length is always ordered (levels in library order, the position a second factor);
+//! a persona, phrasing or format library file declares its values ordered with
+//! `ordered: true` (each value its own level, in file order).
 
 use crate::axes::{AxisLibrary, AxisName, ORIGINAL};
 use crate::config::Config;
@@ -499,8 +501,10 @@ fn decide(group: &Group, values: &Values) -> State {
     st
 }
 
-/// The level of a length value (`8k` of `8k-middle`), with its index among the levels.
-fn length_levels(values: &[String]) -> Vec<Option<(usize, String)>> {
+/// The level of each value of an ordered axis, with its name: for length the level of
+/// `8k-middle` is `8k` (levels in library order, positions sharing one); for any other ordered
+/// axis every value is its own level. `original` has none.
+fn levels_of(axis: AxisName, values: &[String]) -> Vec<Option<(usize, String)>> {
     let mut levels: Vec<String> = Vec::new();
     values
         .iter()
@@ -508,7 +512,10 @@ fn length_levels(values: &[String]) -> Vec<Option<(usize, String)>> {
             if v == ORIGINAL {
                 return None;
             }
-            let (level, _) = v.rsplit_once('-')?;
+            let level = match axis {
+                AxisName::Length => v.rsplit_once('-').map_or(v.as_str(), |(l, _)| l),
+                _ => v.as_str(),
+            };
             let i = match levels.iter().position(|l| l == level) {
                 Some(i) => i,
                 None => {
@@ -522,12 +529,9 @@ fn length_levels(values: &[String]) -> Vec<Option<(usize, String)>> {
 }
 
 /// A threshold on an ordered axis: every value from some level on is a cause, every value
-/// below it cleared.
+/// below it cleared, and more than one value covered.
 fn threshold(axis: AxisName, values: &[String], decisions: &[Decision]) -> Option<Threshold> {
-    if axis != AxisName::Length {
-        return None;
-    }
-    let levels = length_levels(values);
+    let levels = levels_of(axis, values);
     let max = levels.iter().flatten().map(|(i, _)| *i).max()?;
     for from in 0..=max {
         let ok = levels.iter().zip(decisions).all(|(l, d)| match l {
@@ -557,7 +561,12 @@ fn threshold(axis: AxisName, values: &[String], decisions: &[Decision]) -> Optio
     None
 }
 
-fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
+fn report_group(
+    group: &Group,
+    values: &Values,
+    st: &State,
+    ordered: &[AxisName],
+) -> GroupDecisions {
     let mut out = GroupDecisions {
         model: group.model.clone(),
         probe: group.probe.clone(),
@@ -626,14 +635,25 @@ fn report_group(group: &Group, values: &Values, st: &State) -> GroupDecisions {
         if list.len() < 2 {
             continue;
         }
-        let th = threshold(*axis, list, &st.decision[a]);
+        let th = ordered
+            .contains(axis)
+            .then(|| threshold(*axis, list, &st.decision[a]))
+            .flatten();
         if let Some(t) = &th {
-            let text = format!(
-                "{} from {} on, any position ({} values)",
-                axis.as_str(),
-                t.from,
-                t.values.len()
-            );
+            let text = if *axis == AxisName::Length {
+                format!(
+                    "length from {} on, any position ({} values)",
+                    t.from,
+                    t.values.len()
+                )
+            } else {
+                format!(
+                    "{} from {} on ({} values)",
+                    axis.as_str(),
+                    t.from,
+                    t.values.len()
+                )
+            };
             out.causes.push(text.clone());
             let options = list
                 .iter()
@@ -1026,7 +1046,15 @@ pub fn run(
                     .unwrap_or_else(|| "a model was halted".into())
             );
             let mut r = finish(
-                &groups, &states, &values, rounds, cases, budget, full_cases, ended,
+                &groups,
+                &states,
+                &values,
+                &lib.ordered,
+                rounds,
+                cases,
+                budget,
+                full_cases,
+                ended,
             );
             r.run = outcome.run.id.clone();
             return Ok((outcome, r));
@@ -1095,7 +1123,15 @@ pub fn run(
             }
         }
         let mut r = finish(
-            &groups, &states, &values, rounds, cases, budget, full_cases, ended,
+            &groups,
+            &states,
+            &values,
+            &lib.ordered,
+            rounds,
+            cases,
+            budget,
+            full_cases,
+            ended,
         );
         r.run = outcome.run.id.clone();
         return Ok((outcome, r));
@@ -1107,6 +1143,7 @@ fn finish(
     groups: &[Group],
     states: &[State],
     values: &HashMap<String, Values>,
+    ordered: &[AxisName],
     rounds: usize,
     cases: u64,
     budget: u64,
@@ -1117,7 +1154,7 @@ fn finish(
     for (g, s) in groups.iter().zip(states) {
         out.insert(
             (g.probe.clone(), g.model.clone()),
-            report_group(g, &values[&g.probe], s),
+            report_group(g, &values[&g.probe], s, ordered),
         );
     }
     AdaptiveReport {
@@ -1262,10 +1299,27 @@ mod tests {
         assert_eq!(st.decision[0][1], Decision::Undecided);
         assert_eq!(st.counts[0][1][..2], [2, 0]);
         assert!(st.pairs.is_empty());
-        let r = report_group(&g, &values, &st);
+        let r = report_group(&g, &values, &st, &[AxisName::Length]);
         assert_eq!(r.causes, vec!["format=x"]);
         assert_eq!(r.canonical, "pass");
         assert_eq!(r.minimal[0].one_minimal, Minimality::Shown);
+    }
+
+    #[test]
+    fn any_declared_axis_has_thresholds_by_value_order() {
+        let vals: Vec<String> = ["original", "mild", "firm", "harsh"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        use Decision::*;
+        let t = threshold(
+            AxisName::Persona,
+            &vals,
+            &[Undecided, Cleared, Cause, Cause],
+        )
+        .expect("a step");
+        assert_eq!(t.from, "firm");
+        assert_eq!(t.values, vec!["firm", "harsh"]);
     }
 
     #[test]
