@@ -194,3 +194,71 @@ fn adaptive_on_a_solid_model_clears_every_value_and_flags_nothing() {
         assert_ne!(v["decision"], "cause", "{v}");
     }
 }
+
+/// A budget that ends the rounds early leaves values undecided and says so; `--resume` with a
+/// larger budget goes on from the stored evidence to the same findings.
+#[test]
+fn adaptive_stops_at_its_budget_and_resumes_from_the_stored_evidence() {
+    let server = TestServer::start(move |req, _| {
+        let answer = if planted(req.json()) { WRONG } else { RIGHT };
+        Reply::json(200, http_server::openai_completion("gpt", answer))
+    });
+    let p = Project::new(&project::model(
+        "gpt",
+        "openai",
+        &format!("{}/v1", server.url()),
+        "",
+    ));
+    p.templatize("order-status-table.yaml");
+    let json = p.root().join("adaptive.json");
+    let json = json.to_str().unwrap();
+    let first = p
+        .sweep(
+            &[
+                "--strategy",
+                "adaptive",
+                "--budget-requests",
+                "250",
+                "--adaptive-json",
+                json,
+            ],
+            &KEY,
+        )
+        .success();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert!(r["cases"].as_u64().unwrap() <= 250, "{}", first.stdout);
+    assert_eq!(server.request_count() as u64, r["cases"].as_u64().unwrap());
+    assert!(
+        r["ended"].as_str().unwrap().contains("budget"),
+        "{}",
+        first.stdout
+    );
+    let undecided = r["groups"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["decision"] == "undecided")
+        .count();
+    assert!(undecided > 0, "{}", first.stdout);
+    let run = r["run"].as_str().unwrap().to_string();
+    let second = p
+        .sweep(
+            &[
+                "--resume",
+                &run,
+                "--budget-requests",
+                "700",
+                "--adaptive-json",
+                json,
+            ],
+            &KEY,
+        )
+        .success();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(r["run"], run.as_str());
+    assert_eq!(server.request_count() as u64, r["cases"].as_u64().unwrap());
+    let causes = r["groups"][0]["causes"].as_array().unwrap();
+    assert_eq!(causes.len(), 3, "{}", second.stdout);
+    assert_eq!(causes[0], "length from 8k on, any position (6 values)");
+    assert_eq!(causes[1], "format=xml");
+}
