@@ -1134,8 +1134,30 @@ pub fn run(
             ended,
         );
         r.run = outcome.run.id.clone();
+        record_planned(store_path, &r.run, cases)?;
         return Ok((outcome, r));
     }
+}
+
+/// Records the run's planned count as the cases the rounds asked for (each round's sweep
+/// planned only its own points), so the run reads as complete with what it holds.
+fn record_planned(store_path: &str, run: &str, cases: u64) -> Result<()> {
+    let store = Store::open_url(store_path)?;
+    let _lock = store.acquire_lock(&format!("sweep {run}"))?;
+    let Some(mut info) = store.run(run)? else {
+        return Ok(());
+    };
+    if info.planned == cases {
+        return Ok(());
+    }
+    info.planned = cases;
+    store.begin_run(&info)?;
+    store.finish_run(
+        &info.id,
+        info.status,
+        info.finished_at.as_deref().unwrap_or(""),
+        info.note.as_deref(),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

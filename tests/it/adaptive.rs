@@ -108,6 +108,13 @@ fn one_run(seed: &str) {
         out.stdout
     );
     assert_eq!(r["cases"].as_u64().unwrap(), calls);
+    // The run holds every case it planned: complete, planned = the rounds' cases.
+    let store = cliffprobe::store::Store::open(&p.store_path()).unwrap();
+    let run = store.run(r["run"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(run.planned, calls);
+    assert_eq!(run.status, cliffprobe::store::RunStatus::Complete);
+    assert_eq!(run.strategy, "adaptive");
+    drop(store);
     let g = &r["groups"][0];
     let causes: Vec<&str> = g["causes"]
         .as_array()
