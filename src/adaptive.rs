@@ -1106,6 +1106,21 @@ pub fn run(
                 };
             } else {
                 rounds += 1;
+                if show_progress {
+                    let open: usize = states
+                        .iter()
+                        .map(|s| {
+                            s.decision
+                                .iter()
+                                .flat_map(|row| row.iter().skip(1))
+                                .filter(|d| **d == Decision::Undecided)
+                                .count()
+                        })
+                        .sum();
+                    eprintln!(
+                        "adaptive round {rounds}: {taken} new variant(s); {open} value(s) undecided, {cases} of {budget} cases spent"
+                    );
+                }
                 let mut o = opts.clone();
                 o.resume = true;
                 o.replan = false;
