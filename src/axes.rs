@@ -75,6 +75,10 @@ pub struct TextTransform {
 #[serde(deny_unknown_fields)]
 struct TransformFile {
     axis: String,
+    /// The values are listed in an order that matters (mild → strong): a cause from one value
+    /// on is reported as a threshold (see `crate::adaptive`).
+    #[serde(default)]
+    ordered: bool,
     values: Vec<TextTransform>,
 }
 
@@ -101,6 +105,9 @@ struct LengthFile {
 #[serde(deny_unknown_fields)]
 struct FormatFile {
     axis: String,
+    /// As for persona and phrasing files.
+    #[serde(default)]
+    ordered: bool,
     values: Vec<String>,
 }
 
@@ -119,6 +126,9 @@ pub struct AxisLibrary {
     pub filler: Vec<String>,
     /// Formats.
     pub formats: Vec<String>,
+    /// Axes whose values are ordered (library order; `original` below all): length always,
+    /// any other whose file says `ordered: true`.
+    pub ordered: Vec<AxisName>,
 }
 
 /// The embedded default library files, by file name.
@@ -178,7 +188,7 @@ impl AxisLibrary {
         format: (&Path, &str),
     ) -> Result<AxisLibrary> {
         let load_transforms =
-            |(path, text): (&Path, &str), axis: &str| -> Result<Vec<TextTransform>> {
+            |(path, text): (&Path, &str), axis: &str| -> Result<(Vec<TextTransform>, bool)> {
                 let f: TransformFile =
                     serde_saphyr::from_str(text).map_err(|e| Error::from_yaml(path, &e))?;
                 if f.axis != axis {
@@ -215,10 +225,10 @@ impl AxisLibrary {
                     crate::render::check_transform_template(&v.template)
                         .map_err(|e| Error::field(path, format!("values[{i}].template"), e))?;
                 }
-                Ok(f.values)
+                Ok((f.values, f.ordered))
             };
-        let personas = load_transforms(persona, "persona")?;
-        let phrasings = load_transforms(phrasing, "phrasing")?;
+        let (personas, personas_ordered) = load_transforms(persona, "persona")?;
+        let (phrasings, phrasings_ordered) = load_transforms(phrasing, "phrasing")?;
         let lf: LengthFile =
             serde_saphyr::from_str(length.1).map_err(|e| Error::from_yaml(length.0, &e))?;
         if lf.axis != "length" {
@@ -267,6 +277,16 @@ impl AxisLibrary {
             }
         }
         check_names(format.0, ff.values.iter().map(String::as_str))?;
+        let ordered = [
+            (AxisName::Persona, personas_ordered),
+            (AxisName::Phrasing, phrasings_ordered),
+            (AxisName::Length, true),
+            (AxisName::Format, ff.ordered),
+        ]
+        .into_iter()
+        .filter(|(_, o)| *o)
+        .map(|(a, _)| a)
+        .collect();
         Ok(AxisLibrary {
             personas,
             phrasings,
@@ -274,6 +294,7 @@ impl AxisLibrary {
             positions: lf.positions,
             filler: lf.filler,
             formats: ff.values,
+            ordered,
         })
     }
 
@@ -340,6 +361,22 @@ fn check_names<'a>(path: &Path, names: impl Iterator<Item = &'a str>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_axis_file_may_declare_its_values_ordered() {
+        assert_eq!(AxisLibrary::embedded().ordered, vec![AxisName::Length]);
+        let get = |n: &str| DEFAULT_FILES.iter().find(|(f, _)| *f == n).unwrap().1;
+        let format = "axis: format\nordered: true\nvalues: [json, csv, xml]\n";
+        let p = Path::new("x.yaml");
+        let lib = AxisLibrary::from_texts(
+            (p, get("persona.yaml")),
+            (p, get("phrasing.yaml")),
+            (p, get("length.yaml")),
+            (p, format),
+        )
+        .unwrap();
+        assert_eq!(lib.ordered, vec![AxisName::Length, AxisName::Format]);
+    }
 
     #[test]
     fn embedded_library_is_rich_enough() {

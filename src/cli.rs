@@ -142,7 +142,7 @@ pub struct ValidateArgs {
 pub struct ExpandArgs {
     /// Probe files or folders (default: the suite).
     pub paths: Vec<PathBuf>,
-    /// full | pairwise | sample:N | one-at-a-time (default: from config, else pairwise).
+    /// full | pairwise | adaptive (its first round: pairwise) | sample:N | one-at-a-time (default: from config, else pairwise).
     #[arg(long)]
     pub strategy: Option<Strategy>,
     /// Seed for every random choice (default: from config, else 0).

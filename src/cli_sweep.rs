@@ -24,9 +24,12 @@ pub struct SweepArgs {
     /// Only probes whose id or capability contains this text (repeatable).
     #[arg(long = "probe", value_name = "TEXT")]
     pub probes: Vec<String>,
-    /// full | pairwise | sample:N | one-at-a-time.
+    /// full | pairwise | adaptive | sample:N | one-at-a-time.
     #[arg(long)]
     pub strategy: Option<Strategy>,
+    /// With `--strategy adaptive`: also write the per-value decisions as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub adaptive_json: Option<PathBuf>,
     /// Seed for every random choice.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -252,6 +255,7 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
         run_id: sweep::new_run_id(),
         resume: false,
         replan: false,
+        points: None,
     };
     let mut probe_filter = a.probes.clone();
     if let Some(r) = &a.resume {
@@ -466,8 +470,22 @@ fn finish(
         return Ok(ExitCode::from(1));
     }
     let show = !a.quiet;
-    let outcome = sweep::run(cfg, store_url, probes, lib, opts.clone(), show)?;
-    print_summary(cfg, &outcome);
+    let outcome = if opts.strategy == Strategy::Adaptive {
+        let (outcome, report) =
+            crate::adaptive::run(cfg, store_url, probes, lib, opts.clone(), show)?;
+        print!("{}", crate::adaptive::render_text(&report));
+        if let Some(path) = &a.adaptive_json {
+            let text = serde_json::to_string_pretty(&report)?;
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, text + "\n")?;
+            std::fs::rename(&tmp, path)?;
+        }
+        outcome
+    } else {
+        let outcome = sweep::run(cfg, store_url, probes, lib, opts.clone(), show)?;
+        print_summary(cfg, &outcome);
+        outcome
+    };
     if a.promote {
         crate::cli_brittle::promote_after_sweep(project, store_url, &outcome.run.id, &a.paths)?;
     }

@@ -30,6 +30,9 @@ pub enum Strategy {
     Sample(usize),
     /// The canonical, then each value of each axis changed alone.
     OneAtATime,
+    /// A pairwise covering array first, then follow-up rounds planned from the evidence
+    /// (`crate::adaptive`): the points of the first round are the pairwise ones.
+    Adaptive,
 }
 
 impl FromStr for Strategy {
@@ -39,10 +42,11 @@ impl FromStr for Strategy {
             "full" => Ok(Strategy::Full),
             "pairwise" => Ok(Strategy::Pairwise),
             "one-at-a-time" => Ok(Strategy::OneAtATime),
+            "adaptive" => Ok(Strategy::Adaptive),
             other => match other.strip_prefix("sample:").map(str::parse::<usize>) {
                 Some(Ok(n)) if n > 0 => Ok(Strategy::Sample(n)),
                 _ => Err(format!(
-                    "unknown strategy `{other}`; expected full, pairwise, sample:N (N ≥ 1) or one-at-a-time"
+                    "unknown strategy `{other}`; expected full, pairwise, adaptive, sample:N (N ≥ 1) or one-at-a-time"
                 )),
             },
         }
@@ -56,6 +60,7 @@ impl fmt::Display for Strategy {
             Strategy::Pairwise => write!(f, "pairwise"),
             Strategy::Sample(n) => write!(f, "sample:{n}"),
             Strategy::OneAtATime => write!(f, "one-at-a-time"),
+            Strategy::Adaptive => write!(f, "adaptive"),
         }
     }
 }
@@ -258,7 +263,9 @@ pub fn plan_points(
             }
             Box::new(pts.into_iter().map(move |i| point(&i)))
         }
-        Strategy::Pairwise => Box::new(pairwise(&sizes, seed).into_iter().map(move |i| point(&i))),
+        Strategy::Pairwise | Strategy::Adaptive => {
+            Box::new(pairwise(&sizes, seed).into_iter().map(move |i| point(&i)))
+        }
         Strategy::Sample(n) => {
             let total: usize = sizes.iter().product();
             let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod adaptive;
 pub mod analysis;
 pub mod axes;
 pub mod brittleness;

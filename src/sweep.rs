@@ -73,6 +73,9 @@ pub struct SweepOptions {
     /// Resuming with `--replan`: the run's probe list and planned count become the current
     /// probes' (stored cases are all kept).
     pub replan: bool,
+    /// Follow-up points planned by the adaptive strategy: when set, each probe runs exactly
+    /// these points (none for a probe it does not list) instead of its strategy's.
+    pub points: Option<Arc<crate::adaptive::PointPlan>>,
 }
 
 /// Counters of one model, shared with the progress display.
@@ -903,7 +906,7 @@ pub fn plan_counts(
     let mut out = Vec::with_capacity(probes.len());
     for p in probes {
         let x = ProbeExpansion::new(&p.probe, lib)?;
-        let n = x.points(opts.strategy, opts.seed, &opts.axes)?.count() as u64;
+        let n = crate::adaptive::points(&x, &p.probe.id, opts)?.count() as u64;
         out.push((p.probe.id.clone(), n));
     }
     Ok(out)
@@ -1410,7 +1413,7 @@ fn plan_model(
         }
         let checks = Arc::new(p.checks.clone());
         let has_judge = p.checks.iter().any(|c| matches!(c, Check::Judge(_)));
-        for axes in x.points(opts.strategy, opts.seed, &opts.axes)? {
+        for axes in crate::adaptive::points(&x, &p.id, opts)? {
             if stop.load(Ordering::Relaxed) {
                 break;
             }

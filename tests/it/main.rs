@@ -4,6 +4,7 @@
 
 mod support;
 
+mod adaptive;
 mod brittleness;
 mod cli;
 mod hostile;

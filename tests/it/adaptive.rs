@@ -1,0 +1,271 @@
+//! `sweep --strategy adaptive` against a local server with planted causes: a single-axis cause
+//! (XML tool output), a threshold cause (80 % of prompts past ~20,000 characters, i.e. every
+//! 8k and 32k length value), a two-axis cause (the terse-expert persona only together with the
+//! scoped-request phrasing) and 5 % noise on every request. Every planted single and threshold
+//! cause must be found, nothing else called a cause, in at most 5 % of the full product's calls.
+
+use crate::support::{http_server, project};
+
+use http_server::{Reply, TestServer};
+use project::Project;
+use serde_json::Value;
+
+const RIGHT: &str = "Order A-10442 is delayed; the new dispatch date is 9 October.";
+const WRONG: &str = "Good news: order A-10442 has shipped.";
+const KEY: [(&str, &str); 1] = [("TEST_KEY", "k")];
+const TERSE: &str = "Just the answer, skip the explanation.";
+const SCOPED: &str = "just this one thing.";
+
+fn tool_output_is_xml(body: &Value) -> bool {
+    body["messages"].as_array().is_some_and(|ms| {
+        ms.iter().any(|m| {
+            m["role"] == "tool"
+                && m["content"].as_str().is_some_and(|c| {
+                    let c = c.trim_start();
+                    c.starts_with('<') && !c.starts_with("<table")
+                })
+        })
+    })
+}
+
+fn user_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "user")
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn chars(body: &Value) -> usize {
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_str())
+        .map(str::len)
+        .sum()
+}
+
+/// A number in 0..100 fixed by the request and a salt: the same prompt always draws the same.
+fn draw(body: &Value, salt: &str) -> u64 {
+    let h = blake3::hash(format!("{salt}\0{body}").as_bytes());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) % 100
+}
+
+fn planted(body: &Value) -> bool {
+    let text = user_text(body);
+    tool_output_is_xml(body)
+        || (chars(body) > 20_000 && draw(body, "long") < 80)
+        || (text.contains(TERSE) && text.contains(SCOPED))
+        || draw(body, "noise") < 5
+}
+
+/// Three seeds: three different covering arrays and follow-up draws, the same findings.
+#[test]
+fn adaptive_finds_every_planted_cause_within_five_percent_of_the_full_product() {
+    for seed in ["7", "2", "5"] {
+        one_run(seed);
+    }
+}
+
+fn one_run(seed: &str) {
+    let server = TestServer::start(move |req, _| {
+        let answer = if planted(req.json()) { WRONG } else { RIGHT };
+        Reply::json(200, http_server::openai_completion("gpt", answer))
+    });
+    let p = Project::new(&project::model(
+        "gpt",
+        "openai",
+        &format!("{}/v1", server.url()),
+        "",
+    ));
+    p.templatize("order-status-table.yaml");
+    let full = p.planned(&["--strategy", "full"]);
+    assert_eq!(full, 13 * 13 * 10 * 9);
+    let json = p.root().join("adaptive.json");
+    let out = p
+        .sweep(
+            &[
+                "--strategy",
+                "adaptive",
+                "--adaptive-json",
+                json.to_str().unwrap(),
+                "--seed",
+                seed,
+            ],
+            &KEY,
+        )
+        .success();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let calls = server.request_count() as u64;
+    eprintln!("{}", out.stdout);
+    assert!(
+        calls * 20 <= full,
+        "{calls} calls of a {full}-case product:\n{}",
+        out.stdout
+    );
+    assert_eq!(r["cases"].as_u64().unwrap(), calls);
+    // The run holds every case it planned: complete, planned = the rounds' cases.
+    let store = cliffprobe::store::Store::open(&p.store_path()).unwrap();
+    let run = store.run(r["run"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(run.planned, calls);
+    assert_eq!(run.status, cliffprobe::store::RunStatus::Complete);
+    assert_eq!(run.strategy, "adaptive");
+    drop(store);
+    let g = &r["groups"][0];
+    let causes: Vec<&str> = g["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        causes,
+        vec![
+            "length from 8k on, any position (6 values)",
+            "format=xml",
+            "persona=terse-expert + phrasing=scoped-request together (each alone cleared)",
+        ],
+        "{}",
+        out.stdout
+    );
+    assert_eq!(g["thresholds"][0]["from"], "8k");
+    // The two-axis cause is not split into two single causes, and noise flags nothing.
+    for v in g["values"].as_array().unwrap() {
+        let name = format!(
+            "{}={}",
+            v["axis"].as_str().unwrap(),
+            v["value"].as_str().unwrap()
+        );
+        let cause =
+            name == "format=xml" || name.starts_with("length=8k") || name.starts_with("length=32k");
+        assert_eq!(
+            v["decision"] == "cause",
+            cause,
+            "{name}: {v}\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout
+            .contains("causes: length from 8k on, any position")
+    );
+    // Brittleness over the same run reports a one-axis minimal failing variant (the adaptive
+    // rounds ran the witnesses), not a three-axis one from the covering array.
+    let out = p.run(&["brittleness", "--format", "json"], &[]).success();
+    let b: Value = serde_json::from_str(&out.stdout).unwrap();
+    let minimal_failing = b["results"][0]["minimal_failing"].as_object().unwrap();
+    assert_eq!(minimal_failing.len(), 1, "{b:#}");
+}
+
+/// A model that always answers right: nothing is a cause, every value is cleared, and the
+/// rounds end by themselves within the default budget.
+#[test]
+fn adaptive_on_a_solid_model_clears_every_value_and_flags_nothing() {
+    let server = TestServer::start(move |_, _| {
+        Reply::json(200, http_server::openai_completion("gpt", RIGHT))
+    });
+    let p = Project::new(&project::model(
+        "gpt",
+        "openai",
+        &format!("{}/v1", server.url()),
+        "",
+    ));
+    p.templatize("order-status-table.yaml");
+    let json = p.root().join("adaptive.json");
+    let out = p
+        .sweep(
+            &[
+                "--strategy",
+                "adaptive",
+                "--axes",
+                "persona,phrasing,format",
+                "--adaptive-json",
+                json.to_str().unwrap(),
+            ],
+            &KEY,
+        )
+        .success();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    eprintln!("{}", out.stdout);
+    assert_eq!(r["full_product"], 13 * 13 * 9);
+    assert!(r["cases"].as_u64().unwrap() <= r["budget"].as_u64().unwrap());
+    let g = &r["groups"][0];
+    assert_eq!(g["canonical"], "pass");
+    assert_eq!(g["causes"], serde_json::json!([]));
+    assert!(out.stdout.contains("causes: none shown"), "{}", out.stdout);
+    for v in g["values"].as_array().unwrap() {
+        assert_ne!(v["decision"], "cause", "{v}");
+    }
+}
+
+/// A budget that ends the rounds early leaves values undecided and says so; `--resume` with a
+/// larger budget goes on from the stored evidence to the same findings.
+#[test]
+fn adaptive_stops_at_its_budget_and_resumes_from_the_stored_evidence() {
+    let server = TestServer::start(move |req, _| {
+        let answer = if planted(req.json()) { WRONG } else { RIGHT };
+        Reply::json(200, http_server::openai_completion("gpt", answer))
+    });
+    let p = Project::new(&project::model(
+        "gpt",
+        "openai",
+        &format!("{}/v1", server.url()),
+        "",
+    ));
+    p.templatize("order-status-table.yaml");
+    let json = p.root().join("adaptive.json");
+    let json = json.to_str().unwrap();
+    let first = p
+        .sweep(
+            &[
+                "--strategy",
+                "adaptive",
+                "--budget-requests",
+                "250",
+                "--adaptive-json",
+                json,
+            ],
+            &KEY,
+        )
+        .success();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert!(r["cases"].as_u64().unwrap() <= 250, "{}", first.stdout);
+    assert_eq!(server.request_count() as u64, r["cases"].as_u64().unwrap());
+    assert!(
+        r["ended"].as_str().unwrap().contains("budget"),
+        "{}",
+        first.stdout
+    );
+    let undecided = r["groups"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["decision"] == "undecided")
+        .count();
+    assert!(undecided > 0, "{}", first.stdout);
+    let run = r["run"].as_str().unwrap().to_string();
+    let second = p
+        .sweep(
+            &[
+                "--resume",
+                &run,
+                "--budget-requests",
+                "700",
+                "--adaptive-json",
+                json,
+            ],
+            &KEY,
+        )
+        .success();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(r["run"], run.as_str());
+    assert_eq!(server.request_count() as u64, r["cases"].as_u64().unwrap());
+    let causes = r["groups"][0]["causes"].as_array().unwrap();
+    assert_eq!(causes.len(), 3, "{}", second.stdout);
+    assert_eq!(causes[0], "length from 8k on, any position (6 values)");
+    assert_eq!(causes[1], "format=xml");
+}
