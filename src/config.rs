@@ -311,7 +311,7 @@ impl Config {
                     path: path.to_path_buf(),
                     line,
                     column,
-                    field: None,
+                    field: e.span().and_then(|s| field_at(text, s.start)),
                 },
                 message: e.message().to_string(),
             }
@@ -585,6 +585,29 @@ fn table_key_line(text: &str, table: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// The dotted field (`models.a.rpm`) whose `key = value` line holds a byte offset, so a value
+/// of the wrong type (`rpm = -1`, `timeout = "5"`) is reported with its field as well as its
+/// line. `None` when the line is not a key/value pair (a header, a syntax error).
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = text[..start].lines().rev().find_map(|l| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        (l.starts_with('[') && !l.starts_with("[[") && l.ends_with(']'))
+            .then(|| l[1..l.len() - 1].trim().to_string())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -638,8 +661,27 @@ mod tests {
             assert!(message.starts_with("is "), "{lines}: {message}");
         }
         // Negative counts are not numbers of that type: TOML's own error, with the line.
-        let (l, _, message) = limit_error("rpm = -5");
-        assert_eq!(l, Some(7), "{message}");
+        // It names the field too.
+        for (lines, field) in [
+            ("rpm = -5", "models.m.rpm"),
+            ("tpm = nan", "models.m.tpm"),
+            ("max_concurrency = 1e30", "models.m.max_concurrency"),
+            ("timeout = \"5\"", "models.m.timeout"),
+            ("max_retries = -1", "models.m.max_retries"),
+            ("price_input = \"1\"", "models.m.price_input"),
+        ] {
+            let (l, f, message) = limit_error(lines);
+            assert_eq!(l, Some(7), "{lines}: {message}");
+            assert_eq!(f.as_deref(), Some(field), "{lines}: {message}");
+        }
+        let text = "[sweep]\nconcurrency = -1 # all models\n";
+        let e = Config::parse(Path::new("c.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.toml:2:") && e.contains("field `sweep.concurrency`"),
+            "{e}"
+        );
         let text = "[sweep]\nconcurrency = 0\n";
         let e = Config::parse(Path::new("c.toml"), text)
             .unwrap_err()
