@@ -175,8 +175,9 @@ impl std::fmt::Display for ProbeChange {
     }
 }
 
-/// The probes of `run` that were edited (their digest is none the run's cases were planned
-/// from) or deleted (no probe file has their id) since it started.
+/// The probes of `run` that were edited (their digest is not the one the run recorded when it
+/// was planned; for a run recorded before it kept them, none its cases were planned from) or
+/// deleted (no probe file has their id) since it started.
 fn changed_probes(
     store: &Store,
     run: &crate::store::RunInfo,
@@ -197,10 +198,13 @@ fn changed_probes(
         let digest = crate::expand::ProbeExpansion::new(&lp.probe, lib)?
             .digest()
             .to_string();
-        if recorded
-            .get(id)
-            .is_some_and(|known| !known.contains(&digest))
-        {
+        let edited = match run.probe_digests.as_ref().and_then(|d| d.get(id)) {
+            Some(planned) => *planned != digest,
+            None => recorded
+                .get(id)
+                .is_some_and(|known| !known.contains(&digest)),
+        };
+        if edited {
             out.push(ProbeChange::Edited {
                 id: id.clone(),
                 path: lp.path.clone(),

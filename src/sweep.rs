@@ -894,6 +894,21 @@ pub fn now() -> String {
         .to_string()
 }
 
+/// Probe id → the content digest its variant ids derive from, as recorded with a run so that a
+/// resume can tell an edited probe from the one the run planned.
+pub fn probe_digests(
+    probes: &[LoadedProbe],
+    lib: &AxisLibrary,
+) -> Result<indexmap::IndexMap<String, String>> {
+    probes
+        .iter()
+        .map(|p| {
+            let digest = ProbeExpansion::new(&p.probe, lib)?.digest().to_string();
+            Ok((p.probe.id.clone(), digest))
+        })
+        .collect()
+}
+
 /// Counts the cases a sweep plans: per probe, the number of points × models × repeats.
 pub fn plan_counts(
     probes: &[LoadedProbe],
@@ -956,6 +971,7 @@ pub fn run(
             if opts.replan {
                 r.probes = probes.iter().map(|p| p.probe.id.clone()).collect();
                 r.planned = planned;
+                r.probe_digests = Some(probe_digests(&probes, &lib)?);
                 store.begin_run(&r)?;
             }
             store.finish_run(&r.id, RunStatus::Running, "", None)?;
@@ -987,6 +1003,7 @@ pub fn run(
                 note: None,
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 axes: Some(opts.axes.to_string()),
+                probe_digests: Some(probe_digests(&probes, &lib)?),
             };
             store.begin_run(&r)?;
             r

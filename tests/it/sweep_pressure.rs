@@ -532,3 +532,51 @@ fn resume_refuses_edited_and_deleted_probes_with_the_list_unless_replan() {
     // Resumed again, nothing is left to do and nothing is refused.
     p.sweep(&["--resume"], &env()).success();
 }
+
+#[test]
+fn resume_refuses_a_probe_edited_before_any_of_its_cases_was_stored() {
+    let server = TestServer::start(|_, _| ok_reply());
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), ""));
+    p.templatize(ORDER_STATUS);
+    p.templatize("shipment-xml-lookup.yaml");
+    // One request: one case stored, so one of the two probes has none yet.
+    p.sweep(&args(&["--budget-requests", "1"]), &env())
+        .success();
+    assert_eq!(p.export(None).len(), 1);
+
+    // Edit both probes (a system prompt word each).
+    for (id, from, to) in [
+        (
+            "order-status-table",
+            "Fernhill Outdoor",
+            "Fernhill Outdoors",
+        ),
+        (
+            "shipment-xml-lookup",
+            "Customer service agents",
+            "Support agents",
+        ),
+    ] {
+        let f = probe_file(&p, id);
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(text.contains(from), "{id}");
+        std::fs::write(&f, text.replace(from, to)).unwrap();
+    }
+    let before = server.request_count();
+    let out = p.sweep(&["--resume"], &env()).exits(2);
+    assert!(
+        out.stderr.contains("2 of its probes changed")
+            && out.stderr.contains("edited: order-status-table (")
+            && out.stderr.contains("edited: shipment-xml-lookup ("),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.request_count(), before, "no call made");
+    assert_eq!(p.export(None).len(), 1, "nothing written");
+
+    // --replan records the current probes: a later resume is not refused again.
+    p.sweep(&["--resume", "--replan", "--budget-requests", "2"], &env())
+        .success();
+    p.sweep(&["--resume"], &env()).success();
+    assert_eq!(p.export(None).len(), 1 + 2 * FORMAT_VARIANTS);
+}
