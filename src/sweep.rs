@@ -1291,11 +1291,18 @@ pub fn run(
             .unwrap_or_else(|| "the sweep failed".into());
         // What was committed stays (staged rows are settled when the store is next opened);
         // the run says why it ended.
-        if let Ok(store) = Store::open_url(store_path) {
-            let _ = store.finish_run(&run.id, RunStatus::Failed, &now(), Some(&reason));
-        }
+        // On a full disk this write can fail too: then say so rather than claim the run failed.
+        let marked = Store::open_url(store_path)
+            .and_then(|store| store.finish_run(&run.id, RunStatus::Failed, &now(), Some(&reason)));
+        let unmarked = match marked {
+            Ok(()) => String::new(),
+            Err(e) => format!(
+                "; the run could not be marked failed ({e}), so it still reads `running` until it \
+                 is resumed"
+            ),
+        };
         let hint = format!(
-            "the cases stored so far are kept; resume with `cliffprobe sweep --resume {}`",
+            "the cases stored so far are kept{unmarked}; resume with `cliffprobe sweep --resume {}`",
             run.id
         );
         return Err(match planner_error {

@@ -127,6 +127,37 @@ fn a_store_write_failure_stops_dispatching_marks_the_run_failed_and_says_how_to_
     assert!(rows.iter().all(|r| r["status"] == "pass"));
 }
 
+#[test]
+fn a_store_too_full_to_mark_the_run_failed_says_so_instead_of_claiming_it() {
+    let server = TestServer::start(|_, _| ok_reply().after(Duration::from_millis(100)));
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), "timeout = 5"));
+    p.templatize(ORDER_STATUS);
+    // A full disk: the cases cannot be staged and the run's status cannot be changed either.
+    drop(p.store());
+    let db = rusqlite::Connection::open(p.store_path()).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER full_disk BEFORE INSERT ON case_log \
+         WHEN (SELECT COUNT(*) FROM case_log) >= 3 \
+         BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END; \
+         CREATE TRIGGER full_disk_runs BEFORE UPDATE ON runs WHEN NEW.status = 'failed' \
+         BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    drop(db);
+
+    let out = p.sweep(&args(&["--repeats", "10", "--concurrency", "2"]), &env());
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("the run could not be marked failed")
+            && out.stderr.contains("still reads `running`")
+            && out.stderr.contains("--resume r-"),
+        "{}",
+        out.stderr
+    );
+    let (status, _) = latest_run(&p);
+    assert_eq!(status, "running", "as the message says");
+}
+
 // ---- 5. A broken endpoint is reported at once; context overflow is its own kind -----------
 
 #[test]
