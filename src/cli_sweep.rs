@@ -30,11 +30,11 @@ pub struct SweepArgs {
     /// Seed for every random choice.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Samples per variant.
-    #[arg(long)]
+    /// Samples per variant (1 to 10,000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::config::LIMIT_MAX_REPEATS as i64))]
     pub repeats: Option<u32>,
-    /// Requests in flight across all models.
-    #[arg(long)]
+    /// Requests in flight across all models (1 to 10,000).
+    #[arg(long, value_parser = parse_concurrency)]
     pub concurrency: Option<usize>,
     /// Axes that vary, optionally with values: `persona,format=xml|csv`.
     #[arg(long)]
@@ -44,7 +44,7 @@ pub struct SweepArgs {
     #[arg(long)]
     pub budget_requests: Option<u64>,
     /// Stop once this many US dollars are spent (needs prices in the config).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_budget_usd)]
     pub budget_usd: Option<f64>,
     /// Do not answer from the response cache.
     #[arg(long)]
@@ -77,6 +77,23 @@ pub struct SweepArgs {
     /// After the sweep, promote failing and flaky variants into their probe files.
     #[arg(long)]
     pub promote: bool,
+}
+
+/// `--concurrency`: the range `[sweep] concurrency` accepts.
+fn parse_concurrency(s: &str) -> std::result::Result<usize, String> {
+    let max = crate::config::LIMIT_MAX_CONCURRENCY;
+    match s.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n as usize),
+        _ => Err(format!("expected requests in flight from 1 to {max}")),
+    }
+}
+
+/// `--budget-usd`: a finite, non-negative amount (NaN or infinity would never stop the sweep).
+fn parse_budget_usd(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err("expected US dollars: a number of 0 or more".into()),
+    }
 }
 
 /// `export` options.

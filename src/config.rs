@@ -436,6 +436,13 @@ impl Config {
             count(t, "tpm", m.tpm, LIMIT_MAX_TPM, "tokens per minute")?;
             count(
                 t,
+                "max_tokens",
+                m.max_tokens.map(u64::from),
+                LIMIT_MAX_TOKENS,
+                "answer tokens",
+            )?;
+            count(
+                t,
                 "max_concurrency",
                 m.max_concurrency.map(|n| n as u64),
                 LIMIT_MAX_CONCURRENCY,
@@ -502,6 +509,13 @@ impl Config {
             LIMIT_MAX_CONCURRENCY,
             "judge requests in flight",
         )?;
+        count(
+            "sweep",
+            "repeats",
+            self.sweep.repeats.map(u64::from),
+            LIMIT_MAX_REPEATS,
+            "samples per variant",
+        )?;
         Ok(())
     }
 
@@ -557,6 +571,10 @@ pub const LIMIT_MAX_RPM: u64 = 1_000_000;
 pub const LIMIT_MAX_TPM: u64 = 10_000_000_000;
 /// Largest `max_concurrency`, `[sweep] concurrency` and `[judge] concurrency` accepted.
 pub const LIMIT_MAX_CONCURRENCY: u64 = 10_000;
+/// Largest `[sweep] repeats` (and `--repeats`) accepted.
+pub const LIMIT_MAX_REPEATS: u64 = 10_000;
+/// Largest `max_tokens` accepted (no model answers ten million tokens).
+pub const LIMIT_MAX_TOKENS: u64 = 10_000_000;
 /// Largest `max_retries` accepted.
 pub const LIMIT_MAX_RETRIES: u32 = 100;
 /// Longest `timeout` accepted, in seconds (a day).
@@ -654,6 +672,7 @@ mod tests {
             ("max_retries = 100000", "models.m.max_retries", 7),
             ("rpm = 60\nprice_input = -1", "models.m.price_input", 8),
             ("price_output = nan", "models.m.price_output", 7),
+            ("max_tokens = 0", "models.m.max_tokens", 7),
         ] {
             let (l, f, message) = limit_error(lines);
             assert_eq!(f.as_deref(), Some(field), "{lines}: {message}");
@@ -691,6 +710,10 @@ mod tests {
             "{e}"
         );
         assert!(e.contains(":2"), "{e}");
+        let e = Config::parse(Path::new("c.toml"), "[sweep]\nseed = 3\nrepeats = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:3: field `sweep.repeats`"), "{e}");
     }
 
     #[test]

@@ -82,6 +82,25 @@ fn zero_rpm_is_refused_naming_file_line_and_field_instead_of_hanging() {
     assert_eq!(server.request_count(), 0);
 }
 
+#[test]
+fn zero_or_non_finite_command_line_limits_are_refused_before_anything_runs() {
+    let server = TestServer::start(|_, _| ok_reply());
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), ""));
+    p.templatize(ORDER_STATUS);
+    for bad in [
+        ["--concurrency", "0"],
+        ["--concurrency", "100000"],
+        ["--repeats", "0"],
+        ["--budget-usd", "nan"],
+        ["--budget-usd", "inf"],
+    ] {
+        let out = p.sweep(&args(&bad), &env()).exits(2);
+        assert!(out.stderr.contains(bad[0]), "{bad:?}: {}", out.stderr);
+    }
+    assert_eq!(server.request_count(), 0);
+    assert!(!p.store_path().exists(), "nothing written");
+}
+
 // ---- 4. A store that cannot be written stops the sweep -------------------------------------
 
 #[test]
