@@ -1006,6 +1006,12 @@ pub fn run(
                 probe_digests: Some(probe_digests(&probes, &lib)?),
             };
             store.begin_run(&r)?;
+            // Said first (even with -q: it is not progress), so the log of a sweep that is
+            // killed still says what to resume.
+            eprintln!(
+                "run {}: {planned} planned cases (if it is stopped, `cliffprobe sweep --resume {}` continues it)",
+                r.id, r.id
+            );
             r
         }
     };

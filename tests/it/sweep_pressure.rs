@@ -630,3 +630,28 @@ fn resume_refuses_a_probe_edited_before_any_of_its_cases_was_stored() {
     p.sweep(&["--resume"], &env()).success();
     assert_eq!(p.export(None).len(), 1 + 2 * FORMAT_VARIANTS);
 }
+
+#[test]
+fn a_sweep_names_its_run_and_the_resume_command_before_any_call() {
+    // A sweep killed with -9 prints nothing more: its log must already say what to resume.
+    let server = TestServer::start(|_, _| ok_reply());
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), ""));
+    p.templatize(ORDER_STATUS);
+    let out = p
+        .sweep(&args(&["--budget-requests", "1"]), &env())
+        .success();
+    let (run, _) = latest_run(&p);
+    let first = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("run r-"))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    let id = p.store().resolve_run(None).unwrap().id;
+    assert_eq!(run, "partial");
+    assert!(
+        first.contains(&format!("run {id}: {FORMAT_VARIANTS} planned cases"))
+            && first.contains(&format!("cliffprobe sweep --resume {id}")),
+        "{}",
+        out.stderr
+    );
+}
