@@ -220,7 +220,7 @@ impl Store {
         let models = to_json(&run.models)?;
         let model_ids = to_json(&run.model_ids)?;
         let probes = to_json(&run.probes)?;
-        let probe_digests = run.probe_digests.as_ref().map(|d| to_json(d)).transpose()?;
+        let probe_digests = run.probe_digests.as_ref().map(to_json).transpose()?;
         self.conn.execute(
             "INSERT INTO runs (id, started_at, finished_at, status, models, model_ids, probes, \
              strategy, seed, repeats, config_digest, planned, note, version, axes, probe_digests) \
