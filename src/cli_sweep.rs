@@ -33,11 +33,11 @@ pub struct SweepArgs {
     /// Seed for every random choice.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Samples per variant.
-    #[arg(long)]
+    /// Samples per variant (1 to 10,000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::config::LIMIT_MAX_REPEATS as i64))]
     pub repeats: Option<u32>,
-    /// Requests in flight across all models.
-    #[arg(long)]
+    /// Requests in flight across all models (1 to 10,000).
+    #[arg(long, value_parser = parse_concurrency)]
     pub concurrency: Option<usize>,
     /// Axes that vary, optionally with values: `persona,format=xml|csv`.
     #[arg(long)]
@@ -47,7 +47,7 @@ pub struct SweepArgs {
     #[arg(long)]
     pub budget_requests: Option<u64>,
     /// Stop once this many US dollars are spent (needs prices in the config).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_budget_usd)]
     pub budget_usd: Option<f64>,
     /// Do not answer from the response cache.
     #[arg(long)]
@@ -84,6 +84,23 @@ pub struct SweepArgs {
     /// (also: CLIFFPROBE_NO_CHECK=1).
     #[arg(long)]
     pub no_check: bool,
+}
+
+/// `--concurrency`: the range `[sweep] concurrency` accepts.
+fn parse_concurrency(s: &str) -> std::result::Result<usize, String> {
+    let max = crate::config::LIMIT_MAX_CONCURRENCY;
+    match s.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n as usize),
+        _ => Err(format!("expected requests in flight from 1 to {max}")),
+    }
+}
+
+/// `--budget-usd`: a finite, non-negative amount (NaN or infinity would never stop the sweep).
+fn parse_budget_usd(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err("expected US dollars: a number of 0 or more".into()),
+    }
 }
 
 /// `export` options.
@@ -182,8 +199,9 @@ impl std::fmt::Display for ProbeChange {
     }
 }
 
-/// The probes of `run` that were edited (their digest is none the run's cases were planned
-/// from) or deleted (no probe file has their id) since it started.
+/// The probes of `run` that were edited (their digest is not the one the run recorded when it
+/// was planned; for a run recorded before it kept them, none its cases were planned from) or
+/// deleted (no probe file has their id) since it started.
 fn changed_probes(
     store: &Store,
     run: &crate::store::RunInfo,
@@ -204,10 +222,13 @@ fn changed_probes(
         let digest = crate::expand::ProbeExpansion::new(&lp.probe, lib)?
             .digest()
             .to_string();
-        if recorded
-            .get(id)
-            .is_some_and(|known| !known.contains(&digest))
-        {
+        let edited = match run.probe_digests.as_ref().and_then(|d| d.get(id)) {
+            Some(planned) => *planned != digest,
+            None => recorded
+                .get(id)
+                .is_some_and(|known| !known.contains(&digest)),
+        };
+        if edited {
             out.push(ProbeChange::Edited {
                 id: id.clone(),
                 path: lp.path.clone(),

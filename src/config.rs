@@ -364,7 +364,7 @@ impl Config {
                     path: path.to_path_buf(),
                     line,
                     column,
-                    field: None,
+                    field: e.span().and_then(|s| field_at(text, s.start)),
                 },
                 message: e.message().to_string(),
             }
@@ -506,6 +506,13 @@ impl Config {
             count(t, "tpm", m.tpm, LIMIT_MAX_TPM, "tokens per minute")?;
             count(
                 t,
+                "max_tokens",
+                m.max_tokens.map(u64::from),
+                LIMIT_MAX_TOKENS,
+                "answer tokens",
+            )?;
+            count(
+                t,
                 "max_concurrency",
                 m.max_concurrency.map(|n| n as u64),
                 LIMIT_MAX_CONCURRENCY,
@@ -572,6 +579,13 @@ impl Config {
             LIMIT_MAX_CONCURRENCY,
             "judge requests in flight",
         )?;
+        count(
+            "sweep",
+            "repeats",
+            self.sweep.repeats.map(u64::from),
+            LIMIT_MAX_REPEATS,
+            "samples per variant",
+        )?;
         Ok(())
     }
 
@@ -627,6 +641,10 @@ pub const LIMIT_MAX_RPM: u64 = 1_000_000;
 pub const LIMIT_MAX_TPM: u64 = 10_000_000_000;
 /// Largest `max_concurrency`, `[sweep] concurrency` and `[judge] concurrency` accepted.
 pub const LIMIT_MAX_CONCURRENCY: u64 = 10_000;
+/// Largest `[sweep] repeats` (and `--repeats`) accepted.
+pub const LIMIT_MAX_REPEATS: u64 = 10_000;
+/// Largest `max_tokens` accepted (no model answers ten million tokens).
+pub const LIMIT_MAX_TOKENS: u64 = 10_000_000;
 /// Largest `max_retries` accepted.
 pub const LIMIT_MAX_RETRIES: u32 = 100;
 /// Longest `timeout` accepted, in seconds (a day).
@@ -653,6 +671,29 @@ fn table_key_line(text: &str, table: &str, key: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// The dotted field (`models.a.rpm`) whose `key = value` line holds a byte offset, so a value
+/// of the wrong type (`rpm = -1`, `timeout = "5"`) is reported with its field as well as its
+/// line. `None` when the line is not a key/value pair (a header, a syntax error).
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = text[..start].lines().rev().find_map(|l| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        (l.starts_with('[') && !l.starts_with("[[") && l.ends_with(']'))
+            .then(|| l[1..l.len() - 1].trim().to_string())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
 }
 
 /// 1-based line and column of a byte offset.
@@ -701,6 +742,7 @@ mod tests {
             ("max_retries = 100000", "models.m.max_retries", 7),
             ("rpm = 60\nprice_input = -1", "models.m.price_input", 8),
             ("price_output = nan", "models.m.price_output", 7),
+            ("max_tokens = 0", "models.m.max_tokens", 7),
         ] {
             let (l, f, message) = limit_error(lines);
             assert_eq!(f.as_deref(), Some(field), "{lines}: {message}");
@@ -708,8 +750,27 @@ mod tests {
             assert!(message.starts_with("is "), "{lines}: {message}");
         }
         // Negative counts are not numbers of that type: TOML's own error, with the line.
-        let (l, _, message) = limit_error("rpm = -5");
-        assert_eq!(l, Some(7), "{message}");
+        // It names the field too.
+        for (lines, field) in [
+            ("rpm = -5", "models.m.rpm"),
+            ("tpm = nan", "models.m.tpm"),
+            ("max_concurrency = 1e30", "models.m.max_concurrency"),
+            ("timeout = \"5\"", "models.m.timeout"),
+            ("max_retries = -1", "models.m.max_retries"),
+            ("price_input = \"1\"", "models.m.price_input"),
+        ] {
+            let (l, f, message) = limit_error(lines);
+            assert_eq!(l, Some(7), "{lines}: {message}");
+            assert_eq!(f.as_deref(), Some(field), "{lines}: {message}");
+        }
+        let text = "[sweep]\nconcurrency = -1 # all models\n";
+        let e = Config::parse(Path::new("c.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.toml:2:") && e.contains("field `sweep.concurrency`"),
+            "{e}"
+        );
         let text = "[sweep]\nconcurrency = 0\n";
         let e = Config::parse(Path::new("c.toml"), text)
             .unwrap_err()
@@ -719,6 +780,10 @@ mod tests {
             "{e}"
         );
         assert!(e.contains(":2"), "{e}");
+        let e = Config::parse(Path::new("c.toml"), "[sweep]\nseed = 3\nrepeats = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:3: field `sweep.repeats`"), "{e}");
     }
 
     #[test]

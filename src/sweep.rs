@@ -897,6 +897,21 @@ pub fn now() -> String {
         .to_string()
 }
 
+/// Probe id → the content digest its variant ids derive from, as recorded with a run so that a
+/// resume can tell an edited probe from the one the run planned.
+pub fn probe_digests(
+    probes: &[LoadedProbe],
+    lib: &AxisLibrary,
+) -> Result<indexmap::IndexMap<String, String>> {
+    probes
+        .iter()
+        .map(|p| {
+            let digest = ProbeExpansion::new(&p.probe, lib)?.digest().to_string();
+            Ok((p.probe.id.clone(), digest))
+        })
+        .collect()
+}
+
 /// Counts the cases a sweep plans: per probe, the number of points × models × repeats.
 pub fn plan_counts(
     probes: &[LoadedProbe],
@@ -959,6 +974,7 @@ pub fn run(
             if opts.replan {
                 r.probes = probes.iter().map(|p| p.probe.id.clone()).collect();
                 r.planned = planned;
+                r.probe_digests = Some(probe_digests(&probes, &lib)?);
                 store.begin_run(&r)?;
             }
             store.finish_run(&r.id, RunStatus::Running, "", None)?;
@@ -990,8 +1006,15 @@ pub fn run(
                 note: None,
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 axes: Some(opts.axes.to_string()),
+                probe_digests: Some(probe_digests(&probes, &lib)?),
             };
             store.begin_run(&r)?;
+            // Said first (even with -q: it is not progress), so the log of a sweep that is
+            // killed still says what to resume.
+            eprintln!(
+                "run {}: {planned} planned cases (if it is stopped, `cliffprobe sweep --resume {}` continues it)",
+                r.id, r.id
+            );
             r
         }
     };
@@ -1277,11 +1300,18 @@ pub fn run(
             .unwrap_or_else(|| "the sweep failed".into());
         // What was committed stays (staged rows are settled when the store is next opened);
         // the run says why it ended.
-        if let Ok(store) = Store::open_url(store_path) {
-            let _ = store.finish_run(&run.id, RunStatus::Failed, &now(), Some(&reason));
-        }
+        // On a full disk this write can fail too: then say so rather than claim the run failed.
+        let marked = Store::open_url(store_path)
+            .and_then(|store| store.finish_run(&run.id, RunStatus::Failed, &now(), Some(&reason)));
+        let unmarked = match marked {
+            Ok(()) => String::new(),
+            Err(e) => format!(
+                "; the run could not be marked failed ({e}), so it still reads `running` until it \
+                 is resumed"
+            ),
+        };
         let hint = format!(
-            "the cases stored so far are kept; resume with `cliffprobe sweep --resume {}`",
+            "the cases stored so far are kept{unmarked}; resume with `cliffprobe sweep --resume {}`",
             run.id
         );
         return Err(match planner_error {

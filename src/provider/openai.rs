@@ -184,9 +184,14 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> CallError {
     classify_status(status, headers, body, message)
 }
 
-/// `{"error": {"message": ...}}` or `{"error": "..."}`, as OpenAI-compatible servers send.
+/// `{"error": {"message": ...}}` or `{"error": "..."}`, as OpenAI-compatible servers send, or
+/// the flat `{"object": "error", "message": ..., "type": ...}` of vLLM's OpenAI server.
 fn error_message(v: &Value) -> Option<String> {
-    let e = v.get("error")?;
+    let e = match v.get("error") {
+        Some(e) => e,
+        None if v.get("object").and_then(Value::as_str) == Some("error") => v,
+        None => return None,
+    };
     let msg = e
         .get("message")
         .and_then(Value::as_str)
@@ -503,6 +508,19 @@ mod tests {
         assert_eq!(
             e,
             CallError::Permanent("HTTP 400: invalid_request_error: bad field".into())
+        );
+    }
+
+    #[test]
+    fn classify_quotes_vllm_s_flat_error_object() {
+        let e = classify(
+            500,
+            &HeaderMap::new(),
+            br#"{"object": "error", "message": "cannot template", "type": "InternalServerError", "param": null, "code": 500}"#,
+        );
+        assert_eq!(
+            e,
+            CallError::Transient("HTTP 500: InternalServerError: cannot template".into())
         );
     }
 }

@@ -260,15 +260,17 @@ impl Store {
         let models = to_json(&run.models)?;
         let model_ids = to_json(&run.model_ids)?;
         let probes = to_json(&run.probes)?;
+        let probe_digests = run.probe_digests.as_ref().map(to_json).transpose()?;
         self.conn.execute(
             "INSERT INTO runs (id, started_at, finished_at, status, models, model_ids, probes, \
-             strategy, seed, repeats, config_digest, planned, note, version, axes) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+             strategy, seed, repeats, config_digest, planned, note, version, axes, probe_digests) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
              ON CONFLICT (id) DO UPDATE SET finished_at = NULL, status = excluded.status, \
              models = excluded.models, model_ids = excluded.model_ids, probes = excluded.probes, \
              strategy = excluded.strategy, seed = excluded.seed, repeats = excluded.repeats, \
              config_digest = excluded.config_digest, planned = excluded.planned, \
-             note = excluded.note, version = excluded.version, axes = excluded.axes",
+             note = excluded.note, version = excluded.version, axes = excluded.axes, \
+             probe_digests = excluded.probe_digests",
             params![
                 run.id,
                 run.started_at,
@@ -285,6 +287,7 @@ impl Store {
                 run.note,
                 run.version,
                 run.axes,
+                probe_digests,
             ],
         )?;
         Ok(())
@@ -902,7 +905,7 @@ impl Store {
 }
 
 const RUN_SELECT: &str = "SELECT id, started_at, finished_at, status, models, model_ids, probes, \
-     strategy, seed, repeats, config_digest, planned, note, version, axes FROM runs";
+     strategy, seed, repeats, config_digest, planned, note, version, axes, probe_digests FROM runs";
 
 const PROBE_INSERT: &str = "INSERT INTO probes (probe_id, digest, capability, tier, path) \
      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (probe_id, digest) DO NOTHING";
@@ -1068,6 +1071,10 @@ fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
         note: row.get(12)?,
         version: row.get(13)?,
         axes: row.get(14)?,
+        probe_digests: row
+            .get::<_, Option<String>>(15)?
+            .map(|s| from_json(&s, "run probe digests"))
+            .transpose()?,
         id,
     })
 }

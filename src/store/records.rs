@@ -101,6 +101,11 @@ pub struct RunInfo {
     /// resume expands the same plan with it.
     #[serde(default, skip_serializing_if = "no_axes_filter")]
     pub axes: Option<String>,
+    /// Probe id → the content digest the run planned it from; `None` for runs recorded before
+    /// schema version 6. A resume compares it with the suite, so a probe edited before any of
+    /// its cases was stored is noticed too.
+    #[serde(skip)]
+    pub probe_digests: Option<IndexMap<String, String>>,
 }
 
 fn no_axes_filter(axes: &Option<String>) -> bool {

@@ -226,6 +226,12 @@ CREATE TABLE replay_unreadable (
     PRIMARY KEY (replay_id, seq)
 );
 "#,
+    // 6: the content digest each probe of a run was planned from (a JSON object, probe id →
+    // digest; NULL for runs recorded before), so a resume notices a probe edited before any of
+    // its cases was stored.
+    r#"
+ALTER TABLE runs ADD COLUMN probe_digests TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

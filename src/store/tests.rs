@@ -26,6 +26,7 @@ pub(crate) fn run_info(id: &str, started_at: &str) -> RunInfo {
         note: None,
         version: "0.1.0".to_string(),
         axes: None,
+        probe_digests: None,
     }
 }
 

@@ -47,6 +47,7 @@ fn run_info(id: &str, started_at: &str, models: &[&str], repeats: u32) -> RunInf
         note: None,
         version: "test".into(),
         axes: None,
+        probe_digests: None,
     }
 }
 

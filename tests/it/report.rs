@@ -87,6 +87,7 @@ fn run_info(id: &str, started: &str, models: &[&str]) -> RunInfo {
         note: None,
         version: "test".into(),
         axes: None,
+        probe_digests: None,
     }
 }
 

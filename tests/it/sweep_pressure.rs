@@ -82,6 +82,25 @@ fn zero_rpm_is_refused_naming_file_line_and_field_instead_of_hanging() {
     assert_eq!(server.request_count(), 0);
 }
 
+#[test]
+fn zero_or_non_finite_command_line_limits_are_refused_before_anything_runs() {
+    let server = TestServer::start(|_, _| ok_reply());
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), ""));
+    p.templatize(ORDER_STATUS);
+    for bad in [
+        ["--concurrency", "0"],
+        ["--concurrency", "100000"],
+        ["--repeats", "0"],
+        ["--budget-usd", "nan"],
+        ["--budget-usd", "inf"],
+    ] {
+        let out = p.sweep(&args(&bad), &env()).exits(2);
+        assert!(out.stderr.contains(bad[0]), "{bad:?}: {}", out.stderr);
+    }
+    assert_eq!(server.request_count(), 0);
+    assert!(!p.store_path().exists(), "nothing written");
+}
+
 // ---- 4. A store that cannot be written stops the sweep -------------------------------------
 
 #[test]
@@ -125,6 +144,37 @@ fn a_store_write_failure_stops_dispatching_marks_the_run_failed_and_says_how_to_
     let rows = p.export(None);
     assert!((1..=3).contains(&rows.len()), "{rows:?}");
     assert!(rows.iter().all(|r| r["status"] == "pass"));
+}
+
+#[test]
+fn a_store_too_full_to_mark_the_run_failed_says_so_instead_of_claiming_it() {
+    let server = TestServer::start(|_, _| ok_reply().after(Duration::from_millis(100)));
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), "timeout = 5"));
+    p.templatize(ORDER_STATUS);
+    // A full disk: the cases cannot be staged and the run's status cannot be changed either.
+    drop(p.store());
+    let db = rusqlite::Connection::open(p.store_path()).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER full_disk BEFORE INSERT ON case_log \
+         WHEN (SELECT COUNT(*) FROM case_log) >= 3 \
+         BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END; \
+         CREATE TRIGGER full_disk_runs BEFORE UPDATE ON runs WHEN NEW.status = 'failed' \
+         BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    drop(db);
+
+    let out = p.sweep(&args(&["--repeats", "10", "--concurrency", "2"]), &env());
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("the run could not be marked failed")
+            && out.stderr.contains("still reads `running`")
+            && out.stderr.contains("--resume r-"),
+        "{}",
+        out.stderr
+    );
+    let (status, _) = latest_run(&p);
+    assert_eq!(status, "running", "as the message says");
 }
 
 // ---- 5. A broken endpoint is reported at once; context overflow is its own kind -----------
@@ -531,4 +581,77 @@ fn resume_refuses_edited_and_deleted_probes_with_the_list_unless_replan() {
     assert_eq!(rows.len(), stored + FORMAT_VARIANTS, "{}", out.stderr);
     // Resumed again, nothing is left to do and nothing is refused.
     p.sweep(&["--resume"], &env()).success();
+}
+
+#[test]
+fn resume_refuses_a_probe_edited_before_any_of_its_cases_was_stored() {
+    let server = TestServer::start(|_, _| ok_reply());
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), ""));
+    p.templatize(ORDER_STATUS);
+    p.templatize("shipment-xml-lookup.yaml");
+    // One request: one case stored, so one of the two probes has none yet.
+    p.sweep(&args(&["--budget-requests", "1"]), &env())
+        .success();
+    assert_eq!(p.export(None).len(), 1);
+
+    // Edit both probes (a system prompt word each).
+    for (id, from, to) in [
+        (
+            "order-status-table",
+            "Fernhill Outdoor",
+            "Fernhill Outdoors",
+        ),
+        (
+            "shipment-xml-lookup",
+            "Customer service agents",
+            "Support agents",
+        ),
+    ] {
+        let f = probe_file(&p, id);
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(text.contains(from), "{id}");
+        std::fs::write(&f, text.replace(from, to)).unwrap();
+    }
+    let before = server.request_count();
+    let out = p.sweep(&["--resume"], &env()).exits(2);
+    assert!(
+        out.stderr.contains("2 of its probes changed")
+            && out.stderr.contains("edited: order-status-table (")
+            && out.stderr.contains("edited: shipment-xml-lookup ("),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.request_count(), before, "no call made");
+    assert_eq!(p.export(None).len(), 1, "nothing written");
+
+    // --replan records the current probes: a later resume is not refused again.
+    p.sweep(&["--resume", "--replan", "--budget-requests", "2"], &env())
+        .success();
+    p.sweep(&["--resume"], &env()).success();
+    assert_eq!(p.export(None).len(), 1 + 2 * FORMAT_VARIANTS);
+}
+
+#[test]
+fn a_sweep_names_its_run_and_the_resume_command_before_any_call() {
+    // A sweep killed with -9 prints nothing more: its log must already say what to resume.
+    let server = TestServer::start(|_, _| ok_reply());
+    let p = Project::new(&model("gpt", "openai", &openai_url(&server), ""));
+    p.templatize(ORDER_STATUS);
+    let out = p
+        .sweep(&args(&["--budget-requests", "1"]), &env())
+        .success();
+    let (run, _) = latest_run(&p);
+    let first = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("run r-"))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    let id = p.store().resolve_run(None).unwrap().id;
+    assert_eq!(run, "partial");
+    assert!(
+        first.contains(&format!("run {id}: {FORMAT_VARIANTS} planned cases"))
+            && first.contains(&format!("cliffprobe sweep --resume {id}")),
+        "{}",
+        out.stderr
+    );
 }
