@@ -1,9 +1,9 @@
 //! The command line end to end: the real binary, run in temporary folders.
 //!
-//! Covers issue 2's "done means": templatize every example incident and captured
-//! OpenAI/Anthropic requests into a suite, validate it, refuse bad input with a clear error and
-//! no partial writes, keep paths inside the suite, `init`, and `expand` (canonical first,
-//! stable ids, the `full` safety limit). Snapshots pin the rendered questions, tool outputs and
+//! Covers templatizing every example incident and captured OpenAI/Anthropic request into a
+//! suite, validating it, refusing bad input with a clear error and no partial writes, keeping
+//! paths inside the suite, `init`, and `expand` (canonical first, stable ids, the `full`
+//! safety limit). Snapshots pin the rendered questions, tool outputs and
 //! templatized probe files of fixed examples.
 
 use assert_cmd::Command;
