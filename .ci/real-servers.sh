@@ -103,8 +103,11 @@ PY
   llama_port="$(e2e_free_port)"
   # 8192 tokens: SmolLM2's trained window. The suite's 8k and 32k length values do not fit
   # it: `models --check` must say so, and the sweeps leave them out with --axes.
+  # Every core for the model (the server's default is half of them): once the other tests
+  # are done, the e2e sweeps run alone and prompt evaluation is what they wait on.
   "$E2E_VENV/bin/python" -m llama_cpp.server --model "$gguf" --model_alias smollm2 \
     --host 127.0.0.1 --port "$llama_port" --n_ctx 8192 --verbose False \
+    --n_threads "$(nproc)" --n_threads_batch "$(nproc)" \
     >"$E2E_DIR/llama.log" 2>&1 &
   E2E_PIDS+=($!)
   e2e_wait "http://127.0.0.1:$llama_port/v1/models" 120 "" "${E2E_PIDS[-1]}" || { cat "$E2E_DIR/llama.log" >&2; return 1; }
