@@ -68,7 +68,7 @@ pub const ALPHA: f64 = 0.05;
 
 /// The default budget, as a fraction of the full product's cases (at least three times the
 /// covering array, at most the full product).
-pub const DEFAULT_BUDGET_FRACTION: f64 = 0.04;
+pub const DEFAULT_BUDGET_FRACTION: f64 = 0.048;
 
 /// Most follow-up rounds one run makes.
 pub const MAX_ROUNDS: usize = 40;
@@ -736,7 +736,14 @@ fn plan_group(
                         0
                     } else {
                         let n = st.counts[a][i][0];
-                        decisive.saturating_sub(n).clamp(2, 6)
+                        if n < decisive {
+                            decisive.saturating_sub(n).clamp(2, 6)
+                        } else {
+                            // Past the decisive count and still undecided (a pass rate near
+                            // the middle, or a flaky value): grow the evidence by a quarter a
+                            // round, so the rounds do not run out a point or two at a time.
+                            (n / 4).clamp(2, 24)
+                        }
                     }
                 })
                 .collect()
@@ -799,6 +806,19 @@ fn plan_group(
             }
         }
     }
+    // Every value decided, or still undecided only past the decisive count (hovering near the
+    // middle, often a flaky value): the pairs go first, and need not wait for those.
+    let settled = st.decision.iter().enumerate().all(|(a, row)| {
+        row.iter()
+            .enumerate()
+            .skip(1)
+            .all(|(i, d)| *d != Decision::Undecided || st.counts[a][i][0] >= decisive)
+    });
+    if settled && made < max_points {
+        let before = out.len();
+        cover_clean_pairs(group, values, st, rng, seen, max_points - made, out);
+        made += out.len() - before;
+    }
     loop {
         if made >= max_points {
             return;
@@ -830,13 +850,6 @@ fn plan_group(
             // No new point left for this value.
             None => need[a][i] = 0,
         }
-    }
-    let all_decided = st
-        .decision
-        .iter()
-        .all(|row| row.iter().skip(1).all(|d| *d != Decision::Undecided));
-    if all_decided && made < max_points {
-        cover_clean_pairs(group, values, st, rng, seen, max_points - made, out);
     }
 }
 
@@ -907,7 +920,9 @@ fn cover_clean_pairs(
                     })
                     .count()
             };
-            let options: Vec<usize> = (1..values[c].1.len()).filter(|&v| usable(c, v)).collect();
+            let options: Vec<usize> = (1..values[c].1.len())
+                .filter(|&v| usable(c, v) && !often_failing(st, c, v))
+                .collect();
             idx[c] = options
                 .iter()
                 .copied()
@@ -931,6 +946,15 @@ fn sizes(values: &Values) -> Vec<usize> {
     values.iter().map(|(_, v)| v.len()).collect()
 }
 
+/// Cleared, yet a quarter or more of its clean variants failed: a flaky value (failing at
+/// random, not because of the variant) looks so. Never a background or filler for the others'
+/// evidence, where its chance failures would be blamed on them; it is still judged, and still
+/// paired, itself.
+fn often_failing(st: &State, a: usize, i: usize) -> bool {
+    let c = st.counts[a][i];
+    c[0] > 0 && 4 * c[1] >= c[0]
+}
+
 /// A background value for axis `a`: mostly a value that still wants evidence (never a
 /// suspect), else a cleared value, else `original`.
 fn background(
@@ -948,7 +972,7 @@ fn background(
         return *wanted.choose(rng).expect("non-empty");
     }
     let cleared: Vec<usize> = (1..list.len())
-        .filter(|&i| st.decision[a][i] == Decision::Cleared)
+        .filter(|&i| st.decision[a][i] == Decision::Cleared && !often_failing(st, a, i))
         .collect();
     if !cleared.is_empty() && rng.random_bool(0.7) {
         return *cleared.choose(rng).expect("non-empty");

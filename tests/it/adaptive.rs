@@ -1,8 +1,11 @@
 //! `sweep --strategy adaptive` against a local server with planted causes: a single-axis cause
 //! (XML tool output), a threshold cause (80 % of prompts past ~20,000 characters, i.e. every
 //! 8k and 32k length value), a two-axis cause (the terse-expert persona only together with the
-//! scoped-request phrasing) and 5 % noise on every request. Every planted single and threshold
-//! cause must be found, nothing else called a cause, in at most 5 % of the full product's calls.
+//! scoped-request phrasing), a flaky axis value (every call with the anxious-novice persona
+//! fails at random with probability 0.3, drawn per call from the server's request counter, so
+//! the same prompt sent twice can get both answers) and 5 % noise on every request. Every
+//! planted single and threshold cause must be found, nothing else called a cause (the flaky
+//! value included), in at most 5 % of the full product's calls.
 
 use crate::support::{http_server, project};
 
@@ -15,6 +18,10 @@ const WRONG: &str = "Good news: order A-10442 has shipped.";
 const KEY: [(&str, &str); 1] = [("TEST_KEY", "k")];
 const TERSE: &str = "Just the answer, skip the explanation.";
 const SCOPED: &str = "just this one thing.";
+/// Text of the anxious-novice persona: the flaky value.
+const NOVICE: &str = "I'm really new to all of this";
+/// Chance in percent that a call with the flaky value fails.
+const FLAKY_PERCENT: u64 = 30;
 
 fn tool_output_is_xml(body: &Value) -> bool {
     body["messages"].as_array().is_some_and(|ms| {
@@ -55,11 +62,22 @@ fn draw(body: &Value, salt: &str) -> u64 {
     u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) % 100
 }
 
-fn planted(body: &Value) -> bool {
+/// A number in 0..100 drawn afresh for every call: seeded by the server's request counter and
+/// the run's seed, not by the prompt.
+fn draw_per_call(call: usize, seed: &str) -> u64 {
+    let h = blake3::hash(format!("flaky\0{seed}\0{call}").as_bytes());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) % 100
+}
+
+/// The planted causes; `flaky` the seed of the flaky value's draws, or `None` for no flaky
+/// value.
+fn planted(body: &Value, call: usize, flaky: Option<&str>) -> bool {
     let text = user_text(body);
     tool_output_is_xml(body)
         || (chars(body) > 20_000 && draw(body, "long") < 80)
         || (text.contains(TERSE) && text.contains(SCOPED))
+        || flaky
+            .is_some_and(|seed| text.contains(NOVICE) && draw_per_call(call, seed) < FLAKY_PERCENT)
         || draw(body, "noise") < 5
 }
 
@@ -72,8 +90,13 @@ fn adaptive_finds_every_planted_cause_within_five_percent_of_the_full_product() 
 }
 
 fn one_run(seed: &str) {
-    let server = TestServer::start(move |req, _| {
-        let answer = if planted(req.json()) { WRONG } else { RIGHT };
+    let server_seed = seed.to_string();
+    let server = TestServer::start(move |req, call| {
+        let answer = if planted(req.json(), call, Some(&server_seed)) {
+            WRONG
+        } else {
+            RIGHT
+        };
         Reply::json(200, http_server::openai_completion("gpt", answer))
     });
     let p = Project::new(&project::model(
@@ -133,7 +156,8 @@ fn one_run(seed: &str) {
         out.stdout
     );
     assert_eq!(g["thresholds"][0]["from"], "8k");
-    // The two-axis cause is not split into two single causes, and noise flags nothing.
+    // The two-axis cause is not split into two single causes; neither noise nor the flaky
+    // value is flagged.
     for v in g["values"].as_array().unwrap() {
         let name = format!(
             "{}={}",
@@ -152,6 +176,24 @@ fn one_run(seed: &str) {
     assert!(
         out.stdout
             .contains("causes: length from 8k on, any position")
+    );
+    let flaky = g["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["axis"] == "persona" && v["value"] == "anxious-novice")
+        .unwrap();
+    // The figures the README quotes (`cargo test --test it adaptive_finds -- --nocapture`).
+    eprintln!(
+        "figures: seed {seed}: {calls} calls of {full} ({:.2} %), {} of 3 causes found, 0 false \
+         alarms; flaky persona=anxious-novice {} ({} of {} clean variants failed, {} of {} cases)",
+        calls as f64 * 100.0 / full as f64,
+        causes.len(),
+        flaky["decision"].as_str().unwrap(),
+        flaky["clean_failed"],
+        flaky["clean_variants"],
+        flaky["failed"],
+        flaky["cases"],
     );
     // Brittleness over the same run reports a one-axis minimal failing variant (the adaptive
     // rounds ran the witnesses), not a three-axis one from the covering array.
@@ -206,8 +248,13 @@ fn adaptive_on_a_solid_model_clears_every_value_and_flags_nothing() {
 /// larger budget goes on from the stored evidence to the same findings.
 #[test]
 fn adaptive_stops_at_its_budget_and_resumes_from_the_stored_evidence() {
-    let server = TestServer::start(move |req, _| {
-        let answer = if planted(req.json()) { WRONG } else { RIGHT };
+    // The resume is under test here, not flakiness: the planted causes without the flaky value.
+    let server = TestServer::start(move |req, call| {
+        let answer = if planted(req.json(), call, None) {
+            WRONG
+        } else {
+            RIGHT
+        };
         Reply::json(200, http_server::openai_completion("gpt", answer))
     });
     let p = Project::new(&project::model(
