@@ -823,11 +823,12 @@ fn plan_group(
         if made >= max_points {
             return;
         }
-        // The value wanting most, suspects first (they decide what is clean for the others).
-        let mut best: Option<(usize, usize, (bool, u64))> = None;
+        // The value wanting most, suspects first (they decide what is clean for the others),
+        // values hovering past the decisive count last.
+        let mut best: Option<(usize, usize, (bool, bool, u64))> = None;
         for (a, row) in need.iter().enumerate() {
             for (i, &n) in row.iter().enumerate() {
-                let key = (st.suspect[a][i], n);
+                let key = (st.counts[a][i][0] < decisive, st.suspect[a][i], n);
                 if n > 0 && best.is_none_or(|(_, _, k)| key > k) {
                     best = Some((a, i, key));
                 }
