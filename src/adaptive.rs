@@ -34,8 +34,12 @@
 //!
 //! # Follow-up rounds
 //! Every undecided value gets new points with that value and background values drawn from the
-//! still undecided (never suspect) and the cleared values of the other axes, so one point is
-//! clean evidence for up to four values at once, distinct from every point already run. A
+//! still undecided (never suspect) and the cleared values of the other axes (not those whose
+//! clean variants still fail a quarter of the time: a flaky value's chance failures would be
+//! blamed on its neighbours), so one point is clean evidence for up to four values at once,
+//! distinct from every point already run. Values still undecided past the decisive number of
+//! clean variants (a pass rate near the middle, often a flaky value) come last, after the pair
+//! coverage. A
 //! round's points go through the ordinary sweep ([`crate::sweep::run`], resumed, with
 //! [`SweepOptions::points`]), so the cache, the limits, the retries and the store are the
 //! sweep's. The budget counts the run's cases (a cached answer included).
@@ -68,7 +72,7 @@ pub const ALPHA: f64 = 0.05;
 
 /// The default budget, as a fraction of the full product's cases (at least three times the
 /// covering array, at most the full product).
-pub const DEFAULT_BUDGET_FRACTION: f64 = 0.04;
+pub const DEFAULT_BUDGET_FRACTION: f64 = 0.048;
 
 /// Most follow-up rounds one run makes.
 pub const MAX_ROUNDS: usize = 40;
@@ -736,7 +740,14 @@ fn plan_group(
                         0
                     } else {
                         let n = st.counts[a][i][0];
-                        decisive.saturating_sub(n).clamp(2, 6)
+                        if n < decisive {
+                            decisive.saturating_sub(n).clamp(2, 6)
+                        } else {
+                            // Past the decisive count and still undecided (a pass rate near
+                            // the middle, or a flaky value): grow the evidence by a quarter a
+                            // round, so the rounds do not run out a point or two at a time.
+                            (n / 4).clamp(2, 24)
+                        }
                     }
                 })
                 .collect()
@@ -799,15 +810,29 @@ fn plan_group(
             }
         }
     }
+    // Every value decided, or still undecided only past the decisive count (hovering near the
+    // middle, often a flaky value): the pairs go first, and need not wait for those.
+    let settled = st.decision.iter().enumerate().all(|(a, row)| {
+        row.iter()
+            .enumerate()
+            .skip(1)
+            .all(|(i, d)| *d != Decision::Undecided || st.counts[a][i][0] >= decisive)
+    });
+    if settled && made < max_points {
+        let before = out.len();
+        cover_clean_pairs(group, values, st, rng, seen, max_points - made, out);
+        made += out.len() - before;
+    }
     loop {
         if made >= max_points {
             return;
         }
-        // The value wanting most, suspects first (they decide what is clean for the others).
-        let mut best: Option<(usize, usize, (bool, u64))> = None;
+        // The value wanting most, suspects first (they decide what is clean for the others),
+        // values hovering past the decisive count last.
+        let mut best: Option<(usize, usize, (bool, bool, u64))> = None;
         for (a, row) in need.iter().enumerate() {
             for (i, &n) in row.iter().enumerate() {
-                let key = (st.suspect[a][i], n);
+                let key = (st.counts[a][i][0] < decisive, st.suspect[a][i], n);
                 if n > 0 && best.is_none_or(|(_, _, k)| key > k) {
                     best = Some((a, i, key));
                 }
@@ -830,13 +855,6 @@ fn plan_group(
             // No new point left for this value.
             None => need[a][i] = 0,
         }
-    }
-    let all_decided = st
-        .decision
-        .iter()
-        .all(|row| row.iter().skip(1).all(|d| *d != Decision::Undecided));
-    if all_decided && made < max_points {
-        cover_clean_pairs(group, values, st, rng, seen, max_points - made, out);
     }
 }
 
@@ -907,7 +925,9 @@ fn cover_clean_pairs(
                     })
                     .count()
             };
-            let options: Vec<usize> = (1..values[c].1.len()).filter(|&v| usable(c, v)).collect();
+            let options: Vec<usize> = (1..values[c].1.len())
+                .filter(|&v| usable(c, v) && !often_failing(st, c, v))
+                .collect();
             idx[c] = options
                 .iter()
                 .copied()
@@ -931,6 +951,15 @@ fn sizes(values: &Values) -> Vec<usize> {
     values.iter().map(|(_, v)| v.len()).collect()
 }
 
+/// Cleared, yet a quarter or more of its clean variants failed: a flaky value (failing at
+/// random, not because of the variant) looks so. Never a background or filler for the others'
+/// evidence, where its chance failures would be blamed on them; it is still judged, and still
+/// paired, itself.
+fn often_failing(st: &State, a: usize, i: usize) -> bool {
+    let c = st.counts[a][i];
+    c[0] > 0 && 4 * c[1] >= c[0]
+}
+
 /// A background value for axis `a`: mostly a value that still wants evidence (never a
 /// suspect), else a cleared value, else `original`.
 fn background(
@@ -948,7 +977,7 @@ fn background(
         return *wanted.choose(rng).expect("non-empty");
     }
     let cleared: Vec<usize> = (1..list.len())
-        .filter(|&i| st.decision[a][i] == Decision::Cleared)
+        .filter(|&i| st.decision[a][i] == Decision::Cleared && !often_failing(st, a, i))
         .collect();
     if !cleared.is_empty() && rng.random_bool(0.7) {
         return *cleared.choose(rng).expect("non-empty");

@@ -1,8 +1,11 @@
 //! `sweep --strategy adaptive` against a local server with planted causes: a single-axis cause
 //! (XML tool output), a threshold cause (80 % of prompts past ~20,000 characters, i.e. every
 //! 8k and 32k length value), a two-axis cause (the terse-expert persona only together with the
-//! scoped-request phrasing) and 5 % noise on every request. Every planted single and threshold
-//! cause must be found, nothing else called a cause, in at most 5 % of the full product's calls.
+//! scoped-request phrasing), a flaky axis value (every call with the anxious-novice persona
+//! fails at random with probability 0.3, drawn per call from the server's request counter, so
+//! the same prompt sent twice can get both answers) and 5 % noise on every request. Every
+//! planted single and threshold cause must be found, nothing else called a cause (the flaky
+//! value included), in at most 5 % of the full product's calls.
 
 use crate::support::{http_server, project};
 
@@ -15,6 +18,10 @@ const WRONG: &str = "Good news: order A-10442 has shipped.";
 const KEY: [(&str, &str); 1] = [("TEST_KEY", "k")];
 const TERSE: &str = "Just the answer, skip the explanation.";
 const SCOPED: &str = "just this one thing.";
+/// Text of the anxious-novice persona: the flaky value.
+const NOVICE: &str = "I'm really new to all of this";
+/// Chance in percent that a call with the flaky value fails.
+const FLAKY_PERCENT: u64 = 30;
 
 fn tool_output_is_xml(body: &Value) -> bool {
     body["messages"].as_array().is_some_and(|ms| {
@@ -55,11 +62,22 @@ fn draw(body: &Value, salt: &str) -> u64 {
     u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) % 100
 }
 
-fn planted(body: &Value) -> bool {
+/// A number in 0..100 drawn afresh for every call: seeded by the server's request counter and
+/// the run's seed, not by the prompt.
+fn draw_per_call(call: usize, seed: &str) -> u64 {
+    let h = blake3::hash(format!("flaky\0{seed}\0{call}").as_bytes());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) % 100
+}
+
+/// The planted causes; `flaky` the seed of the flaky value's draws, or `None` for no flaky
+/// value.
+fn planted(body: &Value, call: usize, flaky: Option<&str>) -> bool {
     let text = user_text(body);
     tool_output_is_xml(body)
         || (chars(body) > 20_000 && draw(body, "long") < 80)
         || (text.contains(TERSE) && text.contains(SCOPED))
+        || flaky
+            .is_some_and(|seed| text.contains(NOVICE) && draw_per_call(call, seed) < FLAKY_PERCENT)
         || draw(body, "noise") < 5
 }
 
@@ -67,13 +85,29 @@ fn planted(body: &Value) -> bool {
 #[test]
 fn adaptive_finds_every_planted_cause_within_five_percent_of_the_full_product() {
     for seed in ["7", "2", "5"] {
-        one_run(seed);
+        one_run(seed, false);
     }
 }
 
-fn one_run(seed: &str) {
-    let server = TestServer::start(move |req, _| {
-        let answer = if planted(req.json()) { WRONG } else { RIGHT };
+/// The same with the flaky value: it is never called a cause and nothing else is flagged, in
+/// at most 5 % of the calls. Its chance failures cost budget: in some runs the budget ends
+/// with a length value undecided (the threshold then reads as separate length causes) or
+/// before the two-axis cause is reached, so those two are printed, not asserted.
+#[test]
+fn adaptive_with_a_flaky_value_flags_nothing_false_within_five_percent() {
+    for seed in ["7", "2", "5"] {
+        one_run(seed, true);
+    }
+}
+
+fn one_run(seed: &str, flaky: bool) {
+    let server_seed = seed.to_string();
+    let server = TestServer::start(move |req, call| {
+        let answer = if planted(req.json(), call, flaky.then_some(server_seed.as_str())) {
+            WRONG
+        } else {
+            RIGHT
+        };
         Reply::json(200, http_server::openai_completion("gpt", answer))
     });
     let p = Project::new(&project::model(
@@ -122,37 +156,63 @@ fn one_run(seed: &str) {
         .iter()
         .map(|c| c.as_str().unwrap())
         .collect();
-    assert_eq!(
-        causes,
-        vec![
-            "length from 8k on, any position (6 values)",
-            "format=xml",
-            "persona=terse-expert + phrasing=scoped-request together (each alone cleared)",
-        ],
-        "{}",
-        out.stdout
+    let expected = [
+        "length from 8k on, any position (6 values)",
+        "format=xml",
+        "persona=terse-expert + phrasing=scoped-request together (each alone cleared)",
+    ];
+    let found = expected.iter().filter(|c| causes.contains(c)).count();
+    let values = g["values"].as_array().unwrap();
+    let flaky_value = values
+        .iter()
+        .find(|v| v["axis"] == "persona" && v["value"] == "anxious-novice")
+        .unwrap();
+    // The figures the README quotes (`cargo test --test it adaptive -- --nocapture`).
+    eprintln!(
+        "figures: flaky {flaky}, seed {seed}: {calls} calls of {full} ({:.2} %), {found} of 3 \
+         causes found as expected; persona=anxious-novice {} ({} of {} clean variants failed); \
+         causes: {causes:?}",
+        calls as f64 * 100.0 / full as f64,
+        flaky_value["decision"].as_str().unwrap(),
+        flaky_value["clean_failed"],
+        flaky_value["clean_variants"],
     );
-    assert_eq!(g["thresholds"][0]["from"], "8k");
-    // The two-axis cause is not split into two single causes, and noise flags nothing.
-    for v in g["values"].as_array().unwrap() {
+    if !flaky {
+        assert_eq!(causes, expected, "{}", out.stdout);
+        assert_eq!(g["thresholds"][0]["from"], "8k");
+        assert!(
+            out.stdout
+                .contains("causes: length from 8k on, any position")
+        );
+    }
+    // The two-axis cause is not split into two single causes; neither noise nor the flaky
+    // value is flagged; XML is always found and no failing length value is ever cleared.
+    for v in values {
         let name = format!(
             "{}={}",
             v["axis"].as_str().unwrap(),
             v["value"].as_str().unwrap()
         );
-        let cause =
-            name == "format=xml" || name.starts_with("length=8k") || name.starts_with("length=32k");
-        assert_eq!(
-            v["decision"] == "cause",
-            cause,
-            "{name}: {v}\n{}",
+        let long = name.starts_with("length=8k") || name.starts_with("length=32k");
+        let cause = name == "format=xml" || long;
+        if flaky && long {
+            assert_ne!(v["decision"], "cleared", "{name}: {v}\n{}", out.stdout);
+        } else {
+            assert_eq!(
+                v["decision"] == "cause",
+                cause,
+                "{name}: {v}\n{}",
+                out.stdout
+            );
+        }
+    }
+    for c in &causes {
+        assert!(
+            c.starts_with("length") || expected.contains(c),
+            "false alarm {c}\n{}",
             out.stdout
         );
     }
-    assert!(
-        out.stdout
-            .contains("causes: length from 8k on, any position")
-    );
     // Brittleness over the same run reports a one-axis minimal failing variant (the adaptive
     // rounds ran the witnesses), not a three-axis one from the covering array.
     let out = p.run(&["brittleness", "--format", "json"], &[]).success();
@@ -206,8 +266,13 @@ fn adaptive_on_a_solid_model_clears_every_value_and_flags_nothing() {
 /// larger budget goes on from the stored evidence to the same findings.
 #[test]
 fn adaptive_stops_at_its_budget_and_resumes_from_the_stored_evidence() {
-    let server = TestServer::start(move |req, _| {
-        let answer = if planted(req.json()) { WRONG } else { RIGHT };
+    // The resume is under test here, not flakiness: the planted causes without the flaky value.
+    let server = TestServer::start(move |req, call| {
+        let answer = if planted(req.json(), call, None) {
+            WRONG
+        } else {
+            RIGHT
+        };
         Reply::json(200, http_server::openai_completion("gpt", answer))
     });
     let p = Project::new(&project::model(
