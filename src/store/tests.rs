@@ -1246,3 +1246,36 @@ fn a_run_summary_is_read_only_at_the_generation_it_was_saved_for() {
     assert!(save_summary(&store, g, "{\"a\":5}"));
     assert_eq!(read_summary(&store).as_deref(), Some("{\"a\":5}"));
 }
+
+#[test]
+fn the_sweeps_last_walk_keeps_the_status_counts_until_the_run_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = seeded_store(dir.path());
+    let counted = store.status_counts("r1").unwrap();
+    assert_eq!(
+        store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap(),
+        None
+    );
+    store.count_cases_leaving_snapshot("r1").unwrap();
+    let kept = store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap();
+    assert!(kept.is_some());
+    // Read from the summary: the same counts in the same order as counted from the table.
+    assert_eq!(store.status_counts("r1").unwrap(), counted);
+    // The sweep then finishes the run: that is no change of its cases.
+    store
+        .finish_run("r1", RunStatus::Complete, "2026-11-21T23:09:00Z", None)
+        .unwrap();
+    assert_eq!(
+        store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap(),
+        kept
+    );
+    // A case rewritten: the summary is stale and the table is counted again.
+    rewrite_case(&mut store, "prod", "v-hop", CaseStatus::Ungraded);
+    assert_eq!(
+        store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap(),
+        None
+    );
+    let after = store.status_counts("r1").unwrap();
+    assert_ne!(after, counted);
+    assert_eq!(after.iter().map(|c| c.2).sum::<u64>(), 6);
+}

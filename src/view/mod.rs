@@ -143,7 +143,7 @@ impl<K: std::hash::Hash + Eq + Clone, T> Cache<K, T> {
 type RunKey = (String, Option<i64>);
 
 /// Cases per model and status, as [`Store::status_counts`] returns them.
-pub(crate) type StatusCounts = Vec<(String, crate::grade::CaseStatus, u64)>;
+pub(crate) type StatusCounts = crate::store::StatusCounts;
 
 /// Everything the viewer serves from: the store (read-only connections, pooled), the project
 /// (config for model order and floors, the suite and axis library for showing conversations),
