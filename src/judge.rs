@@ -71,27 +71,7 @@ pub fn judge_request(
     let mut u = String::with_capacity(1024);
     let _ = writeln!(u, "{RUBRIC_HEADING}\n{}\n", rubric.trim());
     let _ = writeln!(u, "{CONVERSATION_HEADING}");
-    for m in &request.messages {
-        let label = match (&m.role, &m.tool_call_id) {
-            (Role::Tool, Some(id)) => format!("[tool {id}]"),
-            (role, _) => format!("[{}]", role.as_str()),
-        };
-        if m.content.is_some() || m.tool_calls.is_empty() {
-            let _ = writeln!(u, "{label}\n{}", m.content_str());
-        }
-        if !m.tool_calls.is_empty() {
-            let _ = writeln!(u, "[{} → tool calls]", m.role.as_str());
-            write_calls(&mut u, &m.tool_calls);
-        }
-    }
-    if !request.tools.is_empty() {
-        let names: Vec<&str> = request
-            .tools
-            .iter()
-            .map(|t| t.function.name.as_str())
-            .collect();
-        let _ = writeln!(u, "(tools offered: {})", names.join(", "));
-    }
+    write_conversation(&mut u, request);
     let _ = writeln!(u, "\n{ANSWER_HEADING}");
     if answer.text.trim().is_empty() {
         let _ = writeln!(u, "(no text)");
@@ -115,7 +95,35 @@ pub fn judge_request(
     }
 }
 
-fn write_calls(out: &mut String, calls: &[ToolCall]) {
+/// The conversation as a judge reads it: each turn labelled with its role (tool results with
+/// their call id), tool calls as `name(arguments)`, and the names of the tools offered. Shared
+/// by the judge of checks and the replay's judge of flips, so both see a conversation alike.
+pub(crate) fn write_conversation(u: &mut String, request: &ChatRequest) {
+    for m in &request.messages {
+        let label = match (&m.role, &m.tool_call_id) {
+            (Role::Tool, Some(id)) => format!("[tool {id}]"),
+            (role, _) => format!("[{}]", role.as_str()),
+        };
+        if m.content.is_some() || m.tool_calls.is_empty() {
+            let _ = writeln!(u, "{label}\n{}", m.content_str());
+        }
+        if !m.tool_calls.is_empty() {
+            let _ = writeln!(u, "[{} → tool calls]", m.role.as_str());
+            write_calls(u, &m.tool_calls);
+        }
+    }
+    if !request.tools.is_empty() {
+        let names: Vec<&str> = request
+            .tools
+            .iter()
+            .map(|t| t.function.name.as_str())
+            .collect();
+        let _ = writeln!(u, "(tools offered: {})", names.join(", "));
+    }
+}
+
+/// Tool calls as `name(arguments)`, one a line.
+pub(crate) fn write_calls(out: &mut String, calls: &[ToolCall]) {
     for c in calls {
         let _ = writeln!(out, "{}({})", c.function.name, c.function.arguments);
     }

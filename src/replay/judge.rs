@@ -9,7 +9,7 @@
 //! readable verdict is asked again (up to [`crate::sweep::JUDGE_REPLY_ATTEMPTS`] replies),
 //! then the flip stays without a verdict and is counted as a judge error, never guessed.
 
-use crate::chat::{ChatRequest, ChatResponse, Message, Role, ToolCall};
+use crate::chat::{ChatRequest, ChatResponse, Message, Role};
 use std::fmt::Write as _;
 
 /// The judge's system instructions.
@@ -52,27 +52,7 @@ pub fn judge_request(
 ) -> ChatRequest {
     let mut u = String::with_capacity(1024);
     let _ = writeln!(u, "## Conversation");
-    for m in &request.messages {
-        let label = match (&m.role, &m.tool_call_id) {
-            (Role::Tool, Some(id)) => format!("[tool {id}]"),
-            (role, _) => format!("[{}]", role.as_str()),
-        };
-        if m.content.is_some() || m.tool_calls.is_empty() {
-            let _ = writeln!(u, "{label}\n{}", m.content_str());
-        }
-        if !m.tool_calls.is_empty() {
-            let _ = writeln!(u, "[{} → tool calls]", m.role.as_str());
-            write_calls(&mut u, &m.tool_calls);
-        }
-    }
-    if !request.tools.is_empty() {
-        let names: Vec<&str> = request
-            .tools
-            .iter()
-            .map(|t| t.function.name.as_str())
-            .collect();
-        let _ = writeln!(u, "(tools offered: {})", names.join(", "));
-    }
+    crate::judge::write_conversation(&mut u, request);
     for (heading, a) in [
         ("## Answer A (logged)", logged),
         ("## Answer B (candidate)", candidate),
@@ -85,7 +65,7 @@ pub fn judge_request(
         }
         if !a.tool_calls.is_empty() {
             let _ = writeln!(u, "Tool calls:");
-            write_calls(&mut u, &a.tool_calls);
+            crate::judge::write_calls(&mut u, &a.tool_calls);
         }
     }
     let _ = write!(
@@ -98,12 +78,6 @@ pub fn judge_request(
             Message::text(Role::User, u),
         ],
         tools: vec![],
-    }
-}
-
-fn write_calls(out: &mut String, calls: &[ToolCall]) {
-    for c in calls {
-        let _ = writeln!(out, "{}({})", c.function.name, c.function.arguments);
     }
 }
 
