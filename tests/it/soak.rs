@@ -12,7 +12,7 @@
 //! fail is the verdict on the well-formed answer the server gave for that request.
 //!
 //! The figures (cases, faults injected by type, attempts) are printed with `eprintln!`; run
-//! `cargo test --test soak -- --nocapture` to see them.
+//! `cargo test --test it soak -- --nocapture` to see them.
 
 use crate::support::http_server;
 use crate::support::project;
