@@ -227,11 +227,14 @@ pub struct AdaptiveReport {
     pub groups: Vec<GroupDecisions>,
 }
 
+/// The number of axes: a variant's value indices fit in a fixed array.
+const AXES: usize = AxisName::ALL.len();
+
 /// One variant's graded samples.
 #[derive(Debug, Clone, Default)]
 struct Obs {
     /// Value index per axis (0 = original), in [`AxisName::ALL`] order.
-    idx: [usize; 4],
+    idx: [usize; AXES],
     pass: u64,
     fail: u64,
 }
@@ -278,7 +281,7 @@ fn gather(
         let Some(vals) = values.get(row.probe_id) else {
             return Ok(());
         };
-        let mut idx = [0usize; 4];
+        let mut idx = [0usize; AXES];
         let mut axes = VariantAxes::default();
         for (k, (axis, list)) in vals.iter().enumerate() {
             let v = row
@@ -874,7 +877,7 @@ fn cover_clean_pairs(
     let n = values.len();
     let usable = |a: usize, i: usize| i == 0 || st.decision[a][i] == Decision::Cleared;
     let mut covered: HashSet<ValuePair> = HashSet::new();
-    let mark = |idx: &[usize; 4], covered: &mut HashSet<ValuePair>| {
+    let mark = |idx: &[usize; AXES], covered: &mut HashSet<ValuePair>| {
         for a in 0..n {
             for b in a + 1..n {
                 covered.insert(((a, idx[a]), (b, idx[b])));
@@ -908,7 +911,7 @@ fn cover_clean_pairs(
         if covered.contains(&(pa, pb)) {
             continue;
         }
-        let mut idx = [0usize; 4];
+        let mut idx = [0usize; AXES];
         idx[pa.0] = pa.1;
         idx[pb.0] = pb.1;
         for c in (0..n).filter(|&c| c != pa.0 && c != pb.0) {
@@ -994,9 +997,9 @@ fn place(
     need: &[Vec<u64>],
     rng: &mut ChaCha8Rng,
     seen: &mut HashSet<VariantAxes>,
-) -> Option<([usize; 4], VariantAxes)> {
+) -> Option<([usize; AXES], VariantAxes)> {
     for _ in 0..40 {
-        let mut idx = [0usize; 4];
+        let mut idx = [0usize; AXES];
         for b in 0..values.len() {
             idx[b] = match fixed.iter().find(|(a, _)| *a == b) {
                 Some(&(_, i)) => i,
@@ -1346,7 +1349,7 @@ mod tests {
             for f in 0..3 {
                 let fail = (f == 1) as u64;
                 obs.push(Obs {
-                    idx: [p, 0, 0, f],
+                    idx: [p, 0, 0, f, 0],
                     pass: 1 - fail,
                     fail,
                 });

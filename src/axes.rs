@@ -1,9 +1,10 @@
 //! Axes of variation and their value libraries (`templates/`).
 //!
-//! Four axes: `persona` and `phrasing` rewrite the question through minijinja templates,
+//! Five axes: `persona` and `phrasing` rewrite the question through minijinja templates,
 //! `length` grows the primary tool output or document to a token budget with the key fact at
-//! a chosen position, `format` re-renders structured tool outputs. Every axis has the value
-//! `original` (the incident as it happened); the canonical variant has all four at `original`.
+//! a chosen position, `format` re-renders structured tool outputs, `tools` varies the offered
+//! tool catalog (see [`crate::tool_catalog`]). Every axis has the value `original` (the
+//! incident as it happened); the canonical variant has all five at `original`.
 //! Libraries are YAML files a user edits without recompiling; the defaults are embedded.
 
 use crate::error::{Error, Result};
@@ -13,7 +14,7 @@ use std::path::Path;
 /// The value every axis has: unchanged from the incident.
 pub const ORIGINAL: &str = "original";
 
-/// The four axes.
+/// The five axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AxisName {
@@ -25,16 +26,23 @@ pub enum AxisName {
     Length,
     /// How structured tool outputs are written.
     Format,
+    /// The tool catalog offered: order, near-duplicate tools, descriptions.
+    Tools,
 }
 
 impl AxisName {
     /// All axes in output order.
-    pub const ALL: [AxisName; 4] = [
+    pub const ALL: [AxisName; 5] = [
         AxisName::Persona,
         AxisName::Phrasing,
         AxisName::Length,
         AxisName::Format,
+        AxisName::Tools,
     ];
+
+    /// The axis names as a reader lists them (`persona, phrasing, length, format or tools`),
+    /// for error messages.
+    pub const EXPECTED: &'static str = "persona, phrasing, length, format or tools";
 
     /// Parses an axis name.
     pub fn parse(s: &str) -> Option<AxisName> {
@@ -43,6 +51,7 @@ impl AxisName {
             "phrasing" => AxisName::Phrasing,
             "length" => AxisName::Length,
             "format" => AxisName::Format,
+            "tools" => AxisName::Tools,
             _ => return None,
         })
     }
@@ -54,6 +63,7 @@ impl AxisName {
             AxisName::Phrasing => "phrasing",
             AxisName::Length => "length",
             AxisName::Format => "format",
+            AxisName::Tools => "tools",
         }
     }
 }
@@ -111,7 +121,14 @@ struct FormatFile {
     values: Vec<String>,
 }
 
-/// The value libraries of all four axes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolsFile {
+    axis: String,
+    values: Vec<String>,
+}
+
+/// The value libraries of all five axes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AxisLibrary {
     /// Personas.
@@ -126,6 +143,8 @@ pub struct AxisLibrary {
     pub filler: Vec<String>,
     /// Formats.
     pub formats: Vec<String>,
+    /// Tool-catalog variations (a subset of [`crate::tool_catalog::VALUES`]).
+    pub tools: Vec<String>,
     /// Axes whose values are ordered (library order; `original` below all): length always,
     /// any other whose file says `ordered: true`.
     pub ordered: Vec<AxisName>,
@@ -137,6 +156,7 @@ pub const DEFAULT_FILES: &[(&str, &str)] = &[
     ("phrasing.yaml", include_str!("../templates/phrasing.yaml")),
     ("length.yaml", include_str!("../templates/length.yaml")),
     ("format.yaml", include_str!("../templates/format.yaml")),
+    ("tools.yaml", include_str!("../templates/tools.yaml")),
 ];
 
 impl AxisLibrary {
@@ -154,11 +174,12 @@ impl AxisLibrary {
             (Path::new("<embedded>/phrasing.yaml"), get("phrasing.yaml")),
             (Path::new("<embedded>/length.yaml"), get("length.yaml")),
             (Path::new("<embedded>/format.yaml"), get("format.yaml")),
+            (Path::new("<embedded>/tools.yaml"), get("tools.yaml")),
         )
         .expect("embedded axis library is valid")
     }
 
-    /// Loads `dir/{persona,phrasing,length,format}.yaml`; a missing file falls back to the
+    /// Loads `dir/{persona,phrasing,length,format,tools}.yaml`; a missing file falls back to the
     /// embedded default, so a user may override one axis only.
     pub fn load(dir: &Path) -> Result<AxisLibrary> {
         let mut texts = Vec::new();
@@ -178,6 +199,7 @@ impl AxisLibrary {
             (&texts[1].0, &texts[1].1),
             (&texts[2].0, &texts[2].1),
             (&texts[3].0, &texts[3].1),
+            (&texts[4].0, &texts[4].1),
         )
     }
 
@@ -186,6 +208,7 @@ impl AxisLibrary {
         phrasing: (&Path, &str),
         length: (&Path, &str),
         format: (&Path, &str),
+        tools: (&Path, &str),
     ) -> Result<AxisLibrary> {
         let load_transforms =
             |(path, text): (&Path, &str), axis: &str| -> Result<(Vec<TextTransform>, bool)> {
@@ -277,6 +300,28 @@ impl AxisLibrary {
             }
         }
         check_names(format.0, ff.values.iter().map(String::as_str))?;
+        let tf: ToolsFile =
+            serde_saphyr::from_str(tools.1).map_err(|e| Error::from_yaml(tools.0, &e))?;
+        if tf.axis != "tools" {
+            return Err(Error::field(
+                tools.0,
+                "axis",
+                format!("expected `tools`, found `{}`", tf.axis),
+            ));
+        }
+        for v in &tf.values {
+            if !crate::tool_catalog::VALUES.contains(&v.as_str()) {
+                return Err(Error::field(
+                    tools.0,
+                    "values",
+                    format!(
+                        "unknown tools value `{v}`; expected one of {}",
+                        crate::tool_catalog::VALUES.join(", ")
+                    ),
+                ));
+            }
+        }
+        check_names(tools.0, tf.values.iter().map(String::as_str))?;
         let ordered = [
             (AxisName::Persona, personas_ordered),
             (AxisName::Phrasing, phrasings_ordered),
@@ -294,6 +339,7 @@ impl AxisLibrary {
             positions: lf.positions,
             filler: lf.filler,
             formats: ff.values,
+            tools: tf.values,
             ordered,
         })
     }
@@ -312,6 +358,7 @@ impl AxisLibrary {
                 }
             }
             AxisName::Format => v.extend(self.formats.iter().cloned()),
+            AxisName::Tools => v.extend(self.tools.iter().cloned()),
         }
         v
     }
@@ -373,6 +420,7 @@ mod tests {
             (p, get("phrasing.yaml")),
             (p, get("length.yaml")),
             (p, format),
+            (p, get("tools.yaml")),
         )
         .unwrap();
         assert_eq!(lib.ordered, vec![AxisName::Length, AxisName::Format]);
@@ -385,6 +433,7 @@ mod tests {
         assert!(lib.phrasings.len() >= 8);
         assert!(lib.levels.len() >= 3);
         assert!(lib.formats.len() >= 8);
+        assert_eq!(lib.tools, crate::tool_catalog::VALUES);
         assert_eq!(lib.values(AxisName::Length)[0], ORIGINAL);
         let (l, p) = lib.length_value("8k-middle").unwrap();
         assert_eq!((l.tokens, p), (8000, "middle"));

@@ -16,6 +16,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -84,9 +85,8 @@ impl FromStr for AxisFilter {
                 ),
                 None => (part, None),
             };
-            let axis = AxisName::parse(name).ok_or_else(|| {
-                format!("unknown axis `{name}`; expected persona, phrasing, length or format")
-            })?;
+            let axis = AxisName::parse(name)
+                .ok_or_else(|| format!("unknown axis `{name}`; expected {}", AxisName::EXPECTED))?;
             only.insert(axis, values);
         }
         Ok(AxisFilter { only: Some(only) })
@@ -126,13 +126,23 @@ pub struct Variant {
     pub axes: VariantAxes,
     /// The rendered request.
     pub request: ChatRequest,
+    /// Tools the `tools` axis added (`overlapping`): added name → the catalog tool it
+    /// duplicates, so a consumer that answers tool calls can answer a look-alike as it answers
+    /// the original. Empty (and left out of JSON) otherwise.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub added_tools: BTreeMap<String, String>,
 }
 
-/// The variant id of a point of a probe: 16 hex digits of blake3(probe digest, axes).
+/// The variant id of a point of a probe: 16 hex digits of blake3(probe digest, axes). The
+/// `tools` axis is hashed only when it is not `original`, so the axis renamed no variant that
+/// existed before it (and declaring it on a probe renames none either: see `Probe::digest`).
 pub fn variant_id(probe_digest: &str, axes: &VariantAxes) -> String {
     let mut h = blake3::Hasher::new();
     h.update(probe_digest.as_bytes());
     for a in AxisName::ALL {
+        if a == AxisName::Tools && axes.tools == ORIGINAL {
+            continue;
+        }
         h.update(b"\x00");
         h.update(a.as_str().as_bytes());
         h.update(b"=");
@@ -168,7 +178,11 @@ pub fn variant_seed(id: &str) -> u64 {
 }
 
 /// The values each axis takes for a probe under a filter (`original` first; a single
-/// `original` for axes that do not vary).
+/// `original` for axes that do not vary). An axis varies when the probe declares it and it
+/// can change something in the probe ([`crate::render::applicable_axes`]: `tools` needs a
+/// tool catalog); a `tools` value that would offer the very catalog of the incident (`shuffled`
+/// with one tool, `terse` when every description is already one short sentence) is left out
+/// for that probe, named in `--axes` or not.
 pub fn axis_values(
     probe: &Probe,
     lib: &AxisLibrary,
@@ -194,8 +208,18 @@ pub fn axis_values(
                 {
                     all.extend(p.phrasing_values());
                 }
+                let changes = |v: &str| {
+                    axis != AxisName::Tools
+                        || v == ORIGINAL
+                        || crate::tool_catalog::changes_catalog(
+                            &probe.id,
+                            &probe.checks,
+                            &probe.tools,
+                            v,
+                        )
+                };
                 match allow {
-                    None => values = all,
+                    None => values = all.into_iter().filter(|v| changes(v)).collect(),
                     Some(list) => {
                         // `llm-N` is per probe (its frozen paraphrases): a suite-wide
                         // `--axes phrasing=llm-1` skips the probes that do not have it.
@@ -214,7 +238,7 @@ pub fn axis_values(
                         }
                         values.extend(
                             list.into_iter()
-                                .filter(|v| v != ORIGINAL && all.contains(v)),
+                                .filter(|v| v != ORIGINAL && all.contains(v) && changes(v)),
                         );
                     }
                 }
@@ -477,13 +501,26 @@ impl<'a> ProbeExpansion<'a> {
             .renderer
             .render(self.lib, &axes, variant_seed(&id))
             .map_err(|e| Error::Other(format!("probe {} variant {id}: {e}", self.probe.id)))?;
+        let added_tools = self.added_tools(&axes)?;
         Ok(Variant {
             probe: self.probe.id.clone(),
             canonical: axes.is_canonical(),
             variant: id,
             axes,
             request,
+            added_tools,
         })
+    }
+
+    /// The tools a point's `tools` value adds: added name → the catalog tool it duplicates.
+    pub fn added_tools(&self, axes: &VariantAxes) -> Result<BTreeMap<String, String>> {
+        if axes.tools == ORIGINAL {
+            return Ok(BTreeMap::new());
+        }
+        self.renderer
+            .catalog(&axes.tools)
+            .map(|c| c.catalog.added.clone())
+            .map_err(|e| Error::Other(format!("probe {}: {e}", self.probe.id)))
     }
 
     /// Appends one point as the JSON line `cliffprobe expand` writes: the bytes of
@@ -509,6 +546,11 @@ impl<'a> ProbeExpansion<'a> {
             .write_request_json(self.lib, &axes, &|| variant_seed(&id), out)
             .map_err(|e| Error::Other(format!("probe {} variant {id}: {e}", self.probe.id)))?;
         if written {
+            let added = self.added_tools(&axes)?;
+            if !added.is_empty() {
+                out.extend_from_slice(b",\"added_tools\":");
+                serde_json::to_writer(&mut *out, &added).map_err(json_error)?;
+            }
             out.extend_from_slice(b"}\n");
         } else {
             out.truncate(start);

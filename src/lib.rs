@@ -48,6 +48,7 @@ pub mod store;
 pub mod sweep;
 pub mod templatize;
 pub mod term;
+pub mod tool_catalog;
 pub mod view;
 
 pub use error::{Error, Result};

@@ -221,12 +221,20 @@ impl Probe {
             slots: &'a Slots,
             axes: &'a [String],
         }
+        // Declaring the `tools` axis adds variants and changes no request: it stays out of
+        // the digest, so the variants a probe had keep their ids (and their history).
+        let axes: Vec<String> = self
+            .axes
+            .iter()
+            .filter(|a| *a != "tools")
+            .cloned()
+            .collect();
         let json = serde_json::to_vec(&Content {
             id: &self.id,
             messages: &self.messages,
             tools: &self.tools,
             slots: &self.slots,
-            axes: &self.axes,
+            axes: &axes,
         })
         .expect("probe serialises");
         blake3::hash(&json).to_hex().to_string()
@@ -328,7 +336,10 @@ impl Probe {
             if crate::axes::AxisName::parse(a).is_none() {
                 return Err(err(
                     "axes",
-                    format!("unknown axis `{a}`; expected persona, phrasing, length or format"),
+                    format!(
+                        "unknown axis `{a}`; expected {}",
+                        crate::axes::AxisName::EXPECTED
+                    ),
                 ));
             }
         }

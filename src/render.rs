@@ -36,6 +36,18 @@ pub struct VariantAxes {
     pub length: String,
     /// Format value.
     pub format: String,
+    /// Tools value (see [`crate::tool_catalog`]). Left out of JSON when `original`, so
+    /// variants of probes that do not vary it read and write as before the axis existed.
+    #[serde(default = "original", skip_serializing_if = "is_original")]
+    pub tools: String,
+}
+
+fn original() -> String {
+    ORIGINAL.to_string()
+}
+
+fn is_original(v: &str) -> bool {
+    v == ORIGINAL
 }
 
 impl Default for VariantAxes {
@@ -45,6 +57,7 @@ impl Default for VariantAxes {
             phrasing: ORIGINAL.into(),
             length: ORIGINAL.into(),
             format: ORIGINAL.into(),
+            tools: ORIGINAL.into(),
         }
     }
 }
@@ -57,6 +70,7 @@ impl VariantAxes {
             AxisName::Phrasing => &self.phrasing,
             AxisName::Length => &self.length,
             AxisName::Format => &self.format,
+            AxisName::Tools => &self.tools,
         }
     }
 
@@ -67,6 +81,7 @@ impl VariantAxes {
             AxisName::Phrasing => self.phrasing = v,
             AxisName::Length => self.length = v,
             AxisName::Format => self.format = v,
+            AxisName::Tools => self.tools = v,
         }
     }
 
@@ -83,10 +98,12 @@ impl VariantAxes {
             .count()
     }
 
-    /// As an ordered map, for files and the store.
+    /// As an ordered map, for files and the store. `tools` is left out when `original` (as
+    /// in JSON): a variant's stored axes read as they did before the axis existed.
     pub fn to_map(&self) -> IndexMap<String, String> {
         AxisName::ALL
             .iter()
+            .filter(|a| **a != AxisName::Tools || self.tools != ORIGINAL)
             .map(|a| (a.as_str().to_string(), self.get(*a).to_string()))
             .collect()
     }
@@ -297,6 +314,16 @@ pub struct Renderer<'p> {
     slots_memo: std::sync::Mutex<SlotMemo>,
     /// The JSON frame of the request, for the JSON line writer (see `write_request_json`).
     frame: OnceLock<Option<RequestFrame>>,
+    /// The tool catalog per `tools` value, built once per probe (see [`Self::catalog`]).
+    catalogs: std::sync::Mutex<std::collections::HashMap<String, Arc<RenderedCatalog>>>,
+}
+
+/// The catalog of one `tools` value, and the JSON tail of a request that offers it.
+pub struct RenderedCatalog {
+    /// The tools and the added-tool map.
+    pub catalog: crate::tool_catalog::Catalog,
+    /// `],"tools":[…]}`.
+    tail: Vec<u8>,
 }
 
 /// What serde_json writes for a request, cut around the message contents: everything but
@@ -360,6 +387,7 @@ impl<'p> Renderer<'p> {
             questions: Default::default(),
             slots_memo: Default::default(),
             frame: OnceLock::new(),
+            catalogs: Default::default(),
         };
         r.plain = r.compile_plain();
         Ok(r)
@@ -517,10 +545,40 @@ impl<'p> Renderer<'p> {
         let slots = self.slot_texts(lib, &axes.length, &axes.format)?;
         let messages =
             self.render_messages(&question.text, &slots.tool_outputs, &slots.documents)?;
-        Ok(ChatRequest {
-            messages,
-            tools: self.probe.tools.clone(),
-        })
+        let tools = if axes.tools == ORIGINAL {
+            self.probe.tools.clone()
+        } else {
+            self.catalog(&axes.tools)?.catalog.tools.clone()
+        };
+        Ok(ChatRequest { messages, tools })
+    }
+
+    /// The tool catalog of a `tools` value: the same for every variant of the probe at that
+    /// value (seeded by probe id and value, see [`crate::tool_catalog`]), built once.
+    pub fn catalog(&self, value: &str) -> Result<Arc<RenderedCatalog>, String> {
+        if let Some(hit) = self
+            .catalogs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(value).cloned())
+        {
+            return Ok(hit);
+        }
+        let protected = crate::tool_catalog::protected_names(&self.probe.checks, &self.probe.tools);
+        let catalog = crate::tool_catalog::transform(
+            &self.probe.tools,
+            value,
+            &protected,
+            crate::tool_catalog::catalog_seed(&self.probe.id, value),
+        )?;
+        let mut tail = b"],\"tools\":".to_vec();
+        serde_json::to_writer(&mut tail, &catalog.tools).map_err(|e| e.to_string())?;
+        tail.push(b'}');
+        let value_memo = Arc::new(RenderedCatalog { catalog, tail });
+        if let Ok(mut m) = self.catalogs.lock() {
+            m.insert(value.to_string(), value_memo.clone());
+        }
+        Ok(value_memo)
     }
 
     /// True when the message templates render through the plain fast path.
@@ -575,7 +633,11 @@ impl<'p> Renderer<'p> {
                 out.extend_from_slice(after);
             }
         }
-        out.extend_from_slice(&frame.tail);
+        if axes.tools == ORIGINAL {
+            out.extend_from_slice(&frame.tail);
+        } else {
+            out.extend_from_slice(&self.catalog(&axes.tools)?.tail);
+        }
         Ok(true)
     }
 
@@ -761,6 +823,9 @@ pub fn applicable_axes(p: &Probe) -> Vec<AxisName> {
     }
     if p.slots.tool_outputs.values().any(|s| s.data.is_some()) {
         v.push(AxisName::Format);
+    }
+    if !p.tools.is_empty() {
+        v.push(AxisName::Tools);
     }
     v
 }

@@ -45,6 +45,11 @@
 //!   message (over 600 characters) 0.05, indirect or conditional framing ("i was wondering",
 //!   "if you have the information") 0.04; capped at 0.15;
 //! - **tools**: 0.02 per tool offered beyond three when a `tool_call` check exists (cap 0.1);
+//! - **look-alike tools** (the `tools=overlapping` axis value, or any catalog like it): 0.3
+//!   (× the format factor) when the catalog offers a *look-alike* of a tool a `tool_call` check
+//!   expects — another tool whose name differs by one word (a synonym, or one word added) and
+//!   whose description shares at least half its words ([`is_lookalike`]). A failing answer
+//!   then calls the look-alike, with the expected arguments, instead of the expected tool;
 //! - **checks**: 0.02 per check beyond the first (cap 0.08).
 //!
 //! **Hardness** is shared by every model: a number `h` in [0, 1) hashed from the probe's
@@ -250,6 +255,8 @@ pub struct Features {
     pub phrasing: f64,
     /// Tools offered.
     pub tools: usize,
+    /// Tools that `tool_call` checks expect and that have a look-alike in the catalog.
+    pub lookalikes: usize,
 }
 
 /// Everything one request contributes to a verdict: its features and the hashes.
@@ -312,6 +319,10 @@ fn analyse(model_id: &str, req: &ChatRequest, checks: &[Check]) -> Analysis {
             persona,
             phrasing,
             tools: req.tools.len(),
+            lookalikes: checks
+                .iter()
+                .filter(|c| matches!(c, Check::ToolCall(t) if lookalike_of(&t.name, req).is_some()))
+                .count(),
         },
         digest: *h.finalize().as_bytes(),
         probe,
@@ -508,6 +519,11 @@ fn probability(profile: &Profile, a: &Analysis, checks: &[Check], model_id: &str
         0.0
     };
     let many_checks = (0.02 * checks.len().saturating_sub(1) as f64).min(0.08);
+    let lookalike = if f.lookalikes > 0 {
+        0.3 * profile.format_scale
+    } else {
+        0.0
+    };
     let h = unit(&a.probe[..8]);
     let hardness = if h > 0.75 {
         0.9 * ((h - 0.75) / 0.25).powi(2)
@@ -518,7 +534,15 @@ fn probability(profile: &Profile, a: &Analysis, checks: &[Check], model_id: &str
     ah.update(&a.probe);
     ah.update(model_id.as_bytes());
     let affinity = (unit(&ah.finalize().as_bytes()[..8]) * 2.0 - 1.0) * 0.04;
-    (profile.base - length - format - persona - phrasing - tools - many_checks - hardness
+    (profile.base
+        - length
+        - format
+        - persona
+        - phrasing
+        - tools
+        - lookalike
+        - many_checks
+        - hardness
         + affinity)
         .clamp(0.0, 0.995)
 }
@@ -527,6 +551,46 @@ fn probability(profile: &Profile, a: &Analysis, checks: &[Check], model_id: &str
 pub fn pass_probability(model_id: &str, req: &ChatRequest, checks: &[Check]) -> f64 {
     let a = analyse(model_id, req, checks);
     probability(&Profile::for_model(model_id), &a, checks, model_id)
+}
+
+/// Lowercase words of a text, for description similarity.
+fn word_set(text: &str) -> std::collections::HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether tool `b` is a look-alike of tool `a`: names one word apart (a word swapped, or one
+/// added or dropped) and descriptions sharing at least half of the shorter one's words (or
+/// both without a description). How a model confuses near-duplicate tools.
+pub fn is_lookalike(a: &crate::chat::ToolDef, b: &crate::chat::ToolDef) -> bool {
+    let (na, nb) = (
+        crate::tool_catalog::name_words(&a.function.name),
+        crate::tool_catalog::name_words(&b.function.name),
+    );
+    if na == nb || na.len().abs_diff(nb.len()) > 1 {
+        return false;
+    }
+    let shared = na.iter().filter(|w| nb.contains(w)).count();
+    if shared + 1 < na.len().max(nb.len()) {
+        return false;
+    }
+    let (da, db) = (
+        word_set(a.function.description.as_deref().unwrap_or("")),
+        word_set(b.function.description.as_deref().unwrap_or("")),
+    );
+    let smaller = da.len().min(db.len());
+    smaller == 0 && da.len() == db.len() || 2 * da.intersection(&db).count() >= smaller.max(1)
+}
+
+/// The first look-alike (see [`is_lookalike`]) of the offered tool named `name`.
+fn lookalike_of<'r>(name: &str, req: &'r ChatRequest) -> Option<&'r String> {
+    let expected = req.tools.iter().find(|t| t.function.name == name)?;
+    req.tools
+        .iter()
+        .find(|t| t.function.name != name && is_lookalike(expected, t))
+        .map(|t| &t.function.name)
 }
 
 /// The features the mock sees in a request.
@@ -780,11 +844,12 @@ impl Draft {
                     .tool_calls
                     .iter()
                     .position(|c| c.function.name == t.name);
-                let other_tool = req
-                    .tools
-                    .iter()
-                    .map(|d| &d.function.name)
-                    .find(|n| **n != t.name);
+                let other_tool = lookalike_of(&t.name, req).or_else(|| {
+                    req.tools
+                        .iter()
+                        .map(|d| &d.function.name)
+                        .find(|n| **n != t.name)
+                });
                 match (pos, other_tool) {
                     (Some(i), Some(other)) => self.tool_calls[i].function.name = other.clone(),
                     (Some(i), None) if !t.arguments.is_empty() => {
