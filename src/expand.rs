@@ -128,8 +128,7 @@ pub struct Variant {
     pub request: ChatRequest,
     /// Tools the `tools` axis added (`overlapping`): added name → the catalog tool it
     /// duplicates, so a consumer that answers tool calls can answer a look-alike as it answers
-    /// the original. Empty (and left out of JSON) otherwise.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    /// the original. Empty otherwise.
     pub added_tools: BTreeMap<String, String>,
 }
 
@@ -256,6 +255,7 @@ pub fn plan_points(
     seed: u64,
 ) -> Box<dyn Iterator<Item = VariantAxes> + Send> {
     let sizes: Vec<usize> = values.iter().map(|(_, v)| v.len()).collect();
+    let values_axes: Vec<AxisName> = values.iter().map(|(a, _)| *a).collect();
     let values = values.to_vec();
     let point = move |idx: &[usize]| {
         let mut a = VariantAxes::default();
@@ -288,7 +288,8 @@ pub fn plan_points(
             Box::new(pts.into_iter().map(move |i| point(&i)))
         }
         Strategy::Pairwise | Strategy::Adaptive => {
-            Box::new(pairwise(&sizes, seed).into_iter().map(move |i| point(&i)))
+            let rows = covering_rows(&values_axes, &sizes, seed);
+            Box::new(rows.into_iter().map(move |i| point(&i)))
         }
         Strategy::Sample(n) => {
             let total: usize = sizes.iter().product();
@@ -310,6 +311,26 @@ pub fn plan_points(
             }))
         }
     }
+}
+
+/// The pairwise rows of a probe's value lists. A `tools` axis with one value (the probe offers
+/// no tools or does not declare the axis) is left out of the array and set to `original`, so
+/// such a probe gets, seed for seed, the array it had before the axis existed.
+fn covering_rows(axes: &[AxisName], sizes: &[usize], seed: u64) -> Vec<Vec<usize>> {
+    let Some(fixed) = axes
+        .iter()
+        .zip(sizes)
+        .position(|(a, n)| *a == AxisName::Tools && *n == 1)
+    else {
+        return pairwise(sizes, seed);
+    };
+    let mut core = sizes.to_vec();
+    core.remove(fixed);
+    let mut rows = pairwise(&core, seed);
+    for r in &mut rows {
+        r.insert(fixed, 0);
+    }
+    rows
 }
 
 /// A strength-2 covering array (AETG-style greedy): the all-zero row first, then rows that
@@ -417,10 +438,11 @@ pub fn pairwise(sizes: &[usize], seed: u64) -> Vec<Vec<usize>> {
 /// Variant counts of a probe under each strategy (for templatize and `--dry-run`).
 pub fn strategy_counts(values: &[(AxisName, Vec<String>)], seed: u64) -> Vec<(String, usize)> {
     let sizes: Vec<usize> = values.iter().map(|(_, v)| v.len()).collect();
+    let axes: Vec<AxisName> = values.iter().map(|(a, _)| *a).collect();
     let full: usize = sizes.iter().product();
     vec![
         ("full".into(), full),
-        ("pairwise".into(), pairwise(&sizes, seed).len()),
+        ("pairwise".into(), covering_rows(&axes, &sizes, seed).len()),
         (
             "one-at-a-time".into(),
             1 + sizes.iter().map(|n| n - 1).sum::<usize>(),
@@ -546,11 +568,8 @@ impl<'a> ProbeExpansion<'a> {
             .write_request_json(self.lib, &axes, &|| variant_seed(&id), out)
             .map_err(|e| Error::Other(format!("probe {} variant {id}: {e}", self.probe.id)))?;
         if written {
-            let added = self.added_tools(&axes)?;
-            if !added.is_empty() {
-                out.extend_from_slice(b",\"added_tools\":");
-                serde_json::to_writer(&mut *out, &added).map_err(json_error)?;
-            }
+            out.extend_from_slice(b",\"added_tools\":");
+            serde_json::to_writer(&mut *out, &self.added_tools(&axes)?).map_err(json_error)?;
             out.extend_from_slice(b"}\n");
         } else {
             out.truncate(start);

@@ -36,18 +36,14 @@ pub struct VariantAxes {
     pub length: String,
     /// Format value.
     pub format: String,
-    /// Tools value (see [`crate::tool_catalog`]). Left out of JSON when `original`, so
-    /// variants of probes that do not vary it read and write as before the axis existed.
-    #[serde(default = "original", skip_serializing_if = "is_original")]
+    /// Tools value (see [`crate::tool_catalog`]); `original` when absent from the JSON read,
+    /// as in what was written before the axis existed.
+    #[serde(default = "original")]
     pub tools: String,
 }
 
 fn original() -> String {
     ORIGINAL.to_string()
-}
-
-fn is_original(v: &str) -> bool {
-    v == ORIGINAL
 }
 
 impl Default for VariantAxes {

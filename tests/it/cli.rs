@@ -556,7 +556,7 @@ fn assert_openai_probe(p: &Probe) {
     assert_eq!(p.tools.len(), 1);
     assert_eq!(p.tools[0].function.name, "get_invoices");
     assert_eq!(p.checks.len(), 2);
-    assert_eq!(p.axes, ["persona", "phrasing", "length", "format"]);
+    assert_eq!(p.axes, ["persona", "phrasing", "length", "format", "tools"]);
 }
 
 #[test]
@@ -728,7 +728,7 @@ fn init_writes_config_templates_and_probes() {
         assert_eq!(written, in_repo, "embedded templates/{name} is stale");
     }
     let before = files_under(&proj);
-    assert_eq!(before.len(), 5, "{before:?}");
+    assert_eq!(before.len(), 6, "{before:?}");
 
     // Again: refused, nothing changed; --force overwrites.
     let mut c = cli(tmp.path());
@@ -753,7 +753,7 @@ fn init_writes_config_templates_and_probes() {
     let out = ok(c);
     assert!(out.stdout.contains("1 probe files OK"), "{}", out.stdout);
     let lines = expand_lines(&proj, &["--strategy", "one-at-a-time"]);
-    assert_eq!(lines.len(), 42);
+    assert_eq!(lines.len(), 45);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -777,12 +777,19 @@ fn expand_streams_canonical_first_with_the_documented_shape() {
     for (i, v) in lines.iter().enumerate() {
         assert_eq!(
             keys(v),
-            set(&["probe", "variant", "canonical", "axes", "request"]),
+            set(&[
+                "probe",
+                "variant",
+                "canonical",
+                "axes",
+                "request",
+                "added_tools"
+            ]),
             "line {i}"
         );
         assert_eq!(
             keys(&v["axes"]),
-            set(&["persona", "phrasing", "length", "format"])
+            set(&["persona", "phrasing", "length", "format", "tools"])
         );
         assert_eq!(keys(&v["request"]), set(&["messages", "tools"]));
         assert!(!v["request"]["messages"].as_array().unwrap().is_empty());
@@ -794,7 +801,7 @@ fn expand_streams_canonical_first_with_the_documented_shape() {
             ids.insert(variant.to_string()),
             "duplicate variant id {variant}"
         );
-        let all_original = ["persona", "phrasing", "length", "format"]
+        let all_original = ["persona", "phrasing", "length", "format", "tools"]
             .iter()
             .all(|a| v["axes"][a] == "original");
         assert_eq!(v["canonical"], all_original, "line {i}");
@@ -909,17 +916,18 @@ fn full_over_the_limit_needs_yes() {
     let suite = tmp.path().join("suite");
     // Templatize before the big library exists (its summary plans a pairwise array).
     let (_, path) = templatize_ok(tmp.path(), &example("order-status-table.yaml"), &suite, &[]);
-    // Under the limit: `full` runs without --yes (13 × 13 × 10 × 9 with the embedded library).
+    // Under the limit: `full` runs without --yes (13 × 13 × 10 × 9 × 4 with the embedded
+    // library: its one tool gives the tools axis `overlapping`, `terse` and `verbose`).
     let mut c = cli(tmp.path());
     c.arg("expand")
         .arg(&path)
         .args(["--strategy", "full", "--count"]);
     let out = ok(c);
-    assert!(out.stdout.trim().ends_with("\t15210"), "{}", out.stdout);
+    assert!(out.stdout.trim().ends_with("\t60840"), "{}", out.stdout);
 
-    // 121 × 121 × 10 × 9 = 1,317,690 > MAX_VARIANTS_WITHOUT_YES.
+    // 121 × 121 × 10 × 9 × 4 = 5,270,760 > MAX_VARIANTS_WITHOUT_YES.
     write_big_library(tmp.path(), 120);
-    let full: u64 = 121 * 121 * 10 * 9;
+    let full: u64 = 121 * 121 * 10 * 9 * 4;
     assert!(full > cliffprobe::limits::MAX_VARIANTS_WITHOUT_YES);
     let mut c = cli(tmp.path());
     c.arg("expand").arg(&path).args(["--strategy", "full"]);

@@ -23,4 +23,5 @@ mod soak;
 mod sweep_http;
 mod sweep_pressure;
 mod tiers;
+mod tools_axis;
 mod view;

@@ -42,6 +42,7 @@ fn axes(persona: &str, phrasing: &str, length: &str, format: &str) -> VariantAxe
         phrasing: phrasing.into(),
         length: length.into(),
         format: format.into(),
+        tools: ORIGINAL.into(),
     }
 }
 
