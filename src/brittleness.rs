@@ -56,7 +56,7 @@ use crate::store::{CaseBrief, RunInfo, SharedAxes, Store};
 use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Significance level of the per-axis test (after Holm's correction).
@@ -561,9 +561,20 @@ fn attribution(
     // (axis, value) → (cases, passed), with borrowed keys: a probe has as many distinct maps
     // as variants when its variants are sampled, and only a few dozen axis values.
     let mut sums: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
-    for (map, (graded, pass)) in per_map {
+    // An axis a variant's map leaves out is `original` there (stored maps leave out `tools`
+    // when it is: see `VariantAxes::to_map`).
+    let named: BTreeSet<&str> = per_map
+        .iter()
+        .flat_map(|(map, _)| map.keys().map(String::as_str))
+        .collect();
+    for (map, (graded, pass)) in &per_map {
         for (axis, value) in map.iter() {
             let e = sums.entry((axis.as_str(), value.as_str())).or_default();
+            e.0 += graded;
+            e.1 += pass;
+        }
+        for axis in named.iter().filter(|a| !map.contains_key(**a)) {
+            let e = sums.entry((axis, ORIGINAL)).or_default();
             e.0 += graded;
             e.1 += pass;
         }

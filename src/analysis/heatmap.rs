@@ -2,6 +2,7 @@
 
 use super::tally::Tally;
 use super::variant::ModelResults;
+use crate::axes::ORIGINAL;
 use crate::probe::Tier;
 use crate::store::SharedAxes;
 use foldhash::{HashMap, HashMapExt};
@@ -57,6 +58,14 @@ impl Heatmap {
                 }
             }
         }
+        // An axis a map leaves out is `original` there (stored maps leave out `tools` when it
+        // is: see `VariantAxes::to_map`).
+        for (a, vals) in axes.iter_mut() {
+            if !vals.contains(&ORIGINAL) && distinct.iter().any(|m| !m.contains_key(*a)) {
+                vals.push(ORIGINAL);
+            }
+        }
+        let axes_named: Vec<&str> = axes.keys().copied().collect();
         let mut columns = Vec::new();
         for (a, mut vals) in axes {
             vals.sort();
@@ -71,8 +80,14 @@ impl Heatmap {
         let cells_of: Vec<Vec<usize>> = distinct
             .iter()
             .map(|m| {
+                let left_out = axes_named
+                    .iter()
+                    .filter(|a| !m.contains_key(**a))
+                    .map(|a| (*a, ORIGINAL));
                 m.iter()
-                    .filter_map(|(a, x)| index.get(&(a.as_str(), x.as_str())).copied())
+                    .map(|(a, x)| (a.as_str(), x.as_str()))
+                    .chain(left_out)
+                    .filter_map(|k| index.get(&k).copied())
                     .collect()
             })
             .collect();

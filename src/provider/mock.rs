@@ -1431,3 +1431,59 @@ mod tests {
         assert_eq!(regex_literal("a|b"), None);
     }
 }
+
+#[cfg(test)]
+mod lookalike_tests {
+    use super::*;
+    use crate::axes::AxisLibrary;
+    use crate::expand::ProbeExpansion;
+    use crate::probe::Probe;
+    use crate::render::VariantAxes;
+
+    /// The shipped overlapping-tools probe: under `tools=overlapping` the catalog offers a
+    /// look-alike of `void_authorization`, the pass probability drops by 0.3 × the format
+    /// factor, and a failing answer calls the look-alike; the other tools values cost nothing.
+    #[test]
+    fn a_lookalike_of_the_expected_tool_confuses_the_mock() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/probes/tool-selection-with-overlapping-catalogs/overlapping-tools.yaml"
+        ));
+        let probe = Probe::load(path).unwrap();
+        let lib = AxisLibrary::embedded();
+        let x = ProbeExpansion::new(&probe, &lib).unwrap();
+        let at = |tools: &str| {
+            let axes = VariantAxes {
+                tools: tools.into(),
+                ..VariantAxes::default()
+            };
+            x.variant(axes).unwrap()
+        };
+        let model = "mock-brittle-1";
+        let base = pass_probability(model, &at("original").request, &probe.checks);
+        for v in ["shuffled", "terse"] {
+            let p = pass_probability(model, &at(v).request, &probe.checks);
+            assert!((p - base).abs() < 1e-9, "{v}: {p} against {base}");
+        }
+        let over = at("overlapping");
+        let p = pass_probability(model, &over.request, &probe.checks);
+        // 0.3 for the look-alike, 0.02 for each of the two added tools beyond three.
+        assert!((base - p - 0.34).abs() < 1e-9, "{p} against {base}");
+        let mut wrong = 0;
+        for sample in 0..200 {
+            let mut req = over.request.clone();
+            req.messages[1].content = Some(format!("{sample}"));
+            let a = answer(model, &req, &probe.checks, 0);
+                let called = &a.tool_calls[0].function.name;
+            if called != "void_authorization" {
+                assert_eq!(
+                    over.added_tools.get(called).map(String::as_str),
+                    Some("void_authorization"),
+                    "{called}"
+                );
+                wrong += 1;
+            }
+        }
+        assert!(wrong > 40, "{wrong} of 200 picked the look-alike");
+    }
+}

@@ -253,7 +253,12 @@ impl Store {
             args.push(Value::Text(json_key_path(axis)));
             args.push(Value::Text(value.clone()));
             let n = args.len();
-            sql.push_str(&format!(" AND json_extract(v.axes, ?{}) = ?{}", n - 1, n));
+            // An axis a stored map leaves out is `original` (`tools`, see `VariantAxes::to_map`).
+            sql.push_str(&format!(
+                " AND COALESCE(json_extract(v.axes, ?{}), 'original') = ?{}",
+                n - 1,
+                n
+            ));
         }
         if let Some(check) = &q.failed_check {
             args.push(Value::Text(check.clone()));
