@@ -36,7 +36,7 @@
 //! Every undecided value gets new points with that value and background values drawn from the
 //! still undecided (never suspect) and the cleared values of the other axes (not those whose
 //! clean variants still fail a quarter of the time: a flaky value's chance failures would be
-//! blamed on its neighbours), so one point is clean evidence for up to four values at once,
+//! blamed on its neighbours), so one point is clean evidence for up to five values at once,
 //! distinct from every point already run. Values still undecided past the decisive number of
 //! clean variants (a pass rate near the middle, often a flaky value) come last, after the pair
 //! coverage. A

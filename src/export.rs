@@ -13,7 +13,7 @@
 //! | `tier` | declared tier: `easy`, `medium`, `hard`, `frontier` | same |
 //! | `variant` | variant id | same |
 //! | `canonical` | `true` for the variant that reproduces the incident | `true` / `false` |
-//! | `axes` | object, axis → value | one column per axis: `persona`, `phrasing`, `length`, `format` (empty when the variant leaves that axis as in the incident), then any other axis used in the run, by name, sorted |
+//! | `axes` | object, axis → value | one column per axis: `persona`, `phrasing`, `length`, `format` (empty when the variant leaves that axis as in the incident), then any other axis used in the run (`tools` when the run varied it), by name, sorted |
 //! | `sample` | sample number, from 0 | same |
 //! | `status` | `pass`, `fail`, `error`, `ungraded` | same |
 //! | `checks` | array of `{"check", "passed" (true / false / null when ungraded), "reason"}` | `check:pass`, `check:fail` or `check:ungraded` per check, joined by `; ` |

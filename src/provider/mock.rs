@@ -45,7 +45,7 @@
 //!   message (over 600 characters) 0.05, indirect or conditional framing ("i was wondering",
 //!   "if you have the information") 0.04; capped at 0.15;
 //! - **tools**: 0.02 per tool offered beyond three when a `tool_call` check exists (cap 0.1);
-//! - **look-alike tools** (the `tools=overlapping` axis value, or any catalog like it): 0.3
+//! - **look-alike tools** (the `tools=overlapping` axis value, or any catalog like it): 0.45
 //!   (× the format factor) when the catalog offers a *look-alike* of a tool a `tool_call` check
 //!   expects — another tool whose name differs by one word (a synonym, or one word added) and
 //!   whose description shares at least half its words ([`is_lookalike`]). A failing answer
@@ -520,7 +520,7 @@ fn probability(profile: &Profile, a: &Analysis, checks: &[Check], model_id: &str
     };
     let many_checks = (0.02 * checks.len().saturating_sub(1) as f64).min(0.08);
     let lookalike = if f.lookalikes > 0 {
-        0.3 * profile.format_scale
+        0.45 * profile.format_scale
     } else {
         0.0
     };
@@ -1467,14 +1467,14 @@ mod lookalike_tests {
         }
         let over = at("overlapping");
         let p = pass_probability(model, &over.request, &probe.checks);
-        // 0.3 for the look-alike, 0.02 for each of the two added tools beyond three.
-        assert!((base - p - 0.34).abs() < 1e-9, "{p} against {base}");
+        // 0.45 for the look-alike, 0.02 for each of the two added tools beyond three.
+        assert!((base - p - 0.49).abs() < 1e-9, "{p} against {base}");
         let mut wrong = 0;
         for sample in 0..200 {
             let mut req = over.request.clone();
             req.messages[1].content = Some(format!("{sample}"));
             let a = answer(model, &req, &probe.checks, 0);
-                let called = &a.tool_calls[0].function.name;
+            let called = &a.tool_calls[0].function.name;
             if called != "void_authorization" {
                 assert_eq!(
                     over.added_tools.get(called).map(String::as_str),
