@@ -57,7 +57,7 @@ impl AxisName {
     }
 
     /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             AxisName::Persona => "persona",
             AxisName::Phrasing => "phrasing",

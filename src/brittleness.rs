@@ -561,11 +561,13 @@ fn attribution(
     // (axis, value) → (cases, passed), with borrowed keys: a probe has as many distinct maps
     // as variants when its variants are sampled, and only a few dozen axis values.
     let mut sums: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
-    // An axis a variant's map leaves out is `original` there (stored maps leave out `tools`
-    // when it is: see `VariantAxes::to_map`).
+    // Stored maps leave out `tools` when it is `original` (see `VariantAxes::to_map`): when
+    // some variant has the axis, a map without it is at `tools=original`.
+    let tools = AxisName::Tools.as_str();
     let named: BTreeSet<&str> = per_map
         .iter()
         .flat_map(|(map, _)| map.keys().map(String::as_str))
+        .filter(|a| *a == tools)
         .collect();
     for (map, (graded, pass)) in &per_map {
         for (axis, value) in map.iter() {

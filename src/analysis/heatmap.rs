@@ -2,7 +2,9 @@
 
 use super::tally::Tally;
 use super::variant::ModelResults;
-use crate::axes::ORIGINAL;
+use crate::axes::{AxisName, ORIGINAL};
+
+const TOOLS: &str = AxisName::Tools.as_str();
 use crate::probe::Tier;
 use crate::store::SharedAxes;
 use foldhash::{HashMap, HashMapExt};
@@ -58,10 +60,13 @@ impl Heatmap {
                 }
             }
         }
-        // An axis a map leaves out is `original` there (stored maps leave out `tools` when it
-        // is: see `VariantAxes::to_map`).
+        // Stored maps leave out `tools` when it is `original` (see `VariantAxes::to_map`): a
+        // map without it is at `tools=original`.
         for (a, vals) in axes.iter_mut() {
-            if !vals.contains(&ORIGINAL) && distinct.iter().any(|m| !m.contains_key(*a)) {
+            if *a == TOOLS
+                && !vals.contains(&ORIGINAL)
+                && distinct.iter().any(|m| !m.contains_key(*a))
+            {
                 vals.push(ORIGINAL);
             }
         }
@@ -82,7 +87,7 @@ impl Heatmap {
             .map(|m| {
                 let left_out = axes_named
                     .iter()
-                    .filter(|a| !m.contains_key(**a))
+                    .filter(|a| **a == TOOLS && !m.contains_key(**a))
                     .map(|a| (*a, ORIGINAL));
                 m.iter()
                     .map(|(a, x)| (a.as_str(), x.as_str()))

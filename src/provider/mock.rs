@@ -1441,7 +1441,7 @@ mod lookalike_tests {
     use crate::render::VariantAxes;
 
     /// The shipped overlapping-tools probe: under `tools=overlapping` the catalog offers a
-    /// look-alike of `void_authorization`, the pass probability drops by 0.3 × the format
+    /// look-alike of `void_authorization`, the pass probability drops by 0.45 × the format
     /// factor, and a failing answer calls the look-alike; the other tools values cost nothing.
     #[test]
     fn a_lookalike_of_the_expected_tool_confuses_the_mock() {

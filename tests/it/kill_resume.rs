@@ -25,7 +25,8 @@ const KILLS: usize = 20;
 const SEED: u64 = 20_241_009;
 const PASS_TEXT: &str = "Your tent (A-10442) is delayed until 9 October.";
 const FAIL_TEXT: &str = "Your tent has shipped with DPD.";
-/// 42 variants × 12 samples × 2 models = 1008 cases.
+/// 45 variants (42, and the three tools catalogs of its one tool) × 12 samples × 2 models =
+/// 1080 cases.
 const ARGS: [&str; 6] = [
     "--strategy",
     "one-at-a-time",
@@ -134,7 +135,7 @@ fn twenty_kills_lose_nothing() {
     let server = deterministic_server();
     let p = project(&server);
     let planned = p.planned(&ARGS);
-    assert_eq!(planned, 1008);
+    assert_eq!(planned, 1080);
     let store_path = p.store_path();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
     let started = Instant::now();
