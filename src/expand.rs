@@ -738,6 +738,38 @@ mod tests {
         assert!(lines > 1000, "{lines}");
     }
 
+    /// A probe that does not vary `tools` gets, seed for seed, the covering array it had before
+    /// the axis existed; one that does gets an array covering the tools values too.
+    #[test]
+    fn a_tools_axis_that_does_not_vary_leaves_the_covering_array_as_it_was() {
+        let vals = |n: usize, prefix: &str| -> Vec<String> {
+            std::iter::once(ORIGINAL.to_string())
+                .chain((1..n).map(|i| format!("{prefix}{i}")))
+                .collect()
+        };
+        let four = vec![
+            (AxisName::Persona, vals(13, "p")),
+            (AxisName::Phrasing, vals(13, "q")),
+            (AxisName::Length, vals(10, "l")),
+            (AxisName::Format, vals(9, "f")),
+        ];
+        let mut five = four.clone();
+        five.push((AxisName::Tools, vals(1, "t")));
+        for seed in [0, 7, 99] {
+            let a: Vec<VariantAxes> = plan_points(&four, Strategy::Pairwise, seed).collect();
+            let b: Vec<VariantAxes> = plan_points(&five, Strategy::Pairwise, seed).collect();
+            assert_eq!(a, b);
+            assert_eq!(strategy_counts(&four, seed), strategy_counts(&five, seed));
+        }
+        five[4].1 = vals(5, "t");
+        let rows: Vec<VariantAxes> = plan_points(&five, Strategy::Pairwise, 7).collect();
+        for t in &five[4].1 {
+            for f in &five[3].1 {
+                assert!(rows.iter().any(|r| &r.tools == t && &r.format == f));
+            }
+        }
+    }
+
     #[test]
     fn strategies_parse() {
         assert_eq!("sample:5".parse::<Strategy>().unwrap(), Strategy::Sample(5));

@@ -49,7 +49,8 @@
 //!   (× the format factor) when the catalog offers a *look-alike* of a tool a `tool_call` check
 //!   expects — another tool whose name differs by one word (a synonym, or one word added) and
 //!   whose description shares at least half its words ([`is_lookalike`]). A failing answer
-//!   then calls the look-alike, with the expected arguments, instead of the expected tool;
+//!   then calls the look-alike, with the expected arguments, instead of the expected tool
+//!   (`tools=shuffled` and `terse` cost nothing; `verbose` only lengthens the request);
 //! - **checks**: 0.02 per check beyond the first (cap 0.08).
 //!
 //! **Hardness** is shared by every model: a number `h` in [0, 1) hashed from the probe's
