@@ -65,6 +65,16 @@ pub struct SweepArgs {
     /// The store (path or sqlite:// URL).
     #[arg(long)]
     pub store: Option<String>,
+    /// Sweep only the I-th of N disjoint slices of the run's cases (I counts from 0, as
+    /// GitHub Actions' `strategy.job-index`), by a stable hash of the variant id. Needs
+    /// --run-id (or --resume RUN): the shards join one run.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::shard::Slice>,
+    /// The run's id (any string, e.g. a CI pipeline id): the first process to arrive creates
+    /// the run, the others join it; a slice whose cases are already stored continues where
+    /// it stopped.
+    #[arg(long, value_name = "ID", value_parser = parse_run_id, conflicts_with = "resume")]
+    pub run_id: Option<String>,
     /// Print the plan and counts; make no calls.
     #[arg(long)]
     pub dry_run: bool,
@@ -93,6 +103,18 @@ fn parse_concurrency(s: &str) -> std::result::Result<usize, String> {
         Ok(n) if (1..=max).contains(&n) => Ok(n as usize),
         _ => Err(format!("expected requests in flight from 1 to {max}")),
     }
+}
+
+/// `--run-id`: a name a person or a CI job can type: 1 to 128 characters, no control
+/// characters, no leading or trailing space.
+fn parse_run_id(s: &str) -> std::result::Result<String, String> {
+    if s.is_empty() || s.chars().count() > 128 {
+        return Err("expected a run id of 1 to 128 characters".into());
+    }
+    if s.chars().any(char::is_control) || s.trim() != s {
+        return Err("a run id cannot hold control characters or start or end with a space".into());
+    }
+    Ok(s.to_string())
 }
 
 /// `--budget-usd`: a finite, non-negative amount (NaN or infinity would never stop the sweep).
@@ -277,11 +299,76 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
         resume: false,
         replan: false,
         points: None,
+        shard: a.shard,
     };
+    if let Some(id) = &a.run_id {
+        opts.run_id = id.clone();
+    }
+    if let Some(slice) = a.shard {
+        if a.run_id.is_none() && a.resume.as_deref().is_none_or(str::is_empty) && !a.dry_run {
+            return Err(Error::field(
+                "<command line>",
+                "--shard",
+                format!(
+                    "--shard {slice} needs the run the shards share: --run-id ID (the same on \
+                     every shard, e.g. the CI pipeline id), or --resume ID to continue a slice"
+                ),
+            )
+            .into());
+        }
+        if a.replan {
+            return Err(Error::field(
+                "<command line>",
+                "--replan",
+                "--replan cannot be used with --shard: the shards of a run must agree on \
+                 one plan; start a new run id instead",
+            )
+            .into());
+        }
+    }
+    if a.run_id.is_some() && a.shard.is_none() {
+        // A named, unsharded run: the single slice 0/1 of that id.
+        opts.shard = Some(crate::shard::Slice::WHOLE);
+    }
+    if let Some(slice) = opts.shard {
+        crate::shard::check_strategy(opts.strategy, slice)?;
+    }
     let mut probe_filter = a.probes.clone();
     if let Some(r) = &a.resume {
         let store = Store::open_url(&store_url)?;
         let run = store.resolve_run(if r.is_empty() { None } else { Some(r.as_str()) })?;
+        // A sharded run is resumed one slice at a time, with the run's own N.
+        match (store.run_plan(&run.id)?, a.shard) {
+            (Some(plan), None) if plan.slices > 1 => {
+                return Err(Error::field(
+                    "<command line>",
+                    "--shard",
+                    format!(
+                        "run {} is sharded into {} slices: resume one with --resume {} --shard \
+                         I/{} (I from 0 to {})",
+                        run.id,
+                        plan.slices,
+                        run.id,
+                        plan.slices,
+                        plan.slices - 1
+                    ),
+                )
+                .into());
+            }
+            (Some(_), None) => opts.shard = Some(crate::shard::Slice::WHOLE),
+            (None, Some(slice)) => {
+                return Err(Error::field(
+                    "<command line>",
+                    "--shard",
+                    format!(
+                        "run {} is not sharded: resume it without --shard {slice}",
+                        run.id
+                    ),
+                )
+                .into());
+            }
+            _ => {}
+        }
         if run.config_digest != project.config.digest() {
             eprintln!(
                 "warning: cliffprobe.toml changed since run {} started (config digest {} → {}): the resumed cases use the current settings",
@@ -441,12 +528,16 @@ fn finish(
         }
         println!("{t}");
         println!(
-            "plan: {} probes, {variants} variants × {} sample(s) × {} model(s) = {planned} cases (strategy {}, seed {})",
+            "plan: {} probes, {variants} variants × {} sample(s) × {} model(s) = {planned} cases (strategy {}, seed {}{})",
             probes.len(),
             opts.repeats,
             opts.models.len(),
             opts.strategy,
-            opts.seed
+            opts.seed,
+            match opts.shard {
+                Some(s) if !s.is_whole() => format!(", shard {s}: this slice only"),
+                _ => String::new(),
+            }
         );
         for m in &opts.models {
             let c = &cfg.models[m];

@@ -35,6 +35,7 @@ mod lock;
 mod records;
 mod replay;
 mod schema;
+mod shard;
 mod summary;
 
 pub use browse::{
@@ -48,6 +49,7 @@ pub use records::{
 pub use replay::{
     ReplayCounts, ReplayInfo, ReplayKind, ReplayOutcome, ReplayRecord, ReplayWrite, Transition,
 };
+pub use shard::{LeaseGuard, LeaseInfo, RunPlan, ShardProgress, SliceState, holder_name, now_ms};
 
 use crate::chat::ChatResponse;
 use crate::error::{Error, Location, Result};
@@ -453,6 +455,9 @@ impl Store {
     pub fn tune_for_sweep_writer(&self) -> Result<()> {
         self.conn.pragma_update(None, "cache_size", -4096i64)?;
         self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        // The shards of a sharded run write one store from several processes: a settle of
+        // another shard can hold the write lock for a few seconds.
+        self.conn.busy_timeout(Duration::from_secs(60))?;
         // A settle writes a big transaction into the WAL; give the space back after the
         // checkpoint instead of keeping the file at its largest size.
         self.conn
@@ -920,6 +925,12 @@ impl Store {
     /// sweeps from writing the same run.
     pub fn acquire_lock(&self, holder: &str) -> Result<LockGuard> {
         lock::acquire(&self.path, holder)
+    }
+
+    /// Takes the sweep lock shared, as the shards of sharded sweeps do (each also holds the
+    /// lease on its run-slice); refused while an unsharded sweep holds it.
+    pub fn acquire_shared_lock(&self) -> Result<LockGuard> {
+        lock::acquire_shared(&self.path)
     }
 
     /// Who holds the sweep lock, if anyone (`alive` false: stale, taken over by the next sweep).
