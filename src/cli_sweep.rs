@@ -333,6 +333,15 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
     if let Some(slice) = opts.shard {
         crate::shard::check_strategy(opts.strategy, slice)?;
     }
+    if a.run_id.is_some() && opts.strategy == Strategy::Adaptive {
+        return Err(Error::field(
+            "<command line>",
+            "--run-id",
+            "--run-id cannot be used with --strategy adaptive: its rounds are planned from the \
+             results of the earlier ones, so no other process can join its run",
+        )
+        .into());
+    }
     let mut probe_filter = a.probes.clone();
     if let Some(r) = &a.resume {
         let store = Store::open_url(&store_url)?;
@@ -596,6 +605,15 @@ fn finish(
     } else {
         let outcome = sweep::run(cfg, store_url, probes, lib, opts.clone(), show)?;
         print_summary(cfg, &outcome);
+        if let Some(slice) = opts.shard.filter(|s| !s.is_whole())
+            && let Some(progress) = Store::open_url(store_url)?.shard_progress(&outcome.run.id)?
+        {
+            println!(
+                "shard {slice} of run {}: {}",
+                outcome.run.id,
+                progress.summary()
+            );
+        }
         outcome
     };
     if a.promote {

@@ -951,14 +951,15 @@ fn slice_points<'a>(
 }
 
 /// How long a sweep's lease on its run-slice lasts without a heartbeat (renewed every quarter
-/// of it): `CLIFFPROBE_LEASE_SECS`, default 60 s. A killed sweep's slice can be taken over
-/// that long after its last heartbeat.
+/// of it): `CLIFFPROBE_LEASE_SECS`, default 30 s. A killed shard's slice can be taken over
+/// that long after its last heartbeat (an unsharded sweep's at once: see
+/// [`Store::acquire_lease`]).
 pub fn lease_ttl() -> Duration {
     std::env::var("CLIFFPROBE_LEASE_SECS")
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.2)
-        .map_or(Duration::from_secs(60), Duration::from_secs_f64)
+        .map_or(Duration::from_secs(30), Duration::from_secs_f64)
 }
 
 /// Runs a sweep to the end (or to a budget, or to Ctrl-C) and records it.
@@ -1033,6 +1034,8 @@ pub fn run(
             slice,
             &crate::store::holder_name(),
             lease_ttl(),
+            // The store's exclusive lock: no other sweep of this store is alive.
+            opts.shard.is_none(),
             Box::new(move |why| control.fail_with(why)),
         )?
     };

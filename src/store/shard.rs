@@ -277,7 +277,10 @@ impl Store {
 
     /// Takes the lease on `slice` of `run_id` for `holder`, for `ttl`, renewed every `ttl / 4`
     /// until the guard is dropped. Refused (naming the holder and when its lease expires)
-    /// while another holder's lease is live. `on_lost` is called (once) if a renewal finds
+    /// while another holder's lease is live, unless `holders_gone`: the caller knows every
+    /// earlier holder has ended (an unsharded sweep on SQLite holds the store's exclusive
+    /// file lock, which no other live sweep can), and a killed sweep's lease is then taken
+    /// over at once instead of at its expiry. `on_lost` is called (once) if a renewal finds
     /// the lease taken over by someone else.
     pub fn acquire_lease(
         &self,
@@ -285,24 +288,28 @@ impl Store {
         slice: Slice,
         holder: &str,
         ttl: Duration,
+        holders_gone: bool,
         on_lost: Box<dyn Fn(String) + Send>,
     ) -> Result<LeaseGuard> {
         let ttl_ms = ttl.as_millis().clamp(1, i64::MAX as u128) as i64;
         let now = now_ms();
+        // Every lease expired before `void_before` can be taken over.
+        let void_before = if holders_gone { i64::MAX } else { now };
         let taken = self.conn.execute(
             "INSERT INTO sweep_leases (run_id, slice, slices, holder, acquired_at, heartbeat_at, \
              expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6) \
              ON CONFLICT (run_id, slice) DO UPDATE SET slices = excluded.slices, \
              holder = excluded.holder, acquired_at = excluded.acquired_at, \
              heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at \
-             WHERE sweep_leases.expires_at < $5",
+             WHERE sweep_leases.expires_at < $7",
             params![
                 run_id,
                 i64::from(slice.index()),
                 i64::from(slice.count()),
                 holder,
                 now,
-                now + ttl_ms
+                now + ttl_ms,
+                void_before
             ],
         )? == 1;
         if !taken {
