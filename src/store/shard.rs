@@ -588,3 +588,203 @@ fn heartbeat(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::run_info;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    fn plan(digest: &str, slices: u32) -> RunPlan {
+        RunPlan {
+            slices,
+            digest: digest.into(),
+        }
+    }
+
+    fn no_loss() -> Box<dyn Fn(String) + Send> {
+        Box::new(|why| panic!("lease lost: {why}"))
+    }
+
+    #[test]
+    fn shards_arriving_at_once_create_one_run_and_all_join_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        Store::open(&path).unwrap();
+        let barrier = Arc::new(Barrier::new(4));
+        let created: Vec<bool> = (0..4)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&path).unwrap();
+                    barrier.wait();
+                    store
+                        .join_run(&run_info("ci-1", "2026-01-01T00:00:00Z"), &plan("d", 4))
+                        .unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(created.iter().filter(|c| **c).count(), 1, "{created:?}");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.runs().unwrap().len(), 1);
+        assert_eq!(store.run_plan("ci-1").unwrap(), Some(plan("d", 4)));
+    }
+
+    #[test]
+    fn a_shard_with_another_plan_or_n_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let run = run_info("ci-2", "2026-01-01T00:00:00Z");
+        assert!(store.join_run(&run, &plan("d", 2)).unwrap());
+        assert!(!store.join_run(&run, &plan("d", 2)).unwrap());
+        let e = store.join_run(&run, &plan("other", 2)).unwrap_err();
+        assert!(
+            e.is_input() && e.to_string().contains("another suite"),
+            "{e}"
+        );
+        let e = store.join_run(&run, &plan("d", 3)).unwrap_err();
+        assert!(e.to_string().contains("cut into 2 shards, not 3"), "{e}");
+        // An unsharded run of that id is not joined.
+        store
+            .begin_run(&run_info("plain", "2026-01-01T00:00:00Z"))
+            .unwrap();
+        let e = store
+            .join_run(&run_info("plain", "2026-01-01T00:00:00Z"), &plan("d", 2))
+            .unwrap_err();
+        assert!(e.to_string().contains("not a sharded run"), "{e}");
+    }
+
+    #[test]
+    fn a_live_lease_refuses_an_expired_one_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let s = Slice::new(1, 3).unwrap();
+        let ttl = Duration::from_millis(400);
+        let a = store
+            .acquire_lease("r", s, "host-a pid 1", ttl, false, no_loss())
+            .unwrap();
+        let e = store
+            .acquire_lease("r", s, "host-b pid 2", ttl, false, no_loss())
+            .unwrap_err();
+        assert!(
+            e.is_input()
+                && e.to_string()
+                    .contains("shard 1/3 of run r is being swept by host-a"),
+            "{e}"
+        );
+        // Another slice is free.
+        drop(
+            store
+                .acquire_lease("r", Slice::new(2, 3).unwrap(), "c", ttl, false, no_loss())
+                .unwrap(),
+        );
+        // The heartbeat keeps a live holder's lease in force past its first expiry.
+        std::thread::sleep(Duration::from_millis(900));
+        assert!(
+            store
+                .acquire_lease("r", s, "host-b pid 2", ttl, false, no_loss())
+                .is_err()
+        );
+        // A holder that stopped renewing (its heartbeat thread ended, its row left behind,
+        // as after kill -9): the lease expires and is taken over.
+        let mut dead = a;
+        drop(dead.stop.take());
+        dead.thread.take().unwrap().join().unwrap();
+        dead.holder = "nobody".into(); // so that its drop deletes nothing
+        drop(dead);
+        std::thread::sleep(Duration::from_millis(500));
+        let b = store
+            .acquire_lease("r", s, "host-b pid 2", ttl, false, no_loss())
+            .unwrap();
+        assert_eq!(store.leases().unwrap()[0].holder, "host-b pid 2");
+        drop(b);
+        assert!(store.leases().unwrap().is_empty(), "released on drop");
+    }
+
+    #[test]
+    fn a_holder_whose_lease_was_taken_over_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        let _a = store
+            .acquire_lease(
+                "r",
+                Slice::WHOLE,
+                "a",
+                Duration::from_millis(200),
+                false,
+                Box::new(move |_| flag.store(true, Ordering::SeqCst)),
+            )
+            .unwrap();
+        // `holders_gone`: taken over at once, live or not.
+        let _b = store
+            .acquire_lease(
+                "r",
+                Slice::WHOLE,
+                "b",
+                Duration::from_secs(60),
+                true,
+                no_loss(),
+            )
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(lost.load(Ordering::SeqCst), "the first holder was told");
+    }
+
+    #[test]
+    fn a_run_is_complete_only_when_every_slice_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let run = run_info("ci-3", "2026-01-01T00:00:00Z");
+        store.join_run(&run, &plan("d", 3)).unwrap();
+        let s = |i| Slice::new(i, 3).unwrap();
+        let t = "2026-01-01T01:00:00Z";
+        // Slice 1 is being swept by a live holder while slice 0 ends.
+        let _live = store
+            .acquire_lease("ci-3", s(1), "x", Duration::from_secs(60), false, no_loss())
+            .unwrap();
+        let p = store
+            .end_slice("ci-3", s(0), RunStatus::Complete, 5, 5, t, None)
+            .unwrap();
+        assert_eq!(
+            p.summary(),
+            "1 of 3 shards complete (1/3 running; 2/3 not started)"
+        );
+        let r = store.run("ci-3").unwrap().unwrap();
+        assert_eq!((r.status, r.finished_at), (RunStatus::Running, None));
+        assert_eq!(r.note.as_deref(), Some(p.summary().as_str()));
+        drop(_live);
+        let p = store
+            .end_slice("ci-3", s(1), RunStatus::Partial, 5, 3, t, Some("budget"))
+            .unwrap();
+        assert_eq!(p.complete(), 1);
+        let r = store.run("ci-3").unwrap().unwrap();
+        assert_eq!(r.status, RunStatus::Partial);
+        assert_eq!(
+            r.note.as_deref(),
+            Some("1 of 3 shards complete (1/3 partial; 2/3 not started); shard 1/3: budget")
+        );
+        store
+            .end_slice("ci-3", s(2), RunStatus::Complete, 5, 5, t, None)
+            .unwrap();
+        assert_eq!(
+            store.run("ci-3").unwrap().unwrap().status,
+            RunStatus::Partial
+        );
+        let p = store
+            .end_slice("ci-3", s(1), RunStatus::Complete, 5, 5, t, None)
+            .unwrap();
+        assert!(p.is_complete());
+        let r = store.run("ci-3").unwrap().unwrap();
+        assert_eq!(r.status, RunStatus::Complete);
+        assert_eq!(r.note, None);
+        assert_eq!(r.finished_at.as_deref(), Some(t));
+        assert_eq!(store.shard_progress("ci-3").unwrap(), Some(p));
+        assert_eq!(store.shard_progress("nope").unwrap(), None);
+    }
+}
