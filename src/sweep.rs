@@ -1427,11 +1427,13 @@ pub fn run(
                 .end_slice(
                     &run.id,
                     slice,
-                    RunStatus::Failed,
-                    planned,
-                    0,
-                    &now(),
-                    Some(&reason),
+                    &crate::store::SliceEnd {
+                        status: RunStatus::Failed,
+                        planned,
+                        stored: 0,
+                        finished_at: &now(),
+                        note: Some(&reason),
+                    },
                 )
                 .map(drop),
             None => store.finish_run(&run.id, RunStatus::Failed, &now(), Some(&reason)),
@@ -1504,11 +1506,13 @@ pub fn run(
             store.end_slice(
                 &run.id,
                 slice,
-                status,
-                planned,
-                stored,
-                &now(),
-                note.as_deref(),
+                &crate::store::SliceEnd {
+                    status,
+                    planned,
+                    stored,
+                    finished_at: &now(),
+                    note: note.as_deref(),
+                },
             )?;
         }
         None => store.finish_run(&run.id, status, &now(), note.as_deref())?,

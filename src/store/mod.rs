@@ -49,7 +49,9 @@ pub use records::{
 pub use replay::{
     ReplayCounts, ReplayInfo, ReplayKind, ReplayOutcome, ReplayRecord, ReplayWrite, Transition,
 };
-pub use shard::{LeaseGuard, LeaseInfo, RunPlan, ShardProgress, SliceState, holder_name, now_ms};
+pub use shard::{
+    LeaseGuard, LeaseInfo, RunPlan, ShardProgress, SliceEnd, SliceState, holder_name, now_ms,
+};
 
 use crate::chat::ChatResponse;
 use crate::error::{Error, Location, Result};

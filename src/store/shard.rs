@@ -121,6 +121,21 @@ impl ShardProgress {
     }
 }
 
+/// How one slice of a run ended, as a sweep records it ([`Store::end_slice`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SliceEnd<'a> {
+    /// The slice's own status: `complete` when every case it planned is stored.
+    pub status: RunStatus,
+    /// Cases the slice planned.
+    pub planned: u64,
+    /// Cases of the slice stored.
+    pub stored: u64,
+    /// When it ended, RFC 3339 (the run's `finished_at` if this ends the run).
+    pub finished_at: &'a str,
+    /// Why it did not complete, if it did not.
+    pub note: Option<&'a str>,
+}
+
 /// Holds the lease on one run-slice and renews it on a thread of its own; releases it when
 /// dropped (deleting the row only if it is still this holder's).
 #[derive(Debug)]
@@ -418,12 +433,15 @@ impl Store {
         &mut self,
         run_id: &str,
         slice: Slice,
-        status: RunStatus,
-        planned: u64,
-        stored: u64,
-        finished_at: &str,
-        note: Option<&str>,
+        end: &SliceEnd<'_>,
     ) -> Result<ShardProgress> {
+        let SliceEnd {
+            status,
+            planned,
+            stored,
+            finished_at,
+            note,
+        } = *end;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -749,7 +767,17 @@ mod tests {
             .acquire_lease("ci-3", s(1), "x", Duration::from_secs(60), false, no_loss())
             .unwrap();
         let p = store
-            .end_slice("ci-3", s(0), RunStatus::Complete, 5, 5, t, None)
+            .end_slice(
+                "ci-3",
+                s(0),
+                &SliceEnd {
+                    status: RunStatus::Complete,
+                    planned: 5,
+                    stored: 5,
+                    finished_at: t,
+                    note: None,
+                },
+            )
             .unwrap();
         assert_eq!(
             p.summary(),
@@ -760,7 +788,17 @@ mod tests {
         assert_eq!(r.note.as_deref(), Some(p.summary().as_str()));
         drop(_live);
         let p = store
-            .end_slice("ci-3", s(1), RunStatus::Partial, 5, 3, t, Some("budget"))
+            .end_slice(
+                "ci-3",
+                s(1),
+                &SliceEnd {
+                    status: RunStatus::Partial,
+                    planned: 5,
+                    stored: 3,
+                    finished_at: t,
+                    note: Some("budget"),
+                },
+            )
             .unwrap();
         assert_eq!(p.complete(), 1);
         let r = store.run("ci-3").unwrap().unwrap();
@@ -770,14 +808,34 @@ mod tests {
             Some("1 of 3 shards complete (1/3 partial; 2/3 not started); shard 1/3: budget")
         );
         store
-            .end_slice("ci-3", s(2), RunStatus::Complete, 5, 5, t, None)
+            .end_slice(
+                "ci-3",
+                s(2),
+                &SliceEnd {
+                    status: RunStatus::Complete,
+                    planned: 5,
+                    stored: 5,
+                    finished_at: t,
+                    note: None,
+                },
+            )
             .unwrap();
         assert_eq!(
             store.run("ci-3").unwrap().unwrap().status,
             RunStatus::Partial
         );
         let p = store
-            .end_slice("ci-3", s(1), RunStatus::Complete, 5, 5, t, None)
+            .end_slice(
+                "ci-3",
+                s(1),
+                &SliceEnd {
+                    status: RunStatus::Complete,
+                    planned: 5,
+                    stored: 5,
+                    finished_at: t,
+                    note: None,
+                },
+            )
             .unwrap();
         assert!(p.is_complete());
         let r = store.run("ci-3").unwrap().unwrap();
