@@ -316,6 +316,18 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
             )
             .into());
         }
+        if a.promote && !slice.is_whole() {
+            return Err(Error::field(
+                "<command line>",
+                "--promote",
+                format!(
+                    "--promote cannot be used with --shard {slice}: one shard sees only its \
+                     slice, and editing probes/ under the other shards changes their plan. \
+                     Promote once every shard is done: `cliffprobe promote RUN`"
+                ),
+            )
+            .into());
+        }
         if a.replan {
             return Err(Error::field(
                 "<command line>",
@@ -812,5 +824,15 @@ pub fn export(project: &Project, a: &ExportArgs) -> Result<ExitCode> {
         }
     };
     eprintln!("exported {n} cases of run {}", run.id);
+    if let Some(p) = store
+        .shard_progress(&run.id)?
+        .filter(|p| p.slices > 1 && !p.is_complete())
+    {
+        eprintln!(
+            "warning: run {} is incomplete: {}; the export holds only the cases stored so far",
+            run.id,
+            p.summary()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

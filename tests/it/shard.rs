@@ -499,6 +499,14 @@ fn a_shard_with_another_plan_is_refused() {
         "{}",
         report.stdout
     );
+    let export = p.run(&["export", "r-42"], &[]).success();
+    assert!(
+        export
+            .stderr
+            .contains("warning: run r-42 is incomplete: 1 of 2 shards complete"),
+        "{}",
+        export.stderr
+    );
     // The same plan joins and completes it.
     p.sweep(
         &[
@@ -534,6 +542,10 @@ fn bad_shard_arguments_exit_2_with_a_clear_message() {
         ),
         (vec!["--shard", "two/4", "--run-id", "x"], "not a number"),
         (vec!["--shard", "1/4"], "needs the run the shards share"),
+        (
+            vec!["--shard", "1/4", "--run-id", "x", "--promote"],
+            "Promote once every shard is done",
+        ),
         (
             vec!["--shard", "0/2", "--run-id", "x", "--strategy", "adaptive"],
             "cannot be used with --strategy adaptive",
