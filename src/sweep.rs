@@ -1019,6 +1019,13 @@ pub fn run(
         ..Control::default()
     });
     let mut store = Store::open_url(store_path)?;
+    // Asked before this process takes the file lock: whether every earlier holder is gone.
+    let dead_before = if opts.shard.is_some() {
+        store.leases_dead_before()?
+    } else {
+        // The store's exclusive lock, taken below: no other sweep of this store is alive.
+        i64::MAX
+    };
     // SQLite: the store's file lock says a sweep is live; an unsharded sweep holds it alone,
     // the shards of sharded runs share it. Either way the run-slice's lease keeps two
     // processes from sweeping the same slice at once.
@@ -1034,8 +1041,7 @@ pub fn run(
             slice,
             &crate::store::holder_name(),
             lease_ttl(),
-            // The store's exclusive lock: no other sweep of this store is alive.
-            opts.shard.is_none(),
+            dead_before,
             Box::new(move |why| control.fail_with(why)),
         )?
     };
@@ -1044,6 +1050,20 @@ pub fn run(
     store.settle()?;
     let run = match (opts.resume, store.run(&opts.run_id)?) {
         _ if opts.shard.is_some() => {
+            let digests = probe_digests(&probes, &lib)?;
+            let plan = crate::store::RunPlan {
+                slices: slice.count(),
+                digest: crate::shard::plan_digest(&crate::shard::PlanInputs {
+                    config_digest: &config.digest(),
+                    probe_digests: &digests,
+                    models: &opts.models,
+                    strategy: &opts.strategy.to_string(),
+                    seed: opts.seed,
+                    repeats: opts.repeats,
+                    axes: &opts.axes.to_string(),
+                    slices: slice.count(),
+                }),
+            };
             let r = RunInfo {
                 id: opts.run_id.clone(),
                 started_at: now(),
@@ -1063,20 +1083,7 @@ pub fn run(
                 note: None,
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 axes: Some(opts.axes.to_string()),
-                probe_digests: Some(probe_digests(&probes, &lib)?),
-            };
-            let plan = crate::store::RunPlan {
-                slices: slice.count(),
-                digest: crate::shard::plan_digest(&crate::shard::PlanInputs {
-                    config_digest: &r.config_digest,
-                    probe_digests: r.probe_digests.as_ref().expect("set above"),
-                    models: &r.models,
-                    strategy: &r.strategy,
-                    seed: r.seed,
-                    repeats: r.repeats,
-                    axes: r.axes.as_deref().unwrap_or(""),
-                    slices: slice.count(),
-                }),
+                probe_digests: Some(digests),
             };
             let created = store.join_run(&r, &plan)?;
             store.begin_slice(&r.id, slice, planned)?;

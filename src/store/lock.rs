@@ -118,7 +118,7 @@ fn open_lock_file(path: &Path) -> Result<File> {
 
 /// Whether some process holds the OS lock on the store's lock file (a file that does not
 /// exist is not held).
-fn held(path: &Path) -> Result<bool> {
+pub(crate) fn held(path: &Path) -> Result<bool> {
     let lp = lock_path(path);
     // Read-only is enough to test the lock, and works on a store the reader cannot write.
     let f = match OpenOptions::new().read(true).open(&lp) {

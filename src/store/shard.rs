@@ -292,31 +292,30 @@ impl Store {
 
     /// Takes the lease on `slice` of `run_id` for `holder`, for `ttl`, renewed every `ttl / 4`
     /// until the guard is dropped. Refused (naming the holder and when its lease expires)
-    /// while another holder's lease is live, unless `holders_gone`: the caller knows every
-    /// earlier holder has ended (an unsharded sweep on SQLite holds the store's exclusive
-    /// file lock, which no other live sweep can), and a killed sweep's lease is then taken
-    /// over at once instead of at its expiry. `on_lost` is called (once) if a renewal finds
-    /// the lease taken over by someone else.
+    /// while another holder's lease is live, unless its last heartbeat is before
+    /// `dead_before`: the caller knows every holder that renewed before then has ended
+    /// ([`Store::leases_dead_before`]; `i64::MAX` for an unsharded sweep on SQLite, which holds
+    /// the store's exclusive file lock that no other live sweep can), and a killed sweep's
+    /// lease is then taken over at once instead of at its expiry. `on_lost` is called (once)
+    /// if a renewal finds the lease taken over by someone else.
     pub fn acquire_lease(
         &self,
         run_id: &str,
         slice: Slice,
         holder: &str,
         ttl: Duration,
-        holders_gone: bool,
+        dead_before: i64,
         on_lost: Box<dyn Fn(String) + Send>,
     ) -> Result<LeaseGuard> {
         let ttl_ms = ttl.as_millis().clamp(1, i64::MAX as u128) as i64;
         let now = now_ms();
-        // Every lease expired before `void_before` can be taken over.
-        let void_before = if holders_gone { i64::MAX } else { now };
         let taken = self.conn.execute(
             "INSERT INTO sweep_leases (run_id, slice, slices, holder, acquired_at, heartbeat_at, \
              expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6) \
              ON CONFLICT (run_id, slice) DO UPDATE SET slices = excluded.slices, \
              holder = excluded.holder, acquired_at = excluded.acquired_at, \
              heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at \
-             WHERE sweep_leases.expires_at < $7",
+             WHERE sweep_leases.expires_at < $5 OR sweep_leases.heartbeat_at < $7",
             params![
                 run_id,
                 i64::from(slice.index()),
@@ -324,7 +323,7 @@ impl Store {
                 holder,
                 now,
                 now + ttl_ms,
-                void_before
+                dead_before
             ],
         )? == 1;
         if !taken {
@@ -388,13 +387,30 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Deletes the lease rows that expired before `now_ms` (with `live` too, the live ones:
-    /// `cliffprobe unlock --force`); returns those deleted.
+    /// The time before which every lease holder is known to be gone, whatever its lease's
+    /// expiry says: on SQLite, when no process holds the store's file lock (every live sweep
+    /// holds it, shared or not), the moment just before that was seen — a sweep that takes
+    /// the lock afterwards takes its lease (or renews it) later still; else `i64::MIN`
+    /// (nothing known: leases end at their expiry). Must be asked before this process takes
+    /// the file lock itself. A PostgreSQL engine would answer from advisory locks.
+    pub fn leases_dead_before(&self) -> Result<i64> {
+        let before = now_ms();
+        if super::lock::held(&self.path)? {
+            Ok(i64::MIN)
+        } else {
+            Ok(before)
+        }
+    }
+
+    /// Deletes the lease rows that expired before `now_ms` or whose holder is known to be gone
+    /// ([`Store::leases_dead_before`]), and with `live` every other one too (`cliffprobe
+    /// unlock --force`); returns those deleted.
     pub fn remove_leases(&self, now_ms: i64, live: bool) -> Result<Vec<LeaseInfo>> {
+        let dead_before = self.leases_dead_before()?;
         let gone: Vec<LeaseInfo> = self
             .leases()?
             .into_iter()
-            .filter(|l| live || !l.live_at(now_ms))
+            .filter(|l| live || !l.live_at(now_ms) || l.heartbeat_at < dead_before)
             .collect();
         for l in &gone {
             self.conn.execute(
@@ -461,7 +477,7 @@ impl Store {
                 note
             ],
         )?;
-        let progress = read_progress(&tx, run_id, now, Some(slice))?
+        let progress = read_progress(&tx, run_id, now, i64::MIN, Some(slice))?
             .ok_or_else(|| Error::Other(format!("store: run `{run_id}` has no recorded plan")))?;
         let others_live = progress.states.iter().any(|s| s.leased && s.slice != slice);
         let run_status = if progress.is_complete() {
@@ -498,9 +514,12 @@ impl Store {
         Ok(progress)
     }
 
-    /// How sharded run `run_id` stands now; `None` for an unsharded run.
+    /// How sharded run `run_id` stands now; `None` for an unsharded run. A lease counts as
+    /// live until it expires, unless its holder is known to be gone
+    /// ([`Store::leases_dead_before`]: ask this from a process that is not sweeping).
     pub fn shard_progress(&self, run_id: &str) -> Result<Option<ShardProgress>> {
-        read_progress(&self.conn, run_id, now_ms(), None)
+        let dead_before = self.leases_dead_before()?;
+        read_progress(&self.conn, run_id, now_ms(), dead_before, None)
     }
 }
 
@@ -516,12 +535,14 @@ fn read_plan(conn: &rusqlite::Connection, run_id: &str) -> Result<Option<RunPlan
         .optional()?)
 }
 
-/// The progress of `run_id` as `conn` sees it at `now`; `mine` is the slice of the caller,
-/// whose lease is not counted (it is ending).
+/// The progress of `run_id` as `conn` sees it at `now`; leases renewed last before
+/// `dead_before` do not count; `mine` is the slice of the caller, whose lease is not counted
+/// (it is ending).
 fn read_progress(
     conn: &rusqlite::Connection,
     run_id: &str,
     now: i64,
+    dead_before: i64,
     mine: Option<Slice>,
 ) -> Result<Option<ShardProgress>> {
     let Some(plan) = read_plan(conn, run_id)? else {
@@ -549,9 +570,11 @@ fn read_progress(
             s.stored = r.get::<_, i64>(3)? as u64;
         }
     }
-    let mut stmt = conn
-        .prepare_cached("SELECT slice FROM sweep_leases WHERE run_id = $1 AND expires_at >= $2")?;
-    let mut rows = stmt.query(params![run_id, now])?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT slice FROM sweep_leases WHERE run_id = $1 AND expires_at >= $2 \
+         AND heartbeat_at >= $3",
+    )?;
+    let mut rows = stmt.query(params![run_id, now, dead_before])?;
     while let Some(r) = rows.next()? {
         let i: i64 = r.get(0)?;
         if mine.is_some_and(|m| i64::from(m.index()) == i) {
@@ -683,10 +706,10 @@ mod tests {
         let s = Slice::new(1, 3).unwrap();
         let ttl = Duration::from_millis(400);
         let a = store
-            .acquire_lease("r", s, "host-a pid 1", ttl, false, no_loss())
+            .acquire_lease("r", s, "host-a pid 1", ttl, i64::MIN, no_loss())
             .unwrap();
         let e = store
-            .acquire_lease("r", s, "host-b pid 2", ttl, false, no_loss())
+            .acquire_lease("r", s, "host-b pid 2", ttl, i64::MIN, no_loss())
             .unwrap_err();
         assert!(
             e.is_input()
@@ -697,14 +720,21 @@ mod tests {
         // Another slice is free.
         drop(
             store
-                .acquire_lease("r", Slice::new(2, 3).unwrap(), "c", ttl, false, no_loss())
+                .acquire_lease(
+                    "r",
+                    Slice::new(2, 3).unwrap(),
+                    "c",
+                    ttl,
+                    i64::MIN,
+                    no_loss(),
+                )
                 .unwrap(),
         );
         // The heartbeat keeps a live holder's lease in force past its first expiry.
         std::thread::sleep(Duration::from_millis(900));
         assert!(
             store
-                .acquire_lease("r", s, "host-b pid 2", ttl, false, no_loss())
+                .acquire_lease("r", s, "host-b pid 2", ttl, i64::MIN, no_loss())
                 .is_err()
         );
         // A holder that stopped renewing (its heartbeat thread ended, its row left behind,
@@ -716,7 +746,7 @@ mod tests {
         drop(dead);
         std::thread::sleep(Duration::from_millis(500));
         let b = store
-            .acquire_lease("r", s, "host-b pid 2", ttl, false, no_loss())
+            .acquire_lease("r", s, "host-b pid 2", ttl, i64::MIN, no_loss())
             .unwrap();
         assert_eq!(store.leases().unwrap()[0].holder, "host-b pid 2");
         drop(b);
@@ -735,18 +765,18 @@ mod tests {
                 Slice::WHOLE,
                 "a",
                 Duration::from_millis(200),
-                false,
+                i64::MIN,
                 Box::new(move |_| flag.store(true, Ordering::SeqCst)),
             )
             .unwrap();
-        // `holders_gone`: taken over at once, live or not.
+        // Its holder known to be gone: taken over at once, live or not.
         let _b = store
             .acquire_lease(
                 "r",
                 Slice::WHOLE,
                 "b",
                 Duration::from_secs(60),
-                true,
+                i64::MAX,
                 no_loss(),
             )
             .unwrap();
@@ -764,7 +794,14 @@ mod tests {
         let t = "2026-01-01T01:00:00Z";
         // Slice 1 is being swept by a live holder while slice 0 ends.
         let _live = store
-            .acquire_lease("ci-3", s(1), "x", Duration::from_secs(60), false, no_loss())
+            .acquire_lease(
+                "ci-3",
+                s(1),
+                "x",
+                Duration::from_secs(60),
+                i64::MIN,
+                no_loss(),
+            )
             .unwrap();
         let p = store
             .end_slice(

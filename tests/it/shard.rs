@@ -212,7 +212,7 @@ fn a_killed_shard_resumes_its_slice_and_every_case_is_stored_once() {
         let shard = format!("{i}/4");
         let mut a = args.to_vec();
         a.extend(["--run-id", run_id, "--shard", shard.as_str()]);
-        spawn_sweep(&p, &a, "1")
+        spawn_sweep(&p, &a, "30")
     };
     let mut victim = spawn(1);
     let others: Vec<Child> = [0, 2, 3].into_iter().map(spawn).collect();
@@ -280,11 +280,11 @@ fn a_killed_shard_resumes_its_slice_and_every_case_is_stored_once() {
         gate.stdout
     );
 
-    // Its lease (1 s) expires; the resume completes the slice.
-    std::thread::sleep(Duration::from_millis(1300));
+    // Its lease has 30 s to run, but no sweep holds the store's lock any more, so its holder
+    // is known to be gone: the resume takes the slice over at once and completes it.
     let out = p.run(
         &["sweep", "-q", "--resume", run_id, "--shard", "1/4"],
-        &[("TEST_KEY", KEY), ("CLIFFPROBE_LEASE_SECS", "1")],
+        &[("TEST_KEY", KEY), ("CLIFFPROBE_LEASE_SECS", "30")],
     );
     let out = out.success();
     check_store(&p);
@@ -353,6 +353,11 @@ fn a_live_slice_is_refused_to_a_second_process_until_its_lease_expires() {
         "{}",
         unlock.stdout
     );
+    // Another sweep stays live on this store (this test holds the store's lock shared, as a
+    // shard on this machine does): a killed holder cannot be told from a live one, so its
+    // lease holds until it expires.
+    let live_sweep = std::fs::File::open(p.store_path().with_extension("db.lock")).unwrap();
+    live_sweep.lock_shared().unwrap();
     // kill -9: the lease is still live for up to 3 s, then expires.
     first.kill().unwrap();
     first.wait().unwrap();
@@ -373,10 +378,8 @@ fn a_live_slice_is_refused_to_a_second_process_until_its_lease_expires() {
     std::thread::sleep(
         Duration::from_secs(3).saturating_sub(killed_at.elapsed()) + Duration::from_millis(300),
     );
-    // Once expired, the killed holder's lease is void: `unlock` removes it (the other slice
-    // is done by now, so no live lease is left).
-    wait_ok(other_child, "shard 1/2");
-    let unlock = p.run(&["unlock"], &[]).success();
+    // Once expired, the killed holder's lease is void: `unlock` removes it.
+    let unlock = p.run(&["unlock"], &[]);
     assert!(
         unlock
             .stdout
@@ -384,17 +387,27 @@ fn a_live_slice_is_refused_to_a_second_process_until_its_lease_expires() {
         "{}",
         unlock.stdout
     );
-    assert!(p.store().leases().unwrap().is_empty());
+    assert!(
+        p.store()
+            .leases()
+            .unwrap()
+            .iter()
+            .all(|l| l.slice.to_string() == "1/2"),
+        "only the other slice's lease is left"
+    );
     // And the slice can be swept again: the run completes.
     let taken = p.run(
         &[&["sweep", "-q"][..], &a[..]].concat(),
         &[("TEST_KEY", KEY), ("CLIFFPROBE_LEASE_SECS", "3")],
     );
     taken.success();
+    wait_ok(other_child, "shard 1/2");
+    live_sweep.unlock().unwrap();
     assert_eq!(
         p.store().run("nightly").unwrap().unwrap().status,
         RunStatus::Complete
     );
+    assert!(p.store().leases().unwrap().is_empty());
     check_store(&p);
 }
 
