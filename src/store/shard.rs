@@ -99,19 +99,46 @@ impl ShardProgress {
         self.complete() == self.slices
     }
 
-    /// "3 of 4 shards complete (1/4 running; 3/4 not started)".
+    /// "3 of 4 shards complete (running: 1/4; not started: 3/4)": the slices that are not
+    /// complete, grouped by how they stand, at most [`LISTED`] named per group.
     pub fn summary(&self) -> String {
-        let mut parts = Vec::new();
+        const GROUPS: [&str; 6] = [
+            "running",
+            "stopped, its process gone",
+            "partial",
+            "interrupted",
+            "failed",
+            "not started",
+        ];
+        let mut groups: [Vec<Slice>; 6] = Default::default();
         for s in &self.states {
-            let what = match (s.status, s.leased) {
+            let g = match (s.status, s.leased) {
                 (Some(RunStatus::Complete), _) => continue,
-                (_, true) => "running".to_string(),
-                (None, false) => "not started".to_string(),
-                (Some(RunStatus::Running), false) => "stopped (its process is gone)".to_string(),
-                (Some(st), false) => st.as_str().to_string(),
+                (_, true) => 0,
+                (Some(RunStatus::Running), false) => 1,
+                (Some(RunStatus::Partial), false) => 2,
+                (Some(RunStatus::Interrupted), false) => 3,
+                (Some(RunStatus::Failed), false) => 4,
+                (None, false) => 5,
             };
-            parts.push(format!("{} {what}", s.slice));
+            groups[g].push(s.slice);
         }
+        let parts: Vec<String> = GROUPS
+            .iter()
+            .zip(&groups)
+            .filter(|(_, slices)| !slices.is_empty())
+            .map(|(name, slices)| {
+                let mut named: Vec<String> = slices
+                    .iter()
+                    .take(LISTED)
+                    .map(ToString::to_string)
+                    .collect();
+                if slices.len() > LISTED {
+                    named.push(format!("… {} more", slices.len() - LISTED));
+                }
+                format!("{name}: {}", named.join(", "))
+            })
+            .collect();
         let head = format!("{} of {} shards complete", self.complete(), self.slices);
         if parts.is_empty() {
             head
@@ -120,6 +147,9 @@ impl ShardProgress {
         }
     }
 }
+
+/// How many slices of one state [`ShardProgress::summary`] names before it counts the rest.
+pub const LISTED: usize = 6;
 
 /// How one slice of a run ended, as a sweep records it ([`Store::end_slice`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -785,6 +815,26 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_of_many_slices_names_a_few_and_counts_the_rest() {
+        let slices = 1000;
+        let states = (0..slices)
+            .map(|i| SliceState {
+                slice: Slice::new(i, slices).unwrap(),
+                status: (i == 7).then_some(RunStatus::Complete),
+                leased: false,
+                planned: 0,
+                stored: 0,
+            })
+            .collect();
+        let p = ShardProgress { slices, states };
+        assert_eq!(
+            p.summary(),
+            "1 of 1000 shards complete (not started: 0/1000, 1/1000, 2/1000, 3/1000, 4/1000, \
+             5/1000, … 993 more)"
+        );
+    }
+
+    #[test]
     fn a_run_is_complete_only_when_every_slice_is() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
@@ -818,7 +868,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             p.summary(),
-            "1 of 3 shards complete (1/3 running; 2/3 not started)"
+            "1 of 3 shards complete (running: 1/3; not started: 2/3)"
         );
         let r = store.run("ci-3").unwrap().unwrap();
         assert_eq!((r.status, r.finished_at), (RunStatus::Running, None));
@@ -842,7 +892,7 @@ mod tests {
         assert_eq!(r.status, RunStatus::Partial);
         assert_eq!(
             r.note.as_deref(),
-            Some("1 of 3 shards complete (1/3 partial; 2/3 not started); shard 1/3: budget")
+            Some("1 of 3 shards complete (partial: 1/3; not started: 2/3); shard 1/3: budget")
         );
         store
             .end_slice(

@@ -495,20 +495,20 @@ fn a_shard_with_another_plan_is_refused() {
     let progress = store.shard_progress("r-42").unwrap().unwrap();
     assert_eq!(
         progress.summary(),
-        "1 of 2 shards complete (1/2 not started)"
+        "1 of 2 shards complete (not started: 1/2)"
     );
     let run = store.run("r-42").unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Partial);
     assert_eq!(
         run.note.as_deref(),
-        Some("1 of 2 shards complete (1/2 not started)")
+        Some("1 of 2 shards complete (not started: 1/2)")
     );
     drop(store);
     let report = p.run(&["report", "r-42"], &[]).success();
     assert!(
         report
             .stdout
-            .contains("run r-42 is incomplete: 1 of 2 shards complete (1/2 not started)"),
+            .contains("run r-42 is incomplete: 1 of 2 shards complete (not started: 1/2)"),
         "{}",
         report.stdout
     );
