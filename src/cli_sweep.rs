@@ -105,14 +105,20 @@ fn parse_concurrency(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
-/// `--run-id`: a name a person or a CI job can type: 1 to 128 characters, no control
-/// characters, no leading or trailing space.
+/// `--run-id`: a name a person or a CI job can type and every output can carry as is (file
+/// names, URLs, shell commands): 1 to 128 of `A-Z a-z 0-9 . _ - : + @`, such as a pipeline id
+/// (`4711`, `nightly-2026-03-01`, a UUID).
 fn parse_run_id(s: &str) -> std::result::Result<String, String> {
-    if s.is_empty() || s.chars().count() > 128 {
+    if s.is_empty() || s.len() > 128 {
         return Err("expected a run id of 1 to 128 characters".into());
     }
-    if s.chars().any(char::is_control) || s.trim() != s {
-        return Err("a run id cannot hold control characters or start or end with a space".into());
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-:+@".contains(*c)))
+    {
+        return Err(format!(
+            "a run id is made of letters, digits and . _ - : + @ only (found {c:?})"
+        ));
     }
     Ok(s.to_string())
 }

@@ -556,6 +556,10 @@ fn bad_shard_arguments_exit_2_with_a_clear_message() {
         (vec!["--shard", "two/4", "--run-id", "x"], "not a number"),
         (vec!["--shard", "1/4"], "needs the run the shards share"),
         (
+            vec!["--shard", "1/4", "--run-id", "a/b"],
+            "letters, digits and . _ - : + @ only",
+        ),
+        (
             vec!["--shard", "1/4", "--run-id", "x", "--promote"],
             "Promote once every shard is done",
         ),
