@@ -103,9 +103,25 @@ pub(crate) fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(fail)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
     // WAL may be refused (e.g. on some network file systems); the store still works, just with
-    // readers and the writer taking turns, so the answer is not checked.
-    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
-        .map_err(fail)?;
+    // readers and the writer taking turns, so the answer is not checked. Switching a new file
+    // to WAL needs it alone, and SQLite does not always wait for that (several processes
+    // opening a new store at once, e.g. the shards of a sharded run): retried up to the busy
+    // timeout.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Ok(_) => break,
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(fail)?;
     conn.pragma_update(None, "foreign_keys", "ON")
