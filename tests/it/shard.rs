@@ -130,12 +130,14 @@ fn reference(server: &TestServer, args: &[&str]) -> Cases {
 #[test]
 fn four_shards_in_parallel_store_exactly_the_unsharded_runs_cases() {
     let server = server(2);
-    for (strategy, repeats) in [
-        ("one-at-a-time", "2"),
-        ("pairwise", "1"),
-        ("sample:30", "2"),
+    for (strategy, repeats, axes) in [
+        ("one-at-a-time", "2", ""),
+        ("pairwise", "1", ""),
+        ("sample:30", "2", ""),
+        // 90 variants: the full product of two axes.
+        ("full", "1", "format,length"),
     ] {
-        let args = [
+        let mut args = vec![
             "--strategy",
             strategy,
             "--repeats",
@@ -143,6 +145,9 @@ fn four_shards_in_parallel_store_exactly_the_unsharded_runs_cases() {
             "--concurrency",
             "4",
         ];
+        if !axes.is_empty() {
+            args.extend(["--axes", axes]);
+        }
         let p = project(&server);
         let planned = p.planned(&args);
         // The slices' plans add up to the run's.
