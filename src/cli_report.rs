@@ -611,6 +611,7 @@ pub fn build_from(
         findings.push(w.clone());
     }
     let measured_tiers = Some(measured_tiers);
+    let (findings, gate) = incomplete_shards(store, &run, findings, gate)?;
     Ok(Report {
         run,
         baseline,
@@ -626,6 +627,46 @@ pub fn build_from(
         gate_enforced: a.gate,
         measured_tiers,
     })
+}
+
+/// A sharded run whose slices are not all complete is said to be so first, and fails the gate:
+/// its rates cover only the shards that ran, so they are not the run's.
+fn incomplete_shards(
+    store: &Store,
+    run: &crate::store::RunInfo,
+    mut findings: Vec<crate::analysis::Finding>,
+    mut gate: Option<crate::analysis::GateResult>,
+) -> Result<(
+    Vec<crate::analysis::Finding>,
+    Option<crate::analysis::GateResult>,
+)> {
+    let Some(progress) = store
+        .shard_progress(&run.id)?
+        .filter(|p| p.slices > 1 && !p.is_complete())
+    else {
+        return Ok((findings, gate));
+    };
+    let summary = progress.summary();
+    findings.insert(
+        0,
+        crate::analysis::Finding {
+            code: "incomplete-run",
+            message: format!(
+                "run {} is incomplete: {summary}. These results cover only the cases stored so \
+                 far, not the whole run; resume a shard with `cliffprobe sweep --resume {} \
+                 --shard I/{}`",
+                run.id, run.id, progress.slices
+            ),
+        },
+    );
+    if let Some(g) = &mut gate {
+        g.passed = false;
+        g.reason = format!(
+            "the run is incomplete ({summary}): a gate needs every shard complete; {}",
+            g.reason
+        );
+    }
+    Ok((findings, gate))
 }
 
 /// Runs `cliffprobe report`.

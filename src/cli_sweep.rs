@@ -65,6 +65,16 @@ pub struct SweepArgs {
     /// The store (path or sqlite:// URL).
     #[arg(long)]
     pub store: Option<String>,
+    /// Sweep only the I-th of N disjoint slices of the run's cases (I counts from 0, as
+    /// GitHub Actions' `strategy.job-index`), by a stable hash of the variant id. Needs
+    /// --run-id (or --resume RUN): the shards join one run.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::shard::Slice>,
+    /// The run's id (any string, e.g. a CI pipeline id): the first process to arrive creates
+    /// the run, the others join it; a slice whose cases are already stored continues where
+    /// it stopped.
+    #[arg(long, value_name = "ID", value_parser = parse_run_id, conflicts_with = "resume")]
+    pub run_id: Option<String>,
     /// Print the plan and counts; make no calls.
     #[arg(long)]
     pub dry_run: bool,
@@ -93,6 +103,24 @@ fn parse_concurrency(s: &str) -> std::result::Result<usize, String> {
         Ok(n) if (1..=max).contains(&n) => Ok(n as usize),
         _ => Err(format!("expected requests in flight from 1 to {max}")),
     }
+}
+
+/// `--run-id`: a name a person or a CI job can type and every output can carry as is (file
+/// names, URLs, shell commands): 1 to 128 of `A-Z a-z 0-9 . _ - : + @`, such as a pipeline id
+/// (`4711`, `nightly-2026-03-01`, a UUID).
+fn parse_run_id(s: &str) -> std::result::Result<String, String> {
+    if s.is_empty() || s.len() > 128 {
+        return Err("expected a run id of 1 to 128 characters".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-:+@".contains(*c)))
+    {
+        return Err(format!(
+            "a run id is made of letters, digits and . _ - : + @ only (found {c:?})"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// `--budget-usd`: a finite, non-negative amount (NaN or infinity would never stop the sweep).
@@ -277,11 +305,97 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
         resume: false,
         replan: false,
         points: None,
+        shard: a.shard,
     };
+    if let Some(id) = &a.run_id {
+        opts.run_id = id.clone();
+    }
+    if let Some(slice) = a.shard {
+        if a.run_id.is_none() && a.resume.as_deref().is_none_or(str::is_empty) && !a.dry_run {
+            return Err(Error::field(
+                "<command line>",
+                "--shard",
+                format!(
+                    "--shard {slice} needs the run the shards share: --run-id ID (the same on \
+                     every shard, e.g. the CI pipeline id), or --resume ID to continue a slice"
+                ),
+            )
+            .into());
+        }
+        if a.promote && !slice.is_whole() {
+            return Err(Error::field(
+                "<command line>",
+                "--promote",
+                format!(
+                    "--promote cannot be used with --shard {slice}: one shard sees only its \
+                     slice, and editing probes/ under the other shards changes their plan. \
+                     Promote once every shard is done: `cliffprobe promote RUN`"
+                ),
+            )
+            .into());
+        }
+        if a.replan {
+            return Err(Error::field(
+                "<command line>",
+                "--replan",
+                "--replan cannot be used with --shard: the shards of a run must agree on \
+                 one plan; start a new run id instead",
+            )
+            .into());
+        }
+    }
+    if a.run_id.is_some() && a.shard.is_none() {
+        // A named, unsharded run: the single slice 0/1 of that id.
+        opts.shard = Some(crate::shard::Slice::WHOLE);
+    }
+    if let Some(slice) = opts.shard {
+        crate::shard::check_strategy(opts.strategy, slice)?;
+    }
+    if a.run_id.is_some() && opts.strategy == Strategy::Adaptive {
+        return Err(Error::field(
+            "<command line>",
+            "--run-id",
+            "--run-id cannot be used with --strategy adaptive: its rounds are planned from the \
+             results of the earlier ones, so no other process can join its run",
+        )
+        .into());
+    }
     let mut probe_filter = a.probes.clone();
     if let Some(r) = &a.resume {
         let store = Store::open_url(&store_url)?;
         let run = store.resolve_run(if r.is_empty() { None } else { Some(r.as_str()) })?;
+        // A sharded run is resumed one slice at a time, with the run's own N.
+        match (store.run_plan(&run.id)?, a.shard) {
+            (Some(plan), None) if plan.slices > 1 => {
+                return Err(Error::field(
+                    "<command line>",
+                    "--shard",
+                    format!(
+                        "run {} is sharded into {} slices: resume one with --resume {} --shard \
+                         I/{} (I from 0 to {})",
+                        run.id,
+                        plan.slices,
+                        run.id,
+                        plan.slices,
+                        plan.slices - 1
+                    ),
+                )
+                .into());
+            }
+            (Some(_), None) => opts.shard = Some(crate::shard::Slice::WHOLE),
+            (None, Some(slice)) => {
+                return Err(Error::field(
+                    "<command line>",
+                    "--shard",
+                    format!(
+                        "run {} is not sharded: resume it without --shard {slice}",
+                        run.id
+                    ),
+                )
+                .into());
+            }
+            _ => {}
+        }
         if run.config_digest != project.config.digest() {
             eprintln!(
                 "warning: cliffprobe.toml changed since run {} started (config digest {} → {}): the resumed cases use the current settings",
@@ -441,12 +555,16 @@ fn finish(
         }
         println!("{t}");
         println!(
-            "plan: {} probes, {variants} variants × {} sample(s) × {} model(s) = {planned} cases (strategy {}, seed {})",
+            "plan: {} probes, {variants} variants × {} sample(s) × {} model(s) = {planned} cases (strategy {}, seed {}{})",
             probes.len(),
             opts.repeats,
             opts.models.len(),
             opts.strategy,
-            opts.seed
+            opts.seed,
+            match opts.shard {
+                Some(s) if !s.is_whole() => format!(", shard {s}: this slice only"),
+                _ => String::new(),
+            }
         );
         for m in &opts.models {
             let c = &cfg.models[m];
@@ -505,6 +623,15 @@ fn finish(
     } else {
         let outcome = sweep::run(cfg, store_url, probes, lib, opts.clone(), show)?;
         print_summary(cfg, &outcome);
+        if let Some(slice) = opts.shard.filter(|s| !s.is_whole())
+            && let Some(progress) = Store::open_url(store_url)?.shard_progress(&outcome.run.id)?
+        {
+            println!(
+                "shard {slice} of run {}: {}",
+                outcome.run.id,
+                progress.summary()
+            );
+        }
         outcome
     };
     if a.promote {
@@ -703,5 +830,15 @@ pub fn export(project: &Project, a: &ExportArgs) -> Result<ExitCode> {
         }
     };
     eprintln!("exported {n} cases of run {}", run.id);
+    if let Some(p) = store
+        .shard_progress(&run.id)?
+        .filter(|p| p.slices > 1 && !p.is_complete())
+    {
+        eprintln!(
+            "warning: run {} is incomplete: {}; the export holds only the cases stored so far",
+            run.id,
+            p.summary()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

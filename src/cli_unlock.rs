@@ -1,5 +1,9 @@
-//! The `unlock` command: who holds a store's sweep lock, and the way out when a lock outlives
-//! its process.
+//! The `unlock` command: who holds a store's sweep lock and its run-slice leases, and the way
+//! out when a lock outlives its process.
+//!
+//! Every sweep also holds a lease on its run-slice (see [`crate::shard`]): listed here, live or
+//! expired; expired ones are removed (they are void anyway), and `--force` removes live ones
+//! too (for a holder that is known to be gone before its lease expires).
 //!
 //! The sweep lock is an advisory lock the operating system releases when its process ends
 //! (see [`crate::store`]'s lock module), so this is rarely needed: it reports the holder, removes
@@ -7,7 +11,7 @@
 //! file systems where advisory locks are not released with their process).
 
 use crate::cli::Project;
-use crate::store::{LockInfo, Unlocked};
+use crate::store::{LeaseInfo, LockInfo, Unlocked, now_ms};
 use anyhow::Result;
 use std::process::ExitCode;
 
@@ -17,11 +21,32 @@ pub struct UnlockArgs {
     /// The store (path or sqlite:// URL).
     #[arg(long)]
     pub store: Option<String>,
-    /// Remove the lock even though a process still holds it. Only when that process is not a
+    /// Remove the lock (and every live run-slice lease) even though a process still holds it. Only when that process is not a
     /// running cliffprobe sweep (e.g. the store is on a network file system that kept a dead
     /// process's lock): two sweeps writing one store at once would each believe they own it.
     #[arg(long)]
     pub force: bool,
+}
+
+fn lease_line(l: &LeaseInfo, now: i64) -> String {
+    let what = if l.slice.is_whole() {
+        format!("run {}", l.run_id)
+    } else {
+        format!("shard {} of run {}", l.slice, l.run_id)
+    };
+    let age = (now - l.heartbeat_at).max(0) / 1000;
+    if l.live_at(now) {
+        format!(
+            "{what}: held by {} (last heartbeat {age} s ago, expires in {} s unless renewed)",
+            l.holder,
+            ((l.expires_at - now).max(0) + 999) / 1000
+        )
+    } else {
+        format!(
+            "{what}: lease of {} expired (last heartbeat {age} s ago)",
+            l.holder
+        )
+    }
 }
 
 fn holder(i: &LockInfo) -> String {
@@ -31,8 +56,32 @@ fn holder(i: &LockInfo) -> String {
 /// Runs `cliffprobe unlock`.
 pub fn unlock_cmd(project: &Project, a: &UnlockArgs) -> Result<ExitCode> {
     let store = project.open_store(a.store.as_deref())?;
+    let now = now_ms();
+    let removed = store.remove_leases(now, a.force)?;
+    for l in &removed {
+        println!("removed the lease: {}", lease_line(l, now));
+    }
+    let live = store.leases()?;
+    for l in &live {
+        println!("live lease: {}", lease_line(l, now));
+    }
+    if !live.is_empty() {
+        eprintln!(
+            "{} run-slice lease{} still held by running sweeps: each ends when its sweep does, \
+             or expires when its holder stops renewing it. If those processes are gone, \
+             `cliffprobe unlock --force` removes them",
+            live.len(),
+            if live.len() == 1 { " is" } else { "s are" }
+        );
+    }
+    let code = if live.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
     match store.unlock(a.force)? {
-        Unlocked::NotLocked => println!("the store is not locked"),
+        Unlocked::NotLocked if live.is_empty() => println!("the store is not locked"),
+        Unlocked::NotLocked => {}
         Unlocked::Stale(i) => println!(
             "the store is not locked; removed the record left by {}, whose process has ended",
             holder(&i)
@@ -53,5 +102,5 @@ pub fn unlock_cmd(project: &Project, a: &UnlockArgs) -> Result<ExitCode> {
             holder(&i)
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }

@@ -43,6 +43,7 @@ pub mod records;
 pub mod render;
 pub mod replay;
 pub mod report;
+pub mod shard;
 pub mod shrink;
 pub mod store;
 pub mod sweep;

@@ -76,6 +76,9 @@ pub struct SweepOptions {
     /// Follow-up points planned by the adaptive strategy: when set, each probe runs exactly
     /// these points (none for a probe it does not list) instead of its strategy's.
     pub points: Option<Arc<crate::adaptive::PointPlan>>,
+    /// `--shard I/N`: plan only this slice of the run's cases, joining (or creating) the run
+    /// `run_id` as one of its shards (see [`crate::shard`]). `None`: the whole run, unsharded.
+    pub shard: Option<crate::shard::Slice>,
 }
 
 /// Counters of one model, shared with the progress display.
@@ -912,7 +915,8 @@ pub fn probe_digests(
         .collect()
 }
 
-/// Counts the cases a sweep plans: per probe, the number of points × models × repeats.
+/// Counts the variants a sweep plans per probe (of its slice, with `--shard`); the cases are
+/// these × models × repeats.
 pub fn plan_counts(
     probes: &[LoadedProbe],
     lib: &AxisLibrary,
@@ -921,10 +925,41 @@ pub fn plan_counts(
     let mut out = Vec::with_capacity(probes.len());
     for p in probes {
         let x = ProbeExpansion::new(&p.probe, lib)?;
-        let n = crate::adaptive::points(&x, &p.probe.id, opts)?.count() as u64;
+        let n = slice_points(&x, &p.probe, opts)?.count() as u64;
         out.push((p.probe.id.clone(), n));
     }
     Ok(out)
+}
+
+/// The points a sweep runs for a probe ([`crate::adaptive::points`]), only those of the
+/// sweep's slice with `--shard` (by the variant id, see [`crate::shard`]).
+fn slice_points<'a>(
+    x: &'a ProbeExpansion<'_>,
+    probe: &'a crate::probe::Probe,
+    opts: &SweepOptions,
+) -> Result<Box<dyn Iterator<Item = crate::render::VariantAxes> + Send + 'a>> {
+    let all = crate::adaptive::points(x, &probe.id, opts)?;
+    match opts.shard.filter(|s| !s.is_whole()) {
+        None => Ok(all),
+        Some(slice) => {
+            let digest = x.digest();
+            Ok(Box::new(all.filter(move |axes| {
+                slice.contains(&crate::expand::point_id(probe, digest, axes))
+            })))
+        }
+    }
+}
+
+/// How long a sweep's lease on its run-slice lasts without a heartbeat (renewed every quarter
+/// of it): `CLIFFPROBE_LEASE_SECS`, default 30 s. A killed shard's slice can be taken over
+/// that long after its last heartbeat (an unsharded sweep's at once: see
+/// [`Store::acquire_lease`]).
+pub fn lease_ttl() -> Duration {
+    std::env::var("CLIFFPROBE_LEASE_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.2)
+        .map_or(Duration::from_secs(30), Duration::from_secs_f64)
 }
 
 /// Runs a sweep to the end (or to a budget, or to Ctrl-C) and records it.
@@ -960,14 +995,111 @@ pub fn run(
     let counts = plan_counts(&probes, &lib, &opts)?;
     let variants_planned: u64 = counts.iter().map(|(_, n)| n).sum();
     let per_model = variants_planned * opts.repeats as u64;
+    // The cases this process plans (its slice, with --shard), and the run's.
     let planned = per_model * models.len() as u64;
+    let slice = opts.shard.unwrap_or(crate::shard::Slice::WHOLE);
+    let run_planned = match opts.shard {
+        Some(s) if !s.is_whole() => {
+            crate::shard::check_strategy(opts.strategy, s)?;
+            let whole = SweepOptions {
+                shard: None,
+                ..opts.clone()
+            };
+            let n: u64 = plan_counts(&probes, &lib, &whole)?
+                .iter()
+                .map(|(_, n)| n)
+                .sum();
+            n * opts.repeats as u64 * models.len() as u64
+        }
+        _ => planned,
+    };
 
+    let control = Arc::new(Control {
+        budget_requests: opts.budget_requests,
+        ..Control::default()
+    });
     let mut store = Store::open_url(store_path)?;
-    let _lock = store.acquire_lock(&format!("sweep {}", opts.run_id))?;
+    // Asked before this process takes the file lock: whether every earlier holder is gone.
+    let dead_before = if opts.shard.is_some() {
+        store.leases_dead_before()?
+    } else {
+        // The store's exclusive lock, taken below: no other sweep of this store is alive.
+        i64::MAX
+    };
+    // SQLite: the store's file lock says a sweep is live; an unsharded sweep holds it alone,
+    // the shards of sharded runs share it. Either way the run-slice's lease keeps two
+    // processes from sweeping the same slice at once.
+    let _lock = if opts.shard.is_some() {
+        store.acquire_shared_lock()?
+    } else {
+        store.acquire_lock(&format!("sweep {}", opts.run_id))?
+    };
+    let _lease = {
+        let control = control.clone();
+        store.acquire_lease(
+            &opts.run_id,
+            slice,
+            &crate::store::holder_name(),
+            lease_ttl(),
+            dead_before,
+            Box::new(move |why| control.fail_with(why)),
+        )?
+    };
     store.tune_for_sweep_writer()?;
     // What a killed sweep staged belongs in the tables before this one looks for done cases.
     store.settle()?;
     let run = match (opts.resume, store.run(&opts.run_id)?) {
+        _ if opts.shard.is_some() => {
+            let digests = probe_digests(&probes, &lib)?;
+            let plan = crate::store::RunPlan {
+                slices: slice.count(),
+                digest: crate::shard::plan_digest(&crate::shard::PlanInputs {
+                    config_digest: &config.digest(),
+                    probe_digests: &digests,
+                    models: &opts.models,
+                    strategy: &opts.strategy.to_string(),
+                    seed: opts.seed,
+                    repeats: opts.repeats,
+                    axes: &opts.axes.to_string(),
+                    slices: slice.count(),
+                }),
+            };
+            let r = RunInfo {
+                id: opts.run_id.clone(),
+                started_at: now(),
+                finished_at: None,
+                status: RunStatus::Running,
+                models: opts.models.clone(),
+                model_ids: models
+                    .iter()
+                    .map(|(n, c)| (n.clone(), format!("{}:{}", c.provider.as_str(), c.model)))
+                    .collect(),
+                probes: probes.iter().map(|p| p.probe.id.clone()).collect(),
+                strategy: opts.strategy.to_string(),
+                seed: opts.seed,
+                repeats: opts.repeats,
+                config_digest: config.digest(),
+                planned: run_planned,
+                note: None,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                axes: Some(opts.axes.to_string()),
+                probe_digests: Some(digests),
+            };
+            let created = store.join_run(&r, &plan)?;
+            store.begin_slice(&r.id, slice, planned)?;
+            eprintln!(
+                "run {}: shard {slice}: {planned} of the run's {run_planned} planned cases ({}; \
+                 if it is stopped, `cliffprobe sweep --resume {} --shard {slice}` continues it)",
+                r.id,
+                if created {
+                    "created the run"
+                } else {
+                    "joined the run"
+                },
+                r.id
+            );
+            store.run(&r.id)?.unwrap_or(r)
+        }
         (true, Some(mut r)) => {
             r.status = RunStatus::Running;
             r.finished_at = None;
@@ -1019,10 +1151,6 @@ pub fn run(
         }
     };
 
-    let control = Arc::new(Control {
-        budget_requests: opts.budget_requests,
-        ..Control::default()
-    });
     let spent = Arc::new(Mutex::new(0.0f64));
     let progress: Vec<(String, Arc<ModelProgress>)> = models
         .iter()
@@ -1301,8 +1429,22 @@ pub fn run(
         // What was committed stays (staged rows are settled when the store is next opened);
         // the run says why it ended.
         // On a full disk this write can fail too: then say so rather than claim the run failed.
-        let marked = Store::open_url(store_path)
-            .and_then(|store| store.finish_run(&run.id, RunStatus::Failed, &now(), Some(&reason)));
+        let marked = Store::open_url(store_path).and_then(|mut store| match opts.shard {
+            Some(slice) => store
+                .end_slice(
+                    &run.id,
+                    slice,
+                    &crate::store::SliceEnd {
+                        status: RunStatus::Failed,
+                        planned,
+                        stored: 0,
+                        finished_at: &now(),
+                        note: Some(&reason),
+                    },
+                )
+                .map(drop),
+            None => store.finish_run(&run.id, RunStatus::Failed, &now(), Some(&reason)),
+        });
         let unmarked = match marked {
             Ok(()) => String::new(),
             Err(e) => format!(
@@ -1333,9 +1475,20 @@ pub fn run(
     // Counted by the walk that leaves the run's brief snapshot
     // (`Store::count_cases_leaving_snapshot`): the first analysis after the sweep reads that.
     // A walk that fails (a store damaged outside cliffprobe) leaves that to the analyses.
-    let stored = match store.count_cases_leaving_snapshot(&run.id) {
-        Ok(n) => n,
-        Err(_) => store.case_count(&run.id)?,
+    let stored = match opts.shard {
+        // This slice's cases only: the other shards' are theirs to count.
+        Some(slice) => {
+            let mut n = 0u64;
+            store.for_each_case_brief(&run.id, |c| {
+                n += u64::from(slice.contains(c.variant_id));
+                Ok(())
+            })?;
+            n
+        }
+        None => match store.count_cases_leaving_snapshot(&run.id) {
+            Ok(n) => n,
+            Err(_) => store.case_count(&run.id)?,
+        },
     };
     let status = if stored >= planned && stopped.is_none() {
         RunStatus::Complete
@@ -1355,7 +1508,22 @@ pub fn run(
         .or_else(|| {
             (stored < planned).then(|| format!("{stored} of {planned} planned cases stored"))
         });
-    store.finish_run(&run.id, status, &now(), note.as_deref())?;
+    match opts.shard {
+        Some(slice) => {
+            store.end_slice(
+                &run.id,
+                slice,
+                &crate::store::SliceEnd {
+                    status,
+                    planned,
+                    stored,
+                    finished_at: &now(),
+                    note: note.as_deref(),
+                },
+            )?;
+        }
+        None => store.finish_run(&run.id, status, &now(), note.as_deref())?,
+    }
     let run = store.run(&run.id)?.unwrap_or(run);
     Ok(SweepOutcome {
         run,
@@ -1443,7 +1611,7 @@ fn plan_model(
         }
         let checks = Arc::new(p.checks.clone());
         let has_judge = p.checks.iter().any(|c| matches!(c, Check::Judge(_)));
-        for axes in crate::adaptive::points(&x, &p.id, opts)? {
+        for axes in slice_points(&x, p, opts)? {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -1472,7 +1640,7 @@ fn plan_model(
             for sample in 0..opts.repeats {
                 // A resumed run keeps every graded case and retries its errors (an outage at
                 // 3 a.m. should not stay in the results once the endpoint is back).
-                if opts.resume
+                if (opts.resume || opts.shard.is_some())
                     && reader
                         .case_status(run_id, &ctx.name, &prepared.variant_id, sample)?
                         .is_some_and(|st| st != CaseStatus::Error)

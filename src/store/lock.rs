@@ -118,7 +118,7 @@ fn open_lock_file(path: &Path) -> Result<File> {
 
 /// Whether some process holds the OS lock on the store's lock file (a file that does not
 /// exist is not held).
-fn held(path: &Path) -> Result<bool> {
+pub(crate) fn held(path: &Path) -> Result<bool> {
     let lp = lock_path(path);
     // Read-only is enough to test the lock, and works on a store the reader cannot write.
     let f = match OpenOptions::new().read(true).open(&lp) {
@@ -156,7 +156,11 @@ pub(crate) fn acquire(path: &Path, holder: &str) -> Result<LockGuard> {
             let info = read(&conn, path)?;
             let who = info
                 .map(|i| format!("{} (pid {}, since {})", i.holder, i.pid, i.started_at))
-                .unwrap_or_else(|| "another process".into());
+                .unwrap_or_else(|| {
+                    "another process (shards of a sharded sweep, if `cliffprobe unlock` lists \
+                     live leases)"
+                        .into()
+                });
             return Err(Error::Refused(format!(
                 "another sweep holds the lock on the store {}: {who}. Wait for it to finish or \
                  stop it: the lock ends with its process, even on kill -9 (`cliffprobe unlock` \
@@ -184,6 +188,46 @@ pub(crate) fn acquire(path: &Path, holder: &str) -> Result<LockGuard> {
         file: Some(file),
         pid,
         started_at,
+        released: false,
+    })
+}
+
+/// Takes the lock shared: what the shards of sharded sweeps hold, several at once (each one's
+/// run-slice is guarded by its lease, see the `shard` module), while an unsharded sweep, which
+/// takes it exclusively, is refused, and so is a shard while an unsharded sweep holds it. The
+/// guard records no holder row (there may be many); `cliffprobe unlock` lists the leases.
+pub(crate) fn acquire_shared(path: &Path) -> Result<LockGuard> {
+    let conn = connect(path)?;
+    let file = open_lock_file(path)?;
+    // `held` takes the lock exclusively for an instant to test it: retry for a moment before
+    // calling a WouldBlock a holder.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match file.try_lock_shared() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(TryLockError::WouldBlock) => {
+                let who = read(&conn, path)?
+                    .map(|i| format!("{} (pid {}, since {})", i.holder, i.pid, i.started_at))
+                    .unwrap_or_else(|| "another process".into());
+                return Err(Error::Refused(format!(
+                    "an unsharded sweep holds the lock on the store {}: {who}. Shards of a \
+                     sharded run share the store with each other, not with an unsharded sweep: \
+                     wait for it to finish",
+                    path.display(),
+                )));
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io(lock_path(path), e)),
+        }
+    }
+    Ok(LockGuard {
+        conn,
+        file: Some(file),
+        pid: std::process::id(),
+        // No row is written, so the release deletes none.
+        started_at: String::new(),
         released: false,
     })
 }

@@ -35,6 +35,7 @@ mod lock;
 mod records;
 mod replay;
 mod schema;
+mod shard;
 mod summary;
 
 pub use browse::{
@@ -47,6 +48,9 @@ pub use records::{
 };
 pub use replay::{
     ReplayCounts, ReplayInfo, ReplayKind, ReplayOutcome, ReplayRecord, ReplayWrite, Transition,
+};
+pub use shard::{
+    LeaseGuard, LeaseInfo, RunPlan, ShardProgress, SliceEnd, SliceState, holder_name, now_ms,
 };
 
 use crate::chat::ChatResponse;
@@ -99,9 +103,25 @@ pub(crate) fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(fail)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
     // WAL may be refused (e.g. on some network file systems); the store still works, just with
-    // readers and the writer taking turns, so the answer is not checked.
-    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
-        .map_err(fail)?;
+    // readers and the writer taking turns, so the answer is not checked. Switching a new file
+    // to WAL needs it alone, and SQLite does not always wait for that (several processes
+    // opening a new store at once, e.g. the shards of a sharded run): retried up to the busy
+    // timeout.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Ok(_) => break,
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(fail)?;
     conn.pragma_update(None, "foreign_keys", "ON")
@@ -453,6 +473,9 @@ impl Store {
     pub fn tune_for_sweep_writer(&self) -> Result<()> {
         self.conn.pragma_update(None, "cache_size", -4096i64)?;
         self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        // The shards of a sharded run write one store from several processes: a settle of
+        // another shard can hold the write lock for a few seconds.
+        self.conn.busy_timeout(Duration::from_secs(60))?;
         // A settle writes a big transaction into the WAL; give the space back after the
         // checkpoint instead of keeping the file at its largest size.
         self.conn
@@ -920,6 +943,12 @@ impl Store {
     /// sweeps from writing the same run.
     pub fn acquire_lock(&self, holder: &str) -> Result<LockGuard> {
         lock::acquire(&self.path, holder)
+    }
+
+    /// Takes the sweep lock shared, as the shards of sharded sweeps do (each also holds the
+    /// lease on its run-slice); refused while an unsharded sweep holds it.
+    pub fn acquire_shared_lock(&self) -> Result<LockGuard> {
+        lock::acquire_shared(&self.path)
     }
 
     /// Who holds the sweep lock, if anyone (`alive` false: stale, taken over by the next sweep).

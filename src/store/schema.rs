@@ -232,6 +232,42 @@ CREATE TABLE replay_unreadable (
     r#"
 ALTER TABLE runs ADD COLUMN probe_digests TEXT;
 "#,
+    // 7: sharded runs (`sweep --shard I/N --run-id ID`, the `shard` module). `run_plans`: the
+    // number of slices and the plan digest every shard must arrive with, inserted with the run
+    // by the first shard (its primary key makes a second insert a no-op, so two shards
+    // arriving at once create one run). `run_slices`: how each slice ended. `sweep_leases`:
+    // who is sweeping a slice now, renewed by a heartbeat and void after `expires_at`. Times
+    // are Unix milliseconds computed by the caller.
+    r#"
+CREATE TABLE run_plans (
+    run_id      TEXT PRIMARY KEY,
+    slices      BIGINT NOT NULL,
+    plan_digest TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE run_slices (
+    run_id      TEXT NOT NULL,
+    slice       BIGINT NOT NULL,
+    status      TEXT NOT NULL,
+    planned     BIGINT NOT NULL,
+    stored      BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    note        TEXT,
+    PRIMARY KEY (run_id, slice)
+);
+
+CREATE TABLE sweep_leases (
+    run_id       TEXT NOT NULL,
+    slice        BIGINT NOT NULL,
+    slices       BIGINT NOT NULL,
+    holder       TEXT NOT NULL,
+    acquired_at  BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    PRIMARY KEY (run_id, slice)
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -18,6 +18,7 @@ mod provider_http;
 mod real_servers;
 mod replay;
 mod report;
+mod shard;
 mod shrink;
 mod soak;
 mod sweep_http;
