@@ -765,7 +765,7 @@ pub fn applicable_axes(p: &Probe) -> Vec<AxisName> {
     v
 }
 
-fn render_tool_output(slot: &ToolOutputSlot, format: &str) -> String {
+pub(crate) fn render_tool_output(slot: &ToolOutputSlot, format: &str) -> String {
     match (&slot.data, format) {
         (Some(data), f) if f != ORIGINAL => data.render(f),
         _ => slot.original.clone(),
@@ -793,7 +793,7 @@ pub fn protected_values(slot: &ToolOutputSlot) -> Vec<String> {
     out
 }
 
-fn grow_tool_output(
+pub(crate) fn grow_tool_output(
     slot: &ToolOutputSlot,
     format: &str,
     room: usize,

@@ -344,6 +344,15 @@ fn feed_check(h: &mut blake3::Hasher, c: &Check) {
                 feed(h, v.to_string().as_bytes());
             }
         }
+        Check::NoToolCall(t) => {
+            feed(h, t.name.as_bytes());
+            for (k, v) in &t.arguments {
+                feed(h, k.as_bytes());
+                feed(h, v.to_string().as_bytes());
+            }
+        }
+        Check::ToolSequence(names) => names.iter().for_each(|n| feed(h, n.as_bytes())),
+        Check::MaxToolCalls(n) => feed(h, &n.to_le_bytes()),
         Check::Refusal(b) => feed(h, &[*b as u8]),
         Check::Judge(j) => feed(h, j.rubric.as_bytes()),
     }
@@ -709,7 +718,26 @@ impl Draft {
                     d.tool_calls.push(ToolCall::new(id, t.name.clone(), &args));
                 }
                 Check::Refusal(r) => d.refuse = *r,
-                Check::Judge(_) => {}
+                Check::NoToolCall(_) | Check::MaxToolCalls(_) | Check::Judge(_) => {}
+                Check::ToolSequence(_) => {}
+            }
+        }
+        // A sequence: every tool it names is called, in its order (other calls after them).
+        for c in checks {
+            if let Check::ToolSequence(names) = c {
+                for n in names {
+                    if !d.tool_calls.iter().any(|t| t.function.name == *n) {
+                        let id = call_id(digest, d.tool_calls.len());
+                        d.tool_calls
+                            .push(ToolCall::new(id, n.clone(), &Value::Object(Map::new())));
+                    }
+                }
+                d.tool_calls.sort_by_key(|t| {
+                    names
+                        .iter()
+                        .position(|n| *n == t.function.name)
+                        .unwrap_or(names.len())
+                });
             }
         }
         d
@@ -719,7 +747,12 @@ impl Draft {
     fn break_one(&mut self, checks: &[Check], req: &ChatRequest, digest: &[u8; 32]) {
         let breakable: Vec<&Check> = checks
             .iter()
-            .filter(|c| !matches!(c, Check::Judge(_) | Check::Regex(_)))
+            .filter(|c| {
+                !matches!(
+                    c,
+                    Check::Judge(_) | Check::Regex(_) | Check::MaxToolCalls(_)
+                )
+            })
             .collect();
         let pick = u64::from_le_bytes(digest[16..24].try_into().expect("8 bytes"));
         let Some(target) = breakable.get((pick % breakable.len().max(1) as u64) as usize) else {
@@ -810,8 +843,27 @@ impl Draft {
                     (None, _) => {}
                 }
             }
+            Check::NoToolCall(t) => {
+                let args = Value::Object(
+                    t.arguments
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                );
+                let id = call_id(digest, self.tool_calls.len());
+                self.tool_calls
+                    .push(ToolCall::new(id, t.name.clone(), &args));
+            }
+            Check::ToolSequence(names) => {
+                // The right calls in the wrong order (or the first one left out).
+                if self.tool_calls.len() >= 2 {
+                    self.tool_calls.reverse();
+                } else if let Some(first) = names.first() {
+                    self.tool_calls.retain(|c| c.function.name != *first);
+                }
+            }
             Check::Refusal(r) => self.refuse = !r,
-            Check::Regex(_) | Check::Judge(_) => {}
+            Check::Regex(_) | Check::Judge(_) | Check::MaxToolCalls(_) => {}
         }
     }
 

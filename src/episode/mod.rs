@@ -1,0 +1,58 @@
+//! Agent episodes: a probe whose case is a loop, not one reply.
+//!
+//! The model under test is driven turn by turn; every tool call it makes is answered by a
+//! [`Simulator`] built from the probe's `episode` section ([`Episode`]: recorded results
+//! matched on normalised arguments, `records` look-ups, `static` results, an `on_miss`
+//! policy), until it answers, runs out of its [`Budget`], goes off-script, or a call fails.
+//! [`EpisodeRun`] is that loop as a pure state machine: callers own the model calls (the
+//! sweep's dispatcher, with its retries, limits and per-call cache; shrink's oracle). The
+//! [`Trajectory`] (every step's text, tool calls, tokens and simulated results) is graded
+//! ([`run::grade`]), stored with the case and shown in reports; the [`StopReason`] says how
+//! the episode ended.
+//!
+//! Near-duplicate tools added to the catalog by the `tools` axis are answered like the tool
+//! they copy through the [`ToolAliases`] hook ([`Simulator::with_aliases`]).
+
+pub mod run;
+pub mod simulator;
+pub mod spec;
+pub mod trajectory;
+
+pub use run::{EpisodeRun, Stop};
+pub use simulator::{ResultStyle, SimAnswer, Simulator, ToolAliases, normalise};
+pub use spec::{
+    Budget, DEFAULT_MAX_TOOL_CALLS, DEFAULT_MAX_TURNS, Episode, OnMiss, RecordedAnswer,
+    RecordsLookup, ToolSim,
+};
+pub use trajectory::{Step, StopReason, ToolResult, Trajectory};
+
+use crate::axes::AxisLibrary;
+use crate::chat::ChatRequest;
+use crate::probe::ToolOutputSlot;
+use crate::render::VariantAxes;
+use indexmap::IndexMap;
+use std::sync::Arc;
+
+/// The simulator of one variant of an episode probe: the probe's episode and tool-output
+/// slots (shared by its variants), the tools
+/// the rendered request offers, the variant's `format` and `length` applied to results
+/// (seeded by `seed`), and no aliases (the `tools` axis sets them when it adds tools).
+pub fn simulator_for(
+    slots: Arc<IndexMap<String, ToolOutputSlot>>,
+    episode: Arc<Episode>,
+    request: &ChatRequest,
+    lib: &AxisLibrary,
+    axes: &VariantAxes,
+    seed: u64,
+) -> Simulator {
+    Simulator::new(
+        episode,
+        slots,
+        request
+            .tools
+            .iter()
+            .map(|t| t.function.name.clone())
+            .collect(),
+        ResultStyle::for_variant(lib, &axes.length, &axes.format, seed),
+    )
+}
