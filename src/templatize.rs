@@ -336,6 +336,7 @@ pub fn templatize(
         tools: incident.tools.clone(),
         slots,
         checks,
+        episode: None,
         axes: vec![],
         paraphrases: None,
         cases: vec![],

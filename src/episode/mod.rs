@@ -13,6 +13,7 @@
 //! Near-duplicate tools added to the catalog by the `tools` axis are answered like the tool
 //! they copy through the [`ToolAliases`] hook ([`Simulator::with_aliases`]).
 
+pub mod record;
 pub mod run;
 pub mod simulator;
 pub mod spec;
@@ -55,4 +56,18 @@ pub fn simulator_for(
             .collect(),
         ResultStyle::for_variant(lib, &axes.length, &axes.format, seed),
     )
+}
+
+/// Whether some result the simulator may return is structured (records), so the `format`
+/// and `length` axes change what the agent sees.
+pub fn has_structured_results(e: &Episode) -> bool {
+    e.tools.values().any(|t| {
+        t.records.is_some()
+            || t.recorded
+                .iter()
+                .any(|r| crate::records::parse_structured(&r.result).is_some())
+            || t.static_result
+                .as_deref()
+                .is_some_and(|s| crate::records::parse_structured(s).is_some())
+    })
 }
