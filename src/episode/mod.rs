@@ -13,6 +13,7 @@
 //! Near-duplicate tools added to the catalog by the `tools` axis are answered like the tool
 //! they copy through the [`ToolAliases`] hook ([`Simulator::with_aliases`]).
 
+pub mod incident;
 pub mod record;
 pub mod run;
 pub mod simulator;
@@ -70,4 +71,25 @@ pub fn has_structured_results(e: &Episode) -> bool {
                 .as_deref()
                 .is_some_and(|s| crate::records::parse_structured(s).is_some())
     })
+}
+
+/// Name words of a tool that only reads (a look-up an agent makes before it acts).
+const LOOKUP_WORDS: &[&str] = &[
+    "get", "lookup", "look", "search", "find", "list", "read", "fetch", "query", "check", "show",
+    "describe", "retrieve", "view", "status", "info", "details",
+];
+
+/// Whether a tool name reads as a look-up that changes nothing (`get_order_by_id`,
+/// `searchOrders`, `list-invoices`): the mock agent calls those first, and templatize marks
+/// every other tool of an episode `mutating`.
+pub fn looks_read_only(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let first = lower
+        .split(|c: char| c == '_' || c == '-' || c == '.')
+        .next()
+        .unwrap_or("");
+    LOOKUP_WORDS.contains(&first)
+        || LOOKUP_WORDS.iter().any(|w| {
+            name.starts_with(w) && name[w.len()..].starts_with(|c: char| c.is_ascii_uppercase())
+        })
 }

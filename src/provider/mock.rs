@@ -606,23 +606,9 @@ pub fn answer(model_id: &str, req: &ChatRequest, checks: &[Check], sample: u32) 
     }
 }
 
-/// Name words of a tool that only reads (a look-up an agent makes before it acts).
-const LOOKUP_WORDS: &[&str] = &[
-    "get", "lookup", "look", "search", "find", "list", "read", "fetch", "query", "check", "show",
-    "describe", "retrieve", "view", "status", "info", "details",
-];
-
-/// Whether a tool name reads as a look-up (`get_order_by_id`, `searchOrders`, `order_status`).
+/// Whether a tool name reads as a look-up (see [`crate::episode::looks_read_only`]).
 pub fn is_lookup(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    let first = lower
-        .split(|c: char| c == '_' || c == '-' || c == '.')
-        .next()
-        .unwrap_or("");
-    LOOKUP_WORDS.contains(&first)
-        || LOOKUP_WORDS.iter().any(|w| {
-            name.starts_with(w) && name[w.len()..].starts_with(|c: char| c.is_ascii_uppercase())
-        })
+    crate::episode::looks_read_only(name)
 }
 
 /// The mock playing an agent in an episode (see [`crate::episode`]): a sensible one, that

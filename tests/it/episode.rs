@@ -548,3 +548,242 @@ fn a_sweep_killed_mid_episode_resumes_to_one_result_per_case() {
     // fewer requests than one per step of every case plus the in-flight ones re-asked.
     assert!(server.request_count() as u64 <= planned * 3 + 8);
 }
+
+/// A refund agent's incident, as recorded: a search, a look-up of the wrong order, then a
+/// refund of it (the bad output). As native YAML.
+const MULTI_STEP_NATIVE: &str = r#"title: Billing agent refunded the wrong order after a search
+capability: multi-step tool use
+conversation:
+  - role: system
+    content: You are the billing agent. Look orders up before acting; refund only captured payments.
+  - role: user
+    content: Order C-5512 arrived broken, please refund it.
+  - role: assistant
+    content: Let me look that up.
+    tool_calls:
+      - {id: call_1, type: function, function: {name: search_orders, arguments: '{"query": "C-5512"}'}}
+  - role: tool
+    tool_call_id: call_1
+    content: '[{"order_id": "C-5512", "payment": "captured", "total": 42.5}, {"order_id": "C-5521", "payment": "authorized", "total": 19.0}]'
+  - role: assistant
+    tool_calls:
+      - {id: call_2, type: function, function: {name: get_order, arguments: '{"order_id": "C-5521"}'}}
+  - role: tool
+    tool_call_id: call_2
+    content: '{"order_id": "C-5521", "payment": "authorized", "total": 19.0}'
+tools:
+  - {type: function, function: {name: search_orders, parameters: {type: object, properties: {query: {type: string}}}}}
+  - {type: function, function: {name: get_order, parameters: {type: object, properties: {order_id: {type: string}}}}}
+  - {type: function, function: {name: refund_payment, parameters: {type: object, properties: {order_id: {type: string}}}}}
+bad_output:
+  tool_calls:
+    - {id: call_3, type: function, function: {name: refund_payment, arguments: '{"order_id": "C-5521"}'}}
+expected:
+  - tool_call: {name: refund_payment, arguments: {order_id: C-5512}}
+"#;
+
+fn templatize(
+    p: &Project,
+    file: &str,
+    text: &str,
+    extra: &[&str],
+) -> crate::support::project::Outcome {
+    p.write(file, text);
+    let mut args = vec![
+        "templatize",
+        file,
+        "--suite",
+        "probes",
+        "--capability",
+        "multi-step tool use",
+    ];
+    args.extend_from_slice(extra);
+    p.run(&args, &[])
+}
+
+fn written(p: &Project) -> cliffprobe::probe::Probe {
+    let files = cliffprobe::probe::discover(&[p.root().join("probes")]).unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    cliffprobe::probe::Probe::load(&files[0]).unwrap()
+}
+
+#[test]
+fn templatize_makes_episodes_of_multi_step_incidents_in_every_format() {
+    // Native YAML.
+    let p = Project::new("");
+    let out = templatize(&p, "native.yaml", MULTI_STEP_NATIVE, &[]).success();
+    assert!(out.stdout.contains("episode"), "{}", out.stdout);
+    let probe = written(&p);
+    let e = probe.episode.as_ref().expect("an episode");
+    assert_eq!(
+        probe.messages.len(),
+        2,
+        "the episode starts at the question"
+    );
+    assert_eq!(e.tools["get_order"].recorded.len(), 1);
+    assert!(
+        e.tools["get_order"].records.is_some(),
+        "look-ups over the listed records"
+    );
+    assert!(e.tools["refund_payment"].mutating);
+    assert_eq!(
+        probe.source.bad_output.as_deref(),
+        Some("search_orders(C-5512) → get_order(C-5521) → refund_payment(C-5521)")
+    );
+
+    // The same incident as a captured OpenAI request + response.
+    let openai = json!({
+        "request": {
+            "model": "gpt-4.1",
+            "messages": [
+                {"role": "system", "content": "You are the billing agent."},
+                {"role": "user", "content": "Order C-5512 arrived broken, please refund it."},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "search_orders", "arguments": "{\"query\": \"C-5512\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "[{\"order_id\": \"C-5512\", \"payment\": \"captured\"}, {\"order_id\": \"C-5521\", \"payment\": \"authorized\"}]"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_2", "type": "function", "function": {"name": "get_order", "arguments": "{\"order_id\": \"C-5521\"}"}},
+                    {"id": "call_2b", "type": "function", "function": {"name": "get_order", "arguments": "{\"order_id\": \"C-5512\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_2", "content": "{\"order_id\": \"C-5521\", \"payment\": \"authorized\"}"},
+                {"role": "tool", "tool_call_id": "call_2b", "content": "{\"order_id\": \"C-5512\", \"payment\": \"captured\"}"}
+            ],
+            "tools": [
+                {"type": "function", "function": {"name": "search_orders", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "get_order", "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "refund_payment", "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}}}}
+            ]
+        },
+        "response": {"choices": [{"message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_3", "type": "function", "function": {"name": "refund_payment", "arguments": "{\"order_id\": \"C-5521\"}"}}]},
+            "finish_reason": "tool_calls"}]}
+    });
+    let p = Project::new("");
+    templatize(
+        &p,
+        "openai.json",
+        &openai.to_string(),
+        &[
+            "--expect",
+            "tool_call={name: refund_payment, arguments: {order_id: C-5512}}",
+        ],
+    )
+    .success();
+    let probe = written(&p);
+    let e = probe.episode.as_ref().expect("an episode");
+    assert_eq!(
+        e.tools["get_order"].recorded.len(),
+        2,
+        "parallel results, matched by id"
+    );
+    assert_eq!(probe.messages.len(), 2);
+
+    // As a captured Anthropic request (tool_use / tool_result rounds) + response.
+    let anthropic = json!({
+        "request": {
+            "model": "claude-x",
+            "system": "You are the billing agent.",
+            "max_tokens": 512,
+            "messages": [
+                {"role": "user", "content": "Order C-5512 arrived broken, please refund it."},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "tu_1", "name": "search_orders", "input": {"query": "C-5512"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": "[{\"order_id\": \"C-5512\", \"payment\": \"captured\"}, {\"order_id\": \"C-5521\", \"payment\": \"authorized\"}]"}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "tu_2", "name": "get_order", "input": {"order_id": "C-5521"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_2", "content": [{"type": "text", "text": "{\"order_id\": \"C-5521\", \"payment\": \"authorized\"}"}]}]}
+            ],
+            "tools": [
+                {"name": "search_orders", "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}}},
+                {"name": "get_order", "input_schema": {"type": "object", "properties": {"order_id": {"type": "string"}}}},
+                {"name": "refund_payment", "input_schema": {"type": "object", "properties": {"order_id": {"type": "string"}}}}
+            ]
+        },
+        "response": {"type": "message", "role": "assistant", "stop_reason": "tool_use", "content": [
+            {"type": "tool_use", "id": "tu_3", "name": "refund_payment", "input": {"order_id": "C-5521"}}]}
+    });
+    let p = Project::new("");
+    templatize(
+        &p,
+        "anthropic.json",
+        &anthropic.to_string(),
+        &[
+            "--expect",
+            "no_tool_call={name: refund_payment, arguments: {order_id: C-5521}}",
+        ],
+    )
+    .success();
+    let probe = written(&p);
+    let e = probe.episode.as_ref().expect("an episode");
+    assert_eq!(
+        e.tools["get_order"].recorded[0].result,
+        "{\"order_id\": \"C-5521\", \"payment\": \"authorized\"}"
+    );
+    assert_eq!(e.tools["search_orders"].recorded.len(), 1);
+    assert_eq!(
+        probe.messages.last().unwrap().content.as_deref(),
+        Some("{{ question }}")
+    );
+}
+
+#[test]
+fn templatize_refuses_checks_the_recorded_trajectory_passes_and_honours_the_flags() {
+    // `tool_call` matches any call of the episode: get_order was called, so this passes the
+    // bad trajectory and is refused.
+    let p = Project::new("");
+    let out = templatize(
+        &p,
+        "native.yaml",
+        &MULTI_STEP_NATIVE.replace(
+            "  - tool_call: {name: refund_payment, arguments: {order_id: C-5512}}",
+            "  - tool_call: {name: get_order}",
+        ),
+        &[],
+    )
+    .exits(2);
+    assert!(
+        out.stderr.contains("PASS the recorded trajectory"),
+        "{}",
+        out.stderr
+    );
+    // A trajectory check that catches it is accepted.
+    let p = Project::new("");
+    templatize(
+        &p,
+        "native.yaml",
+        &MULTI_STEP_NATIVE.replace(
+            "  - tool_call: {name: refund_payment, arguments: {order_id: C-5512}}",
+            "  - tool_sequence: [get_order, refund_payment]\n  - max_tool_calls: 2",
+        ),
+        &[],
+    )
+    .success();
+
+    // --no-episode freezes the recorded turns into the prompt, as before.
+    let p = Project::new("");
+    templatize(&p, "native.yaml", MULTI_STEP_NATIVE, &["--no-episode"]).success();
+    let probe = written(&p);
+    assert!(probe.episode.is_none());
+    assert_eq!(probe.messages.len(), 6);
+
+    // One recorded call and its bad final choice: single-turn by default, an episode with
+    // --episode (the shipped overlapping-tools incident).
+    let incident = std::fs::read_to_string(format!(
+        "{}/overlapping-tools.yaml",
+        crate::support::project::INCIDENTS
+    ))
+    .unwrap();
+    let p = Project::new("");
+    templatize(&p, "one.yaml", &incident, &[]).success();
+    assert!(written(&p).episode.is_none());
+    let p = Project::new("");
+    templatize(&p, "one.yaml", &incident, &["--episode"]).success();
+    let probe = written(&p);
+    let e = probe.episode.as_ref().expect("--episode");
+    assert!(e.tools["void_authorization"].mutating);
+    assert_eq!(
+        e.tools["void_authorization"].static_result.as_deref(),
+        Some(r#"{"status": "ok"}"#)
+    );
+
+    // --episode and --no-episode together are refused.
+    let p = Project::new("");
+    templatize(&p, "one.yaml", &incident, &["--episode", "--no-episode"]).exits(2);
+}
