@@ -373,7 +373,9 @@ mod tests {
                 "output_tokens",
                 "cost_usd",
                 "error",
-                "cached"
+                "cached",
+                "stop_reason",
+                "trajectory"
             ]
         );
         let first = &lines[0];
@@ -436,7 +438,9 @@ mod tests {
                 "output_tokens",
                 "cost_usd",
                 "error",
-                "cached"
+                "cached",
+                "stop_reason",
+                "trajectory"
             ]
         );
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
