@@ -362,7 +362,7 @@ pub fn templatize(
             date: incident.date.clone(),
             severity: incident.severity.clone(),
             bad_output: match &recorded {
-                Some(r) => Some(r.trajectory.compact(4000)),
+                Some(r) => Some(r.trajectory.compact_whole()),
                 None => incident.bad_output.as_ref().map(|b| {
                     if b.tool_calls.is_empty() {
                         b.text.clone()

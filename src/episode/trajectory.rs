@@ -111,6 +111,16 @@ impl Trajectory {
     /// each call with its argument values (strings unquoted), mutating calls marked `!`, the
     /// final answer as `"…"` when there is one. At most `max_chars` characters.
     pub fn compact(&self, max_chars: usize) -> String {
+        self.compact_with(max_chars, 30)
+    }
+
+    /// [`Self::compact`] with every argument value whole (for the probe file's
+    /// `source.bad_output`, which records what happened).
+    pub fn compact_whole(&self) -> String {
+        self.compact_with(usize::MAX, usize::MAX)
+    }
+
+    fn compact_with(&self, max_chars: usize, arg_chars: usize) -> String {
         let mut parts: Vec<String> = Vec::new();
         for s in &self.steps {
             for c in &s.tool_calls {
@@ -119,7 +129,7 @@ impl Trajectory {
                     "{}{}({})",
                     c.function.name,
                     if mutating { "!" } else { "" },
-                    argument_values(c)
+                    argument_values(c, arg_chars)
                 ));
             }
         }
@@ -133,6 +143,9 @@ impl Trajectory {
             ));
         }
         let joined = parts.join(" → ");
+        if max_chars == usize::MAX {
+            return joined;
+        }
         crate::grade::excerpt(&joined, max_chars)
     }
 
@@ -160,13 +173,20 @@ impl Trajectory {
 }
 
 /// A call's argument values, comma-separated, strings unquoted: `B-20931, wrong artwork`.
-fn argument_values(c: &ToolCall) -> String {
+fn argument_values(c: &ToolCall, max_chars: usize) -> String {
+    let cut = |s: &str| {
+        if max_chars == usize::MAX {
+            s.to_string()
+        } else {
+            crate::grade::excerpt(s, max_chars)
+        }
+    };
     match c.arguments_json() {
         Some(serde_json::Value::Object(m)) => m
             .values()
             .map(|v| match v {
-                serde_json::Value::String(s) => crate::grade::excerpt(s, 30),
-                other => crate::grade::excerpt(&other.to_string(), 30),
+                serde_json::Value::String(s) => cut(s),
+                other => cut(&other.to_string()),
             })
             .collect::<Vec<_>>()
             .join(", "),

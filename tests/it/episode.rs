@@ -763,13 +763,28 @@ fn templatize_refuses_checks_the_recorded_trajectory_passes_and_honours_the_flag
     assert!(probe.episode.is_none());
     assert_eq!(probe.messages.len(), 6);
 
-    // One recorded call and its bad final choice: single-turn by default, an episode with
-    // --episode (the shipped overlapping-tools incident).
-    let incident = std::fs::read_to_string(format!(
-        "{}/overlapping-tools.yaml",
-        crate::support::project::INCIDENTS
-    ))
-    .unwrap();
+    // One look-up and a wrong final answer: single-turn by default, an episode with --episode.
+    let start = MULTI_STEP_NATIVE
+        .find("  - role: assistant\n    tool_calls:\n      - {id: call_2")
+        .unwrap();
+    let end = MULTI_STEP_NATIVE.find("tools:\n").unwrap();
+    let incident = format!(
+        "{}{}",
+        &MULTI_STEP_NATIVE[..start],
+        &MULTI_STEP_NATIVE[end..]
+    )
+    .replace(
+        "bad_output:\n  tool_calls:\n    - {id: call_3, type: function, function: {name: refund_payment, arguments: '{\"order_id\": \"C-5521\"}'}}\n",
+        "bad_output: I have refunded order C-5521.\n",
+    )
+    .replace(
+        "  - tool_call: {name: refund_payment, arguments: {order_id: C-5512}}",
+        "  - contains: C-5512",
+    );
+    assert!(
+        incident.contains("bad_output: I have refunded"),
+        "{incident}"
+    );
     let p = Project::new("");
     templatize(&p, "one.yaml", &incident, &[]).success();
     assert!(written(&p).episode.is_none());
@@ -777,11 +792,12 @@ fn templatize_refuses_checks_the_recorded_trajectory_passes_and_honours_the_flag
     templatize(&p, "one.yaml", &incident, &["--episode"]).success();
     let probe = written(&p);
     let e = probe.episode.as_ref().expect("--episode");
-    assert!(e.tools["void_authorization"].mutating);
+    assert!(e.tools["refund_payment"].mutating);
     assert_eq!(
-        e.tools["void_authorization"].static_result.as_deref(),
+        e.tools["refund_payment"].static_result.as_deref(),
         Some(r#"{"status": "ok"}"#)
     );
+    assert_eq!(e.tools["search_orders"].recorded.len(), 1);
 
     // --episode and --no-episode together are refused.
     let p = Project::new("");
