@@ -1260,6 +1260,74 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_mock_agent_looks_up_then_acts_then_answers() {
+        let tool = |name: &str| ToolDef {
+            kind: "function".into(),
+            function: FunctionDef {
+                name: name.into(),
+                description: None,
+                parameters: json!({"type": "object", "properties": {"order_id": {"type": "string"}}}),
+            },
+        };
+        let checks = vec![Check::ToolCall(ToolCallCheck {
+            name: "void_authorization".into(),
+            arguments: [("order_id".to_string(), json!("B-1"))]
+                .into_iter()
+                .collect(),
+        })];
+        let mut req = ChatRequest {
+            messages: vec![Message::text(Role::User, "Please stop order B-1.")],
+            tools: vec![
+                tool("get_order_by_id"),
+                tool("refund_payment"),
+                tool("void_authorization"),
+            ],
+        };
+        let mut names = Vec::new();
+        for turn in 0..4 {
+            let r = agent_answer("perfect", &req, &checks, 0);
+            if r.tool_calls.is_empty() {
+                assert!(!r.text.is_empty());
+                assert_eq!(turn, 2, "looks up, acts, answers");
+                break;
+            }
+            req.messages.push(Message {
+                role: Role::Assistant,
+                content: None,
+                tool_calls: r.tool_calls.clone(),
+                tool_call_id: None,
+                name: None,
+            });
+            for c in &r.tool_calls {
+                names.push(c.function.name.clone());
+                assert_eq!(c.arguments_json().unwrap()["order_id"], "B-1");
+                req.messages.push(Message {
+                    role: Role::Tool,
+                    content: Some("{\"payment_state\": \"authorized\"}".into()),
+                    tool_calls: vec![],
+                    tool_call_id: Some(c.id.clone()),
+                    name: None,
+                });
+            }
+        }
+        assert_eq!(names, ["get_order_by_id", "void_authorization"]);
+        // A hopeless agent acts wrongly: another acting tool, not a look-up.
+        let r = agent_answer("hopeless", &req.clone(), &checks, 0);
+        assert!(r.tool_calls.is_empty(), "past its action turn it answers");
+        let opening = ChatRequest {
+            messages: vec![req.messages[0].clone()],
+            tools: req.tools.clone(),
+        };
+        let first = agent_answer("hopeless", &opening, &checks, 0);
+        assert_eq!(first.tool_calls[0].function.name, "get_order_by_id");
+        assert!(
+            is_lookup("get_order_by_id")
+                && is_lookup("searchOrders")
+                && !is_lookup("refund_payment")
+        );
+    }
+
     fn check_sets() -> Vec<Vec<Check>> {
         let tm = |s: &str| TextMatch::Plain(s.into());
         vec![
