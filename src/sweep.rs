@@ -1473,12 +1473,12 @@ fn plan_model(
                 .sum();
             let sim = episode.as_ref().map(|(e, slots)| {
                 Arc::new(crate::episode::simulator_for(
+                    &p.id,
                     slots.clone(),
                     e.clone(),
                     &v.request,
                     lib,
                     &axes,
-                    crate::expand::variant_seed(&v.variant),
                 ))
             });
             let prepared = Arc::new(Prepared {

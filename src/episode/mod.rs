@@ -35,18 +35,31 @@ use crate::render::VariantAxes;
 use indexmap::IndexMap;
 use std::sync::Arc;
 
-/// The simulator of one variant of an episode probe: the probe's episode and tool-output
-/// slots (shared by its variants), the tools
-/// the rendered request offers, the variant's `format` and `length` applied to results
-/// (seeded by `seed`), and no aliases (the `tools` axis sets them when it adds tools).
+/// The simulator of one variant of an episode probe `probe_id`: the probe's episode and
+/// tool-output slots (shared by its variants), the tools the rendered request offers, the
+/// variant's `format` and `length` applied to results, and no aliases (the `tools` axis sets
+/// them when it adds tools). Distractors are seeded by probe, length and format only, as the
+/// renderer seeds slot texts: variants that differ in voice see the very same results, so an
+/// attribution to persona or phrasing is never an artefact of the data.
 pub fn simulator_for(
+    probe_id: &str,
     slots: Arc<IndexMap<String, ToolOutputSlot>>,
     episode: Arc<Episode>,
     request: &ChatRequest,
     lib: &AxisLibrary,
     axes: &VariantAxes,
-    seed: u64,
 ) -> Simulator {
+    let mut h = blake3::Hasher::new();
+    for part in [
+        probe_id,
+        "episode",
+        axes.length.as_str(),
+        axes.format.as_str(),
+    ] {
+        h.update(part.as_bytes());
+        h.update(b"\0");
+    }
+    let seed = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
     Simulator::new(
         episode,
         slots,

@@ -803,3 +803,81 @@ fn templatize_refuses_checks_the_recorded_trajectory_passes_and_honours_the_flag
     let p = Project::new("");
     templatize(&p, "one.yaml", &incident, &["--episode", "--no-episode"]).exits(2);
 }
+
+/// An agent endpoint with a planted fault: it refunds instead of voiding when the look-up's
+/// result reached it as XML. Verdicts follow what it did, and brittleness puts the failures on
+/// `format=xml` and on nothing in persona or phrasing (the simulator gives every voice the same
+/// results).
+#[test]
+fn a_planted_format_fault_is_attributed_to_the_format_axis_only() {
+    let server = TestServer::start(|req, _| {
+        let body = req.json();
+        let model = body["model"].as_str().unwrap_or("?").to_string();
+        let messages = body["messages"].as_array().unwrap();
+        match step(body) {
+            0 => Reply::json(
+                200,
+                openai_tool_calls(
+                    &model,
+                    &[("c1", "get_order", json!({"order_id": "B-20931"}))],
+                ),
+            ),
+            1 => {
+                let result = messages.last().unwrap()["content"].as_str().unwrap_or("");
+                let tool = if result.trim_start().starts_with('<') {
+                    "refund_payment"
+                } else {
+                    "void_authorization"
+                };
+                Reply::json(
+                    200,
+                    openai_tool_calls(&model, &[("c2", tool, json!({"order_id": "B-20931"}))]),
+                )
+            }
+            _ => Reply::json(200, openai_completion(&model, "Done.")),
+        }
+    });
+    let text = probe("off-script", "{max_turns: 5}").replace(
+        "axes:\n- persona\n- phrasing\n",
+        "axes:\n- persona\n- phrasing\n- format\n",
+    );
+    let p = project_with(&server, "openai", &text);
+    let args = [
+        "--strategy",
+        "full",
+        "--axes",
+        "persona=terse-expert|manager-in-a-hurry,phrasing=conditional|scoped-request,format=xml|csv|yaml",
+    ];
+    let planned = p.planned(&args);
+    assert_eq!(planned, 3 * 3 * 4);
+    p.sweep(&args, &env()).success();
+    let rows = p.export(None);
+    for r in &rows {
+        let xml = r["axes"]["format"] == "xml";
+        assert_eq!(r["status"], if xml { "fail" } else { "pass" }, "{r}");
+        let calls: Vec<&str> = r["tool_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            calls[1],
+            if xml {
+                "refund_payment"
+            } else {
+                "void_authorization"
+            }
+        );
+    }
+    let out = p.run(&["brittleness", "--format", "json"], &[]).success();
+    let b: Value = serde_json::from_str(&out.stdout).unwrap();
+    let axes = &b["results"][0]["axes"];
+    assert_eq!(axes["format"]["xml"]["pass_rate"], 0.0, "{axes}");
+    assert_eq!(axes["format"]["xml"]["significant"], true, "{axes}");
+    for axis in ["persona", "phrasing"] {
+        for (value, v) in axes[axis].as_object().unwrap() {
+            assert_eq!(v["significant"], false, "{axis}={value}: {v}");
+        }
+    }
+}
