@@ -109,7 +109,7 @@ fn main() {
     println!(
         "episode sweep: {planned} cases ({probes} episode probes × 100 variants), two model calls each, against a canned agent endpoint"
     );
-    let mut sweep = |cached: bool| {
+    let sweep = |cached: bool| {
         let before = server.request_count();
         let started = Instant::now();
         let mut all = vec!["sweep", "-q"];

@@ -97,10 +97,7 @@ const LOOKUP_WORDS: &[&str] = &[
 /// every other tool of an episode `mutating`.
 pub fn looks_read_only(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    let first = lower
-        .split(|c: char| c == '_' || c == '-' || c == '.')
-        .next()
-        .unwrap_or("");
+    let first = lower.split(['_', '-', '.']).next().unwrap_or("");
     LOOKUP_WORDS.contains(&first)
         || LOOKUP_WORDS.iter().any(|w| {
             name.starts_with(w) && name[w.len()..].starts_with(|c: char| c.is_ascii_uppercase())

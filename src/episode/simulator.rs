@@ -125,12 +125,11 @@ impl Simulator {
         let offered = self.offered.iter().any(|t| t == called);
         let sim = self.episode.tools.get(tool).filter(|_| offered);
         let args = call.arguments_json();
-        if let Some(sim) = sim {
-            if let Some(text) = self.answer_from(sim, args.as_ref()) {
-                let (text, source) = text;
-                let styled = self.style(&text, args.as_ref());
-                return SimAnswer::Result(result(styled, source, sim.mutating));
-            }
+        if let Some(sim) = sim
+            && let Some((text, source)) = self.answer_from(sim, args.as_ref())
+        {
+            let styled = self.style(&text, args.as_ref());
+            return SimAnswer::Result(result(styled, source, sim.mutating));
         }
         let policy = sim
             .and_then(|s| s.on_miss.clone())
