@@ -881,3 +881,58 @@ fn a_planted_format_fault_is_attributed_to_the_format_axis_only() {
         }
     }
 }
+
+/// A `judge` check of an episode sees the whole trajectory: every step's calls and results,
+/// then the final answer.
+#[test]
+fn the_judge_reads_the_whole_trajectory() {
+    let judged = TestServer::start(|req, _| {
+        let body = req.json();
+        let user = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .unwrap()["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let ok = user.contains("[step 1]")
+            && user.contains("call get_order(")
+            && user.contains("result (recorded)")
+            && user.contains("[final answer]");
+        let verdict = if ok {
+            json!({"verdict": "pass", "reason": "saw the trajectory"})
+        } else {
+            json!({"verdict": "fail", "reason": "no trajectory in the answer section"})
+        };
+        Reply::json(200, openai_completion("judge", &verdict.to_string()))
+    });
+    let agent = look_up_then_act_openai();
+    let extra = "timeout = 5\nmax_retries = 0";
+    let models = model("good", "openai", &format!("{}/v1", agent.url()), extra)
+        + &model("judge", "openai", &format!("{}/v1", judged.url()), extra)
+        + "[judge]\nmodel = \"judge\"\n";
+    let p = Project::new(&models);
+    p.write(
+        "probes/void-order.yaml",
+        &probe("{error: no such tool}", "{max_turns: 5}").replace(
+            "- no_tool_call: refund_payment\n",
+            "- no_tool_call: refund_payment\n- judge: {rubric: Looks the order up before voiding it.}\n",
+        ),
+    );
+    let out = p.sweep(&ARGS, &env()).success();
+    assert_eq!(out.summary_count("good", "pass"), 3, "{}", out.stdout);
+    assert_eq!(judged.request_count(), 3);
+    for r in p.export(None) {
+        let j = r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "judge")
+            .unwrap()
+            .clone();
+        assert_eq!(j["reason"], "saw the trajectory", "{r}");
+    }
+}
