@@ -102,7 +102,7 @@ pub struct ModelProgress {
     /// Model calls answered (not from the cache): one per single-turn case, one per step of
     /// an episode.
     pub model_calls: AtomicU64,
-    /// Episodes run on (some of their steps not answered by the cache).
+    /// Episode cases planned (resumed ones already stored excluded).
     pub episodes: AtomicU64,
     /// 429s received.
     pub rate_limited: AtomicU64,
@@ -1508,6 +1508,7 @@ fn plan_model(
                     continue;
                 }
                 let next = if let Some(sim) = &prepared.episode {
+                    ctx.progress.episodes.fetch_add(1, Ordering::Relaxed);
                     let mut run =
                         crate::episode::EpisodeRun::new(prepared.request.clone(), sim.clone());
                     // Replay the steps the cache answered (a re-run, a resume after a kill):
@@ -1994,7 +1995,6 @@ async fn drive_episode(
     is_mock: bool,
 ) -> Option<(crate::episode::EpisodeRun, u32)> {
     let mut attempts = 0u32;
-    ctx.progress.episodes.fetch_add(1, Ordering::Relaxed);
     while let Some(req) = run.next_request() {
         let req = req.clone();
         let step = run.trajectory().steps.len() + 1;

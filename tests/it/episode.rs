@@ -234,6 +234,13 @@ fn an_agent_that_looks_up_then_acts_passes_and_a_rerun_is_free() {
     assert_eq!(server.request_count(), 18, "{}", again.stdout);
     assert_eq!(again.summary_count("good", "pass"), 3);
     assert_eq!(again.summary_count("good", "cached"), 3);
+    assert!(
+        again
+            .stdout
+            .contains("model calls: good 0 (3 episodes), bad 0 (3 episodes)"),
+        "{}",
+        again.stdout
+    );
     let rows = p.export(None);
     assert!(rows.iter().all(|r| r["cached"] == true));
 
