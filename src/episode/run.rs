@@ -77,10 +77,15 @@ impl EpisodeRun {
         }
         let n = self.trajectory.steps.len();
         let mut calls = resp.tool_calls;
-        for (i, c) in calls.iter_mut().enumerate() {
-            // Endpoints that send no call id still need one: the results refer to it.
-            if c.id.is_empty() {
-                c.id = format!("call_{}_{}", n + 1, i + 1);
+        for i in 0..calls.len() {
+            // Endpoints that send no call id still need one (the results refer to it), and one
+            // that repeats an id (some servers count from 0 on every turn) gets a fresh one, so
+            // each result answers exactly one call in the conversation sent back.
+            let taken = calls[i].id.is_empty()
+                || calls[..i].iter().any(|c| c.id == calls[i].id)
+                || self.trajectory.calls().any(|c| c.id == calls[i].id);
+            if taken {
+                calls[i].id = format!("call_{}_{}", n + 1, i + 1);
             }
         }
         self.tokens += resp.usage.input_tokens + resp.usage.output_tokens;
@@ -350,6 +355,21 @@ mod tests {
         let (status, verdicts) = grade(&checks, r.trajectory(), &stop);
         assert_eq!(status, CaseStatus::Fail);
         assert_eq!(verdicts.last().unwrap().check, "budget");
+
+        // A repeated call id gets a fresh one: every result answers one call.
+        let mut r = run(EP);
+        r.next_request();
+        let mut twice = calls(&["get_order", "get_order"]);
+        for c in &mut twice.tool_calls {
+            c.id = "same".into();
+        }
+        r.feed(twice, false);
+        let ids: Vec<&str> = r.trajectory().steps[0]
+            .tool_calls
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(ids, ["same", "call_1_2"]);
 
         let mut r = run(&format!("{EP}budget: {{max_tool_calls: 2}}\n"));
         r.next_request();
