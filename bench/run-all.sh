@@ -24,6 +24,9 @@ SKIP_BUILD=1 "$BENCH_DIR/memory.sh" | tee -a "$SUMMARY"
 step "rate limits: cargo bench --bench ratelimit"
 (cd "$REPO" && cargo bench --bench ratelimit) | tee -a "$SUMMARY"
 
+step "episodes: cargo bench --bench episode"
+(cd "$REPO" && cargo bench --bench episode) | tee -a "$SUMMARY"
+
 step "analysis: bench/analysis.sh"
 SKIP_BUILD=1 "$BENCH_DIR/analysis.sh" | tee -a "$SUMMARY"
 

@@ -12,6 +12,9 @@ echo "== SMOKE=1 cargo bench --bench expand" >&2
 echo "== SMOKE=1 cargo bench --bench ratelimit" >&2
 (cd "$REPO" && SMOKE=1 cargo bench --bench ratelimit)
 
+echo "== SMOKE=1 cargo bench --bench episode" >&2
+(cd "$REPO" && SMOKE=1 cargo bench --bench episode)
+
 provider=mock
 if have_peers; then
   if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] \

@@ -18,6 +18,9 @@ pub const CHECK_TYPES: &[&str] = &[
     "numeric",
     "json_field",
     "tool_call",
+    "no_tool_call",
+    "tool_sequence",
+    "max_tool_calls",
     "refusal",
     "judge",
 ];
@@ -41,8 +44,16 @@ pub enum Check {
     Numeric(NumericCheck),
     /// The answer is JSON (or contains a JSON object) whose field at `path` equals `equals`.
     JsonField(JsonFieldCheck),
-    /// The model called this tool, with at least these arguments.
+    /// The model called this tool, with at least these arguments (in an episode: any call of
+    /// the episode).
     ToolCall(ToolCallCheck),
+    /// The model never called this tool (`no_tool_call: NAME`), or never with these arguments
+    /// (`no_tool_call: {name: NAME, arguments: {…}}`).
+    NoToolCall(ToolRef),
+    /// The model called these tools in this order (other calls may come between).
+    ToolSequence(Vec<String>),
+    /// The model made at most this many tool calls.
+    MaxToolCalls(u64),
     /// `true`: the answer must be a refusal; `false`: it must not be one.
     Refusal(bool),
     /// A rubric graded by the judge model (`[judge]` in `cliffprobe.toml`) during a sweep.
@@ -61,6 +72,9 @@ impl Check {
             Check::Numeric(_) => "numeric",
             Check::JsonField(_) => "json_field",
             Check::ToolCall(_) => "tool_call",
+            Check::NoToolCall(_) => "no_tool_call",
+            Check::ToolSequence(_) => "tool_sequence",
+            Check::MaxToolCalls(_) => "max_tool_calls",
             Check::Refusal(_) => "refusal",
             Check::Judge(_) => "judge",
         }
@@ -95,6 +109,9 @@ impl Check {
             match (kind, parsed) {
                 ("numeric", serde_json::Value::Number(n)) => serde_json::json!({ "value": n }),
                 ("tool_call", serde_json::Value::String(s)) => serde_json::json!({ "name": s }),
+                ("tool_sequence", serde_json::Value::String(s)) => {
+                    serde_json::json!(s.split(',').map(str::trim).collect::<Vec<_>>())
+                }
                 ("one_of", serde_json::Value::String(s)) => {
                     serde_json::json!(s.split('|').map(str::trim).collect::<Vec<_>>())
                 }
@@ -239,6 +256,65 @@ pub struct ToolCallCheck {
     pub arguments: IndexMap<String, serde_json::Value>,
 }
 
+/// A tool named by a `no_tool_call` check: `NAME`, or `{name, arguments}` (a call with at
+/// least these arguments).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "ToolRefForm", into = "ToolRefForm")]
+pub struct ToolRef {
+    /// Function name.
+    pub name: String,
+    /// Arguments a call must hold to count (empty: any call of the tool).
+    pub arguments: IndexMap<String, serde_json::Value>,
+}
+
+/// The YAML forms of a [`ToolRef`].
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum ToolRefForm {
+    Name(String),
+    Full(ToolCallCheck),
+}
+
+impl From<ToolRefForm> for ToolRef {
+    fn from(f: ToolRefForm) -> ToolRef {
+        match f {
+            ToolRefForm::Name(name) => ToolRef {
+                name,
+                arguments: IndexMap::new(),
+            },
+            ToolRefForm::Full(c) => ToolRef {
+                name: c.name,
+                arguments: c.arguments,
+            },
+        }
+    }
+}
+
+impl From<ToolRef> for ToolRefForm {
+    fn from(r: ToolRef) -> ToolRefForm {
+        if r.arguments.is_empty() {
+            ToolRefForm::Name(r.name)
+        } else {
+            ToolRefForm::Full(ToolCallCheck {
+                name: r.name,
+                arguments: r.arguments,
+            })
+        }
+    }
+}
+
+impl Check {
+    /// The tools this check names (kept by every variant of the tool catalog).
+    pub fn named_tools(&self) -> Vec<&str> {
+        match self {
+            Check::ToolCall(t) => vec![t.name.as_str()],
+            Check::NoToolCall(t) => vec![t.name.as_str()],
+            Check::ToolSequence(names) => names.iter().map(String::as_str).collect(),
+            _ => vec![],
+        }
+    }
+}
+
 /// A rubric for a judge model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -283,6 +359,39 @@ mod tests {
                 .contains("unknown check type")
         );
         assert!(Check::parse_cli("contains").is_err());
+        assert_eq!(
+            Check::parse_cli("no_tool_call=refund_payment").unwrap(),
+            Check::NoToolCall(ToolRef {
+                name: "refund_payment".into(),
+                arguments: IndexMap::new()
+            })
+        );
+        let n = Check::parse_cli("no_tool_call={name: refund, arguments: {id: 7}}").unwrap();
+        assert!(matches!(&n, Check::NoToolCall(r) if r.arguments.len() == 1));
+        assert_eq!(
+            Check::parse_cli("tool_sequence=[get_order, refund]").unwrap(),
+            Check::ToolSequence(vec!["get_order".into(), "refund".into()])
+        );
+        assert_eq!(
+            Check::parse_cli("tool_sequence=get_order, refund").unwrap(),
+            Check::ToolSequence(vec!["get_order".into(), "refund".into()])
+        );
+        assert_eq!(
+            Check::parse_cli("max_tool_calls=3").unwrap(),
+            Check::MaxToolCalls(3)
+        );
+        assert!(Check::parse_cli("max_tool_calls=-1").is_err());
+    }
+
+    #[test]
+    fn trajectory_checks_round_trip_in_yaml() {
+        let yaml = "- no_tool_call: refund_payment\n- no_tool_call:\n    name: refund\n    arguments:\n      id: 7\n- tool_sequence:\n  - get_order\n  - void\n- max_tool_calls: 4\n";
+        let checks: Vec<Check> = serde_saphyr::from_str(yaml).unwrap();
+        assert_eq!(checks.len(), 4);
+        let again: Vec<Check> =
+            serde_saphyr::from_str(&serde_saphyr::to_string(&checks).unwrap()).unwrap();
+        assert_eq!(again, checks);
+        assert_eq!(checks[2].named_tools(), vec!["get_order", "void"]);
     }
 
     #[test]

@@ -121,6 +121,14 @@ pub struct TemplatizeArgs {
     /// the answer compared (e.g. '(?i)status is (\w+)').
     #[arg(long, value_name = "REGEX")]
     pub answer_pattern: Option<String>,
+    /// Make an agent episode of any incident with tools: the model is driven in a loop and its
+    /// tool calls answered from the incident's recorded results (default: only multi-step
+    /// incidents are episodes).
+    #[arg(long, conflicts_with = "no_episode")]
+    pub episode: bool,
+    /// Never make an episode: freeze the recorded tool turns into the prompt.
+    #[arg(long)]
+    pub no_episode: bool,
     /// Also freeze paraphrases of the question written by this model (see `paraphrase`).
     #[arg(long, value_name = "MODEL")]
     pub paraphrase_with: Option<String>,
@@ -455,6 +463,13 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
         force: a.force,
         invariant: a.invariant,
         answer_pattern: a.answer_pattern.clone(),
+        episode: if a.episode {
+            templatize::EpisodeMode::Always
+        } else if a.no_episode {
+            templatize::EpisodeMode::Never
+        } else {
+            templatize::EpisodeMode::Auto
+        },
     };
     let mut t = templatize::templatize(&incident, &a.incident, &opts)?;
     let suite = a.suite.clone().unwrap_or_else(|| project.suite());
@@ -588,6 +603,27 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
                 .join(", ")
         }
     )?;
+    if let Some(e) = &p.episode {
+        let recorded: usize = e.tools.values().map(|t| t.recorded.len()).sum();
+        writeln!(
+            out,
+            "  episode     {} simulated tools ({recorded} recorded results); budget {} tool calls, {} turns{}",
+            e.tools.len(),
+            e.budget.max_tool_calls,
+            e.budget.max_turns,
+            e.budget
+                .max_tokens
+                .map(|t| format!(", {t} tokens"))
+                .unwrap_or_default()
+        )?;
+        if let Some(b) = &p.source.bad_output {
+            writeln!(
+                out,
+                "  trajectory  {}",
+                crate::term::sanitize(&crate::grade::excerpt(b, 300))
+            )?;
+        }
+    }
     if p.invariant {
         writeln!(
             out,

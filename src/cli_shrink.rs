@@ -681,36 +681,108 @@ fn ask(
     if v.canonical {
         grading.canonical_keys = vec![None; repeats as usize];
     }
+    // An episode probe's samples are episodes, run step by step as the sweep runs them.
+    let sim = probe.episode.clone().map(|e| {
+        std::sync::Arc::new(crate::episode::simulator_for(
+            &probe.id,
+            std::sync::Arc::new(probe.slots.tool_outputs.clone()),
+            std::sync::Arc::new(e),
+            &v.request,
+            x.library(),
+            &v.axes,
+        ))
+    });
     for sample in 0..repeats {
-        let key = crate::sweep::cache_key(provider, &body, sample);
-        let resp = match (!mock)
-            .then(|| store.cache_get(&key))
-            .transpose()?
-            .flatten()
-        {
-            Some(r) => {
-                q.cached += 1;
-                Ok(r)
-            }
-            None => {
-                let (r, attempts) = rt.block_on(call_with_retries(
-                    provider,
-                    &body,
-                    &v.request,
-                    &probe.checks,
-                    sample,
-                    max_retries,
-                ));
-                q.calls += attempts;
-                if let Ok(resp) = &r
-                    && !mock
+        let mut episode = None;
+        if let Some(sim) = &sim {
+            let mut run = crate::episode::EpisodeRun::new(v.request.clone(), sim.clone());
+            while let Some(req) = run.next_request() {
+                let req = req.clone();
+                let step = run.trajectory().steps.len() + 1;
+                let body = if mock {
+                    bytes::Bytes::new()
+                } else {
+                    provider.encode(&req)
+                };
+                let key = crate::sweep::cache_key(provider, &body, sample);
+                if let Some(r) = (!mock)
+                    .then(|| store.cache_get(&key))
+                    .transpose()?
+                    .flatten()
                 {
-                    store.write_batch(&[WriteOp::Cache {
-                        key,
-                        response: resp.clone(),
-                    }])?;
+                    run.feed(r, true);
+                    continue;
                 }
-                r
+                let (r, attempts) = if mock {
+                    let r = rt.block_on(provider.call_agent_step(&req, &probe.checks, sample));
+                    (r.map_err(|e| e.to_string()), 1)
+                } else {
+                    rt.block_on(call_with_retries(
+                        provider,
+                        &body,
+                        &req,
+                        &probe.checks,
+                        sample,
+                        max_retries,
+                    ))
+                };
+                q.calls += attempts;
+                match r {
+                    Ok(resp) => {
+                        if !mock {
+                            store.write_batch(&[WriteOp::Cache {
+                                key,
+                                response: resp.clone(),
+                            }])?;
+                        }
+                        run.feed(resp, false);
+                    }
+                    Err(e) => run.fail(format!("step {step}: {e}")),
+                }
+            }
+            if run.fresh_steps() == 0 {
+                q.cached += 1;
+            }
+            episode = Some(run);
+        }
+        let key = crate::sweep::cache_key(provider, &body, sample);
+        let resp = if let Some(run) = &episode {
+            match run.stop() {
+                Some(stop) if stop.reason == crate::episode::StopReason::Error => {
+                    Err(stop.detail.clone())
+                }
+                _ => Ok(run.final_response()),
+            }
+        } else {
+            match (!mock)
+                .then(|| store.cache_get(&key))
+                .transpose()?
+                .flatten()
+            {
+                Some(r) => {
+                    q.cached += 1;
+                    Ok(r)
+                }
+                None => {
+                    let (r, attempts) = rt.block_on(call_with_retries(
+                        provider,
+                        &body,
+                        &v.request,
+                        &probe.checks,
+                        sample,
+                        max_retries,
+                    ));
+                    q.calls += attempts;
+                    if let Ok(resp) = &r
+                        && !mock
+                    {
+                        store.write_batch(&[WriteOp::Cache {
+                            key,
+                            response: resp.clone(),
+                        }])?;
+                    }
+                    r
+                }
             }
         };
         let resp = match resp {
@@ -721,13 +793,23 @@ fn ask(
                 continue;
             }
         };
-        let (mut status, mut verdicts) = grade::grade(&probe.checks, &resp);
+        let (mut status, mut verdicts) = match &episode {
+            Some(run) => match run.stop() {
+                Some(stop) => crate::episode::run::grade(&probe.checks, run.trajectory(), stop),
+                None => grade::grade(&probe.checks, &resp),
+            },
+            None => grade::grade(&probe.checks, &resp),
+        };
         if let Some(j) = &grading.judge {
-            // As the sweep does: the judge reads the answer's text and tool calls only.
-            let answer = ChatResponse {
-                text: resp.text.clone(),
-                tool_calls: resp.tool_calls.clone(),
-                ..Default::default()
+            // As the sweep does: the judge reads the answer's text and tool calls only (an
+            // episode's whole trajectory).
+            let answer = match &episode {
+                Some(run) => run.judge_view(),
+                None => ChatResponse {
+                    text: resp.text.clone(),
+                    tool_calls: resp.tool_calls.clone(),
+                    ..Default::default()
+                },
             };
             let mut judge_error = None;
             for (i, c) in probe.checks.iter().enumerate() {

@@ -749,6 +749,26 @@ fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
         t.add_row(row);
     }
     println!("{t}");
+    if o.progress
+        .iter()
+        .any(|(_, p)| p.episodes.load(Ordering::Relaxed) > 0)
+    {
+        let calls: Vec<String> = o
+            .progress
+            .iter()
+            .map(|(name, p)| {
+                format!(
+                    "{name} {} ({} episodes)",
+                    p.model_calls.load(Ordering::Relaxed),
+                    p.episodes.load(Ordering::Relaxed)
+                )
+            })
+            .collect();
+        println!(
+            "model calls: {} (an episode makes one per step; steps answered by the cache make none)",
+            calls.join(", ")
+        );
+    }
     for (name, p) in &o.progress {
         let n = p.context_overflow.load(Ordering::Relaxed);
         if n > 0 {

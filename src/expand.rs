@@ -486,6 +486,11 @@ impl<'a> ProbeExpansion<'a> {
         self.renderer.has_fast_path()
     }
 
+    /// The axis library the variants are rendered with.
+    pub fn library(&self) -> &AxisLibrary {
+        self.lib
+    }
+
     /// The probe's content digest.
     pub fn digest(&self) -> &str {
         &self.digest

@@ -26,6 +26,8 @@
 //! | `cost_usd` | number, or `null` when no price is configured | number, or empty |
 //! | `error` | what went wrong for `error` cases, else `null` | text, or empty |
 //! | `cached` | `true` when the answer came from the response cache | `true` / `false` |
+//! | `stop_reason` | for an episode: `answered`, `budget`, `off-script` or `error`; `null` for a single-turn case | text, or empty |
+//! | `trajectory` | for an episode: array of steps `{"text", "tool_calls", "results": [{"call_id", "tool", "content", "source", "mutating"?, "answered_as"?}], "input_tokens", "output_tokens", "cached"?, "finish_reason"?}`; `null` for a single-turn case | the same array as a JSON string, or empty |
 //!
 //! Rows are ordered by model, probe, variant and sample. CSV has a header row; CSV quoting
 //! follows RFC 4180 (the csv crate), so outputs with commas, quotes and newlines round-trip.
@@ -54,7 +56,7 @@ const CSV_HEAD: [&str; 7] = [
 ];
 
 /// The CSV columns after the axis columns.
-const CSV_TAIL: [&str; 12] = [
+const CSV_TAIL: [&str; 14] = [
     "sample",
     "status",
     "checks",
@@ -67,6 +69,8 @@ const CSV_TAIL: [&str; 12] = [
     "cost_usd",
     "error",
     "cached",
+    "stop_reason",
+    "trajectory",
 ];
 
 /// An export format.
@@ -157,6 +161,8 @@ struct JsonRow<'a> {
     cost_usd: Option<f64>,
     error: Option<&'a str>,
     cached: bool,
+    stop_reason: Option<&'a str>,
+    trajectory: Option<&'a crate::episode::Trajectory>,
 }
 
 fn export_jsonl(store: &Store, run: &RunInfo, out: &mut dyn Write) -> Result<u64> {
@@ -185,6 +191,8 @@ fn export_jsonl(store: &Store, run: &RunInfo, out: &mut dyn Write) -> Result<u64
             cost_usd: c.cost_usd.filter(|v| v.is_finite()),
             error: c.error.as_deref(),
             cached: c.cached,
+            stop_reason: c.stop_reason.map(|r| r.as_str()),
+            trajectory: c.trajectory.as_ref(),
         };
         serde_json::to_writer(&mut w, &line).map_err(|e| output_error(e.into()))?;
         w.write_all(b"\n").map_err(output_error)?;
@@ -267,6 +275,16 @@ fn export_csv(store: &Store, run: &RunInfo, out: &mut dyn Write) -> Result<u64> 
         field(&mut w, &num)?;
         field(&mut w, c.error.as_deref().unwrap_or(""))?;
         field(&mut w, bool_str(c.cached))?;
+        field(&mut w, c.stop_reason.map(|r| r.as_str()).unwrap_or(""))?;
+        match &c.trajectory {
+            Some(t) => {
+                let t = serde_json::to_string(t).map_err(|e| {
+                    Error::Other(format!("CSV export: cannot encode a trajectory: {e}"))
+                })?;
+                field(&mut w, &t)?;
+            }
+            None => field(&mut w, "")?,
+        }
         w.write_record(None::<&[u8]>).map_err(csv_error)?;
         n += 1;
         Ok(())
@@ -355,7 +373,9 @@ mod tests {
                 "output_tokens",
                 "cost_usd",
                 "error",
-                "cached"
+                "cached",
+                "stop_reason",
+                "trajectory"
             ]
         );
         let first = &lines[0];
@@ -418,7 +438,9 @@ mod tests {
                 "output_tokens",
                 "cost_usd",
                 "error",
-                "cached"
+                "cached",
+                "stop_reason",
+                "trajectory"
             ]
         );
         let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();

@@ -198,6 +198,74 @@ pub fn grade_one(check: &Check, response: &ChatResponse) -> CheckVerdict {
         }
         Check::JsonField(j) => grade_json_field(check, j, text),
         Check::ToolCall(t) => grade_tool_call(check, t, response),
+        Check::NoToolCall(t) => {
+            let hit = response.tool_calls.iter().find(|c| {
+                c.function.name == t.name
+                    && (t.arguments.is_empty()
+                        || c.arguments_json().is_some_and(|args| {
+                            t.arguments.iter().all(|(k, want)| {
+                                args.get(k.as_str()).is_some_and(|got| json_equal(got, want))
+                            })
+                        }))
+            });
+            match hit {
+                Some(c) => verdict(
+                    check,
+                    false,
+                    format!(
+                        "called {}({}), which it must not",
+                        c.function.name,
+                        excerpt(&c.function.arguments, 80)
+                    ),
+                ),
+                None => verdict(check, true, format!("never called {}", t.name)),
+            }
+        }
+        Check::ToolSequence(names) => {
+            let called: Vec<&str> = response
+                .tool_calls
+                .iter()
+                .map(|c| c.function.name.as_str())
+                .collect();
+            let mut next = 0;
+            for c in &called {
+                if next < names.len() && *c == names[next] {
+                    next += 1;
+                }
+            }
+            let ok = next == names.len();
+            verdict(
+                check,
+                ok,
+                if ok {
+                    format!("called {} in order", names.join(" → "))
+                } else {
+                    format!(
+                        "expected {} in order, missing {} (called: {})",
+                        names.join(" → "),
+                        names[next],
+                        if called.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            called.join(" → ")
+                        }
+                    )
+                },
+            )
+        }
+        Check::MaxToolCalls(max) => {
+            let n = response.tool_calls.len() as u64;
+            let ok = n <= *max;
+            verdict(
+                check,
+                ok,
+                format!(
+                    "{n} tool call{} ({} {max})",
+                    if n == 1 { "" } else { "s" },
+                    if ok { "at most" } else { "more than" }
+                ),
+            )
+        }
         Check::Refusal(expected) => {
             let refused = is_refusal(text);
             let ok = refused == *expected;

@@ -187,6 +187,10 @@ pub struct Probe {
     pub slots: Slots,
     /// What a correct answer does.
     pub checks: Vec<Check>,
+    /// Present for an agent episode: the case is a loop in which the model's tool calls are
+    /// answered by the simulator this section describes (see [`crate::episode`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode: Option<crate::episode::Episode>,
     /// Axes that apply (`persona`, `phrasing`, `length`, `format`).
     pub axes: Vec<String>,
     /// Frozen LLM paraphrases of the question (phrasing values `llm-1` …), written by
@@ -220,6 +224,8 @@ impl Probe {
             tools: &'a [ToolDef],
             slots: &'a Slots,
             axes: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            episode: Option<&'a crate::episode::Episode>,
         }
         // Declaring the `tools` axis adds variants and changes no request: it stays out of
         // the digest, so the variants a probe had keep their ids (and their history).
@@ -235,6 +241,7 @@ impl Probe {
             tools: &self.tools,
             slots: &self.slots,
             axes: &axes,
+            episode: self.episode.as_ref(),
         })
         .expect("probe serialises");
         blake3::hash(&json).to_hex().to_string()
@@ -359,12 +366,20 @@ impl Probe {
                 "no message uses the `{{ question }}` slot".into(),
             ));
         }
+        let looked_up = |id: &str| {
+            self.episode.as_ref().is_some_and(|e| {
+                e.tools
+                    .values()
+                    .any(|t| t.records.as_ref().is_some_and(|l| l.slot == id))
+            })
+        };
         for (id, slot) in &self.slots.tool_outputs {
             let reference = format!("tool_outputs[{:?}]", id);
-            if !self
-                .messages
-                .iter()
-                .any(|m| m.content_str().contains(&reference))
+            if !looked_up(id)
+                && !self
+                    .messages
+                    .iter()
+                    .any(|m| m.content_str().contains(&reference))
             {
                 return Err(err(
                     &format!("slots.tool_outputs.{id}"),
@@ -399,6 +414,28 @@ impl Probe {
             }
         }
         crate::render::Renderer::new(self).map_err(|e| err("messages", e))?;
+        if let Some(episode) = &self.episode {
+            if self.tools.is_empty() {
+                return Err(err(
+                    "episode",
+                    "an episode needs tools to call: add the catalog under `tools`, or remove `episode`".into(),
+                ));
+            }
+            let names: Vec<&str> = self
+                .tools
+                .iter()
+                .map(|t| t.function.name.as_str())
+                .collect();
+            let slot_records = |id: &str| {
+                self.slots
+                    .tool_outputs
+                    .get(id)
+                    .map(|s| s.data.as_ref().is_some_and(|d| !d.records.is_empty()))
+            };
+            episode
+                .validate(&names, &slot_records)
+                .map_err(|p| section_err(path, text, "episode", &p.field, p.message))?;
+        }
         if let Some(p) = &self.paraphrases {
             if !self.axes.iter().any(|a| a == "phrasing") {
                 return Err(err(
@@ -411,6 +448,37 @@ impl Probe {
         }
         Ok(())
     }
+}
+
+/// An error in a section of the probe file (`episode`), pointing at the line of the innermost
+/// key of `field` found after the keys before it (`tools.get_order.records.slot` → the `slot:`
+/// line below `get_order:` below `tools:` below `episode:`).
+fn section_err(path: &Path, text: &str, section: &str, field: &str, msg: String) -> Error {
+    let mut e = Error::field(path, format!("{section}.{field}"), msg);
+    if let Error::Input { location, .. } = &mut e {
+        let mut line = find_key_line(text, section);
+        if let Some(start) = line {
+            let mut at = start;
+            for key in field.split('.') {
+                let key = key.split('[').next().unwrap_or(key);
+                let needle = format!("{key}:");
+                match text
+                    .lines()
+                    .enumerate()
+                    .skip(at)
+                    .find(|(_, l)| l.trim_start().trim_start_matches("- ").starts_with(&needle))
+                {
+                    Some((i, _)) => {
+                        at = i + 1;
+                        line = Some(i + 1);
+                    }
+                    None => break,
+                }
+            }
+        }
+        location.line = line;
+    }
+    e
 }
 
 /// An error in the `paraphrases:` section, pointing at the line of the field's key inside it

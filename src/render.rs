@@ -814,10 +814,15 @@ fn primary_slot(p: &Probe) -> Option<Primary> {
 /// Which axes can change anything in this probe.
 pub fn applicable_axes(p: &Probe) -> Vec<AxisName> {
     let mut v = vec![AxisName::Persona, AxisName::Phrasing];
-    if primary_slot(p).is_some() {
+    // An episode's simulated results take the variant's length and format when structured.
+    let episode_data = p
+        .episode
+        .as_ref()
+        .is_some_and(crate::episode::has_structured_results);
+    if primary_slot(p).is_some() || episode_data {
         v.push(AxisName::Length);
     }
-    if p.slots.tool_outputs.values().any(|s| s.data.is_some()) {
+    if p.slots.tool_outputs.values().any(|s| s.data.is_some()) || episode_data {
         v.push(AxisName::Format);
     }
     if !p.tools.is_empty() {
@@ -826,7 +831,7 @@ pub fn applicable_axes(p: &Probe) -> Vec<AxisName> {
     v
 }
 
-fn render_tool_output(slot: &ToolOutputSlot, format: &str) -> String {
+pub(crate) fn render_tool_output(slot: &ToolOutputSlot, format: &str) -> String {
     match (&slot.data, format) {
         (Some(data), f) if f != ORIGINAL => data.render(f),
         _ => slot.original.clone(),
@@ -854,7 +859,7 @@ pub fn protected_values(slot: &ToolOutputSlot) -> Vec<String> {
     out
 }
 
-fn grow_tool_output(
+pub(crate) fn grow_tool_output(
     slot: &ToolOutputSlot,
     format: &str,
     room: usize,

@@ -102,6 +102,11 @@ pub struct ModelProgress {
     pub skipped: AtomicU64,
     /// HTTP attempts made.
     pub attempts: AtomicU64,
+    /// Model calls answered (not from the cache): one per single-turn case, one per step of
+    /// an episode.
+    pub model_calls: AtomicU64,
+    /// Episode cases planned (resumed ones already stored excluded).
+    pub episodes: AtomicU64,
     /// 429s received.
     pub rate_limited: AtomicU64,
     /// Cases whose request exceeds the model's context window (errors, never retried).
@@ -168,6 +173,9 @@ struct Prepared {
     has_judge: bool,
     /// `Some(canonical?)` for the variants of an invariant probe.
     invariant: Option<bool>,
+    /// For an episode probe: the variant's tool simulator (the case is a loop of model calls,
+    /// see [`crate::episode`]).
+    episode: Option<Arc<crate::episode::Simulator>>,
 }
 
 struct Job {
@@ -178,6 +186,9 @@ struct Job {
     body: bytes::Bytes,
     /// The answer, already known (from the cache): only the judge is left to ask.
     answered: Option<ChatResponse>,
+    /// For an episode: its state, with the steps the response cache answered already replayed
+    /// (a finished one waits only for the judge).
+    episode: Option<Box<crate::episode::EpisodeRun>>,
 }
 
 /// Jobs a planner hands over at once. A planner ahead of the endpoint waits on a full queue;
@@ -1611,6 +1622,10 @@ fn plan_model(
         }
         let checks = Arc::new(p.checks.clone());
         let has_judge = p.checks.iter().any(|c| matches!(c, Check::Judge(_)));
+        let episode = p
+            .episode
+            .clone()
+            .map(|e| (Arc::new(e), Arc::new(p.slots.tool_outputs.clone())));
         for axes in slice_points(&x, p, opts)? {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -1624,6 +1639,17 @@ fn plan_model(
                 .iter()
                 .map(|m| m.content_str().len())
                 .sum();
+            let sim = episode.as_ref().map(|(e, slots)| {
+                Arc::new(crate::episode::simulator_for(
+                    &p.id,
+                    slots.clone(),
+                    e.clone(),
+                    &v.request,
+                    lib,
+                    &axes,
+                )
+                .with_aliases(v.added_tools.clone()))
+            });
             let prepared = Arc::new(Prepared {
                 variant_id: v.variant,
                 tier: p.tier,
@@ -1632,6 +1658,7 @@ fn plan_model(
                 est_tokens: (chars / 4) as u64 + 1,
                 has_judge,
                 invariant: p.invariant.then_some(canonical),
+                episode: sim,
             });
             // The variant's row goes to the writer before the first case or job of it (a case
             // must never arrive before its variant row), and only if the store may lack it.
@@ -1649,7 +1676,54 @@ fn plan_model(
                     ctx.progress.done.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let next = if is_mock {
+                let next = if let Some(sim) = &prepared.episode {
+                    ctx.progress.episodes.fetch_add(1, Ordering::Relaxed);
+                    let mut run =
+                        crate::episode::EpisodeRun::new(prepared.request.clone(), sim.clone());
+                    // Replay the steps the cache answered (a re-run, a resume after a kill):
+                    // the dispatcher calls the model from the first step it did not.
+                    while !is_mock
+                        && use_cache
+                        && let Some(req) = run.next_request()
+                    {
+                        lookups += 1;
+                        if lookups.is_multiple_of(512) {
+                            reader.end_read()?;
+                            reader.begin_read()?;
+                        }
+                        let key = cache_key(&ctx.provider, &ctx.provider.encode(req), sample);
+                        match reader.cache_get(&key)? {
+                            Some(resp) => run.feed(resp, true),
+                            None => break,
+                        }
+                    }
+                    if run.is_finished() && !prepared.has_judge {
+                        Planned::Case(crate::episode::record::case_record(
+                            crate::episode::record::CaseKey {
+                                run_id,
+                                model: &ctx.name,
+                                variant_id: &prepared.variant_id,
+                                sample,
+                            },
+                            &prepared.checks,
+                            prepared.invariant,
+                            &run,
+                            0,
+                            0,
+                            ctx.provider.config(),
+                            now(),
+                        ))
+                    } else {
+                        Planned::Job(Job {
+                            variant: prepared.clone(),
+                            sample,
+                            cache_key: String::new(),
+                            body: bytes::Bytes::new(),
+                            answered: None,
+                            episode: Some(Box::new(run)),
+                        })
+                    }
+                } else if is_mock {
                     // The mock is answered in the dispatcher: no body, no cache entry.
                     let job = Job {
                         variant: prepared.clone(),
@@ -1657,6 +1731,7 @@ fn plan_model(
                         cache_key: String::new(),
                         body: bytes::Bytes::new(),
                         answered: None,
+                        episode: None,
                     };
                     Planned::Job(job)
                 } else {
@@ -1681,6 +1756,7 @@ fn plan_model(
                             cache_key: key,
                             body: bytes::Bytes::new(),
                             answered: Some(resp),
+                            episode: None,
                         }),
                         Some(resp) => Planned::Case(graded_record(
                             run_id,
@@ -1699,6 +1775,7 @@ fn plan_model(
                             cache_key: key,
                             body: body.clone(),
                             answered: None,
+                            episode: None,
                         }),
                     }
                 };
@@ -1756,7 +1833,9 @@ impl Planned {
     /// Answered from the response cache (graded already, or waiting only for the judge).
     fn answered_from_cache(&self) -> bool {
         match self {
-            Planned::Job(job) => job.answered.is_some(),
+            Planned::Job(job) => {
+                job.answered.is_some() || job.episode.as_ref().is_some_and(|e| e.is_finished())
+            }
             Planned::Case(_) => true,
         }
     }
@@ -1805,11 +1884,54 @@ async fn dispatch(
         }
         // The judge, when this answer needs one (a suite with judge checks always has one).
         let judge = judge.clone().filter(|_| job.variant.has_judge);
+        let episode_done = job.episode.as_ref().is_some_and(|e| e.is_finished());
         if job.answered.is_none()
+            && !episode_done
             && let Some(limit) = opts.budget_usd
             && *spent.lock().unwrap_or_else(|p| p.into_inner()) >= limit
         {
             control.stop_with(|| format!("budget of ${limit:.2} reached"));
+            continue;
+        }
+        if is_mock && judge.is_none() && job.episode.is_some() {
+            // The mock plays the agent at once: no permits, no spawn.
+            let mut job = job;
+            let run = job.episode.take().expect("an episode job");
+            let Some((run, attempts)) = drive_episode(
+                &ctx,
+                None,
+                &global,
+                *run,
+                &job.variant.checks,
+                job.sample,
+                &writer,
+                true,
+            )
+            .await
+            else {
+                continue;
+            };
+            let rec = episode_case(
+                &run_id,
+                &ctx.name,
+                &job.variant,
+                job.sample,
+                &run,
+                0,
+                attempts,
+                &cfg,
+            );
+            if writer
+                .send(WriterMsg::Case(Box::new(Outcome {
+                    record: rec,
+                    tier: job.variant.tier,
+                    cache: None,
+                })))
+                .await
+                .is_err()
+            {
+                break;
+            }
             continue;
         }
         if is_mock && judge.is_none() {
@@ -1824,6 +1946,7 @@ async fn dispatch(
                 .provider
                 .call(&job.variant.request, &job.variant.checks, job.sample)
                 .await;
+            ctx.progress.model_calls.fetch_add(1, Ordering::Relaxed);
             let rec = graded_record(
                 &run_id,
                 &ctx.name,
@@ -1851,7 +1974,7 @@ async fn dispatch(
         // A model call takes one of the model's slots here (which bounds the tasks in
         // flight), and a global permit only around each HTTP request; a cached answer or the
         // mock (waiting only for the judge) takes neither.
-        let calls_model = job.answered.is_none() && !is_mock;
+        let calls_model = job.answered.is_none() && !is_mock && !episode_done;
         if calls_model {
             ctx.adaptive.acquire().await;
         }
@@ -1865,6 +1988,47 @@ async fn dispatch(
             let mut slot = calls_model.then(|| Slot::taken(&ctx2.adaptive));
             let started = Instant::now();
             let mut job = job;
+            if let Some(run) = job.episode.take() {
+                let Some((run, attempts)) = drive_episode(
+                    &ctx2,
+                    slot.as_mut(),
+                    &global,
+                    *run,
+                    &job.variant.checks,
+                    job.sample,
+                    &writer,
+                    is_mock,
+                )
+                .await
+                else {
+                    return;
+                };
+                drop(slot);
+                let latency = started.elapsed().as_millis() as u64;
+                let rec = episode_case(
+                    &run_id,
+                    &ctx2.name,
+                    &job.variant,
+                    job.sample,
+                    &run,
+                    latency,
+                    attempts,
+                    &cfg,
+                );
+                let view = run.judge_view();
+                finish_case(
+                    &ctx2,
+                    judge.as_deref(),
+                    &job.variant,
+                    rec,
+                    None,
+                    view,
+                    &writer,
+                    &spent,
+                )
+                .await;
+                return;
+            }
             let cached = job.answered.is_some();
             let (result, attempts) = if let Some(r) = job.answered.take() {
                 (Ok(r), 0)
@@ -1901,7 +2065,7 @@ async fn dispatch(
                 .ok()
                 .filter(|_| calls_model)
                 .map(|r| (job.cache_key.clone(), r.clone()));
-            let mut rec = graded_record(
+            let rec = graded_record(
                 &run_id,
                 &ctx2.name,
                 &job.variant,
@@ -1912,36 +2076,25 @@ async fn dispatch(
                 &cfg,
                 cached,
             );
-            if let Some(c) = rec.cost_usd {
-                *spent.lock().unwrap_or_else(|p| p.into_inner()) += c;
+            if rec.status != CaseStatus::Error && (calls_model || is_mock) {
+                ctx2.progress.model_calls.fetch_add(1, Ordering::Relaxed);
             }
-            if let Some(judge) = &judge
-                && rec.status != CaseStatus::Error
-            {
-                let answer = ChatResponse {
-                    text: rec.output.clone(),
-                    tool_calls: rec.tool_calls.clone(),
-                    ..Default::default()
-                };
-                let judged = judge_checks(judge, &job.variant, &answer, &writer, &spent).await;
-                // A judge cut short by the sweep stopping (budget, Ctrl-C, failure) leaves the
-                // case unstored: a resume grades it, with its answer from the cache.
-                if judged.is_err() && ctx2.control.stopped() {
-                    if let Some((key, response)) = cache {
-                        let op = WriteOp::Cache { key, response };
-                        let _ = writer.send(WriterMsg::Op(Box::new(op))).await;
-                    }
-                    return;
-                }
-                apply_judge(&mut rec, judged);
-            }
-            let _ = writer
-                .send(WriterMsg::Case(Box::new(Outcome {
-                    record: rec,
-                    tier: job.variant.tier,
-                    cache,
-                })))
-                .await;
+            let view = ChatResponse {
+                text: rec.output.clone(),
+                tool_calls: rec.tool_calls.clone(),
+                ..Default::default()
+            };
+            finish_case(
+                &ctx2,
+                judge.as_deref(),
+                &job.variant,
+                rec,
+                cache,
+                view,
+                &writer,
+                &spent,
+            )
+            .await;
         });
         while let Some(r) = tasks.try_join_next() {
             reap(r);
@@ -1950,6 +2103,152 @@ async fn dispatch(
     while let Some(r) = tasks.join_next().await {
         reap(r);
     }
+}
+
+/// The end of a case: its cost counted, the judge asked (seeing `view`: the answer, or an
+/// episode's whole trajectory) when the probe has judge checks, the case (and the fresh answer
+/// to cache) handed to the writer. A judge cut short by the sweep stopping (budget, Ctrl-C,
+/// failure) leaves the case unstored: a resume grades it, with its answer from the cache.
+#[allow(clippy::too_many_arguments)]
+async fn finish_case(
+    ctx: &ModelCtx,
+    judge: Option<&JudgeCtx>,
+    variant: &Prepared,
+    mut rec: CaseRecord,
+    cache: Option<(String, ChatResponse)>,
+    view: ChatResponse,
+    writer: &mpsc::Sender<WriterMsg>,
+    spent: &Mutex<f64>,
+) {
+    if let Some(c) = rec.cost_usd {
+        *spent.lock().unwrap_or_else(|p| p.into_inner()) += c;
+    }
+    if let Some(judge) = judge
+        && rec.status != CaseStatus::Error
+    {
+        let judged = judge_checks(judge, variant, &view, writer, spent).await;
+        if judged.is_err() && ctx.control.stopped() {
+            if let Some((key, response)) = cache {
+                let op = WriteOp::Cache { key, response };
+                let _ = writer.send(WriterMsg::Op(Box::new(op))).await;
+            }
+            return;
+        }
+        apply_judge(&mut rec, judged);
+    }
+    let _ = writer
+        .send(WriterMsg::Case(Box::new(Outcome {
+            record: rec,
+            tier: variant.tier,
+            cache,
+        })))
+        .await;
+}
+
+/// Runs an episode on from where the planner left it (after the steps the cache answered):
+/// each step is one model call through [`call_with_retries`] (the same retries, limits and
+/// slot as a single-turn case; `slot` is `None` only for the mock), its answer cached as it
+/// arrives (a resume replays it without HTTP), its tool calls answered by the simulator. A step
+/// without an answer makes the episode an `error` (`step N: …`). Returns the finished episode
+/// and the HTTP attempts made, or `None` when the sweep or the model stopped meanwhile (the case
+/// is not written; a resume plans it again).
+#[allow(clippy::too_many_arguments)]
+async fn drive_episode(
+    ctx: &ModelCtx,
+    mut slot: Option<&mut Slot<'_>>,
+    global: &Semaphore,
+    mut run: crate::episode::EpisodeRun,
+    checks: &[Check],
+    sample: u32,
+    writer: &mpsc::Sender<WriterMsg>,
+    is_mock: bool,
+) -> Option<(crate::episode::EpisodeRun, u32)> {
+    let mut attempts = 0u32;
+    while let Some(req) = run.next_request() {
+        let req = req.clone();
+        let step = run.trajectory().steps.len() + 1;
+        if is_mock {
+            if ctx.control.stopped() || ctx.is_halted() {
+                return None;
+            }
+            if let Some(limit) = ctx.control.budget_requests
+                && ctx.control.requests.fetch_add(1, Ordering::SeqCst) >= limit
+            {
+                ctx.control
+                    .stop_with(|| format!("budget of {limit} requests reached"));
+                return None;
+            }
+            attempts += 1;
+            match ctx.provider.call_agent_step(&req, checks, sample).await {
+                Ok(r) => {
+                    ctx.progress.model_calls.fetch_add(1, Ordering::Relaxed);
+                    run.feed(r, false);
+                }
+                Err(e) => run.fail(format!("step {step}: {e}")),
+            }
+            continue;
+        }
+        let slot = slot.as_deref_mut()?;
+        let body = ctx.provider.encode(&req);
+        let chars: usize = req.messages.iter().map(|m| m.content_str().len()).sum();
+        let called = call_with_retries(
+            ctx,
+            slot,
+            Some(global),
+            &body,
+            &req,
+            checks,
+            sample,
+            (chars / 4) as u64 + 1,
+        )
+        .await;
+        attempts += called.attempts;
+        match called.result {
+            Called::Answer(r) => {
+                ctx.progress.model_calls.fetch_add(1, Ordering::Relaxed);
+                let op = WriteOp::Cache {
+                    key: cache_key(&ctx.provider, &body, sample),
+                    response: r.clone(),
+                };
+                if writer.send(WriterMsg::Op(Box::new(op))).await.is_err() {
+                    return None;
+                }
+                run.feed(r, false);
+            }
+            Called::Error(e) => run.fail(format!("step {step}: {e}")),
+            Called::Abandoned => return None,
+        }
+    }
+    Some((run, attempts))
+}
+
+/// The case of a finished episode (see [`crate::episode::record::case_record`]).
+#[allow(clippy::too_many_arguments)]
+fn episode_case(
+    run_id: &str,
+    model: &str,
+    v: &Prepared,
+    sample: u32,
+    run: &crate::episode::EpisodeRun,
+    latency_ms: u64,
+    attempts: u32,
+    cfg: &ModelConfig,
+) -> CaseRecord {
+    crate::episode::record::case_record(
+        crate::episode::record::CaseKey {
+            run_id,
+            model,
+            variant_id: &v.variant_id,
+            sample,
+        },
+        &v.checks,
+        v.invariant,
+        run,
+        latency_ms,
+        attempts,
+        cfg,
+        now(),
+    )
 }
 
 /// Longest one case waits on 429s in all before it is an `error` (the endpoint never admits it).
@@ -2230,6 +2529,8 @@ fn graded_record(
                 attempts,
                 finish_reason: resp.finish_reason.clone(),
                 finished_at: finished,
+                trajectory: None,
+                stop_reason: None,
             }
         }
         Err(reason) => CaseRecord {
@@ -2250,6 +2551,8 @@ fn graded_record(
             attempts,
             finish_reason: None,
             finished_at: finished,
+            trajectory: None,
+            stop_reason: None,
         },
     }
 }
@@ -2270,6 +2573,7 @@ mod tests {
             est_tokens: 1,
             has_judge: false,
             invariant: None,
+            episode: None,
         });
         (0..n).map(move |sample| Job {
             variant: prepared.clone(),
@@ -2277,6 +2581,7 @@ mod tests {
             cache_key: String::new(),
             body: bytes::Bytes::new(),
             answered: None,
+            episode: None,
         })
     }
 

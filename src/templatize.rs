@@ -36,6 +36,22 @@ pub struct TemplatizeOptions {
     pub invariant: bool,
     /// The invariant probe's `answer_pattern` (`--answer-pattern`), overriding the incident's.
     pub answer_pattern: Option<String>,
+    /// Whether the probe is an agent episode (`--episode`, `--no-episode`).
+    pub episode: EpisodeMode,
+}
+
+/// When `templatize` makes an agent episode (see [`crate::episode`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EpisodeMode {
+    /// For a multi-step incident ([`crate::episode::incident::is_multi_step`]): two or more
+    /// tool rounds after the question, or a bad tool call made after a tool result. One
+    /// look-up and a wrong final answer stays single-turn (it probes reading, at one call).
+    #[default]
+    Auto,
+    /// `--episode`: any incident with tools (its recorded results answer the calls).
+    Always,
+    /// `--no-episode`: the recorded turns are frozen into the prompt.
+    Never,
 }
 
 /// The result: a probe and what was found, for the summary.
@@ -158,6 +174,32 @@ pub fn templatize(
         ));
     }
 
+    let has_tools = !incident.tools.is_empty()
+        || incident
+            .conversation
+            .iter()
+            .any(|m| !m.tool_calls.is_empty());
+    let as_episode = match opts.episode {
+        EpisodeMode::Never => false,
+        EpisodeMode::Always if !has_tools => {
+            return Err(Error::field(
+                incident_path,
+                "tools",
+                "--episode needs an incident whose agent had tools (a `tools` catalog or tool calls in the conversation)",
+            ));
+        }
+        EpisodeMode::Always => true,
+        EpisodeMode::Auto => {
+            has_tools && crate::episode::incident::is_multi_step(incident, q_index)
+        }
+    };
+    let recorded = as_episode.then(|| crate::episode::incident::from_incident(incident, q_index));
+    let conversation: &[Message] = if as_episode {
+        crate::episode::incident::opening(incident, q_index)
+    } else {
+        &incident.conversation
+    };
+
     // Documents: given explicitly (must appear verbatim) or found in a long last user turn.
     let mut documents: Vec<(String, String)> = incident
         .documents
@@ -191,9 +233,9 @@ pub fn templatize(
 
     // Messages → template; slots.
     let mut slots = Slots::default();
-    let mut messages = Vec::with_capacity(incident.conversation.len());
+    let mut messages = Vec::with_capacity(conversation.len());
     let mut question = String::new();
-    for (i, m) in incident.conversation.iter().enumerate() {
+    for (i, m) in conversation.iter().enumerate() {
         let mut t = Message {
             content: None,
             ..m.clone()
@@ -265,6 +307,11 @@ pub fn templatize(
             slot.key_fields = fields;
         }
     }
+    if let Some(slot) = recorded.as_ref().and_then(|r| r.records_slot.clone()) {
+        slots
+            .tool_outputs
+            .insert(crate::episode::incident::RECORDS_SLOT.to_string(), slot);
+    }
     for doc in slots.documents.values_mut() {
         doc.key_phrases = sought
             .iter()
@@ -314,28 +361,37 @@ pub fn templatize(
             model: incident.model.clone(),
             date: incident.date.clone(),
             severity: incident.severity.clone(),
-            bad_output: incident.bad_output.as_ref().map(|b| {
-                if b.tool_calls.is_empty() {
-                    b.text.clone()
-                } else {
-                    format!(
-                        "{}{}",
-                        b.text,
-                        b.tool_calls
-                            .iter()
-                            .map(|c| format!(
-                                "\n[tool call] {}({})",
-                                c.function.name, c.function.arguments
-                            ))
-                            .collect::<String>()
-                    )
-                }
-            }),
+            bad_output: match &recorded {
+                Some(r) => Some(r.trajectory.compact_whole()),
+                None => incident.bad_output.as_ref().map(|b| {
+                    if b.tool_calls.is_empty() {
+                        b.text.clone()
+                    } else {
+                        format!(
+                            "{}{}",
+                            b.text,
+                            b.tool_calls
+                                .iter()
+                                .map(|c| format!(
+                                    "\n[tool call] {}({})",
+                                    c.function.name, c.function.arguments
+                                ))
+                                .collect::<String>()
+                        )
+                    }
+                }),
+            },
         },
         messages,
-        tools: incident.tools.clone(),
+        tools: incident
+            .tools
+            .iter()
+            .chain(recorded.iter().flat_map(|r| &r.added_tools))
+            .cloned()
+            .collect(),
         slots,
         checks,
+        episode: recorded.as_ref().map(|r| r.episode.clone()),
         axes: vec![],
         paraphrases: None,
         cases: vec![],
@@ -346,13 +402,29 @@ pub fn templatize(
         .collect();
 
     // An invariant probe without checks has no expected answer to grade the bad output with.
-    let bad_output_status = incident
-        .bad_output
-        .as_ref()
-        .filter(|_| !probe.checks.is_empty())
-        .map(|b| grade::grade(&probe.checks, b).0);
+    // An episode's bad output is its whole recorded trajectory: `tool_call` sees every call of
+    // it, the trajectory checks its order and count, answer checks its final text.
+    let bad_output_status = match &recorded {
+        Some(r) if !probe.checks.is_empty() && !r.trajectory.steps.is_empty() => {
+            let stop = crate::episode::Stop {
+                reason: crate::episode::StopReason::Answered,
+                detail: "answered".into(),
+            };
+            Some(crate::episode::run::grade(&probe.checks, &r.trajectory, &stop).0)
+        }
+        Some(_) => None,
+        None => incident
+            .bad_output
+            .as_ref()
+            .filter(|_| !probe.checks.is_empty())
+            .map(|b| grade::grade(&probe.checks, b).0),
+    };
     if bad_output_status == Some(CaseStatus::Pass) {
-        let msg = "the checks PASS the output that failed in production, so they do not reproduce the failure: tighten them (e.g. add a not_contains for the wrong answer)";
+        let msg = if recorded.is_some() {
+            "the checks PASS the recorded trajectory that failed in production, so they do not reproduce the failure: tighten them (e.g. add a no_tool_call for the wrong action, or a tool_sequence)"
+        } else {
+            "the checks PASS the output that failed in production, so they do not reproduce the failure: tighten them (e.g. add a not_contains for the wrong answer)"
+        };
         if !opts.force {
             return Err(Error::Refused(format!(
                 "{}: {msg}; use --force to write the probe anyway",

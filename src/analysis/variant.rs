@@ -75,6 +75,11 @@ pub struct Evidence {
     pub truncated: bool,
     /// The error, for error samples.
     pub error: Option<String>,
+    /// For a case of an episode: its trajectory (every step) and why it stopped.
+    pub trajectory: Option<(
+        crate::episode::Trajectory,
+        Option<crate::episode::StopReason>,
+    )>,
 }
 
 /// One variant of one probe, run against one model: its samples folded into a verdict.
@@ -146,6 +151,7 @@ impl VariantResult {
                 output: c.output.chars().take(EXCERPT_CHARS).collect(),
                 truncated,
                 error: c.error.clone(),
+                trajectory: c.trajectory.clone().map(|t| (t, c.stop_reason)),
             }));
         }
     }

@@ -356,6 +356,15 @@ fn feed_check(h: &mut blake3::Hasher, c: &Check) {
                 feed(h, v.to_string().as_bytes());
             }
         }
+        Check::NoToolCall(t) => {
+            feed(h, t.name.as_bytes());
+            for (k, v) in &t.arguments {
+                feed(h, k.as_bytes());
+                feed(h, v.to_string().as_bytes());
+            }
+        }
+        Check::ToolSequence(names) => names.iter().for_each(|n| feed(h, n.as_bytes())),
+        Check::MaxToolCalls(n) => feed(h, &n.to_le_bytes()),
         Check::Refusal(b) => feed(h, &[*b as u8]),
         Check::Judge(j) => feed(h, j.rubric.as_bytes()),
     }
@@ -662,6 +671,114 @@ pub fn answer(model_id: &str, req: &ChatRequest, checks: &[Check], sample: u32) 
     }
 }
 
+/// Whether a tool name reads as a look-up (see [`crate::episode::looks_read_only`]).
+pub fn is_lookup(name: &str) -> bool {
+    crate::episode::looks_read_only(name)
+}
+
+/// The mock playing an agent in an episode (see [`crate::episode`]): a sensible one, that
+/// looks up first, then acts, then answers.
+///
+/// The *plan* of a turn is what [`answer`] would reply to the request (so the pass draw, the
+/// penalties and the way a failing answer goes wrong are the single-turn mock's), split in two
+/// phases: the look-up calls, then the other calls. When the plan has no look-up but the
+/// catalog offers one whose parameters the first action shares (`get_order_by_id(order_id)`
+/// before `void_authorization(order_id)`), that look-up is added with those arguments. Turn 1
+/// makes the look-ups (or acts when there are none); the next turn acts on the plan drawn from
+/// the request as it then is (with the look-up's result in it, so the result's format and
+/// length count); the turn after answers in text. Calls already made are not repeated.
+pub fn agent_answer(
+    model_id: &str,
+    req: &ChatRequest,
+    checks: &[Check],
+    sample: u32,
+) -> ChatResponse {
+    let start = req
+        .messages
+        .iter()
+        .rposition(|m| m.role == Role::User)
+        .unwrap_or(0);
+    let since = &req.messages[start + 1..];
+    let turn = since.iter().filter(|m| m.role == Role::Assistant).count();
+    let called: Vec<&str> = since
+        .iter()
+        .flat_map(|m| m.tool_calls.iter().map(|c| c.function.name.as_str()))
+        .collect();
+    let opening = ChatRequest {
+        messages: req.messages[..=start.min(req.messages.len().saturating_sub(1))].to_vec(),
+        tools: req.tools.clone(),
+    };
+    let first_plan = agent_plan(model_id, &opening, checks, sample);
+    let looked_up = !first_plan.0.is_empty();
+    let (lookups, actions, mut reply) = if turn == 0 {
+        first_plan
+    } else {
+        agent_plan(model_id, req, checks, sample)
+    };
+    let mut calls = match turn {
+        0 if looked_up => lookups,
+        0 => actions,
+        1 if looked_up => actions,
+        _ => Vec::new(),
+    };
+    calls.retain(|c| !called.contains(&c.function.name.as_str()));
+    for (i, c) in calls.iter_mut().enumerate() {
+        c.id = format!("call_m{}_{}", turn + 1, i + 1);
+    }
+    if calls.is_empty() {
+        if reply.text.trim().is_empty() {
+            let acted: Vec<&str> = called.iter().copied().filter(|n| !is_lookup(n)).collect();
+            reply.text = if acted.is_empty() {
+                "I have looked into it.".to_string()
+            } else {
+                format!("Done: I called {} for you.", acted.join(", "))
+            };
+        }
+        reply.finish_reason = Some("stop".into());
+    } else {
+        reply.text = String::new();
+        reply.finish_reason = Some("tool_calls".into());
+    }
+    reply.tool_calls = calls;
+    reply
+}
+
+/// One turn's plan: the look-up calls, the other calls, and the reply they came with.
+fn agent_plan(
+    model_id: &str,
+    req: &ChatRequest,
+    checks: &[Check],
+    sample: u32,
+) -> (Vec<ToolCall>, Vec<ToolCall>, ChatResponse) {
+    let reply = answer(model_id, req, checks, sample);
+    let (mut lookups, actions): (Vec<ToolCall>, Vec<ToolCall>) = reply
+        .tool_calls
+        .iter()
+        .cloned()
+        .partition(|c| is_lookup(&c.function.name));
+    if lookups.is_empty()
+        && let Some(first) = actions.first()
+        && let Some(Value::Object(args)) = first.arguments_json()
+    {
+        let named: Vec<&str> = checks.iter().flat_map(|c| c.named_tools()).collect();
+        let lookup = req.tools.iter().find_map(|t| {
+            let name = &t.function.name;
+            if !is_lookup(name) || named.contains(&name.as_str()) {
+                return None;
+            }
+            let props = t.function.parameters.get("properties")?.as_object()?;
+            let shared: Map<String, Value> = args
+                .iter()
+                .filter(|(k, _)| props.contains_key(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (!shared.is_empty()).then(|| ToolCall::new("", name.clone(), &Value::Object(shared)))
+        });
+        lookups.extend(lookup);
+    }
+    (lookups, actions, reply)
+}
+
 /// The mock *judge*'s reply to a judge request built by [`crate::judge::judge_request`]: a
 /// deterministic verdict, clearly labelled as simulated. It reads only the answer section (as a
 /// real judge would read the request) and fails an answer that is empty, that says it could
@@ -774,7 +891,26 @@ impl Draft {
                     d.tool_calls.push(ToolCall::new(id, t.name.clone(), &args));
                 }
                 Check::Refusal(r) => d.refuse = *r,
-                Check::Judge(_) => {}
+                Check::NoToolCall(_) | Check::MaxToolCalls(_) | Check::Judge(_) => {}
+                Check::ToolSequence(_) => {}
+            }
+        }
+        // A sequence: every tool it names is called, in its order (other calls after them).
+        for c in checks {
+            if let Check::ToolSequence(names) = c {
+                for n in names {
+                    if !d.tool_calls.iter().any(|t| t.function.name == *n) {
+                        let id = call_id(digest, d.tool_calls.len());
+                        d.tool_calls
+                            .push(ToolCall::new(id, n.clone(), &Value::Object(Map::new())));
+                    }
+                }
+                d.tool_calls.sort_by_key(|t| {
+                    names
+                        .iter()
+                        .position(|n| *n == t.function.name)
+                        .unwrap_or(names.len())
+                });
             }
         }
         d
@@ -784,7 +920,12 @@ impl Draft {
     fn break_one(&mut self, checks: &[Check], req: &ChatRequest, digest: &[u8; 32]) {
         let breakable: Vec<&Check> = checks
             .iter()
-            .filter(|c| !matches!(c, Check::Judge(_) | Check::Regex(_)))
+            .filter(|c| {
+                !matches!(
+                    c,
+                    Check::Judge(_) | Check::Regex(_) | Check::MaxToolCalls(_)
+                )
+            })
             .collect();
         let pick = u64::from_le_bytes(digest[16..24].try_into().expect("8 bytes"));
         let Some(target) = breakable.get((pick % breakable.len().max(1) as u64) as usize) else {
@@ -845,12 +986,17 @@ impl Draft {
                     .tool_calls
                     .iter()
                     .position(|c| c.function.name == t.name);
-                let other_tool = lookalike_of(&t.name, req).or_else(|| {
+                // The realistic confusion is a look-alike of the expected tool, else another tool
+                // that acts (refund for void), a look-up only when the catalog has nothing else.
+                let others = || {
                     req.tools
                         .iter()
                         .map(|d| &d.function.name)
-                        .find(|n| **n != t.name)
-                });
+                        .filter(|n| **n != t.name)
+                };
+                let other_tool = lookalike_of(&t.name, req)
+                    .or_else(|| others().find(|n| !is_lookup(n)))
+                    .or_else(|| others().next());
                 match (pos, other_tool) {
                     (Some(i), Some(other)) => self.tool_calls[i].function.name = other.clone(),
                     (Some(i), None) if !t.arguments.is_empty() => {
@@ -876,8 +1022,27 @@ impl Draft {
                     (None, _) => {}
                 }
             }
+            Check::NoToolCall(t) => {
+                let args = Value::Object(
+                    t.arguments
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                );
+                let id = call_id(digest, self.tool_calls.len());
+                self.tool_calls
+                    .push(ToolCall::new(id, t.name.clone(), &args));
+            }
+            Check::ToolSequence(names) => {
+                // The right calls in the wrong order (or the first one left out).
+                if self.tool_calls.len() >= 2 {
+                    self.tool_calls.reverse();
+                } else if let Some(first) = names.first() {
+                    self.tool_calls.retain(|c| c.function.name != *first);
+                }
+            }
             Check::Refusal(r) => self.refuse = !r,
-            Check::Regex(_) | Check::Judge(_) => {}
+            Check::Regex(_) | Check::Judge(_) | Check::MaxToolCalls(_) => {}
         }
     }
 
@@ -1160,6 +1325,74 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn the_mock_agent_looks_up_then_acts_then_answers() {
+        let tool = |name: &str| ToolDef {
+            kind: "function".into(),
+            function: FunctionDef {
+                name: name.into(),
+                description: None,
+                parameters: json!({"type": "object", "properties": {"order_id": {"type": "string"}}}),
+            },
+        };
+        let checks = vec![Check::ToolCall(ToolCallCheck {
+            name: "void_authorization".into(),
+            arguments: [("order_id".to_string(), json!("B-1"))]
+                .into_iter()
+                .collect(),
+        })];
+        let mut req = ChatRequest {
+            messages: vec![Message::text(Role::User, "Please stop order B-1.")],
+            tools: vec![
+                tool("get_order_by_id"),
+                tool("refund_payment"),
+                tool("void_authorization"),
+            ],
+        };
+        let mut names = Vec::new();
+        for turn in 0..4 {
+            let r = agent_answer("perfect", &req, &checks, 0);
+            if r.tool_calls.is_empty() {
+                assert!(!r.text.is_empty());
+                assert_eq!(turn, 2, "looks up, acts, answers");
+                break;
+            }
+            req.messages.push(Message {
+                role: Role::Assistant,
+                content: None,
+                tool_calls: r.tool_calls.clone(),
+                tool_call_id: None,
+                name: None,
+            });
+            for c in &r.tool_calls {
+                names.push(c.function.name.clone());
+                assert_eq!(c.arguments_json().unwrap()["order_id"], "B-1");
+                req.messages.push(Message {
+                    role: Role::Tool,
+                    content: Some("{\"payment_state\": \"authorized\"}".into()),
+                    tool_calls: vec![],
+                    tool_call_id: Some(c.id.clone()),
+                    name: None,
+                });
+            }
+        }
+        assert_eq!(names, ["get_order_by_id", "void_authorization"]);
+        // A hopeless agent acts wrongly: another acting tool, not a look-up.
+        let r = agent_answer("hopeless", &req.clone(), &checks, 0);
+        assert!(r.tool_calls.is_empty(), "past its action turn it answers");
+        let opening = ChatRequest {
+            messages: vec![req.messages[0].clone()],
+            tools: req.tools.clone(),
+        };
+        let first = agent_answer("hopeless", &opening, &checks, 0);
+        assert_eq!(first.tool_calls[0].function.name, "get_order_by_id");
+        assert!(
+            is_lookup("get_order_by_id")
+                && is_lookup("searchOrders")
+                && !is_lookup("refund_payment")
+        );
     }
 
     fn check_sets() -> Vec<Vec<Check>> {

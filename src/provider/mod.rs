@@ -341,6 +341,25 @@ impl Provider {
         self.call_encoded(&body, req, checks, sample).await
     }
 
+    /// One model call of an agent episode: as [`Provider::call`], except that the mock plays a
+    /// sensible agent ([`mock::agent_answer`]: looks up, then acts, then answers) instead of
+    /// answering in one reply.
+    pub async fn call_agent_step(
+        &self,
+        req: &ChatRequest,
+        checks: &[Check],
+        sample: u32,
+    ) -> Result<ChatResponse, CallError> {
+        if self.cfg.provider != ProviderKind::Mock {
+            return self.call(req, checks, sample).await;
+        }
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(err) = mock::injected_failure(&self.cfg.model, n) {
+            return Err(err);
+        }
+        Ok(mock::agent_answer(&self.cfg.model, req, checks, sample))
+    }
+
     /// One call retried by `policy`, for the callers outside the sweep (shrink, paraphrase):
     /// a 429 waits as the server says (else `policy.backoff`), at most `max_rate_limits` times;
     /// a transient fault backs off, at most `max_retries` times; a permanent one is an error at

@@ -421,6 +421,17 @@ fn flip_details(o: &mut String, f: &Flip) {
         if let Some(err) = &e.error {
             let _ = write!(o, "<p>error: {}</p>", escape(err));
         }
+        if let Some((t, stop)) = &e.trajectory {
+            let _ = write!(
+                o,
+                "<p>trajectory ({} model calls{}): {}</p><pre>{}</pre>",
+                t.model_calls(),
+                stop.map(|s| format!(", stopped: {}", s.as_str()))
+                    .unwrap_or_default(),
+                escape(&t.compact(2000)),
+                escape(&t.transcript())
+            );
+        }
         let _ = write!(
             o,
             "<pre>{}{}</pre>",

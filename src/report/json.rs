@@ -40,7 +40,8 @@
 //! DELTA = {label, baseline: GROUP, candidate: GROUP, delta, interval, shared, fixed, regressed,
 //!          p_value, significant}
 //! FLIP  = {variant_id, probe, tier, capability, canonical, axes, baseline, candidate,
-//!          evidence: {sample, failed_checks: [{check, reason}], output, truncated, error}|null}
+//!          evidence: {sample, failed_checks: [{check, reason}], output, truncated, error,
+//!          trajectory?, stop_reason?}|null}   (trajectory and stop_reason: episodes only)
 //! TREND = {kind: "trend" (top level only), model, window, warning, points: [{run_id, started_at,
 //!          aggregate: GROUP, hard: GROUP, gap}]}
 //! ```
@@ -162,6 +163,11 @@ fn flip(f: &Flip) -> FlipDoc<'_> {
             output: &e.output,
             truncated: e.truncated,
             error: e.error.as_deref(),
+            trajectory: e.trajectory.as_ref().map(|(t, _)| t),
+            stop_reason: e
+                .trajectory
+                .as_ref()
+                .and_then(|(_, s)| s.map(|s| s.as_str())),
         }),
     }
 }
@@ -186,6 +192,10 @@ struct EvidenceDoc<'a> {
     output: &'a str,
     truncated: bool,
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trajectory: Option<&'a crate::episode::Trajectory>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]

@@ -319,6 +319,9 @@ fn regressions(o: &mut String, c: &Comparison) {
             for chk in &e.failed_checks {
                 let _ = writeln!(o, "- failed **{}**: {}", md(&chk.check), md(&chk.reason));
             }
+            if let Some((t, _)) = &e.trajectory {
+                let _ = writeln!(o, "- trajectory: {}", md(&t.compact(300)));
+            }
             let _ = writeln!(
                 o,
                 "\n<pre>{}{}</pre>\n",

@@ -382,6 +382,15 @@ fn regressions(o: &mut String, st: &Style, c: &Comparison) {
                     clean(&e.output, 120).replace('"', "\\\"")
                 ));
                 let _ = writeln!(o, "              {}", parts.join(" · "));
+                if let Some((t, stop)) = &e.trajectory {
+                    let _ = writeln!(
+                        o,
+                        "              trajectory: {}{}",
+                        clean(&t.compact(300), 300),
+                        stop.map(|s| format!(" [{}]", s.as_str()))
+                            .unwrap_or_default()
+                    );
+                }
             }
         }
         i += n;

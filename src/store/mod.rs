@@ -556,6 +556,14 @@ impl Store {
                         }
                         let tool_calls = json_into(&mut scratch.a, &c.tool_calls)?;
                         let checks = json_into(&mut scratch.b, &c.checks)?;
+                        let trajectory = c
+                            .trajectory
+                            .as_ref()
+                            .map(serde_json::to_string)
+                            .transpose()
+                            .map_err(|e| {
+                                Error::Other(format!("store: encoding a trajectory: {e}"))
+                            })?;
                         case_stmt.execute(params![
                             c.run_id,
                             c.model,
@@ -574,6 +582,8 @@ impl Store {
                             i64::from(c.attempts),
                             c.finish_reason,
                             c.finished_at,
+                            trajectory,
+                            c.stop_reason.map(|r| r.as_str()),
                         ])?;
                     }
                     WriteOp::Cache { key, response } => {
@@ -685,7 +695,7 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.run_id, c.model, c.variant_id, c.sample, c.status, c.output, c.tool_calls, \
              c.checks, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd, c.error, \
-             c.cached, c.attempts, c.finish_reason, c.finished_at, \
+             c.cached, c.attempts, c.finish_reason, c.finished_at, c.trajectory, c.stop_reason, \
              v.probe_id, p.capability, p.tier, v.canonical, v.axes \
              FROM cases c \
              LEFT JOIN variants v ON v.id = c.variant_id \
@@ -814,7 +824,7 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.run_id, c.model, c.variant_id, c.sample, c.status, c.output, c.tool_calls, \
              c.checks, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd, c.error, \
-             c.cached, c.attempts, c.finish_reason, c.finished_at \
+             c.cached, c.attempts, c.finish_reason, c.finished_at, c.trajectory, c.stop_reason \
              FROM cases c WHERE c.run_id = ?1 AND c.model = ?2 AND c.variant_id = ?3 \
              ORDER BY c.sample",
         )?;
@@ -988,7 +998,7 @@ macro_rules! case_columns {
     () => {
         "run_id, model, variant_id, sample, status, output, tool_calls, checks, latency_ms, \
          input_tokens, output_tokens, cost_usd, error, cached, attempts, finish_reason, \
-         finished_at"
+         finished_at, trajectory, stop_reason"
     };
 }
 
@@ -1001,14 +1011,16 @@ macro_rules! case_replace {
          input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
          cost_usd = excluded.cost_usd, error = excluded.error, cached = excluded.cached, \
          attempts = excluded.attempts, finish_reason = excluded.finish_reason, \
-         finished_at = excluded.finished_at"
+         finished_at = excluded.finished_at, trajectory = excluded.trajectory, \
+         stop_reason = excluded.stop_reason"
     };
 }
 
-/// The 17 placeholders of a case row.
+/// The 19 placeholders of a case row.
 macro_rules! case_values {
     () => {
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+         ?18, ?19)"
     };
 }
 
@@ -1145,7 +1157,7 @@ fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
     })
 }
 
-/// The case columns 0..=16 of a row (the column order of [`Store::for_each_case`]).
+/// The case columns 0..=18 of a row (the column order of [`Store::for_each_case`]).
 fn case_record_from_row(row: &Row<'_>) -> Result<CaseRecord> {
     Ok(CaseRecord {
         run_id: row.get(0)?,
@@ -1165,6 +1177,18 @@ fn case_record_from_row(row: &Row<'_>) -> Result<CaseRecord> {
         attempts: u32::try_from(row.get::<_, i64>(14)?).unwrap_or(u32::MAX),
         finish_reason: row.get(15)?,
         finished_at: row.get(16)?,
+        trajectory: row
+            .get::<_, Option<String>>(17)?
+            .map(|t| from_json(&t, "case trajectory"))
+            .transpose()?,
+        stop_reason: row
+            .get::<_, Option<String>>(18)?
+            .map(|t| {
+                crate::episode::StopReason::parse(&t).ok_or_else(|| {
+                    Error::Other(format!("store: a case has an unknown stop reason `{t}`"))
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -1176,13 +1200,13 @@ fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
             case.model, case.variant_id, case.sample, case.run_id
         ))
     };
-    let Some(probe_id) = row.get::<_, Option<String>>(17)? else {
+    let Some(probe_id) = row.get::<_, Option<String>>(19)? else {
         return Err(missing("a variant"));
     };
-    let Some(capability) = row.get::<_, Option<String>>(18)? else {
+    let Some(capability) = row.get::<_, Option<String>>(20)? else {
         return Err(missing("a probe version"));
     };
-    let tier_text = text(row, 19)?;
+    let tier_text = text(row, 21)?;
     let tier = Tier::parse(tier_text).ok_or_else(|| {
         Error::Other(format!(
             "store: probe `{probe_id}` has an unknown tier `{tier_text}`"
@@ -1192,8 +1216,8 @@ fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
         probe_id,
         capability,
         tier,
-        canonical: row.get(20)?,
-        axes: from_json(text(row, 21)?, "variant axes")?,
+        canonical: row.get(22)?,
+        axes: from_json(text(row, 23)?, "variant axes")?,
         case,
     })
 }

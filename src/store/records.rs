@@ -184,6 +184,12 @@ pub struct CaseRecord {
     pub finish_reason: Option<String>,
     /// When the case finished, RFC 3339.
     pub finished_at: String,
+    /// For a case of an episode: every step (`output` is the final answer, `tool_calls` every
+    /// call of the episode, tokens and cost summed over the steps). `None` for single-turn
+    /// cases.
+    pub trajectory: Option<crate::episode::Trajectory>,
+    /// For a case of an episode: why it stopped.
+    pub stop_reason: Option<crate::episode::StopReason>,
 }
 
 /// A case with what the report needs about its variant and probe, as

@@ -268,6 +268,16 @@ CREATE TABLE sweep_leases (
     PRIMARY KEY (run_id, slice)
 );
 "#,
+    // 8: agent episodes (the `episode` module): a case of an episode probe keeps its
+    // trajectory (JSON: every model call's text, tool calls and tokens, every simulated
+    // result) and why the episode stopped (`answered`, `budget`, `off-script`, `error`).
+    // NULL for single-turn cases.
+    r#"
+ALTER TABLE cases ADD COLUMN trajectory TEXT;
+ALTER TABLE cases ADD COLUMN stop_reason TEXT;
+ALTER TABLE case_log ADD COLUMN trajectory TEXT;
+ALTER TABLE case_log ADD COLUMN stop_reason TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -93,6 +93,8 @@ pub(crate) fn case(
         attempts: 1,
         finish_reason: Some("stop".to_string()),
         finished_at: "2026-11-21T23:06:00Z".to_string(),
+        trajectory: None,
+        stop_reason: None,
     }
 }
 

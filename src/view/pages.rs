@@ -1339,6 +1339,15 @@ fn case_json(c: &CaseRecord) -> serde_json::Value {
         "attempts": c.attempts,
         "finish_reason": c.finish_reason,
         "finished_at": c.finished_at,
+        "stop_reason": c.stop_reason.map(|s| s.as_str()),
+        "trajectory": c.trajectory.as_ref().map(|t| t.steps.iter().enumerate().map(|(i, s)| json!({
+            "step": i + 1,
+            "text": s.text,
+            "calls": s.tool_calls.iter().map(|t| json!({"name": t.function.name, "arguments": t.function.arguments, "id": t.id})).collect::<Vec<_>>(),
+            "results": s.results.iter().map(|r| json!({"call_id": r.call_id, "tool": r.tool, "content": r.content, "source": r.source, "mutating": r.mutating})).collect::<Vec<_>>(),
+            "tokens": s.input_tokens + s.output_tokens,
+            "cached": s.cached,
+        })).collect::<Vec<_>>()),
     })
 }
 

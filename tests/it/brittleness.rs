@@ -117,6 +117,8 @@ fn write_run(
                     attempts: 1,
                     finish_reason: Some("stop".into()),
                     finished_at: run.started_at.clone(),
+                    trajectory: None,
+                    stop_reason: None,
                 }));
             }
         }

@@ -7,6 +7,7 @@ mod support;
 mod adaptive;
 mod brittleness;
 mod cli;
+mod episode;
 mod hostile;
 mod judge_http;
 mod kill_resume;

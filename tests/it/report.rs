@@ -167,6 +167,8 @@ impl Batch {
             attempts: 1,
             finish_reason: Some("stop".into()),
             finished_at: "2026-01-01T00:00:00Z".into(),
+            trajectory: None,
+            stop_reason: None,
         }));
     }
 
@@ -796,6 +798,8 @@ fn trend_points_are_kept_per_run_and_retired_when_a_run_changes() {
             attempts: 1,
             finish_reason: None,
             finished_at: "2026-03-02T00:00:01Z".into(),
+            trajectory: None,
+            stop_reason: None,
         })])
         .unwrap();
     let after = f.stdout(&["trend", "--format", "json"]);

@@ -189,6 +189,9 @@ fn openai_wire_format_all_pass() {
 
 // ---- 2. Anthropic wire format with tool calls ---------------------------------------------
 
+/// The overlapping-tools incident is an agent episode (the agent looked the order up, then
+/// refunded): the server acts on its first call (the right or the wrong tool) and answers in
+/// text once it has the tool's result.
 #[test]
 fn anthropic_wire_format_with_tool_calls() {
     let server = TestServer::start(|req, i| {
@@ -198,6 +201,19 @@ fn anthropic_wire_format_with_tool_calls() {
         } else {
             "refund_payment"
         };
+        let answered = req.json()["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["role"] == "assistant"));
+        if answered {
+            return Reply::json(
+                200,
+                anthropic_message(
+                    &model,
+                    vec![json!({"type": "text", "text": "Done."})],
+                    "end_turn",
+                ),
+            );
+        }
         Reply::json(
             200,
             anthropic_message(
@@ -233,15 +249,20 @@ fn anthropic_wire_format_with_tool_calls() {
         let args: Value =
             serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
         assert_eq!(args["order_id"], "B-20931");
-        assert_eq!(r["output"], "Let me take care of that.");
+        assert_eq!(r["output"], "Done.");
         assert_eq!(r["error"], Value::Null);
+        assert_eq!(r["stop_reason"], "answered");
+        assert_eq!(
+            r["trajectory"][0]["text"], "Let me take care of that.",
+            "{r}"
+        );
         let check = &r["checks"][0];
         assert_eq!(check["check"], "tool_call");
         assert_eq!(check["passed"], r["model"] == "right", "{r}");
     }
 
     let requests = server.requests();
-    assert_eq!(requests.len(), 6);
+    assert_eq!(requests.len(), 12, "two model calls per episode");
     for r in &requests {
         assert_eq!(r.method, "POST");
         assert_eq!(r.path, "/v1/messages");
