@@ -690,7 +690,8 @@ fn ask(
             &v.request,
             x.library(),
             &v.axes,
-        ))
+        )
+        .with_aliases(v.added_tools.clone()))
     });
     for sample in 0..repeats {
         let mut episode = None;

@@ -83,7 +83,11 @@ pub fn protected_names(checks: &[Check], tools: &[ToolDef]) -> BTreeSet<String> 
                 texts.push(j.equals.to_string());
             }
             Check::Judge(j) => texts.push(j.rubric.clone()),
-            Check::Numeric(_) | Check::Refusal(_) => {}
+            Check::NoToolCall(t) => {
+                out.insert(t.name.clone());
+            }
+            Check::ToolSequence(names) => out.extend(names.iter().cloned()),
+            Check::Numeric(_) | Check::Refusal(_) | Check::MaxToolCalls(_) => {}
         }
     }
     for t in tools {

@@ -231,7 +231,8 @@ fn anthropic_wire_format_with_tool_calls() {
         + &model("wrong", "anthropic", &server.url(), "timeout = 5");
     let p = Project::new(&models);
     p.templatize(OVERLAPPING_TOOLS);
-    let args = ["--strategy", "sample:3"];
+    // The incident's catalog on every request: the `tools` axis is left out here.
+    let args = ["--strategy", "sample:3", "--axes", "persona,phrasing"];
     assert_eq!(p.planned(&args), 6);
 
     let out = p.sweep(&args, &env()).success();

@@ -45,8 +45,23 @@ fn choice(body: &Value) -> String {
         .unwrap_or_else(|| EXPECTED.to_string())
 }
 
+/// Whether the conversation ends with a tool's result (OpenAI `tool` message, Anthropic
+/// `tool_result` block): the agent has acted and now answers.
+fn acted(body: &Value) -> bool {
+    let Some(last) = body["messages"].as_array().and_then(|m| m.last()) else {
+        return false;
+    };
+    last["role"] == "tool"
+        || last["content"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+}
+
 fn openai_agent() -> TestServer {
     TestServer::start(|req, _| {
+        if acted(req.json()) {
+            return Reply::json(200, http_server::openai_completion("gpt", "Done."));
+        }
         let tool = choice(req.json());
         Reply::json(
             200,
@@ -198,6 +213,8 @@ fn adaptive_finds_tools_overlapping_and_clears_the_rest() {
         &[
             "--strategy",
             "adaptive",
+            "--axes",
+            "persona,phrasing,tools",
             "--adaptive-json",
             json.to_str().unwrap(),
         ],
@@ -217,6 +234,9 @@ fn adaptive_finds_tools_overlapping_and_clears_the_rest() {
 #[test]
 fn both_wire_formats_carry_the_varied_catalog() {
     let anthropic = TestServer::start(|req, _| {
+        if acted(req.json()) {
+            return Reply::json(200, http_server::anthropic_text("claude", "Done."));
+        }
         let tool = choice(req.json());
         Reply::json(
             200,
@@ -249,7 +269,8 @@ fn both_wire_formats_carry_the_varied_catalog() {
     .success();
     for server in [&anthropic, &openai] {
         let reqs = server.requests();
-        assert_eq!(reqs.len(), 3);
+        // Three episodes of two model calls each: act, then answer.
+        assert_eq!(reqs.len(), 6);
         // Requests arrive in any order: the canonical is the one with the incident's catalog.
         let catalogs: Vec<Vec<String>> = reqs.iter().map(|r| offered(r.json())).collect();
         let base = &INCIDENT_TOOLS.map(String::from).to_vec();
