@@ -683,15 +683,17 @@ fn ask(
     }
     // An episode probe's samples are episodes, run step by step as the sweep runs them.
     let sim = probe.episode.clone().map(|e| {
-        std::sync::Arc::new(crate::episode::simulator_for(
-            &probe.id,
-            std::sync::Arc::new(probe.slots.tool_outputs.clone()),
-            std::sync::Arc::new(e),
-            &v.request,
-            x.library(),
-            &v.axes,
+        std::sync::Arc::new(
+            crate::episode::simulator_for(
+                &probe.id,
+                std::sync::Arc::new(probe.slots.tool_outputs.clone()),
+                std::sync::Arc::new(e),
+                &v.request,
+                x.library(),
+                &v.axes,
+            )
+            .with_aliases(v.added_tools.clone()),
         )
-        .with_aliases(v.added_tools.clone()))
     });
     for sample in 0..repeats {
         let mut episode = None;

@@ -1640,15 +1640,17 @@ fn plan_model(
                 .map(|m| m.content_str().len())
                 .sum();
             let sim = episode.as_ref().map(|(e, slots)| {
-                Arc::new(crate::episode::simulator_for(
-                    &p.id,
-                    slots.clone(),
-                    e.clone(),
-                    &v.request,
-                    lib,
-                    &axes,
+                Arc::new(
+                    crate::episode::simulator_for(
+                        &p.id,
+                        slots.clone(),
+                        e.clone(),
+                        &v.request,
+                        lib,
+                        &axes,
+                    )
+                    .with_aliases(v.added_tools.clone()),
                 )
-                .with_aliases(v.added_tools.clone()))
             });
             let prepared = Arc::new(Prepared {
                 variant_id: v.variant,
