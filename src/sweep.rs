@@ -959,7 +959,8 @@ pub fn run(
 
     let counts = plan_counts(&probes, &lib, &opts)?;
     let variants_planned: u64 = counts.iter().map(|(_, n)| n).sum();
-    let per_model = variants_planned * opts.repeats as u64;
+    let per_model =
+        crate::adaptive::planned_samples(opts.points.as_deref(), variants_planned, opts.repeats);
     let planned = per_model * models.len() as u64;
 
     let mut store = Store::open_url(store_path)?;
@@ -1443,11 +1444,11 @@ fn plan_model(
         }
         let checks = Arc::new(p.checks.clone());
         let has_judge = p.checks.iter().any(|c| matches!(c, Check::Judge(_)));
-        for axes in crate::adaptive::points(&x, &p.id, opts)? {
+        for point in crate::adaptive::points(&x, &p.id, opts)? {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let v = x.variant(axes)?;
+            let v = x.variant(point.axes)?;
             let canonical = v.canonical;
             let axes = v.axes;
             let chars: usize = v
@@ -1469,7 +1470,7 @@ fn plan_model(
             // must never arrive before its variant row), and only if the store may lack it.
             let mut row_pending = write_variants;
             let mut body = bytes::Bytes::new();
-            for sample in 0..opts.repeats {
+            for sample in 0..point.samples {
                 // A resumed run keeps every graded case and retries its errors (an outage at
                 // 3 a.m. should not stay in the results once the endpoint is back).
                 if opts.resume

@@ -175,12 +175,31 @@ fn one_run(seed: &str, flaky: bool) {
     // The figures the README quotes (`cargo test --test it adaptive -- --nocapture`).
     eprintln!(
         "figures: flaky {flaky}, seed {seed}: {calls} calls of {full} ({:.2} %), {found} of 3 \
-         causes found as expected; persona=anxious-novice {} ({} of {} clean variants failed); \
-         causes: {causes:?}",
+         causes found as expected; persona=anxious-novice {} ({} of {} clean variants failed, \
+         flaky {}, {} repeats); {} repeats in all; causes: {causes:?}",
         calls as f64 * 100.0 / full as f64,
         flaky_value["decision"].as_str().unwrap(),
         flaky_value["clean_failed"],
         flaky_value["clean_variants"],
+        flaky_value["flaky"],
+        flaky_value["repeats"],
+        g["repeats"],
+    );
+    let shown_flaky: Vec<String> = values
+        .iter()
+        .filter(|v| v["flaky"] == true)
+        .map(|v| {
+            format!(
+                "{}={} ({} repeats)",
+                v["axis"].as_str().unwrap(),
+                v["value"].as_str().unwrap(),
+                v["repeats"]
+            )
+        })
+        .collect();
+    eprintln!(
+        "flaky values: {shown_flaky:?}; canonical flaky: {}; ended: {}",
+        g["canonical_flaky"], r["ended"]
     );
     if !flaky {
         assert_eq!(causes, expected, "{}", out.stdout);
