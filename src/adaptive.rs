@@ -38,11 +38,28 @@
 //! clean variants still fail a quarter of the time: a flaky value's chance failures would be
 //! blamed on its neighbours), so one point is clean evidence for up to five values at once,
 //! distinct from every point already run. Values still undecided past the decisive number of
-//! clean variants (a pass rate near the middle, often a flaky value) come last, after the pair
-//! coverage. A
+//! clean variants (a pass rate near the middle, often a flaky value) and flaky values come
+//! last, after the pair coverage. A
 //! round's points go through the ordinary sweep ([`crate::sweep::run`], resumed, with
 //! [`SweepOptions::points`]), so the cache, the limits, the retries and the store are the
-//! sweep's. The budget counts the run's cases (a cached answer included).
+//! sweep's. The budget counts the run's cases (a cached answer included), a repeat's new
+//! samples included.
+//!
+//! # Repeats where the model is flaky
+//! A round re-runs, with [`REPEAT_SAMPLES`] samples (through the plan's per-point sample
+//! count, [`PlannedPoint::samples`]: the sweep keeps the samples already graded and runs the
+//! rest), the canonical variant once, and a few failing clean variants of each value still
+//! undecided past the decisive count. A prompt that fails for a fixed reason fails again; one
+//! that fails at random does not. A value is **flaky** when the samples of one of its variants
+//! disagree and no flakier value (one on more disagreeing variants) on that variant explains
+//! it; when the canonical's samples disagree, every value is. A flaky value's clean variants
+//! run once are topped up to [`REPEAT_SAMPLES`] samples, and its new points get as many. Each
+//! variant still counts once in the test above, by the majority of its samples (the samples
+//! of one variant are not independent evidence about the value), so a value failing at random
+//! in fewer than half of the calls is cleared rather than flagged or left undecided, once
+//! enough variants are in. A flaky value is never background for another value's evidence
+//! and its points come last, after the other values' and the pair coverage: its repeats are
+//! dear. The report gives per value the repeats run on its variants and whether it is flaky.
 //!
 //! # Thresholds
 //! An ordered axis whose values from some level on are all causes and below it all cleared is
@@ -83,7 +100,7 @@ pub const REPEAT_SAMPLES: u32 = 3;
 
 /// Failing clean variants of an undecided value re-run with [`REPEAT_SAMPLES`] samples to
 /// see whether the value's failures are flaky (the samples disagree) or fixed by the prompt.
-const PROBE_VARIANTS: usize = 2;
+const PROBE_VARIANTS: usize = 1;
 
 /// One point a sweep runs and how many samples of it the run holds once it is done (samples
 /// already graded are kept, as on `--resume`: a point already run once and planned with three
@@ -934,9 +951,10 @@ fn plan_group(
             made += samples as usize;
         }
     }
-    // Flakiness probes: the canonical, and a few failing clean variants of every value still
-    // undecided past the decisive count (a pass rate near the middle), get `target` samples
-    // once. A prompt
+    // Flakiness probes: the canonical, and a failing clean variant of every value still
+    // undecided past the decisive count with at most half of its clean variants failing (what
+    // a value failing at random in fewer than half of the calls looks like), get `target`
+    // samples once; another when that variant's majority turned to pass. A prompt
     // that fails for a fixed reason fails again; a flaky one does not (see `flaky_values`).
     let mut probes: Vec<&Obs> = Vec::new();
     if let Some(c) = group.obs.iter().find(|o| o.is_canonical()) {
@@ -945,7 +963,7 @@ fn plan_group(
     for (a, row) in st.decision.iter().enumerate() {
         for (i, d) in row.iter().enumerate().skip(1) {
             let [n, k, _, _] = st.counts[a][i];
-            if *d != Decision::Undecided || st.flaky[a][i] || n < decisive || k < 2 || k >= n {
+            if *d != Decision::Undecided || st.flaky[a][i] || n < decisive || k < 2 || 2 * k > n {
                 continue;
             }
             let candidates = group
@@ -1010,12 +1028,12 @@ fn plan_group(
         }
     }
     // Every value decided, or still undecided only past the decisive count (hovering near the
-    // middle, often a flaky value): the pairs go first, and need not wait for those.
+    // middle, often a flaky value) or shown flaky: the pairs go first, and need not wait for
+    // those.
     let settled = st.decision.iter().enumerate().all(|(a, row)| {
-        row.iter()
-            .enumerate()
-            .skip(1)
-            .all(|(i, d)| *d != Decision::Undecided || st.counts[a][i][0] >= decisive)
+        row.iter().enumerate().skip(1).all(|(i, d)| {
+            *d != Decision::Undecided || st.counts[a][i][0] >= decisive || st.flaky[a][i]
+        })
     });
     if settled && made < max_points {
         let mut pts = Vec::new();
@@ -1039,11 +1057,16 @@ fn plan_group(
             return made;
         }
         // The value wanting most, suspects first (they decide what is clean for the others),
-        // values hovering past the decisive count last.
+        // values hovering past the decisive count and flaky values (their repeats are dear,
+        // and no other value's evidence waits on them) last.
         let mut best: Option<(usize, usize, (bool, bool, u64))> = None;
         for (a, row) in need.iter().enumerate() {
             for (i, &n) in row.iter().enumerate() {
-                let key = (st.counts[a][i][0] < decisive, st.suspect[a][i], n);
+                let key = (
+                    st.counts[a][i][0] < decisive && !st.flaky[a][i],
+                    st.suspect[a][i],
+                    n,
+                );
                 if n > 0 && best.is_none_or(|(_, _, k)| key > k) {
                     best = Some((a, i, key));
                 }
@@ -1187,13 +1210,13 @@ fn sizes(values: &Values) -> Vec<usize> {
     values.iter().map(|(_, v)| v.len()).collect()
 }
 
-/// Cleared, yet a quarter or more of its clean variants failed: a flaky value (failing at
-/// random, not because of the variant) looks so. Never a background or filler for the others'
-/// evidence, where its chance failures would be blamed on them; it is still judged, and still
-/// paired, itself.
+/// Shown flaky (its samples disagree), or cleared yet a quarter or more of its clean variants
+/// failed, as a flaky value not yet repeated looks. Never a background or filler for the
+/// others' evidence, where its chance failures would be blamed on them; it is still judged,
+/// and still paired, itself.
 fn often_failing(st: &State, a: usize, i: usize) -> bool {
     let c = st.counts[a][i];
-    c[0] > 0 && 4 * c[1] >= c[0]
+    (c[0] > 0 && 4 * c[1] >= c[0]) || st.flaky[a][i]
 }
 
 /// A background value for axis `a`: mostly a value that still wants evidence (never a
@@ -1207,7 +1230,7 @@ fn background(
 ) -> usize {
     let list = &values[a].1;
     let wanted: Vec<usize> = (1..list.len())
-        .filter(|&i| need[a][i] > 0 && !st.suspect[a][i])
+        .filter(|&i| need[a][i] > 0 && !st.suspect[a][i] && !st.flaky[a][i])
         .collect();
     if !wanted.is_empty() && rng.random_bool(0.8) {
         return *wanted.choose(rng).expect("non-empty");
@@ -1640,6 +1663,140 @@ mod tests {
         assert_eq!(r.causes, vec!["format=x"]);
         assert_eq!(r.canonical, "pass");
         assert_eq!(r.minimal[0].one_minimal, Minimality::Shown);
+    }
+
+    /// Personas `p1`–`p3` × formats `x`, `y`: `p1`'s variants run three times and their
+    /// samples disagree (with format `x` and `y` beside it); `p2 × x` fails three times out of
+    /// three.
+    fn flaky_group() -> (Group, Values) {
+        let values: Values = vec![
+            (
+                AxisName::Persona,
+                vec![ORIGINAL.into(), "p1".into(), "p2".into(), "p3".into()],
+            ),
+            (AxisName::Phrasing, vec![ORIGINAL.into()]),
+            (AxisName::Length, vec![ORIGINAL.into()]),
+            (
+                AxisName::Format,
+                vec![ORIGINAL.into(), "x".into(), "y".into()],
+            ),
+        ];
+        let obs = vec![
+            Obs {
+                idx: [0, 0, 0, 0, 0],
+                pass: 3,
+                fail: 0,
+            },
+            Obs {
+                idx: [1, 0, 0, 0, 0],
+                pass: 2,
+                fail: 1,
+            },
+            Obs {
+                idx: [1, 0, 0, 1, 0],
+                pass: 1,
+                fail: 2,
+            },
+            Obs {
+                idx: [1, 0, 0, 2, 0],
+                pass: 2,
+                fail: 1,
+            },
+            Obs {
+                idx: [2, 0, 0, 1, 0],
+                pass: 0,
+                fail: 3,
+            },
+            Obs {
+                idx: [3, 0, 0, 2, 0],
+                pass: 1,
+                fail: 0,
+            },
+        ];
+        let g = Group {
+            model: "m".into(),
+            probe: "p".into(),
+            obs,
+        };
+        (g, values)
+    }
+
+    #[test]
+    fn disagreeing_samples_are_blamed_on_the_flakiest_value() {
+        let (g, values) = flaky_group();
+        let flaky = flaky_values(&g, &sizes(&values));
+        // p1 is on three disagreeing variants; x and y on one each, always beside p1.
+        assert!(flaky[0][1]);
+        assert!(!flaky[3][1] && !flaky[3][2]);
+        // Samples that agree (p2 × x failing three times) are a fixed failure, not flakiness.
+        assert!(!flaky[0][2]);
+        let st = decide(&g, &values);
+        assert!(!st.canonical_flaky);
+        // Each variant counts once, by its majority: both p1 variants clean for it (format x
+        // fails in most of its variants, a suspect) pass by majority, though each failed once.
+        assert_eq!(st.counts[0][1][..2], [2, 0]);
+        let r = report_group(&g, &values, &st, &[]);
+        let p1 = r.values.iter().find(|v| v.value == "p1").unwrap();
+        assert!(p1.flaky);
+        assert_eq!(p1.repeats, 6);
+        assert_eq!((p1.cases, p1.failed), (9, 4));
+        assert_eq!(r.repeats, 2 + 6 + 2);
+    }
+
+    #[test]
+    fn a_flaky_canonical_makes_every_value_flaky_and_counts_it_by_majority() {
+        let (mut g, values) = flaky_group();
+        g.obs[0] = Obs {
+            idx: [0; AXES],
+            pass: 2,
+            fail: 1,
+        };
+        let st = decide(&g, &values);
+        assert!(st.canonical_flaky);
+        let r = report_group(&g, &values, &st, &[]);
+        assert!(r.canonical_flaky);
+        assert_eq!(r.canonical, "pass");
+        assert!(r.values.iter().all(|v| v.flaky));
+    }
+
+    #[test]
+    fn a_flaky_value_gets_repeats_and_its_single_samples_are_topped_up_first() {
+        // p1 is flaky: a round planning for it tops up its variants run fewer than three
+        // times before making new ones, each with three samples.
+        let (g, values) = flaky_group();
+        let mut once = g.clone();
+        once.obs.push(Obs {
+            idx: [1, 0, 0, 2, 0],
+            pass: 1,
+            fail: 0,
+        });
+        once.obs.remove(3);
+        let st = decide(&once, &values);
+        assert!(st.flaky[0][1]);
+        let mut seen: HashSet<VariantAxes> =
+            once.obs.iter().map(|o| axes_of(&values, &o.idx)).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut out = Vec::new();
+        let made = plan_group(&once, &values, &st, &mut rng, &mut seen, 40, 1, &mut out);
+        let p1: Vec<&PlannedPoint> = out.iter().filter(|p| p.axes.persona == "p1").collect();
+        assert!(!p1.is_empty(), "{out:?}");
+        assert!(p1.iter().all(|p| p.samples == REPEAT_SAMPLES), "{out:?}");
+        let topped = axes_of(&values, &[1, 0, 0, 2, 0]);
+        assert!(p1.iter().any(|p| p.axes == topped), "{out:?}");
+        // The cost counts only the samples not yet run.
+        let cost: usize = out
+            .iter()
+            .map(|p| {
+                let have = once
+                    .obs
+                    .iter()
+                    .find(|o| axes_of(&values, &o.idx) == p.axes)
+                    .map_or(0, |o| o.samples());
+                (p.samples as u64 - have.min(p.samples as u64)) as usize
+            })
+            .sum();
+        assert_eq!(made, cost);
+        assert!(made <= 40);
     }
 
     #[test]
