@@ -1579,7 +1579,7 @@ pub fn render_text(r: &AdaptiveReport) -> String {
         let flaky = g.values.iter().filter(|v| v.flaky).count();
         let _ = writeln!(
             s,
-            "  {} value(s) cleared, {undecided} undecided; {flaky} flaky (decided by each variant's majority), {} repeat(s) run",
+            "  {} value(s) cleared, {undecided} undecided; {flaky} flaky (each variant counted by its majority), {} repeat(s) run",
             cleared, g.repeats
         );
         let mut t = crate::cli_brittle::table(&[
