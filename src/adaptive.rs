@@ -38,11 +38,28 @@
 //! clean variants still fail a quarter of the time: a flaky value's chance failures would be
 //! blamed on its neighbours), so one point is clean evidence for up to five values at once,
 //! distinct from every point already run. Values still undecided past the decisive number of
-//! clean variants (a pass rate near the middle, often a flaky value) come last, after the pair
-//! coverage. A
+//! clean variants (a pass rate near the middle, often a flaky value) and flaky values come
+//! last, after the pair coverage. A
 //! round's points go through the ordinary sweep ([`crate::sweep::run`], resumed, with
 //! [`SweepOptions::points`]), so the cache, the limits, the retries and the store are the
-//! sweep's. The budget counts the run's cases (a cached answer included).
+//! sweep's. The budget counts the run's cases (a cached answer included), a repeat's new
+//! samples included.
+//!
+//! # Repeats where the model is flaky
+//! A round re-runs, with [`REPEAT_SAMPLES`] samples (through the plan's per-point sample
+//! count, [`PlannedPoint::samples`]: the sweep keeps the samples already graded and runs the
+//! rest), the canonical variant once, and a few failing clean variants of each value still
+//! undecided past the decisive count. A prompt that fails for a fixed reason fails again; one
+//! that fails at random does not. A value is **flaky** when the samples of one of its variants
+//! disagree and no flakier value (one on more disagreeing variants) on that variant explains
+//! it; when the canonical's samples disagree, every value is. A flaky value's clean variants
+//! run once are topped up to [`REPEAT_SAMPLES`] samples, and its new points get as many. Each
+//! variant still counts once in the test above, by the majority of its samples (the samples
+//! of one variant are not independent evidence about the value), so a value failing at random
+//! in fewer than half of the calls is cleared rather than flagged or left undecided, once
+//! enough variants are in. A flaky value is never background for another value's evidence
+//! and its points come last, after the other values' and the pair coverage: its repeats are
+//! dear. The report gives per value the repeats run on its variants and whether it is flaky.
 //!
 //! # Thresholds
 //! An ordered axis whose values from some level on are all causes and below it all cleared is
@@ -77,21 +94,55 @@ pub const DEFAULT_BUDGET_FRACTION: f64 = 0.048;
 /// Most follow-up rounds one run makes.
 pub const MAX_ROUNDS: usize = 40;
 
+/// Samples a variant gets once its value is shown flaky (its samples disagree) or the
+/// canonical is: odd, so a variant's majority is never a tie.
+pub const REPEAT_SAMPLES: u32 = 3;
+
+/// Failing clean variants of an undecided value re-run with [`REPEAT_SAMPLES`] samples to
+/// see whether the value's failures are flaky (the samples disagree) or fixed by the prompt.
+const PROBE_VARIANTS: usize = 1;
+
+/// One point a sweep runs and how many samples of it the run holds once it is done (samples
+/// already graded are kept, as on `--resume`: a point already run once and planned with three
+/// samples costs two calls).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPoint {
+    /// The axis values.
+    pub axes: VariantAxes,
+    /// Samples `0..samples` of it, per model.
+    pub samples: u32,
+}
+
 /// Follow-up points per probe: probe id → points.
-pub type PointPlan = HashMap<String, Vec<VariantAxes>>;
+pub type PointPlan = HashMap<String, Vec<PlannedPoint>>;
 
 /// The points a sweep runs for a probe: the follow-up plan's when the options carry one,
-/// else the strategy's.
+/// else the strategy's, each with `--repeats` samples.
 pub fn points(
     x: &ProbeExpansion<'_>,
     probe_id: &str,
     opts: &SweepOptions,
-) -> Result<Box<dyn Iterator<Item = VariantAxes> + Send>> {
+) -> Result<Box<dyn Iterator<Item = PlannedPoint> + Send>> {
     match &opts.points {
         Some(plan) => Ok(Box::new(
             plan.get(probe_id).cloned().unwrap_or_default().into_iter(),
         )),
-        None => x.points(opts.strategy, opts.seed, &opts.axes),
+        None => {
+            let samples = opts.repeats;
+            Ok(Box::new(
+                x.points(opts.strategy, opts.seed, &opts.axes)?
+                    .map(move |axes| PlannedPoint { axes, samples }),
+            ))
+        }
+    }
+}
+
+/// Samples per model a sweep plans: the plan's per-point counts when there is a plan, else
+/// `points` × `repeats`.
+pub fn planned_samples(plan: Option<&PointPlan>, points: u64, repeats: u32) -> u64 {
+    match plan {
+        Some(plan) => plan.values().flatten().map(|p| p.samples as u64).sum(),
+        None => points * repeats as u64,
     }
 }
 
@@ -135,6 +186,13 @@ pub struct ValueDecision {
     pub cases: u64,
     /// Of which failed.
     pub failed: u64,
+    /// Samples beyond the first of the variants with this value (`--repeats` and the rounds'
+    /// repeats together).
+    pub repeats: u64,
+    /// Samples of one of its variants disagreed (the disagreement not explained by a flakier
+    /// value on the same variant), or the canonical's did: its variants get
+    /// [`REPEAT_SAMPLES`] samples and each counts by its majority.
+    pub flaky: bool,
 }
 
 /// A cause on an ordered axis that starts at one level.
@@ -158,6 +216,11 @@ pub struct GroupDecisions {
     /// The canonical variant's outcome: `pass`, `fail` (then every cause is measured against
     /// an incident that already fails: read them with care) or `not graded`.
     pub canonical: String,
+    /// The canonical variant's samples disagreed: every follow-up point of this probe × model
+    /// gets [`REPEAT_SAMPLES`] samples.
+    pub canonical_flaky: bool,
+    /// Samples beyond the first of every variant of this probe × model.
+    pub repeats: u64,
     /// Causes in words: per axis a threshold, then the single values it does not cover; then
     /// interactions.
     pub causes: Vec<String>,
@@ -244,6 +307,21 @@ impl Obs {
     /// not samples, since the samples of one variant are not independent evidence.
     fn failing(&self) -> bool {
         2 * self.fail > self.pass + self.fail
+    }
+
+    /// Graded samples.
+    fn samples(&self) -> u64 {
+        self.pass + self.fail
+    }
+
+    /// Its samples disagree: the same prompt both passed and failed.
+    fn disagrees(&self) -> bool {
+        self.pass > 0 && self.fail > 0
+    }
+
+    /// The canonical variant: no axis changed.
+    fn is_canonical(&self) -> bool {
+        self.idx.iter().all(|&i| i == 0)
     }
 }
 
@@ -349,6 +427,10 @@ struct State {
     counts: Vec<Vec<[u64; 4]>>,
     /// Pairs of values seen failing together on a clean background, with their evidence.
     pairs: Vec<Pair>,
+    /// Per value: shown flaky (see [`ValueDecision::flaky`]).
+    flaky: Vec<Vec<bool>>,
+    /// The canonical variant's samples disagree.
+    canonical_flaky: bool,
 }
 
 /// What is known about a pair of values of two axes failing together.
@@ -455,6 +537,8 @@ fn decide(group: &Group, values: &Values) -> State {
         suspect: sizes.iter().map(|&s| vec![false; s]).collect(),
         counts: sizes.iter().map(|&s| vec![[0; 4]; s]).collect(),
         pairs: Vec::new(),
+        flaky: sizes.iter().map(|&s| vec![false; s]).collect(),
+        canonical_flaky: group.obs.iter().any(|o| o.is_canonical() && o.disagrees()),
     };
     for o in &group.obs {
         for (a, &i) in o.idx.iter().enumerate().take(sizes.len()) {
@@ -505,7 +589,42 @@ fn decide(group: &Group, values: &Values) -> State {
         st.suspect = next;
     }
     st.pairs = decide_pairs(group, &st, &sizes);
+    st.flaky = flaky_values(group, &sizes);
     st
+}
+
+/// Values whose samples disagree on identical prompts. Each variant whose samples disagree is
+/// blamed on its flakiest changed value (the one on most disagreeing variants; all of them on
+/// a tie), so one flaky value does not make every value it was paired with look flaky.
+#[allow(clippy::needless_range_loop)] // axes × values are indexed together
+fn flaky_values(group: &Group, sizes: &[usize]) -> Vec<Vec<bool>> {
+    let mut disagreeing: Vec<Vec<u64>> = sizes.iter().map(|&s| vec![0; s]).collect();
+    for o in group.obs.iter().filter(|o| o.disagrees()) {
+        for a in 0..sizes.len() {
+            disagreeing[a][o.idx[a]] += 1;
+        }
+    }
+    let mut flaky: Vec<Vec<bool>> = sizes.iter().map(|&s| vec![false; s]).collect();
+    for o in group.obs.iter().filter(|o| o.disagrees()) {
+        let most = (0..sizes.len())
+            .filter(|&a| o.idx[a] != 0)
+            .map(|a| disagreeing[a][o.idx[a]])
+            .max()
+            .unwrap_or(0);
+        for a in 0..sizes.len() {
+            let i = o.idx[a];
+            if i != 0 && disagreeing[a][i] == most {
+                flaky[a][i] = true;
+            }
+        }
+    }
+    flaky
+}
+
+/// A variant counts as clean evidence for axis `a`'s value: no other changed value on it is a
+/// suspect.
+fn clean_for(st: &State, o: &Obs, a: usize, axes: usize) -> bool {
+    !(0..axes).any(|b| b != a && o.idx[b] != 0 && st.suspect[b][o.idx[b]])
 }
 
 /// The level of each value of an ordered axis, with its name: for length the level of
@@ -578,6 +697,12 @@ fn report_group(
         model: group.model.clone(),
         probe: group.probe.clone(),
         canonical: String::new(),
+        canonical_flaky: st.canonical_flaky,
+        repeats: group
+            .obs
+            .iter()
+            .map(|o| o.samples().saturating_sub(1))
+            .sum(),
         causes: Vec::new(),
         thresholds: Vec::new(),
         values: Vec::new(),
@@ -585,7 +710,7 @@ fn report_group(
         minimal: Vec::new(),
     };
     // The outcome of the variant with exactly these values changed: Some(true) failing in
-    // every graded sample, Some(false) otherwise, None when not graded.
+    // most of its graded samples, Some(false) otherwise, None when not graded.
     let outcome_of = |changed: &[(usize, usize)]| -> Option<bool> {
         let o = group.obs.iter().find(|o| {
             (0..values.len()).all(|b| {
@@ -597,7 +722,7 @@ fn report_group(
                         .unwrap_or(0)
             })
         })?;
-        (o.pass + o.fail > 0).then_some(o.fail > 0 && o.pass == 0)
+        (o.samples() > 0).then_some(o.failing())
     };
     let name = |(a, i): (usize, usize)| format!("{}={}", values[a].0.as_str(), values[a].1[i]);
     let canonical_passes = outcome_of(&[]) == Some(false);
@@ -686,6 +811,13 @@ fn report_group(
                 clean_failed: c[1],
                 cases: c[2],
                 failed: c[3],
+                repeats: group
+                    .obs
+                    .iter()
+                    .filter(|o| o.idx[a] == i)
+                    .map(|o| o.samples().saturating_sub(1))
+                    .sum(),
+                flaky: st.flaky[a][i] || st.canonical_flaky,
             });
         }
         out.thresholds.extend(th);
@@ -718,8 +850,21 @@ fn report_group(
     out
 }
 
+/// The point of a variant's value indices.
+fn axes_of(values: &Values, idx: &[usize; AXES]) -> VariantAxes {
+    let mut p = VariantAxes::default();
+    for (b, (axis, list)) in values.iter().enumerate() {
+        p.set(*axis, list[idx[b]].clone());
+    }
+    p
+}
+
 #[allow(clippy::needless_range_loop)] // axes × values are indexed together
-/// Plans the next round's points for one group, added to `plan` (deduplicated against `seen`).
+#[allow(clippy::too_many_arguments)]
+/// Plans the next round's points for one group, added to `out` (new points deduplicated
+/// against `seen`; repeats of points already run planned with their new sample count).
+/// `max_points` bounds the new samples per model, `base` is the samples of an ordinary point
+/// (`--repeats`).
 fn plan_group(
     group: &Group,
     values: &Values,
@@ -727,8 +872,21 @@ fn plan_group(
     rng: &mut ChaCha8Rng,
     seen: &mut HashSet<VariantAxes>,
     max_points: usize,
-    out: &mut Vec<VariantAxes>,
-) {
+    base: u32,
+    out: &mut Vec<PlannedPoint>,
+) -> usize {
+    let target = REPEAT_SAMPLES.max(base);
+    // A point that is evidence for a flaky value (or any point, once the canonical is flaky)
+    // gets `target` samples; the others `base`.
+    let samples_of = |fixed: &[(usize, usize)]| -> u32 {
+        if st.canonical_flaky || fixed.iter().any(|&(a, i)| st.flaky[a][i]) {
+            target
+        } else {
+            base
+        }
+    };
+    // Points of this round already planned: a repeat is planned once.
+    let mut repeated: HashSet<VariantAxes> = HashSet::new();
     let judged: usize = values.iter().map(|(_, v)| v.len().saturating_sub(1)).sum();
     // Clean cases that would decide a value if all of them agreed.
     let decisive = (ALPHA / judged.max(1) as f64).log2().abs().ceil() as u64;
@@ -778,16 +936,68 @@ fn plan_group(
     }
     for w in witnesses {
         if made >= max_points {
-            return;
+            return made;
         }
         let mut p = VariantAxes::default();
         for &(a, i) in &w {
             p.set(values[a].0, values[a].1[i].clone());
         }
-        if seen.insert(p.clone()) {
-            out.push(p);
-            made += 1;
+        let samples = samples_of(&w);
+        if made + samples as usize > max_points {
+            return made;
         }
+        if seen.insert(p.clone()) {
+            out.push(PlannedPoint { axes: p, samples });
+            made += samples as usize;
+        }
+    }
+    // Flakiness probes: the canonical, and a failing clean variant of every value still
+    // undecided past the decisive count with at most half of its clean variants failing (what
+    // a value failing at random in fewer than half of the calls looks like), get `target`
+    // samples once; another when that variant's majority turned to pass. A prompt
+    // that fails for a fixed reason fails again; a flaky one does not (see `flaky_values`).
+    let mut probes: Vec<&Obs> = Vec::new();
+    if let Some(c) = group.obs.iter().find(|o| o.is_canonical()) {
+        probes.push(c);
+    }
+    for (a, row) in st.decision.iter().enumerate() {
+        for (i, d) in row.iter().enumerate().skip(1) {
+            let [n, k, _, _] = st.counts[a][i];
+            if *d != Decision::Undecided || st.flaky[a][i] || n < decisive || k < 2 || 2 * k > n {
+                continue;
+            }
+            let candidates = group
+                .obs
+                .iter()
+                .filter(|o| o.idx[a] == i && o.failing() && clean_for(st, o, a, values.len()));
+            let probed = candidates
+                .clone()
+                .filter(|o| o.samples() >= target as u64)
+                .count();
+            probes.extend(
+                candidates
+                    .filter(|o| o.samples() < target as u64)
+                    .take(PROBE_VARIANTS.saturating_sub(probed)),
+            );
+        }
+    }
+    for o in probes {
+        if made >= max_points {
+            return made;
+        }
+        let have = o.samples();
+        let p = axes_of(values, &o.idx);
+        if have == 0 || have >= target as u64 || !repeated.insert(p.clone()) {
+            continue;
+        }
+        if made + (target as u64 - have) as usize > max_points {
+            return made;
+        }
+        out.push(PlannedPoint {
+            axes: p,
+            samples: target,
+        });
+        made += (target as u64 - have) as usize;
     }
     // Open pairs: points with both values on clean backgrounds.
     let pair_decisive = (ALPHA / possible_pairs(&sizes(values)).max(1) as f64)
@@ -802,40 +1012,61 @@ fn plan_group(
         };
         for _ in 0..want {
             if made >= max_points {
-                return;
+                return made;
+            }
+            let samples = samples_of(&[p.a, p.b]);
+            if made + samples as usize > max_points {
+                return made;
             }
             match place(values, st, &[p.a, p.b], &need, rng, seen) {
                 Some((_, pt)) => {
-                    out.push(pt);
-                    made += 1;
+                    out.push(PlannedPoint { axes: pt, samples });
+                    made += samples as usize;
                 }
                 None => break,
             }
         }
     }
     // Every value decided, or still undecided only past the decisive count (hovering near the
-    // middle, often a flaky value): the pairs go first, and need not wait for those.
+    // middle, often a flaky value) or shown flaky: the pairs go first, and need not wait for
+    // those.
     let settled = st.decision.iter().enumerate().all(|(a, row)| {
-        row.iter()
-            .enumerate()
-            .skip(1)
-            .all(|(i, d)| *d != Decision::Undecided || st.counts[a][i][0] >= decisive)
+        row.iter().enumerate().skip(1).all(|(i, d)| {
+            *d != Decision::Undecided || st.counts[a][i][0] >= decisive || st.flaky[a][i]
+        })
     });
     if settled && made < max_points {
-        let before = out.len();
-        cover_clean_pairs(group, values, st, rng, seen, max_points - made, out);
-        made += out.len() - before;
+        let mut pts = Vec::new();
+        cover_clean_pairs(
+            group,
+            values,
+            st,
+            rng,
+            seen,
+            (max_points - made) / base.max(1) as usize,
+            &mut pts,
+        );
+        made += pts.len() * base as usize;
+        out.extend(pts.into_iter().map(|axes| PlannedPoint {
+            axes,
+            samples: base,
+        }));
     }
     loop {
         if made >= max_points {
-            return;
+            return made;
         }
         // The value wanting most, suspects first (they decide what is clean for the others),
-        // values hovering past the decisive count last.
+        // values hovering past the decisive count and flaky values (their repeats are dear,
+        // and no other value's evidence waits on them) last.
         let mut best: Option<(usize, usize, (bool, bool, u64))> = None;
         for (a, row) in need.iter().enumerate() {
             for (i, &n) in row.iter().enumerate() {
-                let key = (st.counts[a][i][0] < decisive, st.suspect[a][i], n);
+                let key = (
+                    st.counts[a][i][0] < decisive && !st.flaky[a][i],
+                    st.suspect[a][i],
+                    n,
+                );
                 if n > 0 && best.is_none_or(|(_, _, k)| key > k) {
                     best = Some((a, i, key));
                 }
@@ -844,6 +1075,30 @@ fn plan_group(
         let Some((a, i, _)) = best else {
             break;
         };
+        let samples = samples_of(&[(a, i)]);
+        if made + samples as usize > max_points {
+            return made;
+        }
+        // A flaky value's clean variants run once are repeated before new ones are made: two
+        // calls each settle a variant by its majority, where a new point costs three.
+        if samples > base {
+            let topup = group.obs.iter().find(|o| {
+                o.idx[a] == i
+                    && (1..samples as u64).contains(&o.samples())
+                    && clean_for(st, o, a, values.len())
+                    && !repeated.contains(&axes_of(values, &o.idx))
+            });
+            if let Some(o) = topup {
+                repeated.insert(axes_of(values, &o.idx));
+                out.push(PlannedPoint {
+                    axes: axes_of(values, &o.idx),
+                    samples,
+                });
+                made += (samples as u64 - o.samples()) as usize;
+                need[a][i] -= 1;
+                continue;
+            }
+        }
         match place(values, st, &[(a, i)], &need, rng, seen) {
             Some((idx, p)) => {
                 for b in 0..values.len() {
@@ -852,13 +1107,14 @@ fn plan_group(
                         need[b][j] -= 1;
                     }
                 }
-                out.push(p);
-                made += 1;
+                out.push(PlannedPoint { axes: p, samples });
+                made += samples as usize;
             }
             // No new point left for this value.
             None => need[a][i] = 0,
         }
     }
+    made
 }
 
 /// Once every value is decided: points covering each pair of cleared values (of two axes) not
@@ -954,13 +1210,13 @@ fn sizes(values: &Values) -> Vec<usize> {
     values.iter().map(|(_, v)| v.len()).collect()
 }
 
-/// Cleared, yet a quarter or more of its clean variants failed: a flaky value (failing at
-/// random, not because of the variant) looks so. Never a background or filler for the others'
-/// evidence, where its chance failures would be blamed on them; it is still judged, and still
-/// paired, itself.
+/// Shown flaky (its samples disagree), or cleared yet a quarter or more of its clean variants
+/// failed, as a flaky value not yet repeated looks. Never a background or filler for the
+/// others' evidence, where its chance failures would be blamed on them; it is still judged,
+/// and still paired, itself.
 fn often_failing(st: &State, a: usize, i: usize) -> bool {
     let c = st.counts[a][i];
-    c[0] > 0 && 4 * c[1] >= c[0]
+    (c[0] > 0 && 4 * c[1] >= c[0]) || st.flaky[a][i]
 }
 
 /// A background value for axis `a`: mostly a value that still wants evidence (never a
@@ -974,7 +1230,7 @@ fn background(
 ) -> usize {
     let list = &values[a].1;
     let wanted: Vec<usize> = (1..list.len())
-        .filter(|&i| need[a][i] > 0 && !st.suspect[a][i])
+        .filter(|&i| need[a][i] > 0 && !st.suspect[a][i] && !st.flaky[a][i])
         .collect();
     if !wanted.is_empty() && rng.random_bool(0.8) {
         return *wanted.choose(rng).expect("non-empty");
@@ -1097,7 +1353,8 @@ pub fn run(
                 .any(|row| row.iter().skip(1).any(|d| *d == Decision::Undecided))
                 || s.pairs.iter().any(|p| p.decision == PairDecision::Open)
         });
-        let remaining = budget.saturating_sub(cases) / per_point.max(1);
+        // Samples per model left: a point's samples run on every model.
+        let remaining = budget.saturating_sub(cases) / (opts.models.len() as u64).max(1);
         if remaining == 0 {
             ended = if undecided {
                 "budget spent".into()
@@ -1118,20 +1375,37 @@ pub fn run(
                 }
                 let vals = &values[&g.probe];
                 let pts = plan.entry(g.probe.clone()).or_default();
-                let before = pts.len();
-                plan_group(
+                taken += plan_group(
                     g,
                     vals,
                     s,
                     &mut rng,
                     seen.entry(g.probe.clone()).or_default(),
                     cap - taken,
+                    opts.repeats,
                     pts,
                 );
-                taken += pts.len() - before;
+            }
+            // Two models of one probe may ask for the same repeat: each point once, with the
+            // most samples asked (the sweep runs a point's samples once, for every model).
+            for pts in plan.values_mut() {
+                let mut at: HashMap<VariantAxes, usize> = HashMap::new();
+                let mut merged: Vec<PlannedPoint> = Vec::with_capacity(pts.len());
+                for p in pts.drain(..) {
+                    match at.get(&p.axes) {
+                        Some(&k) => merged[k].samples = merged[k].samples.max(p.samples),
+                        None => {
+                            at.insert(p.axes.clone(), merged.len());
+                            merged.push(p);
+                        }
+                    }
+                }
+                *pts = merged;
             }
             if taken == 0 {
-                ended = if undecided {
+                ended = if undecided && remaining < REPEAT_SAMPLES.max(opts.repeats) as u64 {
+                    "budget spent".into()
+                } else if undecided {
                     "no new variant left to ask".into()
                 } else {
                     "every value decided".into()
@@ -1150,7 +1424,7 @@ pub fn run(
                         })
                         .sum();
                     eprintln!(
-                        "adaptive round {rounds}: {taken} new variant(s); {open} value(s) undecided, {cases} of {budget} cases spent"
+                        "adaptive round {rounds}: {taken} new sample(s) per model; {open} value(s) undecided, {cases} of {budget} cases spent"
                     );
                 }
                 let mut o = opts.clone();
@@ -1262,6 +1536,12 @@ pub fn render_text(r: &AdaptiveReport) -> String {
                 g.canonical
             );
         }
+        if g.canonical_flaky {
+            let _ = writeln!(
+                s,
+                "  the canonical variant's samples disagree: every follow-up variant runs {REPEAT_SAMPLES} times and counts by its majority"
+            );
+        }
         if g.causes.is_empty() {
             let _ = writeln!(s, "  causes: none shown");
         } else {
@@ -1296,13 +1576,19 @@ pub fn render_text(r: &AdaptiveReport) -> String {
             .iter()
             .filter(|v| v.decision == Decision::Cleared)
             .count();
-        let _ = writeln!(s, "  {} value(s) cleared, {undecided} undecided", cleared);
+        let flaky = g.values.iter().filter(|v| v.flaky).count();
+        let _ = writeln!(
+            s,
+            "  {} value(s) cleared, {undecided} undecided; {flaky} flaky (each variant counted by its majority), {} repeat(s) run",
+            cleared, g.repeats
+        );
         let mut t = crate::cli_brittle::table(&[
             "axis",
             "value",
             "decision",
             "clean variants failed/run",
             "all failed/cases",
+            "repeats",
         ]);
         for v in &g.values {
             t.add_row(vec![
@@ -1311,6 +1597,11 @@ pub fn render_text(r: &AdaptiveReport) -> String {
                 v.decision.as_str().to_string(),
                 format!("{}/{}", v.clean_failed, v.clean_variants),
                 format!("{}/{}", v.failed, v.cases),
+                if v.flaky {
+                    format!("{} (flaky: by majority)", v.repeats)
+                } else {
+                    v.repeats.to_string()
+                },
             ]);
         }
         let _ = writeln!(s, "{t}");
@@ -1372,6 +1663,140 @@ mod tests {
         assert_eq!(r.causes, vec!["format=x"]);
         assert_eq!(r.canonical, "pass");
         assert_eq!(r.minimal[0].one_minimal, Minimality::Shown);
+    }
+
+    /// Personas `p1`–`p3` × formats `x`, `y`: `p1`'s variants run three times and their
+    /// samples disagree (with format `x` and `y` beside it); `p2 × x` fails three times out of
+    /// three.
+    fn flaky_group() -> (Group, Values) {
+        let values: Values = vec![
+            (
+                AxisName::Persona,
+                vec![ORIGINAL.into(), "p1".into(), "p2".into(), "p3".into()],
+            ),
+            (AxisName::Phrasing, vec![ORIGINAL.into()]),
+            (AxisName::Length, vec![ORIGINAL.into()]),
+            (
+                AxisName::Format,
+                vec![ORIGINAL.into(), "x".into(), "y".into()],
+            ),
+        ];
+        let obs = vec![
+            Obs {
+                idx: [0, 0, 0, 0, 0],
+                pass: 3,
+                fail: 0,
+            },
+            Obs {
+                idx: [1, 0, 0, 0, 0],
+                pass: 2,
+                fail: 1,
+            },
+            Obs {
+                idx: [1, 0, 0, 1, 0],
+                pass: 1,
+                fail: 2,
+            },
+            Obs {
+                idx: [1, 0, 0, 2, 0],
+                pass: 2,
+                fail: 1,
+            },
+            Obs {
+                idx: [2, 0, 0, 1, 0],
+                pass: 0,
+                fail: 3,
+            },
+            Obs {
+                idx: [3, 0, 0, 2, 0],
+                pass: 1,
+                fail: 0,
+            },
+        ];
+        let g = Group {
+            model: "m".into(),
+            probe: "p".into(),
+            obs,
+        };
+        (g, values)
+    }
+
+    #[test]
+    fn disagreeing_samples_are_blamed_on_the_flakiest_value() {
+        let (g, values) = flaky_group();
+        let flaky = flaky_values(&g, &sizes(&values));
+        // p1 is on three disagreeing variants; x and y on one each, always beside p1.
+        assert!(flaky[0][1]);
+        assert!(!flaky[3][1] && !flaky[3][2]);
+        // Samples that agree (p2 × x failing three times) are a fixed failure, not flakiness.
+        assert!(!flaky[0][2]);
+        let st = decide(&g, &values);
+        assert!(!st.canonical_flaky);
+        // Each variant counts once, by its majority: both p1 variants clean for it (format x
+        // fails in most of its variants, a suspect) pass by majority, though each failed once.
+        assert_eq!(st.counts[0][1][..2], [2, 0]);
+        let r = report_group(&g, &values, &st, &[]);
+        let p1 = r.values.iter().find(|v| v.value == "p1").unwrap();
+        assert!(p1.flaky);
+        assert_eq!(p1.repeats, 6);
+        assert_eq!((p1.cases, p1.failed), (9, 4));
+        assert_eq!(r.repeats, 2 + 6 + 2);
+    }
+
+    #[test]
+    fn a_flaky_canonical_makes_every_value_flaky_and_counts_it_by_majority() {
+        let (mut g, values) = flaky_group();
+        g.obs[0] = Obs {
+            idx: [0; AXES],
+            pass: 2,
+            fail: 1,
+        };
+        let st = decide(&g, &values);
+        assert!(st.canonical_flaky);
+        let r = report_group(&g, &values, &st, &[]);
+        assert!(r.canonical_flaky);
+        assert_eq!(r.canonical, "pass");
+        assert!(r.values.iter().all(|v| v.flaky));
+    }
+
+    #[test]
+    fn a_flaky_value_gets_repeats_and_its_single_samples_are_topped_up_first() {
+        // p1 is flaky: a round planning for it tops up its variants run fewer than three
+        // times before making new ones, each with three samples.
+        let (g, values) = flaky_group();
+        let mut once = g.clone();
+        once.obs.push(Obs {
+            idx: [1, 0, 0, 2, 0],
+            pass: 1,
+            fail: 0,
+        });
+        once.obs.remove(3);
+        let st = decide(&once, &values);
+        assert!(st.flaky[0][1]);
+        let mut seen: HashSet<VariantAxes> =
+            once.obs.iter().map(|o| axes_of(&values, &o.idx)).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut out = Vec::new();
+        let made = plan_group(&once, &values, &st, &mut rng, &mut seen, 40, 1, &mut out);
+        let p1: Vec<&PlannedPoint> = out.iter().filter(|p| p.axes.persona == "p1").collect();
+        assert!(!p1.is_empty(), "{out:?}");
+        assert!(p1.iter().all(|p| p.samples == REPEAT_SAMPLES), "{out:?}");
+        let topped = axes_of(&values, &[1, 0, 0, 2, 0]);
+        assert!(p1.iter().any(|p| p.axes == topped), "{out:?}");
+        // The cost counts only the samples not yet run.
+        let cost: usize = out
+            .iter()
+            .map(|p| {
+                let have = once
+                    .obs
+                    .iter()
+                    .find(|o| axes_of(&values, &o.idx) == p.axes)
+                    .map_or(0, |o| o.samples());
+                (p.samples as u64 - have.min(p.samples as u64)) as usize
+            })
+            .sum();
+        assert_eq!(made, cost);
+        assert!(made <= 40);
     }
 
     #[test]

@@ -948,14 +948,14 @@ fn slice_points<'a>(
     x: &'a ProbeExpansion<'_>,
     probe: &'a crate::probe::Probe,
     opts: &SweepOptions,
-) -> Result<Box<dyn Iterator<Item = crate::render::VariantAxes> + Send + 'a>> {
+) -> Result<Box<dyn Iterator<Item = crate::adaptive::PlannedPoint> + Send + 'a>> {
     let all = crate::adaptive::points(x, &probe.id, opts)?;
     match opts.shard.filter(|s| !s.is_whole()) {
         None => Ok(all),
         Some(slice) => {
             let digest = x.digest();
-            Ok(Box::new(all.filter(move |axes| {
-                slice.contains(&crate::expand::point_id(probe, digest, axes))
+            Ok(Box::new(all.filter(move |point| {
+                slice.contains(&crate::expand::point_id(probe, digest, &point.axes))
             })))
         }
     }
@@ -1005,7 +1005,8 @@ pub fn run(
 
     let counts = plan_counts(&probes, &lib, &opts)?;
     let variants_planned: u64 = counts.iter().map(|(_, n)| n).sum();
-    let per_model = variants_planned * opts.repeats as u64;
+    let per_model =
+        crate::adaptive::planned_samples(opts.points.as_deref(), variants_planned, opts.repeats);
     // The cases this process plans (its slice, with --shard), and the run's.
     let planned = per_model * models.len() as u64;
     let slice = opts.shard.unwrap_or(crate::shard::Slice::WHOLE);
@@ -1626,11 +1627,11 @@ fn plan_model(
             .episode
             .clone()
             .map(|e| (Arc::new(e), Arc::new(p.slots.tool_outputs.clone())));
-        for axes in slice_points(&x, p, opts)? {
+        for point in slice_points(&x, p, opts)? {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let v = x.variant(axes)?;
+            let v = x.variant(point.axes)?;
             let canonical = v.canonical;
             let axes = v.axes;
             let chars: usize = v
@@ -1666,7 +1667,7 @@ fn plan_model(
             // must never arrive before its variant row), and only if the store may lack it.
             let mut row_pending = write_variants;
             let mut body = bytes::Bytes::new();
-            for sample in 0..opts.repeats {
+            for sample in 0..point.samples {
                 // A resumed run keeps every graded case and retries its errors (an outage at
                 // 3 a.m. should not stay in the results once the endpoint is back).
                 if (opts.resume || opts.shard.is_some())
