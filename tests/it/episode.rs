@@ -1034,3 +1034,65 @@ fn an_acting_call_the_incident_never_saw_is_acknowledged_even_when_the_tool_has_
         assert!(!r["output"].as_str().unwrap().contains("not found"), "{r}");
     }
 }
+
+#[test]
+fn the_length_axis_never_grows_an_acknowledgement_into_copies_of_itself() {
+    let p = Project::new("");
+    templatize(
+        &p,
+        "cancel.json",
+        CANCEL_CAPTURE,
+        &[
+            "--expect",
+            "tool_call={name: cancel_subscription, arguments: {subscription_id: SUB-1022}}",
+            "--expect",
+            "no_tool_call={name: cancel_subscription, arguments: {subscription_id: SUB-4471}}",
+        ],
+    )
+    .success();
+    // Acts at once, then answers.
+    let server = TestServer::start(|req, _| {
+        let body = req.json();
+        let model = body["model"].as_str().unwrap_or("?").to_string();
+        if step(body) == 0 {
+            Reply::json(
+                200,
+                openai_tool_calls(
+                    &model,
+                    &[(
+                        "c1",
+                        "cancel_subscription",
+                        json!({"subscription_id": "SUB-1022"}),
+                    )],
+                ),
+            )
+        } else {
+            Reply::json(200, openai_completion(&model, "Cancelled."))
+        }
+    });
+    p.write_config(&model(
+        "agent",
+        "openai",
+        &format!("{}/v1", server.url()),
+        "timeout = 5\nmax_retries = 0",
+    ));
+    p.sweep(&["--strategy", "one-at-a-time", "--axes", "length"], &env())
+        .success();
+    let rows = p.export(None);
+    assert!(
+        rows.iter().any(|r| r["axes"]["length"] == "32k-middle"),
+        "the length axis was swept"
+    );
+    for r in rows {
+        let ack = r["trajectory"][0]["results"][0]["content"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            ack.matches("ok").count(),
+            1,
+            "{}: the acknowledgement, not {} bytes of copies",
+            r["axes"],
+            ack.len()
+        );
+    }
+}
