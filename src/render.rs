@@ -885,7 +885,7 @@ pub(crate) fn grow_tool_output(
         return None;
     }
     let protected = protected_values(slot);
-    let distractors = records::synthesize(
+    let mut distractors = records::synthesize(
         &data.records,
         &slot.key_records,
         &slot.key_fields,
@@ -893,6 +893,12 @@ pub(crate) fn grow_tool_output(
         n,
         rng,
     );
+    // A copy of a real record distracts from nothing: it repeats the data (an acknowledgement
+    // `{"status": "ok"}` has no other value to vary, and would grow into thousands of itself).
+    distractors.retain(|d| !data.records.contains(d));
+    if distractors.is_empty() {
+        return None;
+    }
     let (key, rest): (Vec<Record>, Vec<Record>) = {
         let mut k = Vec::new();
         let mut r = Vec::new();

@@ -148,9 +148,10 @@ pub fn from_incident(incident: &Incident, q_index: usize) -> FromIncident {
             },
         });
     }
-    // Every acting tool answers: an acknowledgement when nothing was recorded (the agent's
-    // action is what the checks grade, not what the tool said). Look-ups never recorded get
-    // the `on_miss` answer.
+    // Every acting tool answers every call: its recorded result when the arguments match one,
+    // else an acknowledgement (the agent's action is what the checks grade, not what the tool
+    // said; a careful agent acting on other arguments than production's must not be told its
+    // action failed). Look-ups never recorded get the `on_miss` answer.
     for t in incident.tools.iter().chain(&added_tools) {
         let name = &t.function.name;
         if super::looks_read_only(name) {
@@ -158,7 +159,7 @@ pub fn from_incident(incident: &Incident, q_index: usize) -> FromIncident {
         }
         let sim = episode.tools.entry(name.clone()).or_default();
         sim.mutating = true;
-        if sim.recorded.is_empty() {
+        if sim.static_result.is_none() {
             sim.static_result = Some(ACK.to_string());
         }
     }

@@ -943,3 +943,156 @@ fn the_judge_reads_the_whole_trajectory() {
         assert_eq!(j["reason"], "saw the trajectory", "{r}");
     }
 }
+
+/// A support agent's incident as a captured OpenAI request alone: it found the customer, read
+/// their subscriptions, then cancelled the active one (its result recorded) instead of the old
+/// one the customer named.
+const CANCEL_CAPTURE: &str = r#"{"model": "gpt-4o-2024-08-06",
+ "messages": [
+  {"role": "system", "content": "You are the support agent. Look the customer up, read their subscriptions, then act."},
+  {"role": "user", "content": "Please cancel my old subscription SUB-1022, keep the other one. I am jane.doe@example.com."},
+  {"role": "assistant", "content": null, "tool_calls": [{"id": "a1", "type": "function", "function": {"name": "find_customer", "arguments": "{\"email\": \"jane.doe@example.com\"}"}}]},
+  {"role": "tool", "tool_call_id": "a1", "content": "{\"customer_id\": \"C-88213\", \"email\": \"jane.doe@example.com\"}"},
+  {"role": "assistant", "content": null, "tool_calls": [{"id": "a2", "type": "function", "function": {"name": "get_subscriptions", "arguments": "{\"customer_id\": \"C-88213\"}"}}]},
+  {"role": "tool", "tool_call_id": "a2", "content": "[{\"subscription_id\": \"SUB-4471\", \"state\": \"active\"}, {\"subscription_id\": \"SUB-1022\", \"state\": \"old\"}]"},
+  {"role": "assistant", "content": null, "tool_calls": [{"id": "a3", "type": "function", "function": {"name": "cancel_subscription", "arguments": "{\"subscription_id\": \"SUB-4471\"}"}}]},
+  {"role": "tool", "tool_call_id": "a3", "content": "{\"status\": \"cancelled\", \"subscription_id\": \"SUB-4471\"}"},
+  {"role": "assistant", "content": "Done, SUB-4471 is cancelled."}
+ ],
+ "tools": [
+  {"type": "function", "function": {"name": "find_customer", "parameters": {"type": "object", "properties": {"email": {"type": "string"}}}}},
+  {"type": "function", "function": {"name": "get_subscriptions", "parameters": {"type": "object", "properties": {"customer_id": {"type": "string"}}}}},
+  {"type": "function", "function": {"name": "cancel_subscription", "parameters": {"type": "object", "properties": {"subscription_id": {"type": "string"}}}}}
+ ]}"#;
+
+#[test]
+fn an_acting_call_the_incident_never_saw_is_acknowledged_even_when_the_tool_has_recorded_results() {
+    let p = Project::new("");
+    templatize(
+        &p,
+        "cancel.json",
+        CANCEL_CAPTURE,
+        &[
+            "--expect",
+            "tool_call={name: cancel_subscription, arguments: {subscription_id: SUB-1022}}",
+            "--expect",
+            "no_tool_call={name: cancel_subscription, arguments: {subscription_id: SUB-4471}}",
+        ],
+    )
+    .success();
+    let probe = written(&p);
+    let e = probe.episode.as_ref().expect("an episode");
+    assert_eq!(e.tools["cancel_subscription"].recorded.len(), 1);
+
+    // A careful agent: looks up, reads, cancels the subscription the customer named, and
+    // answers with what the tool said.
+    let server = TestServer::start(|req, _| {
+        let body = req.json();
+        let model = body["model"].as_str().unwrap_or("?").to_string();
+        let last = body["messages"].as_array().unwrap().last().unwrap().clone();
+        let call = |id: &str, name: &str, args: Value| {
+            Reply::json(200, openai_tool_calls(&model, &[(id, name, args)]))
+        };
+        match step(body) {
+            0 => call(
+                "c1",
+                "find_customer",
+                json!({"email": "jane.doe@example.com"}),
+            ),
+            1 => call("c2", "get_subscriptions", json!({"customer_id": "C-88213"})),
+            2 => call(
+                "c3",
+                "cancel_subscription",
+                json!({"subscription_id": "SUB-1022"}),
+            ),
+            _ => Reply::json(
+                200,
+                openai_completion(
+                    &model,
+                    &format!("The tool said: {}", last["content"].as_str().unwrap()),
+                ),
+            ),
+        }
+    });
+    p.write_config(&model(
+        "agent",
+        "openai",
+        &format!("{}/v1", server.url()),
+        "timeout = 5\nmax_retries = 0",
+    ));
+    let out = p.sweep(&ARGS, &env()).success();
+    assert_eq!(out.summary_count("agent", "pass"), 3, "{}", out.stdout);
+    for r in p.export(None) {
+        assert_eq!(r["stop_reason"], "answered", "{r}");
+        let act = &r["trajectory"][2]["results"][0];
+        assert_eq!(act["tool"], "cancel_subscription");
+        assert_eq!(
+            act["source"], "static",
+            "a new acting call is acknowledged, not told it missed: {act}"
+        );
+        assert!(act["content"].as_str().unwrap().contains("ok"), "{act}");
+        assert!(!r["output"].as_str().unwrap().contains("not found"), "{r}");
+    }
+}
+
+#[test]
+fn the_length_axis_never_grows_an_acknowledgement_into_copies_of_itself() {
+    let p = Project::new("");
+    templatize(
+        &p,
+        "cancel.json",
+        CANCEL_CAPTURE,
+        &[
+            "--expect",
+            "tool_call={name: cancel_subscription, arguments: {subscription_id: SUB-1022}}",
+            "--expect",
+            "no_tool_call={name: cancel_subscription, arguments: {subscription_id: SUB-4471}}",
+        ],
+    )
+    .success();
+    // Acts at once, then answers.
+    let server = TestServer::start(|req, _| {
+        let body = req.json();
+        let model = body["model"].as_str().unwrap_or("?").to_string();
+        if step(body) == 0 {
+            Reply::json(
+                200,
+                openai_tool_calls(
+                    &model,
+                    &[(
+                        "c1",
+                        "cancel_subscription",
+                        json!({"subscription_id": "SUB-1022"}),
+                    )],
+                ),
+            )
+        } else {
+            Reply::json(200, openai_completion(&model, "Cancelled."))
+        }
+    });
+    p.write_config(&model(
+        "agent",
+        "openai",
+        &format!("{}/v1", server.url()),
+        "timeout = 5\nmax_retries = 0",
+    ));
+    p.sweep(&["--strategy", "one-at-a-time", "--axes", "length"], &env())
+        .success();
+    let rows = p.export(None);
+    assert!(
+        rows.iter().any(|r| r["axes"]["length"] == "32k-middle"),
+        "the length axis was swept"
+    );
+    for r in rows {
+        let ack = r["trajectory"][0]["results"][0]["content"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            ack.matches("ok").count(),
+            1,
+            "{}: the acknowledgement, not {} bytes of copies",
+            r["axes"],
+            ack.len()
+        );
+    }
+}
