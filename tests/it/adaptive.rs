@@ -219,13 +219,12 @@ fn one_run(seed: &str, flaky: bool) {
     // flaky in most runs (the figures line says), but not always: its one probed variant may
     // be a noise failure, which fails again, and single samples can clear it first.
     if flaky {
+        // A value that shares a disagreeing variant with the flaky one may be shown flaky too
+        // (which value explains the disagreement depends on arrival order); what must hold is
+        // that it got repeats and is never called a cause (checked with every value below).
         for v in values.iter().filter(|v| v["flaky"] == true) {
-            assert_eq!(
-                v, flaky_value,
-                "only the flaky value is shown flaky\n{}",
-                out.stdout
-            );
             assert!(v["repeats"].as_u64().unwrap() > 0, "{}", out.stdout);
+            assert_ne!(v["decision"], "cause", "{}", out.stdout);
         }
         assert_ne!(flaky_value["decision"], "cause", "{}", out.stdout);
     } else {
