@@ -200,7 +200,7 @@ pub fn run(
         )?)),
         _ => None,
     };
-    let store = Store::open(store_path)?;
+    let store = Store::open_url(&store_path.to_string_lossy())?;
     let _lock = store.acquire_lock(&format!("replay {}", opts.id))?;
     let shared = Arc::new(Shared {
         id: opts.id.clone(),
@@ -828,7 +828,7 @@ pub fn judge_flips(
         ReplayKind::Candidate,
         concurrency,
     )?);
-    let mut store = Store::open(store_path)?;
+    let mut store = Store::open_url(&store_path.to_string_lossy())?;
     let cache = Arc::new(Mutex::new(store.reopen()?));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

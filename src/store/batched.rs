@@ -128,7 +128,7 @@ pub(super) fn write(conn: &Db, ops: &[WriteOp]) -> Result<()> {
 }
 
 /// An owned column value of a row waiting for its statement.
-enum Owned {
+pub(super) enum Owned {
     Null,
     Int(i64),
     Bool(bool),
@@ -150,7 +150,7 @@ impl Arg for Owned {
 
 /// Writes `rows` (of `width` columns each) as `INSERT head (…), (…) tail` statements of up to
 /// [`ROWS_PER_STATEMENT`] rows.
-fn insert_rows<'r>(
+pub(super) fn insert_rows<'r>(
     conn: &Db,
     head: &str,
     tail: &str,

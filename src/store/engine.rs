@@ -80,7 +80,9 @@ impl Target {
             Target::Sqlite { path, read_only } => {
                 Ok(Db::Sqlite(super::connect_as(path, *read_only)?))
             }
-            Target::Postgres { url, read_only } => Ok(Db::Postgres(Pg::connect(url, *read_only)?)),
+            Target::Postgres { url, read_only } => {
+                Ok(Db::Postgres(Box::new(Pg::connect(url, *read_only)?)))
+            }
         }
     }
 }
@@ -103,7 +105,7 @@ pub fn redact(url: &str) -> String {
 /// One connection to the store, on either engine.
 pub(crate) enum Db {
     Sqlite(rusqlite::Connection),
-    Postgres(Pg),
+    Postgres(Box<Pg>),
 }
 
 impl fmt::Debug for Db {
@@ -791,6 +793,13 @@ pub(crate) fn parse_url(url: &str) -> Result<(Engine, &str)> {
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok((Engine::Postgres, url));
+    }
+    if let Some(var) = url.strip_prefix("env://") {
+        return Err(Error::Refused(format!(
+            "the store is named by the environment variable {var} (`store_env` in \
+             cliffprobe.toml), which is not set: export {var}=postgresql://USER@HOST/DB (or a \
+             SQLite path)"
+        )));
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::Refused(format!(

@@ -31,6 +31,7 @@
 
 mod brief;
 mod browse;
+mod copy;
 pub(crate) mod engine;
 mod lock;
 mod records;
@@ -41,6 +42,8 @@ mod summary;
 pub use browse::{
     CaseKey, CaseListItem, CasePage, CaseQuery, ComparePage, CompareQuery, CompareRow, VariantInfo,
 };
+pub use copy::CopyCounts;
+pub use engine::Engine;
 pub use lock::{LockGuard, LockInfo, Unlocked};
 pub use records::{
     CaseBrief, CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, SharedAxes,
@@ -54,7 +57,7 @@ use crate::chat::ChatResponse;
 use crate::error::{Error, Location, Result};
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
-use engine::{Begin, Db, DbRow, Engine, Target, args};
+use engine::{Begin, Db, DbRow, Target, args};
 use indexmap::IndexMap;
 use rusqlite::Connection;
 use serde::Serialize;

@@ -212,9 +212,14 @@ impl Project {
 
     /// Every case of a run (default: the latest) from `cliffprobe export --format jsonl`.
     pub fn export(&self, run: Option<&str>) -> Vec<serde_json::Value> {
+        self.export_with(run, &[])
+    }
+
+    /// [`Project::export`] with extra environment variables.
+    pub fn export_with(&self, run: Option<&str>, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
         let mut args = vec!["export", "--format", "jsonl"];
         args.extend(run);
-        let out = self.run(&args, &[]).success();
+        let out = self.run(&args, env).success();
         out.stdout
             .lines()
             .map(|l| {
