@@ -530,32 +530,84 @@ fn open_url_routes_on_the_scheme() {
 
 #[test]
 fn a_second_connection_reads_while_the_first_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut store, _) = seeded_store(dir.path());
-    let path = store.path().to_path_buf();
-    let reader = std::thread::spawn(move || {
-        let other = Store::open(&path).unwrap();
-        let mut last = 0;
-        for _ in 0..50 {
-            let n = other.case_count("r1").unwrap();
-            assert!(n >= last);
-            last = n;
+    for (_engine, mut store, _) in seeded_engines() {
+        let other = store.reopen().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut last = 0;
+            for _ in 0..50 {
+                let n = other.case_count("r1").unwrap();
+                assert!(n >= last);
+                last = n;
+            }
+            last
+        });
+        for sample in 1..50 {
+            store
+                .write_batch(&[WriteOp::Case(case(
+                    "r1",
+                    "prod",
+                    "v-hop",
+                    sample,
+                    CaseStatus::Pass,
+                ))])
+                .unwrap();
         }
-        last
-    });
-    for sample in 1..50 {
-        store
-            .write_batch(&[WriteOp::Case(case(
-                "r1",
-                "prod",
-                "v-hop",
-                sample,
-                CaseStatus::Pass,
-            ))])
-            .unwrap();
+        assert!(reader.join().unwrap() >= 6);
+        assert_eq!(store.case_count("r1").unwrap(), 55);
     }
-    assert!(reader.join().unwrap() >= 6);
-    assert_eq!(store.case_count("r1").unwrap(), 55);
+}
+
+#[test]
+fn a_postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
+    for engine in engines() {
+        if engine.engine != Engine::Postgres {
+            continue;
+        }
+        let store = engine.open();
+        let version = |s: &Store| schema::pg_version(&s.conn).unwrap();
+        assert_eq!(version(&store), schema::current_version());
+        // Opening again (and from several processes at once) migrates nothing.
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let url = engine.url().to_string();
+                std::thread::spawn(move || Store::open_url(&url).map(|_| ()))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        assert_eq!(version(&store), schema::current_version());
+        // Text sorts bytewise, as in SQLite, whatever the database's locale.
+        let mut store = store;
+        let ops: Vec<WriteOp> = ["b", "B", "a", "_"]
+            .into_iter()
+            .map(|id| WriteOp::Probe(probe(id, Tier::Easy)))
+            .collect();
+        store.write_batch(&ops).unwrap();
+        let mut ordered = Vec::new();
+        store
+            .conn
+            .query(
+                "SELECT probe_id FROM probes ORDER BY probe_id",
+                args![],
+                |r| {
+                    ordered.push(r.get::<String>(0)?);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!(ordered, ["B", "_", "a", "b"]);
+        store
+            .conn
+            .execute("UPDATE cliffprobe_schema SET version = 99", args![])
+            .unwrap();
+        let err = Store::open_url(engine.url()).unwrap_err().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+        let err = Store::open_read_only_url(engine.url())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+    }
 }
 
 #[test]
@@ -1283,33 +1335,33 @@ fn a_run_summary_is_read_only_at_the_generation_it_was_saved_for() {
 
 #[test]
 fn the_sweeps_last_walk_keeps_the_status_counts_until_the_run_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut store, _) = seeded_store(dir.path());
-    let counted = store.status_counts("r1").unwrap();
-    assert_eq!(
-        store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap(),
-        None
-    );
-    store.count_cases_leaving_snapshot("r1").unwrap();
-    let kept = store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap();
-    assert!(kept.is_some());
-    // Read from the summary: the same counts in the same order as counted from the table.
-    assert_eq!(store.status_counts("r1").unwrap(), counted);
-    // The sweep then finishes the run: that is no change of its cases.
-    store
-        .finish_run("r1", RunStatus::Complete, "2026-11-21T23:09:00Z", None)
-        .unwrap();
-    assert_eq!(
-        store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap(),
-        kept
-    );
-    // A case rewritten: the summary is stale and the table is counted again.
-    rewrite_case(&mut store, "prod", "v-hop", CaseStatus::Ungraded);
-    assert_eq!(
-        store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap(),
-        None
-    );
-    let after = store.status_counts("r1").unwrap();
-    assert_ne!(after, counted);
-    assert_eq!(after.iter().map(|c| c.2).sum::<u64>(), 6);
+    for (_engine, mut store, _) in seeded_engines() {
+        let counted = store.status_counts("r1").unwrap();
+        assert_eq!(
+            store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap(),
+            None
+        );
+        store.count_cases_leaving_snapshot("r1").unwrap();
+        let kept = store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap();
+        assert!(kept.is_some());
+        // Read from the summary: the same counts in the same order as counted from the table.
+        assert_eq!(store.status_counts("r1").unwrap(), counted);
+        // The sweep then finishes the run: that is no change of its cases.
+        store
+            .finish_run("r1", RunStatus::Complete, "2026-11-21T23:09:00Z", None)
+            .unwrap();
+        assert_eq!(
+            store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap(),
+            kept
+        );
+        // A case rewritten: the summary is stale and the table is counted again.
+        rewrite_case(&mut store, "prod", "v-hop", CaseStatus::Ungraded);
+        assert_eq!(
+            store.run_summary("r1", "", STATUS_COUNTS_SUMMARY).unwrap(),
+            None
+        );
+        let after = store.status_counts("r1").unwrap();
+        assert_ne!(after, counted);
+        assert_eq!(after.iter().map(|c| c.2).sum::<u64>(), 6);
+    }
 }
