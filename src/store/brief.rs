@@ -233,8 +233,9 @@ fn read_variants(conn: &Db, tx: &std::sync::mpsc::SyncSender<Result<Vec<Loaded>>
         args![],
         |r| {
             let (probe_id, tier) = (r.text(0)?, r.text(3)?);
+            let (probe_id, tier): (&str, &str) = (&probe_id, &tier);
             let version = match Tier::parse(tier) {
-                Some(t) => Ok((Arc::from(probe_id), Arc::from(r.text(2)?), t)),
+                Some(t) => Ok((Arc::from(probe_id), Arc::from(&*r.text(2)?), t)),
                 None => Err(Unusable::UnknownTier(format!(
                     "store: probe `{probe_id}` has an unknown tier `{tier}`"
                 ))),
@@ -242,7 +243,7 @@ fn read_variants(conn: &Db, tx: &std::sync::mpsc::SyncSender<Result<Vec<Loaded>>
             probes
                 .entry(probe_id.to_string())
                 .or_default()
-                .insert(r.text(1)?.to_string(), version);
+                .insert(r.text(1)?.into_owned(), version);
             Ok(())
         },
     )?;
@@ -255,10 +256,12 @@ fn read_variants(conn: &Db, tx: &std::sync::mpsc::SyncSender<Result<Vec<Loaded>>
         args![],
         |vr| {
             let (id, probe_id, digest) = (vr.text(0)?, vr.text(1)?, vr.text(2)?);
+            let (id, probe_id, digest): (&str, &str, &str) = (&id, &probe_id, &digest);
             let version = probes.get(probe_id).and_then(|d| d.get(digest));
             let loaded = match version {
                 Some(Ok((probe_id, capability, tier))) => {
                     let axes_text = vr.text(4)?;
+                    let axes_text: &str = &axes_text;
                     let axes = match axes_seen.get(axes_text) {
                         Some(a) => a.clone(),
                         None => {

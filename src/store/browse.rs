@@ -307,14 +307,14 @@ impl Store {
         let page = (|| -> Result<CasePage> {
             let mut items = Vec::new();
             self.conn.query(&sql, &dyn_args(&args), |r| {
-                let checks: Vec<CheckVerdict> = from_json(r.text(10)?, "case checks")?;
+                let checks: Vec<CheckVerdict> = from_json(&r.text(10)?, "case checks")?;
                 items.push(CaseListItem {
                     key: CaseKey {
                         variant_id: r.get(0)?,
                         model: r.get(1)?,
                         sample: u32::try_from(r.get::<i64>(2)?).unwrap_or(u32::MAX),
                     },
-                    status: parse_status(r.text(3)?)?,
+                    status: parse_status(&r.text(3)?)?,
                     probe_id: r.get(4)?,
                     capability: r.get::<Option<String>>(5)?.unwrap_or_default(),
                     tier: r
@@ -323,7 +323,7 @@ impl Store {
                         .and_then(Tier::parse)
                         .unwrap_or(Tier::Medium),
                     canonical: r.get(7)?,
-                    axes: from_json(r.text(8)?, "variant axes")?,
+                    axes: from_json(&r.text(8)?, "variant axes")?,
                     excerpt: r.get::<Option<String>>(9)?.unwrap_or_default(),
                     failed_checks: checks
                         .into_iter()
@@ -373,7 +373,7 @@ impl Store {
                     probe_id: r.get(1)?,
                     probe_digest: r.get(2)?,
                     canonical: r.get(3)?,
-                    axes: from_json(r.text(4)?, "variant axes")?,
+                    axes: from_json(&r.text(4)?, "variant axes")?,
                     capability: r.get(5)?,
                     tier: r.get::<Option<String>>(6)?.as_deref().and_then(Tier::parse),
                     path: r.get(7)?,
@@ -468,11 +468,11 @@ impl Store {
                 rows_out.push(CompareRow {
                     variant_id: r.get(0)?,
                     sample: u32::try_from(r.get::<i64>(1)?).unwrap_or(u32::MAX),
-                    status_a: parse_status(r.text(2)?)?,
-                    status_b: parse_status(r.text(3)?)?,
+                    status_a: parse_status(&r.text(2)?)?,
+                    status_b: parse_status(&r.text(3)?)?,
                     probe_id: r.get(4)?,
                     tier: r.get::<Option<String>>(5)?.as_deref().and_then(Tier::parse),
-                    axes: from_json(r.text(6)?, "variant axes")?,
+                    axes: from_json(&r.text(6)?, "variant axes")?,
                 });
                 Ok(())
             })?;

@@ -24,6 +24,10 @@
 //! - Transactions: [`Db::begin`] / [`Db::commit`] / [`Db::rollback`] or [`Db::transaction`];
 //!   `BEGIN IMMEDIATE` takes SQLite's write lock up front, PostgreSQL needs no such thing.
 //!
+//! - PostgreSQL's text cannot hold U+0000, which model outputs may: text is stored there with
+//!   NUL as U+E000 `0` and U+E000 itself doubled ([`pg_encode`]), undone on every read, so what
+//!   a model said comes back exactly (a `LIKE` search does not see the NUL).
+//!
 //! Types in DDL are translated by `schema::to_postgres` (`BLOB` → `BYTEA`, `TEXT` →
 //! `TEXT COLLATE "C"`); migrations keep their numbers on both engines.
 
@@ -250,7 +254,7 @@ fn pg_literal(v: Value<'_>) -> String {
         Value::Bool(b) => i64::from(b).to_string(),
         Value::Real(f) if f.is_finite() => format!("{f:?}::float8"),
         Value::Real(f) => format!("'{f}'::float8"),
-        Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        Value::Text(s) => format!("'{}'", pg_encode(s).replace('\'', "''")),
         Value::Blob(b) => {
             let mut s = String::from("'\\x");
             for byte in b {
@@ -260,6 +264,57 @@ fn pg_literal(v: Value<'_>) -> String {
             s
         }
     }
+}
+
+/// The escape of [`pg_encode`] (a private-use character).
+const PG_ESC: char = '\u{E000}';
+
+/// Text as PostgreSQL stores it: U+0000 becomes U+E000 `0` and U+E000 is doubled (see the
+/// module docs). Borrowed when neither occurs, as nearly always.
+pub(crate) fn pg_encode(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['\0', PG_ESC]) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\0' => {
+                out.push(PG_ESC);
+                out.push('0');
+            }
+            PG_ESC => {
+                out.push(PG_ESC);
+                out.push(PG_ESC);
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The inverse of [`pg_encode`].
+pub(crate) fn pg_decode(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(PG_ESC) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != PG_ESC {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('\0'),
+            Some(PG_ESC) => out.push(PG_ESC),
+            Some(other) => {
+                out.push(PG_ESC);
+                out.push(other);
+            }
+            None => out.push(PG_ESC),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Rows a PostgreSQL cursor hands over per `FETCH`.
@@ -408,7 +463,7 @@ impl PgToSql for Value<'_> {
             Value::Real(f) if *ty == Type::FLOAT4 => (f as f32).to_sql(ty, out),
             Value::Real(f) if *ty == Type::FLOAT8 => f.to_sql(ty, out),
             Value::Real(f) => f.to_string().as_str().to_sql(ty, out),
-            Value::Text(s) => s.to_sql(ty, out),
+            Value::Text(s) => (&*pg_encode(s)).to_sql(ty, out),
             Value::Blob(b) => b.to_sql(ty, out),
         }
     }
@@ -458,7 +513,9 @@ fn pg_cell(row: &postgres::Row, idx: usize) -> Result<Cellv> {
             .try_get::<_, Option<f32>>(idx)?
             .map(|f| Cellv::Real(f.into())),
         Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(idx)?.map(Cellv::Blob),
-        _ => row.try_get::<_, Option<String>>(idx)?.map(Cellv::Text),
+        _ => row
+            .try_get::<_, Option<&str>>(idx)?
+            .map(|s| Cellv::Text(pg_decode(s).into_owned())),
     };
     Ok(v.unwrap_or(Cellv::Null))
 }
@@ -532,10 +589,12 @@ impl DbRow<'_> {
     }
 
     /// Column `idx` as borrowed text (no allocation).
-    pub(crate) fn text(&self, idx: usize) -> Result<&str> {
+    pub(crate) fn text(&self, idx: usize) -> Result<std::borrow::Cow<'_, str>> {
         match self {
-            DbRow::Sqlite(r) => r.get_ref(idx)?.as_str().map_err(conversion),
-            DbRow::Postgres(r) => Ok(r.try_get::<_, &str>(idx)?),
+            DbRow::Sqlite(r) => Ok(std::borrow::Cow::Borrowed(
+                r.get_ref(idx)?.as_str().map_err(conversion)?,
+            )),
+            DbRow::Postgres(r) => Ok(pg_decode(r.try_get::<_, &str>(idx)?)),
         }
     }
 
@@ -678,11 +737,15 @@ impl Db {
                 }
             }
             Db::Postgres(pg) => {
+                use postgres::fallible_iterator::FallibleIterator;
                 let stmt = pg.statement(sql)?;
                 let values = pg_params(args);
-                let refs: Vec<&(dyn PgToSql + Sync)> =
-                    values.iter().map(|v| v as &(dyn PgToSql + Sync)).collect();
-                let row = pg.client.borrow_mut().query_opt(&stmt, &refs)?;
+                // The first row; the rest, if any, are discarded with the iterator.
+                let row = {
+                    let mut client = pg.client.borrow_mut();
+                    let mut rows = client.query_raw(&stmt, values.iter())?;
+                    rows.next()?
+                };
                 row.map(|r| f(&DbRow::Postgres(&r))).transpose()
             }
         }
@@ -820,6 +883,15 @@ mod tests {
             to_postgres_sql("SELECT '?1', x FROM t INDEXED BY t_i WHERE a = ?1 AND b = ?12"),
             "SELECT '?1', x FROM t WHERE a = $1 AND b = $12"
         );
+    }
+
+    #[test]
+    fn text_with_nul_survives_the_postgres_encoding() {
+        for s in ["plain", "a\0b", "\u{E000}", "\u{E000}0", "\0\u{E000}\0", ""] {
+            assert_eq!(pg_decode(&pg_encode(s)), s);
+            assert!(!pg_encode(s).contains('\0'));
+        }
+        assert!(matches!(pg_encode("plain"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

@@ -234,7 +234,15 @@ impl Store {
         };
         let conn = target.connect()?;
         if read_only {
-            schema::check_version_readable(schema::pg_version(&conn)?)?;
+            let version = schema::pg_version(&conn)?;
+            if version == 0 {
+                return Err(Error::Refused(format!(
+                    "{} is not a cliffprobe store: the database holds no store tables (nothing \
+                     has been swept into it); pass the store a sweep wrote (--store URL)",
+                    target.display()
+                )));
+            }
+            schema::check_version_readable(version)?;
         } else {
             schema::migrate_postgres(&conn)?;
         }
@@ -461,7 +469,7 @@ impl Store {
         self.conn.query_opt(
             "SELECT status FROM cases WHERE run_id = ?1 AND model = ?2 AND variant_id = ?3 AND sample = ?4",
             args![run, model, variant, i64::from(sample)],
-            |row| parse_status(row.text(0)?),
+            |row| parse_status(&row.text(0)?),
         )
     }
 
@@ -799,7 +807,7 @@ impl Store {
             args![run],
             |row| {
                 let model: String = row.get(0)?;
-                let status = parse_status(row.text(1)?)?;
+                let status = parse_status(&row.text(1)?)?;
                 let n: i64 = row.get(2)?;
                 out.push((model, status, n as u64));
                 Ok(())
@@ -844,7 +852,7 @@ impl Store {
              WHERE c.run_id = ?1",
             args![run],
             |row| {
-                let axes: IndexMap<String, String> = from_json(row.text(0)?, "variant axes")?;
+                let axes: IndexMap<String, String> = from_json(&row.text(0)?, "variant axes")?;
                 names.extend(axes.into_keys());
                 Ok(())
             },
@@ -885,7 +893,7 @@ impl Store {
             .query_opt(
                 "SELECT response FROM response_cache WHERE key = ?1",
                 args![key],
-                |row| Ok(serde_json::from_str(row.text(0)?).ok()),
+                |row| Ok(serde_json::from_str(&row.text(0)?).ok()),
             )?
             .flatten())
     }
@@ -1071,7 +1079,7 @@ const SETTLE_CACHE: &str = "INSERT INTO response_cache (key, response, created_a
 
 fn run_from_row(row: &DbRow<'_>) -> Result<RunInfo> {
     let id: String = row.get(0)?;
-    let status_text = row.text(3)?;
+    let status_text = &row.text(3)?;
     let status = RunStatus::parse(status_text).ok_or_else(|| {
         Error::Other(format!(
             "store: run `{id}` has an unknown status `{status_text}`"
@@ -1081,9 +1089,9 @@ fn run_from_row(row: &DbRow<'_>) -> Result<RunInfo> {
         started_at: row.get(1)?,
         finished_at: row.get(2)?,
         status,
-        models: from_json(row.text(4)?, "run models")?,
-        model_ids: from_json(row.text(5)?, "run model ids")?,
-        probes: from_json(row.text(6)?, "run probes")?,
+        models: from_json(&row.text(4)?, "run models")?,
+        model_ids: from_json(&row.text(5)?, "run model ids")?,
+        probes: from_json(&row.text(6)?, "run probes")?,
         strategy: row.get(7)?,
         seed: row.get::<i64>(8)? as u64,
         repeats: u32::try_from(row.get::<i64>(9)?).unwrap_or(u32::MAX),
@@ -1107,10 +1115,10 @@ fn case_record_from_row(row: &DbRow<'_>) -> Result<CaseRecord> {
         model: row.get(1)?,
         variant_id: row.get(2)?,
         sample: u32::try_from(row.get::<i64>(3)?).unwrap_or(u32::MAX),
-        status: parse_status(row.text(4)?)?,
+        status: parse_status(&row.text(4)?)?,
         output: row.get(5)?,
-        tool_calls: from_json(row.text(6)?, "case tool calls")?,
-        checks: from_json(row.text(7)?, "case checks")?,
+        tool_calls: from_json(&row.text(6)?, "case tool calls")?,
+        checks: from_json(&row.text(7)?, "case checks")?,
         latency_ms: row.get::<i64>(8)? as u64,
         input_tokens: row.get::<i64>(9)? as u64,
         output_tokens: row.get::<i64>(10)? as u64,
@@ -1137,7 +1145,7 @@ fn case_row_from_row(row: &DbRow<'_>) -> Result<CaseRow> {
     let Some(capability) = row.get::<Option<String>>(18)? else {
         return Err(missing("a probe version"));
     };
-    let tier_text = row.text(19)?;
+    let tier_text = &row.text(19)?;
     let tier = Tier::parse(tier_text).ok_or_else(|| {
         Error::Other(format!(
             "store: probe `{probe_id}` has an unknown tier `{tier_text}`"
@@ -1148,7 +1156,7 @@ fn case_row_from_row(row: &DbRow<'_>) -> Result<CaseRow> {
         capability,
         tier,
         canonical: row.get(20)?,
-        axes: from_json(row.text(21)?, "variant axes")?,
+        axes: from_json(&row.text(21)?, "variant axes")?,
         case,
     })
 }

@@ -43,10 +43,16 @@ fn project(server: &TestServer) -> Project {
         &(model("alpha", "openai", &url, extra) + &model("beta", "openai", &url, extra)),
     );
     let config = std::fs::read_to_string(p.root().join("cliffprobe.toml")).unwrap();
-    let config = config.replace(
-        "store = \".cliffprobe/cliffprobe.db\"",
-        &format!("store_env = \"{STORE_VAR}\""),
-    );
+    let config: String = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("store = ") {
+                format!("store_env = \"{STORE_VAR}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
     p.write("cliffprobe.toml", &config);
     p.templatize("order-status-table.yaml");
     p

@@ -240,6 +240,14 @@ impl Project {
             .collect()
     }
 
+    /// The store as `--store` names it: the file, or the PostgreSQL URL in that mode.
+    pub fn store_url(&self) -> String {
+        match &self.pg {
+            Some(db) => db.url.clone(),
+            None => self.store_path().display().to_string(),
+        }
+    }
+
     /// The project's store, opened with the library.
     pub fn store(&self) -> cliffprobe::store::Store {
         match &self.pg {
