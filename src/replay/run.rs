@@ -857,7 +857,11 @@ pub fn judge_flips(
                     let body = target.provider.encode(&jreq);
                     let key = cache_key(&target.provider, &body, 0);
                     if !no_cache {
-                        let hit = cache.lock().expect("cache").cache_get(&key);
+                        // A blocking store read (on PostgreSQL, a client that runs its own
+                        // runtime, which must not be entered from an async task as is).
+                        let hit = tokio::task::block_in_place(|| {
+                            cache.lock().expect("cache").cache_get(&key)
+                        });
                         if let Ok(Some(r)) = hit
                             && let Ok(v) = parse_verdict(&r.text)
                         {

@@ -14,7 +14,11 @@
 //! later; [`Store::open_url`] already routes on the URL scheme.
 //!
 //! # Threads
-//! [`Store`] is `Send` but not `Sync`: it owns one SQLite connection. A thread that needs the
+//! Every store call blocks: from async code, call it through `spawn_blocking` or
+//! `block_in_place` (on PostgreSQL this is a must: its synchronous client runs a runtime of its
+//! own, which panics when entered from an async task).
+//!
+//! [`Store`] is `Send` but not `Sync`: it owns one connection. A thread that needs the
 //! store opens its own [`Store`] on the same path; in WAL mode readers never block the writer
 //! nor each other. Writes wait up to five seconds for another writer before failing.
 //!
