@@ -223,6 +223,19 @@ const RECORD_COLUMNS: &str = "replay_id, kind, seq, place, record_id, timestamp,
      old, new, logged_answer, candidate_answer, error, request, verdict, cached, attempts, \
      input_tokens, output_tokens, cost_usd, finished_at";
 
+macro_rules! record_conflict {
+    () => {
+        " ON CONFLICT (replay_id, kind, seq) DO UPDATE SET place = excluded.place, \
+     record_id = excluded.record_id, timestamp = excluded.timestamp, class = excluded.class, \
+     outcome = excluded.outcome, old = excluded.old, new = excluded.new, \
+     logged_answer = excluded.logged_answer, candidate_answer = excluded.candidate_answer, \
+     error = excluded.error, request = excluded.request, verdict = excluded.verdict, \
+     cached = excluded.cached, attempts = excluded.attempts, \
+     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
+     cost_usd = excluded.cost_usd, finished_at = excluded.finished_at"
+    };
+}
+
 const RECORD_UPSERT: &str = "INSERT INTO replay_records (replay_id, kind, seq, place, record_id, \
      timestamp, class, outcome, old, new, logged_answer, candidate_answer, error, request, \
      verdict, cached, attempts, input_tokens, output_tokens, cost_usd, finished_at) VALUES \
@@ -326,6 +339,11 @@ impl Store {
     pub fn write_replay(&mut self, ops: &[ReplayWrite]) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
+        }
+        if self.conn.engine() == super::Engine::Postgres {
+            return self
+                .conn
+                .transaction(Begin::Immediate, |tx| write_replay_batched(tx, ops));
         }
         self.conn.transaction(Begin::Immediate, |tx| {
             let now = crate::sweep::now();
@@ -567,4 +585,115 @@ fn to_json(r: &ChatResponse) -> Result<String> {
 fn from_json(s: &str) -> Result<ChatResponse> {
     serde_json::from_str(s)
         .map_err(|e| Error::Other(format!("unreadable answer in the store: {e}")))
+}
+
+/// [`Store::write_replay`] on PostgreSQL: a few multi-row upserts instead of a round trip per
+/// row (see the `batched` module); of two rows with one key in a batch, the last is kept.
+fn write_replay_batched(tx: &super::Db, ops: &[ReplayWrite]) -> Result<()> {
+    use super::batched::{Owned, insert_rows};
+    use std::collections::HashMap;
+    let text = |s: &Option<String>| s.clone().map_or(Owned::Null, Owned::Text);
+    let mut records: Vec<Vec<Owned>> = Vec::new();
+    let mut record_at: HashMap<(&str, &str, u64), usize> = HashMap::new();
+    let mut bad: Vec<Vec<Owned>> = Vec::new();
+    let mut bad_at: HashMap<(&str, u64), usize> = HashMap::new();
+    let mut cache: Vec<Vec<Owned>> = Vec::new();
+    let mut cache_at: HashMap<&str, usize> = HashMap::new();
+    let now = crate::sweep::now();
+    let keep = |rows: &mut Vec<Vec<Owned>>, at: Option<usize>, row: Vec<Owned>| -> usize {
+        match at {
+            Some(i) => {
+                rows[i] = row;
+                i
+            }
+            None => {
+                rows.push(row);
+                rows.len() - 1
+            }
+        }
+    };
+    for op in ops {
+        match op {
+            ReplayWrite::Record(r) => {
+                let row = vec![
+                    Owned::Text(r.replay_id.clone()),
+                    Owned::Text(r.kind.as_str().to_string()),
+                    Owned::Int(r.seq as i64),
+                    Owned::Text(r.place.clone()),
+                    Owned::Text(r.record_id.clone()),
+                    text(&r.timestamp),
+                    Owned::Text(r.class.clone()),
+                    Owned::Text(r.outcome.as_str().to_string()),
+                    text(&r.old),
+                    text(&r.new),
+                    Owned::Text(to_json(&r.logged_answer)?),
+                    r.candidate_answer
+                        .as_ref()
+                        .map(to_json)
+                        .transpose()?
+                        .map_or(Owned::Null, Owned::Text),
+                    text(&r.error),
+                    text(&r.request),
+                    text(&r.verdict),
+                    Owned::Int(r.cached as i64),
+                    Owned::Int(r.attempts as i64),
+                    Owned::Int(r.input_tokens as i64),
+                    Owned::Int(r.output_tokens as i64),
+                    r.cost_usd.map_or(Owned::Null, Owned::Real),
+                    Owned::Text(r.finished_at.clone()),
+                ];
+                let key = (r.replay_id.as_str(), r.kind.as_str(), r.seq);
+                let i = keep(&mut records, record_at.get(&key).copied(), row);
+                record_at.insert(key, i);
+            }
+            ReplayWrite::Unreadable {
+                replay_id,
+                seq,
+                place,
+                message,
+            } => {
+                let row = vec![
+                    Owned::Text(replay_id.clone()),
+                    Owned::Int(*seq as i64),
+                    Owned::Text(place.clone()),
+                    Owned::Text(message.clone()),
+                ];
+                let key = (replay_id.as_str(), *seq);
+                let i = keep(&mut bad, bad_at.get(&key).copied(), row);
+                bad_at.insert(key, i);
+            }
+            ReplayWrite::Cache { key, response } => {
+                let row = vec![
+                    Owned::Text(key.clone()),
+                    Owned::Text(to_json(response)?),
+                    Owned::Text(now.clone()),
+                ];
+                let i = keep(&mut cache, cache_at.get(key.as_str()).copied(), row);
+                cache_at.insert(key, i);
+            }
+        }
+    }
+    insert_rows(
+        tx,
+        &format!("INSERT INTO replay_records ({RECORD_COLUMNS}) VALUES "),
+        record_conflict!(),
+        records.iter().map(|r| &r[..]),
+        21,
+    )?;
+    insert_rows(
+        tx,
+        "INSERT INTO replay_unreadable (replay_id, seq, place, message) VALUES ",
+        " ON CONFLICT (replay_id, seq) DO UPDATE SET place = excluded.place, \
+         message = excluded.message",
+        bad.iter().map(|r| &r[..]),
+        4,
+    )?;
+    insert_rows(
+        tx,
+        "INSERT INTO response_cache (key, response, created_at) VALUES ",
+        " ON CONFLICT (key) DO UPDATE SET response = excluded.response, \
+         created_at = excluded.created_at",
+        cache.iter().map(|r| &r[..]),
+        3,
+    )
 }
