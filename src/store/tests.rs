@@ -1365,3 +1365,58 @@ fn the_sweeps_last_walk_keeps_the_status_counts_until_the_run_changes() {
         assert_eq!(after.iter().map(|c| c.2).sum::<u64>(), 6);
     }
 }
+
+#[test]
+fn store_copy_moves_every_table_between_engines_and_refuses_a_second_copy() {
+    // Every ordered pair of engines (SQLite → SQLite when PostgreSQL is absent).
+    let sources = seeded_engines();
+    for (_, source, _) in &sources {
+        // A cache entry, a summary and a replay, so that every copied table has a row.
+        let mut source = source.reopen().unwrap();
+        source
+            .write_batch(&[WriteOp::Cache {
+                key: "k".into(),
+                response: response("cached\0answer"),
+            }])
+            .unwrap();
+        let g = source.run_generation("r1").unwrap().unwrap();
+        assert!(source.save_run_summary("r1", "prod", "k", g, "{}").unwrap());
+        for dest in engines() {
+            let mut dest_store = dest.open();
+            let counts = source.copy_to(&mut dest_store).unwrap();
+            let rows: u64 = counts.tables.iter().map(|t| t.1).sum();
+            assert!(rows >= 1 + 2 + 3 + 6 + 1 + 1, "{counts:?}");
+            assert_eq!(collect(&dest_store, "r1"), collect(&source, "r1"));
+            assert_eq!(dest_store.runs().unwrap(), source.runs().unwrap());
+            assert_eq!(
+                dest_store.run_generation("r1").unwrap(),
+                source.run_generation("r1").unwrap()
+            );
+            assert_eq!(
+                dest_store.cache_get("k").unwrap(),
+                Some(response("cached\0answer"))
+            );
+            assert_eq!(
+                dest_store
+                    .run_summary("r1", "prod", "k")
+                    .unwrap()
+                    .as_deref(),
+                Some("{}")
+            );
+            let err = source.copy_to(&mut dest_store).unwrap_err().to_string();
+            assert!(err.contains("run `r1` is already in"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn outputs_with_nul_and_private_use_characters_come_back_exactly() {
+    for (_engine, mut store, _) in seeded_engines() {
+        let mut c = case("r1", "prod", "v-hop", 1, CaseStatus::Fail);
+        c.output = "a\0b \u{E000}0 \u{E000}\u{E000} end\0".to_string();
+        c.error = Some("\0".to_string());
+        store.write_batch(&[WriteOp::Case(c.clone())]).unwrap();
+        let got = store.variant_cases("r1", "prod", "v-hop").unwrap();
+        assert_eq!(got[1], c);
+    }
+}
