@@ -250,9 +250,10 @@ fn inline_args(sql: &str, args: &[&dyn Arg]) -> Result<String> {
 fn pg_literal(v: Value<'_>) -> String {
     match v {
         Value::Null => "NULL".to_string(),
-        Value::Int(i) => i.to_string(),
+        // Parenthesised, so that a minus sign never meets one before it (`--` is a comment).
+        Value::Int(i) => format!("({i})"),
         Value::Bool(b) => i64::from(b).to_string(),
-        Value::Real(f) if f.is_finite() => format!("{f:?}::float8"),
+        Value::Real(f) if f.is_finite() => format!("({f:?}::float8)"),
         Value::Real(f) => format!("'{f}'::float8"),
         Value::Text(s) => format!("'{}'", pg_encode(s).replace('\'', "''")),
         Value::Blob(b) => {
@@ -913,7 +914,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             sql,
-            "SELECT 'it''s', '?1' WHERE a = 7 AND b = NULL AND c = 1.5::float8"
+            "SELECT 'it''s', '?1' WHERE a = (7) AND b = NULL AND c = (1.5::float8)"
         );
     }
 }
