@@ -121,10 +121,35 @@ impl Project {
         } else {
             None
         };
+        Project::with_store(dir, pg, models)
+    }
+
+    /// A project whose store is a PostgreSQL database of its own whatever
+    /// `CLIFFPROBE_IT_ENGINE` says, or `None` (after a notice) when no test server is set (see
+    /// `support::postgres`).
+    pub fn new_on_postgres(models: &str) -> Option<Project> {
+        let pg = super::postgres::TestDb::create()?;
+        let dir = tempfile::Builder::new()
+            .prefix("cliffprobe-it-")
+            .tempdir()
+            .expect("tempdir");
+        Some(Project::with_store(dir, Some(pg), models))
+    }
+
+    fn with_store(
+        dir: tempfile::TempDir,
+        pg: Option<super::postgres::TestDb>,
+        models: &str,
+    ) -> Project {
         let p = Project { dir, pg };
         p.write_config(models);
         std::fs::create_dir_all(p.root().join("probes")).expect("probes/");
         p
+    }
+
+    /// Whether the project's store is on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.pg.is_some()
     }
 
     /// The project folder.
