@@ -181,7 +181,7 @@ fn four_shards_in_parallel_store_exactly_the_unsharded_runs_cases() {
 }
 
 #[test]
-fn four_shards_in_parallel_into_one_postgres_database_store_the_unsharded_runs_cases() {
+fn four_shards_in_parallel_on_postgres_into_one_database_store_the_unsharded_runs_cases() {
     let server = server(2);
     let Some(p) = four_shards(
         &server,
