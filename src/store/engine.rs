@@ -676,6 +676,26 @@ impl Db {
         }
     }
 
+    /// Runs one statement whose placeholders' types are given, in one round trip (no prepare:
+    /// for statements built per call, such as a batch's multi-row upserts). PostgreSQL only.
+    pub(crate) fn execute_typed(&self, sql: &str, args: &[(Value<'_>, Type)]) -> Result<u64> {
+        match self {
+            Db::Sqlite(_) => Err(Error::Other(
+                "store: execute_typed is for PostgreSQL".to_string(),
+            )),
+            Db::Postgres(pg) => {
+                let params: Vec<(&(dyn PgToSql + Sync), Type)> = args
+                    .iter()
+                    .map(|(v, t)| (v as &(dyn PgToSql + Sync), t.clone()))
+                    .collect();
+                Ok(pg
+                    .client
+                    .borrow_mut()
+                    .execute_typed(&to_postgres_sql(sql), &params)?)
+            }
+        }
+    }
+
     /// Runs several statements without arguments (DDL, `DELETE`s).
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<()> {
         match self {

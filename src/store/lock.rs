@@ -91,6 +91,15 @@ impl LockGuard {
         if let Some(f) = self.file.take() {
             let _ = f.unlock();
         }
+        // PostgreSQL's lock would end with the session, but a closing connection is noticed
+        // by the server a moment later: give it back now, so the next sweep finds it free.
+        if self.conn.engine() == super::Engine::Postgres {
+            let _ =
+                self.conn
+                    .query_one("SELECT pg_advisory_unlock(?1)", args![PG_LOCK_KEY], |_| {
+                        Ok(())
+                    });
+        }
         deleted?;
         Ok(())
     }
