@@ -146,7 +146,7 @@ pub(super) fn write(conn: &Db, ops: &[WriteOp]) -> Result<()> {
             }
         }
     }
-    let tables: [(&(&str, &[Type]), &str, &[Vec<Owned>]); 4] = [
+    let tables: [TableRows<'_>; 4] = [
         (
             &PROBE_COLUMNS,
             " ON CONFLICT (probe_id, digest) DO NOTHING",
@@ -173,8 +173,11 @@ pub(super) fn write(conn: &Db, ops: &[WriteOp]) -> Result<()> {
     })
 }
 
+/// A table's columns (with their placeholder types), its conflict clause and its rows.
+type TableRows<'a> = (&'a (&'a str, &'a [Type]), &'a str, &'a [Vec<Owned>]);
+
 /// The whole batch as one statement (see [`write`]).
-fn one_statement(conn: &Db, tables: &[(&(&str, &[Type]), &str, &[Vec<Owned>]); 4]) -> Result<()> {
+fn one_statement(conn: &Db, tables: &[TableRows<'_>; 4]) -> Result<()> {
     let mut sql = String::from("WITH ");
     let mut params: Vec<(Value<'_>, Type)> = Vec::new();
     let mut parts = 0;
