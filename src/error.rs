@@ -60,7 +60,7 @@ pub enum Error {
     #[error("store: {0}")]
     Store(#[from] rusqlite::Error),
     /// The PostgreSQL store failed (the server's message, when it sent one).
-    #[error("store: {}", .0.as_db_error().map_or_else(|| .0.to_string(), |d| format!("PostgreSQL: {}", d.message())))]
+    #[error("store: {}", crate::store::engine::error_text(.0))]
     Postgres(#[from] postgres::Error),
     /// A refusal to do something unsafe or unasked-for (overwrite, huge expansion…).
     #[error("{0}")]

@@ -8,40 +8,85 @@
 //! statement, so a key written twice in a batch keeps only its last row — the row the per-row
 //! path would have left.
 
-use super::engine::{Arg, Db, Value};
-use super::{PROBE_INSERT, WriteOp, args, bump_generations, json_into};
+use super::engine::{Arg, Begin, Db, Value};
+use super::{WriteOp, bump_generations, json_into};
 use crate::error::Result;
+use postgres::types::Type;
 use std::collections::HashMap;
 
 /// Rows per multi-row statement: a case has 17 columns, PostgreSQL allows 65,535 parameters.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Writes `ops` straight into the tables (the caller holds the transaction).
+/// The columns of each table a batch writes, with the type each placeholder is sent as.
+const PROBE_COLUMNS: (&str, &[Type]) = (
+    "probes (probe_id, digest, capability, tier, path)",
+    &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
+);
+const VARIANT_COLUMNS: (&str, &[Type]) = (
+    "variants (id, probe_id, probe_digest, canonical, axes)",
+    &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT],
+);
+const CASE_COLUMNS: (&str, &[Type]) = (
+    concat!("cases (", case_columns!(), ")"),
+    &[
+        Type::TEXT,   // run_id
+        Type::TEXT,   // model
+        Type::TEXT,   // variant_id
+        Type::INT8,   // sample
+        Type::TEXT,   // status
+        Type::TEXT,   // output
+        Type::TEXT,   // tool_calls
+        Type::TEXT,   // checks
+        Type::INT8,   // latency_ms
+        Type::INT8,   // input_tokens
+        Type::INT8,   // output_tokens
+        Type::FLOAT8, // cost_usd
+        Type::TEXT,   // error
+        Type::INT8,   // cached
+        Type::INT8,   // attempts
+        Type::TEXT,   // finish_reason
+        Type::TEXT,   // finished_at
+    ],
+);
+const CACHE_COLUMNS: (&str, &[Type]) = (
+    "response_cache (key, response, created_at)",
+    &[Type::TEXT, Type::TEXT, Type::TEXT],
+);
+const CACHE_CONFLICT: &str = " ON CONFLICT (key) DO UPDATE SET response = excluded.response, \
+     created_at = excluded.created_at";
+
+/// Writes `ops` straight into the tables, atomically (see [`Store::write_batch`]).
+///
+/// A batch that fits one statement per table (the sweep's usual batch: what arrived since the
+/// last one) is written as **one** statement, in one round trip and without `BEGIN`/`COMMIT`:
+/// the inserts are data-modifying `WITH` clauses and the main statement bumps the generation
+/// of the runs whose cases it wrote (a statement is atomic, and the deferred foreign keys are
+/// checked at its end, when the variants it inserts are there). A bigger batch is several
+/// statements in a transaction.
+///
+/// [`Store::write_batch`]: super::Store::write_batch
 pub(super) fn write(conn: &Db, ops: &[WriteOp]) -> Result<()> {
     let mut buf = Vec::new();
-    // Probe versions are a handful per run: one statement each.
-    for op in ops {
-        if let WriteOp::Probe(p) = op {
-            conn.execute(
-                PROBE_INSERT,
-                args![p.id, p.digest, p.capability, p.tier.as_str(), p.path],
-            )?;
-        }
-    }
-
-    // Variants: insert-or-ignore, so duplicates are harmless.
-    let mut variants: Vec<[Owned; 5]> = Vec::new();
+    // Probe versions and variants: insert-or-ignore, so duplicates are harmless.
+    let mut probes: Vec<Vec<Owned>> = Vec::new();
+    let mut variants: Vec<Vec<Owned>> = Vec::new();
     // Cases and cache entries: the last row of a key wins.
     let mut cases: Vec<Vec<Owned>> = Vec::new();
     let mut case_at: HashMap<(&str, &str, &str, u32), usize> = HashMap::new();
-    let mut cache: Vec<[Owned; 3]> = Vec::new();
+    let mut cache: Vec<Vec<Owned>> = Vec::new();
     let mut cache_at: HashMap<&str, usize> = HashMap::new();
     let mut changed: Vec<&str> = Vec::new();
     let now = jiff::Timestamp::now().to_string();
     for op in ops {
         match op {
-            WriteOp::Probe(_) => {}
-            WriteOp::Variant(v) => variants.push([
+            WriteOp::Probe(p) => probes.push(vec![
+                Owned::Text(p.id.clone()),
+                Owned::Text(p.digest.clone()),
+                Owned::Text(p.capability.clone()),
+                Owned::Text(p.tier.as_str().to_string()),
+                Owned::Text(p.path.clone()),
+            ]),
+            WriteOp::Variant(v) => variants.push(vec![
                 Owned::Text(v.id.clone()),
                 Owned::Text(v.probe_id.clone()),
                 Owned::Text(v.probe_digest.clone()),
@@ -86,7 +131,7 @@ pub(super) fn write(conn: &Db, ops: &[WriteOp]) -> Result<()> {
                 }
             }
             WriteOp::Cache { key, response } => {
-                let row = [
+                let row = vec![
                     Owned::Text(key.clone()),
                     Owned::Text(json_into(&mut buf, response)?.to_string()),
                     Owned::Text(now.clone()),
@@ -101,30 +146,84 @@ pub(super) fn write(conn: &Db, ops: &[WriteOp]) -> Result<()> {
             }
         }
     }
+    let tables: [TableRows<'_>; 4] = [
+        (
+            &PROBE_COLUMNS,
+            " ON CONFLICT (probe_id, digest) DO NOTHING",
+            &probes,
+        ),
+        (&VARIANT_COLUMNS, " ON CONFLICT (id) DO NOTHING", &variants),
+        (&CASE_COLUMNS, case_replace!(), &cases),
+        (&CACHE_COLUMNS, CACHE_CONFLICT, &cache),
+    ];
+    if tables.iter().all(|t| t.2.len() <= ROWS_PER_STATEMENT) {
+        return one_statement(conn, &tables);
+    }
+    conn.transaction(Begin::Immediate, |tx| {
+        for ((columns, types), tail, rows) in tables {
+            insert_rows(
+                tx,
+                &format!("INSERT INTO {columns} VALUES "),
+                tail,
+                rows.iter().map(|r| &r[..]),
+                types.len(),
+            )?;
+        }
+        bump_generations(tx, &changed)
+    })
+}
 
-    insert_rows(
-        conn,
-        "INSERT INTO variants (id, probe_id, probe_digest, canonical, axes) VALUES ",
-        " ON CONFLICT (id) DO NOTHING",
-        variants.iter().map(|r| &r[..]),
-        5,
-    )?;
-    insert_rows(
-        conn,
-        concat!("INSERT INTO cases (", case_columns!(), ") VALUES "),
-        case_replace!(),
-        cases.iter().map(|r| &r[..]),
-        17,
-    )?;
-    insert_rows(
-        conn,
-        "INSERT INTO response_cache (key, response, created_at) VALUES ",
-        " ON CONFLICT (key) DO UPDATE SET response = excluded.response, \
-         created_at = excluded.created_at",
-        cache.iter().map(|r| &r[..]),
-        3,
-    )?;
-    bump_generations(conn, &changed)
+/// A table's columns (with their placeholder types), its conflict clause and its rows.
+type TableRows<'a> = (&'a (&'a str, &'a [Type]), &'a str, &'a [Vec<Owned>]);
+
+/// The whole batch as one statement (see [`write`]).
+fn one_statement(conn: &Db, tables: &[TableRows<'_>; 4]) -> Result<()> {
+    let mut sql = String::from("WITH ");
+    let mut params: Vec<(Value<'_>, Type)> = Vec::new();
+    let mut parts = 0;
+    for (i, ((columns, types), tail, rows)) in tables.iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        if parts > 0 {
+            sql.push_str(", ");
+        }
+        parts += 1;
+        sql.push_str(&format!("t{i} AS (INSERT INTO {columns} VALUES "));
+        for (r, row) in rows.iter().enumerate() {
+            if r > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for (c, value) in row.iter().enumerate() {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                params.push((value.value(), types[c].clone()));
+                sql.push('?');
+                sql.push_str(&params.len().to_string());
+            }
+            sql.push(')');
+        }
+        sql.push_str(tail);
+        // The cases' runs, for the generation bump (table 2 is `cases`).
+        if i == 2 {
+            sql.push_str(" RETURNING run_id");
+        }
+        sql.push(')');
+    }
+    if parts == 0 {
+        return Ok(());
+    }
+    if tables[2].2.is_empty() {
+        sql.push_str(" SELECT 1");
+    } else {
+        sql.push_str(
+            " UPDATE runs SET generation = generation + 1 WHERE id IN (SELECT run_id FROM t2)",
+        );
+    }
+    conn.execute_typed(&sql, &params)?;
+    Ok(())
 }
 
 /// An owned column value of a row waiting for its statement.

@@ -91,6 +91,25 @@ impl Target {
     }
 }
 
+/// A PostgreSQL error with its causes (`error connecting to server: Connection refused`), or
+/// the server's own message.
+pub(crate) fn error_text(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("PostgreSQL: {}", db.message());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// `url` without the password (`postgresql://me:secret@db/x` → `postgresql://me:***@db/x`).
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -144,7 +163,9 @@ impl Pg {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
-        let mut client = config.connect(postgres::NoTls).map_err(|e| fail(&e))?;
+        let mut client = config
+            .connect(postgres::NoTls)
+            .map_err(|e| fail(&error_text(&e)))?;
         // Notices ("relation already exists, skipping") are not for the user.
         // Literals are rendered with standard quoting (see `pg_literal`).
         let mut setup = String::from(
@@ -651,6 +672,26 @@ impl Db {
                 let refs: Vec<&(dyn PgToSql + Sync)> =
                     values.iter().map(|v| v as &(dyn PgToSql + Sync)).collect();
                 Ok(pg.client.borrow_mut().execute(&stmt, &refs)?)
+            }
+        }
+    }
+
+    /// Runs one statement whose placeholders' types are given, in one round trip (no prepare:
+    /// for statements built per call, such as a batch's multi-row upserts). PostgreSQL only.
+    pub(crate) fn execute_typed(&self, sql: &str, args: &[(Value<'_>, Type)]) -> Result<u64> {
+        match self {
+            Db::Sqlite(_) => Err(Error::Other(
+                "store: execute_typed is for PostgreSQL".to_string(),
+            )),
+            Db::Postgres(pg) => {
+                let params: Vec<(&(dyn PgToSql + Sync), Type)> = args
+                    .iter()
+                    .map(|(v, t)| (v as &(dyn PgToSql + Sync), t.clone()))
+                    .collect();
+                Ok(pg
+                    .client
+                    .borrow_mut()
+                    .execute_typed(&to_postgres_sql(sql), &params)?)
             }
         }
     }

@@ -91,8 +91,9 @@ impl LockGuard {
         if let Some(f) = self.file.take() {
             let _ = f.unlock();
         }
-        // PostgreSQL: give the advisory lock back now (the connection is the guard's own),
-        // rather than when the server notices the connection closed.
+        // PostgreSQL's lock would end with the session, but a closing connection is noticed
+        // by the server a moment later: give it back now, so the next sweep finds it free
+        // (exclusive or shared: the connection is the guard's own, so all of its locks).
         if self.conn.engine() == super::Engine::Postgres {
             let _ = self
                 .conn

@@ -562,14 +562,15 @@ impl Store {
             return Ok(());
         }
         let Store { conn, scratch, .. } = self;
-        conn.begin(Begin::Immediate)?;
-        let written = match conn.engine() {
-            Engine::Sqlite => write_rows(conn, scratch, ops, sql),
+        let committed = match conn.engine() {
+            Engine::Sqlite => conn
+                .begin(Begin::Immediate)
+                .and_then(|()| write_rows(conn, scratch, ops, sql))
+                .and_then(|()| conn.commit()),
             // PostgreSQL has no staging logs to settle: everything goes straight into the
             // tables, many rows per statement (a round trip per row would cap the sweep).
             Engine::Postgres => batched::write(conn, ops),
         };
-        let committed = written.and_then(|()| conn.commit());
         if committed.is_err() && conn.in_transaction() {
             let _ = conn.rollback();
         }
