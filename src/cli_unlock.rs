@@ -67,7 +67,7 @@ fn lease_line(l: &LeaseInfo, now: i64, alive: bool, by_session: bool) -> String 
 }
 
 fn holder(i: &LockInfo) -> String {
-    format!("{} (pid {}, since {})", i.holder, i.pid, i.started_at)
+    i.describe()
 }
 
 /// Runs `cliffprobe unlock`.

@@ -43,6 +43,20 @@ pub struct LockInfo {
     pub alive: bool,
 }
 
+impl LockInfo {
+    /// The holder, its process id and since when, for messages (the holder alone when no
+    /// process id is recorded: PostgreSQL's shards write no holder row).
+    pub fn describe(&self) -> String {
+        if self.pid == 0 {
+            return self.holder.clone();
+        }
+        format!(
+            "{} (pid {}, since {})",
+            self.holder, self.pid, self.started_at
+        )
+    }
+}
+
 /// What [`Store::unlock`](super::Store::unlock) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unlocked {
@@ -185,13 +199,11 @@ pub(crate) fn acquire(target: &Target, holder: &str) -> Result<LockGuard> {
     let conn = target.connect()?;
     let taken = |conn: &Db| -> Result<LockGuard> {
         let info = read(conn, target)?;
-        let who = info
-            .map(|i| format!("{} (pid {}, since {})", i.holder, i.pid, i.started_at))
-            .unwrap_or_else(|| {
-                "another process (shards of a sharded sweep, if `cliffprobe unlock` lists live \
+        let who = info.map(|i| i.describe()).unwrap_or_else(|| {
+            "another process (shards of a sharded sweep, if `cliffprobe unlock` lists live \
                  leases)"
-                    .into()
-            });
+                .into()
+        });
         Err(Error::Refused(format!(
             "another sweep holds the lock on the store {}: {who}. Wait for it to finish or \
              stop it: the lock ends with its process, even on kill -9 (`cliffprobe unlock` \
@@ -277,7 +289,7 @@ pub(crate) fn acquire_shared(target: &Target) -> Result<LockGuard> {
             continue;
         }
         let who = read(&conn, target)?
-            .map(|i| format!("{} (pid {}, since {})", i.holder, i.pid, i.started_at))
+            .map(|i| i.describe())
             .unwrap_or_else(|| "another process".into());
         return Err(Error::Refused(format!(
             "an unsharded sweep holds the lock on the store {}: {who}. Shards of a sharded run \
@@ -309,8 +321,20 @@ pub(crate) fn read(conn: &Db, target: &Target) -> Result<Option<LockInfo>> {
         }
         // A live holder whose row was removed: its file still names it.
         (None, Target::Sqlite { path, .. }) if alive => read_file_info(path),
+        // No row: the shards of sharded sweeps (they hold the lock shared and record no row),
+        // or a holder whose row was removed.
         (None, Target::Postgres { .. }) if alive => {
-            Some(("another process".into(), 0, String::new()))
+            let shared = conn.exists(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = ?1 \
+                 AND objid::bigint = ?2 AND objsubid = 1 AND granted AND mode = 'ShareLock'",
+                args![PG_LOCK_KEY >> 32, PG_LOCK_KEY & 0xffff_ffff],
+            )?;
+            let who = if shared {
+                "the shards of sharded sweeps (they hold it shared; their leases name them)"
+            } else {
+                "another process"
+            };
+            Some((who.into(), 0, String::new()))
         }
         (None, _) => None,
     };

@@ -578,6 +578,11 @@ fn a_live_slice_on_postgres_is_refused_while_its_holder_lives() {
         "{}",
         unlock.stdout
     );
+    assert!(
+        unlock.stderr.contains("the shards of sharded sweeps"),
+        "the store's lock, held shared: {}",
+        unlock.stderr
+    );
     // kill -9: the session ends, and with it the lease, long before its expiry.
     first.kill().unwrap();
     first.wait().unwrap();
