@@ -125,7 +125,7 @@ make_project() {
   if [ "$provider" = openai ]; then
     cat >"$dir/cliffprobe.toml" <<EOF
 suite = "probes"
-store = ".cliffprobe/cliffprobe.db"
+store = "${STORE:-.cliffprobe/cliffprobe.db}"
 
 [models.nginx]
 provider = "openai"
@@ -136,7 +136,7 @@ EOF
   else
     cat >"$dir/cliffprobe.toml" <<EOF
 suite = "probes"
-store = ".cliffprobe/cliffprobe.db"
+store = "${STORE:-.cliffprobe/cliffprobe.db}"
 
 [models.mock]
 provider = "mock"
@@ -249,7 +249,7 @@ fill_analysis_store() {
   make_project "$W" "$per_model" mock 64
   cat >"$W/cliffprobe.toml" <<EOF
 suite = "probes"
-store = ".cliffprobe/cliffprobe.db"
+store = "${STORE:-.cliffprobe/cliffprobe.db}"
 
 [models.prod]
 provider = "mock"

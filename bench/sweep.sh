@@ -7,6 +7,7 @@
 #      SKIP_LIMIT=1 skips the wrk limit; LIMIT_DURATION (5) s per wrk run;
 #      PROVIDER (openai | mock; default openai = nginx); SKIP_BUILD=1; BUILD_RETRIES (0);
 #      SWEEP_TIMEOUT (3600) s per sweep; KEEP=1 keeps the temp project;
+#      STORE (the project's SQLite file; postgresql://… for the team store, an empty database);
 #      OUT (target/bench/sweep.json, or sweep-mock.json with PROVIDER=mock).
 # Prints one line per figure; writes a JSON result.
 set -euo pipefail

@@ -18,6 +18,11 @@
 #[path = "../tests/it/support/http_server.rs"]
 mod http_server;
 #[allow(dead_code)]
+#[path = "../tests/it/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+
+#[allow(dead_code)]
 #[path = "../tests/it/support/project.rs"]
 mod project;
 

@@ -40,6 +40,9 @@
 #[path = "../tests/it/support/http_server.rs"]
 mod http_server;
 #[allow(dead_code)]
+#[path = "../tests/it/support/postgres.rs"]
+mod postgres;
+#[allow(dead_code)]
 #[path = "../tests/it/support/project.rs"]
 mod project;
 

@@ -69,6 +69,8 @@ pub enum Command {
     Unlock(crate::cli_unlock::UnlockArgs),
     /// List the configured models; with --check, find out whether each can be swept.
     Models(crate::cli_models::ModelsArgs),
+    /// Operations on a whole store: `store copy --from SQLITE --to POSTGRES` (and back).
+    Store(crate::cli_store::StoreArgs),
 }
 
 /// `init` options.
@@ -316,8 +318,16 @@ impl Project {
         }
     }
 
-    /// The store location.
+    /// The store location: the variable named by `store_env` when set, else `store`, else the
+    /// default file. A `store_env` variable that is unset becomes `env://NAME`, which the store
+    /// refuses to open with a message naming the variable.
     pub fn store_url(&self) -> String {
+        if let Some(var) = &self.config.store_env {
+            return match std::env::var(var) {
+                Ok(url) if !url.trim().is_empty() => url.trim().to_string(),
+                _ => format!("env://{var}"),
+            };
+        }
         match &self.config.store {
             Some(s) if s.contains("://") => s.clone(),
             Some(s) => self.rooted(PathBuf::from(s)).display().to_string(),
@@ -408,6 +418,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::View(a) => crate::cli_view::view_cmd(Project::load(&cli.config)?, &a),
         Command::Unlock(a) => crate::cli_unlock::unlock_cmd(&Project::load(&cli.config)?, &a),
         Command::Models(a) => crate::cli_models::models_cmd(&Project::load(&cli.config)?, &a),
+        Command::Store(a) => crate::cli_store::store_cmd(&a),
     }
 }
 

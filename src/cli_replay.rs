@@ -98,17 +98,14 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
         ));
     }
     let store_url = a.store.clone().unwrap_or_else(|| project.store_url());
+    // A PostgreSQL URL is kept whole (the replay opens it with `Store::open_url`).
     let store_path = PathBuf::from(
         store_url
             .strip_prefix("sqlite://")
             .or_else(|| store_url.strip_prefix("sqlite:"))
             .unwrap_or(&store_url),
     );
-    if store_url.contains("://") && !store_url.starts_with("sqlite://") {
-        // Let the store say what it supports.
-        Store::open_url(&store_url)?;
-    }
-    let store = Store::open(&store_path)?;
+    let store = Store::open_url(&store_path.to_string_lossy())?;
     let (opts, info) = match &a.resume {
         Some(r) => {
             let info = store
@@ -265,7 +262,7 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
     let result = crate::replay::run(cfg, &store_path, &opts, progress.clone());
     display.finish();
     let summary = result?;
-    let store = Store::open(&store_path)?;
+    let store = Store::open_url(&store_path.to_string_lossy())?;
     let status = if summary.stopped.is_some() {
         "partial"
     } else {

@@ -2,8 +2,10 @@
 //! out when a lock outlives its process.
 //!
 //! Every sweep also holds a lease on its run-slice (see [`crate::shard`]): listed here, live or
-//! expired; expired ones are removed (they are void anyway), and `--force` removes live ones
-//! too (for a holder that is known to be gone before its lease expires).
+//! not; those whose holder is gone are removed (they are void anyway: expired on SQLite, their
+//! session ended on PostgreSQL), and `--force` removes live ones too (for a holder that is
+//! known to be gone before its lease expires; on PostgreSQL it also terminates the holder's
+//! session, which makes that sweep stop).
 //!
 //! The sweep lock is an advisory lock the operating system releases when its process ends
 //! (see [`crate::store`]'s lock module), so this is rarely needed: it reports the holder, removes
@@ -18,7 +20,7 @@ use std::process::ExitCode;
 /// `unlock` options.
 #[derive(Debug, clap::Args)]
 pub struct UnlockArgs {
-    /// The store (path or sqlite:// URL).
+    /// The store (a path, a sqlite:// URL or a postgresql:// URL).
     #[arg(long)]
     pub store: Option<String>,
     /// Remove the lock (and every live run-slice lease) even though a process still holds it. Only when that process is not a
@@ -28,14 +30,29 @@ pub struct UnlockArgs {
     pub force: bool,
 }
 
-fn lease_line(l: &LeaseInfo, now: i64) -> String {
+/// One lease, for people; `alive` as [`crate::store::Store::lease_liveness`] says, and
+/// `by_session` on PostgreSQL, where a lease lives as long as its holder's session.
+fn lease_line(l: &LeaseInfo, now: i64, alive: bool, by_session: bool) -> String {
     let what = if l.slice.is_whole() {
         format!("run {}", l.run_id)
     } else {
         format!("shard {} of run {}", l.slice, l.run_id)
     };
     let age = (now - l.heartbeat_at).max(0) / 1000;
-    if l.live_at(now) {
+    if by_session {
+        if alive {
+            format!(
+                "{what}: held by {} (last heartbeat {age} s ago; it ends with the holder's \
+                 session)",
+                l.holder
+            )
+        } else {
+            format!(
+                "{what}: lease of {} ended with its session (last heartbeat {age} s ago)",
+                l.holder
+            )
+        }
+    } else if alive {
         format!(
             "{what}: held by {} (last heartbeat {age} s ago, expires in {} s unless renewed)",
             l.holder,
@@ -50,20 +67,27 @@ fn lease_line(l: &LeaseInfo, now: i64) -> String {
 }
 
 fn holder(i: &LockInfo) -> String {
-    format!("{} (pid {}, since {})", i.holder, i.pid, i.started_at)
+    i.describe()
 }
 
 /// Runs `cliffprobe unlock`.
 pub fn unlock_cmd(project: &Project, a: &UnlockArgs) -> Result<ExitCode> {
     let store = project.open_store(a.store.as_deref())?;
     let now = now_ms();
+    let by_session = store.engine() == crate::store::Engine::Postgres;
+    let before = store.leases()?;
+    let alive_before = store.lease_liveness(&before, now)?;
     let removed = store.remove_leases(now, a.force)?;
     for l in &removed {
-        println!("removed the lease: {}", lease_line(l, now));
+        let alive = before.iter().zip(&alive_before).any(|(b, a)| b == l && *a);
+        println!(
+            "removed the lease: {}",
+            lease_line(l, now, alive, by_session)
+        );
     }
     let live = store.leases()?;
     for l in &live {
-        println!("live lease: {}", lease_line(l, now));
+        println!("live lease: {}", lease_line(l, now, true, by_session));
     }
     if !live.is_empty() {
         eprintln!(

@@ -43,12 +43,9 @@ fn store_file(project: &Project, option: Option<&str>) -> Result<PathBuf> {
     let url = option
         .map(str::to_string)
         .unwrap_or_else(|| project.store_url());
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(Error::Refused(
-            "PostgreSQL stores are not supported by this build of cliffprobe; use a SQLite store"
-                .into(),
-        )
-        .into());
+    if url.contains("://") && !url.starts_with("sqlite://") {
+        // A PostgreSQL store (or an unset `store_env`): the store checks and opens it.
+        return Ok(PathBuf::from(url));
     }
     let file = url
         .strip_prefix("sqlite://")
@@ -96,7 +93,8 @@ pub fn view_cmd(project: Project, a: &ViewArgs) -> Result<ExitCode> {
     let site = Site::open(project, path)?;
     if let Some(dir) = &a.bundle {
         let run = {
-            let store = crate::store::Store::open_read_only(site.store_path())?;
+            let store =
+                crate::store::Store::open_read_only_url(&site.store_path().to_string_lossy())?;
             store.resolve_run(a.run.as_deref())?
         };
         let s = bundle::write_bundle(&site, &run, dir, a.bundle_cases).map_err(view_error)?;

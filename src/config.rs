@@ -19,9 +19,14 @@ pub struct Config {
     /// Where the axis libraries live (default `templates`; embedded defaults when absent).
     #[serde(default)]
     pub templates: Option<PathBuf>,
-    /// The store URL or path (default `.cliffprobe/cliffprobe.db`).
+    /// The store URL or path (default `.cliffprobe/cliffprobe.db`): a SQLite file, or
+    /// `postgresql://USER@HOST[:PORT]/DB` for a team store on PostgreSQL.
     #[serde(default)]
     pub store: Option<String>,
+    /// The name of an environment variable holding the store URL (so a PostgreSQL password
+    /// never sits in this file); when set, it wins over `store`, and its absence is an error.
+    #[serde(default)]
+    pub store_env: Option<String>,
     /// Models by name.
     #[serde(default)]
     pub models: IndexMap<String, ModelConfig>,

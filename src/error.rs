@@ -59,6 +59,9 @@ pub enum Error {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] rusqlite::Error),
+    /// The PostgreSQL store failed (the server's message, when it sent one).
+    #[error("store: {}", crate::store::engine::error_text(.0))]
+    Postgres(#[from] postgres::Error),
     /// A refusal to do something unsafe or unasked-for (overwrite, huge expansion…).
     #[error("{0}")]
     Refused(String),

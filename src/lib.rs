@@ -19,6 +19,7 @@ pub mod cli_paraphrase;
 pub mod cli_replay;
 pub mod cli_report;
 pub mod cli_shrink;
+pub mod cli_store;
 pub mod cli_sweep;
 pub mod cli_tiers;
 pub mod cli_unlock;

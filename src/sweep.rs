@@ -1038,9 +1038,9 @@ pub fn run(
         // The store's exclusive lock, taken below: no other sweep of this store is alive.
         i64::MAX
     };
-    // SQLite: the store's file lock says a sweep is live; an unsharded sweep holds it alone,
-    // the shards of sharded runs share it. Either way the run-slice's lease keeps two
-    // processes from sweeping the same slice at once.
+    // The store's sweep lock (SQLite: a file lock; PostgreSQL: an advisory lock) says a sweep
+    // is live; an unsharded sweep holds it alone, the shards of sharded runs share it. Either
+    // way the run-slice's lease keeps two processes from sweeping the same slice at once.
     let _lock = if opts.shard.is_some() {
         store.acquire_shared_lock()?
     } else {

@@ -200,7 +200,7 @@ pub fn run(
         )?)),
         _ => None,
     };
-    let store = Store::open(store_path)?;
+    let store = Store::open_url(&store_path.to_string_lossy())?;
     let _lock = store.acquire_lock(&format!("replay {}", opts.id))?;
     let shared = Arc::new(Shared {
         id: opts.id.clone(),
@@ -828,7 +828,7 @@ pub fn judge_flips(
         ReplayKind::Candidate,
         concurrency,
     )?);
-    let mut store = Store::open(store_path)?;
+    let mut store = Store::open_url(&store_path.to_string_lossy())?;
     let cache = Arc::new(Mutex::new(store.reopen()?));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -857,7 +857,11 @@ pub fn judge_flips(
                     let body = target.provider.encode(&jreq);
                     let key = cache_key(&target.provider, &body, 0);
                     if !no_cache {
-                        let hit = cache.lock().expect("cache").cache_get(&key);
+                        // A blocking store read (on PostgreSQL, a client that runs its own
+                        // runtime, which must not be entered from an async task as is).
+                        let hit = tokio::task::block_in_place(|| {
+                            cache.lock().expect("cache").cache_get(&key)
+                        });
                         if let Ok(Some(r)) = hit
                             && let Ok(v) = parse_verdict(&r.text)
                         {

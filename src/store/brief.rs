@@ -33,7 +33,8 @@
 //!
 //! Cases are in the walk's order (variant id, model, sample), so each variant is written once.
 
-use super::{Error, Result, SharedAxes, from_json, parse_status, text};
+use super::engine::{Db, Target, args};
+use super::{Error, Result, SharedAxes, from_json, parse_status};
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
 use foldhash::{HashMap, HashMapExt};
@@ -108,26 +109,16 @@ const VARIANT_BATCH: usize = 1024;
 /// the cases: the two scans cost about the same. That connection's read begins after this
 /// one's, so it sees every variant this one's cases refer to (variants are only ever added).
 fn from_tables(
-    conn: &Connection,
+    conn: &Db,
+    target: &Target,
     run: &str,
     out: &mut Batcher<'_>,
     mut encoder: Option<&mut Encoder>,
 ) -> Result<bool> {
-    let mut cases = conn.prepare(
-        "SELECT c.variant_id, c.model, c.sample, c.status FROM cases c \
-         WHERE c.run_id = ?1 ORDER BY c.variant_id, c.model, c.sample",
-    )?;
-    let path = conn
-        .path()
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from)
-        .ok_or_else(|| Error::Other("store: a brief walk needs a store file".to_string()))?;
-    let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
-    let mut rows = cases.query([run])?;
     let (vtx, vrx) = std::sync::mpsc::sync_channel::<Result<Vec<Loaded>>>(4);
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            let read = super::connect_as(&path, read_only).and_then(|c| read_variants(&c, &vtx));
+            let read = target.connect().and_then(|c| read_variants(&c, &vtx));
             if let Err(e) = read {
                 let _ = vtx.send(Err(e));
             }
@@ -152,62 +143,77 @@ fn from_tables(
         // strings that are kept.
         let mut current: Option<Loaded> = None;
         let mut variants_done = false;
-        while let Some(row) = rows.next()? {
-            let variant_id = bytes(row, 0)?;
-            let model = bytes(row, 1)?;
-            let sample = u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX);
-            let status = status_from_bytes(bytes(row, 3)?)?;
-            // Advance the variants (in id order, like the cases) up to this case's variant.
-            while !variants_done && current.as_ref().is_none_or(|c| c.id() < variant_id) {
-                match next_variant()? {
-                    Some(v) => current = Some(v),
-                    None => variants_done = true,
+        let mut stopped = false;
+        let walked = conn.query(
+            "SELECT c.variant_id, c.model, c.sample, c.status FROM cases c \
+             WHERE c.run_id = ?1 ORDER BY c.variant_id, c.model, c.sample",
+            args![run],
+            |row| {
+                let variant_id = row.bytes(0)?;
+                let model = row.bytes(1)?;
+                let sample = u32::try_from(row.get::<i64>(2)?).unwrap_or(u32::MAX);
+                let status = status_from_bytes(row.bytes(3)?)?;
+                // Advance the variants (in id order, like the cases) up to this case's variant.
+                while !variants_done && current.as_ref().is_none_or(|c| c.id() < variant_id) {
+                    match next_variant()? {
+                        Some(v) => current = Some(v),
+                        None => variants_done = true,
+                    }
                 }
-            }
-            let missing = |what: &str| {
-                Error::Other(format!(
-                    "store: case ({}, {}, sample {sample}) of run `{run}` refers to {what} \
+                let missing = |what: &str| {
+                    Error::Other(format!(
+                        "store: case ({}, {}, sample {sample}) of run `{run}` refers to {what} \
                      missing from the store",
-                    String::from_utf8_lossy(model),
-                    String::from_utf8_lossy(variant_id),
-                ))
-            };
-            let variant = match &current {
-                Some(c) if c.id() == variant_id => match c {
-                    Loaded::Usable(v) => v.clone(),
-                    Loaded::Unusable(_, Unusable::UnknownTier(message)) => {
-                        return Err(Error::Other(message.clone()));
+                        String::from_utf8_lossy(model),
+                        String::from_utf8_lossy(variant_id),
+                    ))
+                };
+                let variant = match &current {
+                    Some(c) if c.id() == variant_id => match c {
+                        Loaded::Usable(v) => v.clone(),
+                        Loaded::Unusable(_, Unusable::UnknownTier(message)) => {
+                            return Err(Error::Other(message.clone()));
+                        }
+                        Loaded::Unusable(_, Unusable::NoProbeVersion) => {
+                            return Err(missing("a probe version"));
+                        }
+                    },
+                    _ => return Err(missing("a variant")),
+                };
+                let model = match models.iter().find(|m| m.as_bytes() == model) {
+                    Some(m) => m.clone(),
+                    None => {
+                        let name = std::str::from_utf8(model).map_err(|_| {
+                            Error::Other(format!("store: a model name of run `{run}` is not UTF-8"))
+                        })?;
+                        models.push(Arc::from(name));
+                        models.last().expect("just pushed").clone()
                     }
-                    Loaded::Unusable(_, Unusable::NoProbeVersion) => {
-                        return Err(missing("a probe version"));
+                };
+                let row = BriefRow {
+                    variant,
+                    model,
+                    sample,
+                    status,
+                };
+                if let Some(e) = encoder.as_deref_mut() {
+                    e.push(&row);
+                    if let Some(c) = conn.sqlite() {
+                        e.stage(c);
                     }
-                },
-                _ => return Err(missing("a variant")),
-            };
-            let model = match models.iter().find(|m| m.as_bytes() == model) {
-                Some(m) => m.clone(),
-                None => {
-                    let name = std::str::from_utf8(model).map_err(|_| {
-                        Error::Other(format!("store: a model name of run `{run}` is not UTF-8"))
-                    })?;
-                    models.push(Arc::from(name));
-                    models.last().expect("just pushed").clone()
                 }
-            };
-            let row = BriefRow {
-                variant,
-                model,
-                sample,
-                status,
-            };
-            if let Some(e) = encoder.as_deref_mut() {
-                e.push(&row);
-                e.stage(conn);
-            }
-            if !out.push(row) {
-                return Ok(false);
-            }
+                if !out.push(row) {
+                    // The receiver is gone: stop the walk (not an error for anyone).
+                    stopped = true;
+                    return Err(Error::Other(String::new()));
+                }
+                Ok(())
+            },
+        );
+        if stopped {
+            return Ok(false);
         }
+        walked?;
         Ok(out.flush())
     })
 }
@@ -215,23 +221,21 @@ fn from_tables(
 /// The variants thread of [`from_tables`]: every variant of the store in id order, with its
 /// probe version's class and tier and its parsed axes, sent in batches. Stops quietly when
 /// the receiver is gone.
-fn read_variants(
-    conn: &Connection,
-    tx: &std::sync::mpsc::SyncSender<Result<Vec<Loaded>>>,
-) -> Result<()> {
+fn read_variants(conn: &Db, tx: &std::sync::mpsc::SyncSender<Result<Vec<Loaded>>>) -> Result<()> {
     // The probe versions (hundreds) are read first and looked up per variant in memory: a
     // join would search the probes index once per variant. Probe id → digest → (id, class,
     // tier), with the strings shared by the version's variants and the tier parsed once (an
     // unknown one is an error only if a case of the run needs that version).
     type Version = std::result::Result<(Arc<str>, Arc<str>, Tier), Unusable>;
     let mut probes: HashMap<String, HashMap<String, Version>> = HashMap::new();
-    {
-        let mut stmt = conn.prepare("SELECT probe_id, digest, capability, tier FROM probes")?;
-        let mut prows = stmt.query([])?;
-        while let Some(r) = prows.next()? {
-            let (probe_id, tier) = (text(r, 0)?, text(r, 3)?);
+    conn.query(
+        "SELECT probe_id, digest, capability, tier FROM probes",
+        args![],
+        |r| {
+            let (probe_id, tier) = (r.text(0)?, r.text(3)?);
+            let (probe_id, tier): (&str, &str) = (&probe_id, &tier);
             let version = match Tier::parse(tier) {
-                Some(t) => Ok((Arc::from(probe_id), Arc::from(text(r, 2)?), t)),
+                Some(t) => Ok((Arc::from(probe_id), Arc::from(&*r.text(2)?), t)),
                 None => Err(Unusable::UnknownTier(format!(
                     "store: probe `{probe_id}` has an unknown tier `{tier}`"
                 ))),
@@ -239,49 +243,61 @@ fn read_variants(
             probes
                 .entry(probe_id.to_string())
                 .or_default()
-                .insert(text(r, 1)?.to_string(), version);
-        }
-    }
+                .insert(r.text(1)?.into_owned(), version);
+            Ok(())
+        },
+    )?;
     // Distinct axes maps (a few thousand at most): each parsed once and shared.
     let mut axes_seen: HashMap<String, SharedAxes> = HashMap::new();
-    let mut variants = conn
-        .prepare("SELECT id, probe_id, probe_digest, canonical, axes FROM variants ORDER BY id")?;
-    let mut vrows = variants.query([])?;
     let mut batch = Vec::with_capacity(VARIANT_BATCH);
-    while let Some(vr) = vrows.next()? {
-        let (id, probe_id, digest) = (text(vr, 0)?, text(vr, 1)?, text(vr, 2)?);
-        let version = probes.get(probe_id).and_then(|d| d.get(digest));
-        let loaded = match version {
-            Some(Ok((probe_id, capability, tier))) => {
-                let axes_text = text(vr, 4)?;
-                let axes = match axes_seen.get(axes_text) {
-                    Some(a) => a.clone(),
-                    None => {
-                        let parsed: SharedAxes = Arc::new(from_json(axes_text, "variant axes")?);
-                        axes_seen.insert(axes_text.to_string(), parsed.clone());
-                        parsed
-                    }
-                };
-                Loaded::Usable(Arc::new(BriefVariant {
-                    id: id.to_string(),
-                    probe_id: probe_id.clone(),
-                    capability: capability.clone(),
-                    tier: *tier,
-                    canonical: vr.get(3)?,
-                    axes,
-                }))
+    let mut stopped = false;
+    let walked = conn.query(
+        "SELECT id, probe_id, probe_digest, canonical, axes FROM variants ORDER BY id",
+        args![],
+        |vr| {
+            let (id, probe_id, digest) = (vr.text(0)?, vr.text(1)?, vr.text(2)?);
+            let (id, probe_id, digest): (&str, &str, &str) = (&id, &probe_id, &digest);
+            let version = probes.get(probe_id).and_then(|d| d.get(digest));
+            let loaded = match version {
+                Some(Ok((probe_id, capability, tier))) => {
+                    let axes_text = vr.text(4)?;
+                    let axes_text: &str = &axes_text;
+                    let axes = match axes_seen.get(axes_text) {
+                        Some(a) => a.clone(),
+                        None => {
+                            let parsed: SharedAxes =
+                                Arc::new(from_json(axes_text, "variant axes")?);
+                            axes_seen.insert(axes_text.to_string(), parsed.clone());
+                            parsed
+                        }
+                    };
+                    Loaded::Usable(Arc::new(BriefVariant {
+                        id: id.to_string(),
+                        probe_id: probe_id.clone(),
+                        capability: capability.clone(),
+                        tier: *tier,
+                        canonical: vr.get(3)?,
+                        axes,
+                    }))
+                }
+                Some(Err(e)) => Loaded::Unusable(id.to_string(), e.clone()),
+                None => Loaded::Unusable(id.to_string(), Unusable::NoProbeVersion),
+            };
+            batch.push(loaded);
+            if batch.len() == VARIANT_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(VARIANT_BATCH));
+                if tx.send(Ok(full)).is_err() {
+                    stopped = true;
+                    return Err(Error::Other(String::new()));
+                }
             }
-            Some(Err(e)) => Loaded::Unusable(id.to_string(), e.clone()),
-            None => Loaded::Unusable(id.to_string(), Unusable::NoProbeVersion),
-        };
-        batch.push(loaded);
-        if batch.len() == VARIANT_BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(VARIANT_BATCH));
-            if tx.send(Ok(full)).is_err() {
-                return Ok(());
-            }
-        }
+            Ok(())
+        },
+    );
+    if stopped {
+        return Ok(());
     }
+    walked?;
     if !batch.is_empty() {
         let _ = tx.send(Ok(batch));
     }
@@ -292,17 +308,24 @@ fn read_variants(
 /// connection `conn`: from the run's snapshot when it is current, else from the tables, and
 /// then the snapshot is written (best effort, see the module docs). Stops quietly when the
 /// receiver is gone.
+///
+/// On PostgreSQL there is no snapshot: the server's scan of the covering index is not the
+/// bottleneck SQLite's is, and the snapshot's staging table needs SQLite's temporary storage.
 pub(super) fn walk(
-    conn: &Connection,
+    conn: &Db,
+    target: &Target,
     run: &str,
     even_running: bool,
     tx: &SyncSender<Result<Vec<BriefRow>>>,
 ) -> Result<()> {
-    let mode = SnapshotMode::from_env()?;
+    let mode = match conn.engine() {
+        super::Engine::Sqlite => SnapshotMode::from_env()?,
+        super::Engine::Postgres => SnapshotMode::Off,
+    };
     // One read transaction for the generation and the rows, so that they agree.
-    conn.execute_batch("BEGIN")?;
-    let walked = walk_in_read(conn, run, mode, even_running, &mut Batcher::new(tx));
-    let ended = conn.execute_batch("COMMIT");
+    conn.begin(super::Begin::Read)?;
+    let walked = walk_in_read(conn, target, run, mode, even_running, &mut Batcher::new(tx));
+    let ended = conn.commit();
     let fresh = walked?;
     ended?;
     if let Some((generation, encoded)) = fresh {
@@ -320,23 +343,22 @@ pub(super) fn walk(
 /// swept (a live sweep changes it again at its next settle), unless `even_running` (the
 /// sweep's own last walk).
 fn walk_in_read(
-    conn: &Connection,
+    conn: &Db,
+    target: &Target,
     run: &str,
     mode: SnapshotMode,
     even_running: bool,
     out: &mut Batcher<'_>,
 ) -> Result<Option<(i64, Encoded)>> {
-    let state: Option<(i64, String)> = {
-        let mut stmt = conn.prepare_cached("SELECT generation, status FROM runs WHERE id = ?1")?;
-        let mut rows = stmt.query([run])?;
-        match rows.next()? {
-            Some(r) => Some((r.get(0)?, r.get(1)?)),
-            None => None,
-        }
-    };
+    let state: Option<(i64, String)> = conn.query_opt(
+        "SELECT generation, status FROM runs WHERE id = ?1",
+        args![run],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some((generation, _)) = &state
         && mode == SnapshotMode::On
-        && from_snapshot(conn, run, *generation, out)?
+        && let Some(sqlite) = conn.sqlite()
+        && from_snapshot(sqlite, run, *generation, out)?
     {
         return Ok(None);
     }
@@ -344,18 +366,13 @@ fn walk_in_read(
         mode != SnapshotMode::Off && (even_running || status != super::RunStatus::Running.as_str())
     });
     let mut encoder = snapshot.as_ref().map(|_| Encoder::new());
-    let complete = from_tables(conn, run, out, encoder.as_mut())?;
+    let complete = from_tables(conn, target, run, out, encoder.as_mut())?;
     Ok(match (snapshot, encoder) {
         (Some((generation, _)), Some(e)) if complete && !e.broken() => {
             Some((generation, e.finish()))
         }
         _ => None,
     })
-}
-
-/// Column `idx` as borrowed bytes (text, unchecked).
-fn bytes<'r>(row: &'r rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<&'r [u8]> {
-    Ok(row.get_ref(idx)?.as_bytes()?)
 }
 
 /// A stored status, from the column's bytes (no UTF-8 check on the hot path).
@@ -483,21 +500,21 @@ fn from_snapshot(
 
 /// Writes the snapshot of `run` at `generation`, replacing any other, unless the run changed
 /// since it was walked. Never waits for another writer.
-fn save(conn: &Connection, run: &str, generation: i64, encoded: &Encoded) -> Result<bool> {
+fn save(conn: &Db, run: &str, generation: i64, encoded: &Encoded) -> Result<bool> {
     super::write_if_current(conn, run, generation, |tx| {
-        tx.execute("DELETE FROM run_briefs WHERE run_id = ?1", [run])?;
+        tx.execute("DELETE FROM run_briefs WHERE run_id = ?1", args![run])?;
         if encoded.staged > 0 {
             tx.execute(
                 "INSERT INTO run_briefs (run_id, generation, part, body) \
                  SELECT ?1, ?2, part, body FROM temp.brief_staging ORDER BY part",
-                params![run, generation],
+                args![run, generation],
             )?;
         }
-        let mut insert = tx.prepare(
-            "INSERT INTO run_briefs (run_id, generation, part, body) VALUES (?1, ?2, ?3, ?4)",
-        )?;
         for (i, body) in encoded.parts.iter().enumerate() {
-            insert.execute(params![run, generation, (encoded.staged + i) as i64, body])?;
+            tx.execute(
+                "INSERT INTO run_briefs (run_id, generation, part, body) VALUES (?1, ?2, ?3, ?4)",
+                args![run, generation, (encoded.staged + i) as i64, body],
+            )?;
         }
         Ok(())
     })

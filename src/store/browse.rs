@@ -7,12 +7,17 @@
 //! text search, a rare check) costs one window per page instead of a walk of the run; the page
 //! then says how far it got, and its `next` cursor carries on from there.
 
-use super::{Result, Store, from_json, parse_status, text};
+use super::engine::{Arg, Engine, args};
+use super::{Result, Store, from_json, parse_status};
 use crate::grade::{CaseStatus, CheckVerdict};
 use crate::probe::Tier;
 use indexmap::IndexMap;
-use rusqlite::params_from_iter;
 use rusqlite::types::Value;
+
+/// The arguments of a statement built at run time, as the engine takes them.
+fn dyn_args(values: &[Value]) -> Vec<&dyn Arg> {
+    values.iter().map(|v| v as &dyn Arg).collect()
+}
 
 /// Where a case sits in the order the viewer lists a run: variant, then model, then sample
 /// (the order of the `cases_brief` index).
@@ -235,8 +240,9 @@ impl Store {
              FROM w JOIN variants v ON v.id = w.variant_id \
              LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest \
              JOIN cases c ON c.run_id = ?1 AND c.model = w.model AND c.variant_id = w.variant_id \
-             AND c.sample = w.sample WHERE 1"
+             AND c.sample = w.sample WHERE true"
         );
+        let postgres = self.conn.engine() == Engine::Postgres;
         if let Some(t) = q.tier {
             args.push(Value::Text(t.as_str().to_string()));
             sql.push_str(&format!(" AND p.tier = ?{}", args.len()));
@@ -249,25 +255,47 @@ impl Store {
             args.push(Value::Text(p.clone()));
             sql.push_str(&format!(" AND v.probe_id = ?{}", args.len()));
         }
+        // JSON is the one place the dialects differ here: SQLite's JSON1 functions against
+        // PostgreSQL's jsonb operators.
         for (axis, value) in &q.axes {
-            args.push(Value::Text(json_key_path(axis)));
+            args.push(Value::Text(if postgres {
+                axis.clone()
+            } else {
+                json_key_path(axis)
+            }));
             args.push(Value::Text(value.clone()));
             let n = args.len();
             // An axis a stored map leaves out is `original` (`tools`, see `VariantAxes::to_map`).
-            sql.push_str(&format!(
-                " AND COALESCE(json_extract(v.axes, ?{}), 'original') = ?{}",
-                n - 1,
-                n
-            ));
+            sql.push_str(&if postgres {
+                format!(
+                    " AND COALESCE(v.axes::jsonb ->> ?{}, 'original') = ?{}",
+                    n - 1,
+                    n
+                )
+            } else {
+                format!(
+                    " AND COALESCE(json_extract(v.axes, ?{}), 'original') = ?{}",
+                    n - 1,
+                    n
+                )
+            });
         }
         if let Some(check) = &q.failed_check {
             args.push(Value::Text(check.clone()));
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM json_each(c.checks) j \
-                 WHERE json_extract(j.value, '$.check') = ?{} \
-                 AND json_extract(j.value, '$.passed') = 0)",
-                args.len()
-            ));
+            sql.push_str(&if postgres {
+                format!(
+                    " AND EXISTS (SELECT 1 FROM jsonb_array_elements(c.checks::jsonb) j \
+                     WHERE (j ->> 'check') = ?{} AND (j ->> 'passed') = 'false')",
+                    args.len()
+                )
+            } else {
+                format!(
+                    " AND EXISTS (SELECT 1 FROM json_each(c.checks) j \
+                     WHERE json_extract(j.value, '$.check') = ?{} \
+                     AND json_extract(j.value, '$.passed') = 0)",
+                    args.len()
+                )
+            });
         }
         if let Some(t) = q.text.as_deref().filter(|t| !t.is_empty()) {
             args.push(Value::Text(like_pattern(t)));
@@ -287,38 +315,35 @@ impl Store {
         self.begin_read()?;
         let page = (|| -> Result<CasePage> {
             let mut items = Vec::new();
-            {
-                let mut stmt = self.conn.prepare(&sql)?;
-                let mut rows = stmt.query(params_from_iter(args.iter()))?;
-                while let Some(r) = rows.next()? {
-                    let checks: Vec<CheckVerdict> = from_json(text(r, 10)?, "case checks")?;
-                    items.push(CaseListItem {
-                        key: CaseKey {
-                            variant_id: r.get(0)?,
-                            model: r.get(1)?,
-                            sample: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-                        },
-                        status: parse_status(text(r, 3)?)?,
-                        probe_id: r.get(4)?,
-                        capability: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
-                        tier: r
-                            .get::<_, Option<String>>(6)?
-                            .as_deref()
-                            .and_then(Tier::parse)
-                            .unwrap_or(Tier::Medium),
-                        canonical: r.get(7)?,
-                        axes: from_json(text(r, 8)?, "variant axes")?,
-                        excerpt: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
-                        failed_checks: checks
-                            .into_iter()
-                            .filter(|c| c.passed == Some(false))
-                            .map(|c| c.check)
-                            .collect(),
-                        error: r.get(11)?,
-                        latency_ms: r.get::<_, i64>(12)?.max(0) as u64,
-                    });
-                }
-            }
+            self.conn.query(&sql, &dyn_args(&args), |r| {
+                let checks: Vec<CheckVerdict> = from_json(&r.text(10)?, "case checks")?;
+                items.push(CaseListItem {
+                    key: CaseKey {
+                        variant_id: r.get(0)?,
+                        model: r.get(1)?,
+                        sample: u32::try_from(r.get::<i64>(2)?).unwrap_or(u32::MAX),
+                    },
+                    status: parse_status(&r.text(3)?)?,
+                    probe_id: r.get(4)?,
+                    capability: r.get::<Option<String>>(5)?.unwrap_or_default(),
+                    tier: r
+                        .get::<Option<String>>(6)?
+                        .as_deref()
+                        .and_then(Tier::parse)
+                        .unwrap_or(Tier::Medium),
+                    canonical: r.get(7)?,
+                    axes: from_json(&r.text(8)?, "variant axes")?,
+                    excerpt: r.get::<Option<String>>(9)?.unwrap_or_default(),
+                    failed_checks: checks
+                        .into_iter()
+                        .filter(|c| c.passed == Some(false))
+                        .map(|c| c.check)
+                        .collect(),
+                    error: r.get(11)?,
+                    latency_ms: r.get::<i64>(12)?.max(0) as u64,
+                });
+                Ok(())
+            })?;
             if items.len() > q.limit {
                 items.truncate(q.limit);
                 let next = items.last().map(|i| i.key.clone());
@@ -346,59 +371,59 @@ impl Store {
 
     /// The stored variant `id`, with its probe version (when stored).
     pub fn variant_info(&self, id: &str) -> Result<Option<VariantInfo>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.query_opt(
             "SELECT v.id, v.probe_id, v.probe_digest, v.canonical, v.axes, p.capability, p.tier, \
              p.path FROM variants v LEFT JOIN probes p \
              ON p.probe_id = v.probe_id AND p.digest = v.probe_digest WHERE v.id = ?1",
-        )?;
-        let mut rows = stmt.query([id])?;
-        let Some(r) = rows.next()? else {
-            return Ok(None);
-        };
-        Ok(Some(VariantInfo {
-            id: r.get(0)?,
-            probe_id: r.get(1)?,
-            probe_digest: r.get(2)?,
-            canonical: r.get(3)?,
-            axes: from_json(text(r, 4)?, "variant axes")?,
-            capability: r.get(5)?,
-            tier: r
-                .get::<_, Option<String>>(6)?
-                .as_deref()
-                .and_then(Tier::parse),
-            path: r.get(7)?,
-        }))
+            args![id],
+            |r| {
+                Ok(VariantInfo {
+                    id: r.get(0)?,
+                    probe_id: r.get(1)?,
+                    probe_digest: r.get(2)?,
+                    canonical: r.get(3)?,
+                    axes: from_json(&r.text(4)?, "variant axes")?,
+                    capability: r.get(5)?,
+                    tier: r.get::<Option<String>>(6)?.as_deref().and_then(Tier::parse),
+                    path: r.get(7)?,
+                })
+            },
+        )
     }
 
     /// The recorded files of probe `probe`'s versions (relative to the project root), newest
     /// first by the order they were stored.
     pub fn probe_paths(&self, probe: &str) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT path FROM probes WHERE probe_id = ?1 ORDER BY rowid DESC")?;
-        let rows = stmt.query_map([probe], |r| r.get::<_, String>(0))?;
+        // The order rows were stored in: SQLite's rowid; PostgreSQL's physical position
+        // (`ctid`), which follows insertion for this table (its rows are never updated).
+        let sql = match self.conn.engine() {
+            Engine::Sqlite => "SELECT path FROM probes WHERE probe_id = ?1 ORDER BY rowid DESC",
+            Engine::Postgres => "SELECT path FROM probes WHERE probe_id = ?1 ORDER BY ctid DESC",
+        };
         let mut out = Vec::new();
-        for r in rows {
-            let p = r?;
+        self.conn.query(sql, args![probe], |r| {
+            let p = r.get::<String>(0)?;
             if !out.contains(&p) {
                 out.push(p);
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// The capability classes of the probe versions named by `probes` (a run's probe ids),
     /// sorted and distinct.
     pub fn classes_of(&self, probes: &[String]) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT capability FROM probes WHERE probe_id = ?1")?;
         let mut out = std::collections::BTreeSet::new();
         for p in probes {
-            let mut rows = stmt.query([p])?;
-            while let Some(r) = rows.next()? {
-                out.insert(r.get::<_, String>(0)?);
-            }
+            self.conn.query(
+                "SELECT capability FROM probes WHERE probe_id = ?1",
+                args![p],
+                |r| {
+                    out.insert(r.get::<String>(0)?);
+                    Ok(())
+                },
+            )?;
         }
         Ok(out.into_iter().collect())
     }
@@ -433,7 +458,7 @@ impl Store {
              FROM w JOIN cases b ON b.run_id = ?{} AND b.model = ?{} \
              AND b.variant_id = w.variant_id AND b.sample = w.sample \
              JOIN variants v ON v.id = w.variant_id \
-             LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest WHERE 1",
+             LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest WHERE true",
             n - 1,
             n
         );
@@ -448,24 +473,18 @@ impl Store {
         self.begin_read()?;
         let page = (|| -> Result<ComparePage> {
             let mut rows_out = Vec::new();
-            {
-                let mut stmt = self.conn.prepare(&sql)?;
-                let mut rows = stmt.query(params_from_iter(args.iter()))?;
-                while let Some(r) = rows.next()? {
-                    rows_out.push(CompareRow {
-                        variant_id: r.get(0)?,
-                        sample: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
-                        status_a: parse_status(text(r, 2)?)?,
-                        status_b: parse_status(text(r, 3)?)?,
-                        probe_id: r.get(4)?,
-                        tier: r
-                            .get::<_, Option<String>>(5)?
-                            .as_deref()
-                            .and_then(Tier::parse),
-                        axes: from_json(text(r, 6)?, "variant axes")?,
-                    });
-                }
-            }
+            self.conn.query(&sql, &dyn_args(&args), |r| {
+                rows_out.push(CompareRow {
+                    variant_id: r.get(0)?,
+                    sample: u32::try_from(r.get::<i64>(1)?).unwrap_or(u32::MAX),
+                    status_a: parse_status(&r.text(2)?)?,
+                    status_b: parse_status(&r.text(3)?)?,
+                    probe_id: r.get(4)?,
+                    tier: r.get::<Option<String>>(5)?.as_deref().and_then(Tier::parse),
+                    axes: from_json(&r.text(6)?, "variant axes")?,
+                });
+                Ok(())
+            })?;
             if rows_out.len() > q.limit {
                 rows_out.truncate(q.limit);
                 let next = rows_out.last().map(|r| (r.variant_id.clone(), r.sample));
@@ -478,19 +497,16 @@ impl Store {
             }
             let mut count = 0u64;
             let mut last: Option<(String, u32)> = None;
-            {
-                let mut stmt = self.conn.prepare(&window)?;
-                let mut rows = stmt.query(params_from_iter(window_args.iter()))?;
-                while let Some(r) = rows.next()? {
-                    count += 1;
-                    if count >= q.scan.max(1) as u64 {
-                        last = Some((
-                            r.get(0)?,
-                            u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
-                        ));
-                    }
+            self.conn.query(&window, &dyn_args(&window_args), |r| {
+                count += 1;
+                if count >= q.scan.max(1) as u64 {
+                    last = Some((
+                        r.get(0)?,
+                        u32::try_from(r.get::<i64>(1)?).unwrap_or(u32::MAX),
+                    ));
                 }
-            }
+                Ok(())
+            })?;
             let stopped_early = count >= q.scan.max(1) as u64;
             Ok(ComparePage {
                 rows: rows_out,
@@ -505,23 +521,14 @@ impl Store {
 }
 
 /// How many cases the window holds, and its last key (index-only).
-fn window_end(
-    conn: &rusqlite::Connection,
-    window: &str,
-    args: &[Value],
-) -> Result<(u64, Option<CaseKey>)> {
-    let mut stmt = conn.prepare(window)?;
-    let mut rows = stmt.query(params_from_iter(args.iter()))?;
+fn window_end(conn: &super::Db, window: &str, args: &[Value]) -> Result<(u64, Option<CaseKey>)> {
     let mut count = 0u64;
     let mut last = None;
-    while let Some(r) = rows.next()? {
+    conn.query(window, &dyn_args(args), |r| {
         count += 1;
-        last = Some((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ));
-    }
+        last = Some((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<i64>(2)?));
+        Ok(())
+    })?;
     Ok((
         count,
         last.map(|(variant_id, model, sample)| CaseKey {

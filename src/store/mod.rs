@@ -14,7 +14,11 @@
 //! later; [`Store::open_url`] already routes on the URL scheme.
 //!
 //! # Threads
-//! [`Store`] is `Send` but not `Sync`: it owns one SQLite connection. A thread that needs the
+//! Every store call blocks: from async code, call it through `spawn_blocking` or
+//! `block_in_place` (on PostgreSQL this is a must: its synchronous client runs a runtime of its
+//! own, which panics when entered from an async task).
+//!
+//! [`Store`] is `Send` but not `Sync`: it owns one connection. A thread that needs the
 //! store opens its own [`Store`] on the same path; in WAL mode readers never block the writer
 //! nor each other. Writes wait up to five seconds for another writer before failing.
 //!
@@ -31,6 +35,8 @@
 
 mod brief;
 mod browse;
+mod copy;
+pub(crate) mod engine;
 mod lock;
 mod records;
 mod replay;
@@ -41,6 +47,8 @@ mod summary;
 pub use browse::{
     CaseKey, CaseListItem, CasePage, CaseQuery, ComparePage, CompareQuery, CompareRow, VariantInfo,
 };
+pub use copy::CopyCounts;
+pub use engine::Engine;
 pub use lock::{LockGuard, LockInfo, Unlocked};
 pub use records::{
     CaseBrief, CaseRecord, CaseRow, ProbeRecord, Regrade, RunInfo, RunStatus, SharedAxes,
@@ -57,8 +65,9 @@ use crate::chat::ChatResponse;
 use crate::error::{Error, Location, Result};
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
+use engine::{Begin, Db, DbRow, Target, args};
 use indexmap::IndexMap;
-use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeSet;
@@ -82,11 +91,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A handle on the store. See the module docs for threading and speed.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    conn: Db,
+    /// Where the store lives (and whether this handle is read-only: opened by
+    /// [`Store::open_read_only`], every connection of it is).
+    target: Target,
+    /// What messages call the store (the file, or the URL without its password).
     path: PathBuf,
     scratch: Scratch,
-    /// Opened by [`Store::open_read_only`]: every connection of this handle is read-only.
-    read_only: bool,
 }
 
 /// Reusable buffers for the JSON columns, so a batch does not allocate per row for them.
@@ -178,10 +189,13 @@ impl Store {
         let mut conn = connect(path)?;
         schema::migrate(&mut conn)?;
         let mut store = Store {
-            conn,
+            conn: Db::Sqlite(conn),
+            target: Target::Sqlite {
+                path: path.to_path_buf(),
+                read_only: false,
+            },
             path: path.to_path_buf(),
             scratch: Scratch::default(),
-            read_only: false,
         };
         // Rows staged by a sweep that was killed: settle them, so every reader sees every
         // stored case. A live sweep settles its own (and a reader must not stall it).
@@ -224,40 +238,72 @@ impl Store {
         }
         schema::check_version_readable(version)?;
         Ok(Store {
-            conn,
+            conn: Db::Sqlite(conn),
+            target: Target::Sqlite {
+                path: path.to_path_buf(),
+                read_only: true,
+            },
             path: path.to_path_buf(),
             scratch: Scratch::default(),
-            read_only: true,
         })
+    }
+
+    /// Opens the PostgreSQL store at `url` (`postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`),
+    /// bringing its schema up to date (read-only: refused unless current; the server then
+    /// refuses every write on the handle's connections).
+    pub fn open_postgres(url: &str, read_only: bool) -> Result<Store> {
+        let target = Target::Postgres {
+            url: url.to_string(),
+            read_only,
+        };
+        let conn = target.connect()?;
+        if read_only {
+            let version = schema::pg_version(&conn)?;
+            if version == 0 {
+                return Err(Error::Refused(format!(
+                    "{} is not a cliffprobe store: the database holds no store tables (nothing \
+                     has been swept into it); pass the store a sweep wrote (--store URL)",
+                    target.display()
+                )));
+            }
+            schema::check_version_readable(version)?;
+        } else {
+            schema::migrate_postgres(&conn)?;
+        }
+        Ok(Store {
+            conn,
+            path: PathBuf::from(target.display()),
+            target,
+            scratch: Scratch::default(),
+        })
+    }
+
+    /// Opens an existing store by URL for reading only (see [`Store::open_read_only`]); a
+    /// PostgreSQL store's connections are made read-only on the server.
+    pub fn open_read_only_url(url: &str) -> Result<Store> {
+        match engine::parse_url(url)? {
+            (engine::Engine::Postgres, url) => Store::open_postgres(url, true),
+            (engine::Engine::Sqlite, path) => Store::open_read_only(Path::new(path)),
+        }
     }
 
     /// True when this handle was opened by [`Store::open_read_only`].
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.target.read_only()
     }
 
-    /// Opens a store by URL: `sqlite://PATH` (or a bare path). `postgres://…` is recognised but
-    /// not supported by this build.
+    /// The engine this store runs on.
+    pub fn engine(&self) -> engine::Engine {
+        self.conn.engine()
+    }
+
+    /// Opens a store by URL: `sqlite://PATH` (or a bare path) for SQLite,
+    /// `postgresql://…` (or `postgres://…`) for PostgreSQL.
     pub fn open_url(url: &str) -> Result<Store> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            return Store::open(Path::new(path));
+        match engine::parse_url(url)? {
+            (engine::Engine::Postgres, url) => Store::open_postgres(url, false),
+            (engine::Engine::Sqlite, path) => Store::open(Path::new(path)),
         }
-        if let Some(path) = url.strip_prefix("sqlite:") {
-            return Store::open(Path::new(path));
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(Error::Other(
-                "PostgreSQL stores are not supported by this build of cliffprobe; use a SQLite \
-                 store (a path or sqlite://PATH)"
-                    .to_string(),
-            ));
-        }
-        if let Some((scheme, _)) = url.split_once("://") {
-            return Err(Error::Other(format!(
-                "unknown store URL scheme `{scheme}://`: use a path or sqlite://PATH"
-            )));
-        }
-        Store::open(Path::new(url))
     }
 
     /// Another handle on this store, with a connection of its own: for a second thread that
@@ -265,14 +311,14 @@ impl Store {
     /// or settled).
     pub fn reopen(&self) -> Result<Store> {
         Ok(Store {
-            conn: connect_as(&self.path, self.read_only)?,
+            conn: self.target.connect()?,
+            target: self.target.clone(),
             path: self.path.clone(),
             scratch: Scratch::default(),
-            read_only: self.read_only,
         })
     }
 
-    /// The file this store lives in.
+    /// The file this store lives in; for a PostgreSQL store, its URL without the password.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -299,7 +345,7 @@ impl Store {
              config_digest = excluded.config_digest, planned = excluded.planned, \
              note = excluded.note, version = excluded.version, axes = excluded.axes, \
              probe_digests = excluded.probe_digests",
-            params![
+            args![
                 run.id,
                 run.started_at,
                 run.finished_at,
@@ -334,7 +380,7 @@ impl Store {
     ) -> Result<()> {
         let n = self.conn.execute(
             "UPDATE runs SET status = ?2, finished_at = ?3, note = ?4 WHERE id = ?1",
-            params![
+            args![
                 id,
                 status.as_str(),
                 Some(finished_at).filter(|t| status != RunStatus::Running && !t.is_empty()),
@@ -351,25 +397,21 @@ impl Store {
 
     /// Run `id`, if stored.
     pub fn run(&self, id: &str) -> Result<Option<RunInfo>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("{RUN_SELECT} WHERE id = ?1"))?;
-        let mut rows = stmt.query([id])?;
-        match rows.next()? {
-            Some(row) => Ok(Some(run_from_row(row)?)),
-            None => Ok(None),
-        }
+        self.conn.query_opt(
+            &format!("{RUN_SELECT} WHERE id = ?1"),
+            args![id],
+            run_from_row,
+        )
     }
 
     /// Every run, oldest first by `started_at` (compared as instants, so mixed UTC offsets
     /// order correctly), ties broken by id.
     pub fn runs(&self) -> Result<Vec<RunInfo>> {
-        let mut stmt = self.conn.prepare_cached(RUN_SELECT)?;
-        let mut rows = stmt.query([])?;
         let mut runs = Vec::new();
-        while let Some(row) = rows.next()? {
+        self.conn.query(RUN_SELECT, args![], |row| {
             runs.push(run_from_row(row)?);
-        }
+            Ok(())
+        })?;
         runs.sort_by_cached_key(|r| {
             (
                 r.started_at.parse::<jiff::Timestamp>().ok(),
@@ -433,10 +475,10 @@ impl Store {
     /// Whether a case with this key is stored (whatever its status). Fast: one index lookup on a
     /// cached statement.
     pub fn case_exists(&self, run: &str, model: &str, variant: &str, sample: u32) -> Result<bool> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.exists(
             "SELECT 1 FROM cases WHERE run_id = ?1 AND model = ?2 AND variant_id = ?3 AND sample = ?4",
-        )?;
-        Ok(stmt.exists(params![run, model, variant, i64::from(sample)])?)
+            args![run, model, variant, i64::from(sample)],
+        )
     }
 
     /// The status of a stored case, if any: lets a resume retry `error` cases while keeping the
@@ -448,14 +490,11 @@ impl Store {
         variant: &str,
         sample: u32,
     ) -> Result<Option<CaseStatus>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.query_opt(
             "SELECT status FROM cases WHERE run_id = ?1 AND model = ?2 AND variant_id = ?3 AND sample = ?4",
-        )?;
-        let mut rows = stmt.query(params![run, model, variant, i64::from(sample)])?;
-        match rows.next()? {
-            Some(row) => Ok(Some(parse_status(text(row, 0)?)?)),
-            None => Ok(None),
-        }
+            args![run, model, variant, i64::from(sample)],
+            |row| parse_status(&row.text(0)?),
+        )
     }
 
     /// Tunes this connection for the sweep's writer, which makes one long run of
@@ -470,16 +509,20 @@ impl Store {
     ///   its planners send them first on the same channel, and skip only variants their read
     ///   transaction shows stored, which are never deleted — so the check could never fail
     ///   there; every other connection keeps enforcing them.
+    ///
+    /// On PostgreSQL nothing changes: foreign keys stay checked (at commit, they are deferred).
     pub fn tune_for_sweep_writer(&self) -> Result<()> {
-        self.conn.pragma_update(None, "cache_size", -4096i64)?;
-        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        let Some(conn) = self.conn.sqlite() else {
+            return Ok(());
+        };
+        conn.pragma_update(None, "cache_size", -4096i64)?;
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
         // The shards of a sharded run write one store from several processes: a settle of
         // another shard can hold the write lock for a few seconds.
-        self.conn.busy_timeout(Duration::from_secs(60))?;
+        conn.busy_timeout(Duration::from_secs(60))?;
         // A settle writes a big transaction into the WAL; give the space back after the
         // checkpoint instead of keeping the file at its largest size.
-        self.conn
-            .pragma_update(None, "journal_size_limit", 64i64 * 1024 * 1024)?;
+        conn.pragma_update(None, "journal_size_limit", 64i64 * 1024 * 1024)?;
         Ok(())
     }
 
@@ -519,84 +562,19 @@ impl Store {
             return Ok(());
         }
         let Store { conn, scratch, .. } = self;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            // A cached prepare is a hash lookup: cheap enough to do all four once per batch.
-            let mut probe_stmt = tx.prepare_cached(PROBE_INSERT)?;
-            let mut variant_stmt = tx.prepare_cached(sql.variant)?;
-            let mut case_stmt = tx.prepare_cached(sql.case)?;
-            let mut cache_stmt = tx.prepare_cached(sql.cache)?;
-            let mut now: Option<String> = None;
-            // The runs whose cases this batch changes (a batch is almost always of one run).
-            let mut changed: Vec<&str> = Vec::new();
-            for op in ops {
-                match op {
-                    WriteOp::Probe(p) => {
-                        probe_stmt.execute(params![
-                            p.id,
-                            p.digest,
-                            p.capability,
-                            p.tier.as_str(),
-                            p.path
-                        ])?;
-                    }
-                    WriteOp::Variant(v) => {
-                        let axes = json_into(&mut scratch.a, &v.axes)?;
-                        variant_stmt.execute(params![
-                            v.id,
-                            v.probe_id,
-                            v.probe_digest,
-                            v.canonical,
-                            axes
-                        ])?;
-                    }
-                    WriteOp::Case(c) => {
-                        if sql.changes_cases && !changed.contains(&c.run_id.as_str()) {
-                            changed.push(&c.run_id);
-                        }
-                        let tool_calls = json_into(&mut scratch.a, &c.tool_calls)?;
-                        let checks = json_into(&mut scratch.b, &c.checks)?;
-                        let trajectory = c
-                            .trajectory
-                            .as_ref()
-                            .map(serde_json::to_string)
-                            .transpose()
-                            .map_err(|e| {
-                                Error::Other(format!("store: encoding a trajectory: {e}"))
-                            })?;
-                        case_stmt.execute(params![
-                            c.run_id,
-                            c.model,
-                            c.variant_id,
-                            i64::from(c.sample),
-                            c.status.as_str(),
-                            c.output,
-                            tool_calls,
-                            checks,
-                            c.latency_ms as i64,
-                            c.input_tokens as i64,
-                            c.output_tokens as i64,
-                            c.cost_usd,
-                            c.error,
-                            c.cached,
-                            i64::from(c.attempts),
-                            c.finish_reason,
-                            c.finished_at,
-                            trajectory,
-                            c.stop_reason.map(|r| r.as_str()),
-                        ])?;
-                    }
-                    WriteOp::Cache { key, response } => {
-                        let now: &str =
-                            now.get_or_insert_with(|| jiff::Timestamp::now().to_string());
-                        let response = json_into(&mut scratch.a, response)?;
-                        cache_stmt.execute(params![key, response, now])?;
-                    }
-                }
-            }
-            bump_generations(&tx, &changed)?;
+        let committed = match conn.engine() {
+            Engine::Sqlite => conn
+                .begin(Begin::Immediate)
+                .and_then(|()| write_rows(conn, scratch, ops, sql))
+                .and_then(|()| conn.commit()),
+            // PostgreSQL has no staging logs to settle: everything goes straight into the
+            // tables, many rows per statement (a round trip per row would cap the sweep).
+            Engine::Postgres => batched::write(conn, ops),
+        };
+        if committed.is_err() && conn.in_transaction() {
+            let _ = conn.rollback();
         }
-        tx.commit().map_err(|e| {
+        committed.map_err(|e| {
             if is_foreign_key_error(&e) {
                 Error::Other(
                     "store: a case refers to a run that was not begun, or to a variant or probe \
@@ -605,7 +583,7 @@ impl Store {
                         .to_string(),
                 )
             } else {
-                Error::Store(e)
+                e
             }
         })
     }
@@ -623,28 +601,33 @@ impl Store {
         if !self.has_staged()? {
             return Ok(0);
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(SETTLE_VARIANTS)?;
-        tx.execute_batch(
-            "UPDATE runs SET generation = generation + 1 \
-             WHERE id IN (SELECT DISTINCT run_id FROM case_log)",
-        )?;
-        let moved = tx.execute(SETTLE_CASES, [])? as u64;
-        tx.execute_batch(SETTLE_CACHE)?;
-        tx.execute_batch("DELETE FROM variant_log; DELETE FROM case_log; DELETE FROM cache_log;")?;
-        tx.commit()?;
-        Ok(moved)
+        self.conn.transaction(Begin::Immediate, |tx| {
+            tx.execute_batch(SETTLE_VARIANTS)?;
+            tx.execute_batch(
+                "UPDATE runs SET generation = generation + 1 \
+                 WHERE id IN (SELECT DISTINCT run_id FROM case_log)",
+            )?;
+            let moved = tx.execute(SETTLE_CASES, args![])?;
+            tx.execute_batch(SETTLE_CACHE)?;
+            tx.execute_batch(
+                "DELETE FROM variant_log; DELETE FROM case_log; DELETE FROM cache_log;",
+            )?;
+            Ok(moved)
+        })
     }
 
-    /// True while [`Store::stage_batch`] has left rows that [`Store::settle`] has not moved.
+    /// True while [`Store::stage_batch`] has left rows that [`Store::settle`] has not moved
+    /// (never on PostgreSQL, which writes staged batches straight into the tables).
     pub fn has_staged(&self) -> Result<bool> {
-        let mut stmt = self.conn.prepare_cached(
+        if self.conn.engine() == Engine::Postgres {
+            return Ok(false);
+        }
+        self.conn.query_one(
             "SELECT EXISTS (SELECT 1 FROM case_log) OR EXISTS (SELECT 1 FROM variant_log) \
              OR EXISTS (SELECT 1 FROM cache_log)",
-        )?;
-        Ok(stmt.query_row([], |r| r.get(0))?)
+            args![],
+            |r| r.get(0),
+        )
     }
 
     /// Replaces the status and check verdicts of stored cases, all in one transaction: how a
@@ -657,32 +640,30 @@ impl Store {
             return Ok(0);
         }
         let Store { conn, scratch, .. } = self;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut n = 0u64;
-        {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE cases SET status = ?5, checks = ?6 \
-                 WHERE run_id = ?1 AND model = ?2 AND variant_id = ?3 AND sample = ?4",
-            )?;
+        conn.transaction(Begin::Immediate, |tx| {
+            let mut n = 0u64;
             let mut changed: Vec<&str> = Vec::new();
             for u in updates {
                 let checks = json_into(&mut scratch.a, &u.checks)?;
-                n += stmt.execute(params![
-                    u.run_id,
-                    u.model,
-                    u.variant_id,
-                    i64::from(u.sample),
-                    u.status.as_str(),
-                    checks
-                ])? as u64;
+                n += tx.execute(
+                    "UPDATE cases SET status = ?5, checks = ?6 \
+                     WHERE run_id = ?1 AND model = ?2 AND variant_id = ?3 AND sample = ?4",
+                    args![
+                        u.run_id,
+                        u.model,
+                        u.variant_id,
+                        i64::from(u.sample),
+                        u.status.as_str(),
+                        checks
+                    ],
+                )?;
                 if !changed.contains(&u.run_id.as_str()) {
                     changed.push(&u.run_id);
                 }
             }
-            bump_generations(&tx, &changed)?;
-        }
-        tx.commit()?;
-        Ok(n)
+            bump_generations(tx, &changed)?;
+            Ok(n)
+        })
     }
 
     /// Calls `f` on every case of `run`, with its variant and probe, ordered by model, probe,
@@ -692,7 +673,7 @@ impl Store {
     /// A case whose variant or probe version is missing (possible only if the store was written
     /// without foreign keys) is an error, never silently skipped.
     pub fn for_each_case(&self, run: &str, mut f: impl FnMut(CaseRow) -> Result<()>) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.query(
             "SELECT c.run_id, c.model, c.variant_id, c.sample, c.status, c.output, c.tool_calls, \
              c.checks, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd, c.error, \
              c.cached, c.attempts, c.finish_reason, c.finished_at, c.trajectory, c.stop_reason, \
@@ -702,12 +683,9 @@ impl Store {
              LEFT JOIN probes p ON p.probe_id = v.probe_id AND p.digest = v.probe_digest \
              WHERE c.run_id = ?1 \
              ORDER BY c.model, v.probe_id, c.variant_id, c.sample",
-        )?;
-        let mut rows = stmt.query([run])?;
-        while let Some(row) = rows.next()? {
-            f(case_row_from_row(row)?)?;
-        }
-        Ok(())
+            args![run],
+            |row| f(case_row_from_row(row)?),
+        )
     }
 
     /// Calls `f` on every case of `run`, briefly: only the columns that say where a case belongs
@@ -781,12 +759,12 @@ impl Store {
         // counting its cases overlap on two cores. Rows share their variant's and model's
         // data (reference counted), so a batch copies no strings.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<brief::BriefRow>>>(8);
-        let path = self.path.clone();
-        let read_only = self.read_only;
+        let target = self.target.clone();
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                let walked = connect_as(&path, read_only)
-                    .and_then(|conn| brief::walk(&conn, run, even_running, &tx));
+                let walked = target
+                    .connect()
+                    .and_then(|conn| brief::walk(&conn, &target, run, even_running, &tx));
                 if let Err(e) = walked {
                     // The consumer may have stopped already; then nobody needs the error.
                     let _ = tx.send(Err(e));
@@ -821,18 +799,19 @@ impl Store {
         model: &str,
         variant_id: &str,
     ) -> Result<Vec<CaseRecord>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut out = Vec::new();
+        self.conn.query(
             "SELECT c.run_id, c.model, c.variant_id, c.sample, c.status, c.output, c.tool_calls, \
              c.checks, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd, c.error, \
              c.cached, c.attempts, c.finish_reason, c.finished_at, c.trajectory, c.stop_reason \
              FROM cases c WHERE c.run_id = ?1 AND c.model = ?2 AND c.variant_id = ?3 \
              ORDER BY c.sample",
+            args![run, model, variant_id],
+            |row| {
+                out.push(case_record_from_row(row)?);
+                Ok(())
+            },
         )?;
-        let mut rows = stmt.query(params![run, model, variant_id])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(case_record_from_row(row)?);
-        }
         Ok(out)
     }
 
@@ -849,55 +828,63 @@ impl Store {
         {
             return Ok(counts);
         }
-        let mut stmt = self.conn.prepare_cached(
+        let mut out = Vec::new();
+        self.conn.query(
             "SELECT model, status, COUNT(*) FROM cases INDEXED BY cases_brief \
              WHERE run_id = ?1 GROUP BY model, status",
+            args![run],
+            |row| {
+                let model: String = row.get(0)?;
+                let status = parse_status(&row.text(1)?)?;
+                let n: i64 = row.get(2)?;
+                out.push((model, status, n as u64));
+                Ok(())
+            },
         )?;
-        let mut rows = stmt.query([run])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let model: String = row.get(0)?;
-            let status = parse_status(text(row, 1)?)?;
-            let n: i64 = row.get(2)?;
-            out.push((model, status, n as u64));
-        }
         out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         Ok(out)
     }
 
     /// Number of cases stored for `run`.
     pub fn case_count(&self, run: &str) -> Result<u64> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT COUNT(*) FROM cases WHERE run_id = ?1")?;
-        let n: i64 = stmt.query_row([run], |r| r.get(0))?;
+        let n: i64 = self.conn.query_one(
+            "SELECT COUNT(*) FROM cases WHERE run_id = ?1",
+            args![run],
+            |r| r.get(0),
+        )?;
         Ok(n as u64)
     }
 
     /// The probe versions (`probe id`, content digest) `run`'s stored cases were planned from,
     /// sorted: a resume compares them with the probes on disk.
     pub fn run_probe_digests(&self, run: &str) -> Result<Vec<(String, String)>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut out = Vec::new();
+        self.conn.query(
             "SELECT DISTINCT v.probe_id, v.probe_digest FROM cases c \
              JOIN variants v ON v.id = c.variant_id WHERE c.run_id = ?1 \
              ORDER BY v.probe_id, v.probe_digest",
+            args![run],
+            |r| {
+                out.push((r.get(0)?, r.get(1)?));
+                Ok(())
+            },
         )?;
-        let rows = stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(out)
     }
 
     /// Every axis name used by the variants of `run`'s cases, sorted.
     pub fn axis_names(&self, run: &str) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut names = BTreeSet::new();
+        self.conn.query(
             "SELECT DISTINCT v.axes FROM cases c JOIN variants v ON v.id = c.variant_id \
              WHERE c.run_id = ?1",
+            args![run],
+            |row| {
+                let axes: IndexMap<String, String> = from_json(&row.text(0)?, "variant axes")?;
+                names.extend(axes.into_keys());
+                Ok(())
+            },
         )?;
-        let mut rows = stmt.query([run])?;
-        let mut names = BTreeSet::new();
-        while let Some(row) = rows.next()? {
-            let axes: IndexMap<String, String> = from_json(text(row, 0)?, "variant axes")?;
-            names.extend(axes.into_keys());
-        }
         Ok(names.into_iter().collect())
     }
 
@@ -906,14 +893,13 @@ impl Store {
     /// Opens a read transaction so that many lookups share one snapshot (one WAL read lock
     /// instead of one per lookup); [`Store::end_read`] closes it. Reads only.
     pub fn begin_read(&self) -> Result<()> {
-        self.conn.execute_batch("BEGIN DEFERRED")?;
-        Ok(())
+        self.conn.begin(Begin::Read)
     }
 
     /// Closes a read transaction opened by [`Store::begin_read`] (no-op when none is open).
     pub fn end_read(&self) -> Result<()> {
-        if !self.conn.is_autocommit() {
-            self.conn.execute_batch("COMMIT")?;
+        if self.conn.in_transaction() {
+            self.conn.commit()?;
         }
         Ok(())
     }
@@ -921,10 +907,8 @@ impl Store {
     /// True if the variants table has a row with this id (settled: rows still in the staging
     /// log are not seen). One index lookup on a cached statement.
     pub fn has_variant(&self, id: &str) -> Result<bool> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT 1 FROM variants WHERE id = ?1")?;
-        Ok(stmt.exists([id])?)
+        self.conn
+            .exists("SELECT 1 FROM variants WHERE id = ?1", args![id])
     }
 
     /// The cached response for `key`, if any. Fast: one index lookup on a cached statement.
@@ -932,14 +916,14 @@ impl Store {
     /// An entry that no longer parses (written by an older cliffprobe with another response
     /// shape) is a miss: the request is simply made again and the entry replaced.
     pub fn cache_get(&self, key: &str) -> Result<Option<ChatResponse>> {
-        let mut stmt = self
+        Ok(self
             .conn
-            .prepare_cached("SELECT response FROM response_cache WHERE key = ?1")?;
-        let mut rows = stmt.query([key])?;
-        match rows.next()? {
-            Some(row) => Ok(serde_json::from_str(text(row, 0)?).ok()),
-            None => Ok(None),
-        }
+            .query_opt(
+                "SELECT response FROM response_cache WHERE key = ?1",
+                args![key],
+                |row| Ok(serde_json::from_str(&row.text(0)?).ok()),
+            )?
+            .flatten())
     }
 
     // ---- sweep lock ----
@@ -952,25 +936,25 @@ impl Store {
     /// The lock covers the whole store (one sweep at a time), which in particular keeps two
     /// sweeps from writing the same run.
     pub fn acquire_lock(&self, holder: &str) -> Result<LockGuard> {
-        lock::acquire(&self.path, holder)
+        lock::acquire(&self.target, holder)
     }
 
     /// Takes the sweep lock shared, as the shards of sharded sweeps do (each also holds the
     /// lease on its run-slice); refused while an unsharded sweep holds it.
     pub fn acquire_shared_lock(&self) -> Result<LockGuard> {
-        lock::acquire_shared(&self.path)
+        lock::acquire_shared(&self.target)
     }
 
     /// Who holds the sweep lock, if anyone (`alive` false: stale, taken over by the next sweep).
     pub fn lock_info(&self) -> Result<Option<LockInfo>> {
-        lock::read(&self.conn, &self.path)
+        lock::read(&self.conn, &self.target)
     }
 
     /// `cliffprobe unlock`: removes the record of a holder that is gone; a live holder's lock
     /// is left alone unless `force`, which removes its lock file (for file systems where an
     /// advisory lock outlives its process).
     pub fn unlock(&self, force: bool) -> Result<Unlocked> {
-        lock::unlock(&self.conn, &self.path, force)
+        lock::unlock(&self.conn, &self.target, force)
     }
 
     /// Removes the sweep lock whoever holds it: the way out on systems where a dead holder
@@ -1024,6 +1008,9 @@ macro_rules! case_values {
     };
 }
 
+// After the column macros, which it uses.
+mod batched;
+
 const CASE_UPSERT: &str = concat!(
     "INSERT INTO cases (",
     case_columns!(),
@@ -1052,21 +1039,23 @@ const DIRECT: WriteSql = WriteSql {
 /// Marks each of `runs` as having changed cases, so that their brief snapshots and run
 /// summaries are no longer used (the `brief` and `summary` modules). Every write that changes
 /// `cases` calls it (or, for a settle, runs the same update), in its own transaction.
-fn bump_generations(tx: &Connection, runs: &[&str]) -> Result<()> {
+fn bump_generations(tx: &Db, runs: &[&str]) -> Result<()> {
     for run in runs {
-        tx.prepare_cached("UPDATE runs SET generation = generation + 1 WHERE id = ?1")?
-            .execute([run])?;
+        tx.execute(
+            "UPDATE runs SET generation = generation + 1 WHERE id = ?1",
+            args![run],
+        )?;
     }
     Ok(())
 }
 
 /// The generation of `run` as `conn` sees it, or `None` when the run is not in the store.
-fn generation_of(conn: &Connection, run: &str) -> Result<Option<i64>> {
-    use rusqlite::OptionalExtension;
-    Ok(conn
-        .prepare_cached("SELECT generation FROM runs WHERE id = ?1")?
-        .query_row([run], |r| r.get(0))
-        .optional()?)
+fn generation_of(conn: &Db, run: &str) -> Result<Option<i64>> {
+    conn.query_opt(
+        "SELECT generation FROM runs WHERE id = ?1",
+        args![run],
+        |r| r.get(0),
+    )
 }
 
 /// Runs `write` in an `IMMEDIATE` transaction on `conn` and commits it, if `run` is still at
@@ -1074,21 +1063,19 @@ fn generation_of(conn: &Connection, run: &str) -> Result<Option<i64>> {
 /// Never waits for another writer: a busy store is an error at once. How brief snapshots and
 /// run summaries are saved, best effort.
 fn write_if_current(
-    conn: &Connection,
+    conn: &Db,
     run: &str,
     generation: i64,
-    write: impl FnOnce(&Connection) -> Result<()>,
+    write: impl FnOnce(&Db) -> Result<()>,
 ) -> Result<bool> {
     conn.busy_timeout(Duration::ZERO)?;
-    let written = (|| -> Result<bool> {
-        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-        if generation_of(&tx, run)? != Some(generation) {
+    let written = conn.transaction(Begin::Immediate, |tx| {
+        if generation_of(tx, run)? != Some(generation) {
             return Ok(false);
         }
-        write(&tx)?;
-        tx.commit()?;
+        write(tx)?;
         Ok(true)
-    })();
+    });
     conn.busy_timeout(BUSY_TIMEOUT)?;
     written
 }
@@ -1126,9 +1113,9 @@ const SETTLE_CACHE: &str = "INSERT INTO response_cache (key, response, created_a
      ON CONFLICT (key) DO UPDATE SET \
      response = excluded.response, created_at = excluded.created_at";
 
-fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
+fn run_from_row(row: &DbRow<'_>) -> Result<RunInfo> {
     let id: String = row.get(0)?;
-    let status_text = text(row, 3)?;
+    let status_text = &row.text(3)?;
     let status = RunStatus::parse(status_text).ok_or_else(|| {
         Error::Other(format!(
             "store: run `{id}` has an unknown status `{status_text}`"
@@ -1138,51 +1125,60 @@ fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
         started_at: row.get(1)?,
         finished_at: row.get(2)?,
         status,
-        models: from_json(text(row, 4)?, "run models")?,
-        model_ids: from_json(text(row, 5)?, "run model ids")?,
-        probes: from_json(text(row, 6)?, "run probes")?,
+        models: from_json(&row.text(4)?, "run models")?,
+        model_ids: from_json(&row.text(5)?, "run model ids")?,
+        probes: from_json(&row.text(6)?, "run probes")?,
         strategy: row.get(7)?,
-        seed: row.get::<_, i64>(8)? as u64,
-        repeats: u32::try_from(row.get::<_, i64>(9)?).unwrap_or(u32::MAX),
+        seed: row.get::<i64>(8)? as u64,
+        repeats: u32::try_from(row.get::<i64>(9)?).unwrap_or(u32::MAX),
         config_digest: row.get(10)?,
-        planned: row.get::<_, i64>(11)? as u64,
+        planned: row.get::<i64>(11)? as u64,
         note: row.get(12)?,
         version: row.get(13)?,
         axes: row.get(14)?,
         probe_digests: row
-            .get::<_, Option<String>>(15)?
+            .get::<Option<String>>(15)?
             .map(|s| from_json(&s, "run probe digests"))
             .transpose()?,
         id,
     })
 }
 
+/// A case's trajectory as stored (JSON text), `None` for a single-turn case.
+pub(super) fn trajectory_json(c: &CaseRecord) -> Result<Option<String>> {
+    c.trajectory
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| Error::Other(format!("store: encoding a trajectory: {e}")))
+}
+
 /// The case columns 0..=18 of a row (the column order of [`Store::for_each_case`]).
-fn case_record_from_row(row: &Row<'_>) -> Result<CaseRecord> {
+fn case_record_from_row(row: &DbRow<'_>) -> Result<CaseRecord> {
     Ok(CaseRecord {
         run_id: row.get(0)?,
         model: row.get(1)?,
         variant_id: row.get(2)?,
-        sample: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(u32::MAX),
-        status: parse_status(text(row, 4)?)?,
+        sample: u32::try_from(row.get::<i64>(3)?).unwrap_or(u32::MAX),
+        status: parse_status(&row.text(4)?)?,
         output: row.get(5)?,
-        tool_calls: from_json(text(row, 6)?, "case tool calls")?,
-        checks: from_json(text(row, 7)?, "case checks")?,
-        latency_ms: row.get::<_, i64>(8)? as u64,
-        input_tokens: row.get::<_, i64>(9)? as u64,
-        output_tokens: row.get::<_, i64>(10)? as u64,
+        tool_calls: from_json(&row.text(6)?, "case tool calls")?,
+        checks: from_json(&row.text(7)?, "case checks")?,
+        latency_ms: row.get::<i64>(8)? as u64,
+        input_tokens: row.get::<i64>(9)? as u64,
+        output_tokens: row.get::<i64>(10)? as u64,
         cost_usd: row.get(11)?,
         error: row.get(12)?,
         cached: row.get(13)?,
-        attempts: u32::try_from(row.get::<_, i64>(14)?).unwrap_or(u32::MAX),
+        attempts: u32::try_from(row.get::<i64>(14)?).unwrap_or(u32::MAX),
         finish_reason: row.get(15)?,
         finished_at: row.get(16)?,
         trajectory: row
-            .get::<_, Option<String>>(17)?
+            .get::<Option<String>>(17)?
             .map(|t| from_json(&t, "case trajectory"))
             .transpose()?,
         stop_reason: row
-            .get::<_, Option<String>>(18)?
+            .get::<Option<String>>(18)?
             .map(|t| {
                 crate::episode::StopReason::parse(&t).ok_or_else(|| {
                     Error::Other(format!("store: a case has an unknown stop reason `{t}`"))
@@ -1192,7 +1188,7 @@ fn case_record_from_row(row: &Row<'_>) -> Result<CaseRecord> {
     })
 }
 
-fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
+fn case_row_from_row(row: &DbRow<'_>) -> Result<CaseRow> {
     let case = case_record_from_row(row)?;
     let missing = |what: &str| {
         Error::Other(format!(
@@ -1200,13 +1196,13 @@ fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
             case.model, case.variant_id, case.sample, case.run_id
         ))
     };
-    let Some(probe_id) = row.get::<_, Option<String>>(19)? else {
+    let Some(probe_id) = row.get::<Option<String>>(19)? else {
         return Err(missing("a variant"));
     };
-    let Some(capability) = row.get::<_, Option<String>>(20)? else {
+    let Some(capability) = row.get::<Option<String>>(20)? else {
         return Err(missing("a probe version"));
     };
-    let tier_text = text(row, 21)?;
+    let tier_text = &row.text(21)?;
     let tier = Tier::parse(tier_text).ok_or_else(|| {
         Error::Other(format!(
             "store: probe `{probe_id}` has an unknown tier `{tier_text}`"
@@ -1217,14 +1213,9 @@ fn case_row_from_row(row: &Row<'_>) -> Result<CaseRow> {
         capability,
         tier,
         canonical: row.get(22)?,
-        axes: from_json(text(row, 23)?, "variant axes")?,
+        axes: from_json(&row.text(23)?, "variant axes")?,
         case,
     })
-}
-
-/// Column `idx` as borrowed text (no allocation).
-fn text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
-    Ok(row.get_ref(idx)?.as_str()?)
 }
 
 fn parse_status(s: &str) -> Result<CaseStatus> {
@@ -1253,10 +1244,88 @@ fn json_into<'b, T: Serialize + ?Sized>(buf: &'b mut Vec<u8>, value: &T) -> Resu
     std::str::from_utf8(buf).map_err(|e| Error::Other(format!("store: JSON is not UTF-8: {e}")))
 }
 
-fn is_foreign_key_error(e: &rusqlite::Error) -> bool {
-    e.sqlite_error()
-        .is_some_and(|s| s.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+fn is_foreign_key_error(e: &Error) -> bool {
+    match e {
+        Error::Store(e) => e
+            .sqlite_error()
+            .is_some_and(|s| s.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+        Error::Postgres(e) => e.code() == Some(&postgres::error::SqlState::FOREIGN_KEY_VIOLATION),
+        _ => false,
+    }
+}
+
+/// The per-row write of [`Store::write_ops`] (SQLite: a cached prepared statement per row is
+/// cheaper than building multi-row statements, with no round trip to save).
+fn write_rows(conn: &Db, scratch: &mut Scratch, ops: &[WriteOp], sql: &WriteSql) -> Result<()> {
+    let mut now: Option<String> = None;
+    // The runs whose cases this batch changes (a batch is almost always of one run).
+    let mut changed: Vec<&str> = Vec::new();
+    for op in ops {
+        match op {
+            WriteOp::Probe(p) => {
+                conn.execute(
+                    PROBE_INSERT,
+                    args![p.id, p.digest, p.capability, p.tier.as_str(), p.path],
+                )?;
+            }
+            WriteOp::Variant(v) => {
+                let axes = json_into(&mut scratch.a, &v.axes)?;
+                conn.execute(
+                    sql.variant,
+                    args![v.id, v.probe_id, v.probe_digest, v.canonical, axes],
+                )?;
+            }
+            WriteOp::Case(c) => {
+                if sql.changes_cases && !changed.contains(&c.run_id.as_str()) {
+                    changed.push(&c.run_id);
+                }
+                let tool_calls = json_into(&mut scratch.a, &c.tool_calls)?;
+                let checks = json_into(&mut scratch.b, &c.checks)?;
+                let trajectory = trajectory_json(c)?;
+                conn.execute(
+                    sql.case,
+                    args![
+                        c.run_id,
+                        c.model,
+                        c.variant_id,
+                        i64::from(c.sample),
+                        c.status.as_str(),
+                        c.output,
+                        tool_calls,
+                        checks,
+                        c.latency_ms as i64,
+                        c.input_tokens as i64,
+                        c.output_tokens as i64,
+                        c.cost_usd,
+                        c.error,
+                        c.cached,
+                        i64::from(c.attempts),
+                        c.finish_reason,
+                        c.finished_at,
+                        trajectory,
+                        c.stop_reason.map(|r| r.as_str()),
+                    ],
+                )?;
+            }
+            WriteOp::Cache { key, response } => {
+                let now: &str = now.get_or_insert_with(|| jiff::Timestamp::now().to_string());
+                let response = json_into(&mut scratch.a, response)?;
+                conn.execute(sql.cache, args![key, response, now])?;
+            }
+        }
+    }
+    bump_generations(conn, &changed)
 }
 
 #[cfg(test)]
+pub(crate) mod test_engines;
+#[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+impl Store {
+    /// The SQLite connection of a SQLite store, for tests that look under the store's API.
+    pub(crate) fn sqlite_conn(&self) -> &Connection {
+        self.conn.sqlite().expect("a SQLite store")
+    }
+}

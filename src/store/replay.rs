@@ -6,10 +6,10 @@
 //! exactly one result per record. Every count a report shows is read back from here, never
 //! from counters kept while replaying.
 
+use super::engine::{Begin, DbRow, args};
 use super::{CACHE_UPSERT, Store};
 use crate::chat::ChatResponse;
 use crate::error::{Error, Result};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 /// One replay's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,6 +223,19 @@ const RECORD_COLUMNS: &str = "replay_id, kind, seq, place, record_id, timestamp,
      old, new, logged_answer, candidate_answer, error, request, verdict, cached, attempts, \
      input_tokens, output_tokens, cost_usd, finished_at";
 
+macro_rules! record_conflict {
+    () => {
+        " ON CONFLICT (replay_id, kind, seq) DO UPDATE SET place = excluded.place, \
+     record_id = excluded.record_id, timestamp = excluded.timestamp, class = excluded.class, \
+     outcome = excluded.outcome, old = excluded.old, new = excluded.new, \
+     logged_answer = excluded.logged_answer, candidate_answer = excluded.candidate_answer, \
+     error = excluded.error, request = excluded.request, verdict = excluded.verdict, \
+     cached = excluded.cached, attempts = excluded.attempts, \
+     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
+     cost_usd = excluded.cost_usd, finished_at = excluded.finished_at"
+    };
+}
+
 const RECORD_UPSERT: &str = "INSERT INTO replay_records (replay_id, kind, seq, place, record_id, \
      timestamp, class, outcome, old, new, logged_answer, candidate_answer, error, request, \
      verdict, cached, attempts, input_tokens, output_tokens, cost_usd, finished_at) VALUES \
@@ -243,7 +256,7 @@ impl Store {
             "INSERT INTO replays (id, started_at, finished_at, status, model, model_id, rule, \
              class_field, logs, log_format, noise, noise_model, seed, config_digest, version) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            params![
+            args![
                 r.id,
                 r.started_at,
                 r.finished_at,
@@ -273,7 +286,7 @@ impl Store {
     ) -> Result<()> {
         self.conn.execute(
             "UPDATE replays SET status = ?2, finished_at = ?3 WHERE id = ?1",
-            params![id, status, finished_at],
+            args![id, status, finished_at],
         )?;
         Ok(())
     }
@@ -282,7 +295,7 @@ impl Store {
     pub fn replay_info(&self, id: Option<&str>) -> Result<Option<ReplayInfo>> {
         let sql = "SELECT id, started_at, finished_at, status, model, model_id, rule, class_field, \
                    logs, log_format, noise, noise_model, seed, config_digest, version FROM replays";
-        let map = |row: &rusqlite::Row<'_>| -> rusqlite::Result<ReplayInfo> {
+        let map = |row: &DbRow<'_>| -> Result<ReplayInfo> {
             let logs: String = row.get(8)?;
             Ok(ReplayInfo {
                 id: row.get(0)?,
@@ -295,9 +308,9 @@ impl Store {
                 class_field: row.get(7)?,
                 logs: serde_json::from_str(&logs).unwrap_or_default(),
                 log_format: row.get(9)?,
-                noise: row.get::<_, Option<i64>>(10)?.map(|n| n as u64),
+                noise: row.get::<Option<i64>>(10)?.map(|n| n as u64),
                 noise_model: row.get(11)?,
-                seed: row.get::<_, i64>(12)? as u64,
+                seed: row.get::<i64>(12)? as u64,
                 config_digest: row.get(13)?,
                 version: row.get(14)?,
             })
@@ -305,25 +318,21 @@ impl Store {
         Ok(match id {
             Some(id) => self
                 .conn
-                .query_row(&format!("{sql} WHERE id = ?1"), [id], map)
-                .optional()?,
-            None => self
-                .conn
-                .query_row(
-                    &format!("{sql} ORDER BY started_at DESC, id DESC LIMIT 1"),
-                    [],
-                    map,
-                )
-                .optional()?,
+                .query_opt(&format!("{sql} WHERE id = ?1"), args![id], map)?,
+            None => self.conn.query_opt(
+                &format!("{sql} ORDER BY started_at DESC, id DESC LIMIT 1"),
+                args![],
+                map,
+            )?,
         })
     }
 
     /// Whether the record at `seq` of this replay is stored (the resume check).
     pub fn replay_record_exists(&self, replay: &str, kind: ReplayKind, seq: u64) -> Result<bool> {
-        let mut stmt = self.conn.prepare_cached(
+        self.conn.exists(
             "SELECT 1 FROM replay_records WHERE replay_id = ?1 AND kind = ?2 AND seq = ?3",
-        )?;
-        Ok(stmt.exists(params![replay, kind.as_str(), seq as i64])?)
+            args![replay, kind.as_str(), seq as i64],
+        )
     }
 
     /// Writes records, unreadable records and cache entries in one transaction.
@@ -331,43 +340,42 @@ impl Store {
         if ops.is_empty() {
             return Ok(());
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut rec = tx.prepare_cached(RECORD_UPSERT)?;
-            let mut bad = tx.prepare_cached(
-                "INSERT INTO replay_unreadable (replay_id, seq, place, message) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (replay_id, seq) DO UPDATE SET place = excluded.place, message = excluded.message",
-            )?;
-            let mut cache = tx.prepare_cached(CACHE_UPSERT)?;
+        if self.conn.engine() == super::Engine::Postgres {
+            return self
+                .conn
+                .transaction(Begin::Immediate, |tx| write_replay_batched(tx, ops));
+        }
+        self.conn.transaction(Begin::Immediate, |tx| {
             let now = crate::sweep::now();
             for op in ops {
                 match op {
                     ReplayWrite::Record(r) => {
-                        rec.execute(params![
-                            r.replay_id,
-                            r.kind.as_str(),
-                            r.seq as i64,
-                            r.place,
-                            r.record_id,
-                            r.timestamp,
-                            r.class,
-                            r.outcome.as_str(),
-                            r.old,
-                            r.new,
-                            to_json(&r.logged_answer)?,
-                            r.candidate_answer.as_ref().map(to_json).transpose()?,
-                            r.error,
-                            r.request,
-                            r.verdict,
-                            r.cached as i64,
-                            r.attempts as i64,
-                            r.input_tokens as i64,
-                            r.output_tokens as i64,
-                            r.cost_usd,
-                            r.finished_at
-                        ])?;
+                        tx.execute(
+                            RECORD_UPSERT,
+                            args![
+                                r.replay_id,
+                                r.kind.as_str(),
+                                r.seq as i64,
+                                r.place,
+                                r.record_id,
+                                r.timestamp,
+                                r.class,
+                                r.outcome.as_str(),
+                                r.old,
+                                r.new,
+                                to_json(&r.logged_answer)?,
+                                r.candidate_answer.as_ref().map(to_json).transpose()?,
+                                r.error,
+                                r.request,
+                                r.verdict,
+                                r.cached as i64,
+                                r.attempts as i64,
+                                r.input_tokens as i64,
+                                r.output_tokens as i64,
+                                r.cost_usd,
+                                r.finished_at
+                            ],
+                        )?;
                     }
                     ReplayWrite::Unreadable {
                         replay_id,
@@ -375,16 +383,20 @@ impl Store {
                         place,
                         message,
                     } => {
-                        bad.execute(params![replay_id, *seq as i64, place, message])?;
+                        tx.execute(
+                            "INSERT INTO replay_unreadable (replay_id, seq, place, message) \
+                             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (replay_id, seq) DO UPDATE SET \
+                             place = excluded.place, message = excluded.message",
+                            args![replay_id, *seq as i64, place, message],
+                        )?;
                     }
                     ReplayWrite::Cache { key, response } => {
-                        cache.execute(params![key, to_json(response)?, now])?;
+                        tx.execute(CACHE_UPSERT, args![key, to_json(response)?, now])?;
                     }
                 }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Sets the judge's verdict on a stored flip.
@@ -397,7 +409,7 @@ impl Store {
     ) -> Result<()> {
         self.conn.execute(
             "UPDATE replay_records SET verdict = ?4 WHERE replay_id = ?1 AND kind = ?2 AND seq = ?3",
-            params![replay, kind.as_str(), seq as i64, verdict],
+            args![replay, kind.as_str(), seq as i64, verdict],
         )?;
         Ok(())
     }
@@ -406,20 +418,21 @@ impl Store {
     pub fn replay_counts(&self, replay: &str, kind: ReplayKind) -> Result<ReplayCounts> {
         let k = kind.as_str();
         let mut c = ReplayCounts::default();
-        let mut stmt = self.conn.prepare(
+        // `SUM` of a `BIGINT` is `NUMERIC` on PostgreSQL: cast back (see the `engine` docs).
+        self.conn.query(
             "SELECT class, \
-                    SUM(CASE WHEN outcome IN ('same', 'flipped') THEN 1 ELSE 0 END), \
-                    SUM(CASE WHEN outcome = 'flipped' THEN 1 ELSE 0 END), \
-                    SUM(CASE WHEN outcome = 'undecided' THEN 1 ELSE 0 END), \
-                    SUM(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END), \
-                    SUM(cached), SUM(attempts), SUM(input_tokens), SUM(output_tokens), \
+                    CAST(SUM(CASE WHEN outcome IN ('same', 'flipped') THEN 1 ELSE 0 END) AS BIGINT), \
+                    CAST(SUM(CASE WHEN outcome = 'flipped' THEN 1 ELSE 0 END) AS BIGINT), \
+                    CAST(SUM(CASE WHEN outcome = 'undecided' THEN 1 ELSE 0 END) AS BIGINT), \
+                    CAST(SUM(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END) AS BIGINT), \
+                    CAST(SUM(cached) AS BIGINT), CAST(SUM(attempts) AS BIGINT), \
+                    CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), \
                     SUM(cost_usd) \
              FROM replay_records WHERE replay_id = ?1 AND kind = ?2 GROUP BY class ORDER BY class",
-        )?;
-        let mut rows = stmt.query(params![replay, k])?;
-        while let Some(row) = rows.next()? {
-            let n = |i: usize| -> rusqlite::Result<u64> {
-                Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0) as u64)
+            args![replay, k],
+            |row| {
+            let n = |i: usize| -> Result<u64> {
+                Ok(row.get::<Option<i64>>(i)?.unwrap_or(0) as u64)
             };
             let class: String = row.get(0)?;
             let counts = [n(1)?, n(2)?, n(3)?, n(4)?];
@@ -431,42 +444,43 @@ impl Store {
             c.attempts += n(6)?;
             c.tokens.0 += n(7)?;
             c.tokens.1 += n(8)?;
-            if let Some(cost) = row.get::<_, Option<f64>>(9)? {
+            if let Some(cost) = row.get::<Option<f64>>(9)? {
                 *c.cost_usd.get_or_insert(0.0) += cost;
             }
             c.by_class.push((class, counts));
-        }
-        let mut stmt = self.conn.prepare(
+            Ok(())
+        })?;
+        self.conn.query(
             "SELECT old, new, COUNT(*) AS n FROM replay_records \
              WHERE replay_id = ?1 AND kind = ?2 AND outcome = 'flipped' \
              GROUP BY old, new ORDER BY n DESC, old, new",
+            args![replay, k],
+            |r| {
+                c.transitions.push(Transition {
+                    from: r.get::<Option<String>>(0)?.unwrap_or_default(),
+                    to: r.get::<Option<String>>(1)?.unwrap_or_default(),
+                    count: r.get::<i64>(2)? as u64,
+                });
+                Ok(())
+            },
         )?;
-        c.transitions = stmt
-            .query_map(params![replay, k], |r| {
-                Ok(Transition {
-                    from: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    to: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                    count: r.get::<_, i64>(2)? as u64,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let (first, last): (Option<String>, Option<String>) = self.conn.query_row(
+        let (first, last): (Option<String>, Option<String>) = self.conn.query_one(
             "SELECT MIN(timestamp), MAX(timestamp) FROM replay_records \
              WHERE replay_id = ?1 AND kind = ?2 AND outcome = 'flipped' AND timestamp IS NOT NULL",
-            params![replay, k],
+            args![replay, k],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         c.first_flip = first;
         c.last_flip = last;
-        let mut stmt = self.conn.prepare(
+        self.conn.query(
             "SELECT verdict, COUNT(*) FROM replay_records WHERE replay_id = ?1 AND kind = ?2 \
              AND outcome = 'flipped' AND verdict IS NOT NULL GROUP BY verdict ORDER BY verdict",
+            args![replay, k],
+            |r| {
+                c.verdicts.push((r.get(0)?, r.get::<i64>(1)? as u64));
+                Ok(())
+            },
         )?;
-        c.verdicts = stmt
-            .query_map(params![replay, k], |r| {
-                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
         Ok(c)
     }
 
@@ -476,19 +490,20 @@ impl Store {
         replay: &str,
         limit: usize,
     ) -> Result<(u64, Vec<(String, String)>)> {
-        let n: i64 = self.conn.query_row(
+        let n: i64 = self.conn.query_one(
             "SELECT COUNT(*) FROM replay_unreadable WHERE replay_id = ?1",
-            [replay],
+            args![replay],
             |r| r.get(0),
         )?;
-        let mut stmt = self.conn.prepare(
+        let mut list = Vec::new();
+        self.conn.query(
             "SELECT place, message FROM replay_unreadable WHERE replay_id = ?1 ORDER BY seq LIMIT ?2",
+            args![replay, limit as i64],
+            |r| {
+                list.push((r.get(0)?, r.get(1)?));
+                Ok(())
+            },
         )?;
-        let list = stmt
-            .query_map(params![replay, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
         Ok((n as u64, list))
     }
 
@@ -500,15 +515,14 @@ impl Store {
         outcome: ReplayOutcome,
         mut f: impl FnMut(ReplayRecord) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {RECORD_COLUMNS} FROM replay_records WHERE replay_id = ?1 AND kind = ?2 \
-             AND outcome = ?3 ORDER BY seq"
-        ))?;
-        let mut rows = stmt.query(params![replay, kind.as_str(), outcome.as_str()])?;
-        while let Some(row) = rows.next()? {
-            f(record_from_row(row, kind)?)?;
-        }
-        Ok(())
+        self.conn.query(
+            &format!(
+                "SELECT {RECORD_COLUMNS} FROM replay_records WHERE replay_id = ?1 AND kind = ?2 \
+                 AND outcome = ?3 ORDER BY seq"
+            ),
+            args![replay, kind.as_str(), outcome.as_str()],
+            |row| f(record_from_row(row, kind)?),
+        )
     }
 
     /// Up to `limit` flips of the candidate without a judge verdict, after position `after`
@@ -519,35 +533,35 @@ impl Store {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<ReplayRecord>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {RECORD_COLUMNS} FROM replay_records WHERE replay_id = ?1 AND kind = 'candidate' \
-             AND outcome = 'flipped' AND verdict IS NULL AND seq > ?2 ORDER BY seq LIMIT ?3"
-        ))?;
-        let mut rows = stmt.query(params![
-            replay,
-            after.map_or(-1, |a| a as i64),
-            limit as i64
-        ])?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(record_from_row(row, ReplayKind::Candidate)?);
-        }
+        self.conn.query(
+            &format!(
+                "SELECT {RECORD_COLUMNS} FROM replay_records WHERE replay_id = ?1 \
+                 AND kind = 'candidate' AND outcome = 'flipped' AND verdict IS NULL AND seq > ?2 \
+                 ORDER BY seq LIMIT ?3"
+            ),
+            args![replay, after.map_or(-1, |a| a as i64), limit as i64],
+            |row| {
+                out.push(record_from_row(row, ReplayKind::Candidate)?);
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 }
 
-fn record_from_row(row: &rusqlite::Row<'_>, kind: ReplayKind) -> Result<ReplayRecord> {
+fn record_from_row(row: &DbRow<'_>, kind: ReplayKind) -> Result<ReplayRecord> {
     let logged: String = row.get(10)?;
     let candidate: Option<String> = row.get(11)?;
     Ok(ReplayRecord {
         replay_id: row.get(0)?,
         kind,
-        seq: row.get::<_, i64>(2)? as u64,
+        seq: row.get::<i64>(2)? as u64,
         place: row.get(3)?,
         record_id: row.get(4)?,
         timestamp: row.get(5)?,
         class: row.get(6)?,
-        outcome: ReplayOutcome::parse(&row.get::<_, String>(7)?)?,
+        outcome: ReplayOutcome::parse(&row.get::<String>(7)?)?,
         old: row.get(8)?,
         new: row.get(9)?,
         logged_answer: from_json(&logged)?,
@@ -555,10 +569,10 @@ fn record_from_row(row: &rusqlite::Row<'_>, kind: ReplayKind) -> Result<ReplayRe
         error: row.get(12)?,
         request: row.get(13)?,
         verdict: row.get(14)?,
-        cached: row.get::<_, i64>(15)? != 0,
-        attempts: row.get::<_, i64>(16)? as u32,
-        input_tokens: row.get::<_, i64>(17)? as u64,
-        output_tokens: row.get::<_, i64>(18)? as u64,
+        cached: row.get::<i64>(15)? != 0,
+        attempts: row.get::<i64>(16)? as u32,
+        input_tokens: row.get::<i64>(17)? as u64,
+        output_tokens: row.get::<i64>(18)? as u64,
         cost_usd: row.get(19)?,
         finished_at: row.get(20)?,
     })
@@ -571,4 +585,115 @@ fn to_json(r: &ChatResponse) -> Result<String> {
 fn from_json(s: &str) -> Result<ChatResponse> {
     serde_json::from_str(s)
         .map_err(|e| Error::Other(format!("unreadable answer in the store: {e}")))
+}
+
+/// [`Store::write_replay`] on PostgreSQL: a few multi-row upserts instead of a round trip per
+/// row (see the `batched` module); of two rows with one key in a batch, the last is kept.
+fn write_replay_batched(tx: &super::Db, ops: &[ReplayWrite]) -> Result<()> {
+    use super::batched::{Owned, insert_rows};
+    use std::collections::HashMap;
+    let text = |s: &Option<String>| s.clone().map_or(Owned::Null, Owned::Text);
+    let mut records: Vec<Vec<Owned>> = Vec::new();
+    let mut record_at: HashMap<(&str, &str, u64), usize> = HashMap::new();
+    let mut bad: Vec<Vec<Owned>> = Vec::new();
+    let mut bad_at: HashMap<(&str, u64), usize> = HashMap::new();
+    let mut cache: Vec<Vec<Owned>> = Vec::new();
+    let mut cache_at: HashMap<&str, usize> = HashMap::new();
+    let now = crate::sweep::now();
+    let keep = |rows: &mut Vec<Vec<Owned>>, at: Option<usize>, row: Vec<Owned>| -> usize {
+        match at {
+            Some(i) => {
+                rows[i] = row;
+                i
+            }
+            None => {
+                rows.push(row);
+                rows.len() - 1
+            }
+        }
+    };
+    for op in ops {
+        match op {
+            ReplayWrite::Record(r) => {
+                let row = vec![
+                    Owned::Text(r.replay_id.clone()),
+                    Owned::Text(r.kind.as_str().to_string()),
+                    Owned::Int(r.seq as i64),
+                    Owned::Text(r.place.clone()),
+                    Owned::Text(r.record_id.clone()),
+                    text(&r.timestamp),
+                    Owned::Text(r.class.clone()),
+                    Owned::Text(r.outcome.as_str().to_string()),
+                    text(&r.old),
+                    text(&r.new),
+                    Owned::Text(to_json(&r.logged_answer)?),
+                    r.candidate_answer
+                        .as_ref()
+                        .map(to_json)
+                        .transpose()?
+                        .map_or(Owned::Null, Owned::Text),
+                    text(&r.error),
+                    text(&r.request),
+                    text(&r.verdict),
+                    Owned::Int(r.cached as i64),
+                    Owned::Int(r.attempts as i64),
+                    Owned::Int(r.input_tokens as i64),
+                    Owned::Int(r.output_tokens as i64),
+                    r.cost_usd.map_or(Owned::Null, Owned::Real),
+                    Owned::Text(r.finished_at.clone()),
+                ];
+                let key = (r.replay_id.as_str(), r.kind.as_str(), r.seq);
+                let i = keep(&mut records, record_at.get(&key).copied(), row);
+                record_at.insert(key, i);
+            }
+            ReplayWrite::Unreadable {
+                replay_id,
+                seq,
+                place,
+                message,
+            } => {
+                let row = vec![
+                    Owned::Text(replay_id.clone()),
+                    Owned::Int(*seq as i64),
+                    Owned::Text(place.clone()),
+                    Owned::Text(message.clone()),
+                ];
+                let key = (replay_id.as_str(), *seq);
+                let i = keep(&mut bad, bad_at.get(&key).copied(), row);
+                bad_at.insert(key, i);
+            }
+            ReplayWrite::Cache { key, response } => {
+                let row = vec![
+                    Owned::Text(key.clone()),
+                    Owned::Text(to_json(response)?),
+                    Owned::Text(now.clone()),
+                ];
+                let i = keep(&mut cache, cache_at.get(key.as_str()).copied(), row);
+                cache_at.insert(key, i);
+            }
+        }
+    }
+    insert_rows(
+        tx,
+        &format!("INSERT INTO replay_records ({RECORD_COLUMNS}) VALUES "),
+        record_conflict!(),
+        records.iter().map(|r| &r[..]),
+        21,
+    )?;
+    insert_rows(
+        tx,
+        "INSERT INTO replay_unreadable (replay_id, seq, place, message) VALUES ",
+        " ON CONFLICT (replay_id, seq) DO UPDATE SET place = excluded.place, \
+         message = excluded.message",
+        bad.iter().map(|r| &r[..]),
+        4,
+    )?;
+    insert_rows(
+        tx,
+        "INSERT INTO response_cache (key, response, created_at) VALUES ",
+        " ON CONFLICT (key) DO UPDATE SET response = excluded.response, \
+         created_at = excluded.created_at",
+        cache.iter().map(|r| &r[..]),
+        3,
+    )
 }

@@ -6,11 +6,19 @@
 //! crash mid-migration leaves the previous version intact. Never edit a released migration;
 //! append a new one.
 //!
-//! The SQL is kept portable so a PostgreSQL backend can reuse it: `TEXT`, `BIGINT` (SQLite
-//! gives it integer affinity; PostgreSQL's `INTEGER` is only 32 bits), `DOUBLE PRECISION`,
-//! 0/1 integers for booleans, `BLOB` for bytes (PostgreSQL's `BYTEA`), composite keys,
-//! `ON CONFLICT` upserts, no `AUTOINCREMENT` and no `WITHOUT ROWID`.
+//! The same migrations, with the same numbers, build the PostgreSQL schema: on PostgreSQL the
+//! version is the one row of the table `cliffprobe_schema`, and the migrations are applied in
+//! one transaction under a transaction-scoped advisory lock (DDL is transactional there), so
+//! concurrent openers wait for the first one and find the schema current.
+//!
+//! The SQL is portable: `TEXT`, `BIGINT` (SQLite gives it integer affinity; PostgreSQL's
+//! `INTEGER` is only 32 bits), `DOUBLE PRECISION`, 0/1 integers for booleans, `BLOB` for bytes,
+//! composite keys, `ON CONFLICT` upserts, no `AUTOINCREMENT` and no `WITHOUT ROWID`. Two words
+//! are translated for PostgreSQL by [`to_postgres`]: `BLOB` becomes `BYTEA`, and `TEXT`
+//! becomes `TEXT COLLATE "C"` so that text sorts bytewise, as in SQLite, whatever the
+//! database's locale (a report must list rows in the same order on both engines).
 
+use super::engine::{Begin, Db, args};
 use crate::error::{Error, Result};
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -306,6 +314,79 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// A migration's DDL for PostgreSQL (see the module docs).
+pub(crate) fn to_postgres(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        match word.as_str() {
+            "BLOB" => out.push_str("BYTEA"),
+            "TEXT" => out.push_str("TEXT COLLATE \"C\""),
+            w => out.push_str(w),
+        }
+        word.clear();
+    };
+    for c in sql.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// The key of the advisory lock PostgreSQL migrations run under (any constant of our own).
+const PG_MIGRATION_LOCK: i64 = 0x636c_6966_6670_7201;
+
+/// The schema version of a PostgreSQL store (0: a database without the store's tables).
+pub(crate) fn pg_version(db: &Db) -> Result<i64> {
+    let exists: bool = db.query_one(
+        "SELECT to_regclass('cliffprobe_schema') IS NOT NULL",
+        args![],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    Ok(db
+        .query_opt("SELECT version FROM cliffprobe_schema", args![], |r| {
+            r.get(0)
+        })?
+        .unwrap_or(0))
+}
+
+/// [`migrate`] for PostgreSQL.
+pub(crate) fn migrate_postgres(db: &Db) -> Result<()> {
+    let version = pg_version(db)?;
+    if version == current_version() {
+        return Ok(());
+    }
+    check_not_newer(version)?;
+    db.transaction(Begin::Immediate, |tx| {
+        tx.query_one(
+            "SELECT pg_advisory_xact_lock(?1)",
+            args![PG_MIGRATION_LOCK],
+            |_| Ok(()),
+        )?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS cliffprobe_schema (version BIGINT NOT NULL)")?;
+        // Re-read under the lock: another process may have migrated meanwhile.
+        let version = pg_version(tx)?;
+        check_not_newer(version)?;
+        for sql in MIGRATIONS.iter().skip(version.max(0) as usize) {
+            tx.execute_batch(&to_postgres(sql))?;
+        }
+        tx.execute("DELETE FROM cliffprobe_schema", args![])?;
+        tx.execute(
+            "INSERT INTO cliffprobe_schema (version) VALUES (?1)",
+            args![current_version()],
+        )?;
+        Ok(())
+    })
+}
+
 /// Whether a read-only handle can read a store at schema `version`: only the current one (a
 /// read-only handle cannot migrate an older store, and a newer one is not understood).
 pub(crate) fn check_version_readable(version: i64) -> Result<()> {
@@ -320,7 +401,7 @@ pub(crate) fn check_version_readable(version: i64) -> Result<()> {
     Ok(())
 }
 
-fn check_not_newer(version: i64) -> Result<()> {
+pub(crate) fn check_not_newer(version: i64) -> Result<()> {
     if version > current_version() {
         return Err(Error::Other(format!(
             "the store has schema version {version}, but this cliffprobe only knows up to version {}: \
@@ -329,4 +410,15 @@ fn check_not_newer(version: i64) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn postgres_ddl_gets_bytea_and_bytewise_text() {
+        assert_eq!(
+            super::to_postgres("CREATE TABLE t (id TEXT PRIMARY KEY, body BLOB, texts TEXT);"),
+            "CREATE TABLE t (id TEXT COLLATE \"C\" PRIMARY KEY, body BYTEA, texts TEXT COLLATE \"C\");"
+        );
+    }
 }

@@ -1,32 +1,38 @@
 //! The store's side of sharded runs (see [`crate::shard`]): joining a run by id, the per-slice
 //! leases, and how each slice ended.
 //!
-//! The SQL here is portable (numbered `$n` placeholders, each first used in increasing order:
-//! SQLite numbers `$n` by first appearance, PostgreSQL by `n`, and so they agree; `ON CONFLICT … DO NOTHING / DO UPDATE …
-//! WHERE`; no engine-specific functions) and every time is a Unix millisecond computed in Rust,
-//! so a PostgreSQL engine can run the same statements.
+//! The SQL here is portable (`?N` placeholders, `ON CONFLICT … DO NOTHING / DO UPDATE … WHERE`,
+//! no engine-specific functions but PostgreSQL's advisory locks, asked for on that engine only)
+//! and every time is a Unix millisecond computed in Rust, so both engines run the same
+//! statements.
 //!
 //! - **Joining.** The first shard to arrive inserts the run and its plan (`run_plans`: number
 //!   of slices, plan digest) in one transaction, both `ON CONFLICT DO NOTHING`; every shard
 //!   then reads the recorded plan back and is refused when it differs from its own. Two
-//!   shards arriving at once therefore create one run, and neither fails.
+//!   shards arriving at once therefore create one run, and neither fails: on SQLite the
+//!   `IMMEDIATE` transactions take turns; on PostgreSQL the second insert of the run's key
+//!   waits for the first transaction and, once it commits, does nothing, and the plan read
+//!   after it (a new snapshot per statement under `READ COMMITTED`) sees the committed plan.
 //! - **Leases.** A sweep holds a lease on its run-slice (`sweep_leases`: holder, heartbeat,
 //!   expiry), taken with an upsert that replaces the row only when it has expired, and renewed
 //!   by a heartbeat thread every quarter of its time to live. A process that dies stops
 //!   renewing, and its lease is void once expired; a holder that finds its lease taken over
 //!   (it was paused past the expiry) is told, and the sweep stops. On SQLite the store's file
-//!   lock (shared between shards) still marks a live sweep; a PostgreSQL engine may add
-//!   advisory locks (`pg_try_advisory_lock` on a hash of run and slice) to end a dead holder's
-//!   lease with its session instead of at its expiry.
+//!   lock (shared between shards) still marks a live sweep. On PostgreSQL the lease *is* a
+//!   session advisory lock (`pg_try_advisory_lock` on [`lease_key`], a hash of run and slice)
+//!   held by a connection of the lease's own: the server ends it with the session, so a dead
+//!   holder's lease ends with its process (its socket closes), not at its expiry, and a live
+//!   one is never taken over however late its heartbeat. The row stays, for `cliffprobe
+//!   unlock` and the heartbeat (which still tells a holder whose row was removed to stop).
 //! - **Completeness.** Each slice records how it ended (`run_slices`); the run is `complete`
 //!   only when every slice is, `running` while another slice holds a live lease, else
 //!   `partial`, and its note says e.g. "3 of 4 shards complete".
 
-use super::{RunInfo, RunStatus, Store, connect, to_json};
+use super::engine::{Begin, Db, Engine, Target, args};
+use super::{RunInfo, RunStatus, Store, to_json};
 use crate::error::{Error, Result};
 use crate::shard::Slice;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use std::path::Path;
+use std::collections::HashSet;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -172,7 +178,10 @@ pub struct SliceEnd<'a> {
 pub struct LeaseGuard {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    path: std::path::PathBuf,
+    target: Target,
+    /// PostgreSQL: the connection holding the lease's advisory lock (closing it ends the
+    /// lease); `None` on SQLite.
+    lock_conn: Option<Db>,
     run_id: String,
     slice: Slice,
     holder: String,
@@ -191,13 +200,50 @@ impl Drop for LeaseGuard {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        if let Ok(conn) = connect(&self.path) {
+        // The row goes first, then (with its connection) the advisory lock.
+        let conn = match self.lock_conn.take() {
+            Some(c) => Some(c),
+            None => self.target.connect().ok(),
+        };
+        if let Some(conn) = conn {
             let _ = conn.execute(
-                "DELETE FROM sweep_leases WHERE run_id = $1 AND slice = $2 AND holder = $3",
-                params![self.run_id, i64::from(self.slice.index()), self.holder],
+                "DELETE FROM sweep_leases WHERE run_id = ?1 AND slice = ?2 AND holder = ?3",
+                args![self.run_id, i64::from(self.slice.index()), self.holder],
             );
+            if conn.engine() == Engine::Postgres {
+                // The lock connection is the lease's own: give the lock back now, not when
+                // the server notices the connection closed.
+                let _ = conn.query_opt("SELECT pg_advisory_unlock_all()", args![], |_| Ok(()));
+            }
         }
     }
+}
+
+/// The PostgreSQL advisory lock key of the lease on `slice` of `run_id`: the first 8 bytes of
+/// a BLAKE3 hash of both (the number of slices is fixed per run, so the index is enough).
+pub fn lease_key(run_id: &str, slice: Slice) -> i64 {
+    let h = blake3::hash(format!("cliffprobe-lease-v1\0{run_id}\0{}", slice.index()).as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    i64::from_le_bytes(b)
+}
+
+/// The advisory lock keys (`pg_locks`: a bigint key is split over `classid`, its high half,
+/// and `objid`, its low half, with `objsubid` 1) held by some session in this database.
+fn pg_held_keys(conn: &Db) -> Result<HashSet<i64>> {
+    let mut keys = HashSet::new();
+    conn.query(
+        "SELECT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = 'advisory' \
+         AND objsubid = 1 AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        args![],
+        |r| {
+            let (hi, lo): (i64, i64) = (r.get(0)?, r.get(1)?);
+            keys.insert((((hi as u64) << 32) | (lo as u64 & 0xffff_ffff)) as i64);
+            Ok(())
+        },
+    )?;
+    Ok(keys)
 }
 
 /// Now, in Unix milliseconds.
@@ -244,15 +290,13 @@ impl Store {
         let model_ids = to_json(&run.model_ids)?;
         let probes = to_json(&run.probes)?;
         let probe_digests = run.probe_digests.as_ref().map(to_json).transpose()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.conn.transaction(Begin::Immediate, |tx| {
         let created = tx.execute(
             "INSERT INTO runs (id, started_at, finished_at, status, models, model_ids, probes, \
              strategy, seed, repeats, config_digest, planned, note, version, axes, probe_digests) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
              ON CONFLICT (id) DO NOTHING",
-            params![
+            args![
                 run.id,
                 run.started_at,
                 run.finished_at,
@@ -274,11 +318,11 @@ impl Store {
         if created {
             tx.execute(
                 "INSERT INTO run_plans (run_id, slices, plan_digest, created_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (run_id) DO NOTHING",
-                params![run.id, i64::from(plan.slices), plan.digest, now_ms()],
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (run_id) DO NOTHING",
+                args![run.id, i64::from(plan.slices), plan.digest, now_ms()],
             )?;
         }
-        let recorded = read_plan(&tx, &run.id)?;
+        let recorded = read_plan(tx, &run.id)?;
         match recorded {
             None => {
                 return Err(Error::Refused(format!(
@@ -307,12 +351,12 @@ impl Store {
         }
         if !created {
             tx.execute(
-                "UPDATE runs SET status = $1, finished_at = NULL WHERE id = $2",
-                params![RunStatus::Running.as_str(), run.id],
+                "UPDATE runs SET status = ?1, finished_at = NULL WHERE id = ?2",
+                args![RunStatus::Running.as_str(), run.id],
             )?;
         }
-        tx.commit()?;
         Ok(created)
+        })
     }
 
     /// The plan recorded with sharded run `run_id`; `None` for an unsharded run.
@@ -322,12 +366,17 @@ impl Store {
 
     /// Takes the lease on `slice` of `run_id` for `holder`, for `ttl`, renewed every `ttl / 4`
     /// until the guard is dropped. Refused (naming the holder and when its lease expires)
-    /// while another holder's lease is live, unless its last heartbeat is before
+    /// while another holder's lease is live.
+    ///
+    /// On SQLite a lease is live until its expiry, unless its last heartbeat is before
     /// `dead_before`: the caller knows every holder that renewed before then has ended
     /// ([`Store::leases_dead_before`]; `i64::MAX` for an unsharded sweep on SQLite, which holds
     /// the store's exclusive file lock that no other live sweep can), and a killed sweep's
-    /// lease is then taken over at once instead of at its expiry. `on_lost` is called (once)
-    /// if a renewal finds the lease taken over by someone else.
+    /// lease is then taken over at once instead of at its expiry. On PostgreSQL the lease is
+    /// live exactly while its holder's session holds the advisory lock [`lease_key`], which
+    /// this takes first on a connection of its own (kept by the guard): `dead_before` is not
+    /// needed there. `on_lost` is called (once) if a renewal finds the lease row taken over or
+    /// removed (`cliffprobe unlock --force`).
     pub fn acquire_lease(
         &self,
         run_id: &str,
@@ -338,15 +387,58 @@ impl Store {
         on_lost: Box<dyn Fn(String) + Send>,
     ) -> Result<LeaseGuard> {
         let ttl_ms = ttl.as_millis().clamp(1, i64::MAX as u128) as i64;
+        let what = if slice.is_whole() {
+            format!("run {run_id}")
+        } else {
+            format!("shard {slice} of run {run_id}")
+        };
+        let lock_conn = match self.conn.engine() {
+            Engine::Sqlite => None,
+            Engine::Postgres => {
+                let c = self.target.connect()?;
+                let got: bool = c.query_one(
+                    "SELECT pg_try_advisory_lock(?1)",
+                    args![lease_key(run_id, slice)],
+                    |r| r.get(0),
+                )?;
+                if !got {
+                    let who = self
+                        .leases()?
+                        .into_iter()
+                        .find(|l| l.run_id == run_id && l.slice.index() == slice.index())
+                        .map(|l| {
+                            format!(
+                                "{} (last heartbeat {} s ago)",
+                                l.holder,
+                                (now_ms() - l.heartbeat_at).max(0) / 1000
+                            )
+                        })
+                        .unwrap_or_else(|| "another process".into());
+                    return Err(Error::Refused(format!(
+                        "{what} is being swept by {who}: its session holds the slice's \
+                         advisory lock. Two processes never sweep the same slice: wait for it \
+                         to finish (the lease ends with its process, even on kill -9; \
+                         `cliffprobe unlock` lists the leases)"
+                    )));
+                }
+                Some(c)
+            }
+        };
+        // On PostgreSQL the advisory lock is ours: any row left is a dead holder's.
+        let dead_before = if lock_conn.is_some() {
+            i64::MAX
+        } else {
+            dead_before
+        };
         let now = now_ms();
         let taken = self.conn.execute(
             "INSERT INTO sweep_leases (run_id, slice, slices, holder, acquired_at, heartbeat_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6) \
+             expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) \
              ON CONFLICT (run_id, slice) DO UPDATE SET slices = excluded.slices, \
              holder = excluded.holder, acquired_at = excluded.acquired_at, \
              heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at \
-             WHERE sweep_leases.expires_at < $5 OR sweep_leases.heartbeat_at < $7",
-            params![
+             WHERE sweep_leases.expires_at < ?5 OR sweep_leases.heartbeat_at < ?7",
+            args![
                 run_id,
                 i64::from(slice.index()),
                 i64::from(slice.count()),
@@ -371,11 +463,6 @@ impl Store {
                     )
                 })
                 .unwrap_or_else(|| "another process".into());
-            let what = if slice.is_whole() {
-                format!("run {run_id}")
-            } else {
-                format!("shard {slice} of run {run_id}")
-            };
             return Err(Error::Refused(format!(
                 "{what} is being swept by {who}. Two processes never sweep the same slice: wait \
                  for it to finish, or, if it was killed, for its lease to expire \
@@ -383,16 +470,17 @@ impl Store {
             )));
         }
         let (stop, stopped) = mpsc::channel::<()>();
-        let path = self.path.clone();
+        let target = self.target.clone();
         let (run, me) = (run_id.to_string(), holder.to_string());
         let thread = std::thread::Builder::new()
             .name("cliffprobe-lease".into())
-            .spawn(move || heartbeat(&path, &run, slice, &me, ttl_ms, &stopped, on_lost))
+            .spawn(move || heartbeat(&target, &run, slice, &me, ttl_ms, &stopped, on_lost))
             .map_err(|e| Error::Other(format!("cannot start the lease heartbeat: {e}")))?;
         Ok(LeaseGuard {
             stop: Some(stop),
             thread: Some(thread),
-            path: self.path.clone(),
+            target: self.target.clone(),
+            lock_conn,
             run_id: run_id.to_string(),
             slice,
             holder: holder.to_string(),
@@ -401,51 +489,94 @@ impl Store {
 
     /// Every lease row, live or expired, by run and slice.
     pub fn leases(&self) -> Result<Vec<LeaseInfo>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut out = Vec::new();
+        self.conn.query(
             "SELECT run_id, slice, slices, holder, heartbeat_at, expires_at FROM sweep_leases \
              ORDER BY run_id, slice",
+            args![],
+            |r| {
+                out.push(LeaseInfo {
+                    run_id: r.get(0)?,
+                    slice: slice_at(r.get(1)?, r.get(2)?),
+                    holder: r.get(3)?,
+                    heartbeat_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                });
+                Ok(())
+            },
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(LeaseInfo {
-                run_id: r.get(0)?,
-                slice: slice_at(r.get(1)?, r.get(2)?),
-                holder: r.get(3)?,
-                heartbeat_at: r.get(4)?,
-                expires_at: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(out)
+    }
+
+    /// Whether each lease's holder is alive, as far as the store can tell at `now_ms`: on
+    /// PostgreSQL whether a session holds the lease's advisory lock (its expiry does not
+    /// matter); on SQLite whether it has not expired and its holder is not known to be gone
+    /// ([`Store::leases_dead_before`]).
+    pub fn lease_liveness(&self, leases: &[LeaseInfo], now_ms: i64) -> Result<Vec<bool>> {
+        Ok(match self.conn.engine() {
+            Engine::Postgres => {
+                let held = pg_held_keys(&self.conn)?;
+                leases
+                    .iter()
+                    .map(|l| held.contains(&lease_key(&l.run_id, l.slice)))
+                    .collect()
+            }
+            Engine::Sqlite => {
+                let dead_before = self.leases_dead_before()?;
+                leases
+                    .iter()
+                    .map(|l| l.live_at(now_ms) && l.heartbeat_at >= dead_before)
+                    .collect()
+            }
+        })
     }
 
     /// The time before which every lease holder is known to be gone, whatever its lease's
-    /// expiry says: on SQLite, when no process holds the store's file lock (every live sweep
-    /// holds it, shared or not), the moment just before that was seen — a sweep that takes
-    /// the lock afterwards takes its lease (or renews it) later still; else `i64::MIN`
-    /// (nothing known: leases end at their expiry). Must be asked before this process takes
-    /// the file lock itself. A PostgreSQL engine would answer from advisory locks.
+    /// expiry says: when no process holds the store's sweep lock (every live sweep holds it,
+    /// shared or not: the file lock on SQLite, the advisory lock on PostgreSQL), the moment
+    /// just before that was seen — a sweep that takes the lock afterwards takes its lease (or
+    /// renews it) later still; else `i64::MIN` (nothing known: on SQLite leases end at their
+    /// expiry; PostgreSQL's leases end with their sessions anyway, see
+    /// [`Store::lease_liveness`]). Must be asked before this process takes the lock itself.
     pub fn leases_dead_before(&self) -> Result<i64> {
         let before = now_ms();
-        if super::lock::held(&self.path)? {
+        if super::lock::held(&self.conn, &self.target)? {
             Ok(i64::MIN)
         } else {
             Ok(before)
         }
     }
 
-    /// Deletes the lease rows that expired before `now_ms` or whose holder is known to be gone
-    /// ([`Store::leases_dead_before`]), and with `live` every other one too (`cliffprobe
-    /// unlock --force`); returns those deleted.
+    /// Deletes the lease rows whose holder is gone ([`Store::lease_liveness`]), and with
+    /// `live` every other one too (`cliffprobe unlock --force`; on PostgreSQL the sessions
+    /// holding those leases are terminated, which ends their advisory locks and makes their
+    /// sweeps stop at the next heartbeat); returns those deleted.
     pub fn remove_leases(&self, now_ms: i64, live: bool) -> Result<Vec<LeaseInfo>> {
-        let dead_before = self.leases_dead_before()?;
-        let gone: Vec<LeaseInfo> = self
-            .leases()?
+        let all = self.leases()?;
+        let alive = self.lease_liveness(&all, now_ms)?;
+        let gone: Vec<LeaseInfo> = all
             .into_iter()
-            .filter(|l| live || !l.live_at(now_ms) || l.heartbeat_at < dead_before)
+            .zip(alive)
+            .filter(|(_, alive)| live || !alive)
+            .map(|(l, _)| l)
             .collect();
         for l in &gone {
+            if live && self.conn.engine() == Engine::Postgres {
+                let key = lease_key(&l.run_id, l.slice);
+                self.conn.query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+                     AND classid::bigint = ?1 AND objid::bigint = ?2 AND objsubid = 1 \
+                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                    args![
+                        ((key as u64) >> 32) as i64,
+                        ((key as u64) & 0xffff_ffff) as i64
+                    ],
+                    |_| Ok(()),
+                )?;
+            }
             self.conn.execute(
-                "DELETE FROM sweep_leases WHERE run_id = $1 AND slice = $2 AND holder = $3",
-                params![l.run_id, i64::from(l.slice.index()), l.holder],
+                "DELETE FROM sweep_leases WHERE run_id = ?1 AND slice = ?2 AND holder = ?3",
+                args![l.run_id, i64::from(l.slice.index()), l.holder],
             )?;
         }
         Ok(gone)
@@ -455,10 +586,10 @@ impl Store {
     pub fn begin_slice(&self, run_id: &str, slice: Slice, planned: u64) -> Result<()> {
         self.conn.execute(
             "INSERT INTO run_slices (run_id, slice, status, planned, stored, updated_at, note) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL) ON CONFLICT (run_id, slice) DO UPDATE SET \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL) ON CONFLICT (run_id, slice) DO UPDATE SET \
              status = excluded.status, planned = excluded.planned, \
              updated_at = excluded.updated_at, note = NULL",
-            params![
+            args![
                 run_id,
                 i64::from(slice.index()),
                 RunStatus::Running.as_str(),
@@ -475,6 +606,10 @@ impl Store {
     /// holds a live lease, else this slice's status when it did not complete, else `partial`;
     /// the note says how many shards are complete. `finished_at` (RFC 3339) is set unless the
     /// run is still running. Returns the run's shard progress.
+    ///
+    /// Two shards ending at once take turns: the transaction first writes the run's row
+    /// (SQLite's `IMMEDIATE` write lock; PostgreSQL's row lock, held to the commit), so the
+    /// second reads the first's slice as it ended.
     pub fn end_slice(
         &mut self,
         run_id: &str,
@@ -488,93 +623,119 @@ impl Store {
             finished_at,
             note,
         } = *end;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
-        tx.execute(
-            "INSERT INTO run_slices (run_id, slice, status, planned, stored, updated_at, note) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id, slice) DO UPDATE SET \
-             status = excluded.status, planned = excluded.planned, stored = excluded.stored, \
-             updated_at = excluded.updated_at, note = excluded.note",
-            params![
-                run_id,
-                i64::from(slice.index()),
-                status.as_str(),
-                planned as i64,
-                stored as i64,
-                now,
-                note
-            ],
-        )?;
-        let progress = read_progress(&tx, run_id, now, i64::MIN, Some(slice))?
-            .ok_or_else(|| Error::Other(format!("store: run `{run_id}` has no recorded plan")))?;
-        let others_live = progress.states.iter().any(|s| s.leased && s.slice != slice);
-        let run_status = if progress.is_complete() {
-            RunStatus::Complete
-        } else if others_live {
-            RunStatus::Running
-        } else if status != RunStatus::Complete {
-            status
-        } else {
-            RunStatus::Partial
+        // Whose leases are live, asked outside the transaction (PostgreSQL: from pg_locks).
+        let alive: HashSet<u32> = {
+            let leases: Vec<LeaseInfo> = self
+                .leases()?
+                .into_iter()
+                .filter(|l| l.run_id == run_id && l.slice.index() != slice.index())
+                .collect();
+            let live = match self.conn.engine() {
+                // The SQLite rule inside the transaction, as before: by expiry only.
+                Engine::Sqlite => leases.iter().map(|l| l.live_at(now)).collect(),
+                Engine::Postgres => self.lease_liveness(&leases, now)?,
+            };
+            leases
+                .iter()
+                .zip(live)
+                .filter(|(_, a)| *a)
+                .map(|(l, _)| l.slice.index())
+                .collect()
         };
-        let run_note = if progress.slices == 1 {
-            note.map(str::to_string)
-        } else if progress.is_complete() {
-            None
-        } else {
-            Some(match note {
-                Some(n) if status != RunStatus::Complete => {
-                    format!("{}; shard {slice}: {n}", progress.summary())
-                }
-                _ => progress.summary(),
-            })
-        };
-        tx.execute(
-            "UPDATE runs SET status = $1, finished_at = $2, note = $3 WHERE id = $4",
-            params![
-                run_status.as_str(),
-                (run_status != RunStatus::Running).then_some(finished_at),
-                run_note,
-                run_id
-            ],
-        )?;
-        tx.commit()?;
-        Ok(progress)
+        self.conn.transaction(Begin::Immediate, |tx| {
+            tx.execute(
+                "UPDATE runs SET status = status WHERE id = ?1",
+                args![run_id],
+            )?;
+            tx.execute(
+                "INSERT INTO run_slices (run_id, slice, status, planned, stored, updated_at, note) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (run_id, slice) DO UPDATE SET \
+                 status = excluded.status, planned = excluded.planned, stored = excluded.stored, \
+                 updated_at = excluded.updated_at, note = excluded.note",
+                args![
+                    run_id,
+                    i64::from(slice.index()),
+                    status.as_str(),
+                    planned as i64,
+                    stored as i64,
+                    now,
+                    note
+                ],
+            )?;
+            let progress = read_progress(tx, run_id, &alive)?.ok_or_else(|| {
+                Error::Other(format!("store: run `{run_id}` has no recorded plan"))
+            })?;
+            let others_live = progress.states.iter().any(|s| s.leased && s.slice != slice);
+            let run_status = if progress.is_complete() {
+                RunStatus::Complete
+            } else if others_live {
+                RunStatus::Running
+            } else if status != RunStatus::Complete {
+                status
+            } else {
+                RunStatus::Partial
+            };
+            let run_note = if progress.slices == 1 {
+                note.map(str::to_string)
+            } else if progress.is_complete() {
+                None
+            } else {
+                Some(match note {
+                    Some(n) if status != RunStatus::Complete => {
+                        format!("{}; shard {slice}: {n}", progress.summary())
+                    }
+                    _ => progress.summary(),
+                })
+            };
+            tx.execute(
+                "UPDATE runs SET status = ?1, finished_at = ?2, note = ?3 WHERE id = ?4",
+                args![
+                    run_status.as_str(),
+                    (run_status != RunStatus::Running).then_some(finished_at),
+                    run_note,
+                    run_id
+                ],
+            )?;
+            Ok(progress)
+        })
     }
 
     /// How sharded run `run_id` stands now; `None` for an unsharded run. A lease counts as
-    /// live until it expires, unless its holder is known to be gone
-    /// ([`Store::leases_dead_before`]: ask this from a process that is not sweeping).
+    /// live as [`Store::lease_liveness`] says (on SQLite: ask this from a process that is not
+    /// sweeping).
     pub fn shard_progress(&self, run_id: &str) -> Result<Option<ShardProgress>> {
-        let dead_before = self.leases_dead_before()?;
-        read_progress(&self.conn, run_id, now_ms(), dead_before, None)
+        let leases: Vec<LeaseInfo> = self
+            .leases()?
+            .into_iter()
+            .filter(|l| l.run_id == run_id)
+            .collect();
+        let live = self.lease_liveness(&leases, now_ms())?;
+        let alive: HashSet<u32> = leases
+            .iter()
+            .zip(live)
+            .filter(|(_, a)| *a)
+            .map(|(l, _)| l.slice.index())
+            .collect();
+        read_progress(&self.conn, run_id, &alive)
     }
 }
 
-fn read_plan(conn: &rusqlite::Connection, run_id: &str) -> Result<Option<RunPlan>> {
-    Ok(conn
-        .prepare_cached("SELECT slices, plan_digest FROM run_plans WHERE run_id = $1")?
-        .query_row([run_id], |r| {
+fn read_plan(conn: &Db, run_id: &str) -> Result<Option<RunPlan>> {
+    conn.query_opt(
+        "SELECT slices, plan_digest FROM run_plans WHERE run_id = ?1",
+        args![run_id],
+        |r| {
             Ok(RunPlan {
-                slices: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                slices: u32::try_from(r.get::<i64>(0)?).unwrap_or(0),
                 digest: r.get(1)?,
             })
-        })
-        .optional()?)
+        },
+    )
 }
 
-/// The progress of `run_id` as `conn` sees it at `now`; leases renewed last before
-/// `dead_before` do not count; `mine` is the slice of the caller, whose lease is not counted
-/// (it is ending).
-fn read_progress(
-    conn: &rusqlite::Connection,
-    run_id: &str,
-    now: i64,
-    dead_before: i64,
-    mine: Option<Slice>,
-) -> Result<Option<ShardProgress>> {
+/// The progress of `run_id` as `conn` sees it; `leased`: the slices whose lease is live.
+fn read_progress(conn: &Db, run_id: &str, leased: &HashSet<u32>) -> Result<Option<ShardProgress>> {
     let Some(plan) = read_plan(conn, run_id)? else {
         return Ok(None);
     };
@@ -583,37 +744,24 @@ fn read_progress(
         .map(|i| SliceState {
             slice: Slice::new(i, count).unwrap_or(Slice::WHOLE),
             status: None,
-            leased: false,
+            leased: leased.contains(&i),
             planned: 0,
             stored: 0,
         })
         .collect();
-    let mut stmt = conn.prepare_cached(
-        "SELECT slice, status, planned, stored FROM run_slices WHERE run_id = $1 ORDER BY slice",
+    conn.query(
+        "SELECT slice, status, planned, stored FROM run_slices WHERE run_id = ?1 ORDER BY slice",
+        args![run_id],
+        |r| {
+            let i: i64 = r.get(0)?;
+            if let Some(s) = usize::try_from(i).ok().and_then(|i| states.get_mut(i)) {
+                s.status = RunStatus::parse(&r.get::<String>(1)?);
+                s.planned = r.get::<i64>(2)? as u64;
+                s.stored = r.get::<i64>(3)? as u64;
+            }
+            Ok(())
+        },
     )?;
-    let mut rows = stmt.query([run_id])?;
-    while let Some(r) = rows.next()? {
-        let i: i64 = r.get(0)?;
-        if let Some(s) = usize::try_from(i).ok().and_then(|i| states.get_mut(i)) {
-            s.status = RunStatus::parse(&r.get::<_, String>(1)?);
-            s.planned = r.get::<_, i64>(2)? as u64;
-            s.stored = r.get::<_, i64>(3)? as u64;
-        }
-    }
-    let mut stmt = conn.prepare_cached(
-        "SELECT slice FROM sweep_leases WHERE run_id = $1 AND expires_at >= $2 \
-         AND heartbeat_at >= $3",
-    )?;
-    let mut rows = stmt.query(params![run_id, now, dead_before])?;
-    while let Some(r) = rows.next()? {
-        let i: i64 = r.get(0)?;
-        if mine.is_some_and(|m| i64::from(m.index()) == i) {
-            continue;
-        }
-        if let Some(s) = usize::try_from(i).ok().and_then(|i| states.get_mut(i)) {
-            s.leased = true;
-        }
-    }
     Ok(Some(ShardProgress {
         slices: count,
         states,
@@ -621,10 +769,11 @@ fn read_progress(
 }
 
 /// The lease's heartbeat: renews every `ttl / 4` until `stopped` says so (or its sender is
-/// dropped). A renewal that finds the lease held by someone else calls `on_lost` and ends;
-/// one that cannot write (a busy store) is tried again at the next beat.
+/// dropped). A renewal that finds the lease held by someone else (or removed) calls `on_lost`
+/// and ends; one that cannot write (a busy store, a lost connection) is tried again at the
+/// next beat, on a new connection.
 fn heartbeat(
-    path: &Path,
+    target: &Target,
     run_id: &str,
     slice: Slice,
     holder: &str,
@@ -633,29 +782,36 @@ fn heartbeat(
     on_lost: Box<dyn Fn(String) + Send>,
 ) {
     let every = Duration::from_millis((ttl_ms / 4).max(50) as u64);
-    let mut conn = None;
+    let mut conn: Option<Db> = None;
     loop {
         match stopped.recv_timeout(every) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
         if conn.is_none() {
-            conn = connect(path).ok();
+            conn = target.connect().ok();
         }
         let Some(c) = &conn else { continue };
         let now = now_ms();
         let renewed = c.execute(
-            "UPDATE sweep_leases SET heartbeat_at = $1, expires_at = $2 \
-             WHERE run_id = $3 AND slice = $4 AND holder = $5",
-            params![now, now + ttl_ms, run_id, i64::from(slice.index()), holder],
+            "UPDATE sweep_leases SET heartbeat_at = ?1, expires_at = ?2 \
+             WHERE run_id = ?3 AND slice = ?4 AND holder = ?5",
+            args![now, now + ttl_ms, run_id, i64::from(slice.index()), holder],
         );
-        if let Ok(0) = renewed {
-            on_lost(format!(
-                "the lease on shard {slice} of run {run_id} was taken over by another process \
-                 (this one missed its heartbeats past the expiry); stopping so that the slice \
-                 is never swept twice at once"
-            ));
-            return;
+        match renewed {
+            Ok(0) => {
+                on_lost(format!(
+                    "the lease on shard {slice} of run {run_id} was taken over or removed by \
+                     another process (this one missed its heartbeats past the expiry, or \
+                     `cliffprobe unlock --force` removed it); stopping so that the slice is \
+                     never swept twice at once"
+                ));
+                return;
+            }
+            Ok(_) => {}
+            // A PostgreSQL connection that broke stays broken: open another next time.
+            Err(_) if c.engine() == Engine::Postgres => conn = None,
+            Err(_) => {}
         }
     }
 }
@@ -663,6 +819,7 @@ fn heartbeat(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_engines::engines;
     use crate::store::tests::run_info;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Barrier};
@@ -680,138 +837,233 @@ mod tests {
 
     #[test]
     fn shards_arriving_at_once_create_one_run_and_all_join_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        Store::open(&path).unwrap();
-        let barrier = Arc::new(Barrier::new(4));
-        let created: Vec<bool> = (0..4)
-            .map(|_| {
-                let (path, barrier) = (path.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    let mut store = Store::open(&path).unwrap();
-                    barrier.wait();
-                    store
-                        .join_run(&run_info("ci-1", "2026-01-01T00:00:00Z"), &plan("d", 4))
-                        .unwrap()
+        for e in engines() {
+            e.open();
+            let barrier = Arc::new(Barrier::new(4));
+            let created: Vec<bool> = (0..4)
+                .map(|_| {
+                    let (url, barrier) = (e.url().to_string(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let mut store = Store::open_url(&url).unwrap();
+                        barrier.wait();
+                        store
+                            .join_run(&run_info("ci-1", "2026-01-01T00:00:00Z"), &plan("d", 4))
+                            .unwrap()
+                    })
                 })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .collect();
-        assert_eq!(created.iter().filter(|c| **c).count(), 1, "{created:?}");
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.runs().unwrap().len(), 1);
-        assert_eq!(store.run_plan("ci-1").unwrap(), Some(plan("d", 4)));
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert_eq!(
+                created.iter().filter(|c| **c).count(),
+                1,
+                "{:?}: {created:?}",
+                e.engine
+            );
+            let store = e.open();
+            assert_eq!(store.runs().unwrap().len(), 1);
+            assert_eq!(store.run_plan("ci-1").unwrap(), Some(plan("d", 4)));
+        }
     }
 
     #[test]
     fn a_shard_with_another_plan_or_n_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
-        let run = run_info("ci-2", "2026-01-01T00:00:00Z");
-        assert!(store.join_run(&run, &plan("d", 2)).unwrap());
-        assert!(!store.join_run(&run, &plan("d", 2)).unwrap());
-        let e = store.join_run(&run, &plan("other", 2)).unwrap_err();
-        assert!(
-            e.is_input() && e.to_string().contains("another suite"),
-            "{e}"
-        );
-        let e = store.join_run(&run, &plan("d", 3)).unwrap_err();
-        assert!(e.to_string().contains("cut into 2 shards, not 3"), "{e}");
-        // An unsharded run of that id is not joined.
-        store
-            .begin_run(&run_info("plain", "2026-01-01T00:00:00Z"))
-            .unwrap();
-        let e = store
-            .join_run(&run_info("plain", "2026-01-01T00:00:00Z"), &plan("d", 2))
-            .unwrap_err();
-        assert!(e.to_string().contains("not a sharded run"), "{e}");
+        for engine in engines() {
+            let mut store = engine.open();
+            let run = run_info("ci-2", "2026-01-01T00:00:00Z");
+            assert!(store.join_run(&run, &plan("d", 2)).unwrap());
+            assert!(!store.join_run(&run, &plan("d", 2)).unwrap());
+            let e = store.join_run(&run, &plan("other", 2)).unwrap_err();
+            assert!(
+                e.is_input() && e.to_string().contains("another suite"),
+                "{e}"
+            );
+            let e = store.join_run(&run, &plan("d", 3)).unwrap_err();
+            assert!(e.to_string().contains("cut into 2 shards, not 3"), "{e}");
+            // An unsharded run of that id is not joined.
+            store
+                .begin_run(&run_info("plain", "2026-01-01T00:00:00Z"))
+                .unwrap();
+            let e = store
+                .join_run(&run_info("plain", "2026-01-01T00:00:00Z"), &plan("d", 2))
+                .unwrap_err();
+            assert!(e.to_string().contains("not a sharded run"), "{e}");
+        }
+    }
+
+    /// Stops a lease's heartbeat and forgets it without deleting its row, as `kill -9` leaves
+    /// it; on PostgreSQL its session ends too (as the dead process's socket closes).
+    fn kill(mut lease: LeaseGuard) {
+        drop(lease.stop.take());
+        lease.thread.take().unwrap().join().unwrap();
+        lease.holder = "nobody".into(); // so that its drop deletes nothing
+        drop(lease);
+    }
+
+    /// Acquires, retrying for a moment (a closed PostgreSQL session's locks are released by
+    /// the server a few milliseconds later).
+    fn acquire_soon(store: &Store, slice: Slice, holder: &str, ttl: Duration) -> LeaseGuard {
+        let mut last = None;
+        for _ in 0..40 {
+            match store.acquire_lease("r", slice, holder, ttl, i64::MIN, no_loss()) {
+                Ok(l) => return l,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("not taken over: {}", last.unwrap());
     }
 
     #[test]
-    fn a_live_lease_refuses_an_expired_one_is_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
-        let s = Slice::new(1, 3).unwrap();
-        let ttl = Duration::from_millis(400);
-        let a = store
-            .acquire_lease("r", s, "host-a pid 1", ttl, i64::MIN, no_loss())
-            .unwrap();
-        let e = store
-            .acquire_lease("r", s, "host-b pid 2", ttl, i64::MIN, no_loss())
-            .unwrap_err();
-        assert!(
-            e.is_input()
-                && e.to_string()
-                    .contains("shard 1/3 of run r is being swept by host-a"),
-            "{e}"
-        );
-        // Another slice is free.
-        drop(
-            store
+    fn a_live_lease_refuses_a_dead_one_is_taken_over() {
+        for e in engines() {
+            let pg = e.engine == Engine::Postgres;
+            let store = e.open();
+            let s = Slice::new(1, 3).unwrap();
+            let ttl = Duration::from_millis(400);
+            let a = store
+                .acquire_lease("r", s, "host-a pid 1", ttl, i64::MIN, no_loss())
+                .unwrap();
+            let err = store
+                .acquire_lease("r", s, "host-b pid 2", ttl, i64::MIN, no_loss())
+                .unwrap_err();
+            assert!(
+                err.is_input()
+                    && err
+                        .to_string()
+                        .contains("shard 1/3 of run r is being swept by host-a"),
+                "{:?}: {err}",
+                e.engine
+            );
+            // Another slice is free.
+            drop(
+                store
+                    .acquire_lease(
+                        "r",
+                        Slice::new(2, 3).unwrap(),
+                        "c",
+                        ttl,
+                        i64::MIN,
+                        no_loss(),
+                    )
+                    .unwrap(),
+            );
+            // The heartbeat keeps a live holder's lease in force past its first expiry.
+            std::thread::sleep(Duration::from_millis(900));
+            assert!(
+                store
+                    .acquire_lease("r", s, "host-b pid 2", ttl, i64::MIN, no_loss())
+                    .is_err()
+            );
+            if pg {
+                // (On SQLite liveness also asks the store's file lock, which no sweep holds
+                // here.)
+                let alive = store
+                    .lease_liveness(&store.leases().unwrap(), now_ms())
+                    .unwrap();
+                assert_eq!(alive, vec![true]);
+                // On PostgreSQL a holder whose session lives keeps its lease even when its
+                // heartbeat is late past the expiry (a paused process is not taken over)...
+                let mut frozen = a;
+                drop(frozen.stop.take());
+                frozen.thread.take().unwrap().join().unwrap();
+                std::thread::sleep(Duration::from_millis(600));
+                assert!(
+                    store
+                        .acquire_lease("r", s, "host-b pid 2", ttl, i64::MIN, no_loss())
+                        .is_err(),
+                    "a live session's lease is never taken over"
+                );
+                // ... and its lease ends with its session, at once, expired or not.
+                frozen.holder = "nobody".into();
+                drop(frozen);
+            } else {
+                // On SQLite a holder that stopped renewing (as after kill -9): the lease
+                // expires and is taken over.
+                kill(a);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let b = acquire_soon(&store, s, "host-b pid 2", ttl);
+            assert_eq!(store.leases().unwrap()[0].holder, "host-b pid 2");
+            drop(b);
+            assert!(store.leases().unwrap().is_empty(), "released on drop");
+        }
+    }
+
+    #[test]
+    fn on_postgres_a_killed_holders_lease_ends_with_its_session_before_its_expiry() {
+        for e in engines() {
+            if e.engine != Engine::Postgres {
+                continue;
+            }
+            let store = e.open();
+            let long = Duration::from_secs(600);
+            let a = store
+                .acquire_lease("r", Slice::WHOLE, "a", long, i64::MIN, no_loss())
+                .unwrap();
+            kill(a);
+            // The row is left behind, unexpired, and counts as dead.
+            let leases = store.leases().unwrap();
+            assert_eq!(leases.len(), 1);
+            assert!(leases[0].live_at(now_ms()));
+            let b = acquire_soon(&store, Slice::WHOLE, "b", long);
+            assert_eq!(
+                store
+                    .lease_liveness(&store.leases().unwrap(), now_ms())
+                    .unwrap(),
+                vec![true]
+            );
+            drop(b);
+        }
+    }
+
+    #[test]
+    fn a_holder_whose_lease_was_taken_over_or_removed_is_told() {
+        for e in engines() {
+            let store = e.open();
+            let lost = Arc::new(AtomicBool::new(false));
+            let flag = lost.clone();
+            let _a = store
                 .acquire_lease(
                     "r",
-                    Slice::new(2, 3).unwrap(),
-                    "c",
-                    ttl,
+                    Slice::WHOLE,
+                    "a",
+                    Duration::from_millis(200),
                     i64::MIN,
-                    no_loss(),
+                    Box::new(move |_| flag.store(true, Ordering::SeqCst)),
                 )
-                .unwrap(),
-        );
-        // The heartbeat keeps a live holder's lease in force past its first expiry.
-        std::thread::sleep(Duration::from_millis(900));
-        assert!(
-            store
-                .acquire_lease("r", s, "host-b pid 2", ttl, i64::MIN, no_loss())
-                .is_err()
-        );
-        // A holder that stopped renewing (its heartbeat thread ended, its row left behind,
-        // as after kill -9): the lease expires and is taken over.
-        let mut dead = a;
-        drop(dead.stop.take());
-        dead.thread.take().unwrap().join().unwrap();
-        dead.holder = "nobody".into(); // so that its drop deletes nothing
-        drop(dead);
-        std::thread::sleep(Duration::from_millis(500));
-        let b = store
-            .acquire_lease("r", s, "host-b pid 2", ttl, i64::MIN, no_loss())
-            .unwrap();
-        assert_eq!(store.leases().unwrap()[0].holder, "host-b pid 2");
-        drop(b);
-        assert!(store.leases().unwrap().is_empty(), "released on drop");
-    }
-
-    #[test]
-    fn a_holder_whose_lease_was_taken_over_is_told() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
-        let lost = Arc::new(AtomicBool::new(false));
-        let flag = lost.clone();
-        let _a = store
-            .acquire_lease(
-                "r",
-                Slice::WHOLE,
-                "a",
-                Duration::from_millis(200),
-                i64::MIN,
-                Box::new(move |_| flag.store(true, Ordering::SeqCst)),
-            )
-            .unwrap();
-        // Its holder known to be gone: taken over at once, live or not.
-        let _b = store
-            .acquire_lease(
-                "r",
-                Slice::WHOLE,
-                "b",
-                Duration::from_secs(60),
-                i64::MAX,
-                no_loss(),
-            )
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        assert!(lost.load(Ordering::SeqCst), "the first holder was told");
+                .unwrap();
+            match e.engine {
+                Engine::Sqlite => {
+                    // Its holder known to be gone: taken over at once, live or not.
+                    let _b = store
+                        .acquire_lease(
+                            "r",
+                            Slice::WHOLE,
+                            "b",
+                            Duration::from_secs(60),
+                            i64::MAX,
+                            no_loss(),
+                        )
+                        .unwrap();
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                Engine::Postgres => {
+                    // `unlock --force`: the holder's session is terminated, its row removed.
+                    let removed = store.remove_leases(now_ms(), true).unwrap();
+                    assert_eq!(removed.len(), 1);
+                    std::thread::sleep(Duration::from_millis(300));
+                    let b = acquire_soon(&store, Slice::WHOLE, "b", Duration::from_secs(60));
+                    drop(b);
+                }
+            }
+            assert!(
+                lost.load(Ordering::SeqCst),
+                "{:?}: the first holder was told",
+                e.engine
+            );
+        }
     }
 
     #[test]
@@ -836,100 +1088,101 @@ mod tests {
 
     #[test]
     fn a_run_is_complete_only_when_every_slice_is() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
-        let run = run_info("ci-3", "2026-01-01T00:00:00Z");
-        store.join_run(&run, &plan("d", 3)).unwrap();
-        let s = |i| Slice::new(i, 3).unwrap();
-        let t = "2026-01-01T01:00:00Z";
-        // Slice 1 is being swept by a live holder while slice 0 ends.
-        let _live = store
-            .acquire_lease(
-                "ci-3",
-                s(1),
-                "x",
-                Duration::from_secs(60),
-                i64::MIN,
-                no_loss(),
-            )
-            .unwrap();
-        let p = store
-            .end_slice(
-                "ci-3",
-                s(0),
-                &SliceEnd {
-                    status: RunStatus::Complete,
-                    planned: 5,
-                    stored: 5,
-                    finished_at: t,
-                    note: None,
-                },
-            )
-            .unwrap();
-        assert_eq!(
-            p.summary(),
-            "1 of 3 shards complete (running: 1/3; not started: 2/3)"
-        );
-        let r = store.run("ci-3").unwrap().unwrap();
-        assert_eq!((r.status, r.finished_at), (RunStatus::Running, None));
-        assert_eq!(r.note.as_deref(), Some(p.summary().as_str()));
-        drop(_live);
-        let p = store
-            .end_slice(
-                "ci-3",
-                s(1),
-                &SliceEnd {
-                    status: RunStatus::Partial,
-                    planned: 5,
-                    stored: 3,
-                    finished_at: t,
-                    note: Some("budget"),
-                },
-            )
-            .unwrap();
-        assert_eq!(p.complete(), 1);
-        let r = store.run("ci-3").unwrap().unwrap();
-        assert_eq!(r.status, RunStatus::Partial);
-        assert_eq!(
-            r.note.as_deref(),
-            Some("1 of 3 shards complete (partial: 1/3; not started: 2/3); shard 1/3: budget")
-        );
-        store
-            .end_slice(
-                "ci-3",
-                s(2),
-                &SliceEnd {
-                    status: RunStatus::Complete,
-                    planned: 5,
-                    stored: 5,
-                    finished_at: t,
-                    note: None,
-                },
-            )
-            .unwrap();
-        assert_eq!(
-            store.run("ci-3").unwrap().unwrap().status,
-            RunStatus::Partial
-        );
-        let p = store
-            .end_slice(
-                "ci-3",
-                s(1),
-                &SliceEnd {
-                    status: RunStatus::Complete,
-                    planned: 5,
-                    stored: 5,
-                    finished_at: t,
-                    note: None,
-                },
-            )
-            .unwrap();
-        assert!(p.is_complete());
-        let r = store.run("ci-3").unwrap().unwrap();
-        assert_eq!(r.status, RunStatus::Complete);
-        assert_eq!(r.note, None);
-        assert_eq!(r.finished_at.as_deref(), Some(t));
-        assert_eq!(store.shard_progress("ci-3").unwrap(), Some(p));
-        assert_eq!(store.shard_progress("nope").unwrap(), None);
+        for e in engines() {
+            let mut store = e.open();
+            let run = run_info("ci-3", "2026-01-01T00:00:00Z");
+            store.join_run(&run, &plan("d", 3)).unwrap();
+            let s = |i| Slice::new(i, 3).unwrap();
+            let t = "2026-01-01T01:00:00Z";
+            // Slice 1 is being swept by a live holder while slice 0 ends.
+            let _live = store
+                .acquire_lease(
+                    "ci-3",
+                    s(1),
+                    "x",
+                    Duration::from_secs(60),
+                    i64::MIN,
+                    no_loss(),
+                )
+                .unwrap();
+            let p = store
+                .end_slice(
+                    "ci-3",
+                    s(0),
+                    &SliceEnd {
+                        status: RunStatus::Complete,
+                        planned: 5,
+                        stored: 5,
+                        finished_at: t,
+                        note: None,
+                    },
+                )
+                .unwrap();
+            assert_eq!(
+                p.summary(),
+                "1 of 3 shards complete (running: 1/3; not started: 2/3)"
+            );
+            let r = store.run("ci-3").unwrap().unwrap();
+            assert_eq!((r.status, r.finished_at), (RunStatus::Running, None));
+            assert_eq!(r.note.as_deref(), Some(p.summary().as_str()));
+            drop(_live);
+            let p = store
+                .end_slice(
+                    "ci-3",
+                    s(1),
+                    &SliceEnd {
+                        status: RunStatus::Partial,
+                        planned: 5,
+                        stored: 3,
+                        finished_at: t,
+                        note: Some("budget"),
+                    },
+                )
+                .unwrap();
+            assert_eq!(p.complete(), 1);
+            let r = store.run("ci-3").unwrap().unwrap();
+            assert_eq!(r.status, RunStatus::Partial);
+            assert_eq!(
+                r.note.as_deref(),
+                Some("1 of 3 shards complete (partial: 1/3; not started: 2/3); shard 1/3: budget")
+            );
+            store
+                .end_slice(
+                    "ci-3",
+                    s(2),
+                    &SliceEnd {
+                        status: RunStatus::Complete,
+                        planned: 5,
+                        stored: 5,
+                        finished_at: t,
+                        note: None,
+                    },
+                )
+                .unwrap();
+            assert_eq!(
+                store.run("ci-3").unwrap().unwrap().status,
+                RunStatus::Partial
+            );
+            let p = store
+                .end_slice(
+                    "ci-3",
+                    s(1),
+                    &SliceEnd {
+                        status: RunStatus::Complete,
+                        planned: 5,
+                        stored: 5,
+                        finished_at: t,
+                        note: None,
+                    },
+                )
+                .unwrap();
+            assert!(p.is_complete());
+            let r = store.run("ci-3").unwrap().unwrap();
+            assert_eq!(r.status, RunStatus::Complete);
+            assert_eq!(r.note, None);
+            assert_eq!(r.finished_at.as_deref(), Some(t));
+            assert_eq!(store.shard_progress("ci-3").unwrap(), Some(p));
+            assert_eq!(store.shard_progress("nope").unwrap(), None);
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! the brief snapshots (the `brief` module). The store keeps the body as the caller's text
 //! and does not read it; saving is best effort and never waits for another writer.
 
+use super::engine::args;
 use super::{Result, Store, generation_of, write_if_current};
 
 impl Store {
@@ -20,16 +21,13 @@ impl Store {
 
     /// The summary `kind` of `model` in `run`, if one was saved at the run's current generation.
     pub fn run_summary(&self, run: &str, model: &str, kind: &str) -> Result<Option<String>> {
-        use rusqlite::OptionalExtension;
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT s.body FROM run_summaries s JOIN runs r ON r.id = s.run_id \
-                 WHERE s.run_id = ?1 AND s.model = ?2 AND s.kind = ?3 \
-                 AND s.generation = r.generation",
-            )?
-            .query_row([run, model, kind], |r| r.get(0))
-            .optional()?)
+        self.conn.query_opt(
+            "SELECT s.body FROM run_summaries s JOIN runs r ON r.id = s.run_id \
+             WHERE s.run_id = ?1 AND s.model = ?2 AND s.kind = ?3 \
+             AND s.generation = r.generation",
+            args![run, model, kind],
+            |r| r.get(0),
+        )
     }
 
     /// Saves the summary `kind` of `model` in `run`, computed from the run at `generation`
@@ -49,7 +47,7 @@ impl Store {
                 "INSERT INTO run_summaries (run_id, model, kind, generation, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (run_id, model, kind) DO UPDATE SET \
                  generation = excluded.generation, body = excluded.body",
-                rusqlite::params![run, model, kind, generation, body],
+                args![run, model, kind, generation, body],
             )?;
             Ok(())
         });

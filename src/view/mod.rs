@@ -164,7 +164,7 @@ impl Site {
     /// A site over the store at `store_path` (opened read-only; it must exist and be at this
     /// build's schema version).
     pub fn open(project: Project, store_path: PathBuf) -> crate::Result<Site> {
-        let first = Store::open_read_only(&store_path)?;
+        let first = Store::open_read_only_url(&store_path.to_string_lossy())?;
         Ok(Site {
             store_path,
             project,
@@ -194,7 +194,7 @@ impl Site {
         };
         let store = match store {
             Some(s) => s,
-            None => Store::open_read_only(&self.store_path)?,
+            None => Store::open_read_only_url(&self.store_path.to_string_lossy())?,
         };
         let out = f(&store);
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());

@@ -426,7 +426,7 @@ pub(super) fn runs_page(
             "runs.html",
             links,
             "Runs",
-            json!({"runs": rows, "trend": trend, "models": model_links, "store": site.store_path.display().to_string()}),
+            json!({"runs": rows, "trend": trend, "models": model_links, "store": crate::store::engine::redact(&site.store_path.display().to_string())}),
         )
     })
 }

@@ -148,7 +148,7 @@ fn one_run(seed: &str, flaky: bool) {
     );
     assert_eq!(r["cases"].as_u64().unwrap(), calls);
     // The run holds every case it planned: complete, planned = the rounds' cases.
-    let store = cliffprobe::store::Store::open(&p.store_path()).unwrap();
+    let store = p.store();
     let run = store.run(r["run"].as_str().unwrap()).unwrap().unwrap();
     assert_eq!(run.planned, calls);
     assert_eq!(run.status, cliffprobe::store::RunStatus::Complete);

@@ -61,7 +61,7 @@ fn write_run(
     points: &[VariantAxes],
     verdict: impl Fn(&str, &VariantAxes, u32) -> CaseStatus,
 ) {
-    let mut store = Store::open(path).unwrap();
+    let mut store = Store::open_url(&path.to_string_lossy()).unwrap();
     store.begin_run(run).unwrap();
     let mut ops = vec![WriteOp::Probe(ProbeRecord {
         id: probe_id.into(),
@@ -366,7 +366,14 @@ fn promotion_is_idempotent_duplicate_free_and_atomic() {
         }
     };
     let run1 = run_info("r1", "2026-11-01T00:00:00Z", &["m1", "m2"], 2);
-    write_run(&p.store_path(), &run1, &probe.id, &digest, &pts, verdict);
+    write_run(
+        Path::new(&p.store_url()),
+        &run1,
+        &probe.id,
+        &digest,
+        &pts,
+        verdict,
+    );
     // A temp file left by a crashed writer must never replace the probe.
     let stale = file.parent().unwrap().join(format!(
         ".{}.tmp-999999",
@@ -414,7 +421,14 @@ fn promotion_is_idempotent_duplicate_free_and_atomic() {
 
     // A later run updates the same cases (no duplicates) and counts its failures once.
     let run2 = run_info("r2", "2026-11-02T00:00:00Z", &["m1", "m2"], 2);
-    write_run(&p.store_path(), &run2, &probe.id, &digest, &pts, verdict);
+    write_run(
+        Path::new(&p.store_url()),
+        &run2,
+        &probe.id,
+        &digest,
+        &pts,
+        verdict,
+    );
     p.run(&["promote"], &[]).success();
     p.run(&["promote", "r2"], &[]).success();
     let again = Probe::load(&file).unwrap();
@@ -475,7 +489,7 @@ fn promotion_honours_the_cap_and_skips_edited_probes() {
     // Every non-canonical variant fails on m1; xml + terse-expert fails on m2 as well, so it is
     // the most-failed case.
     write_run(
-        &p.store_path(),
+        Path::new(&p.store_url()),
         &run,
         &probe.id,
         &digest,

@@ -14,6 +14,7 @@ mod kill_resume;
 mod models_check;
 mod paraphrase;
 mod parsers_fuzz;
+mod postgres;
 mod properties;
 mod provider_http;
 mod real_servers;

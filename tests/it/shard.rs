@@ -7,6 +7,13 @@
 //! `--resume ID --shard I/N` leaves exactly one result per case; a second process on a live
 //! slice is refused until the lease expires; a shard with another plan is refused; a report
 //! and a gate on an incomplete sharded run say so; bad `--shard` arguments exit 2.
+//!
+//! The same on PostgreSQL (the `*_on_postgres` tests, on a database of their own on the server
+//! `CLIFFPROBE_TEST_PG` names; skipped without it unless `CLIFFPROBE_PG_REQUIRED=1`): four
+//! shard processes into one database, kill -9 and resume, a live slice refused to a second
+//! process and taken over at once when its holder's session dies (the lease is an advisory
+//! lock), then `report`, `trend` and `export` on the run. Under `CLIFFPROBE_IT_ENGINE=postgres`
+//! the other tests run on PostgreSQL too, but the one about SQLite's lease expiry.
 
 use crate::support::http_server;
 use crate::support::project;
@@ -44,14 +51,23 @@ fn server(delay_ms: u64) -> TestServer {
     })
 }
 
-fn project(server: &TestServer) -> Project {
+fn models(server: &TestServer) -> String {
     let url = format!("{}/v1", server.url());
     let extra = "timeout = 5\nmax_retries = 2";
-    let p = Project::new(
-        &(model("alpha", "openai", &url, extra) + &model("beta", "openai", &url, extra)),
-    );
+    model("alpha", "openai", &url, extra) + &model("beta", "openai", &url, extra)
+}
+
+fn project(server: &TestServer) -> Project {
+    let p = Project::new(&models(server));
     p.templatize("order-status-table.yaml");
     p
+}
+
+/// The same project with its store on PostgreSQL; `None` without a test server.
+fn project_on_postgres(server: &TestServer) -> Option<Project> {
+    let p = Project::new_on_postgres(&models(server))?;
+    p.templatize("order-status-table.yaml");
+    Some(p)
 }
 
 /// (model, variant, sample) → (status, output).
@@ -78,22 +94,43 @@ fn cases(p: &Project, run: &str) -> Cases {
     out
 }
 
-/// No (run, model, variant, sample) is stored twice, and the file is sound.
+/// No (run, model, variant, sample) is stored twice, and (SQLite) the file is sound.
 fn check_store(p: &Project) {
+    const DUPS: &str = "SELECT COUNT(*) FROM (SELECT run_id, model, variant_id, sample, \
+                        COUNT(*) AS n FROM cases GROUP BY run_id, model, variant_id, sample \
+                        HAVING COUNT(*) > 1) AS d";
+    if p.on_postgres() {
+        let mut c = postgres::Client::connect(&p.store_url(), postgres::NoTls).unwrap();
+        let dups: i64 = c.query_one(DUPS, &[]).unwrap().get(0);
+        assert_eq!(dups, 0, "duplicate cases");
+        return;
+    }
     let conn = rusqlite::Connection::open(p.store_path()).unwrap();
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(integrity, "ok");
-    let dups: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM (SELECT run_id, model, variant_id, sample, COUNT(*) AS n \
-             FROM cases GROUP BY run_id, model, variant_id, sample HAVING n > 1)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let dups: i64 = conn.query_row(DUPS, [], |r| r.get(0)).unwrap();
     assert_eq!(dups, 0, "duplicate cases");
+}
+
+/// Cases stored so far by every process (SQLite: settled or still in the staging log).
+fn stored_now(p: &Project) -> i64 {
+    if p.on_postgres() {
+        return postgres::Client::connect(&p.store_url(), postgres::NoTls)
+            .and_then(|mut c| c.query_one("SELECT COUNT(*) FROM cases", &[]))
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0);
+    }
+    rusqlite::Connection::open(p.store_path())
+        .and_then(|c| {
+            c.query_row(
+                "SELECT (SELECT COUNT(*) FROM cases) + (SELECT COUNT(*) FROM case_log)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .unwrap_or(0)
 }
 
 /// `cliffprobe sweep -q ARGS`, spawned, with the lease time to live given.
@@ -130,13 +167,58 @@ fn reference(server: &TestServer, args: &[&str]) -> Cases {
 #[test]
 fn four_shards_in_parallel_store_exactly_the_unsharded_runs_cases() {
     let server = server(2);
-    for (strategy, repeats, axes) in [
-        ("one-at-a-time", "2", ""),
-        ("pairwise", "1", ""),
-        ("sample:30", "2", ""),
-        // 90 variants: the full product of two axes.
-        ("full", "1", "format,length"),
-    ] {
+    four_shards(
+        &server,
+        &|| Some(project(&server)),
+        &[
+            ("one-at-a-time", "2", ""),
+            ("pairwise", "1", ""),
+            ("sample:30", "2", ""),
+            // 90 variants: the full product of two axes.
+            ("full", "1", "format,length"),
+        ],
+    );
+}
+
+#[test]
+fn four_shards_in_parallel_on_postgres_into_one_database_store_the_unsharded_runs_cases() {
+    let server = server(2);
+    let Some(p) = four_shards(
+        &server,
+        &|| project_on_postgres(&server),
+        &[("one-at-a-time", "2", ""), ("pairwise", "1", "")],
+    ) else {
+        return;
+    };
+    // report, trend and export read the run from PostgreSQL.
+    let run_id = "ci-pairwise";
+    let report = p.run(&["report", run_id], &[]).success();
+    assert!(report.stdout.contains("alpha") && report.stdout.contains("beta"));
+    let json = p
+        .run(&["report", run_id, "--format", "json"], &[])
+        .success();
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(doc.to_string().contains(run_id), "{}", json.stdout);
+    let trend = p.run(&["trend"], &[]).success();
+    assert!(trend.stdout.contains("ci-pairwise"), "{}", trend.stdout);
+    assert!(
+        trend.stdout.contains("ci-one-at-a-time"),
+        "{}",
+        trend.stdout
+    );
+    let exported = p.export(Some(run_id));
+    assert_eq!(exported.len(), cases(&p, run_id).len());
+}
+
+/// Four shard processes in parallel into one store per strategy; returns the project (with
+/// its two runs `ci-STRATEGY`), or `None` when `new` has no store to give.
+fn four_shards(
+    server: &TestServer,
+    new: &dyn Fn() -> Option<Project>,
+    strategies: &[(&str, &str, &str)],
+) -> Option<Project> {
+    let p = new()?;
+    for &(strategy, repeats, axes) in strategies {
         let mut args = vec![
             "--strategy",
             strategy,
@@ -148,7 +230,6 @@ fn four_shards_in_parallel_store_exactly_the_unsharded_runs_cases() {
         if !axes.is_empty() {
             args.extend(["--axes", axes]);
         }
-        let p = project(&server);
         let planned = p.planned(&args);
         // The slices' plans add up to the run's.
         let sliced: u64 = (0..4)
@@ -174,7 +255,16 @@ fn four_shards_in_parallel_store_exactly_the_unsharded_runs_cases() {
         }
         check_store(&p);
         let store = p.store();
-        assert_eq!(store.runs().unwrap().len(), 1, "four shards, one run");
+        assert!(
+            store
+                .runs()
+                .unwrap()
+                .iter()
+                .filter(|r| r.id == run_id)
+                .count()
+                == 1,
+            "four shards, one run"
+        );
         let run = store.run(&run_id).unwrap().unwrap();
         assert_eq!(run.status, RunStatus::Complete, "{run:?}");
         assert_eq!(run.planned, planned);
@@ -188,7 +278,7 @@ fn four_shards_in_parallel_store_exactly_the_unsharded_runs_cases() {
         assert!(store.leases().unwrap().is_empty(), "every lease released");
         let sharded = cases(&p, &run_id);
         assert_eq!(sharded.len() as u64, planned);
-        let unsharded = reference(&server, &args);
+        let unsharded = reference(server, &args);
         assert_eq!(
             sharded, unsharded,
             "{strategy}: the union is the unsharded run"
@@ -197,12 +287,33 @@ fn four_shards_in_parallel_store_exactly_the_unsharded_runs_cases() {
         let out = p.run(&["report", &run_id], &[]).success();
         assert!(!out.stdout.contains("incomplete"), "{}", out.stdout);
     }
+    Some(p)
 }
 
 #[test]
 fn a_killed_shard_resumes_its_slice_and_every_case_is_stored_once() {
     let server = server(15);
-    let p = project(&server);
+    killed_shard_resumes(&server, &project(&server));
+}
+
+#[test]
+fn a_killed_shard_resumes_its_slice_on_postgres_and_every_case_is_stored_once() {
+    let server = server(15);
+    let Some(p) = project_on_postgres(&server) else {
+        return;
+    };
+    killed_shard_resumes(&server, &p);
+    // trend and export over the resumed run.
+    let trend = p.run(&["trend"], &[]).success();
+    assert!(trend.stdout.contains("pipeline-4711"), "{}", trend.stdout);
+    let exported = p.export(Some("pipeline-4711"));
+    assert_eq!(
+        exported.len() as u64,
+        p.store().case_count("pipeline-4711").unwrap()
+    );
+}
+
+fn killed_shard_resumes(server: &TestServer, p: &Project) {
     let args = [
         "--strategy",
         "one-at-a-time",
@@ -217,7 +328,7 @@ fn a_killed_shard_resumes_its_slice_and_every_case_is_stored_once() {
         let shard = format!("{i}/4");
         let mut a = args.to_vec();
         a.extend(["--run-id", run_id, "--shard", shard.as_str()]);
-        spawn_sweep(&p, &a, "30")
+        spawn_sweep(p, &a, "30")
     };
     let mut victim = spawn(1);
     let others: Vec<Child> = [0, 2, 3].into_iter().map(spawn).collect();
@@ -229,16 +340,7 @@ fn a_killed_shard_resumes_its_slice_and_every_case_is_stored_once() {
             victim.try_wait().unwrap().is_none(),
             "shard 1/4 ended before the kill: size the run up"
         );
-        let stored = rusqlite::Connection::open(p.store_path())
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT (SELECT COUNT(*) FROM cases) + (SELECT COUNT(*) FROM case_log)",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-            })
-            .unwrap_or(0);
-        if stored > 40 {
+        if stored_now(p) > 40 {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -248,7 +350,7 @@ fn a_killed_shard_resumes_its_slice_and_every_case_is_stored_once() {
     for (i, c) in others.into_iter().enumerate() {
         wait_ok(c, &format!("shard {}", [0, 2, 3][i]));
     }
-    check_store(&p);
+    check_store(p);
     let store = p.store();
     let run = store.run(run_id).unwrap().unwrap();
     assert_ne!(run.status, RunStatus::Complete, "{run:?}");
@@ -285,22 +387,23 @@ fn a_killed_shard_resumes_its_slice_and_every_case_is_stored_once() {
         gate.stdout
     );
 
-    // Its lease has 30 s to run, but no sweep holds the store's lock any more, so its holder
-    // is known to be gone: the resume takes the slice over at once and completes it.
+    // Its lease has 30 s to run, but its holder is known to be gone (SQLite: no sweep holds
+    // the store's lock any more; PostgreSQL: its session, and with it the lease's advisory
+    // lock, ended): the resume takes the slice over at once and completes it.
     let out = p.run(
         &["sweep", "-q", "--resume", run_id, "--shard", "1/4"],
         &[("TEST_KEY", KEY), ("CLIFFPROBE_LEASE_SECS", "30")],
     );
     let out = out.success();
-    check_store(&p);
+    check_store(p);
     let store = p.store();
     let run = store.run(run_id).unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Complete, "{run:?}\n{}", out.stderr);
     assert_eq!(store.case_count(run_id).unwrap(), planned);
-    let resumed = cases(&p, run_id);
+    let resumed = cases(p, run_id);
     assert_eq!(
         resumed,
-        reference(&server, &args),
+        reference(server, &args),
         "exactly the unsharded run"
     );
     let out = p.run(&["report", run_id], &[]).success();
@@ -314,6 +417,11 @@ fn a_killed_shard_resumes_its_slice_and_every_case_is_stored_once() {
 fn a_live_slice_is_refused_to_a_second_process_until_its_lease_expires() {
     let server = server(40);
     let p = project(&server);
+    if p.on_postgres() {
+        // Leases on PostgreSQL end with their session, not at their expiry: see
+        // `a_live_slice_on_postgres_is_refused_while_its_holder_lives`.
+        return;
+    }
     let args = [
         "--strategy",
         "one-at-a-time",
@@ -414,6 +522,107 @@ fn a_live_slice_is_refused_to_a_second_process_until_its_lease_expires() {
     );
     assert!(p.store().leases().unwrap().is_empty());
     check_store(&p);
+}
+
+#[test]
+fn a_live_slice_on_postgres_is_refused_while_its_holder_lives() {
+    let server = server(40);
+    let Some(p) = project_on_postgres(&server) else {
+        return;
+    };
+    let args = [
+        "--strategy",
+        "one-at-a-time",
+        "--repeats",
+        "4",
+        "--concurrency",
+        "1",
+    ];
+    let mut a = args.to_vec();
+    a.extend(["--run-id", "nightly", "--shard", "0/2"]);
+    // A lease of ten minutes: only the end of its holder's session can end it early.
+    let lease = "600";
+    let mut first = spawn_sweep(&p, &a, lease);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.request_count() == 0 {
+        assert!(Instant::now() < deadline, "the first shard made no request");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A second process on the same slice: refused, naming the holder and its session.
+    let second = p.run(
+        &[&["sweep", "-q"][..], &a[..]].concat(),
+        &[("TEST_KEY", KEY), ("CLIFFPROBE_LEASE_SECS", lease)],
+    );
+    assert_eq!(second.code, Some(2), "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("shard 0/2 of run nightly is being swept by")
+            && second.stderr.contains("pid")
+            && second.stderr.contains("advisory lock"),
+        "{}",
+        second.stderr
+    );
+    // The other slice is free, and runs alongside.
+    let mut other = a.clone();
+    *other.last_mut().unwrap() = "1/2";
+    let other_child = spawn_sweep(&p, &other, lease);
+    // `unlock` lists the live lease and leaves it.
+    let unlock = p.run(&["unlock"], &[]);
+    assert_eq!(unlock.code, Some(1), "{}", unlock.stdout);
+    assert!(
+        unlock
+            .stdout
+            .contains("live lease: shard 0/2 of run nightly")
+            && unlock.stdout.contains("ends with the holder's session"),
+        "{}",
+        unlock.stdout
+    );
+    assert!(
+        unlock.stderr.contains("the shards of sharded sweeps"),
+        "the store's lock, held shared: {}",
+        unlock.stderr
+    );
+    // kill -9: the session ends, and with it the lease, long before its expiry.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let killed_at = Instant::now();
+    let mut taken = None;
+    while killed_at.elapsed() < Duration::from_secs(20) {
+        let out = p.run(
+            &[
+                &["sweep", "-q", "--resume", "nightly"][..],
+                &["--shard", "0/2"][..],
+            ]
+            .concat(),
+            &[("TEST_KEY", KEY), ("CLIFFPROBE_LEASE_SECS", lease)],
+        );
+        if out.code == Some(0) {
+            taken = Some(killed_at.elapsed());
+            break;
+        }
+        assert!(out.stderr.contains("being swept"), "{}", out.stderr);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let taken = taken.expect("the killed holder's slice was taken over");
+    eprintln!(
+        "PostgreSQL: slice 0/2 resumed and completed {taken:?} after kill -9 (lease: {lease} s)"
+    );
+    wait_ok(other_child, "shard 1/2");
+    assert_eq!(
+        p.store().run("nightly").unwrap().unwrap().status,
+        RunStatus::Complete
+    );
+    assert!(p.store().leases().unwrap().is_empty());
+    check_store(&p);
+    // report, trend and export on the run.
+    let report = p.run(&["report", "nightly"], &[]).success();
+    assert!(!report.stdout.contains("incomplete"), "{}", report.stdout);
+    p.run(&["trend"], &[]).success();
+    assert_eq!(
+        p.export(Some("nightly")).len() as u64,
+        p.store().case_count("nightly").unwrap()
+    );
 }
 
 #[test]

@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod http_server;
+pub mod postgres;
 pub mod project;

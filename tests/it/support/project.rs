@@ -36,6 +36,9 @@ pub fn model(name: &str, provider: &str, base_url: &str, extra: &str) -> String 
 /// A temporary project folder; removed when dropped.
 pub struct Project {
     dir: tempfile::TempDir,
+    /// With `CLIFFPROBE_IT_ENGINE=postgres`, the project's store is a PostgreSQL database of
+    /// its own (see `support::postgres`): a way to run the whole suite on the team store.
+    pg: Option<super::postgres::TestDb>,
 }
 
 /// What one command did.
@@ -113,10 +116,40 @@ impl Project {
             .prefix("cliffprobe-it-")
             .tempdir()
             .expect("tempdir");
-        let p = Project { dir };
+        let pg = if std::env::var("CLIFFPROBE_IT_ENGINE").is_ok_and(|e| e == "postgres") {
+            super::postgres::TestDb::create()
+        } else {
+            None
+        };
+        Project::with_store(dir, pg, models)
+    }
+
+    /// A project whose store is a PostgreSQL database of its own whatever
+    /// `CLIFFPROBE_IT_ENGINE` says, or `None` (after a notice) when no test server is set (see
+    /// `support::postgres`).
+    pub fn new_on_postgres(models: &str) -> Option<Project> {
+        let pg = super::postgres::TestDb::create()?;
+        let dir = tempfile::Builder::new()
+            .prefix("cliffprobe-it-")
+            .tempdir()
+            .expect("tempdir");
+        Some(Project::with_store(dir, Some(pg), models))
+    }
+
+    fn with_store(
+        dir: tempfile::TempDir,
+        pg: Option<super::postgres::TestDb>,
+        models: &str,
+    ) -> Project {
+        let p = Project { dir, pg };
         p.write_config(models);
         std::fs::create_dir_all(p.root().join("probes")).expect("probes/");
         p
+    }
+
+    /// Whether the project's store is on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.pg.is_some()
     }
 
     /// The project folder.
@@ -131,8 +164,12 @@ impl Project {
 
     /// (Re)writes `cliffprobe.toml` with these model tables.
     pub fn write_config(&self, models: &str) {
+        let store = self
+            .pg
+            .as_ref()
+            .map_or(".cliffprobe/cliffprobe.db", |db| db.url.as_str());
         let text = format!(
-            "suite = \"probes\"\nstore = \".cliffprobe/cliffprobe.db\"\n\n[sweep]\nseed = 7\nrepeats = 1\nconcurrency = 8\n\n{models}"
+            "suite = \"probes\"\nstore = \"{store}\"\n\n[sweep]\nseed = 7\nrepeats = 1\nconcurrency = 8\n\n{models}"
         );
         self.write("cliffprobe.toml", &text);
     }
@@ -212,9 +249,14 @@ impl Project {
 
     /// Every case of a run (default: the latest) from `cliffprobe export --format jsonl`.
     pub fn export(&self, run: Option<&str>) -> Vec<serde_json::Value> {
+        self.export_with(run, &[])
+    }
+
+    /// [`Project::export`] with extra environment variables.
+    pub fn export_with(&self, run: Option<&str>, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
         let mut args = vec!["export", "--format", "jsonl"];
         args.extend(run);
-        let out = self.run(&args, &[]).success();
+        let out = self.run(&args, env).success();
         out.stdout
             .lines()
             .map(|l| {
@@ -223,9 +265,20 @@ impl Project {
             .collect()
     }
 
+    /// The store as `--store` names it: the file, or the PostgreSQL URL in that mode.
+    pub fn store_url(&self) -> String {
+        match &self.pg {
+            Some(db) => db.url.clone(),
+            None => self.store_path().display().to_string(),
+        }
+    }
+
     /// The project's store, opened with the library.
     pub fn store(&self) -> cliffprobe::store::Store {
-        cliffprobe::store::Store::open(&self.store_path()).expect("open the store")
+        match &self.pg {
+            Some(db) => cliffprobe::store::Store::open_url(&db.url).expect("open the store"),
+            None => cliffprobe::store::Store::open(&self.store_path()).expect("open the store"),
+        }
     }
 
     /// Every file under the project folder (recursively), with its bytes.
