@@ -19,7 +19,6 @@
 mod http_server;
 #[allow(dead_code)]
 #[path = "../tests/it/support/postgres.rs"]
-#[allow(dead_code)]
 mod postgres;
 
 #[allow(dead_code)]
