@@ -973,6 +973,39 @@ pub fn lease_ttl() -> Duration {
         .map_or(Duration::from_secs(30), Duration::from_secs_f64)
 }
 
+/// The record of a run this sweep starts (or, sharded, the first shard creates): what was
+/// asked for, planned, and from which probe contents, so a resume or another shard can check it.
+fn new_run(
+    opts: &SweepOptions,
+    models: &[(String, ModelConfig)],
+    probes: &[LoadedProbe],
+    config: &Config,
+    planned: u64,
+    probe_digests: indexmap::IndexMap<String, String>,
+) -> RunInfo {
+    RunInfo {
+        id: opts.run_id.clone(),
+        started_at: now(),
+        finished_at: None,
+        status: RunStatus::Running,
+        models: opts.models.clone(),
+        model_ids: models
+            .iter()
+            .map(|(n, c)| (n.clone(), format!("{}:{}", c.provider.as_str(), c.model)))
+            .collect(),
+        probes: probes.iter().map(|p| p.probe.id.clone()).collect(),
+        strategy: opts.strategy.to_string(),
+        seed: opts.seed,
+        repeats: opts.repeats,
+        config_digest: config.digest(),
+        planned,
+        note: None,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        axes: Some(opts.axes.to_string()),
+        probe_digests: Some(probe_digests),
+    }
+}
+
 /// Runs a sweep to the end (or to a budget, or to Ctrl-C) and records it.
 pub fn run(
     config: &Config,
@@ -1076,27 +1109,7 @@ pub fn run(
                     slices: slice.count(),
                 }),
             };
-            let r = RunInfo {
-                id: opts.run_id.clone(),
-                started_at: now(),
-                finished_at: None,
-                status: RunStatus::Running,
-                models: opts.models.clone(),
-                model_ids: models
-                    .iter()
-                    .map(|(n, c)| (n.clone(), format!("{}:{}", c.provider.as_str(), c.model)))
-                    .collect(),
-                probes: probes.iter().map(|p| p.probe.id.clone()).collect(),
-                strategy: opts.strategy.to_string(),
-                seed: opts.seed,
-                repeats: opts.repeats,
-                config_digest: config.digest(),
-                planned: run_planned,
-                note: None,
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                axes: Some(opts.axes.to_string()),
-                probe_digests: Some(digests),
-            };
+            let r = new_run(&opts, &models, &probes, config, run_planned, digests);
             let created = store.join_run(&r, &plan)?;
             store.begin_slice(&r.id, slice, planned)?;
             eprintln!(
@@ -1131,27 +1144,14 @@ pub fn run(
             )));
         }
         (false, _) => {
-            let r = RunInfo {
-                id: opts.run_id.clone(),
-                started_at: now(),
-                finished_at: None,
-                status: RunStatus::Running,
-                models: opts.models.clone(),
-                model_ids: models
-                    .iter()
-                    .map(|(n, c)| (n.clone(), format!("{}:{}", c.provider.as_str(), c.model)))
-                    .collect(),
-                probes: probes.iter().map(|p| p.probe.id.clone()).collect(),
-                strategy: opts.strategy.to_string(),
-                seed: opts.seed,
-                repeats: opts.repeats,
-                config_digest: config.digest(),
+            let r = new_run(
+                &opts,
+                &models,
+                &probes,
+                config,
                 planned,
-                note: None,
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                axes: Some(opts.axes.to_string()),
-                probe_digests: Some(probe_digests(&probes, &lib)?),
-            };
+                probe_digests(&probes, &lib)?,
+            );
             store.begin_run(&r)?;
             // Said first (even with -q: it is not progress), so the log of a sweep that is
             // killed still says what to resume.
