@@ -4,9 +4,10 @@
 //! Every table of the history is copied row for row with its keys unchanged (the store's keys
 //! are run ids, content digests and positions, never engine-generated numbers, so nothing has
 //! to be remapped): runs (with their generation), probe versions, variants, cases, the
-//! response cache, run summaries and replays. Not copied: the staging logs (the source is
-//! settled when opened), the sweep lock record (a process's state, not history) and the brief
-//! snapshots (SQLite's derived copies of the cases, rebuilt by the next walk).
+//! response cache, run summaries, sharded runs' plans and slices, and replays. Not copied: the
+//! staging logs (the source is settled when opened), the sweep lock record and the sweep
+//! leases (a process's state, not history), and the brief snapshots (SQLite's derived copies
+//! of the cases, rebuilt by the next walk).
 //!
 //! The copy is one transaction on the destination: all of it or nothing. A run or replay id
 //! already in the destination is refused before anything is written (two histories are not
@@ -128,6 +129,31 @@ const TABLES: &[Table] = &[
             ("body", Text),
         ],
         key: "run_id, model, kind",
+        shared: false,
+    },
+    Table {
+        name: "run_plans",
+        columns: &[
+            ("run_id", Text),
+            ("slices", Int),
+            ("plan_digest", Text),
+            ("created_at", Int),
+        ],
+        key: "run_id",
+        shared: false,
+    },
+    Table {
+        name: "run_slices",
+        columns: &[
+            ("run_id", Text),
+            ("slice", Int),
+            ("status", Text),
+            ("planned", Int),
+            ("stored", Int),
+            ("updated_at", Int),
+            ("note", Text),
+        ],
+        key: "run_id, slice",
         shared: false,
     },
     Table {

@@ -1381,6 +1381,25 @@ fn store_copy_moves_every_table_between_engines_and_refuses_a_second_copy() {
                 response: response("cached\0answer"),
             }])
             .unwrap();
+        // A case of an episode (trajectory, stop reason) and a sharded run (plan, a slice).
+        let mut episode = case("r1", "prod", "v-hop", 7, CaseStatus::Fail);
+        episode.trajectory = Some(crate::episode::Trajectory {
+            steps: vec![crate::episode::Step {
+                text: "looking it up".into(),
+                ..Default::default()
+            }],
+        });
+        episode.stop_reason = Some(crate::episode::StopReason::Budget);
+        source.write_batch(&[WriteOp::Case(episode)]).unwrap();
+        let mut sharded = source.run("r1").unwrap().unwrap();
+        sharded.id = "r-sharded".into();
+        let plan = crate::store::RunPlan {
+            slices: 2,
+            digest: "d".into(),
+        };
+        assert!(source.join_run(&sharded, &plan).unwrap());
+        let slice = crate::shard::Slice::new(1, 2).unwrap();
+        source.begin_slice("r-sharded", slice, 5).unwrap();
         let g = source.run_generation("r1").unwrap().unwrap();
         assert!(source.save_run_summary("r1", "prod", "k", g, "{}").unwrap());
         for dest in engines() {
@@ -1405,8 +1424,17 @@ fn store_copy_moves_every_table_between_engines_and_refuses_a_second_copy() {
                     .as_deref(),
                 Some("{}")
             );
+            assert_eq!(
+                dest_store.variant_cases("r1", "prod", "v-hop").unwrap(),
+                source.variant_cases("r1", "prod", "v-hop").unwrap()
+            );
+            assert_eq!(dest_store.run_plan("r-sharded").unwrap(), Some(plan.clone()));
+            assert_eq!(
+                dest_store.shard_progress("r-sharded").unwrap(),
+                source.shard_progress("r-sharded").unwrap()
+            );
             let err = source.copy_to(&mut dest_store).unwrap_err().to_string();
-            assert!(err.contains("run `r1` is already in"), "{err}");
+            assert!(err.contains("is already in"), "{err}");
         }
     }
 }
