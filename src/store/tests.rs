@@ -1428,7 +1428,10 @@ fn store_copy_moves_every_table_between_engines_and_refuses_a_second_copy() {
                 dest_store.variant_cases("r1", "prod", "v-hop").unwrap(),
                 source.variant_cases("r1", "prod", "v-hop").unwrap()
             );
-            assert_eq!(dest_store.run_plan("r-sharded").unwrap(), Some(plan.clone()));
+            assert_eq!(
+                dest_store.run_plan("r-sharded").unwrap(),
+                Some(plan.clone())
+            );
             assert_eq!(
                 dest_store.shard_progress("r-sharded").unwrap(),
                 source.shard_progress("r-sharded").unwrap()
