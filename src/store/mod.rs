@@ -331,38 +331,17 @@ impl Store {
     /// `started_at`, takes every other field from `run`, and its `finished_at` is cleared.
     /// Checking that the resumed configuration matches (`config_digest`) is the caller's job.
     pub fn begin_run(&self, run: &RunInfo) -> Result<()> {
-        let models = to_json(&run.models)?;
-        let model_ids = to_json(&run.model_ids)?;
-        let probes = to_json(&run.probes)?;
-        let probe_digests = run.probe_digests.as_ref().map(to_json).transpose()?;
-        self.conn.execute(
-            "INSERT INTO runs (id, started_at, finished_at, status, models, model_ids, probes, \
-             strategy, seed, repeats, config_digest, planned, note, version, axes, probe_digests) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-             ON CONFLICT (id) DO UPDATE SET finished_at = NULL, status = excluded.status, \
-             models = excluded.models, model_ids = excluded.model_ids, probes = excluded.probes, \
-             strategy = excluded.strategy, seed = excluded.seed, repeats = excluded.repeats, \
-             config_digest = excluded.config_digest, planned = excluded.planned, \
-             note = excluded.note, version = excluded.version, axes = excluded.axes, \
-             probe_digests = excluded.probe_digests",
-            args![
-                run.id,
-                run.started_at,
-                run.finished_at,
-                run.status.as_str(),
-                models,
-                model_ids,
-                probes,
-                run.strategy,
-                run.seed as i64,
-                i64::from(run.repeats),
-                run.config_digest,
-                run.planned as i64,
-                run.note,
-                run.version,
-                run.axes,
-                probe_digests,
-            ],
+        insert_run(
+            &self.conn,
+            run,
+            run_insert!(
+                "ON CONFLICT (id) DO UPDATE SET finished_at = NULL, status = excluded.status, \
+                 models = excluded.models, model_ids = excluded.model_ids, \
+                 probes = excluded.probes, strategy = excluded.strategy, seed = excluded.seed, \
+                 repeats = excluded.repeats, config_digest = excluded.config_digest, \
+                 planned = excluded.planned, note = excluded.note, version = excluded.version, \
+                 axes = excluded.axes, probe_digests = excluded.probe_digests"
+            ),
         )?;
         Ok(())
     }
@@ -1142,6 +1121,45 @@ fn run_from_row(row: &DbRow<'_>) -> Result<RunInfo> {
             .transpose()?,
         id,
     })
+}
+
+/// The insert of a run row followed by its conflict clause: a sweep's start (a resume updates
+/// the row) and a shard's join (the first to arrive creates it) differ only there.
+macro_rules! run_insert {
+    ($on_conflict:literal) => {
+        concat!(
+            "INSERT INTO runs (id, started_at, finished_at, status, models, model_ids, probes, \
+             strategy, seed, repeats, config_digest, planned, note, version, axes, probe_digests) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ",
+            $on_conflict
+        )
+    };
+}
+use run_insert;
+
+/// Writes `run` with `sql` (a [`run_insert!`]); the rows the statement changed.
+fn insert_run(db: &Db, run: &RunInfo, sql: &str) -> Result<u64> {
+    db.execute(
+        sql,
+        args![
+            run.id,
+            run.started_at,
+            run.finished_at,
+            run.status.as_str(),
+            to_json(&run.models)?,
+            to_json(&run.model_ids)?,
+            to_json(&run.probes)?,
+            run.strategy,
+            run.seed as i64,
+            i64::from(run.repeats),
+            run.config_digest,
+            run.planned as i64,
+            run.note,
+            run.version,
+            run.axes,
+            run.probe_digests.as_ref().map(to_json).transpose()?,
+        ],
+    )
 }
 
 /// A case's trajectory as stored (JSON text), `None` for a single-turn case.

@@ -29,7 +29,7 @@
 //!   `partial`, and its note says e.g. "3 of 4 shards complete".
 
 use super::engine::{Begin, Db, Engine, Target, args};
-use super::{RunInfo, RunStatus, Store, to_json};
+use super::{RunInfo, RunStatus, Store};
 use crate::error::{Error, Result};
 use crate::shard::Slice;
 use std::collections::HashSet;
@@ -286,35 +286,9 @@ impl Store {
     /// exists without a plan (an unsharded run of that id). A joined run is marked `running`
     /// again (a slice is being written).
     pub fn join_run(&mut self, run: &RunInfo, plan: &RunPlan) -> Result<bool> {
-        let models = to_json(&run.models)?;
-        let model_ids = to_json(&run.model_ids)?;
-        let probes = to_json(&run.probes)?;
-        let probe_digests = run.probe_digests.as_ref().map(to_json).transpose()?;
         self.conn.transaction(Begin::Immediate, |tx| {
-        let created = tx.execute(
-            "INSERT INTO runs (id, started_at, finished_at, status, models, model_ids, probes, \
-             strategy, seed, repeats, config_digest, planned, note, version, axes, probe_digests) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-             ON CONFLICT (id) DO NOTHING",
-            args![
-                run.id,
-                run.started_at,
-                run.finished_at,
-                run.status.as_str(),
-                models,
-                model_ids,
-                probes,
-                run.strategy,
-                run.seed as i64,
-                i64::from(run.repeats),
-                run.config_digest,
-                run.planned as i64,
-                run.note,
-                run.version,
-                run.axes,
-                probe_digests,
-            ],
-        )? == 1;
+        let created =
+            super::insert_run(tx, run, super::run_insert!("ON CONFLICT (id) DO NOTHING"))? == 1;
         if created {
             tx.execute(
                 "INSERT INTO run_plans (run_id, slices, plan_digest, created_at) \
