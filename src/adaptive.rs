@@ -1325,14 +1325,8 @@ pub fn run(
             .iter()
             .map(|g| decide(g, &values[&g.probe]))
             .collect();
-        if outcome.stopped.is_some() || !outcome.halted.is_empty() {
-            ended = format!(
-                "the sweep stopped: {}",
-                outcome
-                    .stopped
-                    .clone()
-                    .unwrap_or_else(|| "a model was halted".into())
-            );
+        // The report of this run as it stands, whichever way the rounds end.
+        let report = |ended: String| {
             let mut r = finish(
                 &groups,
                 &states,
@@ -1345,6 +1339,17 @@ pub fn run(
                 ended,
             );
             r.run = outcome.run.id.clone();
+            r
+        };
+        if outcome.stopped.is_some() || !outcome.halted.is_empty() {
+            ended = format!(
+                "the sweep stopped: {}",
+                outcome
+                    .stopped
+                    .clone()
+                    .unwrap_or_else(|| "a model was halted".into())
+            );
+            let r = report(ended);
             return Ok((outcome, r));
         }
         let undecided = states.iter().any(|s| {
@@ -1443,18 +1448,7 @@ pub fn run(
                 continue;
             }
         }
-        let mut r = finish(
-            &groups,
-            &states,
-            &values,
-            &lib.ordered,
-            rounds,
-            cases,
-            budget,
-            full_cases,
-            ended,
-        );
-        r.run = outcome.run.id.clone();
+        let r = report(ended);
         record_planned(store_path, &r.run, cases)?;
         return Ok((outcome, r));
     }
