@@ -1,4 +1,5 @@
-//! The store: runs, probe versions, variants, cases and the response cache, in SQLite.
+//! The store: runs, probe versions, variants, cases and the response cache, in SQLite or
+//! PostgreSQL.
 //!
 //! Everything the sweep learns ends up here, and the analysis, the report and the export read
 //! it back from here and from nowhere else. The store owns the schema and its migrations, the
@@ -9,9 +10,10 @@
 //!
 //! The default store is an embedded SQLite file (`.cliffprobe/cliffprobe.db`, see
 //! [`DEFAULT_PATH`]) in WAL mode: one writer and any number of readers at once. The public API
-//! speaks only domain types ([`RunInfo`], [`CaseRecord`], …) and the SQL is kept portable
-//! (see the `schema` module), so a PostgreSQL backend can be added behind the same methods
-//! later; [`Store::open_url`] already routes on the URL scheme.
+//! speaks only domain types ([`RunInfo`], [`CaseRecord`], …). A `postgresql://` URL
+//! ([`Store::open_url`]) selects the team store on PostgreSQL behind the same methods: the SQL
+//! is written once in a portable dialect and run through the `engine` module's `Db`, which
+//! translates the little that differs (see its module docs).
 //!
 //! # Threads
 //! Every store call blocks: from async code, call it through `spawn_blocking` or
