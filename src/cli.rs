@@ -4,10 +4,10 @@
 //! (a file, a field, an option), with nothing written. A closed stdout pipe is success.
 
 use crate::axes::AxisLibrary;
-use crate::check::Check;
 use crate::config::Config;
 use crate::error::Error;
 use crate::expand::{AxisFilter, ProbeExpansion, Strategy};
+use crate::grade::check::Check;
 use crate::incident::Incident;
 use crate::probe::{self, Probe, Tier};
 use crate::templatize::{self, TemplatizeOptions};

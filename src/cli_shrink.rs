@@ -5,9 +5,9 @@
 //! with only some axes changed, calls the model (sequentially, with the sweep's retry rules:
 //! 429s wait, transient faults back off, at most `max_retries`), and grades the answer the way
 //! the sweep does: the probe's checks; each `judge` check by asking the `[judge]` model the
-//! request of [`crate::judge::judge_request`] (a reply without a verdict is asked again, up to
+//! request of [`crate::grade::judge::judge_request`] (a reply without a verdict is asked again, up to
 //! [`crate::sweep::JUDGE_REPLY_ATTEMPTS`]; no verdict makes the sample an error); and, for an
-//! `invariant: true` probe, the answer key ([`crate::invariant::answer_key`]) against the
+//! `invariant: true` probe, the answer key ([`crate::grade::invariant::answer_key`]) against the
 //! canonical's answer key of the same sample (the canonical is always asked first; a sample
 //! whose canonical answer errored cannot be compared and counts as an error, never a pass).
 //! Answers and judge replies come from, and go to, the response cache under the sweep's own
@@ -22,11 +22,11 @@
 use crate::axes::{AxisName, ORIGINAL};
 use crate::brittleness::{self, Filter};
 use crate::chat::{ChatRequest, ChatResponse};
-use crate::check::Check;
 use crate::cli::Project;
 use crate::cli_brittle::{axes_text, right, table};
 use crate::error::Error;
 use crate::expand::{AxisFilter, ProbeExpansion, variant_id, variant_seed};
+use crate::grade::check::Check;
 use crate::grade::{self, CaseStatus};
 use crate::probe::{self, Probe};
 use crate::promote::{self, Candidate};
@@ -501,7 +501,7 @@ fn grading(project: &Project, path: &std::path::Path, probe: &Probe) -> Result<G
     };
     Ok(Grading {
         judge,
-        invariant: crate::invariant::InvariantProbe::of(probe).map(|p| p.answer_pattern),
+        invariant: crate::sweep::invariance::InvariantProbe::of(probe).map(|p| p.answer_pattern),
         canonical_keys: Vec::new(),
     })
 }
@@ -817,7 +817,7 @@ fn ask(
             let mut judge_error = None;
             for (i, c) in probe.checks.iter().enumerate() {
                 let Check::Judge(jc) = c else { continue };
-                let req = crate::judge::judge_request(
+                let req = crate::grade::judge::judge_request(
                     j.prompt.as_deref(),
                     &jc.rubric,
                     &v.request,
@@ -848,9 +848,10 @@ fn ask(
             status = grade::fold_status(&verdicts);
         }
         if let Some(pattern) = &grading.invariant {
-            let k = crate::invariant::answer_key(&resp.text, &resp.tool_calls, pattern.as_ref());
+            let k =
+                crate::grade::invariant::answer_key(&resp.text, &resp.tool_calls, pattern.as_ref());
             if v.canonical {
-                verdicts.push(crate::invariant::reference());
+                verdicts.push(crate::grade::invariant::reference());
                 grading.canonical_keys[sample as usize] = Some(k);
             } else {
                 let canonical = grading
@@ -858,7 +859,7 @@ fn ask(
                     .get(sample as usize)
                     .cloned()
                     .flatten();
-                verdicts.push(crate::invariant::compare(&k, canonical.as_deref()));
+                verdicts.push(crate::grade::invariant::compare(&k, canonical.as_deref()));
             }
             status = grade::fold_status(&verdicts);
         }
@@ -908,15 +909,15 @@ fn judge_one(
     rt: &tokio::runtime::Runtime,
     req: &ChatRequest,
     q: &mut Asked,
-) -> Result<std::result::Result<crate::judge::JudgeVerdict, String>> {
+) -> Result<std::result::Result<crate::grade::judge::JudgeVerdict, String>> {
     if j.provider.kind() == crate::config::ProviderKind::Mock {
         let r = crate::provider::mock::judge_answer(&j.provider.config().model, req);
-        return Ok(crate::judge::parse_verdict(&r.text));
+        return Ok(crate::grade::judge::parse_verdict(&r.text));
     }
     let body = j.provider.encode(req);
     let key = crate::sweep::cache_key(&j.provider, &body, 0);
     if let Some(r) = store.cache_get(&key)?
-        && let Ok(v) = crate::judge::parse_verdict(&r.text)
+        && let Ok(v) = crate::grade::judge::parse_verdict(&r.text)
     {
         q.judge_cached += 1;
         return Ok(Ok(v));
@@ -936,7 +937,7 @@ fn judge_one(
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        match crate::judge::parse_verdict(&r.text) {
+        match crate::grade::judge::parse_verdict(&r.text) {
             Ok(v) => {
                 store.write_batch(&[WriteOp::Cache { key, response: r }])?;
                 return Ok(Ok(v));
@@ -957,7 +958,7 @@ async fn call_with_retries(
     provider: &Provider,
     body: &bytes::Bytes,
     req: &crate::chat::ChatRequest,
-    checks: &[crate::check::Check],
+    checks: &[crate::grade::check::Check],
     sample: u32,
     max_retries: u32,
 ) -> (std::result::Result<crate::chat::ChatResponse, String>, u32) {

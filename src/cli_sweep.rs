@@ -525,7 +525,7 @@ fn finish(
             lp.probe
                 .checks
                 .iter()
-                .any(|c| matches!(c, crate::check::Check::Judge(_)))
+                .any(|c| matches!(c, crate::grade::check::Check::Judge(_)))
         })
     {
         eprintln!(

@@ -58,7 +58,7 @@ pub struct JudgeConfig {
     /// Judge calls in flight at once (default: the judge model's `max_concurrency`, else 8).
     #[serde(default)]
     pub concurrency: Option<usize>,
-    /// Instructions that replace the default judge prompt ([`crate::judge::DEFAULT_PROMPT`]);
+    /// Instructions that replace the default judge prompt ([`crate::grade::judge::DEFAULT_PROMPT`]);
     /// the rubric, conversation and answer are still given in the documented layout.
     #[serde(default)]
     pub prompt: Option<String>,

@@ -7,8 +7,8 @@
 //! neutral chat shape.
 
 use crate::chat::{ChatResponse, FunctionCall, FunctionDef, Message, Role, ToolCall, ToolDef};
-use crate::check::Check;
 use crate::error::{Error, Result};
+use crate::grade::check::Check;
 use crate::probe::Tier;
 use serde::Deserialize;
 use serde_json::Value;
@@ -79,7 +79,7 @@ pub struct Incident {
     /// then have no `expected` checks). Native records only.
     pub invariant: bool,
     /// For an invariant probe with free-text answers: the regex whose first capture group is
-    /// the answer compared (see [`crate::invariant::answer_key`]).
+    /// the answer compared (see [`crate::grade::invariant::answer_key`]).
     pub answer_pattern: Option<String>,
     /// Free text.
     pub notes: Option<String>,

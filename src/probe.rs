@@ -6,8 +6,8 @@
 //! is the struct order below, so files diff well in review.
 
 use crate::chat::{Message, Role, ToolDef};
-use crate::check::Check;
 use crate::error::{Error, Result};
+use crate::grade::check::Check;
 use crate::records::Records;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -165,7 +165,7 @@ pub struct Probe {
     /// Declared tier.
     pub tier: Tier,
     /// Invariant probe: every variant's answer must agree with the canonical variant's answer
-    /// (same model, same sample) after normalisation (see [`crate::invariant`]). Such a probe
+    /// (same model, same sample) after normalisation (see [`crate::grade::invariant`]). Such a probe
     /// may have no `checks` at all.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub invariant: bool,

@@ -22,18 +22,20 @@
 //! never reach the store, the cache key or a message.
 //!
 //! Two kinds of grading need more than one answer. `judge` checks ask the configured judge
-//! model (see [`crate::judge`]) right after the graded answer arrives, through the same retries,
+//! model (see [`crate::grade::judge`]) right after the graded answer arrives, through the same retries,
 //! 429 handling and response cache as model calls (`judge_checks`); a judge that cannot give a
-//! verdict makes the case an `error`, never a pass. Invariance (see [`crate::invariant`]) is
-//! graded once the run's cases are stored, by [`crate::invariant::finalise`] at the end of the
+//! verdict makes the case an `error`, never a pass. Invariance (see [`crate::grade::invariant`]) is
+//! graded once the run's cases are stored, by [`invariance::finalise`] at the end of the
 //! sweep (and of every resume).
+
+pub mod invariance;
 
 use crate::axes::AxisLibrary;
 use crate::chat::{ChatRequest, ChatResponse};
-use crate::check::Check;
 use crate::config::{Config, JudgeConfig, ModelConfig, ProviderKind};
 use crate::error::{Error, Result};
 use crate::expand::{AxisFilter, ProbeExpansion, Strategy};
+use crate::grade::check::Check;
 use crate::grade::{self, CaseStatus};
 use crate::probe::{LoadedProbe, Tier};
 use crate::provider::{CallError, Provider};
@@ -730,7 +732,7 @@ impl JudgeCtx {
 }
 
 /// Grades the `judge` checks of one answer: one judge request per judge check (see
-/// [`crate::judge::judge_request`]), answered from the response cache when it can (key: the
+/// [`crate::grade::judge::judge_request`]), answered from the response cache when it can (key: the
 /// judge's provider, endpoint, model id and the encoded judge request), else called with the
 /// sweep's retries and 429 handling. A reply without a verdict is asked again, up to
 /// [`JUDGE_REPLY_ATTEMPTS`] replies. Returns each judge check's index and verdict, or why no
@@ -745,8 +747,12 @@ async fn judge_checks(
     let mut out = Vec::new();
     for (i, check) in v.checks.iter().enumerate() {
         let Check::Judge(j) = check else { continue };
-        let req =
-            crate::judge::judge_request(judge.prompt.as_deref(), &j.rubric, &v.request, answer);
+        let req = crate::grade::judge::judge_request(
+            judge.prompt.as_deref(),
+            &j.rubric,
+            &v.request,
+            answer,
+        );
         let verdict = judge_one(judge, &req, writer, spent).await;
         match verdict {
             Ok(jv) => {
@@ -774,7 +780,7 @@ async fn judge_one(
     req: &ChatRequest,
     writer: &mpsc::Sender<WriterMsg>,
     spent: &Mutex<f64>,
-) -> std::result::Result<crate::judge::JudgeVerdict, String> {
+) -> std::result::Result<crate::grade::judge::JudgeVerdict, String> {
     let provider = &judge.ctx.provider;
     let account = |r: &ChatResponse| {
         judge
@@ -794,7 +800,7 @@ async fn judge_one(
     if provider.kind() == ProviderKind::Mock {
         let r = crate::provider::mock::judge_answer(&provider.config().model, req);
         account(&r);
-        return crate::judge::parse_verdict(&r.text);
+        return crate::grade::judge::parse_verdict(&r.text);
     }
     let body = provider.encode(req);
     let key = cache_key(provider, &body, 0);
@@ -811,7 +817,7 @@ async fn judge_one(
         .await
         .map_err(|e| format!("judge cache look-up: {e}"))?;
         if let Ok(Some(r)) = hit
-            && let Ok(v) = crate::judge::parse_verdict(&r.text)
+            && let Ok(v) = crate::grade::judge::parse_verdict(&r.text)
         {
             judge.cached.fetch_add(1, Ordering::Relaxed);
             return Ok(v);
@@ -844,7 +850,7 @@ async fn judge_one(
             }
         };
         account(&r);
-        match crate::judge::parse_verdict(&r.text) {
+        match crate::grade::judge::parse_verdict(&r.text) {
             Ok(v) => {
                 let op = WriteOp::Cache { key, response: r };
                 let _ = writer.send(WriterMsg::Op(Box::new(op))).await;
@@ -1477,11 +1483,11 @@ pub fn run(
     let halted: Vec<String> = model_ctxs.iter().filter_map(|c| c.halt_reason()).collect();
     let stopped = control.reason();
     let mut store = Store::open_url(store_path)?;
-    let invariant_probes: Vec<crate::invariant::InvariantProbe> = probes
+    let invariant_probes: Vec<crate::sweep::invariance::InvariantProbe> = probes
         .iter()
-        .filter_map(|lp| crate::invariant::InvariantProbe::of(&lp.probe))
+        .filter_map(|lp| crate::sweep::invariance::InvariantProbe::of(&lp.probe))
         .collect();
-    for t in crate::invariant::finalise(&mut store, &run.id, &invariant_probes)? {
+    for t in crate::sweep::invariance::finalise(&mut store, &run.id, &invariant_probes)? {
         recount(&progress, &mut tiers, &t);
     }
     // Counted by the walk that leaves the run's brief snapshot
@@ -1553,7 +1559,7 @@ pub fn run(
 fn recount(
     progress: &[(String, Arc<ModelProgress>)],
     tiers: &mut TierCounts,
-    t: &crate::invariant::Transition,
+    t: &crate::sweep::invariance::Transition,
 ) {
     let slot = |s: CaseStatus| match s {
         CaseStatus::Pass => 0,
@@ -2504,9 +2510,9 @@ fn graded_record(
             let (mut status, mut checks) = grade::grade(&v.checks, &resp);
             if let Some(canonical) = v.invariant {
                 checks.push(if canonical {
-                    crate::invariant::reference()
+                    crate::grade::invariant::reference()
                 } else {
-                    crate::invariant::pending()
+                    crate::grade::invariant::pending()
                 });
                 status = grade::fold_status(&checks);
             }

@@ -7,8 +7,8 @@
 //! production would make a probe that can never catch the bug.
 
 use crate::chat::{Message, Role};
-use crate::check::Check;
 use crate::error::{Error, Result};
+use crate::grade::check::Check;
 use crate::grade::{self, CaseStatus};
 use crate::incident::Incident;
 use crate::probe::{DocumentSlot, Probe, Slots, Source, Tier, ToolOutputSlot};

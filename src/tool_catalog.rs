@@ -29,7 +29,7 @@
 //! a probe at one `tools` value sees the very same catalog, so attribution to the axis is clean.
 
 use crate::chat::ToolDef;
-use crate::check::{Check, TextMatch};
+use crate::grade::check::{Check, TextMatch};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

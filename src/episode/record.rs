@@ -5,8 +5,8 @@
 
 use super::run::EpisodeRun;
 use super::trajectory::StopReason;
-use crate::check::Check;
 use crate::config::ModelConfig;
+use crate::grade::check::Check;
 use crate::grade::{self, CaseStatus};
 use crate::store::CaseRecord;
 
@@ -60,9 +60,9 @@ pub fn case_record(
         let (mut status, mut verdicts) = super::run::grade(checks, &trajectory, &stop);
         if let Some(canonical) = invariant {
             verdicts.push(if canonical {
-                crate::invariant::reference()
+                crate::grade::invariant::reference()
             } else {
-                crate::invariant::pending()
+                crate::grade::invariant::pending()
             });
             status = grade::fold_status(&verdicts);
         }

@@ -10,7 +10,7 @@ use super::simulator::{SimAnswer, Simulator};
 use super::spec::Budget;
 use super::trajectory::{Step, StopReason, Trajectory};
 use crate::chat::{ChatRequest, ChatResponse, Message, Role, Usage};
-use crate::check::Check;
+use crate::grade::check::Check;
 use crate::grade::{self, CaseStatus, CheckVerdict};
 use std::sync::Arc;
 

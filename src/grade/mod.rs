@@ -1,13 +1,23 @@
 //! Grading: the verdict of each check on one model answer, and the case status they add up to.
 //!
-//! Grading is pure and deterministic. A case passes when every check passes; a `judge` check is
-//! never graded here (it needs a model: the sweep asks the judge, see [`crate::judge`]), so
-//! here it leaves the case `ungraded` rather than passed.
+//! Grading is pure and deterministic: this module and its submodules import only the leaves
+//! (`chat`, `error`), never the probe, the store or anything that calls a model, so the probe
+//! and the store can use them. What a probe expects is [`check`]; the verdicts and the folding
+//! into a [`CaseStatus`] are here; the judge's question and the reading of its reply are
+//! [`judge`]; the invariance answer key and its verdicts are [`invariant`]. Calling the judge and
+//! regrading a run's invariant probes in the store belong to the running layer (`sweep`).
+//!
+//! A case passes when every check passes; a `judge` check is never graded here (it needs a
+//! model), so here it leaves the case `ungraded` rather than passed.
 //! An `error` status never comes from here: it belongs to the sweep, for answers that never
 //! arrived, and no check is graded on a broken response.
 
+pub mod check;
+pub mod invariant;
+pub mod judge;
+
 use crate::chat::ChatResponse;
-use crate::check::{Check, JsonFieldCheck, TextMatch, ToolCallCheck};
+use check::{Check, JsonFieldCheck, TextMatch, ToolCallCheck};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -461,7 +471,7 @@ pub fn is_refusal(text: &str) -> bool {
 mod tests {
     use super::*;
     use crate::chat::ToolCall;
-    use crate::check::NumericCheck;
+    use crate::grade::check::NumericCheck;
 
     fn answer(s: &str) -> ChatResponse {
         ChatResponse {
@@ -559,7 +569,7 @@ mod tests {
     #[test]
     fn judge_is_ungraded_not_passed() {
         let (status, v) = grade(
-            &[Check::Judge(crate::check::JudgeCheck {
+            &[Check::Judge(crate::grade::check::JudgeCheck {
                 rubric: "x".into(),
             })],
             &answer("y"),

@@ -63,7 +63,7 @@
 
 use super::CallError;
 use crate::chat::{ChatRequest, ChatResponse, Role, ToolCall, Usage};
-use crate::check::{Check, TextMatch, format_number};
+use crate::grade::check::{Check, TextMatch, format_number};
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
@@ -779,14 +779,14 @@ fn agent_plan(
     (lookups, actions, reply)
 }
 
-/// The mock *judge*'s reply to a judge request built by [`crate::judge::judge_request`]: a
+/// The mock *judge*'s reply to a judge request built by [`crate::grade::judge::judge_request`]: a
 /// deterministic verdict, clearly labelled as simulated. It reads only the answer section (as a
 /// real judge would read the request) and fails an answer that is empty, that says it could
 /// not find the facts ([`NOT_FOUND`], the mock model's non-answer), or that is a refusal by the
 /// refusal heuristic while holding no facts; it passes anything else. It knows nothing of the
 /// rubric: it makes the offline demo run end to end, it is not a grader.
 pub fn judge_answer(model_id: &str, req: &ChatRequest) -> ChatResponse {
-    let answer = crate::judge::answer_section(req).unwrap_or("");
+    let answer = crate::grade::judge::answer_section(req).unwrap_or("");
     let (verdict, why) = if answer.is_empty() || answer == "(no text)" {
         ("fail", "the answer is empty")
     } else if answer.contains(NOT_FOUND) {
@@ -1287,7 +1287,7 @@ fn wrong_number(value: f64, tolerance: f64, req: &ChatRequest, pick: u64) -> f64
 mod tests {
     use super::*;
     use crate::chat::{FunctionDef, Message, ToolDef};
-    use crate::check::{JsonFieldCheck, NumericCheck, ToolCallCheck};
+    use crate::grade::check::{JsonFieldCheck, NumericCheck, ToolCallCheck};
     use crate::grade::{CaseStatus, grade};
     use serde_json::json;
 
@@ -1441,8 +1441,9 @@ mod tests {
                 text: text.into(),
                 ..Default::default()
             };
-            let req = crate::judge::judge_request(None, "rubric", &request("q?", "x"), &answer);
-            crate::judge::parse_verdict(&judge_answer("mock-judge", &req).text).unwrap()
+            let req =
+                crate::grade::judge::judge_request(None, "rubric", &request("q?", "x"), &answer);
+            crate::grade::judge::parse_verdict(&judge_answer("mock-judge", &req).text).unwrap()
         };
         assert!(ask("Order A-1 is delayed.").passed);
         let v = ask(NOT_FOUND);

@@ -18,9 +18,9 @@ pub mod openai;
 pub mod ratelimit_headers;
 
 use crate::chat::{ChatRequest, ChatResponse};
-use crate::check::Check;
 use crate::config::{ModelConfig, ProviderKind};
 use crate::error::Error;
+use crate::grade::check::Check;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::fmt;
 use std::sync::Once;

@@ -2,7 +2,7 @@
 //! string compared for equality. A replayed call whose two decisions differ is a flip.
 
 use crate::chat::ChatResponse;
-use crate::check::{Check, JsonFieldCheck, TextMatch, ToolCallCheck};
+use crate::grade::check::{Check, JsonFieldCheck, TextMatch, ToolCallCheck};
 use regex::Regex;
 use serde_json::Value;
 
@@ -155,7 +155,7 @@ impl DecisionRule {
                 if name == NO_DECISION {
                     // No check type says "calls no tool": the judge reads it.
                     let (wrong_name, _) = split_call(wrong, arg.as_deref());
-                    return vec![Check::Judge(crate::check::JudgeCheck {
+                    return vec![Check::Judge(crate::grade::check::JudgeCheck {
                         rubric: format!(
                             "The assistant does not call the tool `{wrong_name}` at this step."
                         ),

@@ -52,7 +52,7 @@ pub fn judge_request(
 ) -> ChatRequest {
     let mut u = String::with_capacity(1024);
     let _ = writeln!(u, "## Conversation");
-    crate::judge::write_conversation(&mut u, request);
+    crate::grade::judge::write_conversation(&mut u, request);
     for (heading, a) in [
         ("## Answer A (logged)", logged),
         ("## Answer B (candidate)", candidate),
@@ -65,7 +65,7 @@ pub fn judge_request(
         }
         if !a.tool_calls.is_empty() {
             let _ = writeln!(u, "Tool calls:");
-            crate::judge::write_calls(&mut u, &a.tool_calls);
+            crate::grade::judge::write_calls(&mut u, &a.tool_calls);
         }
     }
     let _ = write!(

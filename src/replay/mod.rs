@@ -63,7 +63,7 @@ impl ClassRule {
                     .checks
                     .iter()
                     .filter_map(|c| match c {
-                        crate::check::Check::ToolCall(t) => Some(t.name.clone()),
+                        crate::grade::check::Check::ToolCall(t) => Some(t.name.clone()),
                         _ => None,
                     })
                     .collect(),

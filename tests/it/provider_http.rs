@@ -657,8 +657,8 @@ async fn mock_needs_no_server() {
     let cfg: ModelConfig =
         toml::from_str("provider = \"mock\"\nmodel = \"mock-perfect\"\n").unwrap();
     let p = Provider::new("mock", &cfg).unwrap();
-    let checks = [cliffprobe::check::Check::Contains(
-        cliffprobe::check::TextMatch::Plain("A-10442".into()),
+    let checks = [cliffprobe::grade::check::Check::Contains(
+        cliffprobe::grade::check::TextMatch::Plain("A-10442".into()),
     )];
     let r = p.call(&question(), &checks, 0).await.unwrap();
     assert!(r.text.contains("A-10442"));
