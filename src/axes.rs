@@ -288,13 +288,13 @@ impl AxisLibrary {
             ));
         }
         for f in &ff.values {
-            if !crate::records::FORMATS.contains(&f.as_str()) {
+            if !crate::tool_output::FORMATS.contains(&f.as_str()) {
                 return Err(Error::field(
                     format.0,
                     "values",
                     format!(
                         "unknown format `{f}`; expected one of {}",
-                        crate::records::FORMATS.join(", ")
+                        crate::tool_output::FORMATS.join(", ")
                     ),
                 ));
             }

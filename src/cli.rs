@@ -547,29 +547,29 @@ fn templatize_cmd(project: &Project, a: &TemplatizeArgs) -> Result<ExitCode> {
     for (id, s) in &p.slots.tool_outputs {
         match &s.data {
             Some(d) => {
-                let keys: Vec<String> =
-                    s.key_records
-                        .iter()
-                        .map(|i| {
-                            let ids: Vec<String> =
-                                s.key_fields
-                                    .iter()
-                                    .filter_map(|f| {
-                                        d.records.get(*i).and_then(|r| r.get(f)).map(|v| {
-                                            format!("{f}={}", crate::records::scalar_text(v))
-                                        })
+                let keys: Vec<String> = s
+                    .key_records
+                    .iter()
+                    .map(|i| {
+                        let ids: Vec<String> =
+                            s.key_fields
+                                .iter()
+                                .filter_map(|f| {
+                                    d.records.get(*i).and_then(|r| r.get(f)).map(|v| {
+                                        format!("{f}={}", crate::tool_output::scalar_text(v))
                                     })
-                                    .collect();
-                            format!(
-                                "#{i}{}",
-                                if ids.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!(" ({})", ids.join(", "))
-                                }
-                            )
-                        })
-                        .collect();
+                                })
+                                .collect();
+                        format!(
+                            "#{i}{}",
+                            if ids.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", ids.join(", "))
+                            }
+                        )
+                    })
+                    .collect();
                 writeln!(
                     out,
                     "  tool output {}: {} with {} records; key record{} {}",

@@ -38,7 +38,6 @@ pub mod probe;
 pub mod progress;
 pub mod promote;
 pub mod provider;
-pub mod records;
 pub mod render;
 pub mod replay;
 pub mod report;
@@ -49,6 +48,7 @@ pub mod sweep;
 pub mod templatize;
 pub mod term;
 pub mod tool_catalog;
+pub mod tool_output;
 pub mod view;
 
 pub use error::{Error, Result};

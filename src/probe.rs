@@ -8,7 +8,7 @@
 use crate::chat::{Message, Role, ToolDef};
 use crate::error::{Error, Result};
 use crate::grade::check::Check;
-use crate::records::Records;
+use crate::tool_output::Records;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ use crate::axes::{AxisLibrary, AxisName, ORIGINAL};
 use crate::chat::{ChatRequest, Message};
 use crate::plain_template::{PlainTemplate, SlotValues, json_escape};
 use crate::probe::{Probe, ToolOutputSlot};
-use crate::records::{self, Record};
+use crate::tool_output::{self, Record};
 use indexmap::IndexMap;
 use minijinja::{Environment, State, UndefinedBehavior, Value};
 use rand::{Rng, SeedableRng};
@@ -848,7 +848,7 @@ pub fn protected_values(slot: &ToolOutputSlot) -> Vec<String> {
         if let Some(r) = data.records.get(i) {
             for f in &slot.key_fields {
                 if let Some(v) = r.get(f) {
-                    let s = records::scalar_text(v);
+                    let s = tool_output::scalar_text(v);
                     if !s.is_empty() && !out.contains(&s) {
                         out.push(s);
                     }
@@ -872,7 +872,7 @@ pub(crate) fn grow_tool_output(
     } else {
         format
     };
-    let fmt = if records::FORMATS.contains(&fmt) {
+    let fmt = if tool_output::FORMATS.contains(&fmt) {
         fmt
     } else {
         "json"
@@ -880,12 +880,12 @@ pub(crate) fn grow_tool_output(
     let n0 = data.records.len().max(1);
     let sample = data.render_records(&data.records, fmt);
     let per_record = (sample.len() / n0).max(16);
-    let n = (room / per_record).min(records::MAX_RECORDS);
+    let n = (room / per_record).min(tool_output::MAX_RECORDS);
     if n == 0 {
         return None;
     }
     let protected = protected_values(slot);
-    let mut distractors = records::synthesize(
+    let mut distractors = tool_output::synthesize(
         &data.records,
         &slot.key_records,
         &slot.key_fields,

@@ -12,8 +12,8 @@ use crate::grade::check::Check;
 use crate::grade::{self, CaseStatus};
 use crate::incident::Incident;
 use crate::probe::{DocumentSlot, Probe, Slots, Source, Tier, ToolOutputSlot};
-use crate::records::{self, Records};
 use crate::render::escape_literal;
+use crate::tool_output::{self, Records};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
@@ -252,7 +252,7 @@ pub fn templatize(
                     .find(|c| c.id == cid)
                     .map(|c| c.function.name.clone())
             });
-            let (format, data) = match records::parse_structured(&raw) {
+            let (format, data) = match tool_output::parse_structured(&raw) {
                 Some((f, r)) => (f.to_string(), Some(r)),
                 None => ("text".to_string(), None),
             };
@@ -597,7 +597,7 @@ pub fn find_keys(
     };
     for (i, r) in data.records.iter().enumerate() {
         for (f, v) in r {
-            let s = records::scalar_text(v);
+            let s = tool_output::scalar_text(v);
             let hit = if keys.is_empty() {
                 identifier_like(&s) && contains_token(question, &s)
             } else {
@@ -616,7 +616,7 @@ pub fn find_keys(
                 .enumerate()
                 .flat_map(|(i, r)| {
                     r.iter()
-                        .filter(|(_, v)| records::scalar_text(v).eq_ignore_ascii_case(want))
+                        .filter(|(_, v)| tool_output::scalar_text(v).eq_ignore_ascii_case(want))
                         .map(move |(f, _)| (i, f))
                 })
                 .collect();

@@ -5,8 +5,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Some((_, records)) = cliffprobe::records::parse_structured(&text) {
-        for f in cliffprobe::records::FORMATS {
+    if let Some((_, records)) = cliffprobe::tool_output::parse_structured(&text) {
+        for f in cliffprobe::tool_output::FORMATS {
             let _ = records.render(f);
         }
     }

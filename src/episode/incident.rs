@@ -6,7 +6,7 @@ use super::trajectory::{Step, ToolResult, Trajectory};
 use crate::chat::{FunctionDef, Message, Role, ToolDef};
 use crate::incident::Incident;
 use crate::probe::ToolOutputSlot;
-use crate::records::{self, Record, Records};
+use crate::tool_output::{self, Record, Records};
 
 /// Whether an incident is multi-step after its question turn `q_index`: its recorded
 /// trajectory holds two or more tool rounds, or its bad output is a tool call made after a
@@ -168,7 +168,7 @@ pub fn from_incident(incident: &Incident, q_index: usize) -> FromIncident {
     let mut all: Vec<Record> = Vec::new();
     for s in &trajectory.steps {
         for r in &s.results {
-            if let Some((_, data)) = records::parse_structured(&r.content) {
+            if let Some((_, data)) = tool_output::parse_structured(&r.content) {
                 for rec in data.records {
                     if !all.contains(&rec) {
                         all.push(rec);

@@ -79,10 +79,10 @@ pub fn has_structured_results(e: &Episode) -> bool {
         t.records.is_some()
             || t.recorded
                 .iter()
-                .any(|r| crate::records::parse_structured(&r.result).is_some())
+                .any(|r| crate::tool_output::parse_structured(&r.result).is_some())
             || t.static_result
                 .as_deref()
-                .is_some_and(|s| crate::records::parse_structured(s).is_some())
+                .is_some_and(|s| crate::tool_output::parse_structured(s).is_some())
     })
 }
 

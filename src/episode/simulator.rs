@@ -14,7 +14,7 @@ use super::trajectory::ToolResult;
 use crate::axes::{AxisLibrary, ORIGINAL};
 use crate::chat::ToolCall;
 use crate::probe::ToolOutputSlot;
-use crate::records;
+use crate::tool_output;
 use indexmap::IndexMap;
 use rand::SeedableRng;
 use serde_json::Value;
@@ -29,7 +29,7 @@ pub type ToolAliases = BTreeMap<String, String>;
 /// How the variant shapes simulated results: its `format` value and its `length` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultStyle {
-    /// A [`records::FORMATS`] name, or `original` (results as recorded).
+    /// A [`tool_output::FORMATS`] name, or `original` (results as recorded).
     pub format: String,
     /// Grow each structured result with distractor records to about this many characters,
     /// keeping the called-for records at `position` (`start`, `middle`, `end`).
@@ -174,27 +174,27 @@ impl Simulator {
             let arg = l.argument.as_deref().unwrap_or(&l.key);
             let wanted = args
                 .and_then(|a| a.get(arg))
-                .map(records::scalar_text)
+                .map(tool_output::scalar_text)
                 .map(|s| collapse(&s).to_lowercase())
                 .filter(|s| !s.is_empty());
             if let Some(wanted) = wanted {
-                let hits: Vec<records::Record> = data
+                let hits: Vec<tool_output::Record> = data
                     .records
                     .iter()
                     .filter(|r| {
                         r.get(&l.key).is_some_and(|v| {
-                            collapse(&records::scalar_text(v)).to_lowercase() == wanted
+                            collapse(&tool_output::scalar_text(v)).to_lowercase() == wanted
                         })
                     })
                     .cloned()
                     .collect();
                 if !hits.is_empty() {
-                    let format = if records::FORMATS.contains(&slot.format.as_str()) {
+                    let format = if tool_output::FORMATS.contains(&slot.format.as_str()) {
                         slot.format.as_str()
                     } else {
                         "json"
                     };
-                    let found = records::Records {
+                    let found = tool_output::Records {
                         single: hits.len() == 1,
                         ..data.clone()
                     };
@@ -212,13 +212,13 @@ impl Simulator {
         if self.style.format == ORIGINAL && self.style.grow_to.is_none() {
             return text.to_string();
         }
-        let Some((fmt, data)) = records::parse_structured(text) else {
+        let Some((fmt, data)) = tool_output::parse_structured(text) else {
             return text.to_string();
         };
         let asked: Vec<String> = match args {
             Some(Value::Object(m)) => m
                 .values()
-                .map(records::scalar_text)
+                .map(tool_output::scalar_text)
                 .filter(|s| !s.is_empty())
                 .collect(),
             _ => Vec::new(),
@@ -227,7 +227,7 @@ impl Simulator {
         let mut key_fields: Vec<String> = Vec::new();
         for (i, r) in data.records.iter().enumerate() {
             for (k, v) in r {
-                if asked.contains(&records::scalar_text(v)) {
+                if asked.contains(&tool_output::scalar_text(v)) {
                     if !key_records.contains(&i) {
                         key_records.push(i);
                     }
@@ -414,7 +414,7 @@ mod tests {
     #[test]
     fn records_look_up_the_named_key() {
         let text = r#"[{"order_id": "B-1", "status": "authorized"}, {"order_id": "B-2", "status": "captured"}]"#;
-        let (fmt, data) = records::parse_structured(text).unwrap();
+        let (fmt, data) = tool_output::parse_structured(text).unwrap();
         let slots = IndexMap::from([(
             "orders".to_string(),
             ToolOutputSlot {

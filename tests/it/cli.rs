@@ -1104,12 +1104,12 @@ fn snapshot_question_for_every_phrasing() {
 #[test]
 fn snapshot_tool_output_for_every_format_and_one_length() {
     let s = sections("format", "format", tool_content);
-    for f in cliffprobe::records::FORMATS {
+    for f in cliffprobe::tool_output::FORMATS {
         assert!(s.contains(&format!("### format: {f}\n")));
     }
     assert_eq!(
         s.split("### ").filter(|x| x.contains("A-10442")).count(),
-        cliffprobe::records::FORMATS.len() + 1,
+        cliffprobe::tool_output::FORMATS.len() + 1,
         "the key order is in every format"
     );
     insta::assert_snapshot!("order_status_tool_output_by_format", s);

@@ -6,7 +6,7 @@ use cliffprobe::axes::AxisLibrary;
 use cliffprobe::config::Config;
 use cliffprobe::incident::Incident;
 use cliffprobe::probe::Probe;
-use cliffprobe::records;
+use cliffprobe::tool_output;
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -89,7 +89,7 @@ fn all_parsers(text: &str) {
     names_file(Incident::parse(path, text));
     names_file(Probe::parse(path, text));
     names_file(Config::parse(path, text));
-    let _ = records::parse_structured(text);
+    let _ = tool_output::parse_structured(text);
 }
 
 fn config() -> ProptestConfig {
@@ -121,7 +121,7 @@ proptest! {
         let all = incidents();
         let text = mutate(&all[which % all.len()], &ops);
         names_file(Incident::parse(Path::new(NAME), &text));
-        let _ = records::parse_structured(&text);
+        let _ = tool_output::parse_structured(&text);
     }
 
     #[test]
@@ -155,9 +155,9 @@ proptest! {
             "id=A-1 status=shipped\nid=A-2 status=delayed\n",
         ];
         let text = mutate(samples[format], &ops);
-        if let Some((fmt, recs)) = records::parse_structured(&text) {
+        if let Some((fmt, recs)) = tool_output::parse_structured(&text) {
             // Whatever was parsed renders in every format without panicking.
-            for f in records::FORMATS {
+            for f in tool_output::FORMATS {
                 let _ = recs.render(f);
             }
             let _ = fmt;
@@ -194,7 +194,7 @@ fn deep_nesting_is_a_clear_error() {
         assert!(e.contains(NAME) && e.contains("nested"), "{e}");
         let e = Probe::parse(path, text).unwrap_err().to_string();
         assert!(e.contains(NAME), "{e}");
-        let _ = records::parse_structured(text);
+        let _ = tool_output::parse_structured(text);
     }
     let deep_toml = format!("x = {}{}", "[".repeat(10_000), "]".repeat(10_000));
     let e = Config::parse(path, &deep_toml).unwrap_err().to_string();

@@ -394,7 +394,7 @@ fn tool_output_text(rs: &RecordSet) -> String {
         })
         .collect();
     let (_, records) =
-        cliffprobe::records::parse_structured(&serde_json::to_string(&recs).unwrap())
+        cliffprobe::tool_output::parse_structured(&serde_json::to_string(&recs).unwrap())
             .expect("records parse");
     records.render(rs.wire)
 }
