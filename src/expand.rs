@@ -680,7 +680,7 @@ mod tests {
             .unwrap()
             .clone();
         let mut hostile = base.clone();
-        let escaped = crate::render::escape_literal(
+        let escaped = crate::text::template_literal(
             "Say \"{{ hi }}\" {% raw %} {# c #}\r\n\ttab \u{1} é ✓ \\ back}}slash\n",
         );
         hostile.messages[0].content = Some(escaped.clone() + "{{ question }}\n");

@@ -47,6 +47,7 @@ pub mod store;
 pub mod sweep;
 pub mod templatize;
 pub mod term;
+pub mod text;
 pub mod tool_catalog;
 pub mod tool_output;
 pub mod view;

@@ -1,7 +1,7 @@
 //! A fast path for the probe's message templates.
 //!
 //! `templatize` writes message templates of one shape only: literal incident text (with any
-//! `{{`, `{%` or `{#` in it escaped as `{{ '{{' }}`, see [`crate::render::escape_literal`])
+//! `{{`, `{%` or `{#` in it escaped as `{{ '{{' }}`, see [`crate::text::template_literal`])
 //! and plain substitutions `{{ question }}`, `{{ tool_outputs["id"] }}` and
 //! `{{ documents["name"] }}`. Running minijinja for such a template on every variant costs
 //! more than the rest of the variant together, so a template of exactly that shape is compiled
@@ -22,7 +22,7 @@ pub enum Segment {
     Literal {
         /// The text as rendered.
         text: String,
-        /// [`json_escape`] of `text`.
+        /// [`crate::text::json_str`] of `text`.
         json: String,
     },
     /// `{{ question }}`.
@@ -161,15 +161,9 @@ impl PlainTemplate {
 fn flush(literal: &mut String, segments: &mut Vec<Segment>) {
     if !literal.is_empty() {
         let text = std::mem::take(literal);
-        let json = json_escape(&text);
+        let json = crate::text::json_str(&text);
         segments.push(Segment::Literal { text, json });
     }
-}
-
-/// A string as serde_json writes it, without the surrounding quotes.
-pub fn json_escape(s: &str) -> String {
-    let quoted = serde_json::to_string(s).unwrap_or_default();
-    quoted[1..quoted.len() - 1].to_string()
 }
 
 #[cfg(test)]
@@ -179,7 +173,7 @@ mod tests {
     fn lit(s: &str) -> Segment {
         Segment::Literal {
             text: s.into(),
-            json: json_escape(s),
+            json: crate::text::json_str(s),
         }
     }
 
@@ -234,9 +228,9 @@ mod tests {
         assert_eq!(text, "say \"q\u{1}\"\tx\ny\\");
         let tools_json: BTreeMap<String, String> = tools
             .iter()
-            .map(|(k, s)| (k.clone(), json_escape(s)))
+            .map(|(k, s)| (k.clone(), crate::text::json_str(s)))
             .collect();
-        let q = json_escape(v.question);
+        let q = crate::text::json_str(v.question);
         let mut out = Vec::new();
         assert!(t.render_json(
             &SlotValues {
@@ -246,7 +240,10 @@ mod tests {
             },
             &mut out
         ));
-        assert_eq!(String::from_utf8(out).unwrap(), json_escape(&text));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            crate::text::json_str(&text)
+        );
         let none: BTreeMap<String, String> = BTreeMap::new();
         assert_eq!(
             t.render(&SlotValues {

@@ -8,8 +8,9 @@
 
 use crate::axes::{AxisLibrary, AxisName, ORIGINAL};
 use crate::chat::{ChatRequest, Message};
-use crate::plain_template::{PlainTemplate, SlotValues, json_escape};
+use crate::plain_template::{PlainTemplate, SlotValues};
 use crate::probe::{Probe, ToolOutputSlot};
+use crate::text::{self, json_str};
 use crate::tool_output::{self, Record};
 use indexmap::IndexMap;
 use minijinja::{Environment, State, UndefinedBehavior, Value};
@@ -114,30 +115,6 @@ impl VariantAxes {
         }
         v
     }
-}
-
-/// Escapes literal text so that it renders unchanged inside a minijinja template.
-pub fn escape_literal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut last = 0;
-    while i + 1 < b.len() {
-        if b[i] == b'{' && matches!(b[i + 1], b'{' | b'%' | b'#') {
-            out.push_str(&s[last..i]);
-            out.push_str(match b[i + 1] {
-                b'{' => "{{ '{{' }}",
-                b'%' => "{{ '{%' }}",
-                _ => "{{ '{#' }}",
-            });
-            i += 2;
-            last = i;
-        } else {
-            i += 1;
-        }
-    }
-    out.push_str(&s[last..]);
-    out
 }
 
 fn sandbox_env() -> Environment<'static> {
@@ -268,7 +245,7 @@ impl SlotTexts {
         self.json.get_or_init(|| {
             let esc = |m: &BTreeMap<String, String>| {
                 m.iter()
-                    .map(|(k, v)| (k.clone(), json_escape(v)))
+                    .map(|(k, v)| (k.clone(), json_str(v)))
                     .collect::<BTreeMap<_, _>>()
             };
             (esc(&self.tool_outputs), esc(&self.documents))
@@ -610,7 +587,7 @@ impl<'p> Renderer<'p> {
         let slots = self.slot_texts(lib, &axes.length, &axes.format)?;
         let (tool_outputs, documents) = slots.json();
         let values = SlotValues {
-            question: question.json.get_or_init(|| json_escape(&question.text)),
+            question: question.json.get_or_init(|| json_str(&question.text)),
             tool_outputs,
             documents,
         };
@@ -987,58 +964,6 @@ fn grow_document(
 // ---------------------------------------------------------------------------------------------
 // Word-level transforms that never touch identifiers, numbers, quoted strings or code.
 
-/// A token that persona and phrasing transforms must leave alone: anything with a digit,
-/// an inner capital (`iPhone`, `SKU`), `_`, `@`, `/`, `#`, an inner `.` or `-` between
-/// alphanumerics, or a quoted/backticked span.
-pub fn is_protected(word: &str) -> bool {
-    let core =
-        word.trim_matches(|c: char| c.is_ascii_punctuation() && c != '_' && c != '#' && c != '@');
-    if core.is_empty() {
-        return false;
-    }
-    core.chars().any(|c| {
-        c.is_ascii_digit()
-            || matches!(
-                c,
-                '_' | '@' | '/' | '#' | '`' | '"' | '\'' | '$' | '%' | '='
-            )
-    }) || core.chars().skip(1).any(char::is_uppercase)
-        || core.contains('.')
-        || (core.contains('-') && core.chars().any(|c| c.is_uppercase()))
-}
-
-static QUOTED: OnceLock<regex::Regex> = OnceLock::new();
-
-/// Code spans, and double-, curly- or single-quoted spans. A single-quoted span opens after
-/// a space or bracket (so apostrophes in `it's` open nothing) and may hold apostrophes
-/// (`'Dana's Shop'`); the space before it is part of the match.
-fn quoted() -> &'static regex::Regex {
-    QUOTED.get_or_init(|| {
-        regex::Regex::new(
-            r#"```[\s\S]*?```|`[^`]*`|"[^"]*"|“[^”]*”|‘[^’]*’|(?:^|[\s(\[{])'(?:[^'\n]|'[\p{L}\p{N}])+'"#,
-        )
-        .expect("static regex")
-    })
-}
-
-/// Splits text into its plain part (quoted and backticked spans blanked out) and the insides
-/// of those spans, for the paraphrase check (`crate::paraphrase::protected_tokens`).
-pub fn split_quoted(s: &str) -> (String, Vec<String>) {
-    let mut spans = Vec::new();
-    let plain = quoted()
-        .replace_all(s, |c: &regex::Captures<'_>| {
-            let m = c[0].trim_start_matches(|ch: char| ch.is_whitespace() || "([{".contains(ch));
-            let inner = m
-                .trim_start_matches("```")
-                .trim_end_matches("```")
-                .trim_matches(|ch: char| "`\"“”‘’'".contains(ch));
-            spans.push(inner.to_string());
-            " "
-        })
-        .into_owned();
-    (plain, spans)
-}
-
 /// Replaces the question's quoted and backticked spans with placeholders that every word
 /// transform keeps (they hold a digit), so that a chain of rewrites cannot re-pair their quotes
 /// with a wrapper's: phrasing `"{{ question }}"` then persona `lowercase` would otherwise see
@@ -1048,7 +973,7 @@ fn mask_quoted(q: &str) -> (String, Vec<String>) {
         return (q.to_string(), Vec::new());
     }
     let mut spans = Vec::new();
-    let masked = quoted()
+    let masked = text::quoted_spans()
         .replace_all(q, |c: &regex::Captures<'_>| {
             // The space or bracket before a single-quoted span stays outside the placeholder.
             let (lead, span) = c[0].split_at(c[0].find(['`', '"', '“', '‘', '\'']).unwrap_or(0));
@@ -1081,7 +1006,7 @@ fn unmask_quoted(s: &str, spans: &[String]) -> String {
 fn map_words(s: &str, mut f: impl FnMut(&str) -> String) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     let mut last = 0;
-    for m in quoted().find_iter(s) {
+    for m in text::quoted_spans().find_iter(s) {
         map_plain(&s[last..m.start()], &mut out, &mut f);
         out.push_str(m.as_str());
         last = m.end();
@@ -1108,7 +1033,7 @@ fn map_plain(s: &str, out: &mut String, f: &mut impl FnMut(&str) -> String) {
 }
 
 fn push_word(w: &str, out: &mut String, f: &mut impl FnMut(&str) -> String) {
-    if is_protected(w) {
+    if text::is_protected(w) {
         out.push_str(w)
     } else {
         out.push_str(&f(w))
@@ -1118,7 +1043,7 @@ fn push_word(w: &str, out: &mut String, f: &mut impl FnMut(&str) -> String) {
 fn lower_first(s: &str) -> String {
     let first = s.split_whitespace().next().unwrap_or("");
     let bare = first.trim_matches(|c: char| !c.is_alphanumeric());
-    if is_protected(first)
+    if text::is_protected(first)
         || bare == "I"
         || bare.starts_with("I'")
         || bare.starts_with("I’")
@@ -1216,14 +1141,6 @@ fn typos(s: &str, rate: f64, seed: u64) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn escape_keeps_template_syntax_literal() {
-        let lit = "a {{ x }} b {% if %} c {# d #} e { f }";
-        let mut env = Environment::new();
-        env.add_template_owned("t", escape_literal(lit)).unwrap();
-        assert_eq!(env.get_template("t").unwrap().render(()).unwrap(), lit);
-    }
-
     proptest::proptest! {
         /// Incident text as `templatize` escapes it, around slot references: the plain fast
         /// path compiles it and renders what minijinja renders, whatever the text holds.
@@ -1239,7 +1156,7 @@ mod tests {
                 if i > 0 {
                     source.push_str(refs[i % refs.len()]);
                 }
-                source.push_str(&escape_literal(p));
+                source.push_str(&text::template_literal(p));
             }
             // A literal `{` right before a reference reads as `{{{`: minijinja's business.
             let Some(t) = PlainTemplate::compile(&source) else {

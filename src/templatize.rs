@@ -12,7 +12,7 @@ use crate::grade::check::Check;
 use crate::grade::{self, CaseStatus};
 use crate::incident::Incident;
 use crate::probe::{DocumentSlot, Probe, Slots, Source, Tier, ToolOutputSlot};
-use crate::render::escape_literal;
+use crate::text::template_literal;
 use crate::tool_output::{self, Records};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
@@ -521,11 +521,11 @@ fn template_text(
             Seg::Doc(n) => out.push_str(&format!("{{{{ documents[{n:?}] }}}}")),
             Seg::Lit(l) if l.starts_with('\u{0}') => {
                 let (lead, trail) = l[1..].split_once('\u{1}').unwrap_or(("", ""));
-                out.push_str(&escape_literal(lead));
+                out.push_str(&template_literal(lead));
                 out.push_str("{{ question }}");
-                out.push_str(&escape_literal(trail));
+                out.push_str(&template_literal(trail));
             }
-            Seg::Lit(l) => out.push_str(&escape_literal(&l)),
+            Seg::Lit(l) => out.push_str(&template_literal(&l)),
         }
     }
     (out, question)

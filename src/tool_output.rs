@@ -572,12 +572,6 @@ fn render_csv(records: &[Record]) -> String {
         .to_string()
 }
 
-fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|")
-        .replace("\r\n", "<br>")
-        .replace('\n', "<br>")
-}
-
 fn render_markdown(records: &[Record]) -> String {
     let rows: Vec<_> = records.iter().map(flatten).collect();
     let cols = columns(&rows);
@@ -586,7 +580,7 @@ fn render_markdown(records: &[Record]) -> String {
         out,
         "| {} |",
         cols.iter()
-            .map(|c| md_cell(c))
+            .map(|c| crate::text::markdown_table_cell(c))
             .collect::<Vec<_>>()
             .join(" | ")
     );
@@ -598,26 +592,11 @@ fn render_markdown(records: &[Record]) -> String {
     for r in &rows {
         let cells: Vec<String> = cols
             .iter()
-            .map(|c| md_cell(r.get(c).map(String::as_str).unwrap_or("")))
+            .map(|c| crate::text::markdown_table_cell(r.get(c).map(String::as_str).unwrap_or("")))
             .collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     out.trim_end().to_string()
-}
-
-fn html_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 fn render_html(records: &[Record]) -> String {
@@ -626,7 +605,7 @@ fn render_html(records: &[Record]) -> String {
     let mut out = String::with_capacity(records.len() * 96);
     out.push_str("<table>\n  <thead>\n    <tr>");
     for c in &cols {
-        let _ = write!(out, "<th>{}</th>", html_escape(c));
+        let _ = write!(out, "<th>{}</th>", crate::text::html_verbatim(c));
     }
     out.push_str("</tr>\n  </thead>\n  <tbody>\n");
     for r in &rows {
@@ -635,7 +614,7 @@ fn render_html(records: &[Record]) -> String {
             let _ = write!(
                 out,
                 "<td>{}</td>",
-                html_escape(r.get(c).map(String::as_str).unwrap_or(""))
+                crate::text::html_verbatim(r.get(c).map(String::as_str).unwrap_or(""))
             );
         }
         out.push_str("</tr>\n");

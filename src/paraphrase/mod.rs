@@ -158,7 +158,7 @@ impl std::fmt::Display for Rejection {
 }
 
 /// The tokens every paraphrase must keep verbatim: identifiers and numbers (as
-/// [`crate::render::is_protected`] sees them, but a contraction's apostrophe alone protects
+/// [`crate::text::is_protected`] sees them, but a contraction's apostrophe alone protects
 /// nothing, so `don't` may become `do not`) and the inside of quoted or backticked spans.
 pub fn protected_tokens(question: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -168,7 +168,7 @@ pub fn protected_tokens(question: &str) -> Vec<String> {
             out.push(t.to_string());
         }
     };
-    let (plain, spans) = crate::render::split_quoted(question);
+    let (plain, spans) = crate::text::split_quoted(question);
     for s in &spans {
         push(s);
     }
@@ -179,7 +179,7 @@ pub fn protected_tokens(question: &str) -> Vec<String> {
             continue;
         }
         let no_contraction = strip_contractions(core);
-        if crate::render::is_protected(&no_contraction) {
+        if crate::text::is_protected(&no_contraction) {
             push(core);
         }
     }

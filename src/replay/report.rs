@@ -313,7 +313,7 @@ impl ReplayReport {
     /// One self-contained HTML page: the summary, flips by class, transitions, and the first
     /// `flips` flipped records (the contested list has them all).
     pub fn html(&self, flips: &[ReplayRecord]) -> String {
-        use crate::report::html::escape;
+        use crate::text::html as escape;
         use std::fmt::Write as _;
         let c = &self.candidate;
         let mut o = String::new();

@@ -10,29 +10,12 @@ use super::{
     short_id,
 };
 use crate::analysis::{Breakdown, Comparison, Flip, Heatmap, Tally, Trend, findings::pct};
+use crate::text::html as escape;
 use std::fmt::Write;
 
 const PALETTE: [&str; 6] = [
     "#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948",
 ];
-
-/// Escapes text for HTML content and attribute values; control characters are dropped.
-pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            '\n' | '\t' => o.push(c),
-            c if c.is_control() => {}
-            c => o.push(c),
-        }
-    }
-    o
-}
 
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {

@@ -7,27 +7,8 @@
 
 use super::Report;
 use crate::analysis::{VariantResult, Verdict};
+use crate::text::xml;
 use std::fmt::Write;
-
-/// Escapes text for XML content and attribute values.
-pub fn xml(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            '\t' | '\n' | '\r' => o.push(c),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => {
-                let _ = write!(o, "\\u{{{:x}}}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o
-}
 
 fn case_name(v: &VariantResult) -> String {
     format!(

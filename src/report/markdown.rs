@@ -8,28 +8,8 @@ use super::{
     short_id,
 };
 use crate::analysis::{Comparison, Trend, findings::pct};
+use crate::text::markdown_inline as md;
 use std::fmt::Write;
-
-/// Escapes text for a Markdown paragraph or table cell (one line).
-pub fn md(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '|' => o.push_str("\\|"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '~' | '!' => {
-                o.push('\\');
-                o.push(c);
-            }
-            '\n' | '\r' | '\t' => o.push(' '),
-            c if c.is_control() => {}
-            c => o.push(c),
-        }
-    }
-    o
-}
 
 fn row(o: &mut String, cells: &[String]) {
     let _ = writeln!(o, "| {} |", cells.join(" | "));
@@ -325,7 +305,7 @@ fn regressions(o: &mut String, c: &Comparison) {
             let _ = writeln!(
                 o,
                 "\n<pre>{}{}</pre>\n",
-                super::html::escape(&e.output),
+                crate::text::html(&e.output),
                 if e.truncated { "…" } else { "" }
             );
         }

@@ -285,7 +285,7 @@ pub(super) fn render_error(site: &Site, e: &ViewError, links: &Links) -> String 
         title,
         json!({"status": e.status(), "title": title, "message": e.message()}),
     )
-    .unwrap_or_else(|_| format!("{} {}", e.status(), html::escape(e.message())))
+    .unwrap_or_else(|_| format!("{} {}", e.status(), crate::text::html(e.message())))
 }
 
 fn run_of(store: &Store, id: &str) -> Result<RunInfo, ViewError> {
@@ -635,8 +635,8 @@ fn compute_run_summary(
         sections.push_str(&format!(
             "<figure>{}<figcaption>Delta per tier, {} → {}.</figcaption></figure>",
             html::delta_chart(c),
-            html::escape(&c.baseline_label()),
-            html::escape(&c.candidate_label())
+            crate::text::html(&c.baseline_label()),
+            crate::text::html(&c.candidate_label())
         ));
     }
     sections.push_str("</div>\n<h2>Tiers × models</h2>\n");
@@ -649,7 +649,7 @@ fn compute_run_summary(
     {
         sections.push_str(&format!(
             "<h2>Trend for {}</h2><figure>{}<figcaption>Aggregate and hard-tier pass rate per run, oldest first.</figcaption></figure>",
-            html::escape(&t.model),
+            crate::text::html(&t.model),
             html::trend_chart(t)
         ));
     }
