@@ -733,9 +733,13 @@ fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
                 .get(&(name.clone(), *tier))
                 .copied()
                 .unwrap_or_default();
-            row.push(Cell::new(rate(c[0], c[1])).set_alignment(CellAlignment::Right));
+            row.push(Cell::new(rate(c.pass, c.fail)).set_alignment(CellAlignment::Right));
         }
-        let (tin, tout, cost) = o.usage.get(name).copied().unwrap_or_default();
+        let sweep::ModelUsage {
+            input_tokens: tin,
+            output_tokens: tout,
+            cost_usd: cost,
+        } = o.usage.get(name).copied().unwrap_or_default();
         row.push(right(p.cached.load(Ordering::Relaxed)));
         row.push(Cell::new(format!("{tin}/{tout}")).set_alignment(CellAlignment::Right));
         row.push(

@@ -28,7 +28,10 @@
 //! graded once the run's cases are stored, by [`invariance::finalise`] at the end of the
 //! sweep (and of every resume).
 
+mod counts;
 pub mod invariance;
+
+pub use counts::{ModelUsage, StatusCounts, TierCounts, UsageByModel};
 
 use crate::axes::AxisLibrary;
 use crate::chat::{ChatRequest, ChatResponse};
@@ -115,12 +118,6 @@ pub struct ModelProgress {
     pub context_overflow: AtomicU64,
 }
 
-/// Tokens in, tokens out and cost per model.
-pub type UsageByModel = IndexMap<String, (u64, u64, f64)>;
-
-/// Per model × tier outcome counts, for the summary.
-pub type TierCounts = IndexMap<(String, Tier), [u64; 4]>;
-
 /// What a finished sweep reports.
 #[derive(Debug)]
 pub struct SweepOutcome {
@@ -131,7 +128,7 @@ pub struct SweepOutcome {
     /// Per model × tier: pass, fail, error, ungraded.
     pub tiers: TierCounts,
     /// Tokens in/out and cost per model.
-    pub usage: IndexMap<String, (u64, u64, f64)>,
+    pub usage: UsageByModel,
     /// Wall time.
     pub wall: Duration,
     /// Why it stopped early, if it did.
@@ -1218,7 +1215,7 @@ pub fn run(
         .spawn(move || -> Result<(TierCounts, UsageByModel)> {
             let written = (|| -> Result<(TierCounts, UsageByModel)> {
                 let mut tiers: TierCounts = IndexMap::new();
-                let mut usage: IndexMap<String, (u64, u64, f64)> = IndexMap::new();
+                let mut usage: UsageByModel = IndexMap::new();
                 let mut batch: Vec<WriteOp> = Vec::with_capacity(2048);
                 let mut pending: Vec<(String, CaseStatus, Tier, bool)> = Vec::with_capacity(2048);
                 let mut staged = 0usize;
@@ -1235,9 +1232,9 @@ pub fn run(
                             WriterMsg::Case(o) => {
                                 let o = *o;
                                 let u = usage.entry(o.record.model.clone()).or_default();
-                                u.0 += o.record.input_tokens;
-                                u.1 += o.record.output_tokens;
-                                u.2 += o.record.cost_usd.unwrap_or(0.0);
+                                u.input_tokens += o.record.input_tokens;
+                                u.output_tokens += o.record.output_tokens;
+                                u.cost_usd += o.record.cost_usd.unwrap_or(0.0);
                                 pending.push((
                                     o.record.model.clone(),
                                     o.record.status,
@@ -1269,13 +1266,13 @@ pub fn run(
                             if cached {
                                 p.cached.fetch_add(1, Ordering::Relaxed);
                             }
-                            let (slot, counter) = match status {
-                                CaseStatus::Pass => (0, &p.pass),
-                                CaseStatus::Fail => (1, &p.fail),
-                                CaseStatus::Error => (2, &p.error),
-                                CaseStatus::Ungraded => (3, &p.ungraded),
+                            let counter = match status {
+                                CaseStatus::Pass => &p.pass,
+                                CaseStatus::Fail => &p.fail,
+                                CaseStatus::Error => &p.error,
+                                CaseStatus::Ungraded => &p.ungraded,
                             };
-                            t[slot] += 1;
+                            t.add(status);
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -1561,12 +1558,6 @@ fn recount(
     tiers: &mut TierCounts,
     t: &crate::sweep::invariance::Transition,
 ) {
-    let slot = |s: CaseStatus| match s {
-        CaseStatus::Pass => 0,
-        CaseStatus::Fail => 1,
-        CaseStatus::Error => 2,
-        CaseStatus::Ungraded => 3,
-    };
     if let Some((_, p)) = progress.iter().find(|(n, _)| *n == t.model) {
         let counter = |s: CaseStatus| match s {
             CaseStatus::Pass => &p.pass,
@@ -1579,9 +1570,10 @@ fn recount(
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         counter(t.to).fetch_add(1, Ordering::Relaxed);
     }
-    let c = tiers.entry((t.model.clone(), t.tier)).or_default();
-    c[slot(t.from)] = c[slot(t.from)].saturating_sub(1);
-    c[slot(t.to)] += 1;
+    tiers
+        .entry((t.model.clone(), t.tier))
+        .or_default()
+        .moved(t.from, t.to);
 }
 
 #[allow(clippy::too_many_arguments)]
