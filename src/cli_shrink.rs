@@ -27,6 +27,7 @@ use crate::cli_brittle::{axes_text, right, table};
 use crate::error::Error;
 use crate::expand::{AxisFilter, ProbeExpansion, variant_id, variant_seed};
 use crate::grade::check::Check;
+use crate::grade::judge::{JudgeError, VerdictError};
 use crate::grade::{self, CaseStatus};
 use crate::probe::{self, Probe};
 use crate::promote::{self, Candidate};
@@ -832,7 +833,7 @@ fn ask(
                         };
                     }
                     Err(e) => {
-                        judge_error = Some(format!("judge: {e}"));
+                        judge_error = Some(e.to_string());
                         break;
                     }
                 }
@@ -909,10 +910,10 @@ fn judge_one(
     rt: &tokio::runtime::Runtime,
     req: &ChatRequest,
     q: &mut Asked,
-) -> Result<std::result::Result<crate::grade::judge::JudgeVerdict, String>> {
+) -> Result<std::result::Result<crate::grade::judge::JudgeVerdict, JudgeError>> {
     if j.provider.kind() == crate::config::ProviderKind::Mock {
         let r = crate::provider::mock::judge_answer(&j.provider.config().model, req);
-        return Ok(crate::grade::judge::parse_verdict(&r.text));
+        return Ok(crate::grade::judge::parse_verdict(&r.text).map_err(JudgeError::Unreadable));
     }
     let body = j.provider.encode(req);
     let key = crate::sweep::cache_key(&j.provider, &body, 0);
@@ -922,7 +923,10 @@ fn judge_one(
         q.judge_cached += 1;
         return Ok(Ok(v));
     }
-    let mut last = String::new();
+    // Replaced by the first reply without a verdict.
+    let mut last = VerdictError::Missing {
+        excerpt: String::new(),
+    };
     for _ in 0..crate::sweep::JUDGE_REPLY_ATTEMPTS {
         let (r, attempts) = rt.block_on(call_with_retries(
             &j.provider,
@@ -935,7 +939,7 @@ fn judge_one(
         q.judge_calls += attempts;
         let r = match r {
             Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(JudgeError::Call(e))),
         };
         match crate::grade::judge::parse_verdict(&r.text) {
             Ok(v) => {
@@ -945,10 +949,10 @@ fn judge_one(
             Err(e) => last = e,
         }
     }
-    Ok(Err(format!(
-        "{last} (after {} replies)",
-        crate::sweep::JUDGE_REPLY_ATTEMPTS
-    )))
+    Ok(Err(JudgeError::NoVerdict {
+        last,
+        replies: crate::sweep::JUDGE_REPLY_ATTEMPTS,
+    }))
 }
 
 /// One sample, with the sweep's retry rules: a 429 waits as the server says (at most

@@ -39,6 +39,7 @@ use crate::config::{Config, JudgeConfig, ModelConfig, ProviderKind};
 use crate::error::{Error, Result};
 use crate::expand::{AxisFilter, ProbeExpansion, Strategy};
 use crate::grade::check::Check;
+use crate::grade::judge::{JudgeError, VerdictError};
 use crate::grade::{self, CaseStatus};
 use crate::probe::{LoadedProbe, Tier};
 use crate::provider::{CallError, Provider};
@@ -733,14 +734,14 @@ impl JudgeCtx {
 /// judge's provider, endpoint, model id and the encoded judge request), else called with the
 /// sweep's retries and 429 handling. A reply without a verdict is asked again, up to
 /// [`JUDGE_REPLY_ATTEMPTS`] replies. Returns each judge check's index and verdict, or why no
-/// verdict could be had (`judge: …`); the caller makes that case an `error`.
+/// verdict could be had; the caller makes that case an `error`.
 async fn judge_checks(
     judge: &JudgeCtx,
     v: &Prepared,
     answer: &ChatResponse,
     writer: &mpsc::Sender<WriterMsg>,
     spent: &Mutex<f64>,
-) -> std::result::Result<Vec<(usize, grade::CheckVerdict)>, String> {
+) -> std::result::Result<Vec<(usize, grade::CheckVerdict)>, JudgeError> {
     let mut out = Vec::new();
     for (i, check) in v.checks.iter().enumerate() {
         let Check::Judge(j) = check else { continue };
@@ -765,7 +766,7 @@ async fn judge_checks(
             }
             Err(e) => {
                 judge.errors.fetch_add(1, Ordering::Relaxed);
-                return Err(format!("judge: {e}"));
+                return Err(e);
             }
         }
     }
@@ -777,7 +778,7 @@ async fn judge_one(
     req: &ChatRequest,
     writer: &mpsc::Sender<WriterMsg>,
     spent: &Mutex<f64>,
-) -> std::result::Result<crate::grade::judge::JudgeVerdict, String> {
+) -> std::result::Result<crate::grade::judge::JudgeVerdict, JudgeError> {
     let provider = &judge.ctx.provider;
     let account = |r: &ChatResponse| {
         judge
@@ -797,7 +798,7 @@ async fn judge_one(
     if provider.kind() == ProviderKind::Mock {
         let r = crate::provider::mock::judge_answer(&provider.config().model, req);
         account(&r);
-        return crate::grade::judge::parse_verdict(&r.text);
+        return crate::grade::judge::parse_verdict(&r.text).map_err(JudgeError::Unreadable);
     }
     let body = provider.encode(req);
     let key = cache_key(provider, &body, 0);
@@ -812,7 +813,7 @@ async fn judge_one(
                 .cache_get(&k)
         })
         .await
-        .map_err(|e| format!("judge cache look-up: {e}"))?;
+        .map_err(|e| JudgeError::Cache(e.to_string()))?;
         if let Ok(Some(r)) = hit
             && let Ok(v) = crate::grade::judge::parse_verdict(&r.text)
         {
@@ -821,7 +822,7 @@ async fn judge_one(
         }
     }
     let Ok(_permit) = judge.permits.acquire().await else {
-        return Err("the sweep is shutting down".into());
+        return Err(JudgeError::Stopped("the sweep is shutting down".into()));
     };
     let est_tokens = req
         .messages
@@ -830,7 +831,10 @@ async fn judge_one(
         .sum::<usize>() as u64
         / 4
         + 1;
-    let mut last = String::new();
+    // Replaced by the first reply without a verdict.
+    let mut last = VerdictError::Missing {
+        excerpt: String::new(),
+    };
     for _ in 0..JUDGE_REPLY_ATTEMPTS {
         let mut slot = Slot::acquire(&judge.ctx.adaptive).await;
         let called =
@@ -838,12 +842,14 @@ async fn judge_one(
         drop(slot);
         let r = match called.result {
             Called::Answer(r) => r,
-            Called::Error(e) => return Err(e),
+            Called::Error(e) => return Err(JudgeError::Call(e)),
             Called::Abandoned => {
-                return Err(judge
-                    .ctx
-                    .halt_reason()
-                    .unwrap_or_else(|| "the sweep is stopping".into()));
+                return Err(JudgeError::Stopped(
+                    judge
+                        .ctx
+                        .halt_reason()
+                        .unwrap_or_else(|| "the sweep is stopping".into()),
+                ));
             }
         };
         account(&r);
@@ -856,13 +862,16 @@ async fn judge_one(
             Err(e) => last = e,
         }
     }
-    Err(format!("{last} (after {JUDGE_REPLY_ATTEMPTS} replies)"))
+    Err(JudgeError::NoVerdict {
+        last,
+        replies: JUDGE_REPLY_ATTEMPTS,
+    })
 }
 
 /// Puts the judge's verdicts (or its failure) into a graded case.
 fn apply_judge(
     rec: &mut CaseRecord,
-    judged: std::result::Result<Vec<(usize, grade::CheckVerdict)>, String>,
+    judged: std::result::Result<Vec<(usize, grade::CheckVerdict)>, JudgeError>,
 ) {
     match judged {
         Ok(verdicts) => {
@@ -878,7 +887,7 @@ fn apply_judge(
             // outside every rate, retried by a resume.
             rec.status = CaseStatus::Error;
             rec.checks.clear();
-            rec.error = Some(reason);
+            rec.error = Some(reason.to_string());
         }
     }
 }

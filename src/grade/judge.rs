@@ -9,7 +9,8 @@
 //!
 //! Reading is tolerant, because judge models wrap JSON in prose and code fences: the first JSON
 //! object holding a `verdict` wins, wherever it is in the reply. A reply without one is
-//! unparseable, and after the retries the case is an `error` ("judge: …"), never a pass.
+//! unparseable ([`VerdictError`]), and after the retries the case is an `error` whose message is
+//! a [`JudgeError`] ("judge: …"), never a pass.
 
 use crate::chat::{ChatRequest, ChatResponse, Message, Role, ToolCall};
 use std::fmt::Write as _;
@@ -138,12 +139,58 @@ pub struct JudgeVerdict {
     pub reason: String,
 }
 
+/// Why a judge reply holds no usable verdict (its message quotes an excerpt of the reply).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerdictError {
+    /// No JSON object in the reply has a `verdict` field.
+    #[error("no JSON object with a \"verdict\" in the judge's reply: {excerpt:?}")]
+    Missing {
+        /// The start of the reply.
+        excerpt: String,
+    },
+    /// The first `verdict` found is neither `pass` nor `fail`.
+    #[error("verdict {verdict} is neither \"pass\" nor \"fail\" in the judge's reply: {excerpt:?}")]
+    NotPassOrFail {
+        /// The `verdict` value, as JSON.
+        verdict: String,
+        /// The start of the reply.
+        excerpt: String,
+    },
+}
+
+/// Why a judge check got no verdict. The case becomes an `error` whose message is this
+/// error's text, always starting `judge: ` so a reader can tell the judge's failure from the
+/// graded model's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JudgeError {
+    /// The judge's reply held no verdict (and was not asked again: the offline mock judge).
+    #[error("judge: {0}")]
+    Unreadable(VerdictError),
+    /// Every reply, asked again up to `replies` times, held no verdict.
+    #[error("judge: {last} (after {replies} replies)")]
+    NoVerdict {
+        /// What was wrong with the last reply.
+        last: VerdictError,
+        /// Replies read.
+        replies: u32,
+    },
+    /// The judge model could not be called (a permanent error, or the retries ran out).
+    #[error("judge: {0}")]
+    Call(String),
+    /// The response-cache look-up failed.
+    #[error("judge: judge cache look-up: {0}")]
+    Cache(String),
+    /// The sweep stopped before the judge answered (the reason it stopped).
+    #[error("judge: {0}")]
+    Stopped(String),
+}
+
 /// Reads a verdict from a judge reply: the first JSON object with a `verdict` field, whether the
 /// reply is bare JSON, JSON in a code fence, or JSON inside prose. `verdict` is `pass` or `fail`
 /// (any case; `passed`/`failed` too); `reason` is optional. `Err` says what was wrong, with an
 /// excerpt of the reply.
-pub fn parse_verdict(text: &str) -> Result<JudgeVerdict, String> {
-    let mut problem = None;
+pub fn parse_verdict(text: &str) -> Result<JudgeVerdict, VerdictError> {
+    let mut problem: Option<String> = None;
     for obj in json_objects(text) {
         let Some(v) = obj.get("verdict") else {
             continue;
@@ -153,8 +200,7 @@ pub fn parse_verdict(text: &str) -> Result<JudgeVerdict, String> {
             Some("pass" | "passed") => true,
             Some("fail" | "failed") => false,
             _ => {
-                problem
-                    .get_or_insert_with(|| format!("verdict {v} is neither \"pass\" nor \"fail\""));
+                problem.get_or_insert_with(|| v.to_string());
                 continue;
             }
         };
@@ -168,11 +214,11 @@ pub fn parse_verdict(text: &str) -> Result<JudgeVerdict, String> {
             reason: crate::grade::excerpt(&reason, MAX_REASON_CHARS),
         });
     }
-    Err(format!(
-        "{} in the judge's reply: {:?}",
-        problem.unwrap_or_else(|| "no JSON object with a \"verdict\"".to_string()),
-        crate::grade::excerpt(text, 120)
-    ))
+    let excerpt = crate::grade::excerpt(text, 120);
+    Err(match problem {
+        Some(verdict) => VerdictError::NotPassOrFail { verdict, excerpt },
+        None => VerdictError::Missing { excerpt },
+    })
 }
 
 /// Every JSON object in `text`, by the position of its `{`: an outer object comes before the
@@ -315,13 +361,22 @@ mod tests {
             "{\"result\": \"pass\"}",
             "{\"verdict\": \"pass\"",
         ] {
-            let err = parse_verdict(bad).unwrap_err();
+            let err = parse_verdict(bad).unwrap_err().to_string();
             assert!(err.contains("judge's reply"), "{bad:?} → {err}");
         }
-        assert!(
+        assert_eq!(
             parse_verdict("{\"verdict\": \"maybe\"}")
                 .unwrap_err()
-                .contains("neither")
+                .to_string(),
+            "verdict \"maybe\" is neither \"pass\" nor \"fail\" in the judge's reply: \"{\\\"verdict\\\": \\\"maybe\\\"}\""
+        );
+        assert_eq!(
+            JudgeError::NoVerdict {
+                last: parse_verdict("no").unwrap_err(),
+                replies: 3
+            }
+            .to_string(),
+            "judge: no JSON object with a \"verdict\" in the judge's reply: \"no\" (after 3 replies)"
         );
     }
 }
