@@ -58,7 +58,7 @@ pub struct ReplayArgs {
     /// Seed of the noise sample.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Ask the [judge] model, per flip, which answer is right: corrections vs regressions.
+    /// Ask the `[judge]` model, per flip, which answer is right: corrections vs regressions.
     #[arg(long)]
     pub judge: bool,
     /// Write every flipped record here: JSONL, or CSV when the name ends in .csv.

@@ -3,7 +3,7 @@
 //! no exact expected answer exists.
 //!
 //! This module is the pure part: the normalised [`answer_key`] that invariance compares, and
-//! the verdicts ([`pending`], [`reference`], [`compare`]). Answers arrive out of order, so
+//! the verdicts ([`pending`], [`reference()`], [`compare`]). Answers arrive out of order, so
 //! invariance cannot be graded case by case: while the sweep runs, an invariant probe's cases
 //! carry a *pending* `invariant` verdict (ungraded, never a pass), and when the sweep (or a
 //! `--resume`) ends, the running layer (`sweep::invariance::finalise`) reads the run's cases
