@@ -8,6 +8,7 @@
 //! Text from models and probe files is data: each renderer escapes it for its format (terminal
 //! control characters stripped, XML/HTML escaped, Markdown table cells defused).
 
+pub mod build;
 pub mod html;
 pub mod json;
 pub mod junit;
@@ -22,7 +23,7 @@ use crate::analysis::{
 use crate::store::RunInfo;
 
 /// Output format of `cliffprobe report`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Aligned tables for a terminal or a log.
     Text,
