@@ -1,4 +1,7 @@
-//! The command line: argument parsing and printing, over the library's stages.
+//! The command line: the clap definitions of every command, dispatch to the command's file,
+//! and errors mapped to exit statuses. Each command's options and printing live in a file of
+//! their own (`init.rs` … `store.rs`); what they share for output is in `output.rs`. This is the
+//! binary's module: the library never imports it.
 //!
 //! Exit statuses: 0 success; 1 a failed run (store, network) or a failed gate; 2 bad input
 //! (a file, a field, an option), with nothing written. A closed stdout pipe is success.

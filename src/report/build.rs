@@ -183,7 +183,7 @@ fn ordered(
     out
 }
 
-fn cli_error(field: &str, message: String) -> Error {
+fn option_error(field: &str, message: String) -> Error {
     Error::field("<command line>", field, message)
 }
 
@@ -227,19 +227,19 @@ fn floors(project: &Project, cli: &[String]) -> Result<Vec<Floor>> {
     }
     for f in cli {
         let (t, v) = f.split_once('=').ok_or_else(|| {
-            cli_error(
+            option_error(
                 "--floor",
                 format!("`{f}` is not TIER=RATE (e.g. hard=0.45)"),
             )
         })?;
         let tier = Tier::parse(t).ok_or_else(|| {
-            cli_error(
+            option_error(
                 "--floor",
                 format!("unknown tier `{t}`; expected easy, medium, hard or frontier"),
             )
         })?;
         let min = parse_rate(v).ok_or_else(|| {
-            cli_error(
+            option_error(
                 "--floor",
                 format!("`{v}` is not a pass rate between 0 and 1 (or 0% and 100%)"),
             )
@@ -384,7 +384,7 @@ pub fn build_from(
     let mut gated: Vec<String> = Vec::new();
     let baseline = match a.baseline.as_deref() {
         Some(b) if b == run.id => {
-            return Err(cli_error(
+            return Err(option_error(
                 "--baseline",
                 format!("`{b}` is the run being reported; name an earlier run or a model"),
             ));
@@ -406,7 +406,7 @@ pub fn build_from(
                     }
                 }
                 if comparisons.is_empty() {
-                    return Err(cli_error(
+                    return Err(option_error(
                         "--baseline",
                         format!(
                             "run `{b}` has none of this run's models ({}); its models: {}",
@@ -419,7 +419,7 @@ pub fn build_from(
             }
             None if results.contains_key(b) => BaselineKind::Model(b.to_string()),
             None => {
-                return Err(cli_error(
+                return Err(option_error(
                     "--baseline",
                     format!(
                         "`{b}` is neither a run in the store nor a model of run `{}` (models: {})",
@@ -454,7 +454,7 @@ pub fn build_from(
         .sum();
     let gate = if floors.is_empty() && a.max_regressions.is_none() {
         if a.gate {
-            return Err(cli_error(
+            return Err(option_error(
                 "--gate",
                 "nothing to gate on: no [floors] in cliffprobe.toml, no --floor TIER=RATE and no --max-regressions N".into(),
             ));

@@ -1,6 +1,6 @@
 //! Reports: one [`Report`] value, rendered as text, JSON, Markdown, JUnit XML or HTML.
 //!
-//! The report is built once (by `cli_report`, from the store, through [`crate::analysis`]) and
+//! The report is built once (by [`build`], from the store, through [`crate::analysis`]) and
 //! every format renders the same value, so the formats cannot disagree about a number. Every
 //! renderer is pure and deterministic: same report, same bytes (no clock, no randomness), which
 //! is what makes the snapshot tests possible.
