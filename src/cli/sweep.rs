@@ -1,6 +1,6 @@
 //! The `sweep` command: option handling and the end-of-run summary.
 
-use crate::cli::output::table;
+use crate::cli::output::{right, table};
 use anyhow::Result;
 use cliffprobe::config::ProviderKind;
 use cliffprobe::error::Error;
@@ -704,10 +704,10 @@ fn print_summary(cfg: &cliffprobe::config::Config, o: &sweep::SweepOutcome) {
         };
         let mut row = vec![
             Cell::new(label),
-            right(done),
-            right(pass),
-            right(fail),
-            right(err),
+            right(done.to_string()),
+            right(pass.to_string()),
+            right(fail.to_string()),
+            right(err.to_string()),
             Cell::new(rate(pass, fail)).set_alignment(CellAlignment::Right),
         ];
         for tier in &tiers {
@@ -719,7 +719,7 @@ fn print_summary(cfg: &cliffprobe::config::Config, o: &sweep::SweepOutcome) {
             row.push(Cell::new(rate(c[0], c[1])).set_alignment(CellAlignment::Right));
         }
         let (tin, tout, cost) = o.usage.get(name).copied().unwrap_or_default();
-        row.push(right(p.cached.load(Ordering::Relaxed)));
+        row.push(right(p.cached.load(Ordering::Relaxed).to_string()));
         row.push(Cell::new(format!("{tin}/{tout}")).set_alignment(CellAlignment::Right));
         row.push(
             Cell::new(if m.price_input.is_some() || m.price_output.is_some() {
@@ -790,8 +790,4 @@ fn print_summary(cfg: &cliffprobe::config::Config, o: &sweep::SweepOutcome) {
         o.run.planned,
         o.wall.as_secs_f64()
     );
-}
-
-fn right(n: u64) -> Cell {
-    Cell::new(n).set_alignment(CellAlignment::Right)
 }
