@@ -1576,7 +1576,7 @@ pub fn render_text(r: &AdaptiveReport) -> String {
             "  {} value(s) cleared, {undecided} undecided; {flaky} flaky (each variant counted by its majority), {} repeat(s) run",
             cleared, g.repeats
         );
-        let mut t = crate::cli_brittle::table(&[
+        let mut t = crate::term::table(&[
             "axis",
             "value",
             "decision",

@@ -1,20 +1,18 @@
-//! The `cliffprobe` binary: a thin shell over the library (see `cli.rs`).
+//! The `cliffprobe` binary: the command line (`cli/`: parsing, dispatch, printing) over the
+//! library. `cli` is this crate's module, not part of the library's API, so the library neither
+//! sees clap nor anyhow nor depends on how a command prints.
 //!
-//! mimalloc is the global allocator: a sweep allocates and frees small buffers for every case on
-//! several threads at once (rendering, request bodies, HTTP, grading, store rows), and glibc's
-//! malloc spent a fifth of the sweep's CPU on that (`perf record` of a 100,000-case sweep:
-//! `_int_malloc`, `_int_free`, `malloc_consolidate`). Built with `no_thp`: with transparent
-//! huge pages on (`always` on many distributions) its arenas are backed by 2 MiB pages and a
-//! 10,000-case sweep's peak RSS went from 28 to 58 MB; without them it is ~40 MB. See README,
-//! Performance.
-//!
-//! Freed memory goes back to the OS after 10 ms (`purge_delay`), not after a second (mimalloc
-//! v3's default): a report on a big run lets go of its per-variant tallies before it reads the
-//! flips' evidence, and with the delay both stayed resident together. At a million cases the
-//! report's peak RSS went from 195 to 167 MB and brittleness' from 133 to 114 MB. 10 ms and
-//! not 0: purging at once cost the report ~0.2 s of madvise calls and TLB shootdowns (median
-//! 2.27 vs 2.01 s over 6 alternating runs) for 2 MB less. `MIMALLOC_PURGE_DELAY` in the
-//! environment still wins.
+//! mimalloc is the global allocator: a sweep allocates and frees small buffers for every case
+//! on several threads at once (rendering, request bodies, HTTP, grading, store rows), and
+//! glibc's malloc spent a fifth of the sweep's CPU there. It is built with `no_thp`: on
+//! transparent huge pages its arenas are backed by 2 MiB pages, which doubled a sweep's peak
+//! RSS. Freed memory goes back to the OS after 10 ms (`purge_delay`), not mimalloc v3's default
+//! second: a report on a big run lets go of its per-variant tallies before it reads the flips'
+//! evidence, and with the longer delay both stayed resident together; purging at once cost
+//! the report time in madvise calls. `MIMALLOC_PURGE_DELAY` in the environment still wins. The
+//! figures are in docs/performance.md.
+
+mod cli;
 
 use std::process::ExitCode;
 
@@ -34,7 +32,7 @@ fn main() -> ExitCode {
             libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10)
         };
     }
-    cliffprobe::cli::main()
+    cli::main()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! **1-minimal**: it fails, and taking away any single change of it does not fail.
 //!
 //! The module is pure: the oracle is any `FnMut(&[T]) -> Outcome`, so the search is unit-tested
-//! without a model, and the CLI (`cli_shrink`) supplies the one that calls a model.
+//! without a model, and the CLI (`cli/shrink.rs`) supplies the one that calls a model.
 //!
 //! # Rules
 //! - **The canonical first.** The empty configuration (the incident as it happened) is tested

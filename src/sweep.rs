@@ -2484,7 +2484,7 @@ fn entropy_rng() -> rand_chacha::ChaCha8Rng {
 /// Exponential backoff with full jitter: a wait drawn uniformly from `[0, cap]`, where
 /// `cap` = 0.25 s × 2^n, at most 20 s (retries of many cases spread out instead of coming
 /// back together).
-pub(crate) fn backoff(n: u32) -> Duration {
+pub fn backoff(n: u32) -> Duration {
     Duration::from_secs_f64(entropy_rng().random_range(0.0..=backoff_cap(n)))
 }
 

@@ -1,4 +1,8 @@
-//! Terminal safety: text from models and incidents is shown, never obeyed.
+//! Terminal safety: text from models and incidents is shown, never obeyed; and the aligned
+//! tables the commands print.
+
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use std::io::IsTerminal;
 
 /// Removes control characters and escape sequences (keeps newlines and tabs), so a model
 /// answer cannot move the cursor, recolour the terminal or hide text.
@@ -38,6 +42,23 @@ pub fn sanitize(s: &str) -> String {
         }
     }
     out
+}
+
+/// An aligned table with `headers`, in the house style; plain (no colour or terminal width)
+/// when stdout is not a terminal, so piped output is the same on every machine.
+pub fn table(headers: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    if !std::io::stdout().is_terminal() {
+        t.force_no_tty();
+    }
+    t.set_header(headers.iter().map(Cell::new).collect::<Vec<_>>());
+    t
+}
+
+/// A right-aligned cell: the numbers of a [`table`].
+pub fn right(s: String) -> Cell {
+    Cell::new(s).set_alignment(CellAlignment::Right)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde::Serialize;
 const EPS: f64 = 1e-9;
 
 /// What a floor is compared with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GateOn {
     /// The tier's pass rate.

@@ -20,6 +20,7 @@ pub mod findings;
 pub mod gate;
 pub mod heatmap;
 pub mod mcnemar;
+pub mod measured;
 pub mod tally;
 pub mod tiers;
 pub mod trend;

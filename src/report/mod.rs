@@ -1,6 +1,6 @@
 //! Reports: one [`Report`] value, rendered as text, JSON, Markdown, JUnit XML or HTML.
 //!
-//! The report is built once (by `cli_report`, from the store, through [`crate::analysis`]) and
+//! The report is built once (by [`build`], from the store, through [`crate::analysis`]) and
 //! every format renders the same value, so the formats cannot disagree about a number. Every
 //! renderer is pure and deterministic: same report, same bytes (no clock, no randomness), which
 //! is what makes the snapshot tests possible.
@@ -8,6 +8,7 @@
 //! Text from models and probe files is data: each renderer escapes it for its format (terminal
 //! control characters stripped, XML/HTML escaped, Markdown table cells defused).
 
+pub mod build;
 pub mod html;
 pub mod json;
 pub mod junit;
@@ -22,7 +23,7 @@ use crate::analysis::{
 use crate::store::RunInfo;
 
 /// Output format of `cliffprobe report`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Aligned tables for a terminal or a log.
     Text,

@@ -23,7 +23,7 @@ pub mod links;
 mod pages;
 pub mod server;
 
-use crate::cli::Project;
+use crate::project::Project;
 use crate::store::Store;
 use links::{BadParam, CaseFilter, Links, Sides};
 use std::collections::HashMap;
@@ -73,10 +73,17 @@ impl From<crate::Error> for ViewError {
     }
 }
 
-impl From<anyhow::Error> for ViewError {
-    fn from(e: anyhow::Error) -> Self {
-        ViewError::Internal(format!("{e:#}"))
+/// `e` and its causes, `: `-separated: what the CLI prints for an error, and what a page says
+/// when a report or a trend it builds fails.
+pub(crate) fn chain_text(e: &crate::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
     }
+    text
 }
 
 impl From<BadParam> for ViewError {

@@ -5,7 +5,6 @@ use super::links::{CaseFilter, Links, Sides, key_text, param, query_pairs};
 use super::{PAGE_SIZE, SCAN_LIMIT, Site, ViewError};
 use crate::analysis::{Comparison, Flip, Heatmap};
 use crate::brittleness::{Brittleness, ProbeBrittleness};
-use crate::cli_report::ReportArgs;
 use crate::grade::CaseStatus;
 use crate::probe::Tier;
 use crate::report::{Format, Report, html, rate_text, short_id};
@@ -457,12 +456,10 @@ fn trend_points(
             ));
             continue;
         }
-        points.extend(crate::cli_report::trend_points(
-            store,
-            std::slice::from_ref(run),
-            model,
-            None,
-        )?);
+        points.extend(
+            crate::report::build::trend_points(store, std::slice::from_ref(run), model, None)
+                .map_err(|e| ViewError::Internal(super::chain_text(&e)))?,
+        );
     }
     Ok(points)
 }
@@ -580,16 +577,14 @@ fn compute_run_summary(
     info: RunInfo,
     baseline: Option<&str>,
 ) -> Result<RunSummary, ViewError> {
-    let args = ReportArgs {
+    let args = crate::report::build::ReportOptions {
         run: Some(info.id.clone()),
         baseline: baseline.map(str::to_string),
         format: Format::Html,
-        out: None,
         floors: Vec::new(),
         gate: false,
         gate_on: crate::analysis::GateOn::Rate,
         max_regressions: None,
-        store: None,
     };
     // The runs a comparison can involve: this one, and the baseline when it names a run. Their
     // passing variants (for "still failing") are read on a second thread, through a
@@ -604,7 +599,7 @@ fn compute_run_summary(
     let other = store.reopen()?;
     let (report, passing) = std::thread::scope(|scope| {
         let reader = scope.spawn(move || passing_variants(&other, &runs));
-        let report = crate::cli_report::build_from(&site.project, store, &args, false);
+        let report = crate::report::build::build_from(&site.project, store, &args, false);
         let passing = reader
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -613,13 +608,13 @@ fn compute_run_summary(
     let report: Report = match report {
         Ok(r) => r,
         Err(e) => {
-            let msg = format!("{e:#}");
-            return Err(match e.downcast_ref::<crate::Error>() {
+            let msg = super::chain_text(&e);
+            return Err(match e {
                 // The report speaks of its command-line flag; the page of its query parameter.
-                Some(crate::Error::Input { message, .. }) => {
+                crate::Error::Input { message, .. } => {
                     ViewError::BadRequest(format!("query parameter `baseline`: {message}"))
                 }
-                Some(crate::Error::Refused(_)) => ViewError::NotFound(msg),
+                crate::Error::Refused(_) => ViewError::NotFound(msg),
                 _ => ViewError::Internal(msg),
             });
         }
@@ -1374,7 +1369,7 @@ fn conversation(site: &Site, v: &crate::store::VariantInfo) -> Result<serde_json
     }
     let lib = site
         .library
-        .get_or_init(|| site.project.library().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| site.project.library().map_err(|e| super::chain_text(&e)))
         .as_ref()
         .map_err(|e| format!("the axis library cannot be loaded: {e}"))?;
     let x = crate::expand::ProbeExpansion::new(&probe, lib).map_err(|e| e.to_string())?;

@@ -1,20 +1,20 @@
 //! The `unlock` command: who holds a store's sweep lock and its run-slice leases, and the way
 //! out when a lock outlives its process.
 //!
-//! Every sweep also holds a lease on its run-slice (see [`crate::shard`]): listed here, live or
+//! Every sweep also holds a lease on its run-slice (see [`cliffprobe::shard`]): listed here, live or
 //! not; those whose holder is gone are removed (they are void anyway: expired on SQLite, their
 //! session ended on PostgreSQL), and `--force` removes live ones too (for a holder that is
 //! known to be gone before its lease expires; on PostgreSQL it also terminates the holder's
 //! session, which makes that sweep stop).
 //!
 //! The sweep lock is an advisory lock the operating system releases when its process ends
-//! (see [`crate::store`]'s lock module), so this is rarely needed: it reports the holder, removes
+//! (see [`cliffprobe::store`]'s lock module), so this is rarely needed: it reports the holder, removes
 //! the record a finished holder left, and with `--force` removes a live holder's lock file (for
 //! file systems where advisory locks are not released with their process).
 
-use crate::cli::Project;
-use crate::store::{LeaseInfo, LockInfo, Unlocked, now_ms};
 use anyhow::Result;
+use cliffprobe::project::Project;
+use cliffprobe::store::{LeaseInfo, LockInfo, Unlocked, now_ms};
 use std::process::ExitCode;
 
 /// `unlock` options.
@@ -30,7 +30,7 @@ pub struct UnlockArgs {
     pub force: bool,
 }
 
-/// One lease, for people; `alive` as [`crate::store::Store::lease_liveness`] says, and
+/// One lease, for people; `alive` as [`cliffprobe::store::Store::lease_liveness`] says, and
 /// `by_session` on PostgreSQL, where a lease lives as long as its holder's session.
 fn lease_line(l: &LeaseInfo, now: i64, alive: bool, by_session: bool) -> String {
     let what = if l.slice.is_whole() {
@@ -74,7 +74,7 @@ fn holder(i: &LockInfo) -> String {
 pub fn unlock_cmd(project: &Project, a: &UnlockArgs) -> Result<ExitCode> {
     let store = project.open_store(a.store.as_deref())?;
     let now = now_ms();
-    let by_session = store.engine() == crate::store::Engine::Postgres;
+    let by_session = store.engine() == cliffprobe::store::Engine::Postgres;
     let before = store.leases()?;
     let alive_before = store.lease_liveness(&before, now)?;
     let removed = store.remove_leases(now, a.force)?;

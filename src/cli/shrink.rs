@@ -1,13 +1,13 @@
 //! The `shrink` command: the minimal cause of a failing variant, by asking the model.
 //!
 //! Starts from a failing variant (`--variant ID`, else the minimal failing variant of the probe
-//! × model in a run), and runs [`crate::shrink::shrink`] with an oracle that renders the variant
+//! × model in a run), and runs [`cliffprobe::shrink::shrink`] with an oracle that renders the variant
 //! with only some axes changed, calls the model (sequentially, with the sweep's retry rules:
 //! 429s wait, transient faults back off, at most `max_retries`), and grades the answer the way
 //! the sweep does: the probe's checks; each `judge` check by asking the `[judge]` model the
-//! request of [`crate::grade::judge::judge_request`] (a reply without a verdict is asked again, up to
-//! [`crate::sweep::JUDGE_REPLY_ATTEMPTS`]; no verdict makes the sample an error); and, for an
-//! `invariant: true` probe, the answer key ([`crate::grade::invariant::answer_key`]) against the
+//! request of [`cliffprobe::grade::judge::judge_request`] (a reply without a verdict is asked again, up to
+//! [`cliffprobe::sweep::JUDGE_REPLY_ATTEMPTS`]; no verdict makes the sample an error); and, for an
+//! `invariant: true` probe, the answer key ([`cliffprobe::grade::invariant::answer_key`]) against the
 //! canonical's answer key of the same sample (the canonical is always asked first; a sample
 //! whose canonical answer errored cannot be compared and counts as an error, never a pass).
 //! Answers and judge replies come from, and go to, the response cache under the sweep's own
@@ -19,24 +19,24 @@
 //! Exit status: 0 when the search concluded (a minimal cause, a broken probe, a failure that
 //! did not reproduce); 1 when errors left the canonical or the start unresolved; 2 bad input.
 
-use crate::axes::{AxisName, ORIGINAL};
-use crate::brittleness::{self, Filter};
-use crate::chat::{ChatRequest, ChatResponse};
-use crate::cli::Project;
-use crate::cli_brittle::{axes_text, right, table};
-use crate::error::Error;
-use crate::expand::{AxisFilter, ProbeExpansion, variant_id, variant_seed};
-use crate::grade::check::Check;
-use crate::grade::judge::{JudgeError, VerdictError};
-use crate::grade::{self, CaseStatus};
-use crate::probe::{self, Probe};
-use crate::promote::{self, Candidate};
-use crate::provider::Provider;
-use crate::render::VariantAxes;
-use crate::shrink::{self, Outcome, Verdict};
-use crate::store::{Store, WriteOp};
-use crate::term::sanitize;
+use crate::cli::output::{axes_text, right, table};
 use anyhow::Result;
+use cliffprobe::axes::{AxisName, ORIGINAL};
+use cliffprobe::brittleness::{self, Filter};
+use cliffprobe::chat::{ChatRequest, ChatResponse};
+use cliffprobe::error::Error;
+use cliffprobe::expand::{AxisFilter, ProbeExpansion, variant_id, variant_seed};
+use cliffprobe::grade::check::Check;
+use cliffprobe::grade::judge::{JudgeError, VerdictError};
+use cliffprobe::grade::{self, CaseStatus};
+use cliffprobe::probe::{self, Probe};
+use cliffprobe::project::Project;
+use cliffprobe::promote::{self, Candidate};
+use cliffprobe::provider::Provider;
+use cliffprobe::render::VariantAxes;
+use cliffprobe::shrink::{self, Outcome, Verdict};
+use cliffprobe::store::{Store, WriteOp};
+use cliffprobe::term::sanitize;
 use comfy_table::Cell;
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -218,7 +218,7 @@ pub(crate) fn find_probe(
 /// Runs `cliffprobe shrink`.
 pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
     let cmdline = "<command line>";
-    let json = crate::cli::wants_json(&a.format)?;
+    let json = crate::cli::output::wants_json(&a.format)?;
     if a.repeats == 0 || a.repeats > MAX_REPEATS {
         return Err(Error::field(
             cmdline,
@@ -246,7 +246,7 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
         .into());
     };
     let (path, _, probe) = find_probe(project, &a.probe, &a.paths)?;
-    crate::provider::install_crypto_provider();
+    cliffprobe::provider::install_crypto_provider();
     let mut grading = grading(project, &path, &probe)?;
     let lib = project.library()?;
     let x = ProbeExpansion::new(&probe, &lib)?;
@@ -280,7 +280,7 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
         .into());
     }
 
-    crate::provider::install_crypto_provider();
+    cliffprobe::provider::install_crypto_provider();
     let provider = Provider::new(&a.model, cfg)?;
     let max_retries = cfg.max_retries.unwrap_or(4);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -450,7 +450,7 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
         judge_mock: grading
             .judge
             .as_ref()
-            .is_some_and(|j| j.provider.kind() == crate::config::ProviderKind::Mock),
+            .is_some_and(|j| j.provider.kind() == cliffprobe::config::ProviderKind::Mock),
         judge_calls: asked.iter().map(|q| u64::from(q.judge_calls)).sum(),
         judge_cache_hits: asked.iter().map(|q| u64::from(q.judge_cached)).sum(),
         invariant: grading.invariant.is_some(),
@@ -481,7 +481,7 @@ fn grading(project: &Project, path: &std::path::Path, probe: &Probe) -> Result<G
         path: path.to_path_buf(),
         probe: probe.clone(),
     }];
-    crate::sweep::check_judge(&project.config, &lp)?;
+    cliffprobe::sweep::check_judge(&project.config, &lp)?;
     let has_judge = probe.checks.iter().any(|c| matches!(c, Check::Judge(_)));
     let judge = match (&project.config.judge, has_judge) {
         (Some(j), true) => {
@@ -502,7 +502,8 @@ fn grading(project: &Project, path: &std::path::Path, probe: &Probe) -> Result<G
     };
     Ok(Grading {
         judge,
-        invariant: crate::sweep::invariance::InvariantProbe::of(probe).map(|p| p.answer_pattern),
+        invariant: cliffprobe::sweep::invariance::InvariantProbe::of(probe)
+            .map(|p| p.answer_pattern),
         canonical_keys: Vec::new(),
     })
 }
@@ -538,11 +539,11 @@ fn describe(axes: &IndexMap<String, String>) -> String {
 /// hashed until one matches: a few thousand blake3 hashes at most).
 fn find_variant(
     probe: &Probe,
-    lib: &crate::axes::AxisLibrary,
+    lib: &cliffprobe::axes::AxisLibrary,
     digest: &str,
     id: &str,
 ) -> Result<VariantAxes> {
-    let values = crate::expand::axis_values(probe, lib, &AxisFilter::default())?;
+    let values = cliffprobe::expand::axis_values(probe, lib, &AxisFilter::default())?;
     let sizes: Vec<usize> = values.iter().map(|(_, v)| v.len()).collect();
     let mut idx = vec![0usize; values.len()];
     loop {
@@ -651,7 +652,7 @@ fn ask(
     grading: &mut Grading,
 ) -> Result<Asked> {
     let v = x.variant(axes)?;
-    let mock = provider.kind() == crate::config::ProviderKind::Mock;
+    let mock = provider.kind() == cliffprobe::config::ProviderKind::Mock;
     let body = if mock {
         bytes::Bytes::new()
     } else {
@@ -685,7 +686,7 @@ fn ask(
     // An episode probe's samples are episodes, run step by step as the sweep runs them.
     let sim = probe.episode.clone().map(|e| {
         std::sync::Arc::new(
-            crate::episode::simulator_for(
+            cliffprobe::episode::simulator_for(
                 &probe.id,
                 std::sync::Arc::new(probe.slots.tool_outputs.clone()),
                 std::sync::Arc::new(e),
@@ -699,7 +700,7 @@ fn ask(
     for sample in 0..repeats {
         let mut episode = None;
         if let Some(sim) = &sim {
-            let mut run = crate::episode::EpisodeRun::new(v.request.clone(), sim.clone());
+            let mut run = cliffprobe::episode::EpisodeRun::new(v.request.clone(), sim.clone());
             while let Some(req) = run.next_request() {
                 let req = req.clone();
                 let step = run.trajectory().steps.len() + 1;
@@ -708,7 +709,7 @@ fn ask(
                 } else {
                     provider.encode(&req)
                 };
-                let key = crate::sweep::cache_key(provider, &body, sample);
+                let key = cliffprobe::sweep::cache_key(provider, &body, sample);
                 if let Some(r) = (!mock)
                     .then(|| store.cache_get(&key))
                     .transpose()?
@@ -749,10 +750,10 @@ fn ask(
             }
             episode = Some(run);
         }
-        let key = crate::sweep::cache_key(provider, &body, sample);
+        let key = cliffprobe::sweep::cache_key(provider, &body, sample);
         let resp = if let Some(run) = &episode {
             match run.stop() {
-                Some(stop) if stop.reason == crate::episode::StopReason::Error => {
+                Some(stop) if stop.reason == cliffprobe::episode::StopReason::Error => {
                     Err(stop.detail.clone())
                 }
                 _ => Ok(run.final_response()),
@@ -799,7 +800,9 @@ fn ask(
         };
         let (mut status, mut verdicts) = match &episode {
             Some(run) => match run.stop() {
-                Some(stop) => crate::episode::run::grade(&probe.checks, run.trajectory(), stop),
+                Some(stop) => {
+                    cliffprobe::episode::run::grade(&probe.checks, run.trajectory(), stop)
+                }
                 None => grade::grade(&probe.checks, &resp),
             },
             None => grade::grade(&probe.checks, &resp),
@@ -818,7 +821,7 @@ fn ask(
             let mut judge_error = None;
             for (i, c) in probe.checks.iter().enumerate() {
                 let Check::Judge(jc) = c else { continue };
-                let req = crate::grade::judge::judge_request(
+                let req = cliffprobe::grade::judge::judge_request(
                     j.prompt.as_deref(),
                     &jc.rubric,
                     &v.request,
@@ -849,10 +852,13 @@ fn ask(
             status = grade::fold_status(&verdicts);
         }
         if let Some(pattern) = &grading.invariant {
-            let k =
-                crate::grade::invariant::answer_key(&resp.text, &resp.tool_calls, pattern.as_ref());
+            let k = cliffprobe::grade::invariant::answer_key(
+                &resp.text,
+                &resp.tool_calls,
+                pattern.as_ref(),
+            );
             if v.canonical {
-                verdicts.push(crate::grade::invariant::reference());
+                verdicts.push(cliffprobe::grade::invariant::reference());
                 grading.canonical_keys[sample as usize] = Some(k);
             } else {
                 let canonical = grading
@@ -860,7 +866,10 @@ fn ask(
                     .get(sample as usize)
                     .cloned()
                     .flatten();
-                verdicts.push(crate::grade::invariant::compare(&k, canonical.as_deref()));
+                verdicts.push(cliffprobe::grade::invariant::compare(
+                    &k,
+                    canonical.as_deref(),
+                ));
             }
             status = grade::fold_status(&verdicts);
         }
@@ -902,7 +911,7 @@ fn ask(
 /// One judge verdict, as the sweep gets it: the mock judge offline; else the response cache
 /// (the sweep's key: judge provider, endpoint, model id, encoded judge request, sample 0), else
 /// the judge model with the retry rules of [`call_with_retries`], re-asked when its reply holds
-/// no verdict, at most [`crate::sweep::JUDGE_REPLY_ATTEMPTS`] replies. A reply with a verdict
+/// no verdict, at most [`cliffprobe::sweep::JUDGE_REPLY_ATTEMPTS`] replies. A reply with a verdict
 /// is cached. The outer `Err` is a store failure; the inner one why no verdict could be had.
 fn judge_one(
     j: &JudgeSide,
@@ -910,15 +919,15 @@ fn judge_one(
     rt: &tokio::runtime::Runtime,
     req: &ChatRequest,
     q: &mut Asked,
-) -> Result<std::result::Result<crate::grade::judge::JudgeVerdict, JudgeError>> {
-    if j.provider.kind() == crate::config::ProviderKind::Mock {
-        let r = crate::provider::mock::judge_answer(&j.provider.config().model, req);
-        return Ok(crate::grade::judge::parse_verdict(&r.text).map_err(JudgeError::Unreadable));
+) -> Result<std::result::Result<cliffprobe::grade::judge::JudgeVerdict, JudgeError>> {
+    if j.provider.kind() == cliffprobe::config::ProviderKind::Mock {
+        let r = cliffprobe::provider::mock::judge_answer(&j.provider.config().model, req);
+        return Ok(cliffprobe::grade::judge::parse_verdict(&r.text).map_err(JudgeError::Unreadable));
     }
     let body = j.provider.encode(req);
-    let key = crate::sweep::cache_key(&j.provider, &body, 0);
+    let key = cliffprobe::sweep::cache_key(&j.provider, &body, 0);
     if let Some(r) = store.cache_get(&key)?
-        && let Ok(v) = crate::grade::judge::parse_verdict(&r.text)
+        && let Ok(v) = cliffprobe::grade::judge::parse_verdict(&r.text)
     {
         q.judge_cached += 1;
         return Ok(Ok(v));
@@ -927,7 +936,7 @@ fn judge_one(
     let mut last = VerdictError::Missing {
         excerpt: String::new(),
     };
-    for _ in 0..crate::sweep::JUDGE_REPLY_ATTEMPTS {
+    for _ in 0..cliffprobe::sweep::JUDGE_REPLY_ATTEMPTS {
         let (r, attempts) = rt.block_on(call_with_retries(
             &j.provider,
             &body,
@@ -941,7 +950,7 @@ fn judge_one(
             Ok(r) => r,
             Err(e) => return Ok(Err(JudgeError::Call(e))),
         };
-        match crate::grade::judge::parse_verdict(&r.text) {
+        match cliffprobe::grade::judge::parse_verdict(&r.text) {
             Ok(v) => {
                 store.write_batch(&[WriteOp::Cache { key, response: r }])?;
                 return Ok(Ok(v));
@@ -951,7 +960,7 @@ fn judge_one(
     }
     Ok(Err(JudgeError::NoVerdict {
         last,
-        replies: crate::sweep::JUDGE_REPLY_ATTEMPTS,
+        replies: cliffprobe::sweep::JUDGE_REPLY_ATTEMPTS,
     }))
 }
 
@@ -961,16 +970,19 @@ fn judge_one(
 async fn call_with_retries(
     provider: &Provider,
     body: &bytes::Bytes,
-    req: &crate::chat::ChatRequest,
-    checks: &[crate::grade::check::Check],
+    req: &cliffprobe::chat::ChatRequest,
+    checks: &[cliffprobe::grade::check::Check],
     sample: u32,
     max_retries: u32,
-) -> (std::result::Result<crate::chat::ChatResponse, String>, u32) {
-    let policy = crate::provider::RetryPolicy {
+) -> (
+    std::result::Result<cliffprobe::chat::ChatResponse, String>,
+    u32,
+) {
+    let policy = cliffprobe::provider::RetryPolicy {
         max_retries,
         max_rate_limits: MAX_RATE_LIMITS,
         max_wait: Duration::from_secs(120),
-        backoff: crate::sweep::backoff,
+        backoff: cliffprobe::sweep::backoff,
     };
     provider
         .call_retrying(body, req, checks, sample, &policy)
@@ -978,7 +990,7 @@ async fn call_with_retries(
 }
 
 /// Writes the minimal failing variant into the probe file as a promoted case (merge rules and
-/// atomic write of [`crate::promote`]). Returns what happened, for the output.
+/// atomic write of [`cliffprobe::promote`]). Returns what happened, for the output.
 fn promote_minimal(
     path: &std::path::Path,
     probe: &Probe,
@@ -1007,7 +1019,7 @@ fn promote_minimal(
     let (cases, stats) = promote::merge(
         &current.cases,
         [&cand],
-        &crate::sweep::now(),
+        &cliffprobe::sweep::now(),
         promote::DEFAULT_CAP,
     );
     if cases == current.cases {

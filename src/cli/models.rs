@@ -6,14 +6,15 @@
 //! base URL, model id, key variable name, `compat`), never a key or a header value. A changed
 //! fingerprint is a model not reached before.
 
-use crate::cli::{Project, wants_json};
-use crate::cli_brittle::table;
-use crate::config::{ModelConfig, ProviderKind};
-use crate::error::Error;
-use crate::expand::{AxisFilter, Strategy};
-use crate::model_check::{self, LongestVariant, ModelCheck};
-use crate::probe::{LoadedProbe, Probe};
+use crate::cli::output::table;
+use crate::cli::output::wants_json;
 use anyhow::{Context, Result};
+use cliffprobe::config::{ModelConfig, ProviderKind};
+use cliffprobe::error::Error;
+use cliffprobe::expand::{AxisFilter, Strategy};
+use cliffprobe::model_check::{self, LongestVariant, ModelCheck};
+use cliffprobe::probe::{LoadedProbe, Probe};
+use cliffprobe::project::Project;
 use comfy_table::Cell;
 use indexmap::IndexMap;
 use std::io::Write;
@@ -165,7 +166,7 @@ fn list(project: &Project, names: &[String], json: bool) -> Result<ExitCode> {
                 m.base_url
                     .as_deref()
                     .unwrap_or(if m.provider == ProviderKind::Anthropic {
-                        crate::provider::anthropic::DEFAULT_BASE_URL
+                        cliffprobe::provider::anthropic::DEFAULT_BASE_URL
                     } else {
                         "–"
                     }),
@@ -189,7 +190,7 @@ fn compat_text(m: &ModelConfig) -> String {
         return "–".into();
     }
     let v = serde_json::to_value(m.compat).unwrap_or_default();
-    let defaults = serde_json::to_value(crate::config::Compat::default()).unwrap_or_default();
+    let defaults = serde_json::to_value(cliffprobe::config::Compat::default()).unwrap_or_default();
     v.as_object()
         .map(|o| {
             o.iter()
@@ -209,12 +210,12 @@ fn write_findings(out: &mut impl Write, c: &ModelCheck) -> std::io::Result<()> {
             "✗ {} [{}]: {}",
             c.model,
             p.step.as_str(),
-            crate::term::sanitize(&p.server_said)
+            cliffprobe::term::sanitize(&p.server_said)
         )?;
         writeln!(out, "    fix: {}", p.fix)?;
     }
     for w in &c.warnings {
-        writeln!(out, "! {}: {}", c.model, crate::term::sanitize(w))?;
+        writeln!(out, "! {}: {}", c.model, cliffprobe::term::sanitize(w))?;
     }
     Ok(())
 }
@@ -253,7 +254,7 @@ fn run_checks(
     names: &[String],
     longest: Option<LongestVariant>,
 ) -> Result<Vec<ModelCheck>> {
-    crate::provider::install_crypto_provider();
+    cliffprobe::provider::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -304,7 +305,7 @@ pub fn check_before_sweep(
     project: &Project,
     models: &[String],
     probes: &[LoadedProbe],
-    lib: &crate::axes::AxisLibrary,
+    lib: &cliffprobe::axes::AxisLibrary,
     strategy: Strategy,
     seed: u64,
     axes: &AxisFilter,

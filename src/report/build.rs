@@ -1,92 +1,49 @@
-//! The `report` and `trend` commands: choosing what to compare, reading the store, the gate.
+//! Building a [`Report`] from the store: choosing what to compare, reading the run's results
+//! (and the flips' evidence), the floors and the gate, the measured tiers and the trend.
+//!
+//! One code path for `cliffprobe report` and the viewer's run page: both call [`build_from`]
+//! with the [`ReportOptions`] they were given, and render the same value.
 //!
 //! Which comparison a report makes:
-//! - no `--baseline`: the models of the run in configured order; the first is the baseline
+//! - no baseline: the models of the run in configured order; the first is the baseline
 //!   (production), each other model a candidate. A one-model run has no comparison.
-//! - `--baseline RUN`: every model of this run against the same model name in RUN.
-//! - `--baseline MODEL`: MODEL of this run against each other model of the run.
+//! - baseline RUN: every model of this run against the same model name in RUN.
+//! - baseline MODEL: MODEL of this run against each other model of the run.
 //!
-//! Floors apply to the candidates (to every model when there is no comparison). `--gate` makes
-//! the verdict the exit status (1 when it fails) and prints the reason either way.
+//! Floors apply to the candidates (to every model when there is no comparison).
 
+use super::{BaselineKind, Format, Report};
 use crate::analysis::{
     Breakdown, Collector, Comparison, Floor, GateOn, Heatmap, ModelResults, Trend, TrendPoint,
     gate, trend::DEFAULT_WINDOW,
 };
-use crate::cli::Project;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::probe::Tier;
-use crate::report::{self, BaselineKind, Format, Report};
+use crate::project::Project;
 use crate::store::{RunInfo, Store};
-use anyhow::Result;
 use indexmap::IndexMap;
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// How many runs (up to the reported one) the report's trend looks back over.
 const REPORT_TREND_RUNS: usize = 30;
 
-/// `report` options.
-#[derive(Debug, clap::Args)]
-pub struct ReportArgs {
-    /// Run id (default: the latest run).
+/// What to report on, and how to judge it: the options of `cliffprobe report` that shape the
+/// [`Report`] value (where it is written is the caller's business).
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Run id (`None`: the latest).
     pub run: Option<String>,
-    /// Compare with a run (the same model names in that run) or with a model of this run.
-    #[arg(long, value_name = "RUN|MODEL")]
+    /// A run id or a model of this run to compare against (`None`: the first model).
     pub baseline: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// The format it will be rendered in: JUnit lists every failing variant's evidence.
     pub format: Format,
-    /// Write to this file (atomically) instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// A floor, TIER=RATE (0.45 or 45%); repeatable; overrides `[floors]` in cliffprobe.toml.
-    #[arg(long = "floor", value_name = "TIER=RATE")]
+    /// `TIER=RATE` floors given on the command line, over the config's `[floors]`.
     pub floors: Vec<String>,
-    /// Exit 1 when the gate fails (a floor not met, too many hard-tier regressions).
-    #[arg(long)]
+    /// Whether the gate decides the exit status (a gate with nothing to gate on is refused).
     pub gate: bool,
-    /// Compare floors with the pass rate, or with the lower bound of its 95% interval.
-    #[arg(long, value_enum, default_value_t = GateOn::Rate)]
+    /// What the floors are compared with.
     pub gate_on: GateOn,
-    /// Fail the gate when more hard-tier variants than this regressed.
-    #[arg(long, value_name = "N")]
+    /// The most hard-tier regressions the gate accepts.
     pub max_regressions: Option<u64>,
-    /// The store (path or sqlite:// URL).
-    #[arg(long)]
-    pub store: Option<String>,
-}
-
-/// Output format of `trend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TrendFormat {
-    /// Aligned table.
-    Text,
-    /// Versioned JSON.
-    Json,
-    /// Self-contained HTML page.
-    Html,
-}
-
-/// `trend` options.
-#[derive(Debug, clap::Args)]
-pub struct TrendArgs {
-    /// The model (default: the first configured model found in the store).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = TrendFormat::Text)]
-    pub format: TrendFormat,
-    /// Write to this file (atomically) instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// Warn when the gap widened in each of the last N runs.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_WINDOW)]
-    pub window: usize,
-    /// The store (path or sqlite:// URL).
-    #[arg(long)]
-    pub store: Option<String>,
 }
 
 /// The variant results of `run` (of model `only`, if given), counted from a brief walk: without
@@ -194,7 +151,7 @@ impl<'a> EvidenceQueue<'a> {
                     Ok(cases) => cases,
                     Err(e) => {
                         self.left().by_ref().for_each(drop);
-                        return Err(e.into());
+                        return Err(e);
                     }
                 };
                 for case in &cases {
@@ -226,8 +183,8 @@ fn ordered(
     out
 }
 
-fn cli_error(field: &str, message: String) -> anyhow::Error {
-    Error::field("<command line>", field, message).into()
+fn option_error(field: &str, message: String) -> Error {
+    Error::field("<command line>", field, message)
 }
 
 /// Parses `0.45`, `45%` into a fraction.
@@ -257,8 +214,7 @@ fn floors(project: &Project, cli: &[String]) -> Result<Vec<Floor>> {
                 &cfg_path,
                 format!("floors.{name}"),
                 format!("{v} is not a pass rate between 0 and 1"),
-            )
-            .into());
+            ));
         }
         out.insert(
             tier,
@@ -271,19 +227,19 @@ fn floors(project: &Project, cli: &[String]) -> Result<Vec<Floor>> {
     }
     for f in cli {
         let (t, v) = f.split_once('=').ok_or_else(|| {
-            cli_error(
+            option_error(
                 "--floor",
                 format!("`{f}` is not TIER=RATE (e.g. hard=0.45)"),
             )
         })?;
         let tier = Tier::parse(t).ok_or_else(|| {
-            cli_error(
+            option_error(
                 "--floor",
                 format!("unknown tier `{t}`; expected easy, medium, hard or frontier"),
             )
         })?;
         let min = parse_rate(v).ok_or_else(|| {
-            cli_error(
+            option_error(
                 "--floor",
                 format!("`{v}` is not a pass rate between 0 and 1 (or 0% and 100%)"),
             )
@@ -349,7 +305,7 @@ fn keep_trend_points(
 /// The trend points of `model` over `runs`: for the run being reported (`current`: its id and
 /// the model's breakdown) from its results; for any other run from its run summary, or from a
 /// walk that then leaves the summary.
-pub(crate) fn trend_points(
+pub fn trend_points(
     store: &Store,
     runs: &[RunInfo],
     model: &str,
@@ -392,38 +348,13 @@ pub(crate) fn trend_points(
     Ok(points)
 }
 
-fn write_output(out: Option<&PathBuf>, text: &str) -> Result<()> {
-    match out {
-        Some(p) => {
-            crate::probe::write_atomic(p, text)?;
-            eprintln!("wrote {}", p.display());
-        }
-        None => {
-            let mut so = std::io::stdout().lock();
-            so.write_all(text.as_bytes())?;
-            so.flush()?;
-        }
-    }
-    Ok(())
-}
-
-fn use_color(out: Option<&PathBuf>) -> bool {
-    out.is_none() && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-}
-
-/// Builds the report for `a` (no printing): what `cliffprobe report` renders.
-pub fn build(project: &Project, a: &ReportArgs) -> Result<Report> {
-    let store = project.open_store(a.store.as_deref())?;
-    build_from(project, &store, a, true)
-}
-
 /// Builds the report for `a` from `store` (which may be read-only: the trend points it would
 /// keep are then simply not kept). Without `evidence` the flips carry no outputs (no look-up
 /// per flip): what the viewer's run page needs, which links each flip to its case instead.
 pub fn build_from(
     project: &Project,
     store: &Store,
-    a: &ReportArgs,
+    a: &ReportOptions,
     evidence: bool,
 ) -> Result<Report> {
     let run = store.resolve_run(a.run.as_deref())?;
@@ -439,8 +370,7 @@ pub fn build_from(
         return Err(Error::Refused(format!(
             "run `{}` has no cases yet (status {}): nothing to report",
             run.id, run.status
-        ))
-        .into());
+        )));
     }
     let order = ordered(project, &run, &results);
     let breakdowns: IndexMap<String, Breakdown> = order
@@ -454,7 +384,7 @@ pub fn build_from(
     let mut gated: Vec<String> = Vec::new();
     let baseline = match a.baseline.as_deref() {
         Some(b) if b == run.id => {
-            return Err(cli_error(
+            return Err(option_error(
                 "--baseline",
                 format!("`{b}` is the run being reported; name an earlier run or a model"),
             ));
@@ -476,7 +406,7 @@ pub fn build_from(
                     }
                 }
                 if comparisons.is_empty() {
-                    return Err(cli_error(
+                    return Err(option_error(
                         "--baseline",
                         format!(
                             "run `{b}` has none of this run's models ({}); its models: {}",
@@ -489,7 +419,7 @@ pub fn build_from(
             }
             None if results.contains_key(b) => BaselineKind::Model(b.to_string()),
             None => {
-                return Err(cli_error(
+                return Err(option_error(
                     "--baseline",
                     format!(
                         "`{b}` is neither a run in the store nor a model of run `{}` (models: {})",
@@ -524,7 +454,7 @@ pub fn build_from(
         .sum();
     let gate = if floors.is_empty() && a.max_regressions.is_none() {
         if a.gate {
-            return Err(cli_error(
+            return Err(option_error(
                 "--gate",
                 "nothing to gate on: no [floors] in cliffprobe.toml, no --floor TIER=RATE and no --max-regressions N".into(),
             ));
@@ -562,7 +492,7 @@ pub fn build_from(
             for v in results.values().flat_map(|m| &m.variants) {
                 tier_samples.push_variant(v);
             }
-            let measured_tiers = crate::cli_tiers::measure_from(
+            let measured_tiers = crate::analysis::measured::measure_from(
                 store,
                 &run,
                 &project.config.tiers.thresholds(),
@@ -667,97 +597,4 @@ fn incomplete_shards(
         );
     }
     Ok((findings, gate))
-}
-
-/// Runs `cliffprobe report`.
-pub fn report(project: &Project, a: &ReportArgs) -> Result<ExitCode> {
-    let r = build(project, a)?;
-    if a.format == Format::Json && a.out.is_none() {
-        // Streamed: on a big run the document is hundreds of MB (every flip with its evidence).
-        let mut so = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        report::json::render_to(&mut so, &r)?;
-        so.flush()?;
-        return gate_exit(a, &r);
-    }
-    let text = match a.format {
-        Format::Text => report::text::render(&r, use_color(a.out.as_ref())),
-        Format::Json => report::json::render(&r),
-        Format::Markdown => report::markdown::render(&r),
-        Format::Junit => report::junit::render(&r),
-        Format::Html => report::html::render(&r),
-    };
-    write_output(a.out.as_ref(), &text)?;
-    drop(text);
-    gate_exit(a, &r)
-}
-
-/// The exit status of `report` once the report is written: the gate's verdict with `--gate`.
-fn gate_exit(a: &ReportArgs, r: &Report) -> Result<ExitCode> {
-    if !a.gate {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let Some(g) = &r.gate else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    // Text and Markdown on stdout already end with the gate; elsewhere say it on stderr.
-    if a.out.is_some() || !matches!(a.format, Format::Text | Format::Markdown) {
-        eprintln!(
-            "gate {}: {}",
-            if g.passed { "passed" } else { "failed" },
-            crate::term::sanitize(&g.reason)
-        );
-    }
-    Ok(if g.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-/// Runs `cliffprobe trend`.
-pub fn trend(project: &Project, a: &TrendArgs) -> Result<ExitCode> {
-    let store = project.open_store(a.store.as_deref())?;
-    let runs = store.runs()?;
-    if runs.is_empty() {
-        // The store's own message: "no runs yet: run `cliffprobe sweep` first".
-        store.resolve_run(None)?;
-    }
-    let model = match &a.model {
-        Some(m) => {
-            if !runs.iter().any(|r| r.models.contains(m)) {
-                let mut known: Vec<&String> = runs.iter().flat_map(|r| &r.models).collect();
-                known.sort();
-                known.dedup();
-                return Err(cli_error(
-                    "--model",
-                    format!(
-                        "no run in the store has model `{m}`; models seen: {}",
-                        known
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-            m.clone()
-        }
-        None => project
-            .config
-            .models
-            .keys()
-            .find(|m| runs.iter().any(|r| r.models.contains(m)))
-            .cloned()
-            .or_else(|| runs.last().and_then(|r| r.models.first().cloned()))
-            .ok_or_else(|| Error::Refused("the runs in the store have no models".into()))?,
-    };
-    let points = trend_points(&store, &runs, &model, None)?;
-    let t = Trend::new(model, points, a.window);
-    let text = match a.format {
-        TrendFormat::Text => report::text::render_trend(&t, use_color(a.out.as_ref())),
-        TrendFormat::Json => report::json::render_trend(&t),
-        TrendFormat::Html => report::html::render_trend(&t),
-    };
-    write_output(a.out.as_ref(), &text)?;
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,13 +1,13 @@
 //! The `replay` command: option handling, the progress line, and the report at the end.
 
-use crate::cli::Project;
-use crate::error::Error;
-use crate::probe::{LoadedProbe, Probe};
-use crate::replay::log::{Flow, LogItem, read_logs};
-use crate::replay::report::{ReplayReport, write_contested};
-use crate::replay::{ClassRule, DecisionRule, LogFormat, ReplayOptions, ReplayProgress};
-use crate::store::{ReplayInfo, Store};
 use anyhow::Result;
+use cliffprobe::error::Error;
+use cliffprobe::probe::{LoadedProbe, Probe};
+use cliffprobe::project::Project;
+use cliffprobe::replay::log::{Flow, LogItem, read_logs};
+use cliffprobe::replay::report::{ReplayReport, write_contested};
+use cliffprobe::replay::{ClassRule, DecisionRule, LogFormat, ReplayOptions, ReplayProgress};
+use cliffprobe::store::{ReplayInfo, Store};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -221,7 +221,7 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
             let id = new_replay_id();
             let info = ReplayInfo {
                 id: id.clone(),
-                started_at: crate::sweep::now(),
+                started_at: cliffprobe::sweep::now(),
                 finished_at: None,
                 status: "running".into(),
                 model: model.clone(),
@@ -259,7 +259,7 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
     drop(store);
     let progress = Arc::new(ReplayProgress::default());
     let display = ProgressLine::start(progress.clone(), !a.quiet);
-    let result = crate::replay::run(cfg, &store_path, &opts, progress.clone());
+    let result = cliffprobe::replay::run(cfg, &store_path, &opts, progress.clone());
     display.finish();
     let summary = result?;
     let store = Store::open_url(&store_path.to_string_lossy())?;
@@ -268,12 +268,12 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
     } else {
         "complete"
     };
-    store.set_replay_status(&info.id, status, Some(&crate::sweep::now()))?;
+    store.set_replay_status(&info.id, status, Some(&cliffprobe::sweep::now()))?;
     if let Some(why) = &summary.stopped {
         eprintln!("stopped: {why}");
     }
     if a.judge && summary.stopped.is_none() {
-        let pass = crate::replay::run::judge_flips(cfg, &store_path, &info.id, a.no_cache)?;
+        let pass = cliffprobe::replay::run::judge_flips(cfg, &store_path, &info.id, a.no_cache)?;
         if !a.quiet {
             eprintln!(
                 "judge: {} flips judged ({} from the cache), {} without a verdict, {} requests",
@@ -288,7 +288,7 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
         eprintln!("wrote {n} contested records to {}", path.display());
     }
     if let Some(dir) = &a.incidents {
-        let n = crate::replay::incidents::write_incidents(
+        let n = cliffprobe::replay::incidents::write_incidents(
             &store,
             &info.id,
             &info.model_id,
@@ -307,8 +307,8 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
             let mut flips = Vec::new();
             store.for_each_replay_record(
                 &info.id,
-                crate::store::ReplayKind::Candidate,
-                crate::store::ReplayOutcome::Flipped,
+                cliffprobe::store::ReplayKind::Candidate,
+                cliffprobe::store::ReplayOutcome::Flipped,
                 |r| {
                     if flips.len() < HTML_FLIPS {
                         flips.push(r);
@@ -329,7 +329,7 @@ const HTML_FLIPS: usize = 500;
 
 /// `p-YYYYMMDD-HHMMSS-xxxx`.
 fn new_replay_id() -> String {
-    let run = crate::sweep::new_run_id();
+    let run = cliffprobe::sweep::new_run_id();
     format!("p-{}", run.trim_start_matches("r-"))
 }
 
@@ -350,7 +350,7 @@ fn classes(project: &Project, a: &ReplayArgs, field: Option<String>) -> Result<C
         return Ok(ClassRule::default());
     }
     let mut probes = Vec::new();
-    for f in crate::probe::discover(&paths)? {
+    for f in cliffprobe::probe::discover(&paths)? {
         match Probe::load(&f) {
             Ok(p) => probes.push(LoadedProbe { path: f, probe: p }),
             Err(e) => eprintln!("warning: {e}: its class is not used to classify records"),

@@ -4,10 +4,10 @@
 //! sensitive, so that prints a warning), on `--port` (0: any free port), prints its URL and
 //! opens nothing by itself. It runs until Ctrl-C.
 
-use crate::cli::Project;
-use crate::error::Error;
-use crate::view::{Site, ViewError, bundle};
 use anyhow::Result;
+use cliffprobe::error::Error;
+use cliffprobe::project::Project;
+use cliffprobe::view::{Site, ViewError, bundle};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ pub fn view_cmd(project: Project, a: &ViewArgs) -> Result<ExitCode> {
     if let Some(dir) = &a.bundle {
         let run = {
             let store =
-                crate::store::Store::open_read_only_url(&site.store_path().to_string_lossy())?;
+                cliffprobe::store::Store::open_read_only_url(&site.store_path().to_string_lossy())?;
             store.resolve_run(a.run.as_deref())?
         };
         let s = bundle::write_bundle(&site, &run, dir, a.bundle_cases).map_err(view_error)?;
@@ -145,7 +145,7 @@ pub fn view_cmd(project: Project, a: &ViewArgs) -> Result<ExitCode> {
             out.flush()?;
         }
         site.warm();
-        crate::view::server::serve(listener, site).await?;
+        cliffprobe::view::server::serve(listener, site).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -1,16 +1,14 @@
 //! The `tiers` command, and the store walk behind the report's measured-tiers section: per
 //! probe, the declared and the measured tier, and the probes whose measured tier moved since
-//! their last earlier run ([`crate::analysis::tiers`] has the rule).
+//! their last earlier run ([`cliffprobe::analysis::tiers`] has the rule).
 
-use crate::analysis::tiers::{self, MeasuredTiers, ProbeSamples, Thresholds, TierCollector};
-use crate::cli::Project;
-use crate::cli_brittle::{right, table};
-use crate::store::{RunInfo, Store};
-use crate::term::sanitize;
+use crate::cli::output::{right, table};
 use anyhow::Result;
+use cliffprobe::analysis::tiers::MeasuredTiers;
+use cliffprobe::project::Project;
+use cliffprobe::store::RunInfo;
+use cliffprobe::term::sanitize;
 use comfy_table::Cell;
-use indexmap::IndexMap;
-use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -27,67 +25,13 @@ pub struct TiersArgs {
     pub store: Option<String>,
 }
 
-/// Streams the cases of `run` into per-variant tallies, keeping only the probes `keep` accepts.
-fn collect(
-    store: &Store,
-    run: &str,
-    keep: impl Fn(&str) -> bool,
-) -> Result<IndexMap<String, ProbeSamples>> {
-    let mut c = TierCollector::new();
-    store.for_each_case_brief(run, |row| {
-        if keep(row.probe_id) {
-            c.push(row);
-        }
-        Ok(())
-    })?;
-    Ok(c.finish())
-}
-
-/// Measured tiers of `run`, each probe compared with the most recent earlier run (in start
-/// order) that has graded results for it. Earlier runs are walked newest first and only until
-/// every probe has found its run; each walk keeps only the probes still looking.
-pub fn measure(store: &Store, run: &RunInfo, th: &Thresholds) -> Result<MeasuredTiers> {
-    let current = collect(store, &run.id, |_| true)?;
-    measure_from(store, run, th, current)
-}
-
-/// Like [`measure`], with the run's own tallies already collected (the report folds the run
-/// once for everything it shows).
-pub fn measure_from(
-    store: &Store,
-    run: &RunInfo,
-    th: &Thresholds,
-    current: IndexMap<String, ProbeSamples>,
-) -> Result<MeasuredTiers> {
-    let mut looking: HashSet<String> = current
-        .iter()
-        .filter(|(_, p)| p.pooled().graded > 0)
-        .map(|(id, _)| id.clone())
-        .collect();
-    let runs = store.runs()?;
-    let upto = runs.iter().position(|r| r.id == run.id).unwrap_or(0);
-    let mut previous: HashMap<String, (String, ProbeSamples)> = HashMap::new();
-    for earlier in runs[..upto].iter().rev() {
-        if looking.is_empty() {
-            break;
-        }
-        let found = collect(store, &earlier.id, |p| looking.contains(p))?;
-        for (id, p) in found {
-            if p.pooled().graded > 0 {
-                looking.remove(&id);
-                previous.insert(id, (earlier.id.clone(), p));
-            }
-        }
-    }
-    Ok(tiers::measure(&run.id, th, &current, &previous))
-}
-
 /// Runs `cliffprobe tiers`.
 pub fn tiers_cmd(project: &Project, a: &TiersArgs) -> Result<ExitCode> {
-    let json = crate::cli::wants_json(&a.format)?;
+    let json = crate::cli::output::wants_json(&a.format)?;
     let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
-    let m = measure(&store, &run, &project.config.tiers.thresholds())?;
+    let m =
+        cliffprobe::analysis::measured::measure(&store, &run, &project.config.tiers.thresholds())?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if json {
@@ -100,7 +44,7 @@ pub fn tiers_cmd(project: &Project, a: &TiersArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn tier_text(t: Option<crate::probe::Tier>) -> &'static str {
+fn tier_text(t: Option<cliffprobe::probe::Tier>) -> &'static str {
     t.map(|t| t.as_str()).unwrap_or("–")
 }
 
@@ -123,7 +67,7 @@ pub fn render_text(m: &MeasuredTiers, run: &RunInfo) -> String {
         return o;
     }
     // The report's measured-tiers columns, plus two only this command shows.
-    let headers: Vec<&str> = crate::report::MEASURED_HEADERS
+    let headers: Vec<&str> = cliffprobe::report::MEASURED_HEADERS
         .iter()
         .copied()
         .chain(["unmeasured", "previous"])

@@ -1,16 +1,15 @@
-//! The `sweep` and `export` commands: option handling and the end-of-run summary.
+//! The `sweep` command: option handling and the end-of-run summary.
 
-use crate::cli::Project;
-use crate::cli_brittle::table;
-use crate::config::ProviderKind;
-use crate::error::Error;
-use crate::expand::{AxisFilter, Strategy};
-use crate::probe::{LoadedProbe, Probe, Tier};
-use crate::store::Store;
-use crate::sweep::{self, SweepOptions};
+use crate::cli::output::{right, table};
 use anyhow::Result;
+use cliffprobe::config::ProviderKind;
+use cliffprobe::error::Error;
+use cliffprobe::expand::{AxisFilter, Strategy};
+use cliffprobe::probe::{LoadedProbe, Probe, Tier};
+use cliffprobe::project::Project;
+use cliffprobe::store::Store;
+use cliffprobe::sweep::{self, SweepOptions};
 use comfy_table::{Cell, CellAlignment};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -34,7 +33,7 @@ pub struct SweepArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Samples per variant (1 to 10,000).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::config::LIMIT_MAX_REPEATS as i64))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=cliffprobe::config::LIMIT_MAX_REPEATS as i64))]
     pub repeats: Option<u32>,
     /// Requests in flight across all models (1 to 10,000).
     #[arg(long, value_parser = parse_concurrency)]
@@ -69,7 +68,7 @@ pub struct SweepArgs {
     /// GitHub Actions' `strategy.job-index`), by a stable hash of the variant id. Needs
     /// --run-id (or --resume RUN): the shards join one run.
     #[arg(long, value_name = "I/N")]
-    pub shard: Option<crate::shard::Slice>,
+    pub shard: Option<cliffprobe::shard::Slice>,
     /// The run's id (any string, e.g. a CI pipeline id): the first process to arrive creates
     /// the run, the others join it; a slice whose cases are already stored continues where
     /// it stopped.
@@ -98,7 +97,7 @@ pub struct SweepArgs {
 
 /// `--concurrency`: the range `[sweep] concurrency` accepts.
 fn parse_concurrency(s: &str) -> std::result::Result<usize, String> {
-    let max = crate::config::LIMIT_MAX_CONCURRENCY;
+    let max = cliffprobe::config::LIMIT_MAX_CONCURRENCY;
     match s.parse::<u64>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n as usize),
         _ => Err(format!("expected requests in flight from 1 to {max}")),
@@ -129,22 +128,6 @@ fn parse_budget_usd(s: &str) -> std::result::Result<f64, String> {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         _ => Err("expected US dollars: a number of 0 or more".into()),
     }
-}
-
-/// `export` options.
-#[derive(Debug, clap::Args)]
-pub struct ExportArgs {
-    /// Run id (default: the latest).
-    pub run: Option<String>,
-    /// jsonl or csv.
-    #[arg(long, default_value = "jsonl")]
-    pub format: String,
-    /// Output file (default: stdout).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// The store (path or sqlite:// URL).
-    #[arg(long)]
-    pub store: Option<String>,
 }
 
 fn load_probes(
@@ -232,9 +215,9 @@ impl std::fmt::Display for ProbeChange {
 /// deleted (no probe file has their id) since it started.
 fn changed_probes(
     store: &Store,
-    run: &crate::store::RunInfo,
+    run: &cliffprobe::store::RunInfo,
     probes: &[LoadedProbe],
-    lib: &crate::axes::AxisLibrary,
+    lib: &cliffprobe::axes::AxisLibrary,
 ) -> Result<Vec<ProbeChange>> {
     let mut recorded: std::collections::HashMap<String, Vec<String>> =
         std::collections::HashMap::new();
@@ -247,7 +230,7 @@ fn changed_probes(
             out.push(ProbeChange::Deleted { id: id.clone() });
             continue;
         };
-        let digest = crate::expand::ProbeExpansion::new(&lp.probe, lib)?
+        let digest = cliffprobe::expand::ProbeExpansion::new(&lp.probe, lib)?
             .digest()
             .to_string();
         let edited = match run.probe_digests.as_ref().and_then(|d| d.get(id)) {
@@ -346,10 +329,10 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
     }
     if a.run_id.is_some() && a.shard.is_none() {
         // A named, unsharded run: the single slice 0/1 of that id.
-        opts.shard = Some(crate::shard::Slice::WHOLE);
+        opts.shard = Some(cliffprobe::shard::Slice::WHOLE);
     }
     if let Some(slice) = opts.shard {
-        crate::shard::check_strategy(opts.strategy, slice)?;
+        cliffprobe::shard::check_strategy(opts.strategy, slice)?;
     }
     if a.run_id.is_some() && opts.strategy == Strategy::Adaptive {
         return Err(Error::field(
@@ -382,7 +365,7 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
                 )
                 .into());
             }
-            (Some(_), None) => opts.shard = Some(crate::shard::Slice::WHOLE),
+            (Some(_), None) => opts.shard = Some(cliffprobe::shard::Slice::WHOLE),
             (None, Some(slice)) => {
                 return Err(Error::field(
                     "<command line>",
@@ -415,7 +398,7 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
         // Runs recorded before the filter was (schema version < 3) keep the old rule: the
         // --axes given now.
         let recorded = match run.axes.as_deref() {
-            Some("") => crate::expand::AxisFilter::default(),
+            Some("") => cliffprobe::expand::AxisFilter::default(),
             Some(text) => text.parse().map_err(|e: String| {
                 Error::Other(format!(
                     "run `{}` records an unreadable --axes `{text}`: {e}",
@@ -490,7 +473,7 @@ fn finish(
     a: &SweepArgs,
     opts: SweepOptions,
     probes: Vec<LoadedProbe>,
-    lib: crate::axes::AxisLibrary,
+    lib: cliffprobe::axes::AxisLibrary,
     store_url: &str,
 ) -> Result<ExitCode> {
     let cfg = &project.config;
@@ -525,7 +508,7 @@ fn finish(
             lp.probe
                 .checks
                 .iter()
-                .any(|c| matches!(c, crate::grade::check::Check::Judge(_)))
+                .any(|c| matches!(c, cliffprobe::grade::check::Check::Judge(_)))
         })
     {
         eprintln!(
@@ -536,8 +519,8 @@ fn finish(
     let counts = sweep::plan_counts(&probes, &lib, &opts)?;
     let variants: u64 = counts.iter().map(|(_, n)| n).sum();
     let planned = variants * opts.repeats as u64 * opts.models.len() as u64;
-    if planned > crate::limits::MAX_VARIANTS_WITHOUT_YES && !a.yes && !a.dry_run {
-        return Err(Error::Refused(format!("this sweep plans {planned} cases (limit {} without --yes): use --yes, or a smaller strategy (--strategy sample:N)", crate::limits::MAX_VARIANTS_WITHOUT_YES)).into());
+    if planned > cliffprobe::limits::MAX_VARIANTS_WITHOUT_YES && !a.yes && !a.dry_run {
+        return Err(Error::Refused(format!("this sweep plans {planned} cases (limit {} without --yes): use --yes, or a smaller strategy (--strategy sample:N)", cliffprobe::limits::MAX_VARIANTS_WITHOUT_YES)).into());
     }
     let mock: Vec<&String> = opts
         .models
@@ -596,7 +579,7 @@ fn finish(
     // servers.
     let no_check = a.no_check || std::env::var_os("CLIFFPROBE_NO_CHECK").is_some_and(|v| v == "1");
     if !no_check
-        && !crate::cli_models::check_before_sweep(
+        && !crate::cli::models::check_before_sweep(
             project,
             &opts.models,
             &probes,
@@ -611,8 +594,8 @@ fn finish(
     let show = !a.quiet;
     let outcome = if opts.strategy == Strategy::Adaptive {
         let (outcome, report) =
-            crate::adaptive::run(cfg, store_url, probes, lib, opts.clone(), show)?;
-        print!("{}", crate::adaptive::render_text(&report));
+            cliffprobe::adaptive::run(cfg, store_url, probes, lib, opts.clone(), show)?;
+        print!("{}", cliffprobe::adaptive::render_text(&report));
         if let Some(path) = &a.adaptive_json {
             let text = serde_json::to_string_pretty(&report)?;
             let tmp = path.with_extension("json.tmp");
@@ -635,7 +618,7 @@ fn finish(
         outcome
     };
     if a.promote {
-        crate::cli_brittle::promote_after_sweep(project, store_url, &outcome.run.id, &a.paths)?;
+        crate::cli::promote::promote_after_sweep(project, store_url, &outcome.run.id, &a.paths)?;
     }
     if let Some(reason) = &outcome.stopped {
         eprintln!(
@@ -644,9 +627,9 @@ fn finish(
         );
     }
     for why in &outcome.halted {
-        eprintln!("{}", crate::term::sanitize(why));
+        eprintln!("{}", cliffprobe::term::sanitize(why));
     }
-    if outcome.run.status == crate::store::RunStatus::Interrupted {
+    if outcome.run.status == cliffprobe::store::RunStatus::Interrupted {
         return Ok(ExitCode::from(130));
     }
     // A sweep where nothing could be graded is a broken endpoint or config, not a result.
@@ -672,7 +655,7 @@ fn finish(
         eprintln!(
             "error: every case of run {} is an error (no answer could be graded); first reason: {}",
             outcome.run.id,
-            crate::term::sanitize(first.as_deref().unwrap_or("unknown"))
+            cliffprobe::term::sanitize(first.as_deref().unwrap_or("unknown"))
         );
         return Ok(ExitCode::from(1));
     }
@@ -692,7 +675,7 @@ fn rate(pass: u64, fail: u64) -> String {
     }
 }
 
-fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
+fn print_summary(cfg: &cliffprobe::config::Config, o: &sweep::SweepOutcome) {
     let mut headers = vec!["model", "cases", "pass", "fail", "error", "pass rate"];
     let tiers: Vec<Tier> = Tier::ALL
         .iter()
@@ -721,10 +704,10 @@ fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
         };
         let mut row = vec![
             Cell::new(label),
-            right(done),
-            right(pass),
-            right(fail),
-            right(err),
+            right(done.to_string()),
+            right(pass.to_string()),
+            right(fail.to_string()),
+            right(err.to_string()),
             Cell::new(rate(pass, fail)).set_alignment(CellAlignment::Right),
         ];
         for tier in &tiers {
@@ -740,7 +723,7 @@ fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
             output_tokens: tout,
             cost_usd: cost,
         } = o.usage.get(name).copied().unwrap_or_default();
-        row.push(right(p.cached.load(Ordering::Relaxed)));
+        row.push(right(p.cached.load(Ordering::Relaxed).to_string()));
         row.push(Cell::new(format!("{tin}/{tout}")).set_alignment(CellAlignment::Right));
         row.push(
             Cell::new(if m.price_input.is_some() || m.price_output.is_some() {
@@ -779,7 +762,7 @@ fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
             println!(
                 "{name}: {n} error case{}: {} (never a fail, not retried)",
                 if n == 1 { "" } else { "s" },
-                crate::sweep::CONTEXT_OVERFLOW
+                cliffprobe::sweep::CONTEXT_OVERFLOW
             );
         }
     }
@@ -811,58 +794,4 @@ fn print_summary(cfg: &crate::config::Config, o: &sweep::SweepOutcome) {
         o.run.planned,
         o.wall.as_secs_f64()
     );
-}
-
-fn right(n: u64) -> Cell {
-    Cell::new(n).set_alignment(CellAlignment::Right)
-}
-
-/// Runs `cliffprobe export`.
-pub fn export(project: &Project, a: &ExportArgs) -> Result<ExitCode> {
-    let format = match a.format.as_str() {
-        "jsonl" => crate::export::ExportFormat::Jsonl,
-        "csv" => crate::export::ExportFormat::Csv,
-        other => {
-            return Err(Error::field(
-                "<command line>",
-                "--format",
-                format!("unknown export format `{other}`; expected jsonl or csv"),
-            )
-            .into());
-        }
-    };
-    let store = project.open_store(a.store.as_deref())?;
-    let run = store.resolve_run(a.run.as_deref())?;
-    let n = match &a.out {
-        Some(path) => {
-            let tmp = path.with_extension("partial");
-            let mut f = std::io::BufWriter::new(
-                std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?,
-            );
-            let n = crate::export::export(&store, &run, format, &mut f)?;
-            f.flush()?;
-            drop(f);
-            std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-            n
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::new(stdout.lock());
-            let n = crate::export::export(&store, &run, format, &mut w)?;
-            w.flush()?;
-            n
-        }
-    };
-    eprintln!("exported {n} cases of run {}", run.id);
-    if let Some(p) = store
-        .shard_progress(&run.id)?
-        .filter(|p| p.slices > 1 && !p.is_complete())
-    {
-        eprintln!(
-            "warning: run {} is incomplete: {}; the export holds only the cases stored so far",
-            run.id,
-            p.summary()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,14 +1,14 @@
 //! `cliffprobe paraphrase`, and the `--paraphrase-with` step of `templatize`: ask a configured
 //! model for paraphrases of each probe's question and freeze them into the probe file.
 
-use crate::axes::{AxisLibrary, ORIGINAL};
-use crate::cli::Project;
-use crate::error::Error;
-use crate::paraphrase::Paraphrases;
-use crate::paraphrase::ask::{self, AskOptions};
-use crate::probe::{self, Probe};
-use crate::provider::Provider;
 use anyhow::{Context, Result};
+use cliffprobe::axes::{AxisLibrary, ORIGINAL};
+use cliffprobe::error::Error;
+use cliffprobe::paraphrase::Paraphrases;
+use cliffprobe::paraphrase::ask::{self, AskOptions};
+use cliffprobe::probe::{self, Probe};
+use cliffprobe::project::Project;
+use cliffprobe::provider::Provider;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -217,7 +217,7 @@ pub fn freeze(
             out,
             "  {:<26}{}",
             o.persona,
-            crate::term::sanitize(&o.summary())
+            cliffprobe::term::sanitize(&o.summary())
         );
         let _ = out.flush();
     }))?;

@@ -1,18 +1,13 @@
-//! The `brittleness`, `promote` and `cases` commands: option handling and printing over
-//! [`crate::brittleness`] and [`crate::promote`].
+//! The `brittleness` command: option handling and printing over [`cliffprobe::brittleness`].
 
-use crate::brittleness::{self, Brittleness, Filter, ProbeBrittleness};
-use crate::cli::Project;
-use crate::error::Error;
-use crate::probe::Probe;
-use crate::promote;
-use crate::store::Store;
-use crate::term::sanitize;
+use crate::cli::output::{axes_text, right, table};
 use anyhow::Result;
-use comfy_table::{Attribute, Cell, CellAlignment, Color, Table, presets::UTF8_FULL_CONDENSED};
-use indexmap::IndexMap;
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use cliffprobe::brittleness::{self, Brittleness, Filter, ProbeBrittleness};
+use cliffprobe::error::Error;
+use cliffprobe::project::Project;
+use cliffprobe::term::sanitize;
+use comfy_table::{Attribute, Cell, Color};
+use std::io::Write;
 use std::process::ExitCode;
 
 /// `brittleness` options.
@@ -34,67 +29,14 @@ pub struct BrittlenessArgs {
     pub store: Option<String>,
 }
 
-/// `promote` options.
-#[derive(Debug, clap::Args)]
-pub struct PromoteArgs {
-    /// Run id (default: the latest).
-    pub run: Option<String>,
-    /// Print the diff of each probe file; write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Most promoted cases kept per probe.
-    #[arg(long, default_value_t = promote::DEFAULT_CAP)]
-    pub cap: usize,
-    /// The store (path or sqlite:// URL).
-    #[arg(long)]
-    pub store: Option<String>,
-    /// Probe files or folders (default: the suite).
-    #[arg(long = "suite", value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
-}
-
-/// `cases` options.
-#[derive(Debug, clap::Args)]
-pub struct CasesArgs {
-    /// Probe id (or a probe file).
-    pub probe: String,
-    /// Probe files or folders to look in (default: the suite).
-    #[arg(long = "suite", value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
-}
-
-pub(crate) fn table(headers: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    if !std::io::stdout().is_terminal() {
-        t.force_no_tty();
-    }
-    t.set_header(headers.iter().map(Cell::new).collect::<Vec<_>>());
-    t
-}
-
 fn pct(x: Option<f64>) -> String {
     x.map(|r| format!("{:.1}%", 100.0 * r))
         .unwrap_or_else(|| "–".into())
 }
 
-pub(crate) fn axes_text(axes: &IndexMap<String, String>) -> String {
-    if axes.is_empty() {
-        "(canonical)".into()
-    } else {
-        sanitize(
-            &axes
-                .iter()
-                .map(|(a, v)| format!("{a}={v}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        )
-    }
-}
-
 /// Runs `cliffprobe brittleness`.
 pub fn brittleness_cmd(project: &Project, a: &BrittlenessArgs) -> Result<ExitCode> {
-    let json = crate::cli::wants_json(&a.format)?;
+    let json = crate::cli::output::wants_json(&a.format)?;
     let store = project.open_store(a.store.as_deref())?;
     let run = store.resolve_run(a.run.as_deref())?;
     if let Some(m) = &a.model
@@ -308,165 +250,4 @@ fn print_probe(out: &mut impl Write, rows: &[ProbeBrittleness], repeats: bool) -
     }
     writeln!(out)?;
     Ok(())
-}
-
-pub(crate) fn right(s: String) -> Cell {
-    Cell::new(s).set_alignment(CellAlignment::Right)
-}
-
-/// Runs `cliffprobe promote`.
-pub fn promote_cmd(project: &Project, a: &PromoteArgs) -> Result<ExitCode> {
-    let store = project.open_store(a.store.as_deref())?;
-    let run = store.resolve_run(a.run.as_deref())?;
-    promote_run(project, &store, &run.id, &a.paths, a.cap, a.dry_run)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `sweep --promote`: promotes the run just swept.
-pub fn promote_after_sweep(
-    project: &Project,
-    store_url: &str,
-    run_id: &str,
-    paths: &[PathBuf],
-) -> Result<()> {
-    let store = Store::open_url(store_url)?;
-    promote_run(project, &store, run_id, paths, promote::DEFAULT_CAP, false)
-}
-
-fn promote_run(
-    project: &Project,
-    store: &Store,
-    run_id: &str,
-    paths: &[PathBuf],
-    cap: usize,
-    dry_run: bool,
-) -> Result<()> {
-    if cap == 0 {
-        return Err(Error::field("<command line>", "--cap", "must be at least 1").into());
-    }
-    let run = store.resolve_run(Some(run_id))?;
-    let files = project.probe_files(paths)?;
-    let plan = promote::plan(store, &run, &files, cap)?;
-    for w in &plan.warnings {
-        eprintln!("warning: {}", sanitize(w));
-    }
-    if plan.candidates == 0 {
-        println!(
-            "promote: run {} has no failing or flaky non-canonical variant; nothing to promote",
-            run.id
-        );
-        return Ok(());
-    }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for f in &plan.files {
-        if dry_run && f.changes() {
-            write!(
-                out,
-                "{}",
-                sanitize(&promote::unified_diff(&f.path, &f.before, &f.after))
-            )?;
-        }
-    }
-    let written = if dry_run { 0 } else { promote::apply(&plan)? };
-    for f in &plan.files {
-        writeln!(
-            out,
-            "promote: {}: {} new, {} updated, {} evicted ({} case{}){}",
-            f.path.display(),
-            f.stats.added.len(),
-            f.stats.updated.len(),
-            f.stats.evicted.len(),
-            f.cases,
-            if f.cases == 1 { "" } else { "s" },
-            if f.changes() { "" } else { "; unchanged" }
-        )?;
-    }
-    let changed = plan.files.iter().filter(|f| f.changes()).count();
-    if dry_run {
-        writeln!(
-            out,
-            "dry run: {changed} probe file(s) would change; nothing written"
-        )?;
-    } else {
-        writeln!(
-            out,
-            "promoted run {}: {written} probe file(s) written (review them with `git diff`)",
-            run.id
-        )?;
-    }
-    Ok(())
-}
-
-/// Runs `cliffprobe cases`.
-pub fn cases_cmd(project: &Project, a: &CasesArgs) -> Result<ExitCode> {
-    let as_path = PathBuf::from(&a.probe);
-    let (path, probe) = if as_path.is_file() {
-        (as_path.clone(), Probe::load(&as_path)?)
-    } else {
-        let mut hit = None;
-        for f in project.probe_files(&a.paths)? {
-            let p = Probe::load(&f)?;
-            if p.id == a.probe {
-                hit = Some((f, p));
-                break;
-            }
-        }
-        hit.ok_or_else(|| {
-            Error::field(
-                "<command line>",
-                "PROBE",
-                format!("no probe `{}` in {}", a.probe, project.suite().display()),
-            )
-        })?
-    };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if probe.cases.is_empty() {
-        writeln!(
-            out,
-            "probe {} ({}) has no promoted cases",
-            probe.id,
-            path.display()
-        )?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut t = table(&[
-        "variant",
-        "axes",
-        "failed on",
-        "failures",
-        "first seen",
-        "last seen",
-        "reason",
-        "excerpt",
-    ]);
-    for c in &probe.cases {
-        t.add_row(vec![
-            Cell::new(&c.variant),
-            Cell::new(axes_text(&c.axes)),
-            Cell::new(sanitize(&c.failed_on.join(", "))),
-            right(c.failures.to_string()),
-            Cell::new(c.first_seen.as_deref().unwrap_or("–")),
-            Cell::new(c.last_seen.as_deref().unwrap_or("–")),
-            Cell::new(sanitize(&crate::grade::excerpt(
-                c.reason.as_deref().unwrap_or("–"),
-                60,
-            ))),
-            Cell::new(sanitize(&crate::grade::excerpt(
-                c.excerpt.as_deref().unwrap_or("–"),
-                60,
-            ))),
-        ]);
-    }
-    writeln!(out, "{t}")?;
-    writeln!(
-        out,
-        "probe {} ({}): {} promoted case{}, run in every sweep",
-        probe.id,
-        path.display(),
-        probe.cases.len(),
-        if probe.cases.len() == 1 { "" } else { "s" }
-    )?;
-    Ok(ExitCode::SUCCESS)
 }

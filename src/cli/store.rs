@@ -1,8 +1,8 @@
 //! The `store` command: operations on a whole store. `store copy` moves a store's history to
 //! another store, SQLite or PostgreSQL, in either direction (see the store's `copy` module).
 
-use crate::store::Store;
 use anyhow::Result;
+use cliffprobe::store::Store;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use std::process::ExitCode;
 
@@ -50,7 +50,7 @@ fn copy_cmd(a: &CopyArgs) -> Result<ExitCode> {
         .or_else(|| a.from.strip_prefix("sqlite:"))
         .unwrap_or(&a.from);
     if !from_file.contains("://") && !std::path::Path::new(from_file).is_file() {
-        return Err(crate::error::Error::field(
+        return Err(cliffprobe::error::Error::field(
             "<command line>",
             "--from",
             format!("no store at {from_file}"),
