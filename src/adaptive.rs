@@ -98,6 +98,10 @@ pub const MAX_ROUNDS: usize = 40;
 /// canonical is: odd, so a variant's majority is never a tie.
 pub const REPEAT_SAMPLES: u32 = 3;
 
+/// The level of the futility test that parks a value (see [`parked`]): not corrected for the
+/// number of values, since parking only withholds the budget and never makes a decision.
+pub const FUTILITY: f64 = 0.05;
+
 /// Failing clean variants of an undecided value re-run with [`REPEAT_SAMPLES`] samples to
 /// see whether the value's failures are flaky (the samples disagree) or fixed by the prompt.
 const PROBE_VARIANTS: usize = 1;
@@ -477,17 +481,57 @@ fn decide_pairs(group: &Group, st: &State, sizes: &[usize]) -> Vec<Pair> {
             .collect()
     };
     let mut candidates: Vec<ValuePair> = Vec::new();
-    for o in group.obs.iter().filter(|o| o.fail > 0) {
+    // A value that may be half of a pair: not a cause, and its clean variants fail in at most
+    // half (a value failing in most of them is a single cause or on its way to one).
+    let halfway = |(a, i): (usize, usize)| {
+        let [n, k, _, _] = st.counts[a][i];
+        st.decision[a][i] != Decision::Cause && 2 * k <= n
+    };
+    // Per pair of suspects that may be halves: its variants with no suspect besides, failing.
+    let mut suspect_pairs: HashMap<ValuePair, (u64, u64)> = HashMap::new();
+    for o in group.obs.iter().filter(|o| o.samples() > 0) {
         let ch = changed(o);
-        if ch.iter().any(|&(a, i)| st.suspect[a][i]) {
-            continue;
-        }
-        for x in 0..ch.len() {
-            for y in x + 1..ch.len() {
-                if !candidates.contains(&(ch[x], ch[y])) {
-                    candidates.push((ch[x], ch[y]));
+        let suspects: Vec<(usize, usize)> = ch
+            .iter()
+            .copied()
+            .filter(|&(a, i)| st.suspect[a][i])
+            .collect();
+        if suspects.is_empty() {
+            if o.fail > 0 {
+                for x in 0..ch.len() {
+                    for y in x + 1..ch.len() {
+                        if !candidates.contains(&(ch[x], ch[y])) {
+                            candidates.push((ch[x], ch[y]));
+                        }
+                    }
                 }
             }
+            continue;
+        }
+        // One or two suspects, each possibly half of a pair: two values that are suspects only
+        // because they keep meeting (each other's usual background) are tested as a pair.
+        if suspects.len() > 2 || !suspects.iter().all(|&s| halfway(s)) {
+            continue;
+        }
+        for &x in &ch {
+            for &y in &ch {
+                if x.0 < y.0 && suspects.iter().all(|s| *s == x || *s == y) {
+                    let e = suspect_pairs.entry((x, y)).or_default();
+                    e.0 += 1;
+                    e.1 += o.failing() as u64;
+                }
+            }
+        }
+    }
+    let mut more: Vec<ValuePair> = suspect_pairs
+        .into_iter()
+        .filter(|&(_, (n, k))| k >= 2 && 2 * k > n)
+        .map(|(p, _)| p)
+        .collect();
+    more.sort_unstable();
+    for p in more {
+        if !candidates.contains(&p) {
+            candidates.push(p);
         }
     }
     let mut out = Vec::new();
@@ -553,42 +597,67 @@ fn decide(group: &Group, values: &Values) -> State {
             st.suspect[a][i] = c[2] > 0 && 2 * c[3] >= c[2];
         }
     }
-    for _ in 0..8 {
-        let mut next = st.suspect.clone();
-        for a in 0..sizes.len() {
-            for i in 1..sizes[a] {
-                let (mut n, mut k) = (0u64, 0u64);
-                for o in group.obs.iter().filter(|o| o.idx[a] == i) {
-                    let dirty = (0..sizes.len())
-                        .any(|b| b != a && o.idx[b] != 0 && st.suspect[b][o.idx[b]]);
-                    if !dirty && o.pass + o.fail > 0 {
-                        n += 1;
-                        k += o.failing() as u64;
+    // Pairs shown to fail together: a variant with both values is no evidence about either
+    // value alone (the pair explains its failure).
+    let mut partners: Vec<ValuePair> = Vec::new();
+    for _ in 0..4 {
+        for _ in 0..8 {
+            let mut next = st.suspect.clone();
+            for a in 0..sizes.len() {
+                for i in 1..sizes[a] {
+                    let (mut n, mut k) = (0u64, 0u64);
+                    for o in group.obs.iter().filter(|o| o.idx[a] == i) {
+                        let dirty = (0..sizes.len()).any(|b| {
+                            b != a
+                                && o.idx[b] != 0
+                                && (st.suspect[b][o.idx[b]]
+                                    || partners.iter().any(|&(x, y)| {
+                                        (x == (a, i) && y == (b, o.idx[b]))
+                                            || (y == (a, i) && x == (b, o.idx[b]))
+                                    }))
+                        });
+                        if !dirty && o.pass + o.fail > 0 {
+                            n += 1;
+                            k += o.failing() as u64;
+                        }
                     }
+                    st.counts[a][i][0] = n;
+                    st.counts[a][i][1] = k;
+                    st.decision[a][i] = if n > 0 && binom_upper_half(n, k) <= limit {
+                        Decision::Cause
+                    } else if n > 0 && binom_upper_half(n, n - k) <= limit {
+                        Decision::Cleared
+                    } else {
+                        Decision::Undecided
+                    };
+                    next[a][i] = match st.decision[a][i] {
+                        Decision::Cause => true,
+                        // Cleared, yet failing a quarter of the time (a flaky value's
+                        // look): its variants are still no clean evidence for the others,
+                        // whose clean variants would inherit its chance failures.
+                        Decision::Cleared => 4 * k >= n,
+                        Decision::Undecided if n > 0 => 10 * k >= 3 * n,
+                        Decision::Undecided => st.suspect[a][i],
+                    };
                 }
-                st.counts[a][i][0] = n;
-                st.counts[a][i][1] = k;
-                st.decision[a][i] = if n > 0 && binom_upper_half(n, k) <= limit {
-                    Decision::Cause
-                } else if n > 0 && binom_upper_half(n, n - k) <= limit {
-                    Decision::Cleared
-                } else {
-                    Decision::Undecided
-                };
-                next[a][i] = match st.decision[a][i] {
-                    Decision::Cause => true,
-                    Decision::Cleared => false,
-                    Decision::Undecided if n > 0 => 10 * k >= 3 * n,
-                    Decision::Undecided => st.suspect[a][i],
-                };
             }
+            if next == st.suspect {
+                break;
+            }
+            st.suspect = next;
         }
-        if next == st.suspect {
+        st.pairs = decide_pairs(group, &st, &sizes);
+        let shown: Vec<ValuePair> = st
+            .pairs
+            .iter()
+            .filter(|p| p.decision == PairDecision::Interaction)
+            .map(|p| (p.a, p.b))
+            .collect();
+        if shown == partners {
             break;
         }
-        st.suspect = next;
+        partners = shown;
     }
-    st.pairs = decide_pairs(group, &st, &sizes);
     st.flaky = flaky_values(group, &sizes);
     st
 }
@@ -876,10 +945,17 @@ fn plan_group(
     out: &mut Vec<PlannedPoint>,
 ) -> usize {
     let target = REPEAT_SAMPLES.max(base);
-    // A point that is evidence for a flaky value (or any point, once the canonical is flaky)
-    // gets `target` samples; the others `base`.
+    // A point gets `target` samples where a majority could change a decision: once the
+    // canonical is flaky, and for a flaky value whose clean variants fail in at least half
+    // (a cause is claimed on majorities, never on single samples of a flaky value). A flaky
+    // value leaning the other way gets `base`: a single failing sample only makes it harder
+    // to clear, and one new variant teaches more than two more samples of an old one.
     let samples_of = |fixed: &[(usize, usize)]| -> u32 {
-        if st.canonical_flaky || fixed.iter().any(|&(a, i)| st.flaky[a][i]) {
+        let leans_to_cause = |a: usize, i: usize| {
+            let [n, k, _, _] = st.counts[a][i];
+            st.flaky[a][i] && 2 * k >= n
+        };
+        if st.canonical_flaky || fixed.iter().any(|&(a, i)| leans_to_cause(a, i)) {
             target
         } else {
             base
@@ -887,9 +963,7 @@ fn plan_group(
     };
     // Points of this round already planned: a repeat is planned once.
     let mut repeated: HashSet<VariantAxes> = HashSet::new();
-    let judged: usize = values.iter().map(|(_, v)| v.len().saturating_sub(1)).sum();
-    // Clean cases that would decide a value if all of them agreed.
-    let decisive = (ALPHA / judged.max(1) as f64).log2().abs().ceil() as u64;
+    let decisive = decisive_count(values);
     // Per value: how many more clean points it wants this round.
     let mut need: Vec<Vec<u64>> = values
         .iter()
@@ -1052,17 +1126,31 @@ fn plan_group(
             samples: base,
         }));
     }
+    // Parked values get points only once nothing else is asked this round: no open pair, no
+    // pair coverage, no other value wanting evidence.
+    let others_pending = st.pairs.iter().any(|p| p.decision == PairDecision::Open)
+        || made > 0
+        || need.iter().enumerate().any(|(a, row)| {
+            row.iter()
+                .enumerate()
+                .any(|(i, &n)| n > 0 && !parked(st, a, i, decisive))
+        });
     loop {
         if made >= max_points {
             return made;
         }
         // The value wanting most, suspects first (they decide what is clean for the others),
         // values hovering past the decisive count and flaky values (their repeats are dear,
-        // and no other value's evidence waits on them) last.
-        let mut best: Option<(usize, usize, (bool, bool, u64))> = None;
+        // and no other value's evidence waits on them) later, parked values last of all.
+        let mut best: Option<(usize, usize, (bool, bool, bool, u64))> = None;
         for (a, row) in need.iter().enumerate() {
             for (i, &n) in row.iter().enumerate() {
+                let park = parked(st, a, i, decisive);
+                if park && others_pending {
+                    continue;
+                }
                 let key = (
+                    !park,
                     st.counts[a][i][0] < decisive && !st.flaky[a][i],
                     st.suspect[a][i],
                     n,
@@ -1203,6 +1291,25 @@ fn cover_clean_pairs(
             made += 1;
         }
     }
+}
+
+/// Clean variants that would decide a value if all of them agreed: `⌈log2(m / α)⌉`.
+fn decisive_count(values: &Values) -> u64 {
+    let judged: usize = values.iter().map(|(_, v)| v.len().saturating_sub(1)).sum();
+    (ALPHA / judged.max(1) as f64).log2().abs().ceil() as u64
+}
+
+/// An undecided value past the decisive count whose clean variants fail often (a quarter or
+/// more: slow to clear, a flaky value's look) yet clearly less than half of the time
+/// (`P(X ≤ k | n, ½) ≤` [`FUTILITY`]): more evidence would most likely clear it, never make
+/// it a cause, so the rounds spend on it only what nothing else asks for. It stays undecided
+/// until the Bonferroni test decides it; parking never claims anything.
+fn parked(st: &State, a: usize, i: usize, decisive: u64) -> bool {
+    let [n, k, _, _] = st.counts[a][i];
+    st.decision[a][i] == Decision::Undecided
+        && n >= decisive
+        && 4 * k >= n
+        && binom_upper_half(n, n - k) <= FUTILITY
 }
 
 /// The number of values per axis.
@@ -1650,7 +1757,7 @@ mod tests {
         assert_eq!(st.counts[3][1][..2], [11, 11]);
         assert_eq!(st.decision[3][2], Decision::Cleared);
         // A persona's clean variants exclude format x: two each, not enough either way.
-        assert_eq!(st.decision[0][1], Decision::Undecided);
+        assert_eq!(st.decision[0][1], Decision::Undecided, "{:?}", st.counts[0]);
         assert_eq!(st.counts[0][1][..2], [2, 0]);
         assert!(st.pairs.is_empty());
         let r = report_group(&g, &values, &st, &[AxisName::Length]);
@@ -1753,44 +1860,135 @@ mod tests {
         assert!(r.values.iter().all(|v| v.flaky));
     }
 
-    #[test]
-    fn a_flaky_value_gets_repeats_and_its_single_samples_are_topped_up_first() {
-        // p1 is flaky: a round planning for it tops up its variants run fewer than three
-        // times before making new ones, each with three samples.
-        let (g, values) = flaky_group();
-        let mut once = g.clone();
-        once.obs.push(Obs {
-            idx: [1, 0, 0, 2, 0],
-            pass: 1,
-            fail: 0,
-        });
-        once.obs.remove(3);
-        let st = decide(&once, &values);
-        assert!(st.flaky[0][1]);
+    /// Plans a round for `g` and returns the points and their cost in new samples, checked
+    /// against the samples each point already has.
+    fn plan_once(g: &Group, values: &Values) -> (State, Vec<PlannedPoint>) {
+        let st = decide(g, values);
         let mut seen: HashSet<VariantAxes> =
-            once.obs.iter().map(|o| axes_of(&values, &o.idx)).collect();
+            g.obs.iter().map(|o| axes_of(values, &o.idx)).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut out = Vec::new();
-        let made = plan_group(&once, &values, &st, &mut rng, &mut seen, 40, 1, &mut out);
-        let p1: Vec<&PlannedPoint> = out.iter().filter(|p| p.axes.persona == "p1").collect();
-        assert!(!p1.is_empty(), "{out:?}");
-        assert!(p1.iter().all(|p| p.samples == REPEAT_SAMPLES), "{out:?}");
-        let topped = axes_of(&values, &[1, 0, 0, 2, 0]);
-        assert!(p1.iter().any(|p| p.axes == topped), "{out:?}");
+        let made = plan_group(g, values, &st, &mut rng, &mut seen, 40, 1, &mut out);
         // The cost counts only the samples not yet run.
         let cost: usize = out
             .iter()
             .map(|p| {
-                let have = once
+                let have = g
                     .obs
                     .iter()
-                    .find(|o| axes_of(&values, &o.idx) == p.axes)
+                    .find(|o| axes_of(values, &o.idx) == p.axes)
                     .map_or(0, |o| o.samples());
                 (p.samples as u64 - have.min(p.samples as u64)) as usize
             })
             .sum();
         assert_eq!(made, cost);
         assert!(made <= 40);
+        (st, out)
+    }
+
+    #[test]
+    fn a_flaky_value_leaning_to_cause_gets_repeats_and_its_single_samples_are_topped_up_first() {
+        // p1 is flaky and its clean variants fail by majority: a cause would be claimed on
+        // majorities, so a round tops up its variants run once before making new ones, each
+        // with three samples.
+        let (mut g, values) = flaky_group();
+        g.obs[1] = Obs {
+            idx: [1, 0, 0, 0, 0],
+            pass: 1,
+            fail: 2,
+        };
+        g.obs[3] = Obs {
+            idx: [1, 0, 0, 2, 0],
+            pass: 0,
+            fail: 1,
+        };
+        let (st, out) = plan_once(&g, &values);
+        assert!(st.flaky[0][1]);
+        let p1: Vec<&PlannedPoint> = out.iter().filter(|p| p.axes.persona == "p1").collect();
+        assert!(!p1.is_empty(), "{out:?}");
+        assert!(p1.iter().all(|p| p.samples == REPEAT_SAMPLES), "{out:?}");
+        let topped = axes_of(&values, &[1, 0, 0, 2, 0]);
+        assert!(p1.iter().any(|p| p.axes == topped), "{out:?}");
+    }
+
+    #[test]
+    fn a_flaky_value_leaning_to_pass_gets_single_samples() {
+        // p1 is flaky but its clean variants pass by majority: a single failing sample only
+        // makes it harder to clear, so nothing is topped up and no point runs more than once.
+        let (mut g, mut values) = flaky_group();
+        g.obs[3] = Obs {
+            idx: [1, 0, 0, 2, 0],
+            pass: 1,
+            fail: 0,
+        };
+        // A format nobody has met yet: the round has new points to make.
+        values[3].1.push("z".into());
+        let (st, out) = plan_once(&g, &values);
+        assert!(st.flaky[0][1]);
+        assert!(!out.is_empty());
+        assert!(out.iter().all(|p| p.samples == 1), "{out:?}");
+    }
+
+    /// A value past the decisive count, failing in a third of its clean variants: parked
+    /// while others want evidence, planned once nothing else is asked.
+    #[test]
+    fn a_value_clearly_below_half_is_parked_behind_the_others() {
+        let personas: Vec<String> = std::iter::once(ORIGINAL.to_string())
+            .chain((1..=5).map(|i| format!("p{i}")))
+            .collect();
+        let phrasings: Vec<String> = std::iter::once(ORIGINAL.to_string())
+            .chain((1..=40).map(|i| format!("q{i}")))
+            .collect();
+        let values: Values = vec![
+            (AxisName::Persona, personas),
+            (AxisName::Phrasing, phrasings),
+            (AxisName::Length, vec![ORIGINAL.into()]),
+            (AxisName::Format, vec![ORIGINAL.into()]),
+        ];
+        // p1 on 39 phrasings, failing on 13 (a third); p2–p5 on the same, passing.
+        let mut obs = vec![Obs {
+            idx: [0; AXES],
+            pass: 1,
+            fail: 0,
+        }];
+        for q in 1..=39 {
+            let fail = (q % 3 == 0) as u64;
+            obs.push(Obs {
+                idx: [1, q, 0, 0, 0],
+                pass: 1 - fail,
+                fail,
+            });
+        }
+        for q in 1..=39 {
+            for p in 2..=5 {
+                obs.push(Obs {
+                    idx: [p, q, 0, 0, 0],
+                    pass: 1,
+                    fail: 0,
+                });
+            }
+        }
+        let g = Group {
+            model: "m".into(),
+            probe: "p".into(),
+            obs,
+        };
+        let decisive = decisive_count(&values);
+        let st = decide(&g, &values);
+        assert_eq!(st.decision[0][1], Decision::Undecided, "{:?}", st.counts[0]);
+        assert!(parked(&st, 0, 1, decisive));
+        assert!(!parked(&st, 0, 2, decisive));
+        // q40 has no variant yet: the round makes points for it.
+        let (_, out) = plan_once(&g, &values);
+        assert!(!out.is_empty());
+        // Its one point is the flakiness probe: a failing variant of it re-run, no new one.
+        let run: HashSet<VariantAxes> = g.obs.iter().map(|o| axes_of(&values, &o.idx)).collect();
+        assert!(
+            out.iter()
+                .filter(|p| p.axes.persona == "p1")
+                .all(|p| run.contains(&p.axes)),
+            "{out:?}"
+        );
     }
 
     #[test]
