@@ -5,8 +5,9 @@
 //! # Decisions
 //! Per probe × model, every value `v` of every varying axis is judged on its **clean variants**:
 //! the graded variants with `v` whose other changed values are neither decided causes nor
-//! suspects (values whose clean variants fail often, or, before they have any, whose cases fail
-//! in at least half). A variant fails when most of its samples fail: samples of one variant are
+//! suspects (values whose clean variants fail often — cleared ones included when a quarter of
+//! them fail, a flaky value's look —, or, before they have any, whose cases fail in at least
+//! half) nor `v`'s partner in a shown interaction. A variant fails when most of its samples fail: samples of one variant are
 //! not independent evidence. A clean variant of `v` therefore fails because of `v`, or by chance.
 //! With `k` of `n` clean variants failing:
 //! - **cause** when `P(X ≥ k | n, ½) ≤ α / m`: `v` makes most otherwise-clean variants fail;
@@ -19,12 +20,15 @@
 //!
 //! # Interactions
 //! A pair of values of two axes, each cleared alone, seen failing together in a clean variant
-//! (no suspect value besides) is tested on more clean variants with both; it is an
+//! (no suspect value besides) — or two values that are suspects only because they keep meeting
+//! (neither a cause nor failing in most of its clean variants, the pair failing in most of at
+//! least two of its variants with no other suspect) — is tested on more clean variants with both; it is an
 //! **interaction** when `P(X ≥ k | n, ½) ≤ α / M`, `M` every possible pair of values of the
 //! probe (fixed in advance, not the pairs the data suggested), and dismissed once most of its
 //! variants pass. Once every value is decided, the rounds cover each pair of cleared values in
 //! some clean variant, so a pair that the covering array only met on a dirty background still
-//! gets its chance.
+//! gets its chance. Once a pair is shown, a variant with both values is no evidence about
+//! either value alone, so each half is judged (and cleared) on its other variants.
 //!
 //! # Witnesses and 1-minimality
 //! For every cause the rounds run the canonical with only the cause's values changed (and, for
@@ -39,8 +43,15 @@
 //! blamed on its neighbours), so one point is clean evidence for up to five values at once,
 //! distinct from every point already run. Values still undecided past the decisive number of
 //! clean variants (a pass rate near the middle, often a flaky value) and flaky values come
-//! last, after the pair coverage. A
-//! round's points go through the ordinary sweep ([`crate::sweep::run`], resumed, with
+//! last, after the pair coverage.
+//!
+//! A value is **parked** when it is undecided past the decisive count, a quarter or more of
+//! its clean variants fail, and yet `P(X ≤ k | n, ½) ≤` [`FUTILITY`]: more evidence would most
+//! likely clear it and almost never make it a cause. It gets new points only in a round in
+//! which nothing else asks for any (no open pair, no pair coverage, no other value), so a
+//! value failing at random a third of the time no longer eats the budget the causes and the
+//! interactions need. Parking decides nothing: the value stays undecided until the test above
+//! decides it. A round's points go through the ordinary sweep ([`crate::sweep::run`], resumed, with
 //! [`SweepOptions::points`]), so the cache, the limits, the retries and the store are the
 //! sweep's. The budget counts the run's cases (a cached answer included), a repeat's new
 //! samples included.
@@ -50,17 +61,33 @@
 //! count, [`PlannedPoint::samples`]: the sweep keeps the samples already graded and runs the
 //! rest), the canonical variant once, and a few failing clean variants of each value still
 //! undecided past the decisive count. A prompt that fails for a fixed reason fails again; one
-//! that fails at random does not. A value is **flaky** when the samples of one of its variants
-//! disagree and no flakier value (one on more disagreeing variants) on that variant explains
-//! it; when the canonical's samples disagree, every value is. A flaky value's clean variants
-//! run once are topped up to [`REPEAT_SAMPLES`] samples, and its new points get as many. Each
-//! variant still counts once in the test above, by the majority of its samples (the samples
-//! of one variant are not independent evidence about the value), so a value failing at random
-//! in fewer than half of the calls is cleared rather than flagged or left undecided, once
-//! enough variants are in. A flaky value is never background for another value's evidence
-//! and its points come last, after the other values' and the pair coverage: its repeats are
-//! dear. The report gives per value the repeats run on its variants and whether it is flaky.
+//! that fails at random does not. A value is **flaky** when the samples of one of its
+//! variants disagree and no flakier value (one on more disagreeing variants) on that variant
+//! explains it; when the canonical's samples disagree, every value is.
 //!
+//! Further repeats go only where a majority could change a decision: a flaky value whose
+//! clean variants fail in at least half has its variants run once topped up to
+//! [`REPEAT_SAMPLES`] samples and its new points get as many (a cause is never claimed on
+//! single samples of a flaky value), and so does every point once the canonical is flaky. A
+//! flaky value passing in most of its clean variants runs its new points once: a single
+//! failing sample only makes it harder to clear (the error is on the safe side), and a new
+//! variant teaches more than two more samples of an old one. Each variant counts once in the
+//! test above, by the majority of its samples (the samples of one variant are not independent
+//! evidence about the value), so a value failing at random in fewer than half of the calls is
+//! cleared rather than flagged, once enough variants are in, or parked. A flaky value is
+//! never background for another value's evidence. The report gives per value the repeats run
+//! on its variants and whether it is flaky.
+//!
+//! # Error rates and looking again
+//! The tests are re-run on all the evidence after every round, and a value decided gets no
+//! more points: a sequential design with at most [`MAX_ROUNDS`] looks, each at `α / m`. The
+//! looks are not separately corrected for; what keeps the repeated looks honest is that a
+//! value is only ever looked at again with more variants, that a harmless value's failure
+//! rate sits far below the ½ the cause test is against (its chance of ever crossing the bound
+//! is far below `α / m` per look), and that the values whose rate sits nearest ½ — where
+//! repeated looks would matter — are parked rather than sampled until they cross. The survey
+//! in `tests/it/adaptive.rs` (`adaptive_survey`) measures the false alarms that result.
+
 //! # Thresholds
 //! An ordered axis whose values from some level on are all causes and below it all cleared is
 //! reported as one threshold cause ("length from 8k on, any position"), not as one cause per
@@ -1142,7 +1169,9 @@ fn plan_group(
         // The value wanting most, suspects first (they decide what is clean for the others),
         // values hovering past the decisive count and flaky values (their repeats are dear,
         // and no other value's evidence waits on them) later, parked values last of all.
-        let mut best: Option<(usize, usize, (bool, bool, bool, u64))> = None;
+        // (not parked, short of the decisive count and not flaky, suspect, need).
+        type Priority = (bool, bool, bool, u64);
+        let mut best: Option<(usize, usize, Priority)> = None;
         for (a, row) in need.iter().enumerate() {
             for (i, &n) in row.iter().enumerate() {
                 let park = parked(st, a, i, decisive);

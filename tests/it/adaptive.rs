@@ -2,10 +2,13 @@
 //! (XML tool output), a threshold cause (80 % of prompts past ~20,000 characters, i.e. every
 //! 8k and 32k length value), a two-axis cause (the terse-expert persona only together with the
 //! scoped-request phrasing), a flaky axis value (every call with the anxious-novice persona
-//! fails at random with probability 0.3, drawn per call from the server's request counter, so
-//! the same prompt sent twice can get both answers) and 5 % noise on every request. Every
-//! planted single and threshold cause must be found, nothing else called a cause (the flaky
-//! value included), in at most 5 % of the full product's calls.
+//! fails at random with probability 0.3, drawn per call from the run's seed, the prompt and how
+//! many times the server has seen it, so the same prompt sent twice can get both answers and
+//! a seed gives the same run whatever order the requests arrive in) and 5 % noise on every
+//! request. Every planted cause must be found, nothing else called a cause (the flaky value
+//! included), in at most 5 % of the full product's calls. `adaptive_survey` (ignored) measures
+//! the same over 20 seeds; `adaptive_other_planting` (ignored) is a check on causes planted
+//! differently (CSV only for one persona, a threshold at 32k only, a flaky phrasing).
 
 use crate::support::{http_server, project};
 
