@@ -5,8 +5,9 @@
 //! # Decisions
 //! Per probe × model, every value `v` of every varying axis is judged on its **clean variants**:
 //! the graded variants with `v` whose other changed values are neither decided causes nor
-//! suspects (values whose clean variants fail often, or, before they have any, whose cases fail
-//! in at least half). A variant fails when most of its samples fail: samples of one variant are
+//! suspects (values whose clean variants fail often — cleared ones included when a quarter of
+//! them fail, a flaky value's look —, or, before they have any, whose cases fail in at least
+//! half) nor `v`'s partner in a shown interaction. A variant fails when most of its samples fail: samples of one variant are
 //! not independent evidence. A clean variant of `v` therefore fails because of `v`, or by chance.
 //! With `k` of `n` clean variants failing:
 //! - **cause** when `P(X ≥ k | n, ½) ≤ α / m`: `v` makes most otherwise-clean variants fail;
@@ -19,12 +20,15 @@
 //!
 //! # Interactions
 //! A pair of values of two axes, each cleared alone, seen failing together in a clean variant
-//! (no suspect value besides) is tested on more clean variants with both; it is an
+//! (no suspect value besides) — or two values that are suspects only because they keep meeting
+//! (neither a cause nor failing in most of its clean variants, the pair failing in most of at
+//! least two of its variants with no other suspect) — is tested on more clean variants with both; it is an
 //! **interaction** when `P(X ≥ k | n, ½) ≤ α / M`, `M` every possible pair of values of the
 //! probe (fixed in advance, not the pairs the data suggested), and dismissed once most of its
 //! variants pass. Once every value is decided, the rounds cover each pair of cleared values in
 //! some clean variant, so a pair that the covering array only met on a dirty background still
-//! gets its chance.
+//! gets its chance. Once a pair is shown, a variant with both values is no evidence about
+//! either value alone, so each half is judged (and cleared) on its other variants.
 //!
 //! # Witnesses and 1-minimality
 //! For every cause the rounds run the canonical with only the cause's values changed (and, for
@@ -39,8 +43,15 @@
 //! blamed on its neighbours), so one point is clean evidence for up to five values at once,
 //! distinct from every point already run. Values still undecided past the decisive number of
 //! clean variants (a pass rate near the middle, often a flaky value) and flaky values come
-//! last, after the pair coverage. A
-//! round's points go through the ordinary sweep ([`crate::sweep::run`], resumed, with
+//! last, after the pair coverage.
+//!
+//! A value is **parked** when it is undecided past the decisive count, a quarter or more of
+//! its clean variants fail, and yet `P(X ≤ k | n, ½) ≤` [`FUTILITY`]: more evidence would most
+//! likely clear it and almost never make it a cause. It gets new points only in a round in
+//! which nothing else asks for any (no open pair, no pair coverage, no other value), so a
+//! value failing at random a third of the time no longer eats the budget the causes and the
+//! interactions need. Parking decides nothing: the value stays undecided until the test above
+//! decides it. A round's points go through the ordinary sweep ([`crate::sweep::run`], resumed, with
 //! [`SweepOptions::points`]), so the cache, the limits, the retries and the store are the
 //! sweep's. The budget counts the run's cases (a cached answer included), a repeat's new
 //! samples included.
@@ -50,17 +61,33 @@
 //! count, [`PlannedPoint::samples`]: the sweep keeps the samples already graded and runs the
 //! rest), the canonical variant once, and a few failing clean variants of each value still
 //! undecided past the decisive count. A prompt that fails for a fixed reason fails again; one
-//! that fails at random does not. A value is **flaky** when the samples of one of its variants
-//! disagree and no flakier value (one on more disagreeing variants) on that variant explains
-//! it; when the canonical's samples disagree, every value is. A flaky value's clean variants
-//! run once are topped up to [`REPEAT_SAMPLES`] samples, and its new points get as many. Each
-//! variant still counts once in the test above, by the majority of its samples (the samples
-//! of one variant are not independent evidence about the value), so a value failing at random
-//! in fewer than half of the calls is cleared rather than flagged or left undecided, once
-//! enough variants are in. A flaky value is never background for another value's evidence
-//! and its points come last, after the other values' and the pair coverage: its repeats are
-//! dear. The report gives per value the repeats run on its variants and whether it is flaky.
+//! that fails at random does not. A value is **flaky** when the samples of one of its
+//! variants disagree and no flakier value (one on more disagreeing variants) on that variant
+//! explains it; when the canonical's samples disagree, every value is.
 //!
+//! Further repeats go only where a majority could change a decision: a flaky value whose
+//! clean variants fail in at least half has its variants run once topped up to
+//! [`REPEAT_SAMPLES`] samples and its new points get as many (a cause is never claimed on
+//! single samples of a flaky value), and so does every point once the canonical is flaky. A
+//! flaky value passing in most of its clean variants runs its new points once: a single
+//! failing sample only makes it harder to clear (the error is on the safe side), and a new
+//! variant teaches more than two more samples of an old one. Each variant counts once in the
+//! test above, by the majority of its samples (the samples of one variant are not independent
+//! evidence about the value), so a value failing at random in fewer than half of the calls is
+//! cleared rather than flagged, once enough variants are in, or parked. A flaky value is
+//! never background for another value's evidence. The report gives per value the repeats run
+//! on its variants and whether it is flaky.
+//!
+//! # Error rates and looking again
+//! The tests are re-run on all the evidence after every round, and a value decided gets no
+//! more points: a sequential design with at most [`MAX_ROUNDS`] looks, each at `α / m`. The
+//! looks are not separately corrected for; what keeps the repeated looks honest is that a
+//! value is only ever looked at again with more variants, that a harmless value's failure
+//! rate sits far below the ½ the cause test is against (its chance of ever crossing the bound
+//! is far below `α / m` per look), and that the values whose rate sits nearest ½ — where
+//! repeated looks would matter — are parked rather than sampled until they cross. The survey
+//! in `tests/it/adaptive.rs` (`adaptive_survey`) measures the false alarms that result.
+
 //! # Thresholds
 //! An ordered axis whose values from some level on are all causes and below it all cleared is
 //! reported as one threshold cause ("length from 8k on, any position"), not as one cause per
@@ -97,6 +124,10 @@ pub const MAX_ROUNDS: usize = 40;
 /// Samples a variant gets once its value is shown flaky (its samples disagree) or the
 /// canonical is: odd, so a variant's majority is never a tie.
 pub const REPEAT_SAMPLES: u32 = 3;
+
+/// The level of the futility test that parks a value (see [`parked`]): not corrected for the
+/// number of values, since parking only withholds the budget and never makes a decision.
+pub const FUTILITY: f64 = 0.05;
 
 /// Failing clean variants of an undecided value re-run with [`REPEAT_SAMPLES`] samples to
 /// see whether the value's failures are flaky (the samples disagree) or fixed by the prompt.
@@ -477,17 +508,57 @@ fn decide_pairs(group: &Group, st: &State, sizes: &[usize]) -> Vec<Pair> {
             .collect()
     };
     let mut candidates: Vec<ValuePair> = Vec::new();
-    for o in group.obs.iter().filter(|o| o.fail > 0) {
+    // A value that may be half of a pair: not a cause, and its clean variants fail in at most
+    // half (a value failing in most of them is a single cause or on its way to one).
+    let halfway = |(a, i): (usize, usize)| {
+        let [n, k, _, _] = st.counts[a][i];
+        st.decision[a][i] != Decision::Cause && 2 * k <= n
+    };
+    // Per pair of suspects that may be halves: its variants with no suspect besides, failing.
+    let mut suspect_pairs: HashMap<ValuePair, (u64, u64)> = HashMap::new();
+    for o in group.obs.iter().filter(|o| o.samples() > 0) {
         let ch = changed(o);
-        if ch.iter().any(|&(a, i)| st.suspect[a][i]) {
-            continue;
-        }
-        for x in 0..ch.len() {
-            for y in x + 1..ch.len() {
-                if !candidates.contains(&(ch[x], ch[y])) {
-                    candidates.push((ch[x], ch[y]));
+        let suspects: Vec<(usize, usize)> = ch
+            .iter()
+            .copied()
+            .filter(|&(a, i)| st.suspect[a][i])
+            .collect();
+        if suspects.is_empty() {
+            if o.fail > 0 {
+                for x in 0..ch.len() {
+                    for y in x + 1..ch.len() {
+                        if !candidates.contains(&(ch[x], ch[y])) {
+                            candidates.push((ch[x], ch[y]));
+                        }
+                    }
                 }
             }
+            continue;
+        }
+        // One or two suspects, each possibly half of a pair: two values that are suspects only
+        // because they keep meeting (each other's usual background) are tested as a pair.
+        if suspects.len() > 2 || !suspects.iter().all(|&s| halfway(s)) {
+            continue;
+        }
+        for &x in &ch {
+            for &y in &ch {
+                if x.0 < y.0 && suspects.iter().all(|s| *s == x || *s == y) {
+                    let e = suspect_pairs.entry((x, y)).or_default();
+                    e.0 += 1;
+                    e.1 += o.failing() as u64;
+                }
+            }
+        }
+    }
+    let mut more: Vec<ValuePair> = suspect_pairs
+        .into_iter()
+        .filter(|&(_, (n, k))| k >= 2 && 2 * k > n)
+        .map(|(p, _)| p)
+        .collect();
+    more.sort_unstable();
+    for p in more {
+        if !candidates.contains(&p) {
+            candidates.push(p);
         }
     }
     let mut out = Vec::new();
@@ -553,42 +624,67 @@ fn decide(group: &Group, values: &Values) -> State {
             st.suspect[a][i] = c[2] > 0 && 2 * c[3] >= c[2];
         }
     }
-    for _ in 0..8 {
-        let mut next = st.suspect.clone();
-        for a in 0..sizes.len() {
-            for i in 1..sizes[a] {
-                let (mut n, mut k) = (0u64, 0u64);
-                for o in group.obs.iter().filter(|o| o.idx[a] == i) {
-                    let dirty = (0..sizes.len())
-                        .any(|b| b != a && o.idx[b] != 0 && st.suspect[b][o.idx[b]]);
-                    if !dirty && o.pass + o.fail > 0 {
-                        n += 1;
-                        k += o.failing() as u64;
+    // Pairs shown to fail together: a variant with both values is no evidence about either
+    // value alone (the pair explains its failure).
+    let mut partners: Vec<ValuePair> = Vec::new();
+    for _ in 0..4 {
+        for _ in 0..8 {
+            let mut next = st.suspect.clone();
+            for a in 0..sizes.len() {
+                for i in 1..sizes[a] {
+                    let (mut n, mut k) = (0u64, 0u64);
+                    for o in group.obs.iter().filter(|o| o.idx[a] == i) {
+                        let dirty = (0..sizes.len()).any(|b| {
+                            b != a
+                                && o.idx[b] != 0
+                                && (st.suspect[b][o.idx[b]]
+                                    || partners.iter().any(|&(x, y)| {
+                                        (x == (a, i) && y == (b, o.idx[b]))
+                                            || (y == (a, i) && x == (b, o.idx[b]))
+                                    }))
+                        });
+                        if !dirty && o.pass + o.fail > 0 {
+                            n += 1;
+                            k += o.failing() as u64;
+                        }
                     }
+                    st.counts[a][i][0] = n;
+                    st.counts[a][i][1] = k;
+                    st.decision[a][i] = if n > 0 && binom_upper_half(n, k) <= limit {
+                        Decision::Cause
+                    } else if n > 0 && binom_upper_half(n, n - k) <= limit {
+                        Decision::Cleared
+                    } else {
+                        Decision::Undecided
+                    };
+                    next[a][i] = match st.decision[a][i] {
+                        Decision::Cause => true,
+                        // Cleared, yet failing a quarter of the time (a flaky value's
+                        // look): its variants are still no clean evidence for the others,
+                        // whose clean variants would inherit its chance failures.
+                        Decision::Cleared => 4 * k >= n,
+                        Decision::Undecided if n > 0 => 10 * k >= 3 * n,
+                        Decision::Undecided => st.suspect[a][i],
+                    };
                 }
-                st.counts[a][i][0] = n;
-                st.counts[a][i][1] = k;
-                st.decision[a][i] = if n > 0 && binom_upper_half(n, k) <= limit {
-                    Decision::Cause
-                } else if n > 0 && binom_upper_half(n, n - k) <= limit {
-                    Decision::Cleared
-                } else {
-                    Decision::Undecided
-                };
-                next[a][i] = match st.decision[a][i] {
-                    Decision::Cause => true,
-                    Decision::Cleared => false,
-                    Decision::Undecided if n > 0 => 10 * k >= 3 * n,
-                    Decision::Undecided => st.suspect[a][i],
-                };
             }
+            if next == st.suspect {
+                break;
+            }
+            st.suspect = next;
         }
-        if next == st.suspect {
+        st.pairs = decide_pairs(group, &st, &sizes);
+        let shown: Vec<ValuePair> = st
+            .pairs
+            .iter()
+            .filter(|p| p.decision == PairDecision::Interaction)
+            .map(|p| (p.a, p.b))
+            .collect();
+        if shown == partners {
             break;
         }
-        st.suspect = next;
+        partners = shown;
     }
-    st.pairs = decide_pairs(group, &st, &sizes);
     st.flaky = flaky_values(group, &sizes);
     st
 }
@@ -876,10 +972,17 @@ fn plan_group(
     out: &mut Vec<PlannedPoint>,
 ) -> usize {
     let target = REPEAT_SAMPLES.max(base);
-    // A point that is evidence for a flaky value (or any point, once the canonical is flaky)
-    // gets `target` samples; the others `base`.
+    // A point gets `target` samples where a majority could change a decision: once the
+    // canonical is flaky, and for a flaky value whose clean variants fail in at least half
+    // (a cause is claimed on majorities, never on single samples of a flaky value). A flaky
+    // value leaning the other way gets `base`: a single failing sample only makes it harder
+    // to clear, and one new variant teaches more than two more samples of an old one.
     let samples_of = |fixed: &[(usize, usize)]| -> u32 {
-        if st.canonical_flaky || fixed.iter().any(|&(a, i)| st.flaky[a][i]) {
+        let leans_to_cause = |a: usize, i: usize| {
+            let [n, k, _, _] = st.counts[a][i];
+            st.flaky[a][i] && 2 * k >= n
+        };
+        if st.canonical_flaky || fixed.iter().any(|&(a, i)| leans_to_cause(a, i)) {
             target
         } else {
             base
@@ -887,9 +990,7 @@ fn plan_group(
     };
     // Points of this round already planned: a repeat is planned once.
     let mut repeated: HashSet<VariantAxes> = HashSet::new();
-    let judged: usize = values.iter().map(|(_, v)| v.len().saturating_sub(1)).sum();
-    // Clean cases that would decide a value if all of them agreed.
-    let decisive = (ALPHA / judged.max(1) as f64).log2().abs().ceil() as u64;
+    let decisive = decisive_count(values);
     // Per value: how many more clean points it wants this round.
     let mut need: Vec<Vec<u64>> = values
         .iter()
@@ -1052,17 +1153,33 @@ fn plan_group(
             samples: base,
         }));
     }
+    // Parked values get points only once nothing else is asked this round: no open pair, no
+    // pair coverage, no other value wanting evidence.
+    let others_pending = st.pairs.iter().any(|p| p.decision == PairDecision::Open)
+        || made > 0
+        || need.iter().enumerate().any(|(a, row)| {
+            row.iter()
+                .enumerate()
+                .any(|(i, &n)| n > 0 && !parked(st, a, i, decisive))
+        });
     loop {
         if made >= max_points {
             return made;
         }
         // The value wanting most, suspects first (they decide what is clean for the others),
         // values hovering past the decisive count and flaky values (their repeats are dear,
-        // and no other value's evidence waits on them) last.
-        let mut best: Option<(usize, usize, (bool, bool, u64))> = None;
+        // and no other value's evidence waits on them) later, parked values last of all.
+        // (not parked, short of the decisive count and not flaky, suspect, need).
+        type Priority = (bool, bool, bool, u64);
+        let mut best: Option<(usize, usize, Priority)> = None;
         for (a, row) in need.iter().enumerate() {
             for (i, &n) in row.iter().enumerate() {
+                let park = parked(st, a, i, decisive);
+                if park && others_pending {
+                    continue;
+                }
                 let key = (
+                    !park,
                     st.counts[a][i][0] < decisive && !st.flaky[a][i],
                     st.suspect[a][i],
                     n,
@@ -1205,6 +1322,25 @@ fn cover_clean_pairs(
     }
 }
 
+/// Clean variants that would decide a value if all of them agreed: `⌈log2(m / α)⌉`.
+fn decisive_count(values: &Values) -> u64 {
+    let judged: usize = values.iter().map(|(_, v)| v.len().saturating_sub(1)).sum();
+    (ALPHA / judged.max(1) as f64).log2().abs().ceil() as u64
+}
+
+/// An undecided value past the decisive count whose clean variants fail often (a quarter or
+/// more: slow to clear, a flaky value's look) yet clearly less than half of the time
+/// (`P(X ≤ k | n, ½) ≤` [`FUTILITY`]): more evidence would most likely clear it, never make
+/// it a cause, so the rounds spend on it only what nothing else asks for. It stays undecided
+/// until the Bonferroni test decides it; parking never claims anything.
+fn parked(st: &State, a: usize, i: usize, decisive: u64) -> bool {
+    let [n, k, _, _] = st.counts[a][i];
+    st.decision[a][i] == Decision::Undecided
+        && n >= decisive
+        && 4 * k >= n
+        && binom_upper_half(n, n - k) <= FUTILITY
+}
+
 /// The number of values per axis.
 fn sizes(values: &Values) -> Vec<usize> {
     values.iter().map(|(_, v)| v.len()).collect()
@@ -1281,7 +1417,7 @@ pub fn run(
     store_path: &str,
     probes: Vec<LoadedProbe>,
     lib: AxisLibrary,
-    mut opts: SweepOptions,
+    opts: SweepOptions,
     show_progress: bool,
 ) -> Result<(sweep::SweepOutcome, AdaptiveReport)> {
     let mut values: HashMap<String, Values> = HashMap::new();
@@ -1305,7 +1441,10 @@ pub fn run(
             .max(3 * round0)
             .min(full_cases)
     });
-    opts.budget_requests = Some(budget);
+    // The budget counts cases and the planner sizes every round to fit it, so no round's sweep
+    // is cut by a request cap: a cap reached mid-round would keep whichever cases finished
+    // first (an episode makes several requests per case), and two runs with one seed would
+    // differ. A budget the user gave still caps the covering array's requests.
     let mut outcome = sweep::run(
         config,
         store_path,
@@ -1436,7 +1575,7 @@ pub fn run(
                 o.resume = true;
                 o.replan = false;
                 o.points = Some(Arc::new(plan));
-                o.budget_requests = Some(budget.saturating_sub(cases));
+                o.budget_requests = None;
                 outcome = sweep::run(
                     config,
                     store_path,
@@ -1650,7 +1789,7 @@ mod tests {
         assert_eq!(st.counts[3][1][..2], [11, 11]);
         assert_eq!(st.decision[3][2], Decision::Cleared);
         // A persona's clean variants exclude format x: two each, not enough either way.
-        assert_eq!(st.decision[0][1], Decision::Undecided);
+        assert_eq!(st.decision[0][1], Decision::Undecided, "{:?}", st.counts[0]);
         assert_eq!(st.counts[0][1][..2], [2, 0]);
         assert!(st.pairs.is_empty());
         let r = report_group(&g, &values, &st, &[AxisName::Length]);
@@ -1753,44 +1892,135 @@ mod tests {
         assert!(r.values.iter().all(|v| v.flaky));
     }
 
-    #[test]
-    fn a_flaky_value_gets_repeats_and_its_single_samples_are_topped_up_first() {
-        // p1 is flaky: a round planning for it tops up its variants run fewer than three
-        // times before making new ones, each with three samples.
-        let (g, values) = flaky_group();
-        let mut once = g.clone();
-        once.obs.push(Obs {
-            idx: [1, 0, 0, 2, 0],
-            pass: 1,
-            fail: 0,
-        });
-        once.obs.remove(3);
-        let st = decide(&once, &values);
-        assert!(st.flaky[0][1]);
+    /// Plans a round for `g` and returns the points and their cost in new samples, checked
+    /// against the samples each point already has.
+    fn plan_once(g: &Group, values: &Values) -> (State, Vec<PlannedPoint>) {
+        let st = decide(g, values);
         let mut seen: HashSet<VariantAxes> =
-            once.obs.iter().map(|o| axes_of(&values, &o.idx)).collect();
+            g.obs.iter().map(|o| axes_of(values, &o.idx)).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut out = Vec::new();
-        let made = plan_group(&once, &values, &st, &mut rng, &mut seen, 40, 1, &mut out);
-        let p1: Vec<&PlannedPoint> = out.iter().filter(|p| p.axes.persona == "p1").collect();
-        assert!(!p1.is_empty(), "{out:?}");
-        assert!(p1.iter().all(|p| p.samples == REPEAT_SAMPLES), "{out:?}");
-        let topped = axes_of(&values, &[1, 0, 0, 2, 0]);
-        assert!(p1.iter().any(|p| p.axes == topped), "{out:?}");
+        let made = plan_group(g, values, &st, &mut rng, &mut seen, 40, 1, &mut out);
         // The cost counts only the samples not yet run.
         let cost: usize = out
             .iter()
             .map(|p| {
-                let have = once
+                let have = g
                     .obs
                     .iter()
-                    .find(|o| axes_of(&values, &o.idx) == p.axes)
+                    .find(|o| axes_of(values, &o.idx) == p.axes)
                     .map_or(0, |o| o.samples());
                 (p.samples as u64 - have.min(p.samples as u64)) as usize
             })
             .sum();
         assert_eq!(made, cost);
         assert!(made <= 40);
+        (st, out)
+    }
+
+    #[test]
+    fn a_flaky_value_leaning_to_cause_gets_repeats_and_its_single_samples_are_topped_up_first() {
+        // p1 is flaky and its clean variants fail by majority: a cause would be claimed on
+        // majorities, so a round tops up its variants run once before making new ones, each
+        // with three samples.
+        let (mut g, values) = flaky_group();
+        g.obs[1] = Obs {
+            idx: [1, 0, 0, 0, 0],
+            pass: 1,
+            fail: 2,
+        };
+        g.obs[3] = Obs {
+            idx: [1, 0, 0, 2, 0],
+            pass: 0,
+            fail: 1,
+        };
+        let (st, out) = plan_once(&g, &values);
+        assert!(st.flaky[0][1]);
+        let p1: Vec<&PlannedPoint> = out.iter().filter(|p| p.axes.persona == "p1").collect();
+        assert!(!p1.is_empty(), "{out:?}");
+        assert!(p1.iter().all(|p| p.samples == REPEAT_SAMPLES), "{out:?}");
+        let topped = axes_of(&values, &[1, 0, 0, 2, 0]);
+        assert!(p1.iter().any(|p| p.axes == topped), "{out:?}");
+    }
+
+    #[test]
+    fn a_flaky_value_leaning_to_pass_gets_single_samples() {
+        // p1 is flaky but its clean variants pass by majority: a single failing sample only
+        // makes it harder to clear, so nothing is topped up and no point runs more than once.
+        let (mut g, mut values) = flaky_group();
+        g.obs[3] = Obs {
+            idx: [1, 0, 0, 2, 0],
+            pass: 1,
+            fail: 0,
+        };
+        // A format nobody has met yet: the round has new points to make.
+        values[3].1.push("z".into());
+        let (st, out) = plan_once(&g, &values);
+        assert!(st.flaky[0][1]);
+        assert!(!out.is_empty());
+        assert!(out.iter().all(|p| p.samples == 1), "{out:?}");
+    }
+
+    /// A value past the decisive count, failing in a third of its clean variants: parked
+    /// while others want evidence, planned once nothing else is asked.
+    #[test]
+    fn a_value_clearly_below_half_is_parked_behind_the_others() {
+        let personas: Vec<String> = std::iter::once(ORIGINAL.to_string())
+            .chain((1..=5).map(|i| format!("p{i}")))
+            .collect();
+        let phrasings: Vec<String> = std::iter::once(ORIGINAL.to_string())
+            .chain((1..=40).map(|i| format!("q{i}")))
+            .collect();
+        let values: Values = vec![
+            (AxisName::Persona, personas),
+            (AxisName::Phrasing, phrasings),
+            (AxisName::Length, vec![ORIGINAL.into()]),
+            (AxisName::Format, vec![ORIGINAL.into()]),
+        ];
+        // p1 on 39 phrasings, failing on 13 (a third); p2–p5 on the same, passing.
+        let mut obs = vec![Obs {
+            idx: [0; AXES],
+            pass: 1,
+            fail: 0,
+        }];
+        for q in 1..=39 {
+            let fail = (q % 3 == 0) as u64;
+            obs.push(Obs {
+                idx: [1, q, 0, 0, 0],
+                pass: 1 - fail,
+                fail,
+            });
+        }
+        for q in 1..=39 {
+            for p in 2..=5 {
+                obs.push(Obs {
+                    idx: [p, q, 0, 0, 0],
+                    pass: 1,
+                    fail: 0,
+                });
+            }
+        }
+        let g = Group {
+            model: "m".into(),
+            probe: "p".into(),
+            obs,
+        };
+        let decisive = decisive_count(&values);
+        let st = decide(&g, &values);
+        assert_eq!(st.decision[0][1], Decision::Undecided, "{:?}", st.counts[0]);
+        assert!(parked(&st, 0, 1, decisive));
+        assert!(!parked(&st, 0, 2, decisive));
+        // q40 has no variant yet: the round makes points for it.
+        let (_, out) = plan_once(&g, &values);
+        assert!(!out.is_empty());
+        // Its one point is the flakiness probe: a failing variant of it re-run, no new one.
+        let run: HashSet<VariantAxes> = g.obs.iter().map(|o| axes_of(&values, &o.idx)).collect();
+        assert!(
+            out.iter()
+                .filter(|p| p.axes.persona == "p1")
+                .all(|p| run.contains(&p.axes)),
+            "{out:?}"
+        );
     }
 
     #[test]
