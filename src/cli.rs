@@ -6,10 +6,11 @@
 use crate::axes::AxisLibrary;
 use crate::check::Check;
 use crate::config::Config;
+use crate::domain::Tier;
 use crate::error::Error;
 use crate::expand::{AxisFilter, ProbeExpansion, Strategy};
 use crate::incident::Incident;
-use crate::probe::{self, Probe, Tier};
+use crate::probe::{self, Probe};
 use crate::templatize::{self, TemplatizeOptions};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};

@@ -221,7 +221,7 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
             let id = new_replay_id();
             let info = ReplayInfo {
                 id: id.clone(),
-                started_at: crate::sweep::now(),
+                started_at: crate::store::now(),
                 finished_at: None,
                 status: "running".into(),
                 model: model.clone(),
@@ -268,7 +268,7 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
     } else {
         "complete"
     };
-    store.set_replay_status(&info.id, status, Some(&crate::sweep::now()))?;
+    store.set_replay_status(&info.id, status, Some(&crate::store::now()))?;
     if let Some(why) = &summary.stopped {
         eprintln!("stopped: {why}");
     }

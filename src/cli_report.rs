@@ -14,8 +14,8 @@ use crate::analysis::{
     gate, trend::DEFAULT_WINDOW,
 };
 use crate::cli::Project;
+use crate::domain::Tier;
 use crate::error::Error;
-use crate::probe::Tier;
 use crate::report::{self, BaselineKind, Format, Report};
 use crate::store::{RunInfo, Store};
 use anyhow::Result;

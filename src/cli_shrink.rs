@@ -1002,7 +1002,7 @@ fn promote_minimal(
     let (cases, stats) = promote::merge(
         &current.cases,
         [&cand],
-        &crate::sweep::now(),
+        &crate::store::now(),
         promote::DEFAULT_CAP,
     );
     if cases == current.cases {

@@ -3,9 +3,10 @@
 use crate::cli::Project;
 use crate::cli_brittle::table;
 use crate::config::ProviderKind;
+use crate::domain::Tier;
 use crate::error::Error;
 use crate::expand::{AxisFilter, Strategy};
-use crate::probe::{LoadedProbe, Probe, Tier};
+use crate::probe::{LoadedProbe, Probe};
 use crate::store::Store;
 use crate::sweep::{self, SweepOptions};
 use anyhow::Result;

@@ -2,9 +2,10 @@
 //! probe, the declared and the measured tier, and the probes whose measured tier moved since
 //! their last earlier run ([`crate::analysis::tiers`] has the rule).
 
-use crate::analysis::tiers::{self, MeasuredTiers, ProbeSamples, Thresholds, TierCollector};
+use crate::analysis::tiers::{self, MeasuredTiers, ProbeSamples, TierCollector};
 use crate::cli::Project;
 use crate::cli_brittle::{right, table};
+use crate::config::Thresholds;
 use crate::store::{RunInfo, Store};
 use crate::term::sanitize;
 use anyhow::Result;
@@ -100,7 +101,7 @@ pub fn tiers_cmd(project: &Project, a: &TiersArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn tier_text(t: Option<crate::probe::Tier>) -> &'static str {
+fn tier_text(t: Option<crate::domain::Tier>) -> &'static str {
     t.map(|t| t.as_str()).unwrap_or("–")
 }
 

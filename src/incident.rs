@@ -8,8 +8,8 @@
 
 use crate::chat::{ChatResponse, FunctionCall, FunctionDef, Message, Role, ToolCall, ToolDef};
 use crate::check::Check;
+use crate::domain::Tier;
 use crate::error::{Error, Result};
-use crate::probe::Tier;
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;

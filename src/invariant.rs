@@ -14,9 +14,10 @@
 //! never a pass.
 
 use crate::chat::ToolCall;
+use crate::domain::Tier;
 use crate::error::Result;
 use crate::grade::{self, CaseStatus, CheckVerdict};
-use crate::probe::{Probe, Tier};
+use crate::probe::Probe;
 use crate::store::{CaseRow, Regrade, Store};
 use regex::Regex;
 use std::collections::{BTreeMap, HashMap};

@@ -25,6 +25,7 @@ pub mod cli_tiers;
 pub mod cli_unlock;
 pub mod cli_view;
 pub mod config;
+pub mod domain;
 pub mod episode;
 pub mod error;
 pub mod expand;

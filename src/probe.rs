@@ -7,51 +7,12 @@
 
 use crate::chat::{Message, Role, ToolDef};
 use crate::check::Check;
+use crate::domain::Tier;
 use crate::error::{Error, Result};
 use crate::records::Records;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// Difficulty tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// Almost every model passes.
-    Easy,
-    /// Some fail.
-    Medium,
-    /// Most fail.
-    Hard,
-    /// No model in the panel passes.
-    Frontier,
-}
-
-impl Tier {
-    /// All tiers, easiest first.
-    pub const ALL: [Tier; 4] = [Tier::Easy, Tier::Medium, Tier::Hard, Tier::Frontier];
-
-    /// Parses a tier name.
-    pub fn parse(s: &str) -> Option<Tier> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "easy" => Tier::Easy,
-            "medium" => Tier::Medium,
-            "hard" => Tier::Hard,
-            "frontier" => Tier::Frontier,
-            _ => return None,
-        })
-    }
-
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Easy => "easy",
-            Tier::Medium => "medium",
-            Tier::Hard => "hard",
-            Tier::Frontier => "frontier",
-        }
-    }
-}
 
 /// Where a probe came from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -8,10 +8,11 @@
 
 use crate::chat::{Message, Role};
 use crate::check::Check;
+use crate::domain::Tier;
 use crate::error::{Error, Result};
 use crate::grade::{self, CaseStatus};
 use crate::incident::Incident;
-use crate::probe::{DocumentSlot, Probe, Slots, Source, Tier, ToolOutputSlot};
+use crate::probe::{DocumentSlot, Probe, Slots, Source, ToolOutputSlot};
 use crate::records::{self, Records};
 use crate::render::escape_literal;
 use indexmap::IndexMap;

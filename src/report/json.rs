@@ -384,7 +384,7 @@ fn tier_counts(c: &crate::analysis::tiers::TierCounts) -> Value {
 }
 
 fn measured(m: &crate::analysis::tiers::MeasuredTiers) -> Value {
-    let tier = |t: Option<crate::probe::Tier>| t.map(|t| t.as_str());
+    let tier = |t: Option<crate::domain::Tier>| t.map(|t| t.as_str());
     json!({
         "thresholds": {"easy": round(m.thresholds.easy), "medium": round(m.thresholds.medium)},
         "rule": m.rule,

@@ -6,8 +6,8 @@
 //! backend (PostgreSQL) can return the same values.
 
 use crate::chat::{ChatResponse, ToolCall};
+use crate::domain::Tier;
 use crate::grade::{CaseStatus, CheckVerdict};
-use crate::probe::Tier;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
