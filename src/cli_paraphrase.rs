@@ -4,8 +4,8 @@
 use crate::axes::{AxisLibrary, ORIGINAL};
 use crate::cli::Project;
 use crate::error::Error;
-use crate::paraphrase::Paraphrases;
 use crate::paraphrase::ask::{self, AskOptions};
+use crate::probe::paraphrases::Paraphrases;
 use crate::probe::{self, Probe};
 use crate::provider::Provider;
 use anyhow::{Context, Result};

@@ -751,7 +751,7 @@ fn ask(
         let key = crate::sweep::cache_key(provider, &body, sample);
         let resp = if let Some(run) = &episode {
             match run.stop() {
-                Some(stop) if stop.reason == crate::episode::StopReason::Error => {
+                Some(stop) if stop.reason == crate::trajectory::StopReason::Error => {
                     Err(stop.detail.clone())
                 }
                 _ => Ok(run.final_response()),

@@ -53,6 +53,7 @@ pub mod sweep;
 pub mod templatize;
 pub mod term;
 pub mod tool_catalog;
+pub mod trajectory;
 pub mod view;
 
 pub use error::{Error, Result};

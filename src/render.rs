@@ -491,7 +491,7 @@ impl<'p> Renderer<'p> {
     fn render_question(&self, axes: &VariantAxes, seed: u64) -> Result<String, String> {
         let mut base = self.probe.slots.question.as_str();
         let mut frozen = false;
-        if let Some(i) = crate::paraphrase::phrasing_index(&axes.phrasing) {
+        if let Some(i) = crate::axes::phrasing_index(&axes.phrasing) {
             let (text, in_voice) = self
                 .probe
                 .paraphrases
@@ -818,7 +818,7 @@ pub fn applicable_axes(p: &Probe) -> Vec<AxisName> {
     let episode_data = p
         .episode
         .as_ref()
-        .is_some_and(crate::episode::has_structured_results);
+        .is_some_and(crate::probe::episode::has_structured_results);
     if primary_slot(p).is_some() || episode_data {
         v.push(AxisName::Length);
     }
@@ -1022,7 +1022,7 @@ fn quoted() -> &'static regex::Regex {
 }
 
 /// Splits text into its plain part (quoted and backticked spans blanked out) and the insides
-/// of those spans, for the paraphrase check (`crate::paraphrase::protected_tokens`).
+/// of those spans, for the paraphrase check (`crate::probe::paraphrases::protected_tokens`).
 pub fn split_quoted(s: &str) -> (String, Vec<String>) {
     let mut spans = Vec::new();
     let plain = quoted()

@@ -77,8 +77,8 @@ pub struct Evidence {
     pub error: Option<String>,
     /// For a case of an episode: its trajectory (every step) and why it stopped.
     pub trajectory: Option<(
-        crate::episode::Trajectory,
-        Option<crate::episode::StopReason>,
+        crate::trajectory::Trajectory,
+        Option<crate::trajectory::StopReason>,
     )>,
 }
 

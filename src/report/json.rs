@@ -193,7 +193,7 @@ struct EvidenceDoc<'a> {
     truncated: bool,
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    trajectory: Option<&'a crate::episode::Trajectory>,
+    trajectory: Option<&'a crate::trajectory::Trajectory>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stop_reason: Option<&'a str>,
 }

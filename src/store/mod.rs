@@ -1200,7 +1200,7 @@ fn case_record_from_row(row: &DbRow<'_>) -> Result<CaseRecord> {
         stop_reason: row
             .get::<Option<String>>(18)?
             .map(|t| {
-                crate::episode::StopReason::parse(&t).ok_or_else(|| {
+                crate::trajectory::StopReason::parse(&t).ok_or_else(|| {
                     Error::Other(format!("store: a case has an unknown stop reason `{t}`"))
                 })
             })
