@@ -98,12 +98,12 @@
 use crate::axes::{AxisLibrary, AxisName, ORIGINAL};
 use crate::config::Config;
 use crate::error::Result;
-use crate::expand::{ProbeExpansion, axis_values};
+use crate::expand::axis_values;
 use crate::grade::CaseStatus;
 use crate::probe::LoadedProbe;
 use crate::render::VariantAxes;
 use crate::store::Store;
-use crate::sweep::{self, SweepOptions};
+use crate::sweep::{self, PlannedPoint, PointPlan, SweepOptions};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -132,50 +132,6 @@ pub const FUTILITY: f64 = 0.05;
 /// Failing clean variants of an undecided value re-run with [`REPEAT_SAMPLES`] samples to
 /// see whether the value's failures are flaky (the samples disagree) or fixed by the prompt.
 const PROBE_VARIANTS: usize = 1;
-
-/// One point a sweep runs and how many samples of it the run holds once it is done (samples
-/// already graded are kept, as on `--resume`: a point already run once and planned with three
-/// samples costs two calls).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedPoint {
-    /// The axis values.
-    pub axes: VariantAxes,
-    /// Samples `0..samples` of it, per model.
-    pub samples: u32,
-}
-
-/// Follow-up points per probe: probe id → points.
-pub type PointPlan = HashMap<String, Vec<PlannedPoint>>;
-
-/// The points a sweep runs for a probe: the follow-up plan's when the options carry one,
-/// else the strategy's, each with `--repeats` samples.
-pub fn points(
-    x: &ProbeExpansion<'_>,
-    probe_id: &str,
-    opts: &SweepOptions,
-) -> Result<Box<dyn Iterator<Item = PlannedPoint> + Send>> {
-    match &opts.points {
-        Some(plan) => Ok(Box::new(
-            plan.get(probe_id).cloned().unwrap_or_default().into_iter(),
-        )),
-        None => {
-            let samples = opts.repeats;
-            Ok(Box::new(
-                x.points(opts.strategy, opts.seed, &opts.axes)?
-                    .map(move |axes| PlannedPoint { axes, samples }),
-            ))
-        }
-    }
-}
-
-/// Samples per model a sweep plans: the plan's per-point counts when there is a plan, else
-/// `points` × `repeats`.
-pub fn planned_samples(plan: Option<&PointPlan>, points: u64, repeats: u32) -> u64 {
-    match plan {
-        Some(plan) => plan.values().flatten().map(|p| p.samples as u64).sum(),
-        None => points * repeats as u64,
-    }
-}
 
 /// What was decided about one axis value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

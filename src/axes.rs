@@ -143,7 +143,7 @@ pub struct AxisLibrary {
     pub filler: Vec<String>,
     /// Formats.
     pub formats: Vec<String>,
-    /// Tool-catalog variations (a subset of [`crate::tool_catalog::VALUES`]).
+    /// Tool-catalog variations (a subset of [`TOOLS_VALUES`]).
     pub tools: Vec<String>,
     /// Axes whose values are ordered (library order; `original` below all): length always,
     /// any other whose file says `ordered: true`.
@@ -223,10 +223,7 @@ impl AxisLibrary {
                 }
                 check_names(path, f.values.iter().map(|v| v.name.as_str()))?;
                 if axis == "phrasing"
-                    && let Some(v) = f
-                        .values
-                        .iter()
-                        .find(|v| crate::paraphrase::phrasing_index(&v.name).is_some())
+                    && let Some(v) = f.values.iter().find(|v| phrasing_index(&v.name).is_some())
                 {
                     return Err(Error::field(
                         path,
@@ -310,13 +307,13 @@ impl AxisLibrary {
             ));
         }
         for v in &tf.values {
-            if !crate::tool_catalog::VALUES.contains(&v.as_str()) {
+            if !TOOLS_VALUES.contains(&v.as_str()) {
                 return Err(Error::field(
                     tools.0,
                     "values",
                     format!(
                         "unknown tools value `{v}`; expected one of {}",
-                        crate::tool_catalog::VALUES.join(", ")
+                        TOOLS_VALUES.join(", ")
                     ),
                 ));
             }
@@ -405,6 +402,20 @@ fn check_names<'a>(path: &Path, names: impl Iterator<Item = &'a str>) -> Result<
     Ok(())
 }
 
+/// Prefix of the phrasing values that select a frozen paraphrase: `llm-1`, `llm-2`, ….
+pub const PHRASING_PREFIX: &str = "llm-";
+
+/// The values of the `tools` axis besides `original`, in library order (what each does: see
+/// [`crate::tool_catalog`]).
+pub const TOOLS_VALUES: &[&str] = &["shuffled", "overlapping", "terse", "verbose"];
+
+/// The 0-based paraphrase index a phrasing value selects (`llm-1` → 0), or `None` for a
+/// phrasing from the axis library.
+pub fn phrasing_index(value: &str) -> Option<usize> {
+    let n: usize = value.strip_prefix(PHRASING_PREFIX)?.parse().ok()?;
+    n.checked_sub(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,7 +444,7 @@ mod tests {
         assert!(lib.phrasings.len() >= 8);
         assert!(lib.levels.len() >= 3);
         assert!(lib.formats.len() >= 8);
-        assert_eq!(lib.tools, crate::tool_catalog::VALUES);
+        assert_eq!(lib.tools, TOOLS_VALUES);
         assert_eq!(lib.values(AxisName::Length)[0], ORIGINAL);
         let (l, p) = lib.length_value("8k-middle").unwrap();
         assert_eq!((l.tokens, p), (8000, "middle"));

@@ -49,9 +49,9 @@
 //! samples (n graded samples, c of them passed).
 
 use crate::axes::{AxisName, ORIGINAL};
+use crate::domain::Tier;
 use crate::error::Result;
 use crate::grade::CaseStatus;
-use crate::probe::Tier;
 use crate::store::{CaseBrief, RunInfo, SharedAxes, Store};
 use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;

@@ -4,7 +4,8 @@
 //! silently ignored would make a nightly sweep hammer an endpoint. API keys are never in this
 //! file: only the *name* of the environment variable that holds one.
 
-use crate::error::{Error, Location, Result};
+use crate::domain::Tier;
+use crate::error::{Error, Location, Result, line_col};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -78,11 +79,11 @@ pub struct TiersConfig {
 }
 
 fn default_easy() -> f64 {
-    crate::analysis::tiers::DEFAULT_EASY
+    DEFAULT_EASY
 }
 
 fn default_medium() -> f64 {
-    crate::analysis::tiers::DEFAULT_MEDIUM
+    DEFAULT_MEDIUM
 }
 
 impl Default for TiersConfig {
@@ -100,8 +101,8 @@ impl TiersConfig {
     }
 
     /// As the analysis' thresholds.
-    pub fn thresholds(&self) -> crate::analysis::tiers::Thresholds {
-        crate::analysis::tiers::Thresholds {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
             easy: self.easy,
             medium: self.medium,
         }
@@ -459,7 +460,7 @@ impl Config {
             }
         }
         for (tier, floor) in &self.floors {
-            if crate::probe::Tier::parse(tier).is_none() {
+            if Tier::parse(tier).is_none() {
                 return Err(Error::field(
                     path,
                     format!("floors.{tier}"),
@@ -701,17 +702,46 @@ fn field_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
-/// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
-    (line, col)
+/// Default lowest pass fraction of an `easy` variant.
+pub const DEFAULT_EASY: f64 = 0.98;
+/// Default lowest pass fraction of a `medium` variant.
+pub const DEFAULT_MEDIUM: f64 = 0.5;
+
+/// The thresholds of the measured-tier rule (see `analysis::tiers`), as `[tiers]` sets them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// Lowest pass fraction of `easy`.
+    pub easy: f64,
+    /// Lowest pass fraction of `medium`.
+    pub medium: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            easy: DEFAULT_EASY,
+            medium: DEFAULT_MEDIUM,
+        }
+    }
+}
+
+impl Thresholds {
+    /// The measured tier of `passed` of `graded` samples; `None` without graded samples.
+    pub fn tier(&self, passed: u64, graded: u64) -> Option<Tier> {
+        if graded == 0 {
+            return None;
+        }
+        let p = passed as f64 / graded as f64;
+        Some(if p >= self.easy {
+            Tier::Easy
+        } else if p >= self.medium {
+            Tier::Medium
+        } else if passed > 0 {
+            Tier::Hard
+        } else {
+            Tier::Frontier
+        })
+    }
 }
 
 /// The file `cliffprobe init` writes.

@@ -37,6 +37,19 @@ impl fmt::Display for Location {
     }
 }
 
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
 /// A library error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -59,9 +72,16 @@ pub enum Error {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] rusqlite::Error),
-    /// The PostgreSQL store failed (the server's message, when it sent one).
-    #[error("store: {}", crate::store::engine::error_text(.0))]
-    Postgres(#[from] postgres::Error),
+    /// The PostgreSQL store failed. The store builds it (`From<postgres::Error>` in
+    /// `store::engine`), as only the store knows which of the error's causes to show.
+    #[error("store: {message}")]
+    Postgres {
+        /// The server's message when it sent one, else the error with its causes.
+        message: String,
+        /// The cause.
+        #[source]
+        source: postgres::Error,
+    },
     /// A refusal to do something unsafe or unasked-for (overwrite, huge expansion…).
     #[error("{0}")]
     Refused(String),

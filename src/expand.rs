@@ -155,7 +155,7 @@ pub fn variant_id(probe_digest: &str, axes: &VariantAxes) -> String {
 /// [`Probe::digest`], so freezing them changes no other variant's id, while a re-written
 /// paraphrase gives its variants new ids (they ask a different question).
 pub fn point_id(probe: &Probe, digest: &str, axes: &VariantAxes) -> String {
-    let frozen = crate::paraphrase::phrasing_index(&axes.phrasing)
+    let frozen = crate::axes::phrasing_index(&axes.phrasing)
         .and_then(|i| probe.paraphrases.as_ref()?.text_for(&axes.persona, i));
     match frozen {
         Some((text, in_voice)) => {
@@ -223,8 +223,7 @@ pub fn axis_values(
                         // `llm-N` is per probe (its frozen paraphrases): a suite-wide
                         // `--axes phrasing=llm-1` skips the probes that do not have it.
                         let per_probe = |v: &str| {
-                            axis == AxisName::Phrasing
-                                && crate::paraphrase::phrasing_index(v).is_some()
+                            axis == AxisName::Phrasing && crate::axes::phrasing_index(v).is_some()
                         };
                         for v in &list {
                             if !all.contains(v) && !per_probe(v) {
@@ -627,12 +626,12 @@ mod tests {
             vec!["Where is order A-10442?".to_string()],
         );
         let mut with = plain.clone();
-        with.paraphrases = Some(crate::paraphrase::Paraphrases {
+        with.paraphrases = Some(crate::probe::paraphrases::Paraphrases {
             model: "m".into(),
             model_id: "m-1".into(),
             date: "d".into(),
             prompt_version: 1,
-            question_digest: crate::paraphrase::question_digest(&plain.slots.question),
+            question_digest: crate::probe::paraphrases::question_digest(&plain.slots.question),
             personas,
         });
         assert_eq!(plain.digest(), with.digest());
@@ -692,12 +691,12 @@ mod tests {
             ORIGINAL.to_string(),
             vec!["Status of A-10442, \"please\"?".into()],
         );
-        frozen.paraphrases = Some(crate::paraphrase::Paraphrases {
+        frozen.paraphrases = Some(crate::probe::paraphrases::Paraphrases {
             model: "m".into(),
             model_id: "m-1".into(),
             date: "d".into(),
             prompt_version: 1,
-            question_digest: crate::paraphrase::question_digest(&base.slots.question),
+            question_digest: crate::probe::paraphrases::question_digest(&base.slots.question),
             personas,
         });
         hostile.id = "hostile".into();

@@ -162,7 +162,7 @@ struct JsonRow<'a> {
     error: Option<&'a str>,
     cached: bool,
     stop_reason: Option<&'a str>,
-    trajectory: Option<&'a crate::episode::Trajectory>,
+    trajectory: Option<&'a crate::trajectory::Trajectory>,
 }
 
 fn export_jsonl(store: &Store, run: &RunInfo, out: &mut dyn Write) -> Result<u64> {

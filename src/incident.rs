@@ -7,9 +7,9 @@
 //! neutral chat shape.
 
 use crate::chat::{ChatResponse, FunctionCall, FunctionDef, Message, Role, ToolCall, ToolDef};
+use crate::domain::Tier;
 use crate::error::{Error, Result};
 use crate::grade::check::Check;
-use crate::probe::Tier;
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;

@@ -12,6 +12,7 @@ pub mod axes;
 pub mod brittleness;
 pub mod chat;
 pub mod config;
+pub mod domain;
 pub mod episode;
 pub mod error;
 pub mod expand;
@@ -39,6 +40,7 @@ pub mod term;
 pub mod text;
 pub mod tool_catalog;
 pub mod tool_output;
+pub mod trajectory;
 pub mod view;
 
 pub use error::{Error, Result};

@@ -31,7 +31,7 @@ pub fn check_nesting(path: &Path, text: &str) -> Result<()> {
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    let (line, _) = crate::config::line_col(text, i);
+                    let (line, _) = crate::error::line_col(text, i);
                     return Err(Error::Input {
                         location: crate::error::Location {
                             path: path.to_path_buf(),

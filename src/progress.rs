@@ -1,12 +1,43 @@
 //! Progress of long work: an indicatif bar per model on a terminal, a plain line every few
 //! seconds elsewhere (CI logs), nothing at all when quiet.
 
-use crate::sweep::ModelProgress;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Counters of one model, shared with the progress display.
+#[derive(Debug, Default)]
+pub struct ModelProgress {
+    /// Planned cases.
+    pub planned: AtomicU64,
+    /// Stored cases.
+    pub done: AtomicU64,
+    /// Passed.
+    pub pass: AtomicU64,
+    /// Failed.
+    pub fail: AtomicU64,
+    /// Errors.
+    pub error: AtomicU64,
+    /// Ungraded.
+    pub ungraded: AtomicU64,
+    /// Answered from the cache.
+    pub cached: AtomicU64,
+    /// Already present (resume).
+    pub skipped: AtomicU64,
+    /// HTTP attempts made.
+    pub attempts: AtomicU64,
+    /// Model calls answered (not from the cache): one per single-turn case, one per step of
+    /// an episode.
+    pub model_calls: AtomicU64,
+    /// Episode cases planned (resumed ones already stored excluded).
+    pub episodes: AtomicU64,
+    /// 429s received.
+    pub rate_limited: AtomicU64,
+    /// Cases whose request exceeds the model's context window (errors, never retried).
+    pub context_overflow: AtomicU64,
+}
 
 /// A running progress display; `finish` stops it.
 pub struct Display {

@@ -468,7 +468,7 @@ impl<'p> Renderer<'p> {
     fn render_question(&self, axes: &VariantAxes, seed: u64) -> Result<String, String> {
         let mut base = self.probe.slots.question.as_str();
         let mut frozen = false;
-        if let Some(i) = crate::paraphrase::phrasing_index(&axes.phrasing) {
+        if let Some(i) = crate::axes::phrasing_index(&axes.phrasing) {
             let (text, in_voice) = self
                 .probe
                 .paraphrases
@@ -795,7 +795,7 @@ pub fn applicable_axes(p: &Probe) -> Vec<AxisName> {
     let episode_data = p
         .episode
         .as_ref()
-        .is_some_and(crate::episode::has_structured_results);
+        .is_some_and(crate::probe::episode::has_structured_results);
     if primary_slot(p).is_some() || episode_data {
         v.push(AxisName::Length);
     }

@@ -36,16 +36,22 @@ pub use counts::{ModelUsage, StatusCounts, TierCounts, UsageByModel};
 use crate::axes::AxisLibrary;
 use crate::chat::{ChatRequest, ChatResponse};
 use crate::config::{Config, JudgeConfig, ModelConfig, ProviderKind};
+use crate::domain::Tier;
 use crate::error::{Error, Result};
 use crate::expand::{AxisFilter, ProbeExpansion, Strategy};
 use crate::grade::check::Check;
 use crate::grade::judge::{JudgeError, VerdictError};
 use crate::grade::{self, CaseStatus};
-use crate::probe::{LoadedProbe, Tier};
+use crate::probe::LoadedProbe;
+use crate::progress::ModelProgress;
 use crate::provider::{CallError, Provider};
-use crate::store::{CaseRecord, ProbeRecord, RunInfo, RunStatus, Store, VariantRecord, WriteOp};
+use crate::render::VariantAxes;
+use crate::store::{
+    CaseRecord, ProbeRecord, RunInfo, RunStatus, Store, VariantRecord, WriteOp, now,
+};
 use indexmap::IndexMap;
 use rand::Rng;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,42 +87,10 @@ pub struct SweepOptions {
     pub replan: bool,
     /// Follow-up points planned by the adaptive strategy: when set, each probe runs exactly
     /// these points (none for a probe it does not list) instead of its strategy's.
-    pub points: Option<Arc<crate::adaptive::PointPlan>>,
+    pub points: Option<Arc<PointPlan>>,
     /// `--shard I/N`: plan only this slice of the run's cases, joining (or creating) the run
     /// `run_id` as one of its shards (see [`crate::shard`]). `None`: the whole run, unsharded.
     pub shard: Option<crate::shard::Slice>,
-}
-
-/// Counters of one model, shared with the progress display.
-#[derive(Debug, Default)]
-pub struct ModelProgress {
-    /// Planned cases.
-    pub planned: AtomicU64,
-    /// Stored cases.
-    pub done: AtomicU64,
-    /// Passed.
-    pub pass: AtomicU64,
-    /// Failed.
-    pub fail: AtomicU64,
-    /// Errors.
-    pub error: AtomicU64,
-    /// Ungraded.
-    pub ungraded: AtomicU64,
-    /// Answered from the cache.
-    pub cached: AtomicU64,
-    /// Already present (resume).
-    pub skipped: AtomicU64,
-    /// HTTP attempts made.
-    pub attempts: AtomicU64,
-    /// Model calls answered (not from the cache): one per single-turn case, one per step of
-    /// an episode.
-    pub model_calls: AtomicU64,
-    /// Episode cases planned (resumed ones already stored excluded).
-    pub episodes: AtomicU64,
-    /// 429s received.
-    pub rate_limited: AtomicU64,
-    /// Cases whose request exceeds the model's context window (errors, never retried).
-    pub context_overflow: AtomicU64,
 }
 
 /// What a finished sweep reports.
@@ -916,13 +890,6 @@ pub fn new_run_id() -> String {
     format!("r-{}-{tag:04x}", now.strftime("%Y%m%d-%H%M%S"))
 }
 
-/// RFC 3339 UTC now.
-pub fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
-}
-
 /// Probe id → the content digest its variant ids derive from, as recorded with a run so that a
 /// resume can tell an edited probe from the one the run planned.
 pub fn probe_digests(
@@ -954,14 +921,58 @@ pub fn plan_counts(
     Ok(out)
 }
 
-/// The points a sweep runs for a probe ([`crate::adaptive::points`]), only those of the
+/// One point a sweep runs and how many samples of it the run holds once it is done (samples
+/// already graded are kept, as on `--resume`: a point already run once and planned with three
+/// samples costs two calls).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPoint {
+    /// The axis values.
+    pub axes: VariantAxes,
+    /// Samples `0..samples` of it, per model.
+    pub samples: u32,
+}
+
+/// Follow-up points per probe: probe id → points.
+pub type PointPlan = HashMap<String, Vec<PlannedPoint>>;
+
+/// The points a sweep runs for a probe: the follow-up plan's when the options carry one,
+/// else the strategy's, each with `--repeats` samples.
+pub fn points(
+    x: &ProbeExpansion<'_>,
+    probe_id: &str,
+    opts: &SweepOptions,
+) -> Result<Box<dyn Iterator<Item = PlannedPoint> + Send>> {
+    match &opts.points {
+        Some(plan) => Ok(Box::new(
+            plan.get(probe_id).cloned().unwrap_or_default().into_iter(),
+        )),
+        None => {
+            let samples = opts.repeats;
+            Ok(Box::new(
+                x.points(opts.strategy, opts.seed, &opts.axes)?
+                    .map(move |axes| PlannedPoint { axes, samples }),
+            ))
+        }
+    }
+}
+
+/// Samples per model a sweep plans: the plan's per-point counts when there is a plan, else
+/// `points` × `repeats`.
+pub fn planned_samples(plan: Option<&PointPlan>, points: u64, repeats: u32) -> u64 {
+    match plan {
+        Some(plan) => plan.values().flatten().map(|p| p.samples as u64).sum(),
+        None => points * repeats as u64,
+    }
+}
+
+/// The points a sweep runs for a probe ([`points`]), only those of the
 /// sweep's slice with `--shard` (by the variant id, see [`crate::shard`]).
 fn slice_points<'a>(
     x: &'a ProbeExpansion<'_>,
     probe: &'a crate::probe::Probe,
     opts: &SweepOptions,
-) -> Result<Box<dyn Iterator<Item = crate::adaptive::PlannedPoint> + Send + 'a>> {
-    let all = crate::adaptive::points(x, &probe.id, opts)?;
+) -> Result<Box<dyn Iterator<Item = PlannedPoint> + Send + 'a>> {
+    let all = points(x, &probe.id, opts)?;
     match opts.shard.filter(|s| !s.is_whole()) {
         None => Ok(all),
         Some(slice) => {
@@ -1050,8 +1061,7 @@ pub fn run(
 
     let counts = plan_counts(&probes, &lib, &opts)?;
     let variants_planned: u64 = counts.iter().map(|(_, n)| n).sum();
-    let per_model =
-        crate::adaptive::planned_samples(opts.points.as_deref(), variants_planned, opts.repeats);
+    let per_model = planned_samples(opts.points.as_deref(), variants_planned, opts.repeats);
     // The cases this process plans (its slice, with --shard), and the run's.
     let planned = per_model * models.len() as u64;
     let slice = opts.shard.unwrap_or(crate::shard::Slice::WHOLE);

@@ -7,11 +7,12 @@
 //! production would make a probe that can never catch the bug.
 
 use crate::chat::{Message, Role};
+use crate::domain::Tier;
 use crate::error::{Error, Result};
 use crate::grade::check::Check;
 use crate::grade::{self, CaseStatus};
 use crate::incident::Incident;
-use crate::probe::{DocumentSlot, Probe, Slots, Source, Tier, ToolOutputSlot};
+use crate::probe::{DocumentSlot, Probe, Slots, Source, ToolOutputSlot, is_safe_id};
 use crate::text::template_literal;
 use crate::tool_output::{self, Records};
 use indexmap::IndexMap;
@@ -85,16 +86,6 @@ pub fn slug(s: &str) -> String {
     // Cut at a word boundary so folder names stay readable.
     let cut = &out[..48];
     cut.rfind('-').map(|i| &cut[..i]).unwrap_or(cut).to_string()
-}
-
-/// Whether an id is safe as a file name inside the suite (no separators, no `..`).
-pub fn is_safe_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 80
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && !id.starts_with('-')
 }
 
 /// The file a probe is written to: `SUITE/<capability-slug>/<id>.yaml`.
@@ -407,7 +398,7 @@ pub fn templatize(
     let bad_output_status = match &recorded {
         Some(r) if !probe.checks.is_empty() && !r.trajectory.steps.is_empty() => {
             let stop = crate::episode::Stop {
-                reason: crate::episode::StopReason::Answered,
+                reason: crate::trajectory::StopReason::Answered,
                 detail: "answered".into(),
             };
             Some(crate::episode::run::grade(&probe.checks, &r.trajectory, &stop).0)

@@ -35,9 +35,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The values of the `tools` axis besides `original`, in library order.
-pub const VALUES: &[&str] = &["shuffled", "overlapping", "terse", "verbose"];
-
 /// A transformed catalog.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Catalog {
@@ -117,7 +114,7 @@ pub fn transform(
         other => {
             return Err(format!(
                 "unknown tools value `{other}`; expected original, {}",
-                VALUES.join(", ")
+                crate::axes::TOOLS_VALUES.join(", ")
             ));
         }
     };
@@ -596,7 +593,7 @@ mod tests {
     fn every_value_is_seeded_and_deterministic() {
         let tools = catalog();
         let protected = protected_names(&expect_void(), &tools);
-        for v in std::iter::once("original").chain(VALUES.iter().copied()) {
+        for v in std::iter::once("original").chain(crate::axes::TOOLS_VALUES.iter().copied()) {
             let a = transform(&tools, v, &protected, catalog_seed("p", v)).unwrap();
             let b = transform(&tools, v, &protected, catalog_seed("p", v)).unwrap();
             assert_eq!(a, b, "{v}");

@@ -2,7 +2,7 @@
 
 use super::tally::Tally;
 use super::variant::ModelResults;
-use crate::probe::Tier;
+use crate::domain::Tier;
 use indexmap::IndexMap;
 use serde::Serialize;
 

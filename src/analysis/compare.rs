@@ -9,7 +9,7 @@ use super::mcnemar::mcnemar_exact;
 use super::tally::Tally;
 use super::variant::{ModelResults, VariantResult, Verdict};
 use super::wilson::{Interval, Z95, newcombe_difference};
-use crate::probe::Tier;
+use crate::domain::Tier;
 use foldhash::HashMap;
 use serde::Serialize;
 

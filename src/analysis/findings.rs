@@ -5,7 +5,7 @@
 
 use super::breakdown::Breakdown;
 use super::compare::Comparison;
-use crate::probe::Tier;
+use crate::domain::Tier;
 use serde::Serialize;
 
 /// A rise in the hard tier's share of failures at least this large (in rate units) is flagged.

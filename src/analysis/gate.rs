@@ -7,7 +7,7 @@
 
 use super::breakdown::Breakdown;
 use super::findings::pct;
-use crate::probe::Tier;
+use crate::domain::Tier;
 use serde::Serialize;
 
 /// Slack for comparing a rate with a floor written in decimal (45/100 against 0.45).

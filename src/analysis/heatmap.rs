@@ -5,7 +5,7 @@ use super::variant::ModelResults;
 use crate::axes::{AxisName, ORIGINAL};
 
 const TOOLS: &str = AxisName::Tools.as_str();
-use crate::probe::Tier;
+use crate::domain::Tier;
 use crate::store::SharedAxes;
 use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;

@@ -2,7 +2,8 @@
 //! recent earlier run with graded results for it, for [`tiers::measure`] to compare (that
 //! module has the rule). What `cliffprobe tiers` prints and the report's measured-tiers section.
 
-use crate::analysis::tiers::{self, MeasuredTiers, ProbeSamples, Thresholds, TierCollector};
+use crate::analysis::tiers::{self, MeasuredTiers, ProbeSamples, TierCollector};
+use crate::config::Thresholds;
 use crate::error::Result;
 use crate::store::{RunInfo, Store};
 use indexmap::IndexMap;

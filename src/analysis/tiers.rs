@@ -24,53 +24,12 @@
 //!
 //! Memory: one small tally per variant (three counters), never a case.
 
+use crate::config::Thresholds;
+use crate::domain::Tier;
 use crate::grade::CaseStatus;
-use crate::probe::Tier;
 use crate::store::CaseBrief;
 use indexmap::IndexMap;
 use serde::Serialize;
-
-/// Default lowest pass fraction of an `easy` variant.
-pub const DEFAULT_EASY: f64 = 0.98;
-/// Default lowest pass fraction of a `medium` variant.
-pub const DEFAULT_MEDIUM: f64 = 0.5;
-
-/// The thresholds of the rule (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Thresholds {
-    /// Lowest pass fraction of `easy`.
-    pub easy: f64,
-    /// Lowest pass fraction of `medium`.
-    pub medium: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            easy: DEFAULT_EASY,
-            medium: DEFAULT_MEDIUM,
-        }
-    }
-}
-
-impl Thresholds {
-    /// The measured tier of `passed` of `graded` samples; `None` without graded samples.
-    pub fn tier(&self, passed: u64, graded: u64) -> Option<Tier> {
-        if graded == 0 {
-            return None;
-        }
-        let p = passed as f64 / graded as f64;
-        Some(if p >= self.easy {
-            Tier::Easy
-        } else if p >= self.medium {
-            Tier::Medium
-        } else if passed > 0 {
-            Tier::Hard
-        } else {
-            Tier::Frontier
-        })
-    }
-}
 
 /// Samples of one variant over every model of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

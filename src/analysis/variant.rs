@@ -7,8 +7,8 @@
 //! with no graded sample is an `error` variant (or `ungraded` when a judge check is pending),
 //! shown apart and never in a rate.
 
+use crate::domain::Tier;
 use crate::grade::{CaseStatus, CheckVerdict};
-use crate::probe::Tier;
 use crate::store::{CaseBrief, CaseRecord, CaseRow, SharedAxes};
 use foldhash::HashMap;
 use indexmap::IndexMap;
@@ -77,8 +77,8 @@ pub struct Evidence {
     pub error: Option<String>,
     /// For a case of an episode: its trajectory (every step) and why it stopped.
     pub trajectory: Option<(
-        crate::episode::Trajectory,
-        Option<crate::episode::StopReason>,
+        crate::trajectory::Trajectory,
+        Option<crate::trajectory::StopReason>,
     )>,
 }
 

@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use cliffprobe::axes::{AxisLibrary, ORIGINAL};
 use cliffprobe::error::Error;
-use cliffprobe::paraphrase::Paraphrases;
 use cliffprobe::paraphrase::ask::{self, AskOptions};
+use cliffprobe::probe::paraphrases::Paraphrases;
 use cliffprobe::probe::{self, Probe};
 use cliffprobe::project::Project;
 use cliffprobe::provider::Provider;

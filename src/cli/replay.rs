@@ -5,8 +5,8 @@ use cliffprobe::error::Error;
 use cliffprobe::probe::{LoadedProbe, Probe};
 use cliffprobe::project::Project;
 use cliffprobe::replay::log::{Flow, LogItem, read_logs};
-use cliffprobe::replay::report::{ReplayReport, write_contested};
 use cliffprobe::replay::{ClassRule, DecisionRule, LogFormat, ReplayOptions, ReplayProgress};
+use cliffprobe::report::replay::{ReplayReport, write_contested};
 use cliffprobe::store::{ReplayInfo, Store};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -221,7 +221,7 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
             let id = new_replay_id();
             let info = ReplayInfo {
                 id: id.clone(),
-                started_at: cliffprobe::sweep::now(),
+                started_at: cliffprobe::store::now(),
                 finished_at: None,
                 status: "running".into(),
                 model: model.clone(),
@@ -268,7 +268,7 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
     } else {
         "complete"
     };
-    store.set_replay_status(&info.id, status, Some(&cliffprobe::sweep::now()))?;
+    store.set_replay_status(&info.id, status, Some(&cliffprobe::store::now()))?;
     if let Some(why) = &summary.stopped {
         eprintln!("stopped: {why}");
     }

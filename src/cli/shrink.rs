@@ -753,7 +753,7 @@ fn ask(
         let key = cliffprobe::sweep::cache_key(provider, &body, sample);
         let resp = if let Some(run) = &episode {
             match run.stop() {
-                Some(stop) if stop.reason == cliffprobe::episode::StopReason::Error => {
+                Some(stop) if stop.reason == cliffprobe::trajectory::StopReason::Error => {
                     Err(stop.detail.clone())
                 }
                 _ => Ok(run.final_response()),
@@ -1019,7 +1019,7 @@ fn promote_minimal(
     let (cases, stats) = promote::merge(
         &current.cases,
         [&cand],
-        &cliffprobe::sweep::now(),
+        &cliffprobe::store::now(),
         promote::DEFAULT_CAP,
     );
     if cases == current.cases {

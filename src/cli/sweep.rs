@@ -3,9 +3,10 @@
 use crate::cli::output::{right, table};
 use anyhow::Result;
 use cliffprobe::config::ProviderKind;
+use cliffprobe::domain::Tier;
 use cliffprobe::error::Error;
 use cliffprobe::expand::{AxisFilter, Strategy};
-use cliffprobe::probe::{LoadedProbe, Probe, Tier};
+use cliffprobe::probe::{LoadedProbe, Probe};
 use cliffprobe::project::Project;
 use cliffprobe::store::Store;
 use cliffprobe::sweep::{self, SweepOptions};

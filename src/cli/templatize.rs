@@ -2,11 +2,12 @@
 //! request) into a probe family file, and what it found in it.
 
 use anyhow::{Context, Result};
+use cliffprobe::domain::Tier;
 use cliffprobe::error::Error;
 use cliffprobe::expand::AxisFilter;
 use cliffprobe::grade::check::Check;
 use cliffprobe::incident::Incident;
-use cliffprobe::probe::{self, Probe, Tier};
+use cliffprobe::probe::{self, Probe};
 use cliffprobe::project::Project;
 use cliffprobe::templatize::{self, TemplatizeOptions};
 use std::io::Write;

@@ -44,7 +44,7 @@ pub fn tiers_cmd(project: &Project, a: &TiersArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn tier_text(t: Option<cliffprobe::probe::Tier>) -> &'static str {
+fn tier_text(t: Option<cliffprobe::domain::Tier>) -> &'static str {
     t.map(|t| t.as_str()).unwrap_or("–")
 }
 

@@ -1,12 +1,12 @@
 //! From a multi-step incident to an episode: what `templatize` records of the turns after the
 //! question (see [`from_incident`]).
 
-use super::spec::{Episode, RecordedAnswer, ToolSim};
-use super::trajectory::{Step, ToolResult, Trajectory};
 use crate::chat::{FunctionDef, Message, Role, ToolDef};
 use crate::incident::Incident;
 use crate::probe::ToolOutputSlot;
+use crate::probe::episode::{Episode, RecordedAnswer, RecordsLookup, ToolSim};
 use crate::tool_output::{self, Record, Records};
+use crate::trajectory::{Step, ToolResult, Trajectory};
 
 /// Whether an incident is multi-step after its question turn `q_index`: its recorded
 /// trajectory holds two or more tool rounds, or its bad output is a tool call made after a
@@ -198,7 +198,7 @@ pub fn from_incident(incident: &Incident, q_index: usize) -> FromIncident {
                 continue;
             };
             let sim = episode.tools.entry(name.clone()).or_default();
-            sim.records = Some(super::RecordsLookup {
+            sim.records = Some(RecordsLookup {
                 slot: RECORDS_SLOT.to_string(),
                 key: key.clone(),
                 argument: None,

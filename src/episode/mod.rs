@@ -17,20 +17,14 @@ pub mod incident;
 pub mod record;
 pub mod run;
 pub mod simulator;
-pub mod spec;
-pub mod trajectory;
 
 pub use run::{EpisodeRun, Stop};
 pub use simulator::{ResultStyle, SimAnswer, Simulator, ToolAliases, normalise};
-pub use spec::{
-    Budget, DEFAULT_MAX_TOOL_CALLS, DEFAULT_MAX_TURNS, Episode, OnMiss, RecordedAnswer,
-    RecordsLookup, ToolSim,
-};
-pub use trajectory::{Step, StopReason, ToolResult, Trajectory};
 
 use crate::axes::AxisLibrary;
 use crate::chat::ChatRequest;
 use crate::probe::ToolOutputSlot;
+use crate::probe::episode::Episode;
 use crate::render::VariantAxes;
 use indexmap::IndexMap;
 use std::sync::Arc;
@@ -70,20 +64,6 @@ pub fn simulator_for(
             .collect(),
         ResultStyle::for_variant(lib, &axes.length, &axes.format, seed),
     )
-}
-
-/// Whether some result the simulator may return is structured (records), so the `format`
-/// and `length` axes change what the agent sees.
-pub fn has_structured_results(e: &Episode) -> bool {
-    e.tools.values().any(|t| {
-        t.records.is_some()
-            || t.recorded
-                .iter()
-                .any(|r| crate::tool_output::parse_structured(&r.result).is_some())
-            || t.static_result
-                .as_deref()
-                .is_some_and(|s| crate::tool_output::parse_structured(s).is_some())
-    })
 }
 
 /// Name words of a tool that only reads (a look-up an agent makes before it acts).

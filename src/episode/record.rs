@@ -4,11 +4,11 @@
 //! reason.
 
 use super::run::EpisodeRun;
-use super::trajectory::StopReason;
 use crate::config::ModelConfig;
 use crate::grade::check::Check;
 use crate::grade::{self, CaseStatus};
 use crate::store::CaseRecord;
+use crate::trajectory::StopReason;
 
 /// Where a case belongs and how it was run, for [`case_record`].
 pub struct CaseKey<'a> {

@@ -7,11 +7,11 @@
 //! [`EpisodeRun::fail`] when a call got no answer. The run itself is pure and deterministic.
 
 use super::simulator::{SimAnswer, Simulator};
-use super::spec::Budget;
-use super::trajectory::{Step, StopReason, Trajectory};
 use crate::chat::{ChatRequest, ChatResponse, Message, Role, Usage};
 use crate::grade::check::Check;
 use crate::grade::{self, CaseStatus, CheckVerdict};
+use crate::probe::episode::Budget;
+use crate::trajectory::{Step, StopReason, Trajectory};
 use std::sync::Arc;
 
 /// Why and where an episode stopped.
@@ -265,7 +265,8 @@ pub fn grade(
 mod tests {
     use super::*;
     use crate::chat::ToolCall;
-    use crate::episode::{Episode, ResultStyle};
+    use crate::episode::ResultStyle;
+    use crate::probe::episode::Episode;
     use serde_json::json;
 
     fn run(yaml: &str) -> EpisodeRun {

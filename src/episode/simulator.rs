@@ -9,12 +9,12 @@
 //! miss too. The variant's `format` and `length` apply to every structured result returned
 //! ([`ResultStyle`]): the same records in another format, grown with distractor records.
 
-use super::spec::{DEFAULT_MISS_MESSAGE, Episode, OnMiss, ToolSim};
-use super::trajectory::ToolResult;
 use crate::axes::{AxisLibrary, ORIGINAL};
 use crate::chat::ToolCall;
 use crate::probe::ToolOutputSlot;
+use crate::probe::episode::{DEFAULT_MISS_MESSAGE, Episode, OnMiss, ToolSim};
 use crate::tool_output;
+use crate::trajectory::ToolResult;
 use indexmap::IndexMap;
 use rand::SeedableRng;
 use serde_json::Value;

@@ -4,15 +4,17 @@
 //! One conversation per persona (plus `original`, the neutral voice): a system message with the
 //! instructions ([`prompt`]) and a user message holding the question verbatim. The reply should
 //! be a JSON array of strings; [`parse_reply`] also takes fenced JSON, an object holding an
-//! array, or a numbered/bulleted list. Every text goes through [`super::check`]; when fewer than
+//! array, or a numbered/bulleted list. Every text goes through [`crate::probe::paraphrases::check`]; when fewer than
 //! asked survive, the model is asked again for the rest (at most [`MAX_ROUNDS`] calls per
 //! persona), told which texts it already wrote.
 
-use super::{Paraphrases, Rejection, check, normalise, protected_tokens};
 use crate::axes::{AxisLibrary, ORIGINAL};
 use crate::chat::{ChatRequest, Message, Role};
 use crate::error::{Error, Result};
 use crate::probe::Probe;
+use crate::probe::paraphrases::{
+    PROMPT_VERSION, Paraphrases, Rejection, check, normalise, protected_tokens, question_digest,
+};
 use crate::provider::Provider;
 use crate::render::{Renderer, VariantAxes};
 use indexmap::IndexMap;
@@ -98,7 +100,7 @@ pub fn prompt(
          (cliffprobe paraphrase prompt v{}).\n\n\
          Write exactly {count} different paraphrases of the question in the user message. Each paraphrase must:\n\
          - ask for exactly the same thing, with the same meaning and the same facts;\n",
-        super::PROMPT_VERSION
+        PROMPT_VERSION
     );
     match voice {
         None => s.push_str(
@@ -297,8 +299,8 @@ pub async fn paraphrase(
         date: jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string(),
-        prompt_version: super::PROMPT_VERSION,
-        question_digest: super::question_digest(&question),
+        prompt_version: PROMPT_VERSION,
+        question_digest: question_digest(&question),
         personas,
     };
     Ok((set, outcomes))

@@ -4,14 +4,13 @@
 //! decision out of an answer by one rule; [`ClassRule`] gives each record its class; [`run`]
 //! replays the records through the provider, the response cache and the store (resumable,
 //! with rate limits, retries and budgets), then the noise-floor sample and the judge;
-//! [`report`] reads the counts back from the store and renders them; [`incidents`] writes
+//! [`crate::report::replay`] reads the counts back from the store and renders them; [`incidents`] writes
 //! flips as incident files `templatize` takes.
 
 pub mod decision;
 pub mod incidents;
 pub mod judge;
 pub mod log;
-pub mod report;
 pub mod run;
 
 pub use decision::{DecisionRule, NO_DECISION};

@@ -17,8 +17,8 @@ use crate::analysis::{
     Breakdown, Collector, Comparison, Floor, GateOn, Heatmap, ModelResults, Trend, TrendPoint,
     gate, trend::DEFAULT_WINDOW,
 };
+use crate::domain::Tier;
 use crate::error::{Error, Result};
-use crate::probe::Tier;
 use crate::project::Project;
 use crate::store::{RunInfo, Store};
 use indexmap::IndexMap;

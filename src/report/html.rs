@@ -465,7 +465,7 @@ fn regressions(o: &mut String, c: &Comparison) {
         .filter(|f| {
             !matches!(
                 f.variant.tier,
-                crate::probe::Tier::Hard | crate::probe::Tier::Frontier
+                crate::domain::Tier::Hard | crate::domain::Tier::Frontier
             )
         })
         .collect();
@@ -548,7 +548,7 @@ fn f1(x: f64) -> String {
 
 /// Grouped bars: one group per tier (+ all), one bar per model, with interval whiskers.
 pub(crate) fn tier_chart(models: &[Breakdown]) -> String {
-    let mut groups: Vec<String> = crate::probe::Tier::ALL
+    let mut groups: Vec<String> = crate::domain::Tier::ALL
         .iter()
         .filter(|t| models.iter().any(|b| b.tier(**t).total() > 0))
         .map(|t| t.as_str().to_string())
@@ -558,7 +558,7 @@ pub(crate) fn tier_chart(models: &[Breakdown]) -> String {
         if g == "all" {
             b.aggregate
         } else {
-            crate::probe::Tier::parse(g)
+            crate::domain::Tier::parse(g)
                 .map(|t| b.tier(t))
                 .unwrap_or_default()
         }

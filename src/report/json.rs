@@ -193,7 +193,7 @@ struct EvidenceDoc<'a> {
     truncated: bool,
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    trajectory: Option<&'a crate::episode::Trajectory>,
+    trajectory: Option<&'a crate::trajectory::Trajectory>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stop_reason: Option<&'a str>,
 }
@@ -384,7 +384,7 @@ fn tier_counts(c: &crate::analysis::tiers::TierCounts) -> Value {
 }
 
 fn measured(m: &crate::analysis::tiers::MeasuredTiers) -> Value {
-    let tier = |t: Option<crate::probe::Tier>| t.map(|t| t.as_str());
+    let tier = |t: Option<crate::domain::Tier>| t.map(|t| t.as_str());
     json!({
         "thresholds": {"easy": round(m.thresholds.easy), "medium": round(m.thresholds.medium)},
         "rule": m.rule,

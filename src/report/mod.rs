@@ -13,6 +13,7 @@ pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod replay;
 pub mod text;
 
 use crate::analysis::tiers::MeasuredTiers;
@@ -185,7 +186,7 @@ pub const MEASURED_HEADERS: [&str; 8] = [
 
 /// The measured-tiers table's rows (raw text: each renderer escapes it), in probe order.
 pub fn measured_rows(m: &MeasuredTiers) -> Vec<[String; 8]> {
-    let tier = |t: Option<crate::probe::Tier>| t.map(|t| t.as_str()).unwrap_or("–").to_string();
+    let tier = |t: Option<crate::domain::Tier>| t.map(|t| t.as_str()).unwrap_or("–").to_string();
     m.probes
         .iter()
         .map(|p| {

@@ -402,7 +402,7 @@ fn regressions(o: &mut String, st: &Style, c: &Comparison) {
         .filter(|f| {
             !matches!(
                 f.variant.tier,
-                crate::probe::Tier::Hard | crate::probe::Tier::Frontier
+                crate::domain::Tier::Hard | crate::domain::Tier::Frontier
             )
         })
         .collect();

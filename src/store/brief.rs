@@ -35,8 +35,8 @@
 
 use super::engine::{Db, Target, args};
 use super::{Error, Result, SharedAxes, from_json, parse_status};
+use crate::domain::Tier;
 use crate::grade::CaseStatus;
-use crate::probe::Tier;
 use foldhash::{HashMap, HashMapExt};
 use rusqlite::{Connection, params};
 use std::sync::Arc;

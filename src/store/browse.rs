@@ -9,8 +9,8 @@
 
 use super::engine::{Arg, Engine, args};
 use super::{Result, Store, from_json, parse_status};
+use crate::domain::Tier;
 use crate::grade::{CaseStatus, CheckVerdict};
-use crate::probe::Tier;
 use indexmap::IndexMap;
 use rusqlite::types::Value;
 

@@ -91,6 +91,15 @@ impl Target {
     }
 }
 
+impl From<postgres::Error> for Error {
+    fn from(source: postgres::Error) -> Error {
+        Error::Postgres {
+            message: error_text(&source),
+            source,
+        }
+    }
+}
+
 /// A PostgreSQL error with its causes (`error connecting to server: Connection refused`), or
 /// the server's own message.
 pub(crate) fn error_text(e: &postgres::Error) -> String {

@@ -64,9 +64,9 @@ pub use shard::{
 };
 
 use crate::chat::ChatResponse;
+use crate::domain::Tier;
 use crate::error::{Error, Location, Result};
 use crate::grade::CaseStatus;
-use crate::probe::Tier;
 use engine::{Begin, Db, DbRow, Target, args};
 use indexmap::IndexMap;
 use rusqlite::Connection;
@@ -1200,7 +1200,7 @@ fn case_record_from_row(row: &DbRow<'_>) -> Result<CaseRecord> {
         stop_reason: row
             .get::<Option<String>>(18)?
             .map(|t| {
-                crate::episode::StopReason::parse(&t).ok_or_else(|| {
+                crate::trajectory::StopReason::parse(&t).ok_or_else(|| {
                     Error::Other(format!("store: a case has an unknown stop reason `{t}`"))
                 })
             })
@@ -1264,12 +1264,22 @@ fn json_into<'b, T: Serialize + ?Sized>(buf: &'b mut Vec<u8>, value: &T) -> Resu
     std::str::from_utf8(buf).map_err(|e| Error::Other(format!("store: JSON is not UTF-8: {e}")))
 }
 
+/// RFC 3339 UTC now, with milliseconds: the timestamp format of the store's rows
+/// (`started_at`, `finished_at`, cache entries).
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
 fn is_foreign_key_error(e: &Error) -> bool {
     match e {
         Error::Store(e) => e
             .sqlite_error()
             .is_some_and(|s| s.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
-        Error::Postgres(e) => e.code() == Some(&postgres::error::SqlState::FOREIGN_KEY_VIOLATION),
+        Error::Postgres { source: e, .. } => {
+            e.code() == Some(&postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+        }
         _ => false,
     }
 }

@@ -6,8 +6,8 @@
 //! backend (PostgreSQL) can return the same values.
 
 use crate::chat::{ChatResponse, ToolCall};
+use crate::domain::Tier;
 use crate::grade::{CaseStatus, CheckVerdict};
-use crate::probe::Tier;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -187,9 +187,9 @@ pub struct CaseRecord {
     /// For a case of an episode: every step (`output` is the final answer, `tool_calls` every
     /// call of the episode, tokens and cost summed over the steps). `None` for single-turn
     /// cases.
-    pub trajectory: Option<crate::episode::Trajectory>,
+    pub trajectory: Option<crate::trajectory::Trajectory>,
     /// For a case of an episode: why it stopped.
-    pub stop_reason: Option<crate::episode::StopReason>,
+    pub stop_reason: Option<crate::trajectory::StopReason>,
 }
 
 /// A case with what the report needs about its variant and probe, as

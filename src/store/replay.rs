@@ -346,7 +346,7 @@ impl Store {
                 .transaction(Begin::Immediate, |tx| write_replay_batched(tx, ops));
         }
         self.conn.transaction(Begin::Immediate, |tx| {
-            let now = crate::sweep::now();
+            let now = crate::store::now();
             for op in ops {
                 match op {
                     ReplayWrite::Record(r) => {
@@ -599,7 +599,7 @@ fn write_replay_batched(tx: &super::Db, ops: &[ReplayWrite]) -> Result<()> {
     let mut bad_at: HashMap<(&str, u64), usize> = HashMap::new();
     let mut cache: Vec<Vec<Owned>> = Vec::new();
     let mut cache_at: HashMap<&str, usize> = HashMap::new();
-    let now = crate::sweep::now();
+    let now = crate::store::now();
     let keep = |rows: &mut Vec<Vec<Owned>>, at: Option<usize>, row: Vec<Owned>| -> usize {
         match at {
             Some(i) => {

@@ -1383,13 +1383,13 @@ fn store_copy_moves_every_table_between_engines_and_refuses_a_second_copy() {
             .unwrap();
         // A case of an episode (trajectory, stop reason) and a sharded run (plan, a slice).
         let mut episode = case("r1", "prod", "v-hop", 7, CaseStatus::Fail);
-        episode.trajectory = Some(crate::episode::Trajectory {
-            steps: vec![crate::episode::Step {
+        episode.trajectory = Some(crate::trajectory::Trajectory {
+            steps: vec![crate::trajectory::Step {
                 text: "looking it up".into(),
                 ..Default::default()
             }],
         });
-        episode.stop_reason = Some(crate::episode::StopReason::Budget);
+        episode.stop_reason = Some(crate::trajectory::StopReason::Budget);
         source.write_batch(&[WriteOp::Case(episode)]).unwrap();
         let mut sharded = source.run("r1").unwrap().unwrap();
         sharded.id = "r-sharded".into();

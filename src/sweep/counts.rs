@@ -1,8 +1,8 @@
 //! The sweep summary's counters: cases per status for each model × tier, and each model's
 //! tokens and cost. Named fields, so a reader never has to know which index is `fail`.
 
+use crate::domain::Tier;
 use crate::grade::CaseStatus;
-use crate::probe::Tier;
 use indexmap::IndexMap;
 
 /// Cases per status.

@@ -9,10 +9,11 @@
 //!
 //! An `error` case is left alone (no answer arrived).
 
+use crate::domain::Tier;
 use crate::error::Result;
 use crate::grade::invariant::{CHECK, answer_key, compare, reference};
 use crate::grade::{self, CaseStatus, CheckVerdict};
-use crate::probe::{Probe, Tier};
+use crate::probe::Probe;
 use crate::store::{CaseRow, Regrade, Store};
 use regex::Regex;
 use std::collections::{BTreeMap, HashMap};

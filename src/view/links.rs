@@ -7,8 +7,8 @@
 //! does not hold (a filtered list, another run, a comparison) is `None`: the template shows
 //! plain text instead of a dead link.
 
+use crate::domain::Tier;
 use crate::grade::CaseStatus;
-use crate::probe::Tier;
 use crate::store::CaseKey;
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -67,7 +67,7 @@ fn write_run(
         id: probe_id.into(),
         digest: digest.into(),
         capability: "reading tables".into(),
-        tier: cliffprobe::probe::Tier::Hard,
+        tier: cliffprobe::domain::Tier::Hard,
         path: format!("probes/{probe_id}.yaml"),
     })];
     for p in points {

@@ -9,7 +9,8 @@
 use assert_cmd::Command;
 use cliffprobe::axes::AxisLibrary;
 use cliffprobe::chat::Role;
-use cliffprobe::probe::{Probe, Tier};
+use cliffprobe::domain::Tier;
+use cliffprobe::probe::Probe;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};

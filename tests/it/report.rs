@@ -4,8 +4,8 @@
 //! timestamps, so snapshots are stable), then runs the real binary against it.
 
 use assert_cmd::Command;
+use cliffprobe::domain::Tier;
 use cliffprobe::grade::{CaseStatus, CheckVerdict};
-use cliffprobe::probe::Tier;
 use cliffprobe::store::{
     CaseRecord, ProbeRecord, RunInfo, RunStatus, Store, VariantRecord, WriteOp,
 };

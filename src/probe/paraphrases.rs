@@ -3,7 +3,7 @@
 //! The persona and phrasing axes rewrite the question with fixed templates: cheap, exact and
 //! deterministic, but template-shaped. A model writes more natural rewordings, in each persona's
 //! voice. Asking a model at sweep time would make runs neither reproducible nor offline, so
-//! `cliffprobe paraphrase` asks once ([`ask`]), checks that every identifier and number
+//! `cliffprobe paraphrase` asks once ([`crate::paraphrase::ask`]), checks that every identifier and number
 //! survived ([`check`]), and *freezes* the accepted texts into the probe file as a
 //! [`Paraphrases`] section, reviewed as a normal diff.
 //!
@@ -15,18 +15,13 @@
 //! renders. Frozen texts are data: they reach the message templates as the `question`
 //! variable, never as template code.
 
-pub mod ask;
-
-use crate::axes::ORIGINAL;
+use crate::axes::{ORIGINAL, PHRASING_PREFIX};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-/// Version of the prompt [`ask`] sends; recorded with every frozen set, so a changed prompt
+/// Version of the prompt [`crate::paraphrase::ask`] sends; recorded with every frozen set, so a changed prompt
 /// is visible in review.
 pub const PROMPT_VERSION: u32 = 1;
-/// Prefix of the phrasing values that select a frozen paraphrase: `llm-1`, `llm-2`, ….
-pub const PHRASING_PREFIX: &str = "llm-";
-
 /// The frozen paraphrases of a probe's question (the `paraphrases:` section of a probe file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,13 +45,6 @@ pub struct Paraphrases {
 /// 16 hex digits of blake3 of the question text.
 pub fn question_digest(question: &str) -> String {
     blake3::hash(question.as_bytes()).to_hex()[..16].to_string()
-}
-
-/// The 0-based paraphrase index a phrasing value selects (`llm-1` → 0), or `None` for a
-/// phrasing from the axis library.
-pub fn phrasing_index(value: &str) -> Option<usize> {
-    let n: usize = value.strip_prefix(PHRASING_PREFIX)?.parse().ok()?;
-    n.checked_sub(1)
 }
 
 impl Paraphrases {
@@ -264,6 +252,7 @@ pub fn normalise(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::axes::phrasing_index;
     use proptest::prelude::*;
 
     const Q: &str = "Great, so what is the status of order A-10442 for \"Dana's Shop\"? It was $42.50, I don't know.";

@@ -57,7 +57,7 @@ pub struct ToolResult {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mutating: bool,
     /// The catalog tool the call was answered as, when the called tool is an added
-    /// near-duplicate (see [`super::ToolAliases`]).
+    /// near-duplicate (see [`crate::episode::ToolAliases`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_as: Option<String>,
 }

@@ -249,6 +249,20 @@ impl Episode {
     }
 }
 
+/// Whether some result the simulator may return is structured (records), so the `format`
+/// and `length` axes change what the agent sees.
+pub fn has_structured_results(e: &Episode) -> bool {
+    e.tools.values().any(|t| {
+        t.records.is_some()
+            || t.recorded
+                .iter()
+                .any(|r| crate::tool_output::parse_structured(&r.result).is_some())
+            || t.static_result
+                .as_deref()
+                .is_some_and(|s| crate::tool_output::parse_structured(s).is_some())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

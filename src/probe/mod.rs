@@ -5,53 +5,17 @@
 //! documents), the checks, the axes that apply and the promoted cases. Field order in the file
 //! is the struct order below, so files diff well in review.
 
+pub mod episode;
+pub mod paraphrases;
+
 use crate::chat::{Message, Role, ToolDef};
+use crate::domain::Tier;
 use crate::error::{Error, Result};
 use crate::grade::check::Check;
 use crate::tool_output::Records;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// Difficulty tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// Almost every model passes.
-    Easy,
-    /// Some fail.
-    Medium,
-    /// Most fail.
-    Hard,
-    /// No model in the panel passes.
-    Frontier,
-}
-
-impl Tier {
-    /// All tiers, easiest first.
-    pub const ALL: [Tier; 4] = [Tier::Easy, Tier::Medium, Tier::Hard, Tier::Frontier];
-
-    /// Parses a tier name.
-    pub fn parse(s: &str) -> Option<Tier> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "easy" => Tier::Easy,
-            "medium" => Tier::Medium,
-            "hard" => Tier::Hard,
-            "frontier" => Tier::Frontier,
-            _ => return None,
-        })
-    }
-
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Easy => "easy",
-            Tier::Medium => "medium",
-            Tier::Hard => "hard",
-            Tier::Frontier => "frontier",
-        }
-    }
-}
 
 /// Where a probe came from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -190,14 +154,14 @@ pub struct Probe {
     /// Present for an agent episode: the case is a loop in which the model's tool calls are
     /// answered by the simulator this section describes (see [`crate::episode`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub episode: Option<crate::episode::Episode>,
+    pub episode: Option<episode::Episode>,
     /// Axes that apply (`persona`, `phrasing`, `length`, `format`).
     pub axes: Vec<String>,
     /// Frozen LLM paraphrases of the question (phrasing values `llm-1` …), written by
     /// `cliffprobe paraphrase`. Not part of [`Probe::digest`]: the ids of the variants that do
     /// not use them stay the same (see [`crate::expand::point_id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paraphrases: Option<crate::paraphrase::Paraphrases>,
+    pub paraphrases: Option<paraphrases::Paraphrases>,
     /// Promoted hard-tier cases.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cases: Vec<PromotedCase>,
@@ -225,7 +189,7 @@ impl Probe {
             slots: &'a Slots,
             axes: &'a [String],
             #[serde(skip_serializing_if = "Option::is_none")]
-            episode: Option<&'a crate::episode::Episode>,
+            episode: Option<&'a episode::Episode>,
         }
         // Declaring the `tools` axis adds variants and changes no request: it stays out of
         // the digest, so the variants a probe had keep their ids (and their history).
@@ -299,7 +263,7 @@ impl Probe {
             }
             e
         };
-        if !crate::templatize::is_safe_id(&self.id) {
+        if !is_safe_id(&self.id) {
             return Err(err(
                 "id",
                 format!(
@@ -606,6 +570,16 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+/// Whether an id is safe as a file name inside the suite (no separators, no `..`).
+pub fn is_safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 80
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !id.starts_with('-')
 }
 
 #[cfg(test)]
