@@ -910,7 +910,7 @@ fn judge_one(
     q: &mut Asked,
 ) -> Result<std::result::Result<crate::judge::JudgeVerdict, String>> {
     if j.provider.kind() == crate::config::ProviderKind::Mock {
-        let r = crate::provider::mock::judge_answer(&j.provider.config().model, req);
+        let r = crate::mock::judge_answer(&j.provider.config().model, req);
         return Ok(crate::judge::parse_verdict(&r.text));
     }
     let body = j.provider.encode(req);

@@ -34,6 +34,7 @@ pub mod incident;
 pub mod invariant;
 pub mod judge;
 pub mod limits;
+pub mod mock;
 pub mod model_check;
 pub mod paraphrase;
 pub mod plain_template;

@@ -792,7 +792,7 @@ async fn judge_one(
         }
     };
     if provider.kind() == ProviderKind::Mock {
-        let r = crate::provider::mock::judge_answer(&provider.config().model, req);
+        let r = crate::mock::judge_answer(&provider.config().model, req);
         account(&r);
         return crate::judge::parse_verdict(&r.text);
     }

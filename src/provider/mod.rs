@@ -13,7 +13,7 @@
 //! redirects are not followed, so a key is never replayed to another host.
 
 pub mod anthropic;
-pub mod mock;
+
 pub mod openai;
 pub mod ratelimit_headers;
 
@@ -342,7 +342,7 @@ impl Provider {
     }
 
     /// One model call of an agent episode: as [`Provider::call`], except that the mock plays a
-    /// sensible agent ([`mock::agent_answer`]: looks up, then acts, then answers) instead of
+    /// sensible agent ([`crate::mock::agent_answer`]: looks up, then acts, then answers) instead of
     /// answering in one reply.
     pub async fn call_agent_step(
         &self,
@@ -354,10 +354,10 @@ impl Provider {
             return self.call(req, checks, sample).await;
         }
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
-        if let Some(err) = mock::injected_failure(&self.cfg.model, n) {
+        if let Some(err) = crate::mock::injected_failure(&self.cfg.model, n) {
             return Err(err);
         }
-        Ok(mock::agent_answer(&self.cfg.model, req, checks, sample))
+        Ok(crate::mock::agent_answer(&self.cfg.model, req, checks, sample))
     }
 
     /// One call retried by `policy`, for the callers outside the sweep (shrink, paraphrase):
@@ -421,10 +421,10 @@ impl Provider {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         let result = match self.cfg.provider {
             ProviderKind::Mock => {
-                if let Some(err) = mock::injected_failure(&self.cfg.model, n) {
+                if let Some(err) = crate::mock::injected_failure(&self.cfg.model, n) {
                     return Err(err);
                 }
-                return Ok(mock::answer(&self.cfg.model, req, checks, sample));
+                return Ok(crate::mock::answer(&self.cfg.model, req, checks, sample));
             }
             ProviderKind::Openai => {
                 self.call_http(

@@ -59,9 +59,9 @@
 //! model and a few are out of reach for all (the frontier tier). Each model also gets a small
 //! per-probe affinity in ±0.04, so two models of equal skill do not fail the same probes.
 //!
-//! [`Provider::call`]: super::Provider::call
+//! [`Provider::call`]: crate::provider::Provider::call
 
-use super::CallError;
+use crate::provider::CallError;
 use crate::chat::{ChatRequest, ChatResponse, Role, ToolCall, Usage};
 use crate::check::{Check, TextMatch, format_number};
 use regex::Regex;
