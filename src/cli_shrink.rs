@@ -717,15 +717,26 @@ fn ask(
                     continue;
                 }
                 let (r, attempts) = if mock {
-                    let r = rt.block_on(provider.call_agent_step(&req, &probe.checks, sample));
+                    let ask = crate::call::Ask::AgentStep {
+                        checks: &probe.checks,
+                        sample,
+                    };
+                    let r = rt.block_on(crate::call::attempt(
+                        provider,
+                        &bytes::Bytes::new(),
+                        &req,
+                        ask,
+                    ));
                     (r.map_err(|e| e.to_string()), 1)
                 } else {
                     rt.block_on(call_with_retries(
                         provider,
                         &body,
                         &req,
-                        &probe.checks,
-                        sample,
+                        crate::call::Ask::AgentStep {
+                            checks: &probe.checks,
+                            sample,
+                        },
                         max_retries,
                     ))
                 };
@@ -771,8 +782,10 @@ fn ask(
                         provider,
                         &body,
                         &v.request,
-                        &probe.checks,
-                        sample,
+                        crate::call::Ask::Answer {
+                            checks: &probe.checks,
+                            sample,
+                        },
                         max_retries,
                     ));
                     q.calls += attempts;
@@ -910,8 +923,16 @@ fn judge_one(
     q: &mut Asked,
 ) -> Result<std::result::Result<crate::judge::JudgeVerdict, String>> {
     if j.provider.kind() == crate::config::ProviderKind::Mock {
-        let r = crate::mock::judge_answer(&j.provider.config().model, req);
-        return Ok(crate::judge::parse_verdict(&r.text));
+        let ask = crate::call::Ask::Judge;
+        return Ok(rt
+            .block_on(crate::call::attempt(
+                &j.provider,
+                &bytes::Bytes::new(),
+                req,
+                ask,
+            ))
+            .map_err(|e| e.to_string())
+            .and_then(|r| crate::judge::parse_verdict(&r.text)));
     }
     let body = j.provider.encode(req);
     let key = crate::sweep::cache_key(&j.provider, &body, 0);
@@ -927,8 +948,7 @@ fn judge_one(
             &j.provider,
             &body,
             req,
-            &[],
-            0,
+            crate::call::Ask::Judge,
             j.max_retries,
         ));
         q.judge_calls += attempts;
@@ -957,19 +977,20 @@ async fn call_with_retries(
     provider: &Provider,
     body: &bytes::Bytes,
     req: &crate::chat::ChatRequest,
-    checks: &[crate::check::Check],
-    sample: u32,
+    ask: crate::call::Ask<'_>,
     max_retries: u32,
 ) -> (std::result::Result<crate::chat::ChatResponse, String>, u32) {
-    let policy = crate::provider::RetryPolicy {
+    let policy = crate::call::RetryPolicy {
         max_retries,
         max_rate_limits: MAX_RATE_LIMITS,
-        max_wait: Duration::from_secs(120),
-        backoff: crate::sweep::backoff,
+        // Bounded by the count alone, not by the sweep's total patience.
+        patience: Duration::MAX,
+        ..crate::call::RetryPolicy::default()
     };
-    provider
-        .call_retrying(body, req, checks, sample, &policy)
-        .await
+    let c = crate::call::with_retries(provider, body, req, ask, &policy, &mut crate::call::Unpaced)
+        .await;
+    let attempts = c.attempts;
+    (c.into_result(), attempts)
 }
 
 /// Writes the minimal failing variant into the probe file as a promoted case (merge rules and

@@ -10,6 +10,7 @@ pub mod adaptive;
 pub mod analysis;
 pub mod axes;
 pub mod brittleness;
+pub mod call;
 pub mod chat;
 pub mod check;
 pub mod cli;

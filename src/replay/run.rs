@@ -17,10 +17,11 @@
 use super::ClassRule;
 use super::decision::{DecisionRule, NO_DECISION};
 use super::log::{Flow, LogFormat, LogItem, LoggedCall, read_logs};
+use crate::call::{Ask, RetryPolicy, Unpaced};
 use crate::chat::{ChatRequest, ChatResponse};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::provider::{Provider, RetryPolicy};
+use crate::provider::Provider;
 use crate::store::{ReplayKind, ReplayOutcome, ReplayRecord, ReplayWrite, Store};
 use crate::sweep::{Bucket, cache_key, now};
 use rand::{Rng, SeedableRng};
@@ -165,8 +166,9 @@ impl Target {
             policy: RetryPolicy {
                 max_retries: cfg.max_retries.unwrap_or(DEFAULT_RETRIES),
                 max_rate_limits: MAX_RATE_LIMITS,
-                max_wait: Duration::from_secs(120),
-                backoff: crate::sweep::backoff,
+                // Bounded by the count alone, not by the sweep's total patience.
+                patience: Duration::MAX,
+                ..RetryPolicy::default()
             },
             concurrency: cfg
                 .max_concurrency
@@ -517,11 +519,16 @@ async fn call_one(ctx: &Target, shared: &Shared, job: Job) -> Vec<ReplayWrite> {
     let (result, attempts) = match too_large {
         Some(reason) => (Err(reason), 0),
         None => {
-            let (r, a) = ctx
-                .provider
-                .call_retrying(&job.body, &job.call.request, &[], 0, &ctx.policy)
-                .await;
-            (r.map_err(|e| e.to_string()), a)
+            let c = crate::call::with_retries(
+                &ctx.provider,
+                &job.body,
+                &job.call.request,
+                Ask::Plain,
+                &ctx.policy,
+                &mut Unpaced,
+            )
+            .await;
+            (c.clone().into_result(), c.attempts)
         }
     };
     shared
@@ -872,11 +879,19 @@ pub fn judge_flips(
                     let mut attempts = 0;
                     let mut last = String::new();
                     for _ in 0..crate::sweep::JUDGE_REPLY_ATTEMPTS {
-                        let (r, a) = target
-                            .provider
-                            .call_retrying(&body, &jreq, &[], 0, &target.policy)
-                            .await;
-                        attempts += a;
+                        // Asked as a plain request: the replay judge's layout is its own, and
+                        // the mock answers it as it answers any request without checks.
+                        let c = crate::call::with_retries(
+                            &target.provider,
+                            &body,
+                            &jreq,
+                            Ask::Plain,
+                            &target.policy,
+                            &mut Unpaced,
+                        )
+                        .await;
+                        attempts += c.attempts;
+                        let r = c.into_result();
                         match r {
                             Ok(answer) => match parse_verdict(&answer.text) {
                                 Ok(v) => {
