@@ -669,12 +669,12 @@ pub fn answer(model_id: &str, req: &ChatRequest, checks: &[Check], sample: u32) 
     }
 }
 
-/// Whether a tool name reads as a look-up (see [`crate::episode::looks_read_only`]).
+/// Whether a tool name reads as a look-up (see [`crate::tool_catalog::looks_read_only`]).
 pub fn is_lookup(name: &str) -> bool {
-    crate::episode::looks_read_only(name)
+    crate::tool_catalog::looks_read_only(name)
 }
 
-/// The mock playing an agent in an episode (see [`crate::episode`]): a sensible one, that
+/// The mock playing an agent in an episode (an [`crate::call::Ask::AgentStep`]): a sensible one, that
 /// looks up first, then acts, then answers.
 ///
 /// The *plan* of a turn is what [`answer`] would reply to the request (so the pass draw, the

@@ -4,7 +4,7 @@
 //! resumed replay already stored, reads each record's class and logged decision, answers from
 //! the response cache where it can, and hands the rest to the async *dispatcher*, which calls
 //! the model with the sweep's pieces: the model's rpm and tpm buckets, a concurrency limit,
-//! and [`Provider::call_retrying`] (429s waited out as the server says, transient faults
+//! and the one call path, [`crate::call::with_retries`] (429s waited out as the server says, transient faults
 //! backed off). One *writer* thread commits records, unreadable lines and fresh cache entries
 //! in batched transactions ([`Store::write_replay`]). Memory stays flat: the reader is at most
 //! a bounded queue ahead of the calls, and the reader's only growing state is the noise
