@@ -388,7 +388,7 @@ pub fn grading(config: &Config, path: &std::path::Path, probe: &Probe) -> Result
         path: path.to_path_buf(),
         probe: probe.clone(),
     }];
-    crate::sweep::check_judge(&config, &lp)?;
+    crate::sweep::check_judge(config, &lp)?;
     let has_judge = probe.checks.iter().any(|c| matches!(c, Check::Judge(_)));
     let judge = match (&config.judge, has_judge) {
         (Some(j), true) => {
