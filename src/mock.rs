@@ -5,6 +5,13 @@
 //! by tier and by model, and brittleness that concentrates on some axes. [`answer`] does that by
 //! simulating a model with a skill level.
 //!
+//! It is a backend of its own, beside the HTTP providers: [`crate::call::attempt`] sends a
+//! request here when the model's provider is `mock`, and the caller says what it is asking
+//! (`crate::call::Ask`), which picks the responder: [`answer`] (a variant, shaped by its checks
+//! and sample), [`agent_answer`] (one step of an agent episode), [`judge_answer`] (a `[judge]`
+//! verdict) or [`paraphrase_answer`] (`cliffprobe paraphrase`). Nothing here guesses from the
+//! prompt's text what kind of question it is.
+//!
 //! # How a verdict is decided
 //!
 //! 1. A pass probability `p` is computed from the request's features ([`pass_probability`]):
