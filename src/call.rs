@@ -179,7 +179,7 @@ pub async fn attempt(
     ask: Ask<'_>,
 ) -> Result<ChatResponse, CallError> {
     if provider.kind() != ProviderKind::Mock {
-        return provider.call_encoded(body, req).await;
+        return provider.call_encoded(body).await;
     }
     let model = &provider.config().model;
     if let Ask::Judge = ask {

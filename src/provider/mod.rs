@@ -314,7 +314,7 @@ impl Provider {
 
     /// One attempt, no retries ([`crate::call`] owns retries): encodes `req` and sends it.
     pub async fn call(&self, req: &ChatRequest) -> Result<ChatResponse, CallError> {
-        self.call_encoded(&self.encode(req), req).await
+        self.call_encoded(&self.encode(req)).await
     }
 
     /// Counts one call made through this model and returns how many came before it (the mock
@@ -323,14 +323,10 @@ impl Provider {
         self.calls.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Like [`Provider::call`], with the body already encoded by [`Provider::encode`] for `req`.
+    /// Like [`Provider::call`], with the body already encoded by [`Provider::encode`].
     /// The mock has no endpoint: it answers through [`crate::call::attempt`], and here it is a
     /// permanent error.
-    pub async fn call_encoded(
-        &self,
-        body: &bytes::Bytes,
-        _req: &ChatRequest,
-    ) -> Result<ChatResponse, CallError> {
+    pub async fn call_encoded(&self, body: &bytes::Bytes) -> Result<ChatResponse, CallError> {
         self.count_call();
         let result = match self.cfg.provider {
             ProviderKind::Mock => {
