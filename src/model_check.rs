@@ -414,7 +414,7 @@ pub async fn check_model(
         tools: vec![],
     };
     let started = Instant::now();
-    match provider.call(&minimal, &[], 0).await {
+    match crate::call::once(&provider, &minimal, crate::call::Ask::Plain).await {
         Ok(_) => {
             out.latency_ms = Some(started.elapsed().as_millis() as u64);
             out.reachable = Some(true);
@@ -437,7 +437,7 @@ pub async fn check_model(
         messages: tool_question(),
         tools: vec![order_tool()],
     };
-    let call = match provider.call(&with_tool, &[], 0).await {
+    let call = match crate::call::once(&provider, &with_tool, crate::call::Ask::Plain).await {
         Ok(resp) => match resp.tool_calls.into_iter().next() {
             Some(mut c) => {
                 out.tool_calls = ToolSupport::Called;
@@ -489,7 +489,7 @@ pub async fn check_model(
             tool_call_id: Some(call.id.clone()),
             name: None,
         });
-        match provider.call(&with_tool, &[], 0).await {
+        match crate::call::once(&provider, &with_tool, crate::call::Ask::Plain).await {
             Ok(_) => out.round_trip = Some(true),
             Err(e) => {
                 out.round_trip = Some(false);
@@ -510,7 +510,7 @@ pub async fn check_model(
             accepted: false,
             too_long: false,
         };
-        match provider.call(&l.request, &[], 0).await {
+        match crate::call::once(&provider, &l.request, crate::call::Ask::Plain).await {
             Ok(resp) => {
                 result.accepted = true;
                 if resp.usage.input_tokens > 0 {

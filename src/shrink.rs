@@ -24,6 +24,8 @@
 //! - **Deterministic.** The search has no randomness: the same oracle answers give the same
 //!   configurations in the same order.
 
+pub mod oracle;
+
 use serde::Serialize;
 use std::collections::HashMap;
 

@@ -511,7 +511,8 @@ struct ModelCtx {
     rpm: Option<Bucket>,
     tpm: Option<Bucket>,
     pause_until: Mutex<Option<Instant>>,
-    max_retries: u32,
+    /// How each call is retried (the model's `max_retries`, the sweep's caps).
+    policy: crate::call::RetryPolicy,
     progress: Arc<ModelProgress>,
     control: Arc<Control>,
     health: Mutex<Health>,
@@ -537,7 +538,7 @@ impl ModelCtx {
             rpm: cfg.rpm.map(|n| Bucket::per_minute(n as f64)),
             tpm: cfg.tpm.map(|n| Bucket::per_minute(n as f64)),
             pause_until: Mutex::new(None),
-            max_retries: cfg.max_retries.unwrap_or(4),
+            policy: crate::call::RetryPolicy::for_model(&cfg),
             progress,
             provider,
             control,
@@ -770,7 +771,9 @@ async fn judge_one(
         }
     };
     if provider.kind() == ProviderKind::Mock {
-        let r = crate::provider::mock::judge_answer(&provider.config().model, req);
+        let r = crate::call::attempt(provider, &bytes::Bytes::new(), req, Ask::Judge)
+            .await
+            .map_err(|e| JudgeError::Call(e.to_string()))?;
         account(&r);
         return crate::grade::judge::parse_verdict(&r.text).map_err(JudgeError::Unreadable);
     }
@@ -811,13 +814,21 @@ async fn judge_one(
     };
     for _ in 0..JUDGE_REPLY_ATTEMPTS {
         let mut slot = Slot::acquire(&judge.ctx.adaptive).await;
-        let called =
-            call_with_retries(&judge.ctx, &mut slot, None, &body, req, &[], 0, est_tokens).await;
+        let called = call_with_retries(
+            &judge.ctx,
+            &mut slot,
+            None,
+            &body,
+            req,
+            Ask::Judge,
+            est_tokens,
+        )
+        .await;
         drop(slot);
-        let r = match called.result {
-            Called::Answer(r) => r,
-            Called::Error(e) => return Err(JudgeError::Call(e)),
-            Called::Abandoned => {
+        let r = match called.outcome {
+            CallOutcome::Answer(r) => r,
+            CallOutcome::Error(e) => return Err(JudgeError::Call(e)),
+            CallOutcome::Abandoned => {
                 return Err(JudgeError::Stopped(
                     judge
                         .ctx
@@ -886,7 +897,7 @@ pub fn cache_key(provider: &Provider, body: &[u8], sample: u32) -> String {
 /// A fresh run id: `r-YYYYMMDD-HHMMSS-xxxx`.
 pub fn new_run_id() -> String {
     let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
-    let tag: u16 = entropy_rng().random();
+    let tag: u16 = crate::call::entropy_rng().random();
     format!("r-{}-{tag:04x}", now.strftime("%Y%m%d-%H%M%S"))
 }
 
@@ -1962,10 +1973,16 @@ async fn dispatch(
                 control.stop_with(|| format!("budget of {limit} requests reached"));
                 continue;
             }
-            let resp = ctx
-                .provider
-                .call(&job.variant.request, &job.variant.checks, job.sample)
-                .await;
+            let resp = crate::call::attempt(
+                &ctx.provider,
+                &bytes::Bytes::new(),
+                &job.variant.request,
+                Ask::Answer {
+                    checks: &job.variant.checks,
+                    sample: job.sample,
+                },
+            )
+            .await;
             ctx.progress.model_calls.fetch_add(1, Ordering::Relaxed);
             let rec = graded_record(
                 &run_id,
@@ -2053,10 +2070,16 @@ async fn dispatch(
             let (result, attempts) = if let Some(r) = job.answered.take() {
                 (Ok(r), 0)
             } else if is_mock {
-                let r = ctx2
-                    .provider
-                    .call(&job.variant.request, &job.variant.checks, job.sample)
-                    .await;
+                let r = crate::call::attempt(
+                    &ctx2.provider,
+                    &bytes::Bytes::new(),
+                    &job.variant.request,
+                    Ask::Answer {
+                        checks: &job.variant.checks,
+                        sample: job.sample,
+                    },
+                )
+                .await;
                 (r.map_err(|e| e.to_string()), 1)
             } else if let Some(slot) = slot.as_mut() {
                 let called = call_with_retries(
@@ -2065,15 +2088,17 @@ async fn dispatch(
                     Some(&global),
                     &job.body,
                     &job.variant.request,
-                    &job.variant.checks,
-                    job.sample,
+                    Ask::Answer {
+                        checks: &job.variant.checks,
+                        sample: job.sample,
+                    },
                     job.variant.est_tokens,
                 )
                 .await;
-                match called.result {
-                    Called::Answer(r) => (Ok(r), called.attempts),
-                    Called::Error(e) => (Err(e), called.attempts),
-                    Called::Abandoned => return,
+                match called.outcome {
+                    CallOutcome::Answer(r) => (Ok(r), called.attempts),
+                    CallOutcome::Error(e) => (Err(e), called.attempts),
+                    CallOutcome::Abandoned => return,
                 }
             } else {
                 unreachable!("a model call always holds a slot")
@@ -2199,7 +2224,8 @@ async fn drive_episode(
                 return None;
             }
             attempts += 1;
-            match ctx.provider.call_agent_step(&req, checks, sample).await {
+            let ask = Ask::AgentStep { checks, sample };
+            match crate::call::attempt(&ctx.provider, &bytes::Bytes::new(), &req, ask).await {
                 Ok(r) => {
                     ctx.progress.model_calls.fetch_add(1, Ordering::Relaxed);
                     run.feed(r, false);
@@ -2217,14 +2243,13 @@ async fn drive_episode(
             Some(global),
             &body,
             &req,
-            checks,
-            sample,
+            Ask::AgentStep { checks, sample },
             (chars / 4) as u64 + 1,
         )
         .await;
         attempts += called.attempts;
-        match called.result {
-            Called::Answer(r) => {
+        match called.outcome {
+            CallOutcome::Answer(r) => {
                 ctx.progress.model_calls.fetch_add(1, Ordering::Relaxed);
                 let op = WriteOp::Cache {
                     key: cache_key(&ctx.provider, &body, sample),
@@ -2235,8 +2260,8 @@ async fn drive_episode(
                 }
                 run.feed(r, false);
             }
-            Called::Error(e) => run.fail(format!("step {step}: {e}")),
-            Called::Abandoned => return None,
+            CallOutcome::Error(e) => run.fail(format!("step {step}: {e}")),
+            CallOutcome::Abandoned => return None,
         }
     }
     Some((run, attempts))
@@ -2271,7 +2296,6 @@ fn episode_case(
     )
 }
 
-/// Longest one case waits on 429s in all before it is an `error` (the endpoint never admits it).
 /// Results queued for the writer at most. While the writer settles (about a second per
 /// 100,000 cases) the queue fills and the dispatchers wait: a bigger queue would only hold more
 /// results (a few KB each) in memory, not make the sweep faster.
@@ -2283,65 +2307,36 @@ const WRITER_QUEUE: usize = 2048;
 /// leaves) to a few hundred MB.
 const SETTLE_EVERY: usize = 300_000;
 
-const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(15 * 60);
-/// Most 429s one case takes before it is an `error`, whatever the waits (a server answering
-/// 429 with `retry-after: 0` forever must not spin).
-const RATE_LIMIT_MAX_TIMES: u32 = 2_000;
-
-/// How one case's call ended.
-enum Called {
-    Answer(ChatResponse),
-    /// No answer: the case is an `error` with this reason.
-    Error(String),
-    /// Given up without an answer because the sweep or the model stopped: the case is not
-    /// written, and a resume plans it again.
-    Abandoned,
-}
-
-/// One case's call: how it ended and the HTTP attempts it made.
-struct CallResult {
-    result: Called,
-    attempts: u32,
-}
+use crate::call::{Ask, Called, Outcome as CallOutcome};
 
 /// The prefix of a case error whose request does not fit the model's context window.
 pub const CONTEXT_OVERFLOW: &str = "exceeds the model's context window";
 
-/// One case's call, retried. The caller holds one of the model's adaptive-concurrency slots
-/// (`slot`), and still holds it when this returns.
-///
-/// Order per attempt: the model's pause (a server's `Retry-After`), its rpm and tpm buckets,
-/// then one of the sweep's global permits (`global`: `--concurrency`) only for the HTTP request
-/// itself. Waiting on a 429 holds no global permit, and gives the model slot back, so a throttled
-/// model never keeps the other models' requests waiting. Each attempt counts against
-/// `--budget-requests`; once it is spent, or the sweep fails, or the model is stopped, the case
-/// is abandoned (not written).
-#[allow(clippy::too_many_arguments)]
-async fn call_with_retries(
-    ctx: &ModelCtx,
-    slot: &mut Slot<'_>,
-    global: Option<&Semaphore>,
-    body: &bytes::Bytes,
-    request: &ChatRequest,
-    checks: &[Check],
-    sample: u32,
+/// What one case's call shares with the other calls to its model, as the [`crate::call::Pacing`]
+/// of the one call path: per attempt, the model's pause (a server's `Retry-After`), its rpm and
+/// tpm buckets, then one of the sweep's global permits (`global`: `--concurrency`) only for the
+/// HTTP request itself. Waiting on a 429 holds no global permit, and gives the model slot back,
+/// so a throttled model never keeps the other models' requests waiting. Each attempt counts
+/// against `--budget-requests`; once it is spent, or the sweep fails, or the model is stopped,
+/// the case is abandoned (not written).
+struct SweepPacing<'a, 's> {
+    ctx: &'a ModelCtx,
+    slot: &'a mut Slot<'s>,
+    global: Option<&'a Semaphore>,
+    /// The request's input-token estimate.
     est_tokens: u64,
-) -> CallResult {
-    let mut attempts = 0u32;
-    let mut transient_failures = 0u32;
-    let mut rate_limits = 0u32;
-    let mut rate_limited_for = Duration::ZERO;
-    let done = |result: Called, attempts: u32| CallResult { result, attempts };
-    // The whole request is charged: its input estimate and all the output it may ask for.
-    let charge = est_tokens as f64
-        + ctx
-            .provider
-            .config()
-            .max_tokens
-            .unwrap_or(crate::provider::DEFAULT_MAX_TOKENS) as f64;
-    loop {
+    /// What the tpm bucket is charged per attempt: the input estimate and all the output the
+    /// request may ask for.
+    charge: f64,
+    permit: Option<tokio::sync::SemaphorePermit<'a>>,
+}
+
+impl crate::call::Pacing for SweepPacing<'_, '_> {
+    async fn before_attempt(&mut self) -> std::result::Result<(), crate::call::Stop> {
+        use crate::call::Stop;
+        let ctx = self.ctx;
         if ctx.control.has_failed() || ctx.is_halted() {
-            return done(Called::Abandoned, attempts);
+            return Err(Stop::Abandoned);
         }
         // Honour a server-requested pause for this model.
         let pause = *ctx.pause_until.lock().unwrap_or_else(|p| p.into_inner());
@@ -2355,152 +2350,123 @@ async fn call_with_retries(
             let _ = b.take(1.0).await;
         }
         if let Some(b) = &ctx.tpm
-            && let Err(e) = b.take(charge).await
+            && let Err(e) = b.take(self.charge).await
         {
-            return done(
-                Called::Error(format!(
-                    "the request needs about {:.0} tokens ({est_tokens} in, up to {} out), more than the model's tpm = {:.0} allows in a minute: it can never be sent within the limit (raise tpm or lower max_tokens)",
-                    e.amount,
-                    e.amount as u64 - est_tokens,
-                    e.per_minute
-                )),
-                attempts,
-            );
+            return Err(Stop::Error(format!(
+                "the request needs about {:.0} tokens ({} in, up to {} out), more than the model's tpm = {:.0} allows in a minute: it can never be sent within the limit (raise tpm or lower max_tokens)",
+                e.amount,
+                self.est_tokens,
+                e.amount as u64 - self.est_tokens,
+                e.per_minute
+            )));
         }
-        let permit = match global {
+        self.permit = match self.global {
             Some(g) => match g.acquire().await {
                 Ok(p) => Some(p),
-                Err(_) => return done(Called::Abandoned, attempts),
+                Err(_) => return Err(Stop::Abandoned),
             },
             None => None,
         };
         if ctx.control.has_failed() || ctx.is_halted() {
-            return done(Called::Abandoned, attempts);
+            return Err(Stop::Abandoned);
         }
         if let Some(limit) = ctx.control.budget_requests
             && ctx.control.requests.fetch_add(1, Ordering::SeqCst) >= limit
         {
             ctx.control
                 .stop_with(|| format!("budget of {limit} requests reached"));
-            return done(Called::Abandoned, attempts);
+            return Err(Stop::Abandoned);
         }
-        attempts += 1;
         ctx.progress.attempts.fetch_add(1, Ordering::Relaxed);
-        let answer = ctx
-            .provider
-            .call_encoded(body, request, checks, sample)
-            .await;
-        drop(permit);
-        match answer {
+        Ok(())
+    }
+
+    fn after_attempt(&mut self, result: &std::result::Result<ChatResponse, CallError>) {
+        self.permit = None;
+        let ctx = self.ctx;
+        match result {
             Ok(r) => {
                 ctx.note_answer(None);
                 ctx.adaptive.on_success();
                 if let Some(b) = &ctx.tpm {
                     let used = r.usage.input_tokens + r.usage.output_tokens;
                     if used > 0 {
-                        b.adjust(charge - used as f64);
+                        b.adjust(self.charge - used as f64);
                     }
                 }
-                return done(Called::Answer(r), attempts);
             }
-            Err(CallError::RateLimited {
-                retry_after,
-                message,
-            }) => {
+            Err(CallError::RateLimited { .. }) => {
                 if let Some(b) = &ctx.tpm {
-                    b.adjust(charge);
+                    b.adjust(self.charge);
                 }
                 ctx.progress.rate_limited.fetch_add(1, Ordering::Relaxed);
-                rate_limits += 1;
-                // A 429 is the endpoint pacing us, not a fault: it is not counted against
-                // `max_retries`, only against the patience for one case, so a sweep configured
-                // faster than the endpoint converges to its limit without losing cases, and an
-                // endpoint that never admits us still ends in an `error`.
-                let wait = retry_after
-                    .unwrap_or_else(|| backoff(rate_limits.min(8)))
-                    .min(Duration::from_secs(120));
-                ctx.adaptive.on_rate_limited(wait);
-                rate_limited_for += wait;
-                if rate_limits > RATE_LIMIT_MAX_TIMES || rate_limited_for > RATE_LIMIT_PATIENCE {
-                    return done(
-                        Called::Error(format!(
-                            "rate limited {rate_limits} times over {}s; last: {message}",
-                            rate_limited_for.as_secs()
-                        )),
-                        attempts,
-                    );
-                }
-                {
-                    let mut p = ctx.pause_until.lock().unwrap_or_else(|p| p.into_inner());
-                    let until = Instant::now() + wait;
-                    if p.is_none_or(|x| x < until) {
-                        *p = Some(until);
-                    }
-                }
-                // Give the slot back while waiting and queue for it again: the retry then obeys
-                // the concurrency the 429 just halved, so in-flight requests do not all wake at
-                // the end of the pause and stampede the endpoint (a case could lose that race
-                // again and again and end as an error).
-                slot.release();
-                tokio::time::sleep(wait).await;
-                slot.reacquire().await;
             }
-            Err(CallError::ContextOverflow(message)) => {
-                // The same request can never fit: one attempt, its own kind of error.
+            Err(CallError::ContextOverflow(_)) => {
                 ctx.progress
                     .context_overflow
                     .fetch_add(1, Ordering::Relaxed);
-                return done(
-                    Called::Error(format!("{CONTEXT_OVERFLOW}: {message}")),
-                    attempts,
-                );
             }
-            Err(CallError::Transient(message)) => {
-                transient_failures += 1;
-                if transient_failures > ctx.max_retries {
-                    ctx.note_answer(Some(&message));
-                    return done(
-                        Called::Error(format!("{message} (after {attempts} attempts)")),
-                        attempts,
-                    );
-                }
-                tokio::time::sleep(backoff(transient_failures)).await;
-            }
-            Err(CallError::Permanent(message)) => {
-                ctx.note_answer(Some(&message));
-                return done(Called::Error(message), attempts);
+            Err(_) => {}
+        }
+    }
+
+    fn rate_limited(&mut self, wait: Duration) {
+        self.ctx.adaptive.on_rate_limited(wait);
+    }
+
+    async fn wait(&mut self, wait: Duration) {
+        {
+            let mut p = self
+                .ctx
+                .pause_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let until = Instant::now() + wait;
+            if p.is_none_or(|x| x < until) {
+                *p = Some(until);
             }
         }
+        // Give the slot back while waiting and queue for it again: the retry then obeys the
+        // concurrency the 429 just halved, so in-flight requests do not all wake at the end of
+        // the pause and stampede the endpoint (a case could lose that race again and again and
+        // end as an error).
+        self.slot.release();
+        tokio::time::sleep(wait).await;
+        self.slot.reacquire().await;
+    }
+
+    fn gave_up(&mut self, message: &str) {
+        self.ctx.note_answer(Some(message));
     }
 }
 
-/// An rng for jitter and run ids only (never for anything a seed must reproduce).
-fn entropy_rng() -> rand_chacha::ChaCha8Rng {
-    use rand::SeedableRng;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    rand_chacha::ChaCha8Rng::seed_from_u64(
-        nanos
-            ^ (std::process::id() as u64) << 32
-            ^ COUNTER
-                .fetch_add(1, Ordering::Relaxed)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    )
-}
-
-/// Exponential backoff with full jitter: a wait drawn uniformly from `[0, cap]`, where
-/// `cap` = 0.25 s × 2^n, at most 20 s (retries of many cases spread out instead of coming
-/// back together).
-pub fn backoff(n: u32) -> Duration {
-    Duration::from_secs_f64(entropy_rng().random_range(0.0..=backoff_cap(n)))
-}
-
-/// The largest wait [`backoff`] draws for the n-th retry, in seconds.
-fn backoff_cap(n: u32) -> f64 {
-    (0.25 * 2f64.powi(n.min(10) as i32)).min(20.0)
+/// One case's call (or one episode step, or one judge request) through the one call path
+/// ([`crate::call::with_retries`]) with the model's [`SweepPacing`]. The caller holds one of
+/// the model's adaptive-concurrency slots (`slot`), and still holds it when this returns.
+async fn call_with_retries(
+    ctx: &ModelCtx,
+    slot: &mut Slot<'_>,
+    global: Option<&Semaphore>,
+    body: &bytes::Bytes,
+    request: &ChatRequest,
+    ask: Ask<'_>,
+    est_tokens: u64,
+) -> Called {
+    let charge = est_tokens as f64
+        + ctx
+            .provider
+            .config()
+            .max_tokens
+            .unwrap_or(crate::provider::DEFAULT_MAX_TOKENS) as f64;
+    let mut pacing = SweepPacing {
+        ctx,
+        slot,
+        global,
+        est_tokens,
+        charge,
+        permit: None,
+    };
+    crate::call::with_retries(&ctx.provider, body, request, ask, &ctx.policy, &mut pacing).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -2684,6 +2650,7 @@ mod tests {
 
     #[test]
     fn backoff_draws_from_zero_to_the_cap() {
+        use crate::call::{backoff, backoff_cap};
         let cap = backoff_cap(3);
         assert_eq!(cap, 2.0);
         let draws: Vec<f64> = (0..400).map(|_| backoff(3).as_secs_f64()).collect();

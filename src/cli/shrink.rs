@@ -1,41 +1,32 @@
 //! The `shrink` command: the minimal cause of a failing variant, by asking the model.
 //!
 //! Starts from a failing variant (`--variant ID`, else the minimal failing variant of the probe
-//! × model in a run), and runs [`cliffprobe::shrink::shrink`] with an oracle that renders the variant
-//! with only some axes changed, calls the model (sequentially, with the sweep's retry rules:
-//! 429s wait, transient faults back off, at most `max_retries`), and grades the answer the way
-//! the sweep does: the probe's checks; each `judge` check by asking the `[judge]` model the
-//! request of [`cliffprobe::grade::judge::judge_request`] (a reply without a verdict is asked again, up to
-//! [`cliffprobe::sweep::JUDGE_REPLY_ATTEMPTS`]; no verdict makes the sample an error); and, for an
-//! `invariant: true` probe, the answer key ([`cliffprobe::grade::invariant::answer_key`]) against the
-//! canonical's answer key of the same sample (the canonical is always asked first; a sample
-//! whose canonical answer errored cannot be compared and counts as an error, never a pass).
-//! Answers and judge replies come from, and go to, the response cache under the sweep's own
-//! cache keys, so configurations the sweep already ran (and judged) cost nothing and a second
-//! shrink makes no call.
+//! × model in a run), runs [`cliffprobe::shrink::shrink`] with the library's oracle
+//! ([`cliffprobe::shrink::oracle::Oracle`]: renders, calls through the one call path, grades as the
+//! sweep does, caches under the sweep's keys), prints one line per configuration asked, and
+//! reports the minimal cause (text or JSON), promoting it into the probe file on request.
 //! Nothing random is drawn: each variant renders with the seed derived from its id (listed per
 //! configuration in the JSON output).
 //!
 //! Exit status: 0 when the search concluded (a minimal cause, a broken probe, a failure that
 //! did not reproduce); 1 when errors left the canonical or the start unresolved; 2 bad input.
 
-use crate::cli::output::{axes_text, right, table};
-use anyhow::Result;
 use cliffprobe::axes::{AxisName, ORIGINAL};
 use cliffprobe::brittleness::{self, Filter};
-use cliffprobe::chat::{ChatRequest, ChatResponse};
+
+use crate::cli::output::{axes_text, right, table};
 use cliffprobe::error::Error;
-use cliffprobe::expand::{AxisFilter, ProbeExpansion, variant_id, variant_seed};
-use cliffprobe::grade::check::Check;
-use cliffprobe::grade::judge::{JudgeError, VerdictError};
-use cliffprobe::grade::{self, CaseStatus};
-use cliffprobe::probe::{self, Probe};
+use cliffprobe::expand::{AxisFilter, ProbeExpansion, variant_id};
 use cliffprobe::project::Project;
+
+use anyhow::Result;
+use cliffprobe::probe::{self, Probe};
 use cliffprobe::promote::{self, Candidate};
 use cliffprobe::provider::Provider;
 use cliffprobe::render::VariantAxes;
+use cliffprobe::shrink::oracle::{Asked, Oracle, grading};
 use cliffprobe::shrink::{self, Outcome, Verdict};
-use cliffprobe::store::{Store, WriteOp};
+use cliffprobe::store::Store;
 use cliffprobe::term::sanitize;
 use comfy_table::Cell;
 use indexmap::IndexMap;
@@ -44,7 +35,6 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// `shrink` options.
 #[derive(Debug, clap::Args)]
@@ -82,38 +72,6 @@ pub struct ShrinkArgs {
 
 /// Most samples per configuration.
 const MAX_REPEATS: u32 = 100;
-/// Most 429s waited out for one sample before it is an error.
-const MAX_RATE_LIMITS: u32 = 30;
-
-/// One configuration as asked: what the JSON output lists.
-#[derive(Debug, Clone, Serialize)]
-struct Asked {
-    variant: String,
-    axes: IndexMap<String, String>,
-    canonical: bool,
-    /// The render seed (derived from the variant id).
-    seed: u64,
-    outcome: Outcome,
-    passed: u32,
-    failed: u32,
-    errors: u32,
-    /// Samples answered from the response cache.
-    cached: u32,
-    /// HTTP attempts made for it (retries included).
-    calls: u32,
-    /// Judge verdicts read from the response cache (probes with `judge` checks).
-    #[serde(skip_serializing_if = "is_zero")]
-    judge_cached: u32,
-    /// HTTP attempts made to the judge model (retries and re-asks included).
-    #[serde(skip_serializing_if = "is_zero")]
-    judge_calls: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    #[serde(skip)]
-    reason: Option<String>,
-    #[serde(skip)]
-    excerpt: Option<String>,
-}
 
 #[derive(Debug, Serialize)]
 struct Start {
@@ -162,30 +120,8 @@ struct Report {
     promoted: Option<String>,
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
 fn is_zero64(n: &u64) -> bool {
     *n == 0
-}
-
-/// How one configuration's answers are graded beyond the probe's own checks: the judge model
-/// (for `judge` checks) and invariance against the canonical (for `invariant: true` probes).
-struct Grading {
-    judge: Option<JudgeSide>,
-    /// `Some(answer_pattern)` for an invariant probe.
-    invariant: Option<Option<regex::Regex>>,
-    /// The canonical's answer key per sample (`None`: that sample errored), once asked.
-    canonical_keys: Vec<Option<String>>,
-}
-
-/// The `[judge]` model as shrink calls it: sequentially, with the sweep's cache keys.
-struct JudgeSide {
-    name: String,
-    provider: Provider,
-    prompt: Option<String>,
-    max_retries: u32,
 }
 
 /// Finds a probe by id in the suite (or loads it from a file path): its file, text and content.
@@ -247,7 +183,7 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
     };
     let (path, _, probe) = find_probe(project, &a.probe, &a.paths)?;
     cliffprobe::provider::install_crypto_provider();
-    let mut grading = grading(project, &path, &probe)?;
+    let grading = grading(&project.config, &path, &probe)?;
     let lib = project.library()?;
     let x = ProbeExpansion::new(&probe, &lib)?;
     // Not `open_store`: shrink --variant needs no earlier sweep, and it caches what it asks.
@@ -288,6 +224,16 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
         .build()
         .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
 
+    let mut asker = Oracle {
+        expansion: &x,
+        probe: &probe,
+        provider: &provider,
+        store: &mut store,
+        runtime: &rt,
+        repeats: a.repeats,
+        max_retries,
+        grading,
+    };
     let mut asked: Vec<Asked> = Vec::new();
     let mut fatal: Option<anyhow::Error> = None;
     let oracle = |cfg: &[(AxisName, String)]| -> Outcome {
@@ -298,17 +244,7 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
         for (ax, v) in cfg {
             axes.set(*ax, v.clone());
         }
-        match ask(
-            &x,
-            &provider,
-            &mut store,
-            &rt,
-            axes,
-            a.repeats,
-            max_retries,
-            &probe,
-            &mut grading,
-        ) {
+        match asker.ask(axes) {
             Ok(r) => {
                 if !a.quiet {
                     // One line per configuration: shrink is short, sequential work.
@@ -334,7 +270,7 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
                 o
             }
             Err(e) => {
-                fatal = Some(e);
+                fatal = Some(e.into());
                 Outcome::Unresolved
             }
         }
@@ -446,14 +382,15 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
         minimal,
         calls: asked.iter().map(|q| u64::from(q.calls)).sum(),
         cache_hits: asked.iter().map(|q| u64::from(q.cached)).sum(),
-        judge: grading.judge.as_ref().map(|j| j.name.clone()),
-        judge_mock: grading
+        judge: asker.grading.judge.as_ref().map(|j| j.name.clone()),
+        judge_mock: asker
+            .grading
             .judge
             .as_ref()
             .is_some_and(|j| j.provider.kind() == cliffprobe::config::ProviderKind::Mock),
         judge_calls: asked.iter().map(|q| u64::from(q.judge_calls)).sum(),
         judge_cache_hits: asked.iter().map(|q| u64::from(q.judge_cached)).sum(),
-        invariant: grading.invariant.is_some(),
+        invariant: asker.grading.invariant.is_some(),
         tested: asked,
         promoted,
     };
@@ -471,41 +408,6 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
 
 fn plural(n: u32) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// What grading needs beyond the checks: the `[judge]` model when the probe has `judge`
-/// checks (refused like the sweep refuses it when `cliffprobe.toml` has no `[judge]`), and the
-/// answer pattern of an invariant probe.
-fn grading(project: &Project, path: &std::path::Path, probe: &Probe) -> Result<Grading> {
-    let lp = [probe::LoadedProbe {
-        path: path.to_path_buf(),
-        probe: probe.clone(),
-    }];
-    cliffprobe::sweep::check_judge(&project.config, &lp)?;
-    let has_judge = probe.checks.iter().any(|c| matches!(c, Check::Judge(_)));
-    let judge = match (&project.config.judge, has_judge) {
-        (Some(j), true) => {
-            // The configuration was validated: `judge.model` names a configured model.
-            let Some(m) = project.config.models.get(&j.model) else {
-                return Err(
-                    Error::Other(format!("judge model `{}` not configured", j.model)).into(),
-                );
-            };
-            Some(JudgeSide {
-                name: j.model.clone(),
-                provider: Provider::new(&j.model, m)?,
-                prompt: j.prompt.clone(),
-                max_retries: m.max_retries.unwrap_or(4),
-            })
-        }
-        _ => None,
-    };
-    Ok(Grading {
-        judge,
-        invariant: cliffprobe::sweep::invariance::InvariantProbe::of(probe)
-            .map(|p| p.answer_pattern),
-        canonical_keys: Vec::new(),
-    })
 }
 
 fn find_asked<'a>(asked: &'a [Asked], variant: &str) -> &'a Asked {
@@ -635,358 +537,6 @@ fn run_minimal_failing(
         ))
         .into()),
     }
-}
-
-/// Renders one configuration, runs its samples (cache first), grades them (checks, judge,
-/// invariance: see the module docs).
-#[allow(clippy::too_many_arguments)]
-fn ask(
-    x: &ProbeExpansion<'_>,
-    provider: &Provider,
-    store: &mut Store,
-    rt: &tokio::runtime::Runtime,
-    axes: VariantAxes,
-    repeats: u32,
-    max_retries: u32,
-    probe: &Probe,
-    grading: &mut Grading,
-) -> Result<Asked> {
-    let v = x.variant(axes)?;
-    let mock = provider.kind() == cliffprobe::config::ProviderKind::Mock;
-    let body = if mock {
-        bytes::Bytes::new()
-    } else {
-        provider.encode(&v.request)
-    };
-    let mut q = Asked {
-        seed: variant_seed(&v.variant),
-        variant: v.variant.clone(),
-        axes: v
-            .axes
-            .to_map()
-            .into_iter()
-            .filter(|(_, x)| x != ORIGINAL)
-            .collect(),
-        canonical: v.canonical,
-        outcome: Outcome::Unresolved,
-        passed: 0,
-        failed: 0,
-        errors: 0,
-        cached: 0,
-        calls: 0,
-        judge_cached: 0,
-        judge_calls: 0,
-        error: None,
-        reason: None,
-        excerpt: None,
-    };
-    if v.canonical {
-        grading.canonical_keys = vec![None; repeats as usize];
-    }
-    // An episode probe's samples are episodes, run step by step as the sweep runs them.
-    let sim = probe.episode.clone().map(|e| {
-        std::sync::Arc::new(
-            cliffprobe::episode::simulator_for(
-                &probe.id,
-                std::sync::Arc::new(probe.slots.tool_outputs.clone()),
-                std::sync::Arc::new(e),
-                &v.request,
-                x.library(),
-                &v.axes,
-            )
-            .with_aliases(v.added_tools.clone()),
-        )
-    });
-    for sample in 0..repeats {
-        let mut episode = None;
-        if let Some(sim) = &sim {
-            let mut run = cliffprobe::episode::EpisodeRun::new(v.request.clone(), sim.clone());
-            while let Some(req) = run.next_request() {
-                let req = req.clone();
-                let step = run.trajectory().steps.len() + 1;
-                let body = if mock {
-                    bytes::Bytes::new()
-                } else {
-                    provider.encode(&req)
-                };
-                let key = cliffprobe::sweep::cache_key(provider, &body, sample);
-                if let Some(r) = (!mock)
-                    .then(|| store.cache_get(&key))
-                    .transpose()?
-                    .flatten()
-                {
-                    run.feed(r, true);
-                    continue;
-                }
-                let (r, attempts) = if mock {
-                    let r = rt.block_on(provider.call_agent_step(&req, &probe.checks, sample));
-                    (r.map_err(|e| e.to_string()), 1)
-                } else {
-                    rt.block_on(call_with_retries(
-                        provider,
-                        &body,
-                        &req,
-                        &probe.checks,
-                        sample,
-                        max_retries,
-                    ))
-                };
-                q.calls += attempts;
-                match r {
-                    Ok(resp) => {
-                        if !mock {
-                            store.write_batch(&[WriteOp::Cache {
-                                key,
-                                response: resp.clone(),
-                            }])?;
-                        }
-                        run.feed(resp, false);
-                    }
-                    Err(e) => run.fail(format!("step {step}: {e}")),
-                }
-            }
-            if run.fresh_steps() == 0 {
-                q.cached += 1;
-            }
-            episode = Some(run);
-        }
-        let key = cliffprobe::sweep::cache_key(provider, &body, sample);
-        let resp = if let Some(run) = &episode {
-            match run.stop() {
-                Some(stop) if stop.reason == cliffprobe::trajectory::StopReason::Error => {
-                    Err(stop.detail.clone())
-                }
-                _ => Ok(run.final_response()),
-            }
-        } else {
-            match (!mock)
-                .then(|| store.cache_get(&key))
-                .transpose()?
-                .flatten()
-            {
-                Some(r) => {
-                    q.cached += 1;
-                    Ok(r)
-                }
-                None => {
-                    let (r, attempts) = rt.block_on(call_with_retries(
-                        provider,
-                        &body,
-                        &v.request,
-                        &probe.checks,
-                        sample,
-                        max_retries,
-                    ));
-                    q.calls += attempts;
-                    if let Ok(resp) = &r
-                        && !mock
-                    {
-                        store.write_batch(&[WriteOp::Cache {
-                            key,
-                            response: resp.clone(),
-                        }])?;
-                    }
-                    r
-                }
-            }
-        };
-        let resp = match resp {
-            Ok(resp) => resp,
-            Err(e) => {
-                q.errors += 1;
-                q.error.get_or_insert_with(|| sanitize(&e));
-                continue;
-            }
-        };
-        let (mut status, mut verdicts) = match &episode {
-            Some(run) => match run.stop() {
-                Some(stop) => {
-                    cliffprobe::episode::run::grade(&probe.checks, run.trajectory(), stop)
-                }
-                None => grade::grade(&probe.checks, &resp),
-            },
-            None => grade::grade(&probe.checks, &resp),
-        };
-        if let Some(j) = &grading.judge {
-            // As the sweep does: the judge reads the answer's text and tool calls only (an
-            // episode's whole trajectory).
-            let answer = match &episode {
-                Some(run) => run.judge_view(),
-                None => ChatResponse {
-                    text: resp.text.clone(),
-                    tool_calls: resp.tool_calls.clone(),
-                    ..Default::default()
-                },
-            };
-            let mut judge_error = None;
-            for (i, c) in probe.checks.iter().enumerate() {
-                let Check::Judge(jc) = c else { continue };
-                let req = cliffprobe::grade::judge::judge_request(
-                    j.prompt.as_deref(),
-                    &jc.rubric,
-                    &v.request,
-                    &answer,
-                );
-                match judge_one(j, store, rt, &req, &mut q)? {
-                    Ok(jv) => {
-                        verdicts[i] = grade::CheckVerdict {
-                            check: c.kind().to_string(),
-                            passed: Some(jv.passed),
-                            reason: jv.reason,
-                        };
-                    }
-                    Err(e) => {
-                        judge_error = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-            if let Some(e) = judge_error {
-                // The answer arrived but could not be graded: an error, never a pass or a
-                // fail (and, for the canonical, no reference to compare with).
-                q.errors += 1;
-                q.error
-                    .get_or_insert_with(|| format!("sample {sample}: {}", sanitize(&e)));
-                continue;
-            }
-            status = grade::fold_status(&verdicts);
-        }
-        if let Some(pattern) = &grading.invariant {
-            let k = cliffprobe::grade::invariant::answer_key(
-                &resp.text,
-                &resp.tool_calls,
-                pattern.as_ref(),
-            );
-            if v.canonical {
-                verdicts.push(cliffprobe::grade::invariant::reference());
-                grading.canonical_keys[sample as usize] = Some(k);
-            } else {
-                let canonical = grading
-                    .canonical_keys
-                    .get(sample as usize)
-                    .cloned()
-                    .flatten();
-                verdicts.push(cliffprobe::grade::invariant::compare(
-                    &k,
-                    canonical.as_deref(),
-                ));
-            }
-            status = grade::fold_status(&verdicts);
-        }
-        match status {
-            CaseStatus::Pass => q.passed += 1,
-            CaseStatus::Fail => {
-                q.failed += 1;
-                if q.reason.is_none() {
-                    let mut reasons: Vec<&str> = Vec::new();
-                    for c in &verdicts {
-                        if c.passed == Some(false) && !reasons.contains(&c.reason.as_str()) {
-                            reasons.push(&c.reason);
-                        }
-                    }
-                    q.reason = Some(grade::excerpt(&sanitize(&reasons.join("; ")), 400));
-                    q.excerpt = Some(grade::excerpt(
-                        &sanitize(&resp.text),
-                        promote::EXCERPT_CHARS,
-                    ))
-                    .filter(|e| !e.trim().is_empty());
-                }
-            }
-            CaseStatus::Error | CaseStatus::Ungraded => {
-                q.errors += 1;
-                let why = verdicts
-                    .iter()
-                    .find(|c| c.passed.is_none())
-                    .map(|c| format!("{}: {}", c.check, c.reason))
-                    .unwrap_or_else(|| status.as_str().to_string());
-                q.error
-                    .get_or_insert_with(|| format!("sample {sample}: {}", sanitize(&why)));
-            }
-        }
-    }
-    q.outcome = Outcome::of_samples(q.passed, q.failed, q.errors);
-    Ok(q)
-}
-
-/// One judge verdict, as the sweep gets it: the mock judge offline; else the response cache
-/// (the sweep's key: judge provider, endpoint, model id, encoded judge request, sample 0), else
-/// the judge model with the retry rules of [`call_with_retries`], re-asked when its reply holds
-/// no verdict, at most [`cliffprobe::sweep::JUDGE_REPLY_ATTEMPTS`] replies. A reply with a verdict
-/// is cached. The outer `Err` is a store failure; the inner one why no verdict could be had.
-fn judge_one(
-    j: &JudgeSide,
-    store: &mut Store,
-    rt: &tokio::runtime::Runtime,
-    req: &ChatRequest,
-    q: &mut Asked,
-) -> Result<std::result::Result<cliffprobe::grade::judge::JudgeVerdict, JudgeError>> {
-    if j.provider.kind() == cliffprobe::config::ProviderKind::Mock {
-        let r = cliffprobe::provider::mock::judge_answer(&j.provider.config().model, req);
-        return Ok(cliffprobe::grade::judge::parse_verdict(&r.text).map_err(JudgeError::Unreadable));
-    }
-    let body = j.provider.encode(req);
-    let key = cliffprobe::sweep::cache_key(&j.provider, &body, 0);
-    if let Some(r) = store.cache_get(&key)?
-        && let Ok(v) = cliffprobe::grade::judge::parse_verdict(&r.text)
-    {
-        q.judge_cached += 1;
-        return Ok(Ok(v));
-    }
-    // Replaced by the first reply without a verdict.
-    let mut last = VerdictError::Missing {
-        excerpt: String::new(),
-    };
-    for _ in 0..cliffprobe::sweep::JUDGE_REPLY_ATTEMPTS {
-        let (r, attempts) = rt.block_on(call_with_retries(
-            &j.provider,
-            &body,
-            req,
-            &[],
-            0,
-            j.max_retries,
-        ));
-        q.judge_calls += attempts;
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(JudgeError::Call(e))),
-        };
-        match cliffprobe::grade::judge::parse_verdict(&r.text) {
-            Ok(v) => {
-                store.write_batch(&[WriteOp::Cache { key, response: r }])?;
-                return Ok(Ok(v));
-            }
-            Err(e) => last = e,
-        }
-    }
-    Ok(Err(JudgeError::NoVerdict {
-        last,
-        replies: cliffprobe::sweep::JUDGE_REPLY_ATTEMPTS,
-    }))
-}
-
-/// One sample, with the sweep's retry rules: a 429 waits as the server says (at most
-/// [`MAX_RATE_LIMITS`] times, at most 120 s each), a transient fault backs off with the sweep's
-/// jittered backoff (at most `max_retries` times), a permanent one is an error at once.
-async fn call_with_retries(
-    provider: &Provider,
-    body: &bytes::Bytes,
-    req: &cliffprobe::chat::ChatRequest,
-    checks: &[cliffprobe::grade::check::Check],
-    sample: u32,
-    max_retries: u32,
-) -> (
-    std::result::Result<cliffprobe::chat::ChatResponse, String>,
-    u32,
-) {
-    let policy = cliffprobe::provider::RetryPolicy {
-        max_retries,
-        max_rate_limits: MAX_RATE_LIMITS,
-        max_wait: Duration::from_secs(120),
-        backoff: cliffprobe::sweep::backoff,
-    };
-    provider
-        .call_retrying(body, req, checks, sample, &policy)
-        .await
 }
 
 /// Writes the minimal failing variant into the probe file as a promoted case (merge rules and

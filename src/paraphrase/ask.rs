@@ -357,15 +357,26 @@ async fn ask_voice(
 /// 60 s each), transient errors back off (the model's `max_retries`, default 4), permanent ones
 /// fail.
 async fn call(provider: &Provider, req: &ChatRequest) -> std::result::Result<String, String> {
-    let policy = crate::provider::RetryPolicy {
-        max_retries: provider.config().max_retries.unwrap_or(4),
+    let policy = crate::call::RetryPolicy {
         max_rate_limits: 10,
         max_wait: Duration::from_secs(60),
+        // Bounded by the count alone, not by the sweep's total patience.
+        patience: Duration::MAX,
         backoff,
+        ..crate::call::RetryPolicy::for_model(provider.config())
     };
     let body = provider.encode(req);
-    let (r, _) = provider.call_retrying(&body, req, &[], 0, &policy).await;
-    r.map(|r| r.text)
+    crate::call::with_retries(
+        provider,
+        &body,
+        req,
+        crate::call::Ask::Paraphrase,
+        &policy,
+        &mut crate::call::Unpaced,
+    )
+    .await
+    .into_result()
+    .map(|r| r.text)
 }
 
 /// 0.5 s × 2^(n−1), at most 8 s (one caller at a time: no jitter needed).

@@ -3,24 +3,24 @@
 //! Every stage upstream speaks the neutral chat form ([`crate::chat`]); a [`Provider`] is the
 //! only place that knows a wire format. It translates the request ([`Provider::wire_body`], also
 //! the response-cache key), sends it once, and sorts what comes back into a [`ChatResponse`] or a
-//! [`CallError`] whose variant tells the sweep what to do next: wait and retry
+//! [`CallError`] whose variant tells the caller what to do next: wait and retry
 //! ([`CallError::RateLimited`]), back off and retry ([`CallError::Transient`]), or record an
-//! `error` case ([`CallError::Permanent`]). Retries, rate limits and concurrency belong to the
-//! sweep, never to this module, so one attempt here is exactly one HTTP request.
+//! `error` case ([`CallError::Permanent`]). Retries belong to [`crate::call`], rate limits and
+//! concurrency to the sweep, never to this module, so one attempt here is exactly one HTTP
+//! request. The offline mock is a backend of its own ([`crate::mock`]): these types take no
+//! parameter only it would read.
 //!
 //! Secrets: the API key lives only in the [`Provider`] (never in `Debug`, the wire body, or an
 //! error message: every message is scrubbed of the key before it leaves this module), and
 //! redirects are not followed, so a key is never replayed to another host.
 
 pub mod anthropic;
-pub mod mock;
 pub mod openai;
 pub mod ratelimit_headers;
 
 use crate::chat::{ChatRequest, ChatResponse};
 use crate::config::{ModelConfig, ProviderKind};
 use crate::error::Error;
-use crate::grade::check::Check;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::fmt;
 use std::sync::Once;
@@ -144,21 +144,8 @@ pub struct Provider {
     endpoint: String,
     /// The same, parsed once (reqwest would parse the string again for every request).
     endpoint_url: Option<reqwest::Url>,
-    /// Calls made so far (only the mock's failure-injection profiles read it).
+    /// Calls made through this model so far ([`Provider::count_call`]).
     calls: AtomicU64,
-}
-
-/// How [`Provider::call_retrying`] retries one call.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Most transient faults (5xx, timeouts, resets) retried.
-    pub max_retries: u32,
-    /// Most 429s waited out.
-    pub max_rate_limits: u32,
-    /// Longest single wait on a 429.
-    pub max_wait: Duration,
-    /// The wait before the n-th retry (1-based) when the server names none.
-    pub backoff: fn(u32) -> Duration,
 }
 
 impl fmt::Debug for Provider {
@@ -325,106 +312,28 @@ impl Provider {
         bytes::Bytes::from(bytes)
     }
 
-    /// One attempt, no retries (the sweep owns retries). `checks` and `sample` are only read by
-    /// the mock, which needs them to simulate an answer; real endpoints never see them.
-    pub async fn call(
-        &self,
-        req: &ChatRequest,
-        checks: &[Check],
-        sample: u32,
-    ) -> Result<ChatResponse, CallError> {
-        let body = if self.cfg.provider == ProviderKind::Mock {
-            bytes::Bytes::new()
-        } else {
-            self.encode(req)
-        };
-        self.call_encoded(&body, req, checks, sample).await
+    /// One attempt, no retries ([`crate::call`] owns retries): encodes `req` and sends it.
+    pub async fn call(&self, req: &ChatRequest) -> Result<ChatResponse, CallError> {
+        self.call_encoded(&self.encode(req)).await
     }
 
-    /// One model call of an agent episode: as [`Provider::call`], except that the mock plays a
-    /// sensible agent ([`mock::agent_answer`]: looks up, then acts, then answers) instead of
-    /// answering in one reply.
-    pub async fn call_agent_step(
-        &self,
-        req: &ChatRequest,
-        checks: &[Check],
-        sample: u32,
-    ) -> Result<ChatResponse, CallError> {
-        if self.cfg.provider != ProviderKind::Mock {
-            return self.call(req, checks, sample).await;
-        }
-        let n = self.calls.fetch_add(1, Ordering::Relaxed);
-        if let Some(err) = mock::injected_failure(&self.cfg.model, n) {
-            return Err(err);
-        }
-        Ok(mock::agent_answer(&self.cfg.model, req, checks, sample))
+    /// Counts one call made through this model and returns how many came before it (the mock
+    /// backend's `unreliable` and `throttled` profiles fail every fourth call by this count).
+    pub fn count_call(&self) -> u64 {
+        self.calls.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// One call retried by `policy`, for the callers outside the sweep (shrink, paraphrase):
-    /// a 429 waits as the server says (else `policy.backoff`), at most `max_rate_limits` times;
-    /// a transient fault backs off, at most `max_retries` times; a permanent one is an error at
-    /// once. Returns the answer or the error, and the attempts made. The sweep has its own loop,
-    /// which also shares pauses, adaptive concurrency and rate buckets across a model's calls.
-    pub async fn call_retrying(
-        &self,
-        body: &bytes::Bytes,
-        req: &ChatRequest,
-        checks: &[Check],
-        sample: u32,
-        policy: &RetryPolicy,
-    ) -> (Result<ChatResponse, String>, u32) {
-        let (mut attempts, mut transient, mut limited) = (0u32, 0u32, 0u32);
-        loop {
-            attempts += 1;
-            match self.call_encoded(body, req, checks, sample).await {
-                Ok(r) => return (Ok(r), attempts),
-                Err(CallError::RateLimited {
-                    retry_after,
-                    message,
-                }) => {
-                    limited += 1;
-                    if limited > policy.max_rate_limits {
-                        return (
-                            Err(format!("rate limited {limited} times; last: {message}")),
-                            attempts,
-                        );
-                    }
-                    let wait = retry_after
-                        .unwrap_or_else(|| (policy.backoff)(limited))
-                        .min(policy.max_wait);
-                    tokio::time::sleep(wait).await;
-                }
-                Err(CallError::Transient(message)) => {
-                    transient += 1;
-                    if transient > policy.max_retries {
-                        return (
-                            Err(format!("{message} (after {attempts} attempts)")),
-                            attempts,
-                        );
-                    }
-                    tokio::time::sleep((policy.backoff)(transient)).await;
-                }
-                Err(CallError::Permanent(message)) => return (Err(message), attempts),
-                Err(e @ CallError::ContextOverflow(_)) => return (Err(e.to_string()), attempts),
-            }
-        }
-    }
-
-    /// Like [`Provider::call`], with the body already encoded by [`Provider::encode`] for `req`.
-    pub async fn call_encoded(
-        &self,
-        body: &bytes::Bytes,
-        req: &ChatRequest,
-        checks: &[Check],
-        sample: u32,
-    ) -> Result<ChatResponse, CallError> {
-        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+    /// Like [`Provider::call`], with the body already encoded by [`Provider::encode`].
+    /// The mock has no endpoint: it answers through [`crate::call::attempt`], and here it is a
+    /// permanent error.
+    pub async fn call_encoded(&self, body: &bytes::Bytes) -> Result<ChatResponse, CallError> {
+        self.count_call();
         let result = match self.cfg.provider {
             ProviderKind::Mock => {
-                if let Some(err) = mock::injected_failure(&self.cfg.model, n) {
-                    return Err(err);
-                }
-                return Ok(mock::answer(&self.cfg.model, req, checks, sample));
+                return Err(CallError::Permanent(format!(
+                    "model `{}` is the built-in mock, which has no endpoint (call it through cliffprobe::call)",
+                    self.name
+                )));
             }
             ProviderKind::Openai => {
                 self.call_http(

@@ -4,7 +4,7 @@
 //! resumed replay already stored, reads each record's class and logged decision, answers from
 //! the response cache where it can, and hands the rest to the async *dispatcher*, which calls
 //! the model with the sweep's pieces: the model's rpm and tpm buckets, a concurrency limit,
-//! and [`Provider::call_retrying`] (429s waited out as the server says, transient faults
+//! and the one call path, [`crate::call::with_retries`] (429s waited out as the server says, transient faults
 //! backed off). One *writer* thread commits records, unreadable lines and fresh cache entries
 //! in batched transactions ([`Store::write_replay`]). Memory stays flat: the reader is at most
 //! a bounded queue ahead of the calls, and the reader's only growing state is the noise
@@ -17,10 +17,11 @@
 use super::ClassRule;
 use super::decision::{DecisionRule, NO_DECISION};
 use super::log::{Flow, LogFormat, LogItem, LoggedCall, read_logs};
+use crate::call::{Ask, RetryPolicy, Unpaced};
 use crate::chat::{ChatRequest, ChatResponse};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::provider::{Provider, RetryPolicy};
+use crate::provider::Provider;
 use crate::store::now;
 use crate::store::{ReplayKind, ReplayOutcome, ReplayRecord, ReplayWrite, Store};
 use crate::sweep::{Bucket, cache_key};
@@ -166,8 +167,9 @@ impl Target {
             policy: RetryPolicy {
                 max_retries: cfg.max_retries.unwrap_or(DEFAULT_RETRIES),
                 max_rate_limits: MAX_RATE_LIMITS,
-                max_wait: Duration::from_secs(120),
-                backoff: crate::sweep::backoff,
+                // Bounded by the count alone, not by the sweep's total patience.
+                patience: Duration::MAX,
+                ..RetryPolicy::default()
             },
             concurrency: cfg
                 .max_concurrency
@@ -518,11 +520,16 @@ async fn call_one(ctx: &Target, shared: &Shared, job: Job) -> Vec<ReplayWrite> {
     let (result, attempts) = match too_large {
         Some(reason) => (Err(reason), 0),
         None => {
-            let (r, a) = ctx
-                .provider
-                .call_retrying(&job.body, &job.call.request, &[], 0, &ctx.policy)
-                .await;
-            (r.map_err(|e| e.to_string()), a)
+            let c = crate::call::with_retries(
+                &ctx.provider,
+                &job.body,
+                &job.call.request,
+                Ask::Plain,
+                &ctx.policy,
+                &mut Unpaced,
+            )
+            .await;
+            (c.clone().into_result(), c.attempts)
         }
     };
     shared
@@ -873,11 +880,19 @@ pub fn judge_flips(
                     let mut attempts = 0;
                     let mut last = String::new();
                     for _ in 0..crate::sweep::JUDGE_REPLY_ATTEMPTS {
-                        let (r, a) = target
-                            .provider
-                            .call_retrying(&body, &jreq, &[], 0, &target.policy)
-                            .await;
-                        attempts += a;
+                        // Asked as a plain request: the replay judge's layout is its own, and
+                        // the mock answers it as it answers any request without checks.
+                        let c = crate::call::with_retries(
+                            &target.provider,
+                            &body,
+                            &jreq,
+                            Ask::Plain,
+                            &target.policy,
+                            &mut Unpaced,
+                        )
+                        .await;
+                        attempts += c.attempts;
+                        let r = c.into_result();
                         match r {
                             Ok(answer) => match parse_verdict(&answer.text) {
                                 Ok(v) => {

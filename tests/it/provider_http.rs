@@ -117,7 +117,7 @@ async fn openai_text_answer() {
         )
     });
     let p = openai(&server);
-    let r = p.call(&question(), &[], 0).await.unwrap();
+    let r = p.call(&question()).await.unwrap();
     assert_eq!(r.text, "Order A-10442 is delayed.");
     assert_eq!(r.finish_reason.as_deref(), Some("stop"));
     assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (11, 7));
@@ -200,7 +200,7 @@ async fn openai_reasoning_models_get_max_completion_tokens() {
     ];
     for (i, (extra, expected)) in cases.iter().enumerate() {
         let p = sent(extra);
-        let r = p.call(&question(), &[], 0).await.unwrap();
+        let r = p.call(&question()).await.unwrap();
         assert_eq!(r.text, "Order A-10442 is delayed.");
         let reqs = server.requests();
         let mut body = reqs[i].json().clone();
@@ -223,7 +223,7 @@ async fn openai_tool_call_round_trip() {
     });
     let p = openai(&server);
     let req = tool_conversation();
-    let r = p.call(&req, &[], 0).await.unwrap();
+    let r = p.call(&req).await.unwrap();
     assert_eq!(r.text, "");
     assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
     assert_eq!(r.tool_calls.len(), 1);
@@ -271,7 +271,7 @@ async fn anthropic_translation_and_parsing() {
     });
     let p = anthropic(&server);
     let req = tool_conversation();
-    let r = p.call(&req, &[], 0).await.unwrap();
+    let r = p.call(&req).await.unwrap();
     assert_eq!(r.text, "Cancelling A-10473.");
     assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
     assert_eq!(r.tool_calls[0].id, "toolu_01");
@@ -331,7 +331,7 @@ async fn anthropic_base_url_with_v1_is_not_doubled_and_text_parses() {
         None,
     )
     .unwrap();
-    let r = p.call(&question(), &[], 0).await.unwrap();
+    let r = p.call(&question()).await.unwrap();
     assert_eq!(r.text, "Delayed.");
     assert_eq!(r.finish_reason.as_deref(), Some("stop"));
     assert_eq!(server.requests()[0].path, "/v1/messages");
@@ -343,7 +343,7 @@ async fn rate_limit_with_retry_after() {
     let server = TestServer::start(|_, _| {
         Reply::json(429, openai_error("Rate limit reached", "requests")).header("retry-after", "7")
     });
-    let err = openai(&server).call(&question(), &[], 0).await.unwrap_err();
+    let err = openai(&server).call(&question()).await.unwrap_err();
     match &err {
         CallError::RateLimited {
             retry_after,
@@ -372,7 +372,7 @@ async fn rate_limit_reset_headers() {
         }
     });
     let p = openai(&server);
-    let err = p.call(&question(), &[], 0).await.unwrap_err();
+    let err = p.call(&question()).await.unwrap_err();
     assert_eq!(
         err,
         CallError::RateLimited {
@@ -380,7 +380,7 @@ async fn rate_limit_reset_headers() {
             message: "HTTP 429: tokens: Rate limit reached for tokens".into()
         }
     );
-    let err = p.call(&question(), &[], 0).await.unwrap_err();
+    let err = p.call(&question()).await.unwrap_err();
     assert!(
         matches!(err, CallError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_millis(1500)),
         "{err:?}"
@@ -405,12 +405,12 @@ async fn anthropic_overloaded_and_reset_instants() {
         }
     });
     let p = anthropic(&server);
-    let err = p.call(&question(), &[], 0).await.unwrap_err();
+    let err = p.call(&question()).await.unwrap_err();
     assert!(
         matches!(&err, CallError::RateLimited { retry_after: None, message } if message.contains("overloaded_error")),
         "{err:?}"
     );
-    let err = p.call(&question(), &[], 0).await.unwrap_err();
+    let err = p.call(&question()).await.unwrap_err();
     match err {
         CallError::RateLimited {
             retry_after: Some(d),
@@ -432,15 +432,12 @@ async fn server_errors_are_transient() {
     });
     let p = openai(&server);
     for _ in 0..3 {
-        let err = p.call(&question(), &[], 0).await.unwrap_err();
+        let err = p.call(&question()).await.unwrap_err();
         assert!(matches!(err, CallError::Transient(_)), "{err:?}");
         assert_no_key(&err);
     }
     let server = TestServer::start(|_, _| Reply::json(502, json!({"error": "bad gateway"})));
-    let err = anthropic(&server)
-        .call(&question(), &[], 0)
-        .await
-        .unwrap_err();
+    let err = anthropic(&server).call(&question()).await.unwrap_err();
     assert!(matches!(err, CallError::Transient(_)), "{err:?}");
 }
 
@@ -451,7 +448,7 @@ async fn hang_past_timeout_is_transient() {
     cfg.timeout = Some(0.3);
     let p = Provider::with_api_key("gpt", &cfg, Some(KEY.into())).unwrap();
     let start = Instant::now();
-    let err = p.call(&question(), &[], 0).await.unwrap_err();
+    let err = p.call(&question()).await.unwrap_err();
     assert!(
         matches!(&err, CallError::Transient(m) if m.contains("timed out")),
         "{err:?}"
@@ -468,7 +465,7 @@ async fn slow_but_in_time_answers() {
     let mut cfg = model_cfg(ProviderKind::Openai, format!("{}/v1", server.url()));
     cfg.timeout = Some(5.0);
     let p = Provider::with_api_key("gpt", &cfg, None).unwrap();
-    assert_eq!(p.call(&question(), &[], 0).await.unwrap().text, "ok");
+    assert_eq!(p.call(&question()).await.unwrap().text, "ok");
     assert_eq!(server.requests()[0].header("authorization"), None);
 }
 
@@ -476,7 +473,7 @@ async fn slow_but_in_time_answers() {
 async fn malformed_json_is_permanent() {
     let server =
         TestServer::start(|_, _| Reply::text(200, "<html><body>Welcome to nginx!</body></html>"));
-    let err = openai(&server).call(&question(), &[], 0).await.unwrap_err();
+    let err = openai(&server).call(&question()).await.unwrap_err();
     assert!(
         matches!(&err, CallError::Permanent(m) if m.contains("not valid JSON") && m.contains("nginx")),
         "{err:?}"
@@ -492,7 +489,7 @@ async fn empty_choices_is_permanent() {
             json!({"id": "x", "object": "chat.completion", "model": "m", "choices": []}),
         )
     });
-    let err = openai(&server).call(&question(), &[], 0).await.unwrap_err();
+    let err = openai(&server).call(&question()).await.unwrap_err();
     assert_eq!(err, CallError::Permanent("empty choice list".into()));
 }
 
@@ -504,10 +501,7 @@ async fn client_errors_are_permanent_and_quote_the_server() {
             anthropic_error("invalid_request_error", "max_tokens: must be positive"),
         )
     });
-    let err = anthropic(&server)
-        .call(&question(), &[], 0)
-        .await
-        .unwrap_err();
+    let err = anthropic(&server).call(&question()).await.unwrap_err();
     assert_eq!(
         err,
         CallError::Permanent(
@@ -529,7 +523,7 @@ async fn connection_closed_mid_body_is_transient() {
     });
     let p = openai(&server);
     for _ in 0..3 {
-        let err = p.call(&question(), &[], 0).await.unwrap_err();
+        let err = p.call(&question()).await.unwrap_err();
         assert!(matches!(err, CallError::Transient(_)), "{err:?}");
         assert_no_key(&err);
     }
@@ -547,7 +541,7 @@ async fn connection_refused_is_transient() {
         Some(KEY.into()),
     )
     .unwrap();
-    let err = p.call(&question(), &[], 0).await.unwrap_err();
+    let err = p.call(&question()).await.unwrap_err();
     assert!(
         matches!(&err, CallError::Transient(m) if m.contains("connect")),
         "{err:?}"
@@ -571,7 +565,7 @@ async fn key_is_sent_but_never_in_errors() {
     });
     let p = openai(&server);
     for _ in 0..4 {
-        let err = p.call(&question(), &[], 0).await.unwrap_err();
+        let err = p.call(&question()).await.unwrap_err();
         assert_no_key(&err);
         assert!(
             err.to_string().contains("Incorrect API key provided"),
@@ -597,10 +591,7 @@ async fn key_is_sent_but_never_in_errors() {
             ),
         )
     });
-    let err = anthropic(&server)
-        .call(&question(), &[], 0)
-        .await
-        .unwrap_err();
+    let err = anthropic(&server).call(&question()).await.unwrap_err();
     assert!(matches!(err, CallError::Permanent(_)), "{err:?}");
     assert_no_key(&err);
 }
@@ -610,7 +601,7 @@ async fn redirects_are_not_followed() {
     let server = TestServer::start(|_, _| {
         Reply::json(307, json!({})).header("location", "http://127.0.0.1:9/elsewhere")
     });
-    let err = openai(&server).call(&question(), &[], 0).await.unwrap_err();
+    let err = openai(&server).call(&question()).await.unwrap_err();
     assert!(
         matches!(&err, CallError::Permanent(m) if m.contains("redirect")),
         "{err:?}"
@@ -639,7 +630,7 @@ async fn keep_alive_and_concurrency() {
                 ],
                 tools: vec![],
             };
-            p.call(&req, &[], 0).await.unwrap().text
+            p.call(&req).await.unwrap().text
         }));
     }
     for (i, t) in tasks.into_iter().enumerate() {
@@ -647,7 +638,7 @@ async fn keep_alive_and_concurrency() {
     }
     // Sequential calls reuse one connection.
     for _ in 0..5 {
-        p.call(&question(), &[], 0).await.unwrap();
+        p.call(&question()).await.unwrap();
     }
     assert_eq!(server.request_count(), 45);
 }
@@ -660,7 +651,14 @@ async fn mock_needs_no_server() {
     let checks = [cliffprobe::grade::check::Check::Contains(
         cliffprobe::grade::check::TextMatch::Plain("A-10442".into()),
     )];
-    let r = p.call(&question(), &checks, 0).await.unwrap();
+    let ask = cliffprobe::call::Ask::Answer {
+        checks: &checks,
+        sample: 0,
+    };
+    let r = cliffprobe::call::once(&p, &question(), ask).await.unwrap();
+    // The mock has no endpoint of its own: a bare provider call says so.
+    let err = p.call(&question()).await.unwrap_err();
+    assert!(err.to_string().contains("built-in mock"), "{err}");
     assert!(r.text.contains("A-10442"));
     assert_eq!(r.model.as_deref(), Some("mock:mock-perfect"));
 }

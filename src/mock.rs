@@ -5,6 +5,13 @@
 //! by tier and by model, and brittleness that concentrates on some axes. [`answer`] does that by
 //! simulating a model with a skill level.
 //!
+//! It is a backend of its own, beside the HTTP providers: [`crate::call::attempt`] sends a
+//! request here when the model's provider is `mock`, and the caller says what it is asking
+//! (`crate::call::Ask`), which picks the responder: [`answer`] (a variant, shaped by its checks
+//! and sample), [`agent_answer`] (one step of an agent episode), [`judge_answer`] (a `[judge]`
+//! verdict) or [`paraphrase_answer`] (`cliffprobe paraphrase`). Nothing here guesses from the
+//! prompt's text what kind of question it is.
+//!
 //! # How a verdict is decided
 //!
 //! 1. A pass probability `p` is computed from the request's features ([`pass_probability`]):
@@ -27,7 +34,7 @@
 //!
 //! `flaky` anywhere in the id raises the jitter to 0.35 (repeats disagree often). Two fixed
 //! profiles exist for tests: `perfect` or `oracle` always passes (no penalties, no hardness) and
-//! `hopeless` always fails. For exercising the sweep's retry paths, [`Provider::call`] (not
+//! `hopeless` always fails. For exercising the retry paths, [`crate::call::attempt`] (not
 //! [`answer`]) also injects errors: with `unreliable` in the id every fourth call is a
 //! [`CallError::Transient`], with `throttled` every fourth call is a [`CallError::RateLimited`]
 //! asking for a 20 ms wait.
@@ -59,23 +66,23 @@
 //! model and a few are out of reach for all (the frontier tier). Each model also gets a small
 //! per-probe affinity in ±0.04, so two models of equal skill do not fail the same probes.
 //!
-//! [`Provider::call`]: super::Provider::call
 
-use super::CallError;
 use crate::chat::{ChatRequest, ChatResponse, Role, ToolCall, Usage};
 use crate::grade::check::{Check, TextMatch, format_number};
+use crate::provider::CallError;
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Answers a `cliffprobe paraphrase` request (recognised by its system prompt) offline: a JSON
-/// array of the asked number of texts, each the question behind an obviously mock lead-in
-/// (`(mock paraphrase two) …`), so every identifier survives and nobody mistakes them for a
-/// real model's. For a persona's voice it uses the example the prompt gives (the persona
-/// template's rendering of the question).
-fn paraphrase_reply(req: &ChatRequest) -> Option<ChatResponse> {
+/// Answers a `cliffprobe paraphrase` request offline (the caller says it is one:
+/// `crate::call::Ask::Paraphrase`): a JSON array of the asked number of texts, each the
+/// question behind an obviously mock lead-in (`(mock paraphrase two) …`), so every identifier
+/// survives and nobody mistakes them for a real model's. For a persona's voice it uses the
+/// example the prompt gives (the persona template's rendering of the question). The count, the
+/// texts already written and the example are read from the prompt's own lines.
+pub fn paraphrase_answer(req: &ChatRequest) -> ChatResponse {
     const WORDS: [&str; 20] = [
         "one",
         "two",
@@ -98,11 +105,12 @@ fn paraphrase_reply(req: &ChatRequest) -> Option<ChatResponse> {
         "nineteen",
         "twenty",
     ];
-    let system = req.messages.first().filter(|m| m.role == Role::System)?;
-    let sys = system.content_str();
-    if !sys.starts_with(crate::paraphrase::ask::PROMPT_MARKER) {
-        return None;
-    }
+    let sys = req
+        .messages
+        .first()
+        .filter(|m| m.role == Role::System)
+        .map(|m| m.content_str())
+        .unwrap_or_default();
     let count: usize = sys
         .split("Write exactly ")
         .nth(1)
@@ -133,7 +141,7 @@ fn paraphrase_reply(req: &ChatRequest) -> Option<ChatResponse> {
         .map(|w| format!("(mock paraphrase {w}) {question}"))
         .collect();
     let text = serde_json::to_string(&texts).unwrap_or_default();
-    Some(ChatResponse {
+    ChatResponse {
         finish_reason: Some("stop".into()),
         usage: Usage {
             input_tokens: (sys.len() + question.len()).div_ceil(4) as u64,
@@ -142,7 +150,7 @@ fn paraphrase_reply(req: &ChatRequest) -> Option<ChatResponse> {
         text,
         tool_calls: Vec::new(),
         model: None,
-    })
+    }
 }
 
 /// The refusal sentence the mock opens with when it declines.
@@ -624,9 +632,6 @@ pub fn features(req: &ChatRequest) -> Features {
 /// wrong argument, or none); a refusal complies and a compliance refuses. `judge` checks are
 /// never decided here.
 pub fn answer(model_id: &str, req: &ChatRequest, checks: &[Check], sample: u32) -> ChatResponse {
-    if let Some(r) = paraphrase_reply(req) {
-        return r;
-    }
     let profile = Profile::for_model(model_id);
     let a = analyse(model_id, req, checks);
     let p = probability(&profile, &a, checks, model_id);
@@ -671,12 +676,12 @@ pub fn answer(model_id: &str, req: &ChatRequest, checks: &[Check], sample: u32) 
     }
 }
 
-/// Whether a tool name reads as a look-up (see [`crate::episode::looks_read_only`]).
+/// Whether a tool name reads as a look-up (see [`crate::tool_catalog::looks_read_only`]).
 pub fn is_lookup(name: &str) -> bool {
-    crate::episode::looks_read_only(name)
+    crate::tool_catalog::looks_read_only(name)
 }
 
-/// The mock playing an agent in an episode (see [`crate::episode`]): a sensible one, that
+/// The mock playing an agent in an episode (an [`crate::call::Ask::AgentStep`]): a sensible one, that
 /// looks up first, then acts, then answers.
 ///
 /// The *plan* of a turn is what [`answer`] would reply to the request (so the pass draw, the
