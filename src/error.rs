@@ -85,6 +85,36 @@ pub enum Error {
     /// A refusal to do something unsafe or unasked-for (overwrite, huge expansion…).
     #[error("{0}")]
     Refused(String),
+    /// The store holds something this cliffprobe cannot read: an unknown value in a column, a
+    /// damaged snapshot, a schema version it does not know. Not the user's input: the store
+    /// is written by cliffprobe.
+    #[error("{0}")]
+    StoreData(String),
+    /// The store cannot be opened, read or reached.
+    #[error("{0}")]
+    StoreOpen(String),
+    /// A value could not be encoded (JSON, CSV).
+    #[error("{0}")]
+    Encode(String),
+    /// A probe's template failed while rendering a variant (the probe validated, so this is
+    /// a value the template cannot handle, such as a missing variable at render time).
+    #[error("{0}")]
+    Render(String),
+    /// A model's answers could not be used for the job (no usable paraphrase after re-asks).
+    #[error("{0}")]
+    Model(String),
+    /// A thread, task or async runtime of cliffprobe's own could not start, or stopped.
+    #[error("{0}")]
+    Runtime(String),
+    /// An environment variable holds a value cliffprobe cannot use.
+    #[error("{0}")]
+    Environment(String),
+    /// cliffprobe broke one of its own invariants: a bug to report.
+    #[error("{0}")]
+    Bug(String),
+    /// Not an error for anyone: a walk stopped because whoever consumed its rows is gone.
+    #[error("the consumer of a store walk is gone")]
+    Abandoned,
     /// Anything else.
     #[error("{0}")]
     Other(String),

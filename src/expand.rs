@@ -450,7 +450,7 @@ pub fn strategy_counts(values: &[(AxisName, Vec<String>)], seed: u64) -> Vec<(St
 }
 
 fn json_error(e: serde_json::Error) -> Error {
-    Error::Other(format!("serialising a variant: {e}"))
+    Error::Render(format!("serialising a variant: {e}"))
 }
 
 /// A prepared probe: everything needed to render its variants.
@@ -468,7 +468,7 @@ impl<'a> ProbeExpansion<'a> {
     pub fn new(probe: &'a Probe, lib: &'a AxisLibrary) -> Result<ProbeExpansion<'a>> {
         let renderer = Renderer::new(probe)
             .and_then(|r| r.with_library(lib))
-            .map_err(|e| Error::Other(format!("probe {}: {e}", probe.id)))?;
+            .map_err(|e| Error::Render(format!("probe {}: {e}", probe.id)))?;
         let probe_json = serde_json::to_string(&probe.id).map_err(json_error)?;
         Ok(ProbeExpansion {
             probe,
@@ -526,7 +526,7 @@ impl<'a> ProbeExpansion<'a> {
         let request = self
             .renderer
             .render(self.lib, &axes, variant_seed(&id))
-            .map_err(|e| Error::Other(format!("probe {} variant {id}: {e}", self.probe.id)))?;
+            .map_err(|e| Error::Render(format!("probe {} variant {id}: {e}", self.probe.id)))?;
         let added_tools = self.added_tools(&axes)?;
         Ok(Variant {
             probe: self.probe.id.clone(),
@@ -546,7 +546,7 @@ impl<'a> ProbeExpansion<'a> {
         self.renderer
             .catalog(&axes.tools)
             .map(|c| c.catalog.added.clone())
-            .map_err(|e| Error::Other(format!("probe {}: {e}", self.probe.id)))
+            .map_err(|e| Error::Render(format!("probe {}: {e}", self.probe.id)))
     }
 
     /// Appends one point as the JSON line `cliffprobe expand` writes: the bytes of
@@ -570,7 +570,7 @@ impl<'a> ProbeExpansion<'a> {
         let written = self
             .renderer
             .write_request_json(self.lib, &axes, &|| variant_seed(&id), out)
-            .map_err(|e| Error::Other(format!("probe {} variant {id}: {e}", self.probe.id)))?;
+            .map_err(|e| Error::Render(format!("probe {} variant {id}: {e}", self.probe.id)))?;
         if written {
             out.extend_from_slice(b",\"added_tools\":");
             serde_json::to_writer(&mut *out, &self.added_tools(&axes)?).map_err(json_error)?;

@@ -206,7 +206,7 @@ fn export_jsonl(store: &Store, run: &RunInfo, out: &mut dyn Write) -> Result<u64
 fn csv_error(e: csv::Error) -> Error {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => output_error(io),
-        other => Error::Other(format!("CSV export: {other:?}")),
+        other => Error::Encode(format!("CSV export: {other:?}")),
     }
 }
 
@@ -261,7 +261,7 @@ fn export_csv(store: &Store, run: &RunInfo, out: &mut dyn Write) -> Result<u64> 
         field(&mut w, &reasons)?;
         field(&mut w, &c.output)?;
         let calls = serde_json::to_string(&c.tool_calls)
-            .map_err(|e| Error::Other(format!("CSV export: cannot encode tool calls: {e}")))?;
+            .map_err(|e| Error::Encode(format!("CSV export: cannot encode tool calls: {e}")))?;
         field(&mut w, &calls)?;
         for v in [c.latency_ms, c.input_tokens, c.output_tokens] {
             num.clear();
@@ -279,7 +279,7 @@ fn export_csv(store: &Store, run: &RunInfo, out: &mut dyn Write) -> Result<u64> 
         match &c.trajectory {
             Some(t) => {
                 let t = serde_json::to_string(t).map_err(|e| {
-                    Error::Other(format!("CSV export: cannot encode a trajectory: {e}"))
+                    Error::Encode(format!("CSV export: cannot encode a trajectory: {e}"))
                 })?;
                 field(&mut w, &t)?;
             }

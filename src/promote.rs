@@ -322,7 +322,7 @@ pub fn plan(store: &Store, run: &RunInfo, files: &[PathBuf], cap: usize) -> Resu
             q.cases = cases;
             let yaml = q.to_yaml();
             Probe::parse(&path, &yaml).map_err(|e| {
-                Error::Other(format!(
+                Error::Bug(format!(
                     "the promoted probe {} would not load back (a bug: please report it): {e}",
                     path.display()
                 ))

@@ -426,7 +426,7 @@ pub fn templatize(
     }
     probe
         .validate(Path::new("<templatized probe>"), "")
-        .map_err(|e| Error::Other(format!("internal: the templatized probe is invalid: {e}")))?;
+        .map_err(|e| Error::Bug(format!("internal: the templatized probe is invalid: {e}")))?;
     Ok(Templatized {
         probe,
         warnings,

@@ -276,7 +276,7 @@ fn run_checks(
     for t in tasks {
         out.push(
             rt.block_on(t)
-                .map_err(|e| Error::Other(format!("model check task: {e}")))?,
+                .map_err(|e| Error::Runtime(format!("model check task: {e}")))?,
         );
     }
     Ok(out)

@@ -129,8 +129,8 @@ pub fn replay_cmd(project: &Project, a: &ReplayArgs) -> Result<ExitCode> {
             let rule: DecisionRule = info
                 .rule
                 .parse()
-                .map_err(|e: String| Error::Other(format!("replay {}: {e}", info.id)))?;
-            let format: LogFormat = info.log_format.parse().map_err(Error::Other)?;
+                .map_err(|e: String| Error::StoreData(format!("replay {}: {e}", info.id)))?;
+            let format: LogFormat = info.log_format.parse().map_err(Error::StoreData)?;
             for l in &info.logs {
                 if !std::path::Path::new(l).is_file() {
                     return Err(Error::input(

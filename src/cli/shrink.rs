@@ -222,7 +222,7 @@ pub fn shrink_cmd(project: &Project, a: &ShrinkArgs) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("tokio runtime: {e}")))?;
 
     let mut asker = Oracle {
         expansion: &x,
@@ -579,7 +579,7 @@ fn promote_minimal(
     q.cases = cases;
     let yaml = q.to_yaml();
     Probe::parse(path, &yaml).map_err(|e| {
-        Error::Other(format!(
+        Error::Bug(format!(
             "the promoted probe {} would not load back (a bug: please report it): {e}",
             path.display()
         ))

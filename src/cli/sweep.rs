@@ -391,7 +391,7 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
         opts.run_id = run.id.clone();
         opts.resume = true;
         opts.models = run.models.clone();
-        opts.strategy = run.strategy.parse().map_err(Error::Other)?;
+        opts.strategy = run.strategy.parse().map_err(Error::StoreData)?;
         opts.seed = run.seed;
         opts.repeats = run.repeats;
         // The plan is the run's: its axes filter too (another filter would plan other cases
@@ -401,7 +401,7 @@ pub fn sweep(project: &Project, a: &SweepArgs) -> Result<ExitCode> {
         let recorded = match run.axes.as_deref() {
             Some("") => cliffprobe::expand::AxisFilter::default(),
             Some(text) => text.parse().map_err(|e: String| {
-                Error::Other(format!(
+                Error::StoreData(format!(
                     "run `{}` records an unreadable --axes `{text}`: {e}",
                     run.id
                 ))

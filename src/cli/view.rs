@@ -68,7 +68,7 @@ fn view_error(e: ViewError) -> anyhow::Error {
     match e {
         ViewError::BadRequest(m) => Error::field("<command line>", "--bundle", m).into(),
         ViewError::NotFound(m) => Error::field("<command line>", "--run", m).into(),
-        ViewError::Internal(m) => Error::Other(m).into(),
+        ViewError::Internal(m) => anyhow::anyhow!(m),
     }
 }
 

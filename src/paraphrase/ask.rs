@@ -222,7 +222,7 @@ pub async fn paraphrase(
     let tokens = Arc::new(protected_tokens(&question));
     let renderer = Renderer::new(probe)
         .and_then(|r| r.with_library(lib))
-        .map_err(|e| Error::Other(format!("probe {}: {e}", probe.id)))?;
+        .map_err(|e| Error::Render(format!("probe {}: {e}", probe.id)))?;
     let mut voices: Vec<(String, Option<(String, String)>)> = vec![(ORIGINAL.to_string(), None)];
     for persona in opts.personas.iter().filter(|p| *p != ORIGINAL) {
         let t = lib
@@ -236,7 +236,7 @@ pub async fn paraphrase(
         };
         let example = renderer
             .question(&axes, 0)
-            .map_err(|e| Error::Other(format!("probe {}: {e}", probe.id)))?;
+            .map_err(|e| Error::Render(format!("probe {}: {e}", probe.id)))?;
         voices.push((persona.clone(), Some((t.description.clone(), example))));
     }
     let limit = Arc::new(tokio::sync::Semaphore::new(
@@ -259,9 +259,9 @@ pub async fn paraphrase(
     }
     let mut done: Vec<Option<PersonaOutcome>> = vec![None; voices.len()];
     while let Some(joined) = tasks.join_next().await {
-        let (i, r) = joined.map_err(|e| Error::Other(format!("paraphrase task: {e}")))?;
+        let (i, r) = joined.map_err(|e| Error::Runtime(format!("paraphrase task: {e}")))?;
         let (o, last_reply) = r.map_err(|e| {
-            Error::Other(format!(
+            Error::Model(format!(
                 "model `{}` failed to paraphrase probe {} (persona {}): {e}",
                 provider.name(),
                 probe.id,
@@ -278,7 +278,7 @@ pub async fn paraphrase(
             } else {
                 o.summary()
             };
-            return Err(Error::Other(format!(
+            return Err(Error::Model(format!(
                 "model `{}` wrote no usable neutral paraphrase of probe {} in {} calls: {why}",
                 provider.name(),
                 probe.id,

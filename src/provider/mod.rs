@@ -228,7 +228,7 @@ impl Provider {
                 ));
             }
             client = Some(build_client(cfg, &url).map_err(|e| {
-                Error::Other(format!(
+                Error::Runtime(format!(
                     "model `{name}`: cannot build the HTTP client: {}",
                     error_chain(&e)
                 ))

@@ -42,7 +42,7 @@ pub fn write_incidents(
         }
         let path = dir.join(format!("{name}.json"));
         let text = serde_json::to_string_pretty(&doc)
-            .map_err(|e| Error::Other(format!("cannot encode an incident: {e}")))?;
+            .map_err(|e| Error::Encode(format!("cannot encode an incident: {e}")))?;
         crate::probe::write_atomic(&path, &format!("{text}\n"))?;
         n += 1;
         Ok(())

@@ -222,13 +222,13 @@ pub fn run(
     let writer = std::thread::Builder::new()
         .name("replay-writer".into())
         .spawn(move || write_loop(writer_store, wrx, &writer_shared))
-        .map_err(|e| Error::Other(format!("cannot start the writer thread: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot start the writer thread: {e}")))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
     {
         let s = shared.clone();
         rt.spawn(async move {
@@ -307,12 +307,12 @@ pub fn run(
                 }
                 Ok(reservoir.items)
             })
-            .map_err(|e| Error::Other(format!("cannot start the reader thread: {e}")))?
+            .map_err(|e| Error::Runtime(format!("cannot start the reader thread: {e}")))?
     };
     rt.block_on(dispatch(candidate.clone(), jrx, &shared, &wtx));
     let sample = reader
         .join()
-        .map_err(|_| Error::Other("the log reader panicked".into()))??;
+        .map_err(|_| Error::Runtime("the log reader panicked".into()))??;
 
     // The noise pass: the sample on the logged model.
     let mut summary = ReplaySummary::default();
@@ -357,12 +357,12 @@ pub fn run(
         rt.block_on(dispatch(target.clone(), jrx, &shared, &wtx));
         feeder
             .join()
-            .map_err(|_| Error::Other("the noise sample feeder panicked".into()))??;
+            .map_err(|_| Error::Runtime("the noise sample feeder panicked".into()))??;
     }
     drop(wtx);
     writer
         .join()
-        .map_err(|_| Error::Other("the replay writer panicked".into()))??;
+        .map_err(|_| Error::Runtime("the replay writer panicked".into()))??;
     rt.shutdown_timeout(Duration::from_millis(200));
     summary.stopped = shared.reason.lock().expect("reason").clone();
     Ok(summary)
@@ -383,7 +383,7 @@ impl Planner<'_> {
     fn write(&mut self, op: ReplayWrite) -> Result<Flow> {
         self.writer
             .send(op)
-            .map_err(|_| Error::Other("the replay writer stopped".into()))?;
+            .map_err(|_| Error::Runtime("the replay writer stopped".into()))?;
         Ok(Flow::Continue)
     }
 
@@ -842,7 +842,7 @@ pub fn judge_flips(
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
     let mut pass = JudgePass::default();
     let mut after = None;
     loop {

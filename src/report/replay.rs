@@ -527,7 +527,7 @@ pub fn write_contested(store: &Store, replay: &str, path: &Path) -> Result<u64> 
                 "verdict",
                 "place",
             ])
-            .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))?;
+            .map_err(|e| Error::Encode(format!("{}: {e}", tmp.display())))?;
             store.for_each_replay_record(
                 replay,
                 ReplayKind::Candidate,
@@ -548,12 +548,12 @@ pub fn write_contested(store: &Store, replay: &str, path: &Path) -> Result<u64> 
                         r.verdict.as_deref().unwrap_or(""),
                         &r.place,
                     ])
-                    .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))
+                    .map_err(|e| Error::Encode(format!("{}: {e}", tmp.display())))
                 },
             )?;
             let mut inner = w
                 .into_inner()
-                .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))?;
+                .map_err(|e| Error::Encode(format!("{}: {e}", tmp.display())))?;
             inner.flush().map_err(|e| Error::io(&tmp, e))?;
             inner.get_ref().sync_all().map_err(|e| Error::io(&tmp, e))?;
         } else {
@@ -565,7 +565,7 @@ pub fn write_contested(store: &Store, replay: &str, path: &Path) -> Result<u64> 
                 |r| {
                     n += 1;
                     serde_json::to_writer(&mut w, &contested_line(&r))
-                        .map_err(|e| Error::Other(format!("{}: {e}", tmp.display())))?;
+                        .map_err(|e| Error::Encode(format!("{}: {e}", tmp.display())))?;
                     w.write_all(b"\n").map_err(|e| Error::io(&tmp, e))
                 },
             )?;

@@ -398,7 +398,7 @@ pub fn grading(config: &Config, path: &std::path::Path, probe: &Probe) -> Result
         (Some(j), true) => {
             // The configuration was validated: `judge.model` names a configured model.
             let Some(m) = config.models.get(&j.model) else {
-                return Err(Error::Other(format!(
+                return Err(Error::Bug(format!(
                     "judge model `{}` not configured",
                     j.model
                 )));

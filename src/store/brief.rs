@@ -161,7 +161,7 @@ fn from_tables(
                     }
                 }
                 let missing = |what: &str| {
-                    Error::Other(format!(
+                    Error::StoreData(format!(
                         "store: case ({}, {}, sample {sample}) of run `{run}` refers to {what} \
                      missing from the store",
                         String::from_utf8_lossy(model),
@@ -172,7 +172,7 @@ fn from_tables(
                     Some(c) if c.id() == variant_id => match c {
                         Loaded::Usable(v) => v.clone(),
                         Loaded::Unusable(_, Unusable::UnknownTier(message)) => {
-                            return Err(Error::Other(message.clone()));
+                            return Err(Error::StoreData(message.clone()));
                         }
                         Loaded::Unusable(_, Unusable::NoProbeVersion) => {
                             return Err(missing("a probe version"));
@@ -184,7 +184,9 @@ fn from_tables(
                     Some(m) => m.clone(),
                     None => {
                         let name = std::str::from_utf8(model).map_err(|_| {
-                            Error::Other(format!("store: a model name of run `{run}` is not UTF-8"))
+                            Error::StoreData(format!(
+                                "store: a model name of run `{run}` is not UTF-8"
+                            ))
                         })?;
                         models.push(Arc::from(name));
                         models.last().expect("just pushed").clone()
@@ -205,7 +207,7 @@ fn from_tables(
                 if !out.push(row) {
                     // The receiver is gone: stop the walk (not an error for anyone).
                     stopped = true;
-                    return Err(Error::Other(String::new()));
+                    return Err(Error::Abandoned);
                 }
                 Ok(())
             },
@@ -288,7 +290,7 @@ fn read_variants(conn: &Db, tx: &std::sync::mpsc::SyncSender<Result<Vec<Loaded>>
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(VARIANT_BATCH));
                 if tx.send(Ok(full)).is_err() {
                     stopped = true;
-                    return Err(Error::Other(String::new()));
+                    return Err(Error::Abandoned);
                 }
             }
             Ok(())
@@ -408,7 +410,7 @@ impl SnapshotMode {
             Err(_) | Ok("" | "on") => Ok(SnapshotMode::On),
             Ok("off") => Ok(SnapshotMode::Off),
             Ok("rebuild") => Ok(SnapshotMode::Rebuild),
-            Ok(other) => Err(Error::Other(format!(
+            Ok(other) => Err(Error::Environment(format!(
                 "{SNAPSHOT_ENV}={other}: expected `on`, `off` or `rebuild`"
             ))),
         }
@@ -460,7 +462,7 @@ fn from_snapshot(
     let mut decoder = Decoder::default();
     let mut next_part = 0i64;
     let damaged = |what: &str| {
-        Error::Other(format!(
+        Error::StoreData(format!(
             "store: the brief snapshot of run `{run}` is damaged ({what}); run the command \
              again with {SNAPSHOT_ENV}=rebuild to rebuild it from the cases"
         ))

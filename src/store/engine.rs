@@ -165,7 +165,7 @@ const PG_STATEMENT_CACHE: usize = 64;
 impl Pg {
     fn connect(url: &str, read_only: bool) -> Result<Pg> {
         let fail = |e: &dyn fmt::Display| {
-            Error::Other(format!("cannot open the store {}: {e}", redact(url)))
+            Error::StoreOpen(format!("cannot open the store {}: {e}", redact(url)))
         };
         let mut config: postgres::Config = url.parse().map_err(|e| fail(&e))?;
         config.application_name("cliffprobe");
@@ -265,7 +265,7 @@ fn inline_args(sql: &str, args: &[&dyn Arg]) -> Result<String> {
                     chars.next();
                 }
                 let arg = n.checked_sub(1).and_then(|i| args.get(i)).ok_or_else(|| {
-                    Error::Other(format!("store: placeholder ?{n} has no argument"))
+                    Error::Bug(format!("store: placeholder ?{n} has no argument"))
                 })?;
                 out.push_str(&pg_literal(arg.value()));
             }
@@ -525,7 +525,7 @@ fn pg_cell(row: &postgres::Row, idx: usize) -> Result<Cellv> {
     let ty = row
         .columns()
         .get(idx)
-        .ok_or_else(|| Error::Other(format!("store: no column {idx} in a result")))?
+        .ok_or_else(|| Error::StoreData(format!("store: no column {idx} in a result")))?
         .type_()
         .clone();
     let v = match ty {
@@ -614,7 +614,7 @@ impl DbRow<'_> {
         match self {
             DbRow::Sqlite(r) => Ok(r.get(idx)?),
             DbRow::Postgres(r) => T::from_cell(pg_cell(r, idx)?).map_err(|want| {
-                Error::Other(format!("store: column {idx} of a result is not {want}"))
+                Error::StoreData(format!("store: column {idx} of a result is not {want}"))
             }),
         }
     }
@@ -642,7 +642,7 @@ impl DbRow<'_> {
 }
 
 fn conversion(e: rusqlite::types::FromSqlError) -> Error {
-    Error::Other(format!("store: a column has an unexpected type: {e}"))
+    Error::StoreData(format!("store: a column has an unexpected type: {e}"))
 }
 
 fn sqlite_params<'a>(args: &'a [&'a dyn Arg]) -> impl rusqlite::Params + 'a {
@@ -689,7 +689,7 @@ impl Db {
     /// for statements built per call, such as a batch's multi-row upserts). PostgreSQL only.
     pub(crate) fn execute_typed(&self, sql: &str, args: &[(Value<'_>, Type)]) -> Result<u64> {
         match self {
-            Db::Sqlite(_) => Err(Error::Other(
+            Db::Sqlite(_) => Err(Error::StoreData(
                 "store: execute_typed is for PostgreSQL".to_string(),
             )),
             Db::Postgres(pg) => {
@@ -810,7 +810,7 @@ impl Db {
         f: impl FnOnce(&DbRow<'_>) -> Result<T>,
     ) -> Result<T> {
         self.query_opt(sql, args, f)?
-            .ok_or_else(|| Error::Other(format!("store: no row from `{sql:.60}`")))
+            .ok_or_else(|| Error::StoreData(format!("store: no row from `{sql:.60}`")))
     }
 
     /// True when the query returns a row.

@@ -96,7 +96,7 @@ impl ReplayOutcome {
             "undecided" => ReplayOutcome::Undecided,
             "error" => ReplayOutcome::Error,
             other => {
-                return Err(Error::Other(format!(
+                return Err(Error::StoreData(format!(
                     "unknown replay outcome `{other}` in the store"
                 )));
             }
@@ -579,12 +579,12 @@ fn record_from_row(row: &DbRow<'_>, kind: ReplayKind) -> Result<ReplayRecord> {
 }
 
 fn to_json(r: &ChatResponse) -> Result<String> {
-    serde_json::to_string(r).map_err(|e| Error::Other(format!("cannot encode an answer: {e}")))
+    serde_json::to_string(r).map_err(|e| Error::Encode(format!("cannot encode an answer: {e}")))
 }
 
 fn from_json(s: &str) -> Result<ChatResponse> {
     serde_json::from_str(s)
-        .map_err(|e| Error::Other(format!("unreadable answer in the store: {e}")))
+        .map_err(|e| Error::StoreData(format!("unreadable answer in the store: {e}")))
 }
 
 /// [`Store::write_replay`] on PostgreSQL: a few multi-row upserts instead of a round trip per

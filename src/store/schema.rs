@@ -392,7 +392,7 @@ pub(crate) fn migrate_postgres(db: &Db) -> Result<()> {
 pub(crate) fn check_version_readable(version: i64) -> Result<()> {
     check_not_newer(version)?;
     if version < current_version() {
-        return Err(Error::Other(format!(
+        return Err(Error::StoreData(format!(
             "the store has schema version {version}, older than this cliffprobe's {}: it cannot \
              be upgraded read-only; run `cliffprobe report` on it once to upgrade it",
             current_version()
@@ -403,7 +403,7 @@ pub(crate) fn check_version_readable(version: i64) -> Result<()> {
 
 pub(crate) fn check_not_newer(version: i64) -> Result<()> {
     if version > current_version() {
-        return Err(Error::Other(format!(
+        return Err(Error::StoreData(format!(
             "the store has schema version {version}, but this cliffprobe only knows up to version {}: \
              upgrade cliffprobe, or point it at another store",
             current_version()

@@ -449,7 +449,7 @@ impl Store {
         let thread = std::thread::Builder::new()
             .name("cliffprobe-lease".into())
             .spawn(move || heartbeat(&target, &run, slice, &me, ttl_ms, &stopped, on_lost))
-            .map_err(|e| Error::Other(format!("cannot start the lease heartbeat: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("cannot start the lease heartbeat: {e}")))?;
         Ok(LeaseGuard {
             stop: Some(stop),
             thread: Some(thread),
@@ -638,7 +638,7 @@ impl Store {
                 ],
             )?;
             let progress = read_progress(tx, run_id, &alive)?.ok_or_else(|| {
-                Error::Other(format!("store: run `{run_id}` has no recorded plan"))
+                Error::StoreData(format!("store: run `{run_id}` has no recorded plan"))
             })?;
             let others_live = progress.states.iter().any(|s| s.leased && s.slice != slice);
             let run_status = if progress.is_complete() {
