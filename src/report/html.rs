@@ -5,10 +5,8 @@
 //! comparison; aggregate and hard-tier trend lines; a probe × axis-value heat map per model.
 //! Every piece of text is escaped, model output included.
 
-use super::{
-    Report, delta_interval_text, delta_text, interval_text, p_value_text, rate_text, share_text,
-    short_id,
-};
+use super::tables::{self, Align};
+use super::{Report, delta_text, interval_text, p_value_text, short_id};
 use crate::analysis::{Breakdown, Comparison, Flip, Heatmap, Tally, Trend, findings::pct};
 use crate::text::html as escape;
 use std::fmt::Write;
@@ -78,6 +76,29 @@ fn thead(o: &mut String, names: &[&str]) {
         let _ = write!(o, "<th>{}</th>", escape(n));
     }
     o.push_str("</tr></thead><tbody>\n");
+}
+
+/// Writes a table model as an HTML table: left columns as escaped text, right columns as
+/// numbers (tabular figures; "too few to say" in its own style), the aggregate row highlighted.
+fn table(o: &mut String, m: &tables::Table) {
+    let headers: Vec<&str> = m.columns.iter().map(|c| c.header.as_str()).collect();
+    thead(o, &headers);
+    for r in &m.rows {
+        o.push_str(if r.total {
+            "<tr class=\"all\">"
+        } else {
+            "<tr>"
+        });
+        for (cell, col) in r.cells.iter().zip(&m.columns) {
+            let text = cell.raw();
+            o.push_str(&match col.align {
+                Align::Left => td(&text),
+                Align::Right => num(text),
+            });
+        }
+        o.push_str("</tr>\n");
+    }
+    o.push_str("</tbody></table>\n");
 }
 
 /// Renders the report as one HTML page.
@@ -181,49 +202,7 @@ pub fn render(r: &Report) -> String {
 }
 
 pub(crate) fn tier_table(o: &mut String, r: &Report) {
-    thead(
-        o,
-        &[
-            "model",
-            "tier",
-            "n",
-            "passed",
-            "pass rate",
-            "95% interval",
-            "errors",
-            "share of failures",
-        ],
-    );
-    for b in &r.models {
-        for (t, x) in &b.tiers {
-            let _ = writeln!(
-                o,
-                "<tr>{}{}{}{}{}{}{}{}</tr>",
-                td(&b.model),
-                td(t.as_str()),
-                num(x.n()),
-                num(x.passed),
-                num(rate_text(x)),
-                num(interval_text(x)),
-                num(x.errors + x.ungraded),
-                num(share_text(b.failure_share(*t)))
-            );
-        }
-        let a = &b.aggregate;
-        let _ = writeln!(
-            o,
-            "<tr class=\"all\">{}{}{}{}{}{}{}{}</tr>",
-            td(&b.model),
-            td("all"),
-            num(a.n()),
-            num(a.passed),
-            num(rate_text(a)),
-            num(interval_text(a)),
-            num(a.errors + a.ungraded),
-            num(format!("{} failing", a.failed))
-        );
-    }
-    o.push_str("</tbody></table>\n");
+    table(o, &tables::tiers(r));
 }
 
 pub(crate) fn measured_table(o: &mut String, r: &Report) {
@@ -238,18 +217,7 @@ pub(crate) fn measured_table(o: &mut String, r: &Report) {
         "<h2>Declared and measured tiers</h2>\n<p class=\"meta\">{}</p>",
         escape(&m.rule)
     );
-    thead(o, &super::MEASURED_HEADERS);
-    for cells in super::measured_rows(m) {
-        let _ = writeln!(
-            o,
-            "<tr>{}{}{}{}</tr>",
-            td(&cells[0]),
-            td(&cells[1]),
-            td(&cells[2]),
-            cells[3..].iter().map(num).collect::<String>()
-        );
-    }
-    o.push_str("</tbody></table>\n");
+    table(o, &tables::measured(m));
     let lines = super::moved_lines(m);
     if lines.is_empty() {
         o.push_str("<p>Moved since the last run: none.</p>\n");
@@ -263,46 +231,9 @@ pub(crate) fn measured_table(o: &mut String, r: &Report) {
 }
 
 pub(crate) fn class_table(o: &mut String, r: &Report) {
-    o.push_str("<h2>By capability class: where failures concentrate</h2>\n");
-    thead(
-        o,
-        &[
-            "model",
-            "capability class",
-            "n",
-            "pass rate",
-            "95% interval",
-            "failing",
-            "share of failures",
-            "failing probe families",
-        ],
-    );
-    for b in &r.models {
-        for c in &b.classes {
-            let probes = if c.failing_probes.is_empty() {
-                "–".to_string()
-            } else {
-                c.failing_probes
-                    .iter()
-                    .map(|(p, n)| format!("{p} ({n})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let _ = writeln!(
-                o,
-                "<tr>{}{}{}{}{}{}{}{}</tr>",
-                td(&b.model),
-                td(&c.class),
-                num(c.tally.n()),
-                num(rate_text(&c.tally)),
-                num(interval_text(&c.tally)),
-                num(c.tally.failed),
-                num(share_text(b.class_failure_share(c))),
-                td(&probes)
-            );
-        }
-    }
-    o.push_str("</tbody></table>\n");
+    let t = tables::classes(r);
+    let _ = writeln!(o, "<h2>{}</h2>", escape(&t.title));
+    table(o, &t);
 }
 
 pub(crate) fn comparison(o: &mut String, c: &Comparison) {
@@ -314,51 +245,8 @@ pub(crate) fn comparison(o: &mut String, c: &Comparison) {
         escape(&cl),
         c.aggregate.paired.shared
     );
-    for (first, rows) in [
-        (
-            "tier",
-            c.tiers
-                .iter()
-                .chain(std::iter::once(&c.aggregate))
-                .collect::<Vec<_>>(),
-        ),
-        ("capability class", c.classes.iter().collect()),
-    ] {
-        thead(
-            o,
-            &[
-                first,
-                &bl,
-                &cl,
-                "delta",
-                "95% interval of delta",
-                "shared",
-                "fixed",
-                "regressed",
-                "McNemar p",
-            ],
-        );
-        for d in rows {
-            let _ = writeln!(
-                o,
-                "<tr{}>{}{}{}{}{}{}{}{}{}</tr>",
-                if d.label == "all" && first == "tier" {
-                    " class=\"all\""
-                } else {
-                    ""
-                },
-                td(&d.label),
-                num(rate_text(&d.baseline)),
-                num(rate_text(&d.candidate)),
-                num(delta_text(d)),
-                num(delta_interval_text(d)),
-                num(d.paired.shared),
-                num(d.paired.fixed),
-                num(d.paired.regressed),
-                num(p_value_text(&d.paired))
-            );
-        }
-        o.push_str("</tbody></table>\n");
+    for t in tables::comparison(c) {
+        table(o, &t);
     }
 }
 
@@ -503,24 +391,7 @@ fn trend_section(o: &mut String, t: &Trend) {
     if let Some(w) = &t.warning {
         let _ = writeln!(o, "<div class=\"warn\">{}</div>", escape(&w.message));
     }
-    thead(o, &["run", "started", "aggregate", "n", "hard", "n", "gap"]);
-    for p in &t.points {
-        let _ = writeln!(
-            o,
-            "<tr>{}{}{}{}{}{}{}</tr>",
-            td(&p.run_id),
-            td(&p.started_at),
-            num(rate_text(&p.aggregate)),
-            num(p.aggregate.n()),
-            num(rate_text(&p.hard)),
-            num(p.hard.n()),
-            num(p
-                .gap
-                .map(|g| format!("{:.1} pts", 100.0 * g))
-                .unwrap_or_else(|| "–".into()))
-        );
-    }
-    o.push_str("</tbody></table>\n");
+    table(o, &tables::trend(t));
 }
 
 /// Renders `cliffprobe trend` as one HTML page.

@@ -12,6 +12,7 @@ pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod tables;
 pub mod text;
 
 use crate::analysis::tiers::MeasuredTiers;

@@ -1,9 +1,7 @@
 //! The text report: aligned tables, warnings first, colour only when asked (on a terminal).
 
-use super::{
-    Report, delta_interval_text, delta_text, interval_text, p_value_text, rate_text, share_text,
-    short_id,
-};
+use super::tables::{self, Align, Mark, Segment};
+use super::{Report, short_id};
 use crate::analysis::{Comparison, Flip, Trend, findings::pct};
 use crate::term::sanitize;
 use comfy_table::{Cell, CellAlignment, Color, Table, presets::UTF8_FULL_CONDENSED};
@@ -47,23 +45,50 @@ impl Style {
         t.set_header(headers.iter().map(Cell::new).collect::<Vec<_>>());
         t
     }
-    fn signed(&self, text: String, value: Option<f64>, significant: bool) -> Cell {
-        let c = Cell::new(text).set_alignment(CellAlignment::Right);
-        match value {
-            Some(v) if self.color && significant && v < 0.0 => c.fg(Color::Red),
-            Some(v) if self.color && significant && v > 0.0 => c.fg(Color::Green),
-            _ => c,
-        }
-    }
-}
-
-fn right(s: impl ToString) -> Cell {
-    Cell::new(s.to_string()).set_alignment(CellAlignment::Right)
 }
 
 /// One line of model text, safe for a terminal.
 fn clean(s: &str, max: usize) -> String {
     crate::grade::excerpt(&sanitize(s), max)
+}
+
+/// Lays a table model out with comfy-table: data text made safe for a terminal (and clipped
+/// where the model says), numbers right-aligned, marks shown as colour only when asked.
+fn table(st: &Style, m: &tables::Table) -> Table {
+    let headers: Vec<String> = m.columns.iter().map(|c| sanitize(&c.header)).collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut t = st.table(&headers);
+    for row in &m.rows {
+        let cells = row.cells.iter().zip(&m.columns).map(|(cell, col)| {
+            let text: String = cell
+                .segments
+                .iter()
+                .map(|s| match s {
+                    Segment::Text(x) if col.align == Align::Left => sanitize(x),
+                    Segment::Text(x) | Segment::Literal(x) => x.clone(),
+                })
+                .collect();
+            let text = match cell.clip {
+                Some(max) => crate::grade::excerpt(&text, max),
+                None => text,
+            };
+            let c = match cell.mark {
+                Mark::Warn => Cell::new(st.warn(&text)),
+                _ => Cell::new(text),
+            };
+            let c = match col.align {
+                Align::Right => c.set_alignment(CellAlignment::Right),
+                Align::Left => c,
+            };
+            match cell.mark {
+                Mark::Loss if st.color => c.fg(Color::Red),
+                Mark::Gain if st.color => c.fg(Color::Green),
+                _ => c,
+            }
+        });
+        t.add_row(cells.collect::<Vec<_>>());
+    }
+    t
 }
 
 /// Renders the report as text; `color` adds ANSI colours (only for a terminal).
@@ -108,44 +133,9 @@ pub fn render(r: &Report, color: bool) -> String {
         let _ = writeln!(o);
     }
 
-    // Tiers.
-    let _ = writeln!(o, "{}", st.heading("Pass rate by tier (variants)"));
-    let mut t = st.table(&[
-        "model",
-        "tier",
-        "n",
-        "passed",
-        "pass rate",
-        "95% interval",
-        "errors",
-        "share of failures",
-    ]);
-    for b in &r.models {
-        for (tier, x) in &b.tiers {
-            t.add_row(vec![
-                Cell::new(sanitize(&b.model)),
-                Cell::new(tier.as_str()),
-                right(x.n()),
-                right(x.passed),
-                right(rate_text(x)),
-                right(interval_text(x)),
-                right(x.errors + x.ungraded),
-                right(share_text(b.failure_share(*tier))),
-            ]);
-        }
-        let a = &b.aggregate;
-        t.add_row(vec![
-            Cell::new(sanitize(&b.model)),
-            Cell::new("all"),
-            right(a.n()),
-            right(a.passed),
-            right(rate_text(a)),
-            right(interval_text(a)),
-            right(a.errors + a.ungraded),
-            right(format!("{} failing", a.failed)),
-        ]);
-    }
-    let _ = writeln!(o, "{t}");
+    let tiers = tables::tiers(r);
+    let _ = writeln!(o, "{}", st.heading(&tiers.title));
+    let _ = writeln!(o, "{}", table(&st, &tiers));
     let ungraded: u64 = r.models.iter().map(|b| b.aggregate.ungraded).sum();
     if ungraded > 0 {
         let _ = writeln!(
@@ -159,46 +149,9 @@ pub fn render(r: &Report, color: bool) -> String {
         comparison(&mut o, &st, c);
     }
 
-    // Classes.
-    let _ = writeln!(
-        o,
-        "{}",
-        st.heading("By capability class: where failures concentrate")
-    );
-    let mut t = st.table(&[
-        "model",
-        "capability class",
-        "n",
-        "pass rate",
-        "95% interval",
-        "failing",
-        "share of failures",
-        "failing probe families",
-    ]);
-    for b in &r.models {
-        for c in &b.classes {
-            let probes = if c.failing_probes.is_empty() {
-                "–".to_string()
-            } else {
-                c.failing_probes
-                    .iter()
-                    .map(|(p, n)| format!("{} ({n})", sanitize(p)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            t.add_row(vec![
-                Cell::new(sanitize(&b.model)),
-                Cell::new(clean(&c.class, 50)),
-                right(c.tally.n()),
-                right(rate_text(&c.tally)),
-                right(interval_text(&c.tally)),
-                right(c.tally.failed),
-                right(share_text(b.class_failure_share(c))),
-                Cell::new(probes),
-            ]);
-        }
-    }
-    let _ = writeln!(o, "{t}");
+    let classes = tables::classes(r);
+    let _ = writeln!(o, "{}", st.heading(&classes.title));
+    let _ = writeln!(o, "{}", table(&st, &classes));
     let _ = writeln!(o);
 
     if let Some(m) = &r.measured_tiers {
@@ -223,21 +176,10 @@ fn measured(o: &mut String, st: &Style, m: &crate::analysis::tiers::MeasuredTier
     if m.probes.is_empty() {
         return;
     }
-    let _ = writeln!(o, "{}", st.heading("Declared and measured tiers"));
+    let t = tables::measured(m);
+    let _ = writeln!(o, "{}", st.heading(&t.title));
     let _ = writeln!(o, "{}", m.rule);
-    let mut t = st.table(&super::MEASURED_HEADERS);
-    for row in super::measured_rows(m) {
-        let mut cells = vec![Cell::new(clean(&row[0], 60))];
-        cells.push(Cell::new(&row[1]));
-        cells.push(if row[1] != row[2] && row[2] != "–" {
-            Cell::new(st.warn(&row[2]))
-        } else {
-            Cell::new(&row[2])
-        });
-        cells.extend(row[3..].iter().map(right));
-        t.add_row(cells);
-    }
-    let _ = writeln!(o, "{t}");
+    let _ = writeln!(o, "{}", table(st, &t));
     let lines = super::moved_lines(m);
     if lines.is_empty() {
         let _ = writeln!(o, "Moved since the last run: none.");
@@ -263,57 +205,9 @@ fn comparison(o: &mut String, st: &Style, c: &Comparison) {
             c.aggregate.paired.shared
         ))
     );
-    let headers = [
-        "tier",
-        bl.as_str(),
-        cl.as_str(),
-        "delta",
-        "95% interval of delta",
-        "shared",
-        "fixed",
-        "regressed",
-        "McNemar p",
-    ];
-    let mut t = st.table(&headers);
-    for row in c.tiers.iter().chain(std::iter::once(&c.aggregate)) {
-        t.add_row(vec![
-            Cell::new(&row.label),
-            right(rate_text(&row.baseline)),
-            right(rate_text(&row.candidate)),
-            st.signed(delta_text(row), row.delta, row.paired.significant()),
-            right(delta_interval_text(row)),
-            right(row.paired.shared),
-            right(row.paired.fixed),
-            right(row.paired.regressed),
-            right(p_value_text(&row.paired)),
-        ]);
+    for t in tables::comparison(c) {
+        let _ = writeln!(o, "{}", table(st, &t));
     }
-    let _ = writeln!(o, "{t}");
-    let mut t = st.table(&[
-        "capability class",
-        bl.as_str(),
-        cl.as_str(),
-        "delta",
-        "95% interval of delta",
-        "shared",
-        "fixed",
-        "regressed",
-        "McNemar p",
-    ]);
-    for row in &c.classes {
-        t.add_row(vec![
-            Cell::new(clean(&row.label, 50)),
-            right(rate_text(&row.baseline)),
-            right(rate_text(&row.candidate)),
-            st.signed(delta_text(row), row.delta, row.paired.significant()),
-            right(delta_interval_text(row)),
-            right(row.paired.shared),
-            right(row.paired.fixed),
-            right(row.paired.regressed),
-            right(p_value_text(&row.paired)),
-        ]);
-    }
-    let _ = writeln!(o, "{t}");
     let _ = writeln!(
         o,
         "McNemar: exact two-sided test on the variants graded on both sides; significant below p = 0.05."
@@ -491,23 +385,7 @@ fn trend_body(o: &mut String, st: &Style, tr: &Trend) {
             sanitize(&tr.model)
         ))
     );
-    let mut t = st.table(&["run", "started", "aggregate", "n", "hard", "n", "gap"]);
-    for p in &tr.points {
-        t.add_row(vec![
-            Cell::new(sanitize(&p.run_id)),
-            Cell::new(sanitize(&p.started_at)),
-            right(rate_text(&p.aggregate)),
-            right(p.aggregate.n()),
-            right(rate_text(&p.hard)),
-            right(p.hard.n()),
-            right(
-                p.gap
-                    .map(|g| format!("{:.1} pts", 100.0 * g))
-                    .unwrap_or_else(|| "–".into()),
-            ),
-        ]);
-    }
-    let _ = writeln!(o, "{t}");
+    let _ = writeln!(o, "{}", table(st, &tables::trend(tr)));
     match &tr.warning {
         Some(w) => {
             let _ = writeln!(o, "  {} {}", st.warn("!"), sanitize(&w.message));
