@@ -314,7 +314,8 @@ fn flip_details(o: &mut String, f: &Flip) {
 }
 
 fn regressions(o: &mut String, c: &Comparison) {
-    let hard: Vec<&Flip> = c.hard_regressions().collect();
+    let flips = tables::Flips::of(c);
+    let hard = &flips.hard;
     let _ = writeln!(
         o,
         "<h2>Hard-tier regressions: {} passed, {} fails ({})</h2>",
@@ -327,13 +328,9 @@ fn regressions(o: &mut String, c: &Comparison) {
     }
     // One group per probe family (open when the list is short), one entry per variant.
     let open = if hard.len() <= 12 { " open" } else { "" };
-    let mut i = 0;
-    while i < hard.len() {
-        let v0 = &hard[i].variant;
-        let n = hard[i..]
-            .iter()
-            .take_while(|f| f.variant.probe_id == v0.probe_id)
-            .count();
+    for group in flips.hard_by_probe() {
+        let v0 = &group[0].variant;
+        let n = group.len();
         let _ = write!(
             o,
             "<details{open}><summary>{} · {} · {} · {n} regressed</summary>",
@@ -341,31 +338,20 @@ fn regressions(o: &mut String, c: &Comparison) {
             v0.tier.as_str(),
             escape(&v0.capability)
         );
-        for f in &hard[i..i + n] {
+        for f in group {
             flip_details(o, f);
         }
         o.push_str("</details>\n");
-        i += n;
     }
-    let others: Vec<&Flip> = c
-        .regressed
-        .iter()
-        .filter(|f| {
-            !matches!(
-                f.variant.tier,
-                crate::probe::Tier::Hard | crate::probe::Tier::Frontier
-            )
-        })
-        .collect();
     let _ = writeln!(
         o,
         "<h3>Flips: {} fixed, {} regressed</h3>",
-        c.fixed.len(),
-        c.regressed.len()
+        flips.fixed.len(),
+        flips.regressed
     );
     for (label, list) in [
-        ("Fixed", c.fixed.iter().collect::<Vec<_>>()),
-        ("Regressed in easier tiers", others),
+        ("Fixed", &flips.fixed),
+        ("Regressed in easier tiers", &flips.easier),
     ] {
         if list.is_empty() {
             continue;
@@ -853,4 +839,36 @@ pub(crate) fn heatmap(h: &Heatmap) -> String {
     }
     s.push_str("</svg>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tables::{Cell, Column, Row, Table};
+
+    #[test]
+    fn html_tables_escape_text_mark_too_few_and_highlight_the_aggregate_row() {
+        let t = Table {
+            title: String::new(),
+            columns: vec![Column::left("m<"), Column::right("rate")],
+            rows: vec![
+                Row {
+                    cells: vec![Cell::text("<b>"), Cell::num(crate::analysis::TOO_FEW_TEXT)],
+                    total: false,
+                },
+                Row {
+                    cells: vec![Cell::text("all"), Cell::num("50.0%")],
+                    total: true,
+                },
+            ],
+        };
+        let mut o = String::new();
+        super::table(&mut o, &t);
+        assert_eq!(
+            o,
+            format!(
+                "<table><thead><tr><th>m&lt;</th><th>rate</th></tr></thead><tbody>\n<tr><td>&lt;b&gt;</td><td class=\"n few\">{}</td></tr>\n<tr class=\"all\"><td>all</td><td class=\"n\">50.0%</td></tr>\n</tbody></table>\n",
+                crate::analysis::TOO_FEW_TEXT
+            )
+        );
+    }
 }

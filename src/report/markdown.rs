@@ -176,7 +176,8 @@ fn comparison(o: &mut String, c: &Comparison) {
 }
 
 fn regressions(o: &mut String, c: &Comparison) {
-    let hard: Vec<_> = c.hard_regressions().collect();
+    let flips = tables::Flips::of(c);
+    let hard = &flips.hard;
     let _ = writeln!(
         o,
         "### Hard-tier regressions: {} passed, {} fails ({})\n",
@@ -216,8 +217,8 @@ fn regressions(o: &mut String, c: &Comparison) {
     let _ = writeln!(
         o,
         "Flips: {} fixed, {} regressed (all tiers; every flip is listed in the JSON and HTML reports).\n",
-        c.fixed.len(),
-        c.regressed.len()
+        flips.fixed.len(),
+        flips.regressed
     );
 }
 
@@ -227,5 +228,54 @@ fn trend_table(o: &mut String, t: &Trend) {
     let _ = writeln!(o);
     if let Some(w) = &t.warning {
         let _ = writeln!(o, "> [!WARNING]\n> {}\n", md(&w.message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tables::{Cell, Column, Row, Table};
+
+    fn sample() -> Table {
+        let mut t = super::tables::trend(&crate::analysis::Trend {
+            model: String::new(),
+            points: Vec::new(),
+            window: 3,
+            warning: None,
+        });
+        t.rows.push(Row {
+            cells: vec![
+                Cell::text("r|1"),
+                Cell::text("2026-01-01"),
+                Cell::num("[50.0%]"),
+                Cell::num(4),
+                Cell::num("–"),
+                Cell::num(0),
+                Cell::num("–"),
+            ],
+            total: false,
+        });
+        t
+    }
+
+    #[test]
+    fn markdown_drops_the_columns_the_model_keeps_out_and_escapes_only_data_text() {
+        let mut o = String::new();
+        super::table(&mut o, &sample());
+        assert_eq!(
+            o,
+            "| run | started | aggregate | hard | gap |\n| --- | --- | --: | --: | --: |\n| r\\|1 | 2026-01-01 | [50.0%] | – | – |\n"
+        );
+    }
+
+    #[test]
+    fn markdown_alignment_can_differ_from_the_other_formats() {
+        let t = Table {
+            title: String::new(),
+            columns: vec![Column::left("a"), Column::right("b")],
+            rows: Vec::new(),
+        };
+        let mut o = String::new();
+        super::table(&mut o, &t);
+        assert_eq!(o, "| a | b |\n| --- | --: |\n");
     }
 }

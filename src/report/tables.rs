@@ -11,7 +11,8 @@ use super::{
     Report, delta_interval_text, delta_text, interval_text, p_value_text, rate_text, share_text,
 };
 use crate::analysis::tiers::MeasuredTiers;
-use crate::analysis::{Comparison, DeltaRow, Trend};
+use crate::analysis::{Comparison, DeltaRow, Flip, Trend};
+use crate::probe::Tier;
 
 /// Horizontal alignment of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,6 +402,42 @@ pub fn trend(tr: &Trend) -> Table {
             Column::right("gap"),
         ],
         rows,
+    }
+}
+
+/// The flips of one comparison, split the way every format shows them: hard-tier regressions
+/// first (each with its evidence), then fixes and the regressions in easier tiers.
+#[derive(Debug, Clone)]
+pub struct Flips<'a> {
+    /// Regressions in the hard and frontier tiers, in the analysis's order (probe family first).
+    pub hard: Vec<&'a Flip>,
+    /// Variants the candidate fixed.
+    pub fixed: Vec<&'a Flip>,
+    /// Regressions in the easy and medium tiers.
+    pub easier: Vec<&'a Flip>,
+    /// Every regression, all tiers.
+    pub regressed: usize,
+}
+
+impl<'a> Flips<'a> {
+    /// Splits a comparison's flips.
+    pub fn of(c: &'a Comparison) -> Flips<'a> {
+        Flips {
+            hard: c.hard_regressions().collect(),
+            fixed: c.fixed.iter().collect(),
+            easier: c
+                .regressed
+                .iter()
+                .filter(|f| !matches!(f.variant.tier, Tier::Hard | Tier::Frontier))
+                .collect(),
+            regressed: c.regressed.len(),
+        }
+    }
+
+    /// The hard-tier regressions, one group per probe family (consecutive runs of one probe).
+    pub fn hard_by_probe(&self) -> impl Iterator<Item = &[&'a Flip]> {
+        self.hard
+            .chunk_by(|a, b| a.variant.probe_id == b.variant.probe_id)
     }
 }
 

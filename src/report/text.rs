@@ -230,7 +230,8 @@ fn regressions(o: &mut String, st: &Style, c: &Comparison) {
         sanitize(&c.baseline_label()),
         sanitize(&c.candidate_label()),
     );
-    let hard: Vec<&Flip> = c.hard_regressions().collect();
+    let flips = tables::Flips::of(c);
+    let hard = &flips.hard;
     let _ = writeln!(
         o,
         "{}",
@@ -243,13 +244,9 @@ fn regressions(o: &mut String, st: &Style, c: &Comparison) {
         let _ = writeln!(o, "  none");
     }
     // Grouped by probe family; one entry per variant: axes, then what failed and what it said.
-    let mut i = 0;
-    while i < hard.len() {
-        let v0 = &hard[i].variant;
-        let n = hard[i..]
-            .iter()
-            .take_while(|f| f.variant.probe_id == v0.probe_id)
-            .count();
+    for group in flips.hard_by_probe() {
+        let v0 = &group[0].variant;
+        let n = group.len();
         let _ = writeln!(
             o,
             "  {} ({}, \"{}\"): {n} regressed",
@@ -257,7 +254,7 @@ fn regressions(o: &mut String, st: &Style, c: &Comparison) {
             v0.tier.as_str(),
             clean(&v0.capability, 60)
         );
-        for f in &hard[i..i + n] {
+        for f in group {
             let v = &f.variant;
             let _ = writeln!(
                 o,
@@ -287,33 +284,19 @@ fn regressions(o: &mut String, st: &Style, c: &Comparison) {
                 }
             }
         }
-        i += n;
     }
     let _ = writeln!(o);
-    let others: Vec<&Flip> = c
-        .regressed
-        .iter()
-        .filter(|f| {
-            !matches!(
-                f.variant.tier,
-                crate::probe::Tier::Hard | crate::probe::Tier::Frontier
-            )
-        })
-        .collect();
     let _ = writeln!(
         o,
         "{}",
         st.heading(&format!(
             "Flips: {} fixed, {} regressed ({} in easier tiers)",
-            c.fixed.len(),
-            c.regressed.len(),
-            others.len()
+            flips.fixed.len(),
+            flips.regressed,
+            flips.easier.len()
         ))
     );
-    for (label, list) in [
-        ("fixed", c.fixed.iter().collect::<Vec<_>>()),
-        ("regressed", others),
-    ] {
+    for (label, list) in [("fixed", &flips.fixed), ("regressed", &flips.easier)] {
         if list.is_empty() {
             continue;
         }
@@ -427,4 +410,27 @@ pub fn render_trend(tr: &Trend, color: bool) -> String {
     }
     trend_body(&mut o, &st, tr);
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tables::{Cell, Column, Row, Table};
+
+    #[test]
+    fn text_tables_strip_terminal_codes_and_clip_where_the_model_says() {
+        let mut long = Cell::text("a\u{1b}[31mb ".repeat(10));
+        long.clip = Some(5);
+        let t = Table {
+            title: String::new(),
+            columns: vec![Column::left("x"), Column::right("n")],
+            rows: vec![Row {
+                cells: vec![long, Cell::num(7)],
+                total: false,
+            }],
+        };
+        let out = super::table(&super::Style { color: false }, &t).to_string();
+        assert!(out.contains("ab ab…"), "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
+        assert!(out.contains("│  7 │") || out.contains("┆ 7 │"), "{out}");
+    }
 }
