@@ -5,7 +5,7 @@
 
 use super::tables::{self, Align, Mark, Segment};
 use super::{Report, short_id};
-use crate::analysis::{Comparison, Trend, findings::pct};
+use crate::analysis::{Comparison, Trend};
 use crate::text::markdown_inline as md;
 use std::fmt::Write;
 
@@ -130,21 +130,11 @@ pub fn render(r: &Report) -> String {
         trend_table(&mut o, t);
     }
     if let Some(g) = &r.gate {
-        let floors = r
-            .floors
-            .iter()
-            .map(|f| format!("{} ≥ {} ({})", f.tier.as_str(), pct(f.min), f.source))
-            .collect::<Vec<_>>()
-            .join(", ");
         let _ = writeln!(
             o,
             "### Gate (on {}; floors {}; applied to {})\n",
             g.on.as_str(),
-            if floors.is_empty() {
-                "none".into()
-            } else {
-                md(&floors)
-            },
+            md(&tables::floors_text(r)),
             md(&r.gated_models.join(", "))
         );
         for c in &g.checks {

@@ -405,6 +405,25 @@ pub fn trend(tr: &Trend) -> Table {
     }
 }
 
+/// The floors in force, one phrase each (`hard ≥ 60.0% (config)`), or "none".
+pub fn floors_text(r: &Report) -> String {
+    if r.floors.is_empty() {
+        return "none".into();
+    }
+    r.floors
+        .iter()
+        .map(|f| {
+            format!(
+                "{} ≥ {} ({})",
+                f.tier.as_str(),
+                crate::analysis::findings::pct(f.min),
+                f.source
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The flips of one comparison, split the way every format shows them: hard-tier regressions
 /// first (each with its evidence), then fixes and the regressions in easier tiers.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use super::tables::{self, Align, Mark, Segment};
 use super::{Report, short_id};
-use crate::analysis::{Comparison, Flip, Trend, findings::pct};
+use crate::analysis::{Comparison, Flip, Trend};
 use crate::term::sanitize;
 use comfy_table::{Cell, CellAlignment, Color, Table, presets::UTF8_FULL_CONDENSED};
 use std::fmt::Write;
@@ -323,23 +323,13 @@ fn gate(o: &mut String, st: &Style, r: &Report) {
         );
         return;
     };
-    let floors = r
-        .floors
-        .iter()
-        .map(|f| format!("{} ≥ {} ({})", f.tier.as_str(), pct(f.min), f.source))
-        .collect::<Vec<_>>()
-        .join(", ");
     let _ = writeln!(
         o,
         "{}",
         st.heading(&format!(
             "Gate on {}: floors {}; applied to {}",
             g.on.as_str(),
-            if floors.is_empty() {
-                "none".into()
-            } else {
-                floors
-            },
+            tables::floors_text(r),
             sanitize(&r.gated_models.join(", "))
         ))
     );
