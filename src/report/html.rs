@@ -5,10 +5,8 @@
 //! comparison; aggregate and hard-tier trend lines; a probe × axis-value heat map per model.
 //! Every piece of text is escaped, model output included.
 
-use super::{
-    Report, delta_interval_text, delta_text, interval_text, p_value_text, rate_text, share_text,
-    short_id,
-};
+use super::tables::{self, Align};
+use super::{Report, delta_text, interval_text, p_value_text, short_id};
 use crate::analysis::{Breakdown, Comparison, Flip, Heatmap, Tally, Trend, findings::pct};
 use crate::text::html as escape;
 use std::fmt::Write;
@@ -78,6 +76,29 @@ fn thead(o: &mut String, names: &[&str]) {
         let _ = write!(o, "<th>{}</th>", escape(n));
     }
     o.push_str("</tr></thead><tbody>\n");
+}
+
+/// Writes a table model as an HTML table: left columns as escaped text, right columns as
+/// numbers (tabular figures; "too few to say" in its own style), the aggregate row highlighted.
+fn table(o: &mut String, m: &tables::Table) {
+    let headers: Vec<&str> = m.columns.iter().map(|c| c.header.as_str()).collect();
+    thead(o, &headers);
+    for r in &m.rows {
+        o.push_str(if r.total {
+            "<tr class=\"all\">"
+        } else {
+            "<tr>"
+        });
+        for (cell, col) in r.cells.iter().zip(&m.columns) {
+            let text = cell.raw();
+            o.push_str(&match col.align {
+                Align::Left => td(&text),
+                Align::Right => num(text),
+            });
+        }
+        o.push_str("</tr>\n");
+    }
+    o.push_str("</tbody></table>\n");
 }
 
 /// Renders the report as one HTML page.
@@ -181,49 +202,7 @@ pub fn render(r: &Report) -> String {
 }
 
 pub(crate) fn tier_table(o: &mut String, r: &Report) {
-    thead(
-        o,
-        &[
-            "model",
-            "tier",
-            "n",
-            "passed",
-            "pass rate",
-            "95% interval",
-            "errors",
-            "share of failures",
-        ],
-    );
-    for b in &r.models {
-        for (t, x) in &b.tiers {
-            let _ = writeln!(
-                o,
-                "<tr>{}{}{}{}{}{}{}{}</tr>",
-                td(&b.model),
-                td(t.as_str()),
-                num(x.n()),
-                num(x.passed),
-                num(rate_text(x)),
-                num(interval_text(x)),
-                num(x.errors + x.ungraded),
-                num(share_text(b.failure_share(*t)))
-            );
-        }
-        let a = &b.aggregate;
-        let _ = writeln!(
-            o,
-            "<tr class=\"all\">{}{}{}{}{}{}{}{}</tr>",
-            td(&b.model),
-            td("all"),
-            num(a.n()),
-            num(a.passed),
-            num(rate_text(a)),
-            num(interval_text(a)),
-            num(a.errors + a.ungraded),
-            num(format!("{} failing", a.failed))
-        );
-    }
-    o.push_str("</tbody></table>\n");
+    table(o, &tables::tiers(r));
 }
 
 pub(crate) fn measured_table(o: &mut String, r: &Report) {
@@ -238,18 +217,7 @@ pub(crate) fn measured_table(o: &mut String, r: &Report) {
         "<h2>Declared and measured tiers</h2>\n<p class=\"meta\">{}</p>",
         escape(&m.rule)
     );
-    thead(o, &super::MEASURED_HEADERS);
-    for cells in super::measured_rows(m) {
-        let _ = writeln!(
-            o,
-            "<tr>{}{}{}{}</tr>",
-            td(&cells[0]),
-            td(&cells[1]),
-            td(&cells[2]),
-            cells[3..].iter().map(num).collect::<String>()
-        );
-    }
-    o.push_str("</tbody></table>\n");
+    table(o, &tables::measured(m));
     let lines = super::moved_lines(m);
     if lines.is_empty() {
         o.push_str("<p>Moved since the last run: none.</p>\n");
@@ -263,46 +231,9 @@ pub(crate) fn measured_table(o: &mut String, r: &Report) {
 }
 
 pub(crate) fn class_table(o: &mut String, r: &Report) {
-    o.push_str("<h2>By capability class: where failures concentrate</h2>\n");
-    thead(
-        o,
-        &[
-            "model",
-            "capability class",
-            "n",
-            "pass rate",
-            "95% interval",
-            "failing",
-            "share of failures",
-            "failing probe families",
-        ],
-    );
-    for b in &r.models {
-        for c in &b.classes {
-            let probes = if c.failing_probes.is_empty() {
-                "–".to_string()
-            } else {
-                c.failing_probes
-                    .iter()
-                    .map(|(p, n)| format!("{p} ({n})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let _ = writeln!(
-                o,
-                "<tr>{}{}{}{}{}{}{}{}</tr>",
-                td(&b.model),
-                td(&c.class),
-                num(c.tally.n()),
-                num(rate_text(&c.tally)),
-                num(interval_text(&c.tally)),
-                num(c.tally.failed),
-                num(share_text(b.class_failure_share(c))),
-                td(&probes)
-            );
-        }
-    }
-    o.push_str("</tbody></table>\n");
+    let t = tables::classes(r);
+    let _ = writeln!(o, "<h2>{}</h2>", escape(&t.title));
+    table(o, &t);
 }
 
 pub(crate) fn comparison(o: &mut String, c: &Comparison) {
@@ -314,51 +245,8 @@ pub(crate) fn comparison(o: &mut String, c: &Comparison) {
         escape(&cl),
         c.aggregate.paired.shared
     );
-    for (first, rows) in [
-        (
-            "tier",
-            c.tiers
-                .iter()
-                .chain(std::iter::once(&c.aggregate))
-                .collect::<Vec<_>>(),
-        ),
-        ("capability class", c.classes.iter().collect()),
-    ] {
-        thead(
-            o,
-            &[
-                first,
-                &bl,
-                &cl,
-                "delta",
-                "95% interval of delta",
-                "shared",
-                "fixed",
-                "regressed",
-                "McNemar p",
-            ],
-        );
-        for d in rows {
-            let _ = writeln!(
-                o,
-                "<tr{}>{}{}{}{}{}{}{}{}{}</tr>",
-                if d.label == "all" && first == "tier" {
-                    " class=\"all\""
-                } else {
-                    ""
-                },
-                td(&d.label),
-                num(rate_text(&d.baseline)),
-                num(rate_text(&d.candidate)),
-                num(delta_text(d)),
-                num(delta_interval_text(d)),
-                num(d.paired.shared),
-                num(d.paired.fixed),
-                num(d.paired.regressed),
-                num(p_value_text(&d.paired))
-            );
-        }
-        o.push_str("</tbody></table>\n");
+    for t in tables::comparison(c) {
+        table(o, &t);
     }
 }
 
@@ -426,7 +314,8 @@ fn flip_details(o: &mut String, f: &Flip) {
 }
 
 fn regressions(o: &mut String, c: &Comparison) {
-    let hard: Vec<&Flip> = c.hard_regressions().collect();
+    let flips = tables::Flips::of(c);
+    let hard = &flips.hard;
     let _ = writeln!(
         o,
         "<h2>Hard-tier regressions: {} passed, {} fails ({})</h2>",
@@ -439,13 +328,9 @@ fn regressions(o: &mut String, c: &Comparison) {
     }
     // One group per probe family (open when the list is short), one entry per variant.
     let open = if hard.len() <= 12 { " open" } else { "" };
-    let mut i = 0;
-    while i < hard.len() {
-        let v0 = &hard[i].variant;
-        let n = hard[i..]
-            .iter()
-            .take_while(|f| f.variant.probe_id == v0.probe_id)
-            .count();
+    for group in flips.hard_by_probe() {
+        let v0 = &group[0].variant;
+        let n = group.len();
         let _ = write!(
             o,
             "<details{open}><summary>{} · {} · {} · {n} regressed</summary>",
@@ -453,31 +338,20 @@ fn regressions(o: &mut String, c: &Comparison) {
             v0.tier.as_str(),
             escape(&v0.capability)
         );
-        for f in &hard[i..i + n] {
+        for f in group {
             flip_details(o, f);
         }
         o.push_str("</details>\n");
-        i += n;
     }
-    let others: Vec<&Flip> = c
-        .regressed
-        .iter()
-        .filter(|f| {
-            !matches!(
-                f.variant.tier,
-                crate::domain::Tier::Hard | crate::domain::Tier::Frontier
-            )
-        })
-        .collect();
     let _ = writeln!(
         o,
         "<h3>Flips: {} fixed, {} regressed</h3>",
-        c.fixed.len(),
-        c.regressed.len()
+        flips.fixed.len(),
+        flips.regressed
     );
     for (label, list) in [
-        ("Fixed", c.fixed.iter().collect::<Vec<_>>()),
-        ("Regressed in easier tiers", others),
+        ("Fixed", &flips.fixed),
+        ("Regressed in easier tiers", &flips.easier),
     ] {
         if list.is_empty() {
             continue;
@@ -503,24 +377,7 @@ fn trend_section(o: &mut String, t: &Trend) {
     if let Some(w) = &t.warning {
         let _ = writeln!(o, "<div class=\"warn\">{}</div>", escape(&w.message));
     }
-    thead(o, &["run", "started", "aggregate", "n", "hard", "n", "gap"]);
-    for p in &t.points {
-        let _ = writeln!(
-            o,
-            "<tr>{}{}{}{}{}{}{}</tr>",
-            td(&p.run_id),
-            td(&p.started_at),
-            num(rate_text(&p.aggregate)),
-            num(p.aggregate.n()),
-            num(rate_text(&p.hard)),
-            num(p.hard.n()),
-            num(p
-                .gap
-                .map(|g| format!("{:.1} pts", 100.0 * g))
-                .unwrap_or_else(|| "–".into()))
-        );
-    }
-    o.push_str("</tbody></table>\n");
+    table(o, &tables::trend(t));
 }
 
 /// Renders `cliffprobe trend` as one HTML page.
@@ -982,4 +839,36 @@ pub(crate) fn heatmap(h: &Heatmap) -> String {
     }
     s.push_str("</svg>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tables::{Cell, Column, Row, Table};
+
+    #[test]
+    fn html_tables_escape_text_mark_too_few_and_highlight_the_aggregate_row() {
+        let t = Table {
+            title: String::new(),
+            columns: vec![Column::left("m<"), Column::right("rate")],
+            rows: vec![
+                Row {
+                    cells: vec![Cell::text("<b>"), Cell::num(crate::analysis::TOO_FEW_TEXT)],
+                    total: false,
+                },
+                Row {
+                    cells: vec![Cell::text("all"), Cell::num("50.0%")],
+                    total: true,
+                },
+            ],
+        };
+        let mut o = String::new();
+        super::table(&mut o, &t);
+        assert_eq!(
+            o,
+            format!(
+                "<table><thead><tr><th>m&lt;</th><th>rate</th></tr></thead><tbody>\n<tr><td>&lt;b&gt;</td><td class=\"n few\">{}</td></tr>\n<tr class=\"all\"><td>all</td><td class=\"n\">50.0%</td></tr>\n</tbody></table>\n",
+                crate::analysis::TOO_FEW_TEXT
+            )
+        );
+    }
 }

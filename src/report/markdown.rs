@@ -3,11 +3,9 @@
 //! Model text is defused: HTML special characters become entities, Markdown punctuation is
 //! backslash-escaped, `|` cannot break a table and newlines cannot start a block.
 
-use super::{
-    Report, delta_interval_text, delta_text, interval_text, p_value_text, rate_text, share_text,
-    short_id,
-};
-use crate::analysis::{Comparison, Trend, findings::pct};
+use super::tables::{self, Align, Mark, Segment};
+use super::{Report, short_id};
+use crate::analysis::{Comparison, Trend};
 use crate::text::markdown_inline as md;
 use std::fmt::Write;
 
@@ -15,19 +13,44 @@ fn row(o: &mut String, cells: &[String]) {
     let _ = writeln!(o, "| {} |", cells.join(" | "));
 }
 
-fn header(o: &mut String, names: &[&str], right_from: usize) {
-    let names: Vec<String> = names.iter().map(|n| md(n)).collect();
+/// Writes a table model as a GitHub-flavoured table: data text defused, numbers as built,
+/// [`Mark::Strong`] in bold, and only the columns the model keeps for Markdown.
+fn table(o: &mut String, m: &tables::Table) {
+    let shown: Vec<usize> = (0..m.columns.len())
+        .filter(|&i| m.columns[i].in_markdown)
+        .collect();
+    let names: Vec<String> = shown.iter().map(|&i| md(&m.columns[i].header)).collect();
     row(o, &names);
-    let sep: Vec<String> = (0..names.len())
-        .map(|i| {
-            if i >= right_from {
-                "--:".into()
-            } else {
-                "---".into()
-            }
+    let sep: Vec<String> = shown
+        .iter()
+        .map(|&i| match m.columns[i].markdown_align {
+            Align::Right => "--:".into(),
+            Align::Left => "---".into(),
         })
         .collect();
     row(o, &sep);
+    for r in &m.rows {
+        let cells: Vec<String> = shown
+            .iter()
+            .map(|&i| {
+                let cell = &r.cells[i];
+                let text: String = cell
+                    .segments
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Text(x) if m.columns[i].align == Align::Left => md(x),
+                        Segment::Text(x) | Segment::Literal(x) => x.clone(),
+                    })
+                    .collect();
+                if cell.mark == Mark::Strong {
+                    format!("**{text}**")
+                } else {
+                    text
+                }
+            })
+            .collect();
+        row(o, &cells);
+    }
 }
 
 /// Renders the report as Markdown.
@@ -65,109 +88,27 @@ pub fn render(r: &Report) -> String {
         );
     }
 
-    let _ = writeln!(o, "### Pass rate by tier (variants)\n");
-    header(
-        &mut o,
-        &[
-            "model",
-            "tier",
-            "n",
-            "passed",
-            "pass rate",
-            "95% interval",
-            "errors",
-            "share of failures",
-        ],
-        2,
-    );
-    for b in &r.models {
-        for (t, x) in &b.tiers {
-            row(
-                &mut o,
-                &[
-                    md(&b.model),
-                    t.as_str().into(),
-                    x.n().to_string(),
-                    x.passed.to_string(),
-                    rate_text(x),
-                    interval_text(x),
-                    (x.errors + x.ungraded).to_string(),
-                    share_text(b.failure_share(*t)),
-                ],
-            );
-        }
-        let a = &b.aggregate;
-        row(
-            &mut o,
-            &[
-                md(&b.model),
-                "**all**".into(),
-                a.n().to_string(),
-                a.passed.to_string(),
-                format!("**{}**", rate_text(a)),
-                interval_text(a),
-                (a.errors + a.ungraded).to_string(),
-                format!("{} failing", a.failed),
-            ],
-        );
-    }
+    let tiers = tables::tiers(r);
+    let _ = writeln!(o, "### {}\n", tiers.title);
+    table(&mut o, &tiers);
     let _ = writeln!(o);
 
     for c in &r.comparisons {
         comparison(&mut o, c);
     }
 
-    let _ = writeln!(o, "### By capability class: where failures concentrate\n");
-    header(
-        &mut o,
-        &[
-            "model",
-            "capability class",
-            "n",
-            "pass rate",
-            "95% interval",
-            "failing",
-            "share of failures",
-            "failing probe families",
-        ],
-        2,
-    );
-    for b in &r.models {
-        for c in &b.classes {
-            row(
-                &mut o,
-                &[
-                    md(&b.model),
-                    md(&c.class),
-                    c.tally.n().to_string(),
-                    rate_text(&c.tally),
-                    interval_text(&c.tally),
-                    c.tally.failed.to_string(),
-                    share_text(b.class_failure_share(c)),
-                    if c.failing_probes.is_empty() {
-                        "–".into()
-                    } else {
-                        c.failing_probes
-                            .iter()
-                            .map(|(p, n)| format!("{} ({n})", md(p)))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    },
-                ],
-            );
-        }
-    }
+    let classes = tables::classes(r);
+    let _ = writeln!(o, "### {}\n", classes.title);
+    table(&mut o, &classes);
     let _ = writeln!(o);
 
     if let Some(m) = &r.measured_tiers
         && !m.probes.is_empty()
     {
-        let _ = writeln!(o, "### Declared and measured tiers\n");
+        let t = tables::measured(m);
+        let _ = writeln!(o, "### {}\n", t.title);
         let _ = writeln!(o, "_{}_\n", md(&m.rule));
-        header(&mut o, &super::MEASURED_HEADERS, 3);
-        for cells in super::measured_rows(m) {
-            row(&mut o, &cells.iter().map(|c| md(c)).collect::<Vec<_>>());
-        }
+        table(&mut o, &t);
         let _ = writeln!(o);
         let lines = super::moved_lines(m);
         if lines.is_empty() {
@@ -189,21 +130,11 @@ pub fn render(r: &Report) -> String {
         trend_table(&mut o, t);
     }
     if let Some(g) = &r.gate {
-        let floors = r
-            .floors
-            .iter()
-            .map(|f| format!("{} ≥ {} ({})", f.tier.as_str(), pct(f.min), f.source))
-            .collect::<Vec<_>>()
-            .join(", ");
         let _ = writeln!(
             o,
             "### Gate (on {}; floors {}; applied to {})\n",
             g.on.as_str(),
-            if floors.is_empty() {
-                "none".into()
-            } else {
-                md(&floors)
-            },
+            md(&tables::floors_text(r)),
             md(&r.gated_models.join(", "))
         );
         for c in &g.checks {
@@ -228,53 +159,15 @@ fn comparison(o: &mut String, c: &Comparison) {
         md(&cl),
         c.aggregate.paired.shared
     );
-    for (first, rows) in [
-        (
-            "tier",
-            c.tiers
-                .iter()
-                .chain(std::iter::once(&c.aggregate))
-                .collect::<Vec<_>>(),
-        ),
-        ("capability class", c.classes.iter().collect()),
-    ] {
-        header(
-            o,
-            &[
-                first,
-                &bl,
-                &cl,
-                "delta",
-                "95% interval of delta",
-                "shared",
-                "fixed",
-                "regressed",
-                "McNemar p",
-            ],
-            1,
-        );
-        for d in rows {
-            row(
-                o,
-                &[
-                    md(&d.label),
-                    rate_text(&d.baseline),
-                    rate_text(&d.candidate),
-                    delta_text(d),
-                    delta_interval_text(d),
-                    d.paired.shared.to_string(),
-                    d.paired.fixed.to_string(),
-                    d.paired.regressed.to_string(),
-                    p_value_text(&d.paired),
-                ],
-            );
-        }
+    for t in tables::comparison(c) {
+        table(o, &t);
         let _ = writeln!(o);
     }
 }
 
 fn regressions(o: &mut String, c: &Comparison) {
-    let hard: Vec<_> = c.hard_regressions().collect();
+    let flips = tables::Flips::of(c);
+    let hard = &flips.hard;
     let _ = writeln!(
         o,
         "### Hard-tier regressions: {} passed, {} fails ({})\n",
@@ -314,30 +207,65 @@ fn regressions(o: &mut String, c: &Comparison) {
     let _ = writeln!(
         o,
         "Flips: {} fixed, {} regressed (all tiers; every flip is listed in the JSON and HTML reports).\n",
-        c.fixed.len(),
-        c.regressed.len()
+        flips.fixed.len(),
+        flips.regressed
     );
 }
 
 fn trend_table(o: &mut String, t: &Trend) {
     let _ = writeln!(o, "### Trend for {}\n", md(&t.model));
-    header(o, &["run", "started", "aggregate", "hard", "gap"], 2);
-    for p in &t.points {
-        row(
-            o,
-            &[
-                md(&p.run_id),
-                md(&p.started_at),
-                rate_text(&p.aggregate),
-                rate_text(&p.hard),
-                p.gap
-                    .map(|g| format!("{:.1} pts", 100.0 * g))
-                    .unwrap_or_else(|| "–".into()),
-            ],
-        );
-    }
+    table(o, &tables::trend(t));
     let _ = writeln!(o);
     if let Some(w) = &t.warning {
         let _ = writeln!(o, "> [!WARNING]\n> {}\n", md(&w.message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tables::{Cell, Column, Row, Table};
+
+    fn sample() -> Table {
+        let mut t = super::tables::trend(&crate::analysis::Trend {
+            model: String::new(),
+            points: Vec::new(),
+            window: 3,
+            warning: None,
+        });
+        t.rows.push(Row {
+            cells: vec![
+                Cell::text("r|1"),
+                Cell::text("2026-01-01"),
+                Cell::num("[50.0%]"),
+                Cell::num(4),
+                Cell::num("–"),
+                Cell::num(0),
+                Cell::num("–"),
+            ],
+            total: false,
+        });
+        t
+    }
+
+    #[test]
+    fn markdown_drops_the_columns_the_model_keeps_out_and_escapes_only_data_text() {
+        let mut o = String::new();
+        super::table(&mut o, &sample());
+        assert_eq!(
+            o,
+            "| run | started | aggregate | hard | gap |\n| --- | --- | --: | --: | --: |\n| r\\|1 | 2026-01-01 | [50.0%] | – | – |\n"
+        );
+    }
+
+    #[test]
+    fn markdown_alignment_can_differ_from_the_other_formats() {
+        let t = Table {
+            title: String::new(),
+            columns: vec![Column::left("a"), Column::right("b")],
+            rows: Vec::new(),
+        };
+        let mut o = String::new();
+        super::table(&mut o, &t);
+        assert_eq!(o, "| a | b |\n| --- | --: |\n");
     }
 }

@@ -14,6 +14,7 @@ pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod replay;
+pub mod tables;
 pub mod text;
 
 use crate::analysis::tiers::MeasuredTiers;

@@ -1,10 +1,8 @@
 //! The text report: aligned tables, warnings first, colour only when asked (on a terminal).
 
-use super::{
-    Report, delta_interval_text, delta_text, interval_text, p_value_text, rate_text, share_text,
-    short_id,
-};
-use crate::analysis::{Comparison, Flip, Trend, findings::pct};
+use super::tables::{self, Align, Mark, Segment};
+use super::{Report, short_id};
+use crate::analysis::{Comparison, Flip, Trend};
 use crate::term::sanitize;
 use comfy_table::{Cell, CellAlignment, Color, Table, presets::UTF8_FULL_CONDENSED};
 use std::fmt::Write;
@@ -47,23 +45,50 @@ impl Style {
         t.set_header(headers.iter().map(Cell::new).collect::<Vec<_>>());
         t
     }
-    fn signed(&self, text: String, value: Option<f64>, significant: bool) -> Cell {
-        let c = Cell::new(text).set_alignment(CellAlignment::Right);
-        match value {
-            Some(v) if self.color && significant && v < 0.0 => c.fg(Color::Red),
-            Some(v) if self.color && significant && v > 0.0 => c.fg(Color::Green),
-            _ => c,
-        }
-    }
-}
-
-fn right(s: impl ToString) -> Cell {
-    Cell::new(s.to_string()).set_alignment(CellAlignment::Right)
 }
 
 /// One line of model text, safe for a terminal.
 fn clean(s: &str, max: usize) -> String {
     crate::grade::excerpt(&sanitize(s), max)
+}
+
+/// Lays a table model out with comfy-table: data text made safe for a terminal (and clipped
+/// where the model says), numbers right-aligned, marks shown as colour only when asked.
+fn table(st: &Style, m: &tables::Table) -> Table {
+    let headers: Vec<String> = m.columns.iter().map(|c| sanitize(&c.header)).collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut t = st.table(&headers);
+    for row in &m.rows {
+        let cells = row.cells.iter().zip(&m.columns).map(|(cell, col)| {
+            let text: String = cell
+                .segments
+                .iter()
+                .map(|s| match s {
+                    Segment::Text(x) if col.align == Align::Left => sanitize(x),
+                    Segment::Text(x) | Segment::Literal(x) => x.clone(),
+                })
+                .collect();
+            let text = match cell.clip {
+                Some(max) => crate::grade::excerpt(&text, max),
+                None => text,
+            };
+            let c = match cell.mark {
+                Mark::Warn => Cell::new(st.warn(&text)),
+                _ => Cell::new(text),
+            };
+            let c = match col.align {
+                Align::Right => c.set_alignment(CellAlignment::Right),
+                Align::Left => c,
+            };
+            match cell.mark {
+                Mark::Loss if st.color => c.fg(Color::Red),
+                Mark::Gain if st.color => c.fg(Color::Green),
+                _ => c,
+            }
+        });
+        t.add_row(cells.collect::<Vec<_>>());
+    }
+    t
 }
 
 /// Renders the report as text; `color` adds ANSI colours (only for a terminal).
@@ -108,44 +133,9 @@ pub fn render(r: &Report, color: bool) -> String {
         let _ = writeln!(o);
     }
 
-    // Tiers.
-    let _ = writeln!(o, "{}", st.heading("Pass rate by tier (variants)"));
-    let mut t = st.table(&[
-        "model",
-        "tier",
-        "n",
-        "passed",
-        "pass rate",
-        "95% interval",
-        "errors",
-        "share of failures",
-    ]);
-    for b in &r.models {
-        for (tier, x) in &b.tiers {
-            t.add_row(vec![
-                Cell::new(sanitize(&b.model)),
-                Cell::new(tier.as_str()),
-                right(x.n()),
-                right(x.passed),
-                right(rate_text(x)),
-                right(interval_text(x)),
-                right(x.errors + x.ungraded),
-                right(share_text(b.failure_share(*tier))),
-            ]);
-        }
-        let a = &b.aggregate;
-        t.add_row(vec![
-            Cell::new(sanitize(&b.model)),
-            Cell::new("all"),
-            right(a.n()),
-            right(a.passed),
-            right(rate_text(a)),
-            right(interval_text(a)),
-            right(a.errors + a.ungraded),
-            right(format!("{} failing", a.failed)),
-        ]);
-    }
-    let _ = writeln!(o, "{t}");
+    let tiers = tables::tiers(r);
+    let _ = writeln!(o, "{}", st.heading(&tiers.title));
+    let _ = writeln!(o, "{}", table(&st, &tiers));
     let ungraded: u64 = r.models.iter().map(|b| b.aggregate.ungraded).sum();
     if ungraded > 0 {
         let _ = writeln!(
@@ -159,46 +149,9 @@ pub fn render(r: &Report, color: bool) -> String {
         comparison(&mut o, &st, c);
     }
 
-    // Classes.
-    let _ = writeln!(
-        o,
-        "{}",
-        st.heading("By capability class: where failures concentrate")
-    );
-    let mut t = st.table(&[
-        "model",
-        "capability class",
-        "n",
-        "pass rate",
-        "95% interval",
-        "failing",
-        "share of failures",
-        "failing probe families",
-    ]);
-    for b in &r.models {
-        for c in &b.classes {
-            let probes = if c.failing_probes.is_empty() {
-                "–".to_string()
-            } else {
-                c.failing_probes
-                    .iter()
-                    .map(|(p, n)| format!("{} ({n})", sanitize(p)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            t.add_row(vec![
-                Cell::new(sanitize(&b.model)),
-                Cell::new(clean(&c.class, 50)),
-                right(c.tally.n()),
-                right(rate_text(&c.tally)),
-                right(interval_text(&c.tally)),
-                right(c.tally.failed),
-                right(share_text(b.class_failure_share(c))),
-                Cell::new(probes),
-            ]);
-        }
-    }
-    let _ = writeln!(o, "{t}");
+    let classes = tables::classes(r);
+    let _ = writeln!(o, "{}", st.heading(&classes.title));
+    let _ = writeln!(o, "{}", table(&st, &classes));
     let _ = writeln!(o);
 
     if let Some(m) = &r.measured_tiers {
@@ -223,21 +176,10 @@ fn measured(o: &mut String, st: &Style, m: &crate::analysis::tiers::MeasuredTier
     if m.probes.is_empty() {
         return;
     }
-    let _ = writeln!(o, "{}", st.heading("Declared and measured tiers"));
+    let t = tables::measured(m);
+    let _ = writeln!(o, "{}", st.heading(&t.title));
     let _ = writeln!(o, "{}", m.rule);
-    let mut t = st.table(&super::MEASURED_HEADERS);
-    for row in super::measured_rows(m) {
-        let mut cells = vec![Cell::new(clean(&row[0], 60))];
-        cells.push(Cell::new(&row[1]));
-        cells.push(if row[1] != row[2] && row[2] != "–" {
-            Cell::new(st.warn(&row[2]))
-        } else {
-            Cell::new(&row[2])
-        });
-        cells.extend(row[3..].iter().map(right));
-        t.add_row(cells);
-    }
-    let _ = writeln!(o, "{t}");
+    let _ = writeln!(o, "{}", table(st, &t));
     let lines = super::moved_lines(m);
     if lines.is_empty() {
         let _ = writeln!(o, "Moved since the last run: none.");
@@ -263,57 +205,9 @@ fn comparison(o: &mut String, st: &Style, c: &Comparison) {
             c.aggregate.paired.shared
         ))
     );
-    let headers = [
-        "tier",
-        bl.as_str(),
-        cl.as_str(),
-        "delta",
-        "95% interval of delta",
-        "shared",
-        "fixed",
-        "regressed",
-        "McNemar p",
-    ];
-    let mut t = st.table(&headers);
-    for row in c.tiers.iter().chain(std::iter::once(&c.aggregate)) {
-        t.add_row(vec![
-            Cell::new(&row.label),
-            right(rate_text(&row.baseline)),
-            right(rate_text(&row.candidate)),
-            st.signed(delta_text(row), row.delta, row.paired.significant()),
-            right(delta_interval_text(row)),
-            right(row.paired.shared),
-            right(row.paired.fixed),
-            right(row.paired.regressed),
-            right(p_value_text(&row.paired)),
-        ]);
+    for t in tables::comparison(c) {
+        let _ = writeln!(o, "{}", table(st, &t));
     }
-    let _ = writeln!(o, "{t}");
-    let mut t = st.table(&[
-        "capability class",
-        bl.as_str(),
-        cl.as_str(),
-        "delta",
-        "95% interval of delta",
-        "shared",
-        "fixed",
-        "regressed",
-        "McNemar p",
-    ]);
-    for row in &c.classes {
-        t.add_row(vec![
-            Cell::new(clean(&row.label, 50)),
-            right(rate_text(&row.baseline)),
-            right(rate_text(&row.candidate)),
-            st.signed(delta_text(row), row.delta, row.paired.significant()),
-            right(delta_interval_text(row)),
-            right(row.paired.shared),
-            right(row.paired.fixed),
-            right(row.paired.regressed),
-            right(p_value_text(&row.paired)),
-        ]);
-    }
-    let _ = writeln!(o, "{t}");
     let _ = writeln!(
         o,
         "McNemar: exact two-sided test on the variants graded on both sides; significant below p = 0.05."
@@ -336,7 +230,8 @@ fn regressions(o: &mut String, st: &Style, c: &Comparison) {
         sanitize(&c.baseline_label()),
         sanitize(&c.candidate_label()),
     );
-    let hard: Vec<&Flip> = c.hard_regressions().collect();
+    let flips = tables::Flips::of(c);
+    let hard = &flips.hard;
     let _ = writeln!(
         o,
         "{}",
@@ -349,13 +244,9 @@ fn regressions(o: &mut String, st: &Style, c: &Comparison) {
         let _ = writeln!(o, "  none");
     }
     // Grouped by probe family; one entry per variant: axes, then what failed and what it said.
-    let mut i = 0;
-    while i < hard.len() {
-        let v0 = &hard[i].variant;
-        let n = hard[i..]
-            .iter()
-            .take_while(|f| f.variant.probe_id == v0.probe_id)
-            .count();
+    for group in flips.hard_by_probe() {
+        let v0 = &group[0].variant;
+        let n = group.len();
         let _ = writeln!(
             o,
             "  {} ({}, \"{}\"): {n} regressed",
@@ -363,7 +254,7 @@ fn regressions(o: &mut String, st: &Style, c: &Comparison) {
             v0.tier.as_str(),
             clean(&v0.capability, 60)
         );
-        for f in &hard[i..i + n] {
+        for f in group {
             let v = &f.variant;
             let _ = writeln!(
                 o,
@@ -393,33 +284,19 @@ fn regressions(o: &mut String, st: &Style, c: &Comparison) {
                 }
             }
         }
-        i += n;
     }
     let _ = writeln!(o);
-    let others: Vec<&Flip> = c
-        .regressed
-        .iter()
-        .filter(|f| {
-            !matches!(
-                f.variant.tier,
-                crate::domain::Tier::Hard | crate::domain::Tier::Frontier
-            )
-        })
-        .collect();
     let _ = writeln!(
         o,
         "{}",
         st.heading(&format!(
             "Flips: {} fixed, {} regressed ({} in easier tiers)",
-            c.fixed.len(),
-            c.regressed.len(),
-            others.len()
+            flips.fixed.len(),
+            flips.regressed,
+            flips.easier.len()
         ))
     );
-    for (label, list) in [
-        ("fixed", c.fixed.iter().collect::<Vec<_>>()),
-        ("regressed", others),
-    ] {
+    for (label, list) in [("fixed", &flips.fixed), ("regressed", &flips.easier)] {
         if list.is_empty() {
             continue;
         }
@@ -446,23 +323,13 @@ fn gate(o: &mut String, st: &Style, r: &Report) {
         );
         return;
     };
-    let floors = r
-        .floors
-        .iter()
-        .map(|f| format!("{} ≥ {} ({})", f.tier.as_str(), pct(f.min), f.source))
-        .collect::<Vec<_>>()
-        .join(", ");
     let _ = writeln!(
         o,
         "{}",
         st.heading(&format!(
             "Gate on {}: floors {}; applied to {}",
             g.on.as_str(),
-            if floors.is_empty() {
-                "none".into()
-            } else {
-                floors
-            },
+            tables::floors_text(r),
             sanitize(&r.gated_models.join(", "))
         ))
     );
@@ -491,23 +358,7 @@ fn trend_body(o: &mut String, st: &Style, tr: &Trend) {
             sanitize(&tr.model)
         ))
     );
-    let mut t = st.table(&["run", "started", "aggregate", "n", "hard", "n", "gap"]);
-    for p in &tr.points {
-        t.add_row(vec![
-            Cell::new(sanitize(&p.run_id)),
-            Cell::new(sanitize(&p.started_at)),
-            right(rate_text(&p.aggregate)),
-            right(p.aggregate.n()),
-            right(rate_text(&p.hard)),
-            right(p.hard.n()),
-            right(
-                p.gap
-                    .map(|g| format!("{:.1} pts", 100.0 * g))
-                    .unwrap_or_else(|| "–".into()),
-            ),
-        ]);
-    }
-    let _ = writeln!(o, "{t}");
+    let _ = writeln!(o, "{}", table(st, &tables::trend(tr)));
     match &tr.warning {
         Some(w) => {
             let _ = writeln!(o, "  {} {}", st.warn("!"), sanitize(&w.message));
@@ -549,4 +400,27 @@ pub fn render_trend(tr: &Trend, color: bool) -> String {
     }
     trend_body(&mut o, &st, tr);
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tables::{Cell, Column, Row, Table};
+
+    #[test]
+    fn text_tables_strip_terminal_codes_and_clip_where_the_model_says() {
+        let mut long = Cell::text("a\u{1b}[31mb ".repeat(10));
+        long.clip = Some(5);
+        let t = Table {
+            title: String::new(),
+            columns: vec![Column::left("x"), Column::right("n")],
+            rows: vec![Row {
+                cells: vec![long, Cell::num(7)],
+                total: false,
+            }],
+        };
+        let out = super::table(&super::Style { color: false }, &t).to_string();
+        assert!(out.contains("ab ab…"), "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
+        assert!(out.contains("│  7 │") || out.contains("┆ 7 │"), "{out}");
+    }
 }
