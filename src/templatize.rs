@@ -397,11 +397,11 @@ pub fn templatize(
     // it, the trajectory checks its order and count, answer checks its final text.
     let bad_output_status = match &recorded {
         Some(r) if !probe.checks.is_empty() && !r.trajectory.steps.is_empty() => {
-            let stop = crate::episode::Stop {
+            let stop = crate::trajectory::Stop {
                 reason: crate::trajectory::StopReason::Answered,
                 detail: "answered".into(),
             };
-            Some(crate::episode::run::grade(&probe.checks, &r.trajectory, &stop).0)
+            Some(crate::trajectory::grade(&probe.checks, &r.trajectory, &stop).0)
         }
         Some(_) => None,
         None => incident

@@ -2,7 +2,9 @@
 //! simulated result, in order, and why the episode stopped. Stored with the case, exported as
 //! JSON, shown compactly in reports (`get_order_by_id(B-20931) → refund_payment(B-20931)`).
 
-use crate::chat::ToolCall;
+use crate::chat::{ChatResponse, ToolCall, Usage};
+use crate::grade::check::Check;
+use crate::grade::{self, CaseStatus, CheckVerdict};
 use serde::{Deserialize, Serialize};
 
 /// Why an episode stopped.
@@ -192,6 +194,64 @@ fn argument_values(c: &ToolCall, max_chars: usize) -> String {
             .join(", "),
         _ => crate::grade::excerpt(&c.function.arguments, 40),
     }
+}
+
+/// Why and where an episode stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    /// The kind.
+    pub reason: StopReason,
+    /// In words (`budget: 8 model calls (max_turns) without a final answer`).
+    pub detail: String,
+}
+
+/// The episode's answer as one response: the last step's text when it called no tool, every
+/// tool call of the episode in order, tokens summed over the steps, the last finish reason.
+pub fn final_response(t: &Trajectory) -> ChatResponse {
+    let last = t.steps.last();
+    ChatResponse {
+        text: last
+            .filter(|s| s.tool_calls.is_empty())
+            .map(|s| s.text.clone())
+            .unwrap_or_default(),
+        tool_calls: t.calls().cloned().collect(),
+        finish_reason: last.and_then(|s| s.finish_reason.clone()),
+        usage: Usage {
+            input_tokens: t.steps.iter().map(|s| s.input_tokens).sum(),
+            output_tokens: t.steps.iter().map(|s| s.output_tokens).sum(),
+        },
+        model: None,
+    }
+}
+
+/// Grades a finished episode: the checks on [`final_response`] (`tool_call` and the trajectory
+/// checks see every call; answer checks the final answer), plus a failed `budget` or
+/// `off-script` verdict when the episode stopped that way. Not for an `error` stop (no answer
+/// to grade: the caller records the error).
+/// Grades a finished episode: the checks on [`final_response`] (`tool_call` and the trajectory
+/// checks see every call; answer checks the final answer), plus a failed `budget` or
+/// `off-script` verdict when the episode stopped that way. Not for an `error` stop (no answer
+/// to grade: the caller records the error).
+pub fn grade(
+    checks: &[Check],
+    trajectory: &Trajectory,
+    stop: &Stop,
+) -> (CaseStatus, Vec<CheckVerdict>) {
+    let (_, mut verdicts) = grade::grade(checks, &final_response(trajectory));
+    match stop.reason {
+        StopReason::Budget => verdicts.push(CheckVerdict {
+            check: "budget".into(),
+            passed: Some(false),
+            reason: stop.detail.clone(),
+        }),
+        StopReason::OffScript => verdicts.push(CheckVerdict {
+            check: "off-script".into(),
+            passed: Some(false),
+            reason: stop.detail.clone(),
+        }),
+        StopReason::Answered | StopReason::Error => {}
+    }
+    (grade::fold_status(&verdicts), verdicts)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! [`EpisodeRun`] is that loop as a pure state machine: callers own the model calls (the
 //! sweep's dispatcher, with its retries, limits and per-call cache; shrink's oracle). The
 //! [`Trajectory`] (every step's text, tool calls, tokens and simulated results) is graded
-//! ([`run::grade`]), stored with the case and shown in reports; the [`StopReason`] says how
+//! ([`crate::trajectory::grade`]), stored with the case and shown in reports; the [`StopReason`] says how
 //! the episode ended.
 //!
 //! Near-duplicate tools added to the catalog by the `tools` axis are answered like the tool
@@ -18,7 +18,7 @@ pub mod record;
 pub mod run;
 pub mod simulator;
 
-pub use run::{EpisodeRun, Stop};
+pub use run::EpisodeRun;
 pub use simulator::{ResultStyle, SimAnswer, Simulator, ToolAliases, normalise};
 
 use crate::axes::AxisLibrary;

@@ -1,4 +1,4 @@
-//! A finished episode as a stored case: the status from [`super::run::grade`] (or `error`),
+//! A finished episode as a stored case: the status from [`crate::trajectory::grade`] (or `error`),
 //! the final answer as the case's output, every call of the episode as its tool calls, tokens
 //! summed over the steps, cost over the steps answered over HTTP, the trajectory and the stop
 //! reason.
@@ -36,7 +36,7 @@ pub fn case_record(
     finished_at: String,
 ) -> CaseRecord {
     let trajectory = run.trajectory().clone();
-    let stop = run.stop().cloned().unwrap_or(super::Stop {
+    let stop = run.stop().cloned().unwrap_or(crate::trajectory::Stop {
         reason: StopReason::Error,
         detail: "the episode did not finish".into(),
     });
@@ -57,7 +57,7 @@ pub fn case_record(
     let (status, verdicts, error) = if stop.reason == StopReason::Error {
         (CaseStatus::Error, Vec::new(), Some(stop.detail.clone()))
     } else {
-        let (mut status, mut verdicts) = super::run::grade(checks, &trajectory, &stop);
+        let (mut status, mut verdicts) = crate::trajectory::grade(checks, &trajectory, &stop);
         if let Some(canonical) = invariant {
             verdicts.push(if canonical {
                 crate::grade::invariant::reference()

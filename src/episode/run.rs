@@ -7,21 +7,11 @@
 //! [`EpisodeRun::fail`] when a call got no answer. The run itself is pure and deterministic.
 
 use super::simulator::{SimAnswer, Simulator};
-use crate::chat::{ChatRequest, ChatResponse, Message, Role, Usage};
-use crate::grade::check::Check;
-use crate::grade::{self, CaseStatus, CheckVerdict};
-use crate::probe::episode::Budget;
-use crate::trajectory::{Step, StopReason, Trajectory};
-use std::sync::Arc;
+use crate::chat::{ChatRequest, ChatResponse, Message, Role};
 
-/// Why and where an episode stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stop {
-    /// The kind.
-    pub reason: StopReason,
-    /// In words (`budget: 8 model calls (max_turns) without a final answer`).
-    pub detail: String,
-}
+use crate::probe::episode::Budget;
+use crate::trajectory::{Step, Stop, StopReason, Trajectory, final_response};
+use std::sync::Arc;
 
 /// An episode in progress (or finished).
 #[derive(Debug, Clone)]
@@ -217,55 +207,13 @@ impl EpisodeRun {
     }
 }
 
-/// See [`EpisodeRun::final_response`].
-pub fn final_response(t: &Trajectory) -> ChatResponse {
-    let last = t.steps.last();
-    ChatResponse {
-        text: last
-            .filter(|s| s.tool_calls.is_empty())
-            .map(|s| s.text.clone())
-            .unwrap_or_default(),
-        tool_calls: t.calls().cloned().collect(),
-        finish_reason: last.and_then(|s| s.finish_reason.clone()),
-        usage: Usage {
-            input_tokens: t.steps.iter().map(|s| s.input_tokens).sum(),
-            output_tokens: t.steps.iter().map(|s| s.output_tokens).sum(),
-        },
-        model: None,
-    }
-}
-
-/// Grades a finished episode: the checks on [`final_response`] (`tool_call` and the trajectory
-/// checks see every call; answer checks the final answer), plus a failed `budget` or
-/// `off-script` verdict when the episode stopped that way. Not for an `error` stop (no answer
-/// to grade: the caller records the error).
-pub fn grade(
-    checks: &[Check],
-    trajectory: &Trajectory,
-    stop: &Stop,
-) -> (CaseStatus, Vec<CheckVerdict>) {
-    let (_, mut verdicts) = grade::grade(checks, &final_response(trajectory));
-    match stop.reason {
-        StopReason::Budget => verdicts.push(CheckVerdict {
-            check: "budget".into(),
-            passed: Some(false),
-            reason: stop.detail.clone(),
-        }),
-        StopReason::OffScript => verdicts.push(CheckVerdict {
-            check: "off-script".into(),
-            passed: Some(false),
-            reason: stop.detail.clone(),
-        }),
-        StopReason::Answered | StopReason::Error => {}
-    }
-    (grade::fold_status(&verdicts), verdicts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::ToolCall;
+    use crate::chat::{ToolCall, Usage};
     use crate::episode::ResultStyle;
+    use crate::grade::CaseStatus;
+    use crate::grade::check::Check;
     use crate::probe::episode::Episode;
     use serde_json::json;
 
@@ -333,7 +281,7 @@ mod tests {
         let checks: Vec<Check> =
             serde_saphyr::from_str("- tool_sequence: [get_order, refund]\n- contains: B-1\n")
                 .unwrap();
-        let (status, _) = grade(&checks, r.trajectory(), r.stop().unwrap());
+        let (status, _) = crate::trajectory::grade(&checks, r.trajectory(), r.stop().unwrap());
         assert_eq!(status, CaseStatus::Pass);
         assert!(r.judge_view().text.contains("[step 2]"));
     }
@@ -353,7 +301,7 @@ mod tests {
         );
         let checks: Vec<Check> =
             serde_saphyr::from_str("- tool_call: {name: get_order}\n").unwrap();
-        let (status, verdicts) = grade(&checks, r.trajectory(), &stop);
+        let (status, verdicts) = crate::trajectory::grade(&checks, r.trajectory(), &stop);
         assert_eq!(status, CaseStatus::Fail);
         assert_eq!(verdicts.last().unwrap().check, "budget");
 

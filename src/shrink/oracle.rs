@@ -280,7 +280,7 @@ impl Oracle<'_, '_> {
             };
             let (mut status, mut verdicts) = match &episode {
                 Some(run) => match run.stop() {
-                    Some(stop) => crate::episode::run::grade(&probe.checks, run.trajectory(), stop),
+                    Some(stop) => crate::trajectory::grade(&probe.checks, run.trajectory(), stop),
                     None => grade::grade(&probe.checks, &resp),
                 },
                 None => grade::grade(&probe.checks, &resp),
