@@ -13,13 +13,12 @@
 //! Near-duplicate tools added to the catalog by the `tools` axis are answered like the tool
 //! they copy through the [`ToolAliases`] hook ([`Simulator::with_aliases`]).
 
-pub mod incident;
 pub mod record;
 pub mod run;
 pub mod simulator;
 
 pub use run::EpisodeRun;
-pub use simulator::{ResultStyle, SimAnswer, Simulator, ToolAliases, normalise};
+pub use simulator::{ResultStyle, SimAnswer, Simulator, ToolAliases};
 
 use crate::axes::AxisLibrary;
 use crate::chat::ChatRequest;

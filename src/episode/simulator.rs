@@ -12,7 +12,7 @@
 use crate::axes::{AxisLibrary, ORIGINAL};
 use crate::chat::ToolCall;
 use crate::probe::ToolOutputSlot;
-use crate::probe::episode::{DEFAULT_MISS_MESSAGE, Episode, OnMiss, ToolSim};
+use crate::probe::episode::{DEFAULT_MISS_MESSAGE, Episode, OnMiss, ToolSim, collapse, normalise};
 use crate::tool_output;
 use crate::trajectory::ToolResult;
 use indexmap::IndexMap;
@@ -262,40 +262,6 @@ impl Simulator {
         }
         crate::render::render_tool_output(&slot, &self.style.format)
     }
-}
-
-/// Arguments in a normal form, so that a call matches its recorded twin however it was
-/// written: object keys sorted, `null` fields dropped (an absent optional argument), strings
-/// trimmed with inner whitespace collapsed, numbers compared by value (`1e3`, `1000`, `1000.0`
-/// are one number).
-pub fn normalise(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let sorted: BTreeMap<&String, Value> = m
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, normalise(v)))
-                .collect();
-            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-        }
-        Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
-        Value::String(s) => Value::String(collapse(s)),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                Value::from(f as i64)
-            }
-            Some(f) => serde_json::Number::from_f64(f)
-                .map(Value::Number)
-                .unwrap_or_else(|| v.clone()),
-            None => v.clone(),
-        },
-        other => other.clone(),
-    }
-}
-
-/// Trims and collapses runs of whitespace to one space.
-fn collapse(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Default for [`Budget::max_tool_calls`]: generous for a look-up-then-act task, small enough
 /// that an agent calling tools in a loop is stopped after a few seconds of a real endpoint.
@@ -261,6 +263,40 @@ pub fn has_structured_results(e: &Episode) -> bool {
                 .as_deref()
                 .is_some_and(|s| crate::tool_output::parse_structured(s).is_some())
     })
+}
+
+/// Arguments in a normal form, so that a call matches its recorded twin however it was
+/// written: object keys sorted, `null` fields dropped (an absent optional argument), strings
+/// trimmed with inner whitespace collapsed, numbers compared by value (`1e3`, `1000`, `1000.0`
+/// are one number).
+pub fn normalise(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let sorted: BTreeMap<&String, Value> = m
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, normalise(v)))
+                .collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
+        Value::String(s) => Value::String(collapse(s)),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                Value::from(f as i64)
+            }
+            Some(f) => serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or_else(|| v.clone()),
+            None => v.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+/// Trims and collapses runs of whitespace to one space.
+pub(crate) fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -89,16 +89,16 @@ pub fn from_incident(incident: &Incident, q_index: usize) -> FromIncident {
                 .tools
                 .entry(c.function.name.clone())
                 .or_insert_with(ToolSim::default);
-            sim.mutating = !super::looks_read_only(&c.function.name);
+            sim.mutating = !crate::tool_catalog::looks_read_only(&c.function.name);
             let arguments = c
                 .arguments_json()
                 .filter(|a| a.is_object())
                 .unwrap_or_else(|| serde_json::json!({}));
-            let norm = super::normalise(&arguments);
+            let norm = crate::probe::episode::normalise(&arguments);
             if !sim
                 .recorded
                 .iter()
-                .any(|r| super::normalise(&r.arguments) == norm)
+                .any(|r| crate::probe::episode::normalise(&r.arguments) == norm)
             {
                 sim.recorded.push(RecordedAnswer {
                     arguments,
@@ -154,7 +154,7 @@ pub fn from_incident(incident: &Incident, q_index: usize) -> FromIncident {
     // action failed). Look-ups never recorded get the `on_miss` answer.
     for t in incident.tools.iter().chain(&added_tools) {
         let name = &t.function.name;
-        if super::looks_read_only(name) {
+        if crate::tool_catalog::looks_read_only(name) {
             continue;
         }
         let sim = episode.tools.entry(name.clone()).or_default();
@@ -181,7 +181,7 @@ pub fn from_incident(incident: &Incident, q_index: usize) -> FromIncident {
     if !all.is_empty() {
         for t in incident.tools.iter().chain(&added_tools) {
             let name = &t.function.name;
-            if !super::looks_read_only(name) {
+            if !crate::tool_catalog::looks_read_only(name) {
                 continue;
             }
             let params: Vec<String> = t

@@ -6,6 +6,8 @@
 //! checks really reproduce the failure: checks that pass the very output that failed in
 //! production would make a probe that can never catch the bug.
 
+pub mod episode;
+
 use crate::chat::{Message, Role};
 use crate::domain::Tier;
 use crate::error::{Error, Result};
@@ -44,7 +46,7 @@ pub struct TemplatizeOptions {
 /// When `templatize` makes an agent episode (see [`crate::episode`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EpisodeMode {
-    /// For a multi-step incident ([`crate::episode::incident::is_multi_step`]): two or more
+    /// For a multi-step incident ([`crate::templatize::episode::is_multi_step`]): two or more
     /// tool rounds after the question, or a bad tool call made after a tool result. One
     /// look-up and a wrong final answer stays single-turn (it probes reading, at one call).
     #[default]
@@ -181,12 +183,12 @@ pub fn templatize(
         }
         EpisodeMode::Always => true,
         EpisodeMode::Auto => {
-            has_tools && crate::episode::incident::is_multi_step(incident, q_index)
+            has_tools && crate::templatize::episode::is_multi_step(incident, q_index)
         }
     };
-    let recorded = as_episode.then(|| crate::episode::incident::from_incident(incident, q_index));
+    let recorded = as_episode.then(|| crate::templatize::episode::from_incident(incident, q_index));
     let conversation: &[Message] = if as_episode {
-        crate::episode::incident::opening(incident, q_index)
+        crate::templatize::episode::opening(incident, q_index)
     } else {
         &incident.conversation
     };
@@ -301,7 +303,7 @@ pub fn templatize(
     if let Some(slot) = recorded.as_ref().and_then(|r| r.records_slot.clone()) {
         slots
             .tool_outputs
-            .insert(crate::episode::incident::RECORDS_SLOT.to_string(), slot);
+            .insert(crate::templatize::episode::RECORDS_SLOT.to_string(), slot);
     }
     for doc in slots.documents.values_mut() {
         doc.key_phrases = sought
