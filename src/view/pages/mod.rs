@@ -158,15 +158,15 @@ impl Route {
 pub(super) fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     for (name, src) in [
-        ("base.html", include_str!("templates/base.html")),
-        ("runs.html", include_str!("templates/runs.html")),
-        ("run.html", include_str!("templates/run.html")),
-        ("family.html", include_str!("templates/family.html")),
-        ("cases.html", include_str!("templates/cases.html")),
-        ("case.html", include_str!("templates/case.html")),
-        ("compare.html", include_str!("templates/compare.html")),
-        ("diff.html", include_str!("templates/diff.html")),
-        ("error.html", include_str!("templates/error.html")),
+        ("base.html", include_str!("../templates/base.html")),
+        ("runs.html", include_str!("../templates/runs.html")),
+        ("run.html", include_str!("../templates/run.html")),
+        ("family.html", include_str!("../templates/family.html")),
+        ("cases.html", include_str!("../templates/cases.html")),
+        ("case.html", include_str!("../templates/case.html")),
+        ("compare.html", include_str!("../templates/compare.html")),
+        ("diff.html", include_str!("../templates/diff.html")),
+        ("error.html", include_str!("../templates/error.html")),
     ] {
         env.add_template(name, src)
             .unwrap_or_else(|e| panic!("embedded template {name}: {e}"));
