@@ -34,6 +34,17 @@
 //! settled when next opened. Other writers use [`Store::write_batch`], which writes straight
 //! into the tables. The hot lookups ([`Store::case_exists`], [`Store::cache_get`]) use cached
 //! prepared statements.
+//!
+//! # Where things are
+//! This file holds the [`Store`] handle and its opening. The rest is by concern: `runs`
+//! (a run's row, listing and resolving runs), `cases` (case lookups and the walks), `writer`
+//! (direct and staged batches, settling, regrading), `cache` (response-cache lookups), `lock`
+//! (the sweep lock), `brief` and `summary` (what spares a second reading of a run),
+//! `generation` (the run generation both are tagged with), `browse` (the viewer's keyset
+//! pages), `shard` (sharded runs), `replay` (replayed production calls), `copy` (`store
+//! copy`), `schema` (migrations), `engine` (one connection of either engine), `batched`
+//! (PostgreSQL's multi-row writes), `records` (the domain types of the rows) and `columns`
+//! (how rows map to them).
 
 mod batched;
 mod brief;
