@@ -8,8 +8,10 @@
 //! statement, so a key written twice in a batch keeps only its last row — the row the per-row
 //! path would have left.
 
+use super::WriteOp;
+use super::columns::{case_columns, case_replace, json_into, trajectory_json};
 use super::engine::{Arg, Begin, Db, Value};
-use super::{WriteOp, bump_generations, json_into};
+use super::generation::bump_generations;
 use crate::error::Result;
 use postgres::types::Type;
 use std::collections::HashMap;
@@ -117,7 +119,7 @@ pub(super) fn write(conn: &Db, ops: &[WriteOp]) -> Result<()> {
                     Owned::Int(i64::from(c.attempts)),
                     c.finish_reason.clone().map_or(Owned::Null, Owned::Text),
                     Owned::Text(c.finished_at.clone()),
-                    super::trajectory_json(c)?.map_or(Owned::Null, Owned::Text),
+                    trajectory_json(c)?.map_or(Owned::Null, Owned::Text),
                     c.stop_reason
                         .map_or(Owned::Null, |r| Owned::Text(r.as_str().to_string())),
                 ];

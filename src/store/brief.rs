@@ -33,8 +33,9 @@
 //!
 //! Cases are in the walk's order (variant id, model, sample), so each variant is written once.
 
+use super::columns::{from_json, parse_status};
 use super::engine::{Db, Target, args};
-use super::{Error, Result, SharedAxes, from_json, parse_status};
+use super::{Error, Result, SharedAxes};
 use crate::domain::Tier;
 use crate::grade::CaseStatus;
 use foldhash::{HashMap, HashMapExt};
@@ -325,7 +326,7 @@ pub(super) fn walk(
         super::Engine::Postgres => SnapshotMode::Off,
     };
     // One read transaction for the generation and the rows, so that they agree.
-    conn.begin(super::Begin::Read)?;
+    conn.begin(super::engine::Begin::Read)?;
     let walked = walk_in_read(conn, target, run, mode, even_running, &mut Batcher::new(tx));
     let ended = conn.commit();
     let fresh = walked?;
@@ -503,7 +504,7 @@ fn from_snapshot(
 /// Writes the snapshot of `run` at `generation`, replacing any other, unless the run changed
 /// since it was walked. Never waits for another writer.
 fn save(conn: &Db, run: &str, generation: i64, encoded: &Encoded) -> Result<bool> {
-    super::write_if_current(conn, run, generation, |tx| {
+    super::generation::write_if_current(conn, run, generation, |tx| {
         tx.execute("DELETE FROM run_briefs WHERE run_id = ?1", args![run])?;
         if encoded.staged > 0 {
             tx.execute(

@@ -7,8 +7,9 @@
 //! text search, a rare check) costs one window per page instead of a walk of the run; the page
 //! then says how far it got, and its `next` cursor carries on from there.
 
+use super::columns::{from_json, parse_status};
 use super::engine::{Arg, Engine, args};
-use super::{Result, Store, from_json, parse_status};
+use super::{Result, Store};
 use crate::domain::Tier;
 use crate::grade::{CaseStatus, CheckVerdict};
 use indexmap::IndexMap;

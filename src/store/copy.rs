@@ -14,9 +14,9 @@
 //! merged silently); probe versions, variants and cache entries, which are content-addressed,
 //! are shared with what the destination already holds.
 
+use super::Store;
 use super::batched::{Owned, insert_rows};
-use super::engine::args;
-use super::{Begin, Store};
+use super::engine::{Begin, args};
 use crate::error::{Error, Result};
 
 /// The type of a copied column.

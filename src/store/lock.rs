@@ -20,6 +20,7 @@
 //! when the process dies (its socket closes), so a killed sweep leaves no lock there either.
 //! `unlock --force` terminates the session holding it.
 
+use super::Store;
 use super::engine::{Db, Target, args};
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -386,6 +387,43 @@ fn remove_lock_file(path: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(&lp, e)),
+    }
+}
+
+impl Store {
+    /// Takes the sweep lock for `holder` (a description such as the run id, shown to whoever
+    /// finds the lock taken). Fails with [`Error::Refused`] naming the holder while a live
+    /// process holds it; a lock left by a dead process is taken over. The guard releases the
+    /// lock when dropped.
+    ///
+    /// The lock covers the whole store (one sweep at a time), which in particular keeps two
+    /// sweeps from writing the same run.
+    pub fn acquire_lock(&self, holder: &str) -> Result<LockGuard> {
+        acquire(&self.target, holder)
+    }
+
+    /// Takes the sweep lock shared, as the shards of sharded sweeps do (each also holds the
+    /// lease on its run-slice); refused while an unsharded sweep holds it.
+    pub fn acquire_shared_lock(&self) -> Result<LockGuard> {
+        acquire_shared(&self.target)
+    }
+
+    /// Who holds the sweep lock, if anyone (`alive` false: stale, taken over by the next sweep).
+    pub fn lock_info(&self) -> Result<Option<LockInfo>> {
+        read(&self.conn, &self.target)
+    }
+
+    /// `cliffprobe unlock`: removes the record of a holder that is gone; a live holder's lock
+    /// is left alone unless `force`, which removes its lock file (for file systems where an
+    /// advisory lock outlives its process).
+    pub fn unlock(&self, force: bool) -> Result<Unlocked> {
+        unlock(&self.conn, &self.target, force)
+    }
+
+    /// Removes the sweep lock whoever holds it: the way out on systems where a dead holder
+    /// cannot be detected. Returns whether there was a lock.
+    pub fn break_lock(&self) -> Result<bool> {
+        break_lock(&self.conn)
     }
 }
 

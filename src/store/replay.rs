@@ -6,8 +6,9 @@
 //! exactly one result per record. Every count a report shows is read back from here, never
 //! from counters kept while replaying.
 
+use super::Store;
+use super::cache::CACHE_UPSERT;
 use super::engine::{Begin, DbRow, args};
-use super::{CACHE_UPSERT, Store};
 use crate::chat::ChatResponse;
 use crate::error::{Error, Result};
 

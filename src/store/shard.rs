@@ -288,7 +288,7 @@ impl Store {
     pub fn join_run(&mut self, run: &RunInfo, plan: &RunPlan) -> Result<bool> {
         self.conn.transaction(Begin::Immediate, |tx| {
         let created =
-            super::insert_run(tx, run, super::run_insert!("ON CONFLICT (id) DO NOTHING"))? == 1;
+            super::runs::insert_run(tx, run, super::runs::run_insert!("ON CONFLICT (id) DO NOTHING"))? == 1;
         if created {
             tx.execute(
                 "INSERT INTO run_plans (run_id, slices, plan_digest, created_at) \

@@ -10,7 +10,8 @@
 //! and does not read it; saving is best effort and never waits for another writer.
 
 use super::engine::args;
-use super::{Result, Store, generation_of, write_if_current};
+use super::generation::{generation_of, write_if_current};
+use super::{Result, Store};
 
 impl Store {
     /// The run's generation (bumped by every write that changes its cases), or `None` when

@@ -1,9 +1,11 @@
 //! Unit tests of the store, and fixtures the export tests share.
 
+use super::engine::args;
 use super::test_engines::{TestEngine, engines};
 use super::*;
-use crate::chat::{ToolCall, Usage};
-use crate::grade::CheckVerdict;
+use crate::chat::{ChatResponse, ToolCall, Usage};
+use crate::domain::Tier;
+use crate::grade::{CaseStatus, CheckVerdict};
 
 pub(crate) fn run_info(id: &str, started_at: &str) -> RunInfo {
     RunInfo {
