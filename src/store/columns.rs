@@ -48,7 +48,7 @@ pub(super) fn trajectory_json(c: &CaseRecord) -> Result<Option<String>> {
         .as_ref()
         .map(serde_json::to_string)
         .transpose()
-        .map_err(|e| Error::Other(format!("store: encoding a trajectory: {e}")))
+        .map_err(|e| Error::Encode(format!("store: encoding a trajectory: {e}")))
 }
 
 /// The case columns 0..=18 of a row (the column order of [`Store::for_each_case`]).
@@ -79,7 +79,7 @@ pub(super) fn case_record_from_row(row: &DbRow<'_>) -> Result<CaseRecord> {
             .get::<Option<String>>(18)?
             .map(|t| {
                 crate::trajectory::StopReason::parse(&t).ok_or_else(|| {
-                    Error::Other(format!("store: a case has an unknown stop reason `{t}`"))
+                    Error::StoreData(format!("store: a case has an unknown stop reason `{t}`"))
                 })
             })
             .transpose()?,
@@ -89,7 +89,7 @@ pub(super) fn case_record_from_row(row: &DbRow<'_>) -> Result<CaseRecord> {
 pub(super) fn case_row_from_row(row: &DbRow<'_>) -> Result<CaseRow> {
     let case = case_record_from_row(row)?;
     let missing = |what: &str| {
-        Error::Other(format!(
+        Error::StoreData(format!(
             "store: case ({}, {}, sample {}) of run `{}` refers to {what} missing from the store",
             case.model, case.variant_id, case.sample, case.run_id
         ))
@@ -102,7 +102,7 @@ pub(super) fn case_row_from_row(row: &DbRow<'_>) -> Result<CaseRow> {
     };
     let tier_text = &row.text(21)?;
     let tier = Tier::parse(tier_text).ok_or_else(|| {
-        Error::Other(format!(
+        Error::StoreData(format!(
             "store: probe `{probe_id}` has an unknown tier `{tier_text}`"
         ))
     })?;
@@ -118,12 +118,12 @@ pub(super) fn case_row_from_row(row: &DbRow<'_>) -> Result<CaseRow> {
 
 pub(super) fn parse_status(s: &str) -> Result<CaseStatus> {
     CaseStatus::parse(s)
-        .ok_or_else(|| Error::Other(format!("store: a case has an unknown status `{s}`")))
+        .ok_or_else(|| Error::StoreData(format!("store: a case has an unknown status `{s}`")))
 }
 
 pub(super) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| {
-        Error::Other(format!(
+        Error::StoreData(format!(
             "store: {what} are not valid JSON ({e}): {text:.80}"
         ))
     })
@@ -131,7 +131,7 @@ pub(super) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T
 
 pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value)
-        .map_err(|e| Error::Other(format!("store: cannot encode a value as JSON: {e}")))
+        .map_err(|e| Error::Encode(format!("store: cannot encode a value as JSON: {e}")))
 }
 
 /// Serialises `value` into `buf` (cleared first) and borrows the text.
@@ -141,6 +141,6 @@ pub(super) fn json_into<'b, T: Serialize + ?Sized>(
 ) -> Result<&'b str> {
     buf.clear();
     serde_json::to_writer(&mut *buf, value)
-        .map_err(|e| Error::Other(format!("store: cannot encode a value as JSON: {e}")))?;
-    std::str::from_utf8(buf).map_err(|e| Error::Other(format!("store: JSON is not UTF-8: {e}")))
+        .map_err(|e| Error::Encode(format!("store: cannot encode a value as JSON: {e}")))?;
+    std::str::from_utf8(buf).map_err(|e| Error::Encode(format!("store: JSON is not UTF-8: {e}")))
 }

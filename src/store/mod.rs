@@ -115,8 +115,9 @@ struct Scratch {
 
 /// Opens a connection with the store's settings (no migration).
 pub(crate) fn connect(path: &Path) -> Result<Connection> {
-    let fail =
-        |e: rusqlite::Error| Error::Other(format!("cannot open the store {}: {e}", path.display()));
+    let fail = |e: rusqlite::Error| {
+        Error::StoreOpen(format!("cannot open the store {}: {e}", path.display()))
+    };
     let conn = Connection::open(path).map_err(fail)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
     // WAL may be refused (e.g. on some network file systems); the store still works, just with
@@ -154,8 +155,9 @@ pub(crate) fn connect_as(path: &Path, read_only: bool) -> Result<Connection> {
     if !read_only {
         return connect(path);
     }
-    let fail =
-        |e: rusqlite::Error| Error::Other(format!("cannot open the store {}: {e}", path.display()));
+    let fail = |e: rusqlite::Error| {
+        Error::StoreOpen(format!("cannot open the store {}: {e}", path.display()))
+    };
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
         | rusqlite::OpenFlags::SQLITE_OPEN_URI;
@@ -174,14 +176,14 @@ fn unreadable(path: &Path, e: rusqlite::Error) -> Error {
             path.display()
         )),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            Error::Other(format!(
+            Error::StoreOpen(format!(
                 "the store {} is locked by another process (waited {} s); try again when it \
                  is done",
                 path.display(),
                 BUSY_TIMEOUT.as_secs()
             ))
         }
-        _ => Error::Other(format!("cannot read the store {}: {e}", path.display())),
+        _ => Error::StoreOpen(format!("cannot read the store {}: {e}", path.display())),
     }
 }
 
@@ -218,7 +220,7 @@ impl Store {
     /// refused with a message saying how to upgrade it; a missing file is refused too.
     pub fn open_read_only(path: &Path) -> Result<Store> {
         if !path.is_file() {
-            return Err(Error::Other(format!("no store at {}", path.display())));
+            return Err(Error::StoreOpen(format!("no store at {}", path.display())));
         }
         let conn = connect_as(path, true)?;
         let version: i64 = conn

@@ -50,7 +50,7 @@ impl Store {
             ],
         )?;
         if n == 0 {
-            return Err(Error::Other(format!(
+            return Err(Error::Bug(format!(
                 "cannot finish run `{id}`: it is not in the store"
             )));
         }
@@ -140,7 +140,7 @@ fn run_from_row(row: &DbRow<'_>) -> Result<RunInfo> {
     let id: String = row.get(0)?;
     let status_text = &row.text(3)?;
     let status = RunStatus::parse(status_text).ok_or_else(|| {
-        Error::Other(format!(
+        Error::StoreData(format!(
             "store: run `{id}` has an unknown status `{status_text}`"
         ))
     })?;

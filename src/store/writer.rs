@@ -91,7 +91,7 @@ impl Store {
         }
         committed.map_err(|e| {
             if is_foreign_key_error(&e) {
-                Error::Other(
+                Error::Bug(
                     "store: a case refers to a run that was not begun, or to a variant or probe \
                      version that was never written; the batch was not saved (call begin_run \
                      first, and write the Probe and Variant ops in the same or an earlier batch)"
