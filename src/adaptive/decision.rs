@@ -40,7 +40,7 @@ pub(super) struct State {
     pub(super) counts: Vec<Vec<[u64; 4]>>,
     /// Pairs of values seen failing together on a clean background, with their evidence.
     pub(super) pairs: Vec<Pair>,
-    /// Per value: shown flaky (see [`ValueDecision::flaky`]).
+    /// Per value: shown flaky (see [`crate::adaptive::ValueDecision::flaky`]).
     pub(super) flaky: Vec<Vec<bool>>,
     /// The canonical variant's samples disagree.
     pub(super) canonical_flaky: bool,

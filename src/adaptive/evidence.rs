@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 /// One variant's graded samples.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Obs {
-    /// Value index per axis (0 = original), in [`AxisName::ALL`] order.
+    /// Value index per axis (0 = original), in [`crate::axes::AxisName::ALL`] order.
     pub(super) idx: [usize; AXES],
     pub(super) pass: u64,
     pub(super) fail: u64,

@@ -36,8 +36,9 @@
 //! profiles exist for tests: `perfect` or `oracle` always passes (no penalties, no hardness) and
 //! `hopeless` always fails. For exercising the retry paths, [`crate::call::attempt`] (not
 //! [`answer`]) also injects errors: with `unreliable` in the id every fourth call is a
-//! [`CallError::Transient`], with `throttled` every fourth call is a [`CallError::RateLimited`]
-//! asking for a 20 ms wait.
+//! [`CallError::Transient`](crate::provider::CallError::Transient), with `throttled` every
+//! fourth call is a [`CallError::RateLimited`](crate::provider::CallError::RateLimited) asking
+//! for a 20 ms wait.
 //!
 //! # Penalties (full-scale values, multiplied by the profile's factor)
 //!
