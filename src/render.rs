@@ -10,17 +10,16 @@ use crate::axes::{AxisLibrary, AxisName, ORIGINAL};
 use crate::chat::{ChatRequest, Message};
 use crate::plain_template::{PlainTemplate, SlotValues};
 use crate::probe::{Probe, ToolOutputSlot};
-use crate::text::{self, json_str};
+use crate::template;
+use crate::text::json_str;
 use crate::tool_output::{self, Record};
 use indexmap::IndexMap;
-use minijinja::{Environment, State, UndefinedBehavior, Value};
+use minijinja::{Environment, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-/// Fuel for one template render: ample for wrappers, finite for hostile templates.
-const FUEL: u64 = 50_000;
 /// Largest rendered question (a persona template that explodes is an error, not a hang).
 const MAX_QUESTION_CHARS: usize = 64 * 1024;
 
@@ -115,110 +114,6 @@ impl VariantAxes {
         }
         v
     }
-}
-
-fn sandbox_env() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_fuel(Some(FUEL));
-    env.set_recursion_limit(16);
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
-        .keep_trailing_newline(true)
-        .build()
-    {
-        env.set_syntax(syntax);
-    }
-    env.add_filter("lower_first", |s: String| lower_first(&s));
-    env.add_filter("lowercase", |s: String| map_words(&s, |w| w.to_lowercase()));
-    env.add_filter("drop_articles", |s: String| drop_articles(&s));
-    env.add_filter("no_trailing_punct", |s: String| {
-        s.trim_end_matches(['.', '?', '!']).to_string()
-    });
-    env.add_filter("typos", |state: &State, s: String, rate: Option<f64>| {
-        let seed = state
-            .lookup("seed")
-            .and_then(|v| u64::try_from(v).ok())
-            .unwrap_or(0);
-        typos(&s, rate.unwrap_or(0.1), seed)
-    });
-    env
-}
-
-/// The filters a persona or phrasing template may use: cliffprobe's own (see
-/// `templates/persona.yaml`) and a few harmless builtins.
-const TRANSFORM_FILTERS: &[&str] = &[
-    "lower_first",
-    "lowercase",
-    "drop_articles",
-    "typos",
-    "no_trailing_punct",
-    "lower",
-    "upper",
-    "title",
-    "capitalize",
-    "trim",
-];
-
-/// A persona/phrasing template may only print `question` through filters with numeric
-/// arguments: no statements (`set`, loops, macros, includes) and no operators. Fuel bounds the
-/// steps of a render but not the memory, and `{% set a = a ~ a %}` doubles a string per step.
-fn check_transform_shape(t: &str) -> Result<(), String> {
-    static EXPR: OnceLock<regex::Regex> = OnceLock::new();
-    let expr = EXPR.get_or_init(|| {
-        regex::Regex::new(r"^\s*question\s*(?:\|\s*([a-z_]+)\s*(?:\(\s*[0-9.]*\s*\))?\s*)*$")
-            .expect("static regex")
-    });
-    let filter = FILTER.get_or_init(|| regex::Regex::new(r"\|\s*([a-z_]+)").expect("static regex"));
-    if t.contains("{%") {
-        return Err(
-            "statements (`{% … %}`) are not allowed in axis templates: print `{{ question }}`, optionally through filters".into(),
-        );
-    }
-    let mut rest = t;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| "template error: `{{` is never closed".to_string())?;
-        let inner = after[..end].trim_start_matches('-').trim_end_matches('-');
-        if !expr.is_match(inner) {
-            return Err(format!(
-                "`{{{{{}}}}}` is not allowed: axis templates may only print `question`, through filters with numeric arguments",
-                &after[..end]
-            ));
-        }
-        for c in filter.captures_iter(inner) {
-            if !TRANSFORM_FILTERS.contains(&&c[1]) {
-                return Err(format!(
-                    "filter `{}` is not available in axis templates; use one of {}",
-                    &c[1],
-                    TRANSFORM_FILTERS.join(", ")
-                ));
-            }
-        }
-        rest = &after[end + 2..];
-    }
-    Ok(())
-}
-
-static FILTER: OnceLock<regex::Regex> = OnceLock::new();
-
-/// Validates a persona/phrasing template (shape, syntax, allowed filters) for the library
-/// loader.
-pub fn check_transform_template(t: &str) -> Result<(), String> {
-    check_transform_shape(t)?;
-    let mut env = sandbox_env();
-    env.add_template_owned("t", t.to_string())
-        .map_err(|e| format!("template error: {e}"))?;
-    let tmpl = env.get_template("t").map_err(|e| e.to_string())?;
-    let out = tmpl
-        .render(minijinja::context! { question => "What is the status of order A-10442?", seed => 1u64 })
-        .map_err(|e| format!("template error: {e}"))?;
-    if !out.contains("A-10442") {
-        return Err("the template must keep the question (its identifiers were lost)".into());
-    }
-    Ok(())
 }
 
 /// The tool outputs and documents of one (length, format) point, shared by every variant at
@@ -344,13 +239,8 @@ impl RequestFrame {
 impl<'p> Renderer<'p> {
     /// Compiles the probe's message templates; an error names the template problem.
     pub fn new(probe: &'p Probe) -> Result<Renderer<'p>, String> {
-        let mut env = sandbox_env();
-        for (i, m) in probe.messages.iter().enumerate() {
-            if let Some(c) = &m.content {
-                env.add_template_owned(format!("m{i}"), c.clone())
-                    .map_err(|e| format!("message {i}: {e}"))?;
-            }
-        }
+        let mut env = template::sandbox();
+        template::add_message_templates(&mut env, &probe.messages)?;
         let mut r = Renderer {
             probe,
             env,
@@ -410,7 +300,7 @@ impl<'p> Renderer<'p> {
     /// Adds a library's persona and phrasing templates.
     pub fn with_library(mut self, lib: &AxisLibrary) -> Result<Self, String> {
         for p in &lib.personas {
-            if uses_seed(&p.template) {
+            if template::uses_seed(&p.template) {
                 self.seeded_personas.insert(p.name.clone());
             }
             self.env
@@ -418,7 +308,7 @@ impl<'p> Renderer<'p> {
                 .map_err(|e| format!("persona {}: {e}", p.name))?;
         }
         for p in &lib.phrasings {
-            if uses_seed(&p.template) {
+            if template::uses_seed(&p.template) {
                 self.seeded_phrasings.insert(p.name.clone());
             }
             self.env
@@ -486,7 +376,7 @@ impl<'p> Renderer<'p> {
             base = text;
             frozen = true;
         }
-        let (mut q, spans) = mask_quoted(base);
+        let (mut q, spans) = template::mask_quoted(base);
         for (axis, value) in [("phrasing", &axes.phrasing), ("persona", &axes.persona)] {
             if value == ORIGINAL || (frozen && axis == "phrasing") {
                 continue;
@@ -504,7 +394,7 @@ impl<'p> Renderer<'p> {
                 ));
             }
         }
-        Ok(unmask_quoted(q.trim(), &spans))
+        Ok(template::unmask_quoted(q.trim(), &spans))
     }
 
     /// Renders a variant. `seed` drives every random choice (typos, distractors, filler).
@@ -749,7 +639,7 @@ impl<'p> Renderer<'p> {
             if m.content.is_some() {
                 let t = self
                     .env
-                    .get_template(&format!("m{i}"))
+                    .get_template(&template::message_template_name(i))
                     .map_err(|e| e.to_string())?;
                 m2.content = Some(t.render(&ctx).map_err(|e| format!("message {i}: {e}"))?);
             }
@@ -757,12 +647,6 @@ impl<'p> Renderer<'p> {
         }
         Ok(out)
     }
-}
-
-/// Whether a persona or phrasing template's output depends on the render seed: only the
-/// `typos` filter reads it (a template naming `seed` itself is counted too, to be safe).
-fn uses_seed(template: &str) -> bool {
-    template.contains("typos") || template.contains("seed")
 }
 
 enum Primary {
@@ -961,185 +845,10 @@ fn grow_document(
     out
 }
 
-// ---------------------------------------------------------------------------------------------
-// Word-level transforms that never touch identifiers, numbers, quoted strings or code.
-
-/// Replaces the question's quoted and backticked spans with placeholders that every word
-/// transform keeps (they hold a digit), so that a chain of rewrites cannot re-pair their quotes
-/// with a wrapper's: phrasing `"{{ question }}"` then persona `lowercase` would otherwise see
-/// `""Main St" …"` and lowercase the quoted name.
-fn mask_quoted(q: &str) -> (String, Vec<String>) {
-    if q.contains(['\u{E000}', '\u{E001}']) {
-        return (q.to_string(), Vec::new());
-    }
-    let mut spans = Vec::new();
-    let masked = text::quoted_spans()
-        .replace_all(q, |c: &regex::Captures<'_>| {
-            // The space or bracket before a single-quoted span stays outside the placeholder.
-            let (lead, span) = c[0].split_at(c[0].find(['`', '"', '“', '‘', '\'']).unwrap_or(0));
-            spans.push(span.to_string());
-            format!("{lead}\u{E000}{}\u{E001}", spans.len() - 1)
-        })
-        .into_owned();
-    (masked, spans)
-}
-
-/// Puts the spans [`mask_quoted`] took out back in.
-fn unmask_quoted(s: &str, spans: &[String]) -> String {
-    static PLACEHOLDER: OnceLock<regex::Regex> = OnceLock::new();
-    if spans.is_empty() {
-        return s.to_string();
-    }
-    PLACEHOLDER
-        .get_or_init(|| regex::Regex::new("\u{E000}([0-9]+)\u{E001}").expect("static regex"))
-        .replace_all(s, |c: &regex::Captures<'_>| {
-            c[1].parse::<usize>()
-                .ok()
-                .and_then(|i| spans.get(i))
-                .cloned()
-                .unwrap_or_else(|| c[0].to_string())
-        })
-        .into_owned()
-}
-
-/// Applies `f` to each unprotected word, keeping whitespace and protected spans byte-exact.
-fn map_words(s: &str, mut f: impl FnMut(&str) -> String) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    let mut last = 0;
-    for m in text::quoted_spans().find_iter(s) {
-        map_plain(&s[last..m.start()], &mut out, &mut f);
-        out.push_str(m.as_str());
-        last = m.end();
-    }
-    map_plain(&s[last..], &mut out, &mut f);
-    out
-}
-
-fn map_plain(s: &str, out: &mut String, f: &mut impl FnMut(&str) -> String) {
-    let mut word_start = None;
-    for (i, c) in s.char_indices() {
-        if c.is_whitespace() {
-            if let Some(ws) = word_start.take() {
-                push_word(&s[ws..i], out, f);
-            }
-            out.push(c);
-        } else if word_start.is_none() {
-            word_start = Some(i);
-        }
-    }
-    if let Some(ws) = word_start {
-        push_word(&s[ws..], out, f);
-    }
-}
-
-fn push_word(w: &str, out: &mut String, f: &mut impl FnMut(&str) -> String) {
-    if text::is_protected(w) {
-        out.push_str(w)
-    } else {
-        out.push_str(&f(w))
-    }
-}
-
-fn lower_first(s: &str) -> String {
-    let first = s.split_whitespace().next().unwrap_or("");
-    let bare = first.trim_matches(|c: char| !c.is_alphanumeric());
-    if text::is_protected(first)
-        || bare == "I"
-        || bare.starts_with("I'")
-        || bare.starts_with("I’")
-        || bare.chars().filter(|c| c.is_uppercase()).count() > 1
-    {
-        return s.to_string();
-    }
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
-}
-
-fn drop_articles(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut skip_space = false;
-    let mapped = map_words(s, |w| {
-        if matches!(w.to_lowercase().as_str(), "a" | "an" | "the") {
-            "\u{0}".to_string()
-        } else {
-            w.to_string()
-        }
-    });
-    for part in mapped.split('\u{0}') {
-        let p = if skip_space {
-            part.trim_start_matches(' ')
-        } else {
-            part
-        };
-        out.push_str(p);
-        skip_space = true;
-    }
-    // A sentence may now start lowercase, as it would from a non-native speaker.
-    out.trim_start().to_string()
-}
-
-const KEYBOARD: &[(&str, &str)] = &[
-    ("a", "sq"),
-    ("e", "wr"),
-    ("i", "uo"),
-    ("o", "ip"),
-    ("u", "yi"),
-    ("s", "ad"),
-    ("t", "ry"),
-    ("n", "bm"),
-    ("r", "et"),
-    ("l", "k"),
-    ("h", "gj"),
-    ("d", "sf"),
-];
-
-/// Deterministic keyboard typos in ordinary words (4+ letters) at `rate`.
-fn typos(s: &str, rate: f64, seed: u64) -> String {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7970_6f73);
-    map_words(s, |w| {
-        let letters: Vec<char> = w.chars().collect();
-        if letters.iter().filter(|c| c.is_alphabetic()).count() < 4
-            || !rng.random_bool(rate.clamp(0.0, 1.0))
-        {
-            return w.to_string();
-        }
-        let alpha: Vec<usize> = letters
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.is_ascii_lowercase())
-            .map(|(i, _)| i)
-            .collect();
-        if alpha.len() < 3 {
-            return w.to_string();
-        }
-        let mut l = letters.clone();
-        let pos = alpha[rng.random_range(1..alpha.len() - 1)];
-        match rng.random_range(0..4) {
-            0 if pos + 1 < l.len() && l[pos + 1].is_ascii_lowercase() => l.swap(pos, pos + 1),
-            1 => {
-                l.remove(pos);
-            }
-            2 => l.insert(pos, l[pos]),
-            _ => {
-                let c = l[pos].to_string();
-                if let Some((_, near)) = KEYBOARD.iter().find(|(k, _)| *k == c) {
-                    let n: Vec<char> = near.chars().collect();
-                    l[pos] = n[rng.random_range(0..n.len())];
-                } else {
-                    l.swap(pos - 1, pos);
-                }
-            }
-        }
-        l.into_iter().collect()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text;
 
     proptest::proptest! {
         /// Incident text as `templatize` escapes it, around slot references: the plain fast
@@ -1166,7 +875,7 @@ mod tests {
             let tools: BTreeMap<String, String> = [("call_1".to_string(), tool.clone())].into();
             let docs = BTreeMap::new();
             let fast = t.render(&SlotValues { question: &question, tool_outputs: &tools, documents: &docs });
-            let mut env = sandbox_env();
+            let mut env = crate::template::sandbox();
             env.add_template_owned("t", source.clone()).unwrap();
             let slow = env.get_template("t").unwrap().render(minijinja::context! {
                 question => question,
@@ -1175,22 +884,5 @@ mod tests {
             }).unwrap();
             proptest::prop_assert_eq!(fast, Some(slow));
         }
-    }
-
-    #[test]
-    fn transforms_keep_identifiers() {
-        let q = "Could you check the status of order A-10442 for user_88 at \"Main St\" and the total $42.50?";
-        for out in [
-            map_words(q, |w| w.to_lowercase()),
-            drop_articles(q),
-            typos(q, 1.0, 3),
-            lower_first(q),
-        ] {
-            for id in ["A-10442", "user_88", "\"Main St\"", "$42.50?"] {
-                assert!(out.contains(id), "{id} lost in {out}");
-            }
-        }
-        assert_ne!(typos(q, 1.0, 3), q);
-        assert_eq!(typos(q, 1.0, 3), typos(q, 1.0, 3));
     }
 }
