@@ -242,7 +242,7 @@ impl AxisLibrary {
                             "must use `{{ question }}`",
                         ));
                     }
-                    crate::render::check_transform_template(&v.template)
+                    crate::template::check_transform_template(&v.template)
                         .map_err(|e| Error::field(path, format!("values[{i}].template"), e))?;
                 }
                 Ok((f.values, f.ordered))

@@ -37,6 +37,7 @@ pub mod shard;
 pub mod shrink;
 pub mod store;
 pub mod sweep;
+pub mod template;
 pub mod templatize;
 pub mod term;
 pub mod text;

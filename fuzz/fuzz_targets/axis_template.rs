@@ -5,5 +5,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = cliffprobe::render::check_transform_template(&text);
+    let _ = cliffprobe::template::check_transform_template(&text);
 });

@@ -377,7 +377,7 @@ impl Probe {
                 check_message_shape(c).map_err(|e| err(&format!("messages[{i}].content"), e))?;
             }
         }
-        crate::render::Renderer::new(self).map_err(|e| err("messages", e))?;
+        crate::template::check_message_templates(&self.messages).map_err(|e| err("messages", e))?;
         if let Some(episode) = &self.episode {
             if self.tools.is_empty() {
                 return Err(err(
