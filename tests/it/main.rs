@@ -5,6 +5,7 @@
 mod support;
 
 mod adaptive;
+mod architecture;
 mod brittleness;
 mod cli;
 mod episode;
