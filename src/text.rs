@@ -25,6 +25,19 @@ use std::sync::OnceLock;
 /// special characters become entities, newlines and tabs stay, other control characters are
 /// dropped (they have no visible form and some break a page).
 pub fn html(s: &str) -> String {
+    html_escaped(s, false)
+}
+
+/// Escapes text for HTML content and attribute values, keeping every other character,
+/// control characters included: for tool outputs re-rendered as an HTML table in a prompt,
+/// where each byte of a record must reach the model.
+pub fn html_verbatim(s: &str) -> String {
+    html_escaped(s, true)
+}
+
+/// The five HTML special characters as entities; control characters other than newline and
+/// tab kept or dropped.
+fn html_escaped(s: &str, keep_controls: bool) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -34,25 +47,7 @@ pub fn html(s: &str) -> String {
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&#39;"),
             '\n' | '\t' => o.push(c),
-            c if c.is_control() => {}
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-/// Escapes text for HTML content and attribute values, keeping every other character,
-/// control characters included: for tool outputs re-rendered as an HTML table in a prompt,
-/// where each byte of a record must reach the model.
-pub fn html_verbatim(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
+            c if c.is_control() && !keep_controls => {}
             c => o.push(c),
         }
     }
