@@ -415,6 +415,22 @@ pub struct Moved {
     pub variants_moved: u64,
 }
 
+impl Moved {
+    /// The sentence reports print for it, with the probe id as given (sanitised or not by
+    /// the caller): `id: medium → hard (harder) since run R; 3 of 9 shared variants changed tier`.
+    pub fn sentence(&self, probe: &str) -> String {
+        format!(
+            "{probe}: {} → {} ({}) since run {}; {} of {} shared variants changed tier",
+            self.from.as_str(),
+            self.to.as_str(),
+            self.what,
+            self.since_run,
+            self.variants_moved,
+            self.variants_compared
+        )
+    }
+}
+
 /// Measured tiers of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MeasuredTiers {

@@ -117,17 +117,7 @@ pub fn render_text(m: &MeasuredTiers, run: &RunInfo) -> String {
     } else {
         let _ = writeln!(o, "moved since the last run:");
         for mv in &m.moved {
-            let _ = writeln!(
-                o,
-                "  {}: {} → {} ({}) since run {}; {} of {} shared variants changed tier",
-                sanitize(&mv.probe),
-                mv.from.as_str(),
-                mv.to.as_str(),
-                mv.what,
-                mv.since_run,
-                mv.variants_moved,
-                mv.variants_compared
-            );
+            let _ = writeln!(o, "  {}", mv.sentence(&sanitize(&mv.probe)));
         }
     }
     o

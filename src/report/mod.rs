@@ -210,19 +210,5 @@ pub fn measured_rows(m: &MeasuredTiers) -> Vec<[String; 8]> {
 
 /// One sentence per probe whose measured tier moved (raw text).
 pub fn moved_lines(m: &MeasuredTiers) -> Vec<String> {
-    m.moved
-        .iter()
-        .map(|mv| {
-            format!(
-                "{}: {} → {} ({}) since run {}; {} of {} shared variants changed tier",
-                mv.probe,
-                mv.from.as_str(),
-                mv.to.as_str(),
-                mv.what,
-                mv.since_run,
-                mv.variants_moved,
-                mv.variants_compared
-            )
-        })
-        .collect()
+    m.moved.iter().map(|mv| mv.sentence(&mv.probe)).collect()
 }
