@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct Bucket {
     pub(super) state: Mutex<(f64, Instant)>,
     pub(super) rate: f64,
-    pub(super) capacity: f64,
+    capacity: f64,
     pub(super) per_minute: f64,
 }
 

@@ -26,6 +26,9 @@ pub(super) struct Prepared {
     pub(super) episode: Option<Arc<crate::episode::Simulator>>,
 }
 
+/// One planned case of a model, for its dispatcher: a sample of a prepared variant, with what
+/// the planner already knows (its cache key and wire body, a cached answer, an episode replayed
+/// from the cache).
 pub(super) struct Job {
     pub(super) variant: Arc<Prepared>,
     pub(super) sample: u32,

@@ -11,12 +11,12 @@ use tokio::sync::Notify;
 pub(super) struct Adaptive {
     pub(super) limit: AtomicUsize,
     pub(super) max: usize,
-    pub(super) inflight: AtomicUsize,
-    pub(super) successes: AtomicUsize,
+    inflight: AtomicUsize,
+    successes: AtomicUsize,
     /// No halving before this instant: the 429s of one burst answer requests sent before the
     /// first halving took effect, and must not halve again.
-    pub(super) next_halving: Mutex<Option<Instant>>,
-    pub(super) notify: Notify,
+    next_halving: Mutex<Option<Instant>>,
+    notify: Notify,
 }
 
 impl Adaptive {
@@ -78,7 +78,7 @@ impl Adaptive {
 
 /// The shortest time between two halvings of a model's concurrency: about the round trip in
 /// which the requests already sent when a 429 arrives come back with theirs.
-pub(super) const HALVING_WINDOW: Duration = Duration::from_millis(250);
+const HALVING_WINDOW: Duration = Duration::from_millis(250);
 
 /// One of a model's adaptive-concurrency slots, given back when dropped (also when the task
 /// holding it panics: a lost slot would leave the dispatcher waiting for ever).

@@ -29,7 +29,7 @@ use tokio::sync::{Semaphore, mpsc};
 /// model is also swept), its prompt, the cache reader and its usage counters.
 pub(super) struct JudgeCtx {
     pub(super) ctx: ModelCtx,
-    pub(super) prompt: Option<String>,
+    prompt: Option<String>,
     /// Judge calls in flight.
     pub(super) permits: Semaphore,
     /// Reads the response cache (`None` with `--no-cache`); looked up on a blocking thread,
@@ -170,7 +170,9 @@ pub(super) async fn judge_checks(
     Ok(out)
 }
 
-pub(super) async fn judge_one(
+/// One judge verdict for one judge request: from the response cache, else asked (the mock at
+/// once), a reply without a verdict asked again up to [`JUDGE_REPLY_ATTEMPTS`] replies.
+async fn judge_one(
     judge: &JudgeCtx,
     req: &ChatRequest,
     writer: &mpsc::Sender<WriterMsg>,

@@ -17,7 +17,7 @@ pub const SAME_ERROR_STOP: u32 = 8;
 
 /// Whether a model's endpoint answers at all: its first answers, until one differs.
 #[derive(Debug, Default)]
-pub(super) struct Health {
+struct Health {
     /// Something other than the same error came back: the model is known to work.
     pub(super) settled: bool,
     /// The error every answer so far has been, and how many times.
@@ -25,6 +25,7 @@ pub(super) struct Health {
     pub(super) same: u32,
 }
 
+/// One model of a running sweep: what every call to it shares.
 pub(super) struct ModelCtx {
     pub(super) name: String,
     pub(super) provider: Provider,
@@ -36,10 +37,10 @@ pub(super) struct ModelCtx {
     pub(super) policy: crate::call::RetryPolicy,
     pub(super) progress: Arc<ModelProgress>,
     pub(super) control: Arc<Control>,
-    pub(super) health: Mutex<Health>,
+    health: Mutex<Health>,
     /// Why this model was stopped (its endpoint answers every request with the same error).
     pub(super) halted: Mutex<Option<String>>,
-    pub(super) halted_flag: AtomicBool,
+    halted_flag: AtomicBool,
     pub(super) run_id: String,
 }
 

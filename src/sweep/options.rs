@@ -62,7 +62,7 @@ pub struct SweepOutcome {
     /// Why it stopped early, if it did.
     pub stopped: Option<String>,
     /// Models stopped on their own (an endpoint answering every request with the same error,
-    /// see [`SAME_ERROR_STOP`]), each with the message that says why and how to resume.
+    /// see [`super::SAME_ERROR_STOP`]), each with the message that says why and how to resume.
     pub halted: Vec<String>,
     /// What the judge did, when the suite has judge checks.
     pub judge: Option<JudgeSummary>,

@@ -19,16 +19,16 @@ use crate::call::{Ask, Called};
 /// so a throttled model never keeps the other models' requests waiting. Each attempt counts
 /// against `--budget-requests`; once it is spent, or the sweep fails, or the model is stopped,
 /// the case is abandoned (not written).
-pub(super) struct SweepPacing<'a, 's> {
-    pub(super) ctx: &'a ModelCtx,
-    pub(super) slot: &'a mut Slot<'s>,
-    pub(super) global: Option<&'a Semaphore>,
+struct SweepPacing<'a, 's> {
+    ctx: &'a ModelCtx,
+    slot: &'a mut Slot<'s>,
+    global: Option<&'a Semaphore>,
     /// The request's input-token estimate.
-    pub(super) est_tokens: u64,
+    est_tokens: u64,
     /// What the tpm bucket is charged per attempt: the input estimate and all the output the
     /// request may ask for.
-    pub(super) charge: f64,
-    pub(super) permit: Option<tokio::sync::SemaphorePermit<'a>>,
+    charge: f64,
+    permit: Option<tokio::sync::SemaphorePermit<'a>>,
 }
 
 impl crate::call::Pacing for SweepPacing<'_, '_> {

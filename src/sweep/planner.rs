@@ -85,7 +85,7 @@ pub fn planned_samples(plan: Option<&PointPlan>, points: u64, repeats: u32) -> u
 
 /// The points a sweep runs for a probe ([`points`]), only those of the
 /// sweep's slice with `--shard` (by the variant id, see [`crate::shard`]).
-pub(super) fn slice_points<'a>(
+fn slice_points<'a>(
     x: &'a ProbeExpansion<'_>,
     probe: &'a crate::probe::Probe,
     opts: &SweepOptions,
@@ -370,16 +370,64 @@ impl Planner {
     }
 }
 
+/// How many cases a sweep plans.
+pub(super) struct PlannedCases {
+    /// Per model, in this process's slice.
+    pub(super) per_model: u64,
+    /// The cases this process plans (its slice, with `--shard`).
+    pub(super) planned: u64,
+    /// The whole run's (every shard's).
+    pub(super) run_planned: u64,
+    /// This process's slice of the run (the whole run, unsharded).
+    pub(super) slice: crate::shard::Slice,
+}
+
+impl PlannedCases {
+    pub(super) fn count(
+        probes: &[LoadedProbe],
+        lib: &AxisLibrary,
+        opts: &SweepOptions,
+        models: usize,
+    ) -> Result<PlannedCases> {
+        let counts = plan_counts(probes, lib, opts)?;
+        let variants_planned: u64 = counts.iter().map(|(_, n)| n).sum();
+        let per_model = planned_samples(opts.points.as_deref(), variants_planned, opts.repeats);
+        let planned = per_model * models as u64;
+        let slice = opts.shard.unwrap_or(crate::shard::Slice::WHOLE);
+        let run_planned = match opts.shard {
+            Some(s) if !s.is_whole() => {
+                crate::shard::check_strategy(opts.strategy, s)?;
+                let whole = SweepOptions {
+                    shard: None,
+                    ..opts.clone()
+                };
+                let n: u64 = plan_counts(probes, lib, &whole)?
+                    .iter()
+                    .map(|(_, n)| n)
+                    .sum();
+                n * opts.repeats as u64 * models as u64
+            }
+            _ => planned,
+        };
+        Ok(PlannedCases {
+            per_model,
+            planned,
+            run_planned,
+            slice,
+        })
+    }
+}
+
 /// What a planner does with one planned case: hand it to the dispatcher, or (answered from
 /// the cache, graded, no judge to ask) straight to the writer.
-pub(super) enum Planned {
+enum Planned {
     Job(Job),
     Case(CaseRecord),
 }
 
 impl Planned {
     /// Answered from the response cache (graded already, or waiting only for the judge).
-    pub(super) fn answered_from_cache(&self) -> bool {
+    fn answered_from_cache(&self) -> bool {
         match self {
             Planned::Job(job) => {
                 job.answered.is_some() || job.episode.as_ref().is_some_and(|e| e.is_finished())

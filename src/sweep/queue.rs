@@ -7,14 +7,14 @@ use tokio::sync::mpsc;
 /// Jobs a planner hands over at once. A planner ahead of the endpoint waits on a full queue;
 /// handing over one job at a time woke it (a futex wake and a context switch) for every case
 /// the dispatcher took, about 0.4 context switches per case at 20,000 cases/s.
-pub(super) const JOB_BATCH: usize = 32;
+const JOB_BATCH: usize = 32;
 /// Batches queued per model: with [`JOB_BATCH`], the 512 jobs the planners may be ahead.
 pub(super) const JOB_QUEUE_BATCHES: usize = 16;
 
 /// A planner's side of the job queue: jobs gather into batches of [`JOB_BATCH`].
 pub(super) struct JobSender {
-    pub(super) tx: mpsc::Sender<Vec<Job>>,
-    pub(super) batch: Vec<Job>,
+    tx: mpsc::Sender<Vec<Job>>,
+    batch: Vec<Job>,
 }
 
 /// The dispatcher is gone (the sweep is stopping): the planner has nothing left to do.
@@ -49,8 +49,8 @@ impl JobSender {
 
 /// The dispatcher's side of the job queue: the batches' jobs, one at a time.
 pub(super) struct JobReceiver {
-    pub(super) rx: mpsc::Receiver<Vec<Job>>,
-    pub(super) batch: std::vec::IntoIter<Job>,
+    rx: mpsc::Receiver<Vec<Job>>,
+    batch: std::vec::IntoIter<Job>,
 }
 
 impl JobReceiver {

@@ -16,6 +16,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// A finished case for the writer: its record, its tier (for the counts) and a fresh answer to
+/// cache.
 pub(super) struct Outcome {
     pub(super) record: CaseRecord,
     pub(super) tier: Tier,
@@ -23,6 +25,7 @@ pub(super) struct Outcome {
     pub(super) cache: Option<(String, ChatResponse)>,
 }
 
+/// What the writer is sent: a row or cache entry to stage, or a finished case.
 pub(super) enum WriterMsg {
     Op(Box<WriteOp>),
     Case(Box<Outcome>),
@@ -37,7 +40,7 @@ pub(super) const WRITER_QUEUE: usize = 2048;
 /// tables ([`Store::settle`]): about 100,000 cases of an uncached sweep. Bigger settles write
 /// each index page fewer times; this bound keeps one settle's transaction (and the WAL it
 /// leaves) to a few hundred MB.
-pub(super) const SETTLE_EVERY: usize = 300_000;
+const SETTLE_EVERY: usize = 300_000;
 
 /// What the writer committed, counted as it committed it.
 pub(super) struct Written {
