@@ -115,9 +115,9 @@ pub enum Error {
     /// Not an error for anyone: a walk stopped because whoever consumed its rows is gone.
     #[error("the consumer of a store walk is gone")]
     Abandoned,
-    /// Anything else.
+    /// A sweep stopped before its end: the message says why, what was kept and how to resume.
     #[error("{0}")]
-    Other(String),
+    SweepFailed(String),
 }
 
 /// Shorthand.

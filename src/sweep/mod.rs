@@ -122,7 +122,7 @@ pub fn run(
         .enable_all()
         .worker_threads(2)
         .build()
-        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("tokio runtime: {e}")))?;
     let (wtx, wrx) = mpsc::channel::<WriterMsg>(WRITER_QUEUE);
     let writer = writer::spawn(store, &progress, control.clone(), wrx)?;
     on_ctrl_c(&rt, &control, &run.id);

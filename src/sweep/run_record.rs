@@ -245,7 +245,7 @@ pub(super) fn mark_failed(
     );
     match planner_error {
         Some(e) if e.is_input() => e,
-        _ => Error::Other(format!("sweep failed: {reason}; {hint}")),
+        _ => Error::SweepFailed(format!("sweep failed: {reason}; {hint}")),
     }
 }
 

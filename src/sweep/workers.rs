@@ -108,7 +108,7 @@ impl Workers {
                 let thread = std::thread::Builder::new()
                     .name(format!("cliffprobe-plan-{name}"))
                     .spawn(move || planner.plan(shard, jobs, writer))
-                    .map_err(|e| Error::Other(format!("planner thread: {e}")))?;
+                    .map_err(|e| Error::Runtime(format!("planner thread: {e}")))?;
                 planners.push(thread);
             }
             drop(jtx);
@@ -178,7 +178,7 @@ impl Workers {
                     panic_message(&*payload)
                 );
                 control.fail_with(why.clone());
-                Err(Error::Other(why))
+                Err(Error::Runtime(why))
             }
         };
         Ended {

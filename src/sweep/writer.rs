@@ -69,7 +69,7 @@ pub(super) fn spawn(
             }
             written
         })
-        .map_err(|e| Error::Other(format!("writer thread: {e}")))
+        .map_err(|e| Error::Runtime(format!("writer thread: {e}")))
 }
 
 /// The writer's loop: batches of messages staged in one transaction each, settled every
