@@ -44,6 +44,9 @@ pub(super) struct State {
     pub(super) flaky: Vec<Vec<bool>>,
     /// The canonical variant's samples disagree.
     pub(super) canonical_flaky: bool,
+    /// The model fails often everywhere: with the strict suspect rule most values were
+    /// suspects (see [`decide`]), so the lenient one decides this group.
+    pub(super) noisy: bool,
 }
 
 /// What is known about a pair of values of two axes failing together.
@@ -177,8 +180,31 @@ fn decide_pairs(group: &Group, st: &State, sizes: &[usize]) -> Vec<Pair> {
 }
 
 /// Decides every value of one group (see the module docs).
-#[allow(clippy::needless_range_loop)] // axes × values are indexed together
+///
+/// The strict suspect rule (a cleared value failing a quarter of the time, an undecided one
+/// failing 30 %, stays a suspect) keeps a flaky value's chance failures off its neighbours on a
+/// model that rarely fails. On a model that fails a third of its prompts whatever the values,
+/// it makes nearly every value a suspect, leaves no clean variant and decides nothing; when
+/// it leaves half the values or more suspect, the group is decided with the lenient rule
+/// (a suspect fails in at least half of its clean variants) and marked `noisy`.
 pub(super) fn decide(group: &Group, values: &Values) -> State {
+    let st = decide_with(group, values, true);
+    let (suspects, judged) = st
+        .suspect
+        .iter()
+        .flat_map(|row| row.iter().skip(1))
+        .fold((0usize, 0usize), |(s, n), &x| (s + x as usize, n + 1));
+    if 2 * suspects >= judged {
+        let mut lenient = decide_with(group, values, false);
+        lenient.noisy = true;
+        lenient
+    } else {
+        st
+    }
+}
+
+#[allow(clippy::needless_range_loop)] // axes × values are indexed together
+fn decide_with(group: &Group, values: &Values, strict: bool) -> State {
     let sizes: Vec<usize> = values.iter().map(|(_, v)| v.len()).collect();
     let judged: usize = sizes.iter().map(|s| s.saturating_sub(1)).sum();
     let limit = ALPHA / judged.max(1) as f64;
@@ -192,6 +218,7 @@ pub(super) fn decide(group: &Group, values: &Values) -> State {
         pairs: Vec::new(),
         flaky: sizes.iter().map(|&s| vec![false; s]).collect(),
         canonical_flaky: group.obs.iter().any(|o| o.is_canonical() && o.disagrees()),
+        noisy: false,
     };
     for o in &group.obs {
         for (a, &i) in o.idx.iter().enumerate().take(sizes.len()) {
@@ -244,8 +271,9 @@ pub(super) fn decide(group: &Group, values: &Values) -> State {
                         // Cleared, yet failing a quarter of the time (a flaky value's
                         // look): its variants are still no clean evidence for the others,
                         // whose clean variants would inherit its chance failures.
-                        Decision::Cleared => 4 * k >= n,
-                        Decision::Undecided if n > 0 => 10 * k >= 3 * n,
+                        Decision::Cleared => strict && 4 * k >= n,
+                        Decision::Undecided if n > 0 && strict => 10 * k >= 3 * n,
+                        Decision::Undecided if n > 0 => 2 * k >= n,
                         Decision::Undecided => st.suspect[a][i],
                     };
                 }

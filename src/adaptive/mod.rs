@@ -200,6 +200,55 @@ mod tests {
         assert_eq!(r.minimal[0].one_minimal, Minimality::Shown);
     }
 
+    /// 11 personas × 11 phrasings × 3 formats on a model that fails 3 prompts in 8 whatever
+    /// the values, and always on format `x`: the strict suspect rule would make nearly every
+    /// value a suspect (no clean variant left); the group is decided leniently and `x` is a
+    /// cause, no persona or phrasing is.
+    #[test]
+    fn a_noisy_model_is_decided_with_the_lenient_suspect_rule() {
+        let names = |p: &str| -> Vec<String> {
+            std::iter::once(ORIGINAL.to_string())
+                .chain((1..=10).map(|i| format!("{p}{i}")))
+                .collect()
+        };
+        let values: Values = vec![
+            (AxisName::Persona, names("p")),
+            (AxisName::Phrasing, names("q")),
+            (AxisName::Length, vec![ORIGINAL.into()]),
+            (
+                AxisName::Format,
+                vec![ORIGINAL.into(), "x".into(), "y".into()],
+            ),
+        ];
+        let mut obs = Vec::new();
+        for p in 0..11 {
+            for q in 0..11 {
+                for f in 0..3 {
+                    let fail = (f == 1 || (p * 7 + q * 13 + f * 5) % 8 < 3) as u64;
+                    obs.push(Obs {
+                        idx: [p, q, 0, f, 0],
+                        pass: 1 - fail,
+                        fail,
+                    });
+                }
+            }
+        }
+        let g = Group {
+            model: "m".into(),
+            probe: "p".into(),
+            obs,
+        };
+        let st = decide(&g, &values);
+        assert!(st.noisy);
+        assert_eq!(st.decision[3][1], Decision::Cause, "{:?}", st.counts[3]);
+        assert_ne!(st.decision[3][2], Decision::Cause);
+        for a in 0..2 {
+            for i in 1..11 {
+                assert_ne!(st.decision[a][i], Decision::Cause, "axis {a} value {i}");
+            }
+        }
+    }
+
     /// Personas `p1`–`p3` × formats `x`, `y`: `p1`'s variants run three times and their
     /// samples disagree (with format `x` and `y` beside it); `p2 × x` fails three times out of
     /// three.

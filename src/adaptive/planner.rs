@@ -406,7 +406,8 @@ pub(super) fn decisive_count(values: &Values) -> u64 {
 /// until the Bonferroni test decides it; parking never claims anything.
 pub(super) fn parked(st: &State, a: usize, i: usize, decisive: u64) -> bool {
     let [n, k, _, _] = st.counts[a][i];
-    st.decision[a][i] == Decision::Undecided
+    !st.noisy
+        && st.decision[a][i] == Decision::Undecided
         && n >= decisive
         && 4 * k >= n
         && binom_upper_half(n, n - k) <= FUTILITY
@@ -423,7 +424,7 @@ pub(super) fn sizes(values: &Values) -> Vec<usize> {
 /// and still paired, itself.
 fn often_failing(st: &State, a: usize, i: usize) -> bool {
     let c = st.counts[a][i];
-    (c[0] > 0 && 4 * c[1] >= c[0]) || st.flaky[a][i]
+    (!st.noisy && c[0] > 0 && 4 * c[1] >= c[0]) || st.flaky[a][i]
 }
 
 /// A background value for axis `a`: mostly a value that still wants evidence (never a
